@@ -1,0 +1,9 @@
+# Warnings and sanitizers for every QMesh target (third-party headers are system includes).
+add_library(qmesh_flags INTERFACE)
+target_compile_options(qmesh_flags INTERFACE -Wall -Wextra -Wshadow=local -Wnon-virtual-dtor)
+if(QMESH_SANITIZE)
+  target_compile_options(qmesh_flags INTERFACE -fsanitize=address,undefined -fno-omit-frame-pointer
+                         -fno-sanitize-recover=undefined)
+  target_link_options(qmesh_flags INTERFACE -fsanitize=address,undefined)
+endif()
+target_compile_definitions(qmesh_flags INTERFACE QMESH_VERSION="${PROJECT_VERSION}")

@@ -1,0 +1,23 @@
+// Subcommands of qmesh-cli. Each add_* registers its subcommand; callbacks throw CommandError
+// with a one-line message and an exit code, which main() prints as "qmesh-cli: <message>".
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace CLI {
+class App;
+}
+
+namespace qmesh::cli {
+
+struct CommandError : std::runtime_error {
+  CommandError(const std::string& message, int exit_code = 1)
+      : std::runtime_error(message), code(exit_code) {}
+  int code;
+};
+
+void add_model_commands(CLI::App& app);  // model inspect, model synth
+void add_run_command(CLI::App& app);     // run: the local inference path
+
+}  // namespace qmesh::cli
