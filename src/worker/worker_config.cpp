@@ -1,0 +1,234 @@
+#include "worker/worker_config.hpp"
+
+#include <algorithm>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "worker/health_sampler.hpp"  // read_small_file
+
+namespace qmesh::worker {
+
+namespace {
+
+using nlohmann::json;
+
+struct IntSetting {
+  std::string_view name;
+  int WorkerConfig::*field;
+  int min;
+  int max;
+};
+
+constexpr IntSetting kIntSettings[] = {
+    {"port", &WorkerConfig::port, kMinPort, kMaxPort},
+    {"gpu-layers", &WorkerConfig::gpu_layers, kMinGpuLayers, kMaxGpuLayers},
+    {"threads", &WorkerConfig::threads, kMinThreads, kMaxThreads},
+    {"ctx-size", &WorkerConfig::ctx_size, kMinCtxSize, kMaxCtxSize},
+    {"parallel", &WorkerConfig::parallel, kMinParallel, kMaxParallel},
+    {"max-tokens", &WorkerConfig::max_tokens, kMinMaxTokens, kMaxMaxTokens},
+    {"queue-capacity", &WorkerConfig::queue_capacity, kMinQueueCapacity, kMaxQueueCapacity},
+    {"status-interval", &WorkerConfig::status_interval_s, kMinStatusInterval, kMaxStatusInterval},
+};
+
+// A JSON value shown in an error message: one line, at most ~40 characters.
+std::string shown(const json& v) {
+  std::string s = v.dump(-1, ' ', /*ensure_ascii=*/true, json::error_handler_t::replace);
+  if (s.size() > 40) s = s.substr(0, 37) + "...";
+  return s;
+}
+
+
+
+// A config key as the user typed it, escaped to one printable line and shortened.
+std::string printable_key(const std::string& key) {
+  std::string s = json(key).dump(-1, ' ', /*ensure_ascii=*/true, json::error_handler_t::replace);
+  s = s.substr(1, s.size() - 2);  // drop the quotes
+  if (s.size() > 40) s = s.substr(0, 37) + "...";
+  return s;
+}
+
+std::string format_double(double d) {
+  std::string s = json(d).dump();
+  if (s.size() > 2 && s.compare(s.size() - 2, 2, ".0") == 0) s.resize(s.size() - 2);
+  return s;
+}
+
+core::Error int_range_error(std::string_view name, int min, int max, const std::string& got) {
+  return core::make_error("setting '" + std::string(name) + "' must be between " + std::to_string(min) +
+                          " and " + std::to_string(max) + ", got " + got);
+}
+
+core::Error int_type_error(std::string_view name, int min, int max, const json& got) {
+  return core::make_error("setting '" + std::string(name) + "' must be an integer between " +
+                          std::to_string(min) + " and " + std::to_string(max) + ", got " + shown(got));
+}
+
+core::Error temperature_error(const std::string& got, bool type) {
+  return core::make_error(std::string("setting 'temperature' must be ") + (type ? "a number " : "") +
+                          "between " + format_double(kMinTemperature) + " and " +
+                          format_double(kMaxTemperature) + ", got " + got);
+}
+
+std::string log_levels_list() {
+  std::string s;
+  for (const char* l : kLogLevels) s += (s.empty() ? "" : ", ") + std::string(l);
+  return s;
+}
+
+bool valid_log_level(std::string_view l) {
+  return std::any_of(std::begin(kLogLevels), std::end(kLogLevels), [&](const char* x) { return l == x; });
+}
+
+std::optional<core::Error> check_topic(std::string_view topic) {
+  if (topic.empty() || topic.size() > kMaxTopicBytes) {
+    return core::make_error("setting 'topic' must be 1 to " + std::to_string(kMaxTopicBytes) +
+                            " bytes long, got " + std::to_string(topic.size()) + " bytes");
+  }
+  return std::nullopt;
+}
+
+std::optional<core::Error> check_ranges(const WorkerConfig& c) {
+  for (const auto& s : kIntSettings) {
+    const int v = c.*s.field;
+    if (v < s.min || v > s.max) return int_range_error(s.name, s.min, s.max, std::to_string(v));
+  }
+  if (!(c.temperature >= kMinTemperature && c.temperature <= kMaxTemperature))  // NaN fails too
+    return temperature_error(format_double(c.temperature), false);
+  if (auto e = check_topic(c.topic)) return e;
+  if (!valid_log_level(c.log_level))
+    return core::make_error("setting 'log-level' must be one of " + log_levels_list() + ", got " +
+                            shown(json(c.log_level)));
+  if (c.llama_server && c.llama_server->empty())
+    return core::make_error("setting 'llama-server' must be a non-empty path when given");
+  return std::nullopt;
+}
+
+// Line and column (1-based) of a byte offset, for parse errors.
+std::pair<std::size_t, std::size_t> line_column(std::string_view text, std::size_t byte) {
+  byte = std::min(byte, text.size());
+  std::size_t line = 1, col = 1;
+  for (std::size_t i = 0; i < byte; ++i) {
+    if (text[i] == '\n') {
+      ++line;
+      col = 1;
+    } else {
+      ++col;
+    }
+  }
+  return {line, col};
+}
+
+// nlohmann's message minus its "[json.exception...] parse error at ...: " framing and the
+// "; last read: ..." echo of the input, on one line.
+std::string parse_reason(const std::string& what) {
+  std::string r = what;
+  if (auto p = r.find("syntax error while parsing"); p != std::string::npos) r = r.substr(p);
+  else if (auto q = r.rfind(": "); q != std::string::npos) r = r.substr(q + 2);
+  if (auto semi = r.find(';'); semi != std::string::npos) r.resize(semi);
+  std::replace_if(r.begin(), r.end(), [](char ch) { return ch == '\n' || ch == '\r'; }, ' ');
+  if (r.size() > 120) r = r.substr(0, 117) + "...";
+  return r;
+}
+
+}  // namespace
+
+int default_threads() {
+  const unsigned n = std::thread::hardware_concurrency();
+  if (n == 0) return 4;
+  return static_cast<int>(std::min<unsigned>(n, kMaxThreads));
+}
+
+core::Result<std::monostate> validate(const WorkerConfig& c) {
+  if (c.model.empty()) return core::make_error("setting 'model' is required: the path of a GGUF model file");
+  if (auto e = check_ranges(c)) return *e;
+  if (c.ctx_size / c.parallel < kMinCtxSize) {
+    return core::make_error("setting 'ctx-size' (" + std::to_string(c.ctx_size) + ") divided among " +
+                            std::to_string(c.parallel) + " parallel slots leaves fewer than " +
+                            std::to_string(kMinCtxSize) + " tokens per slot; raise ctx-size or lower parallel");
+  }
+  return std::monostate{};
+}
+
+core::Result<WorkerConfig> load_worker_config_json(std::string_view text, const WorkerConfig& base) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::parse_error& e) {
+    const auto [line, col] = line_column(text, e.byte == 0 ? 0 : e.byte - 1);
+    return core::make_error("config is not valid JSON at line " + std::to_string(line) + ", column " +
+                            std::to_string(col) + ": " + parse_reason(e.what()));
+  }
+  if (!j.is_object()) return core::make_error("config must be a JSON object, got " + shown(j));
+
+  WorkerConfig c = base;
+  for (const auto& [key, v] : j.items()) {
+    if (const auto* s = [&]() -> const IntSetting* {
+          for (const auto& x : kIntSettings)
+            if (x.name == key) return &x;
+          return nullptr;
+        }()) {
+      if (!v.is_number_integer()) return int_type_error(s->name, s->min, s->max, v);
+      const bool in_range = v.is_number_unsigned()
+                                ? v.get<std::uint64_t>() <= static_cast<std::uint64_t>(s->max) &&
+                                      static_cast<std::int64_t>(v.get<std::uint64_t>()) >= s->min
+                                : v.get<std::int64_t>() >= s->min && v.get<std::int64_t>() <= s->max;
+      if (!in_range) return int_range_error(s->name, s->min, s->max, shown(v));
+      c.*s->field = static_cast<int>(v.get<std::int64_t>());
+    } else if (key == "temperature") {
+      if (!v.is_number()) return temperature_error(shown(v), true);
+      const double t = v.get<double>();
+      if (!(t >= kMinTemperature && t <= kMaxTemperature)) return temperature_error(shown(v), false);
+      c.temperature = t;
+    } else if (key == "model" || key == "llama-server") {
+      if (!v.is_string() || v.get_ref<const std::string&>().empty())
+        return core::make_error("setting '" + key + "' must be a non-empty path string, got " + shown(v));
+      if (key == "model") c.model = v.get<std::string>();
+      else c.llama_server = v.get<std::string>();
+    } else if (key == "topic") {
+      if (!v.is_string()) return core::make_error("setting 'topic' must be a string of 1 to " +
+                                                  std::to_string(kMaxTopicBytes) + " bytes, got " + shown(v));
+      if (auto e = check_topic(v.get_ref<const std::string&>())) return *e;
+      c.topic = v.get<std::string>();
+    } else if (key == "log-level") {
+      if (!v.is_string() || !valid_log_level(v.get_ref<const std::string&>()))
+        return core::make_error("setting 'log-level' must be one of " + log_levels_list() + ", got " + shown(v));
+      c.log_level = v.get<std::string>();
+    } else {
+      return core::make_error("unknown setting '" + printable_key(key) + "' in config");
+    }
+  }
+  return c;
+}
+
+core::Result<WorkerConfig> load_worker_config_file(const std::string& path, const WorkerConfig& base) {
+  auto text = read_small_file(path);
+  if (!text) return core::make_error("cannot read config file: " + text.error().message);
+  if (text->size() > (std::size_t{1} << 20)) return core::make_error("config file " + path + " is larger than 1 MiB");
+  auto c = load_worker_config_json(*text, base);
+  if (!c) return core::make_error(path + ": " + c.error().message);
+  return c;
+}
+
+json to_json(const WorkerConfig& c) {
+  json j = {
+      {"port", c.port},
+      {"gpu-layers", c.gpu_layers},
+      {"threads", c.threads},
+      {"ctx-size", c.ctx_size},
+      {"parallel", c.parallel},
+      {"temperature", c.temperature},
+      {"max-tokens", c.max_tokens},
+      {"topic", c.topic},
+      {"queue-capacity", c.queue_capacity},
+      {"status-interval", c.status_interval_s},
+      {"log-level", c.log_level},
+  };
+  if (!c.model.empty()) j["model"] = c.model;
+  if (c.llama_server) j["llama-server"] = *c.llama_server;
+  return j;
+}
+
+std::string gpu_layers_arg(int gpu_layers) { return gpu_layers < 0 ? "all" : std::to_string(gpu_layers); }
+
+}  // namespace qmesh::worker

@@ -1,0 +1,71 @@
+// qmesh-worker's settings, shared by the command line and the JSON config file. JSON keys are the
+// command-line flag names (kebab-case); every error names the setting and the accepted values.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "core/result.hpp"
+
+namespace qmesh::worker {
+
+// Accepted ranges (inclusive), for flag parsers that want to show them in --help.
+inline constexpr int kMinPort = 0, kMaxPort = 65535;
+inline constexpr int kMinGpuLayers = -1, kMaxGpuLayers = 10000;
+inline constexpr int kMinThreads = 1, kMaxThreads = 1024;
+inline constexpr int kMinCtxSize = 128, kMaxCtxSize = 1048576;
+inline constexpr int kMinParallel = 1, kMaxParallel = 256;
+inline constexpr double kMinTemperature = 0.0, kMaxTemperature = 2.0;
+inline constexpr int kMinMaxTokens = 1, kMaxMaxTokens = 32768;
+inline constexpr std::size_t kMaxTopicBytes = 255;
+inline constexpr int kMinQueueCapacity = 1, kMaxQueueCapacity = 10000;
+inline constexpr int kMinStatusInterval = 1, kMaxStatusInterval = 3600;
+inline constexpr const char* kLogLevels[] = {"trace", "debug", "info", "warn", "error", "critical", "off"};
+
+// std::thread::hardware_concurrency(), or 4 when the platform cannot tell; clamped to kMaxThreads.
+int default_threads();
+
+struct WorkerConfig {
+  std::string model;                        // "model": path of the GGUF file (required)
+  std::optional<std::string> llama_server;  // "llama-server": binary path; unset = resolve (flag, env, bin/, PATH)
+  int port = 0;                             // "port": llama-server's localhost port, 0 = pick a free one
+  int gpu_layers = 0;                       // "gpu-layers": -ngl; 0 = CPU only, -1 = all layers, N = N layers
+  int threads = default_threads();          // "threads"
+  int ctx_size = 2048;                      // "ctx-size": total context, split across the slots
+  int parallel = 1;                         // "parallel": llama-server slots (concurrent requests)
+  double temperature = 0.7;                 // "temperature": default sampling temperature, 0..2
+  int max_tokens = 256;                     // "max-tokens": default completion length
+  std::string topic = "qmesh-inference";    // "topic": DHT topic to announce under, 1..255 bytes
+  int queue_capacity = 10;                  // "queue-capacity": requests waiting beyond the slots
+  int status_interval_s = 10;               // "status-interval": seconds between health samples/logs
+  std::string log_level = "info";           // "log-level": trace|debug|info|warn|error|critical|off
+
+  friend bool operator==(const WorkerConfig&, const WorkerConfig&) = default;
+};
+
+// Checks every setting, plus: model is set, llama-server (when set) is non-empty, and each slot
+// gets at least kMinCtxSize tokens (ctx-size / parallel). Run it after flags and file are merged.
+core::Result<std::monostate> validate(const WorkerConfig& config);
+
+// Parses a config file's text: a JSON object whose keys are the setting names above. Missing keys
+// keep their value from `base` (the defaults unless given). Unknown keys, wrong types and values
+// out of range are errors naming the setting and what it accepts; malformed JSON is a one-line
+// error with line and column. Does not require "model" (it may come from a flag): call validate()
+// on the final config.
+core::Result<WorkerConfig> load_worker_config_json(std::string_view json_text, const WorkerConfig& base = {});
+
+// Reads the file (at most 1 MiB) and applies load_worker_config_json; errors name the path.
+core::Result<WorkerConfig> load_worker_config_file(const std::string& path, const WorkerConfig& base = {});
+
+// Every setting under its JSON key ("model" only when non-empty, "llama-server" only when set);
+// load_worker_config_json reads it back to an equal config.
+nlohmann::json to_json(const WorkerConfig& config);
+
+// The value for llama-server's -ngl: "all" for -1, otherwise the number.
+std::string gpu_layers_arg(int gpu_layers);
+
+}  // namespace qmesh::worker
