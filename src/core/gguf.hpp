@@ -31,6 +31,8 @@ struct GgufValue;
 struct GgufArray {
   GgufType elem_type = GgufType::U8;
   std::vector<GgufValue> items;
+
+  bool operator==(const GgufArray&) const;  // defined once GgufValue is complete
 };
 
 // One metadata value. The variant index is not the GGUF type (several types share a C++ type
@@ -67,6 +69,10 @@ struct GgufValue {
 
   bool operator==(const GgufValue&) const = default;
 };
+
+inline bool GgufArray::operator==(const GgufArray& o) const {
+  return elem_type == o.elem_type && items == o.items;
+}
 
 struct GgufKv {
   std::string key;
