@@ -170,6 +170,9 @@ Result<GgufFile> Parser::run() {
   if (!read(magic, "magic") || magic != kGgufMagic) return make_error("not a GGUF file (bad magic)");
   if (!read(f.version, "version")) return make_error(error_);
   if (f.version == 1) return make_error("GGUF version 1 is not supported (only 2 and 3) at offset 4");
+  if (f.version == 0x02000000 || f.version == 0x03000000) {
+    return make_error("big-endian GGUF files are not supported at offset 4");
+  }
   if (f.version != 2 && f.version != 3) {
     return make_error("unsupported GGUF version " + std::to_string(f.version) +
                       " (only 2 and 3) at offset 4");

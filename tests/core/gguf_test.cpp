@@ -144,6 +144,8 @@ TEST(Gguf, ReadsVersion2AndRejectsOthers) {
   auto b = sample_file();
   poke<std::uint32_t>(b, 4, 1);
   expect_rejected(b, "version 1 is not supported");
+  poke<std::uint32_t>(b, 4, 0x03000000);
+  expect_rejected(b, "big-endian");
   poke<std::uint32_t>(b, 4, 4);
   expect_rejected(b, "unsupported GGUF version 4");
 }
