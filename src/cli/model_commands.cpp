@@ -121,7 +121,10 @@ void print_summary(const core::ModelSummary& s, bool json) {
 }
 
 std::string default_vocab_path() {
-  if (const char* env = std::getenv("QMESH_LLAMA_VOCAB"); env && *env) return env;
+  if (const char* env = std::getenv("QMESH_LLAMA_VOCAB"); env && *env) {
+    if (!fs::exists(env)) throw CommandError(std::string("QMESH_LLAMA_VOCAB=") + env + ": no such file");
+    return env;
+  }
   const char* home = std::getenv("HOME");
   const std::string base = std::string(home ? home : "") + "/.cache/qmesh/";
   for (const std::string& p : {base + "llama-server/80fb11a/vocab/ggml-vocab-llama-spm.gguf",
