@@ -1,8 +1,208 @@
-// qmesh-cli model inspect / model synth (filled in by the GGUF work).
+// qmesh-cli model inspect / model synth: the file-system edge of the core GGUF reader and writer.
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <span>
+#include <string>
 
 #include "cli/commands.hpp"
+#include "core/gguf.hpp"
+#include "core/model_synth.hpp"
+#include "core/rng.hpp"
 
 namespace qmesh::cli {
-void add_model_commands(CLI::App& app) { app.add_subcommand("model", "Inspect or synthesize GGUF models")->require_subcommand(1); }
+namespace {
+
+namespace fs = std::filesystem;
+
+// A read-only mapping of a whole regular file; empty files map to an empty span.
+class MappedFile {
+ public:
+  explicit MappedFile(const std::string& path) {
+    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd_ < 0) throw CommandError(path + ": " + std::strerror(errno));
+    struct stat st {};
+    if (::fstat(fd_, &st) != 0) fail(path + ": " + std::strerror(errno));
+    if (S_ISDIR(st.st_mode)) fail(path + ": is a directory");
+    if (!S_ISREG(st.st_mode)) fail(path + ": not a regular file");
+    size_ = static_cast<std::size_t>(st.st_size);
+    if (size_ == 0) return;
+    void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd_, 0);
+    if (p == MAP_FAILED) fail(path + ": cannot map: " + std::strerror(errno));
+    data_ = static_cast<const std::uint8_t*>(p);
+  }
+  ~MappedFile() {
+    if (data_) ::munmap(const_cast<std::uint8_t*>(data_), size_);
+    if (fd_ >= 0) ::close(fd_);
+  }
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+
+  std::span<const std::uint8_t> bytes() const { return {data_, size_}; }
+
+ private:
+  [[noreturn]] void fail(const std::string& msg) {
+    ::close(fd_);
+    fd_ = -1;
+    throw CommandError(msg);
+  }
+  int fd_ = -1;
+  const std::uint8_t* data_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+core::GgufFile load_gguf(const std::string& path) {
+  MappedFile m(path);
+  auto parsed = core::parse_gguf(m.bytes());
+  if (!parsed) throw CommandError(path + ": " + parsed.error().message);
+  return std::move(parsed).value();  // owns its strings: safe after unmapping
+}
+
+std::string opt(const std::optional<std::uint64_t>& v) { return v ? std::to_string(*v) : "-"; }
+nlohmann::json opt_json(const std::optional<std::uint64_t>& v) { return v ? nlohmann::json(*v) : nlohmann::json(); }
+
+void print_summary(const core::ModelSummary& s, bool json) {
+  if (json) {
+    nlohmann::json types = nlohmann::json::object();
+    for (const auto& [name, count] : s.tensor_types) types[name] = count;
+    nlohmann::json j = {
+        {"gguf_version", s.version},
+        {"architecture", s.architecture},
+        {"name", s.name},
+        {"parameter_count", s.parameter_count},
+        {"context_length", opt_json(s.context_length)},
+        {"block_count", opt_json(s.block_count)},
+        {"embedding_length", opt_json(s.embedding_length)},
+        {"head_count", opt_json(s.head_count)},
+        {"head_count_kv", opt_json(s.head_count_kv)},
+        {"feed_forward_length", opt_json(s.feed_forward_length)},
+        {"tensor_count", s.tensor_count},
+        {"tensor_types", types},
+        {"file_type", s.file_type ? nlohmann::json(s.file_type_name) : nlohmann::json()},
+        {"vocab_size", opt_json(s.vocab_size)},
+        {"tokenizer_model", s.tokenizer_model},
+        {"chat_template", s.has_chat_template},
+        {"file_size", s.file_size},
+        {"alignment", s.alignment},
+    };
+    // Replace, not throw, on invalid UTF-8 from the file's strings.
+    std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    return;
+  }
+  std::string types;
+  for (const auto& [name, count] : s.tensor_types) types += (types.empty() ? "" : ", ") + name + "=" + std::to_string(count);
+  std::cout << "gguf_version: " << s.version << "\n"
+            << "architecture: " << (s.architecture.empty() ? "-" : s.architecture) << "\n"
+            << "name: " << (s.name.empty() ? "-" : s.name) << "\n"
+            << "parameters: " << s.parameter_count << "\n"
+            << "context_length: " << opt(s.context_length) << "\n"
+            << "block_count: " << opt(s.block_count) << "\n"
+            << "embedding_length: " << opt(s.embedding_length) << "\n"
+            << "head_count: " << opt(s.head_count) << "\n"
+            << "head_count_kv: " << opt(s.head_count_kv) << "\n"
+            << "feed_forward_length: " << opt(s.feed_forward_length) << "\n"
+            << "tensor_count: " << s.tensor_count << "\n"
+            << "tensor_types: " << (types.empty() ? "-" : types) << "\n"
+            << "file_type: " << (s.file_type ? s.file_type_name : "-") << "\n"
+            << "vocab_size: " << opt(s.vocab_size) << "\n"
+            << "tokenizer_model: " << (s.tokenizer_model.empty() ? "-" : s.tokenizer_model) << "\n"
+            << "chat_template: " << (s.has_chat_template ? "yes" : "no") << "\n"
+            << "file_size: " << s.file_size << "\n";
+}
+
+std::string default_vocab_path() {
+  if (const char* env = std::getenv("QMESH_LLAMA_VOCAB"); env && *env) {
+    if (!fs::exists(env)) throw CommandError(std::string("QMESH_LLAMA_VOCAB=") + env + ": no such file");
+    return env;
+  }
+  const char* home = std::getenv("HOME");
+  const std::string base = std::string(home ? home : "") + "/.cache/qmesh/";
+  for (const std::string& p : {base + "llama-server/80fb11a/vocab/ggml-vocab-llama-spm.gguf",
+                              base + "src/llama.cpp-80fb11a/models/ggml-vocab-llama-spm.gguf"}) {
+    if (fs::exists(p)) return p;
+  }
+  throw CommandError(
+      "no llama vocabulary found (set QMESH_LLAMA_VOCAB or pass --vocab; ./scripts/get-llama-server.sh provides "
+      "~/.cache/qmesh/llama-server/80fb11a/vocab/ggml-vocab-llama-spm.gguf)");
+}
+
+struct SynthArgs {
+  std::string shape = "tiny";
+  std::string out;
+  std::uint64_t seed = 1;
+  std::string type;
+  std::string vocab;
+};
+
+void run_synth(const SynthArgs& a) {
+  auto shape = core::llama_shape(a.shape);
+  if (!shape) throw CommandError("unknown shape '" + a.shape + "' (tiny or tinyllama)");
+  const std::string type_name = a.type.empty() ? (a.shape == "tiny" ? "f16" : "q8_0") : a.type;
+  const core::GgmlTypeInfo* type = core::ggml_type_by_name(type_name);
+  if (!type || (type->id != 0 && type->id != 1 && type->id != 8)) {
+    throw CommandError("unsupported --type '" + type_name + "' (f32, f16 or q8_0)");
+  }
+  const std::string vocab_path = a.vocab.empty() ? default_vocab_path() : a.vocab;
+  const core::GgufFile vocab = load_gguf(vocab_path);
+  auto plan = core::plan_llama_model(vocab, {*shape, type->id});
+  if (!plan) throw CommandError(plan.error().message);
+
+  const std::string tmp = a.out + ".tmp";
+  std::FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (!f) throw CommandError(tmp + ": " + std::strerror(errno));
+  int write_errno = 0;
+  core::Rng rng(a.seed);
+  auto written = core::write_llama_model(*plan, vocab, rng, [&](std::span<const std::uint8_t> b) {
+    if (std::fwrite(b.data(), 1, b.size(), f) == b.size()) return true;
+    write_errno = errno;
+    return false;
+  });
+  const bool closed = std::fclose(f) == 0;
+  if (!written || !closed) {
+    std::remove(tmp.c_str());
+    const std::string why = write_errno ? std::strerror(write_errno) : (!written ? written.error().message : "close failed");
+    throw CommandError(tmp + ": " + why);
+  }
+  std::error_code ec;
+  fs::rename(tmp, a.out, ec);
+  if (ec) {
+    std::remove(tmp.c_str());
+    throw CommandError(a.out + ": " + ec.message());
+  }
+  std::cout << a.out << ": " << *written << " bytes, " << plan->parameter_count << " parameters (" << a.shape << ", "
+            << type_name << ", seed " << a.seed << ")\n";
+}
+
+}  // namespace
+
+void add_model_commands(CLI::App& app) {
+  auto* model = app.add_subcommand("model", "Inspect or synthesize GGUF models")->require_subcommand(1);
+
+  auto* inspect = model->add_subcommand("inspect", "Print a GGUF model's summary");
+  auto path = std::make_shared<std::string>();
+  auto json = std::make_shared<bool>(false);
+  inspect->add_option("file", *path, "GGUF file")->required();
+  inspect->add_flag("--json", *json, "Print a JSON object");
+  inspect->callback([path, json] { print_summary(core::summarize(load_gguf(*path)), *json); });
+
+  auto* synth = model->add_subcommand("synth", "Write a llama model with random weights and a real vocabulary");
+  auto args = std::make_shared<SynthArgs>();
+  synth->add_option("--shape", args->shape, "tiny or tinyllama")->check(CLI::IsMember({"tiny", "tinyllama"}));
+  synth->add_option("--out", args->out, "Output GGUF file")->required();
+  synth->add_option("--seed", args->seed, "Weights seed (same seed, same bytes)");
+  synth->add_option("--type", args->type, "2-D weight type: f32, f16 or q8_0 (default f16 for tiny, q8_0 for tinyllama)");
+  synth->add_option("--vocab", args->vocab, "Vocabulary GGUF (default $QMESH_LLAMA_VOCAB or the llama-spm vocab in ~/.cache/qmesh)");
+  synth->callback([args] { run_synth(*args); });
+}
+
 }  // namespace qmesh::cli
