@@ -9,6 +9,7 @@ namespace qmesh::core {
 
 struct Error {
   std::string message;  // one line a user can act on
+  std::string kind{};   // machine-readable class where callers branch on it ("busy", "timeout", ...)
 };
 
 template <class T>
@@ -34,6 +35,12 @@ class [[nodiscard]] Result {
   std::variant<T, Error> v_;
 };
 
-inline Error make_error(std::string message) { return Error{std::move(message)}; }
+inline Error make_error(std::string message, std::string kind = {}) {
+  return Error{std::move(message), std::move(kind)};
+}
+
+// Result<void>: success carries no value.
+using Ok = std::monostate;
+using Status = Result<std::monostate>;
 
 }  // namespace qmesh::core

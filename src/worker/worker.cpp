@@ -1,1 +1,86 @@
 #include "worker/worker.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "sidecar/llama_locator.hpp"
+#include "sidecar/model_file.hpp"
+
+namespace qmesh::worker {
+
+Worker::Worker(WorkerConfig cfg) : cfg_(std::move(cfg)) {}
+
+Worker::~Worker() { stop(); }
+
+core::Status Worker::start() {
+  auto model = sidecar::validate_model_file(cfg_.model);
+  if (!model) return model.error();
+  auto located = sidecar::locate_llama_server(sidecar::locate_inputs_from_environment(cfg_.llama_server));
+  if (!located) return located.error();
+  llama_server_ = located->path;
+
+  sidecar::SupervisorOptions o;
+  o.llama_server = llama_server_;
+  o.model = cfg_.model;
+  o.port = cfg_.port;
+  o.ctx_size = cfg_.ctx_size;
+  o.threads = cfg_.threads;
+  o.gpu_layers = gpu_layers_arg(cfg_.gpu_layers);
+  o.parallel = cfg_.parallel;
+  supervisor_ = std::make_unique<sidecar::Supervisor>(o);
+  if (auto st = supervisor_->start(); !st) return st.error();
+  auto* sup = supervisor_.get();
+  engine_ = std::make_unique<sidecar::LlamaEngine>([sup] { return sup->port(); });
+  return core::Ok{};
+}
+
+void Worker::stop() {
+  stopping_ = true;
+  if (supervisor_) supervisor_->stop();
+}
+
+core::Result<sidecar::CompletionStats> Worker::submit(const sidecar::CompletionRequest& req,
+                                                      const sidecar::LlamaEngine::TokenSink& on_token,
+                                                      const sidecar::LlamaEngine::CancelCheck& cancelled) {
+  if (!supervisor_ || !engine_) return core::make_error("worker is not started", "internal");
+  if (stopping_) return core::make_error("worker is shutting down", "cancelled");
+  // Admission: llama-server runs `parallel` requests and defers the rest; we hold at most
+  // queue_capacity waiting behind them so that a client hears "busy" at once, not after a wait.
+  const int limit = cfg_.parallel + cfg_.queue_capacity;
+  if (admitted_.fetch_add(1) >= limit) {
+    admitted_.fetch_sub(1);
+    return core::make_error("worker is busy: " + std::to_string(limit) + " requests running or queued",
+                            "busy");
+  }
+  struct Release {
+    std::atomic<int>& n;
+    ~Release() { n.fetch_sub(1); }
+  } release{admitted_};
+
+  auto st = supervisor_->state();
+  if (st == sidecar::SidecarState::Restarting || st == sidecar::SidecarState::Starting)
+    st = supervisor_->wait_settled(std::chrono::seconds(30));
+  if (st == sidecar::SidecarState::Failed)
+    return core::make_error("llama-server failed: " + supervisor_->failure(), "worker_lost");
+  if (st != sidecar::SidecarState::Ready)
+    return core::make_error(std::string("llama-server is ") + sidecar::to_string(st), "busy");
+
+  auto cancel = [&] { return stopping_.load() || (cancelled && cancelled()); };
+  auto r = engine_->complete(req, on_token, cancel);
+  if (!r && stopping_) return core::make_error("worker is shutting down", "cancelled");
+  return r;
+}
+
+core::Health Worker::health() {
+  std::lock_guard lk(sampler_mu_);
+  const int child = supervisor_ ? supervisor_->pid() : 0;
+  auto host = sampler_.sample_host(child > 0 ? std::optional<int>(child) : std::nullopt);
+  core::Health h = host ? *host : core::Health{};
+  if (supervisor_ && supervisor_->state() == sidecar::SidecarState::Ready)
+    (void)sampler_.sample_llama("127.0.0.1", supervisor_->port(), h);  // partial fields on error
+  h.queue_capacity = cfg_.queue_capacity;
+  const int admitted = admitted_.load();
+  h.queue_depth = admitted > cfg_.parallel ? admitted - cfg_.parallel : 0;
+  return h;
+}
+
+}  // namespace qmesh::worker

@@ -1,3 +1,52 @@
-// The worker node (filled in with the supervisor and engine).
+// The worker node: validates the model, supervises llama-server, admits requests against the
+// queue capacity and runs them through the streaming engine. The DHT announce loop and serving
+// sessions (later issues) sit on top of submit() and health().
 #pragma once
-namespace qmesh::worker {}
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "core/health.hpp"
+#include "core/result.hpp"
+#include "sidecar/llama_engine.hpp"
+#include "sidecar/supervisor.hpp"
+#include "worker/health_sampler.hpp"
+#include "worker/worker_config.hpp"
+
+namespace qmesh::worker {
+
+class Worker {
+ public:
+  explicit Worker(WorkerConfig cfg);
+  ~Worker();
+
+  // Validates the model, resolves llama-server and starts it; blocks until it is ready.
+  core::Status start();
+  // Ends requests in flight with a "cancelled" error, then stops llama-server.
+  void stop();
+
+  // Runs one request. Exactly one completion or one error; "busy" when the queue is full, or
+  // llama-server is restarting for longer than the wait allows.
+  core::Result<sidecar::CompletionStats> submit(const sidecar::CompletionRequest& req,
+                                                const sidecar::LlamaEngine::TokenSink& on_token,
+                                                const sidecar::LlamaEngine::CancelCheck& cancelled = {});
+
+  core::Health health();
+  const WorkerConfig& config() const { return cfg_; }
+  const std::string& llama_server_path() const { return llama_server_; }
+  const sidecar::Supervisor* supervisor() const { return supervisor_.get(); }
+
+ private:
+  WorkerConfig cfg_;
+  std::string llama_server_;
+  std::unique_ptr<sidecar::Supervisor> supervisor_;
+  std::unique_ptr<sidecar::LlamaEngine> engine_;
+  HealthSampler sampler_;
+  std::mutex sampler_mu_;
+  std::atomic<int> admitted_{0};  // running + waiting
+  std::atomic<bool> stopping_{false};
+};
+
+}  // namespace qmesh::worker

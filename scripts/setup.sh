@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Sets QMesh up on a Debian 12 machine: build dependencies (apt), llama-server (built once, then
+# cached under ~/.cache/qmesh), configure and build. Idempotent: a second run takes seconds.
+#   scripts/setup.sh            Release build in build/
+#   scripts/setup.sh --sanitize ASan+UBSan build in build-asan/ (what scripts/test.sh uses)
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+build_dir="build"; cmake_args=(-DCMAKE_BUILD_TYPE=Release)
+for a in "$@"; do
+  case "$a" in
+    --sanitize) build_dir="build-asan"; cmake_args=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DQMESH_SANITIZE=ON) ;;
+    *) echo "setup.sh: unknown option $a (known: --sanitize)" >&2; exit 2 ;;
+  esac
+done
+
+pkgs=(build-essential cmake pkg-config git ca-certificates curl util-linux
+      libuv1-dev nlohmann-json3-dev libcpp-httplib-dev libsodium-dev libspdlog-dev libcli11-dev libgtest-dev)
+command -v npm >/dev/null || pkgs+=(npm)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup.sh: missing packages; run as root or: sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "setup.sh: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+"$root/scripts/get-llama-server.sh" >/dev/null
+
+jobs="$(nproc 2>/dev/null || echo 2)"
+cmake -S "$root" -B "$root/$build_dir" "${cmake_args[@]}" >/dev/null
+log="$root/$build_dir/build.log"
+if ! cmake --build "$root/$build_dir" -j "$jobs" >"$log" 2>&1; then
+  grep -E -A3 "error" "$log" | head -n 40 >&2
+  echo "setup.sh: build failed; full log in $log" >&2
+  exit 1
+fi
+grep -E "warning:" "$log" | head -n 20 >&2 || true
+echo "setup.sh: built $root/$build_dir"

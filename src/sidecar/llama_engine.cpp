@@ -1,0 +1,202 @@
+#include "sidecar/llama_engine.hpp"
+
+#include <httplib.h>
+
+#include <nlohmann/json.hpp>
+
+#include "core/sse_parser.hpp"
+
+namespace qmesh::sidecar {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using nlohmann::json;
+
+double ms_between(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+std::string kind_for_status(int status) {
+  if (status == 503 || status == 429) return "busy";
+  if (status == 400 || status == 404 || status == 413 || status == 422) return "bad_request";
+  return "internal";
+}
+
+std::string kind_for_error_type(const std::string& type) {
+  if (type == "unavailable_error") return "busy";
+  if (type == "invalid_request_error" || type == "not_found_error" || type == "exceed_context_size_error")
+    return "bad_request";
+  return "internal";
+}
+
+// llama-server errors look like {"error":{"code":400,"message":"...","type":"..."}}.
+core::Error error_from_body(int status, const std::string& body) {
+  std::string message = body.substr(0, 200);
+  std::string kind = kind_for_status(status);
+  auto j = json::parse(body, nullptr, false);
+  if (j.is_object() && j.contains("error") && j["error"].is_object()) {
+    const auto& e = j["error"];
+    if (e.contains("message") && e["message"].is_string()) message = e["message"].get<std::string>();
+    if (e.contains("type") && e["type"].is_string()) kind = kind_for_error_type(e["type"].get<std::string>());
+  }
+  for (auto& ch : message)
+    if (ch == '\n' || ch == '\r') ch = ' ';
+  return core::make_error("llama-server answered " + std::to_string(status) + ": " + message, kind);
+}
+
+std::string stop_reason_from_finish(const std::string& finish) {
+  if (finish == "length") return "limit";
+  if (finish == "stop") return "eos";
+  return finish;
+}
+
+}  // namespace
+
+LlamaEngine::LlamaEngine(std::function<int()> port, EngineOptions opts)
+    : port_(std::move(port)), opts_(std::move(opts)) {}
+
+core::Result<CompletionStats> LlamaEngine::complete(const CompletionRequest& req, const TokenSink& on_token,
+                                                    const CancelCheck& cancelled) const {
+  if (req.max_tokens < 1) return core::make_error("max-tokens must be at least 1", "bad_request");
+  if (req.prompt.empty() && req.messages.empty()) return core::make_error("empty prompt", "bad_request");
+
+  const bool chat = !req.messages.empty();
+  json body = {{"stream", true}, {"temperature", req.temperature}, {"ignore_eos", req.ignore_eos},
+               {"cache_prompt", true}};
+  if (req.seed) body["seed"] = *req.seed;
+  if (chat) {
+    body["messages"] = json::array();
+    for (const auto& m : req.messages) body["messages"].push_back({{"role", m.role}, {"content", m.content}});
+    body["max_tokens"] = req.max_tokens;
+  } else {
+    body["prompt"] = req.prompt;
+    body["n_predict"] = req.max_tokens;
+  }
+
+  const int port = port_();
+  httplib::Client cli(opts_.host, port);
+  cli.set_connection_timeout(std::chrono::duration_cast<std::chrono::seconds>(opts_.connect_timeout).count(),
+                             0);
+  const auto idle_s = std::chrono::duration_cast<std::chrono::seconds>(opts_.idle_timeout).count();
+  cli.set_read_timeout(idle_s, 0);
+  cli.set_write_timeout(idle_s, 0);
+  cli.set_keep_alive(false);
+
+  CompletionStats stats;
+  core::SseParser sse;
+  std::optional<core::Error> stream_error;
+  bool done = false;
+  int status = 0;
+  std::string error_body;
+  const auto t0 = Clock::now();
+  Clock::time_point t_first{}, t_last{};
+
+  auto handle_event = [&](const core::SseEvent& ev) {
+    if (done || stream_error) return;
+    if (ev.data == "[DONE]") {
+      done = true;
+      return;
+    }
+    auto j = json::parse(ev.data, nullptr, false);
+    if (!j.is_object()) {
+      stream_error = core::make_error("llama-server sent an event that is not JSON", "internal");
+      return;
+    }
+    if (j.contains("error")) {
+      const auto& e = j["error"];
+      std::string msg = e.is_object() && e.contains("message") && e["message"].is_string()
+                            ? e["message"].get<std::string>() : j["error"].dump();
+      std::string type = e.is_object() && e.contains("type") && e["type"].is_string() ? e["type"].get<std::string>() : "";
+      for (auto& ch : msg)
+        if (ch == '\n' || ch == '\r') ch = ' ';
+      stream_error = core::make_error("llama-server failed mid-answer: " + msg, kind_for_error_type(type));
+      return;
+    }
+    std::string piece;
+    bool stop = false;
+    if (chat) {
+      if (j.contains("choices") && j["choices"].is_array() && !j["choices"].empty()) {
+        const auto& c = j["choices"][0];
+        if (c.contains("delta") && c["delta"].is_object() && c["delta"].contains("content") &&
+            c["delta"]["content"].is_string())
+          piece = c["delta"]["content"].get<std::string>();
+        if (c.contains("finish_reason") && c["finish_reason"].is_string()) {
+          stats.stop_reason = stop_reason_from_finish(c["finish_reason"].get<std::string>());
+          stop = true;  // [DONE] follows; the answer is whole already
+        }
+      }
+    } else {
+      if (j.contains("content") && j["content"].is_string()) piece = j["content"].get<std::string>();
+      if (j.value("stop", false)) {
+        stop = true;
+        if (j.contains("stop_type") && j["stop_type"].is_string()) stats.stop_reason = j["stop_type"].get<std::string>();
+      }
+    }
+    if (j.contains("timings") && j["timings"].is_object()) {
+      const auto& t = j["timings"];
+      if (t.contains("predicted_per_second") && t["predicted_per_second"].is_number())
+        stats.server_tokens_per_second = t["predicted_per_second"].get<double>();
+    }
+    if (!piece.empty()) {
+      const auto now = Clock::now();
+      if (stats.tokens == 0) t_first = now;
+      t_last = now;
+      ++stats.tokens;
+      stats.text += piece;
+      on_token(piece);
+    }
+    if (stop) done = true;
+  };
+
+  httplib::Request hreq;
+  hreq.method = "POST";
+  hreq.path = chat ? "/v1/chat/completions" : "/completion";
+  hreq.headers = {{"Accept", "text/event-stream"}};
+  hreq.body = body.dump();
+  hreq.set_header("Content-Type", "application/json");
+  hreq.response_handler = [&](const httplib::Response& r) {
+    status = r.status;
+    return true;
+  };
+  hreq.content_receiver = [&](const char* data, size_t len, uint64_t, uint64_t) {
+    if (cancelled && cancelled()) return false;
+    if (status != 200) {
+      if (error_body.size() < 64 * 1024) error_body.append(data, len);
+      return true;
+    }
+    for (const auto& ev : sse.feed(std::string_view(data, len))) handle_event(ev);
+    if (sse.failed()) stream_error = core::make_error("llama-server sent an oversized event", "internal");
+    // Stop reading once the answer is whole: llama-server may keep the connection open.
+    return !(stream_error || done);
+  };
+
+  auto res = cli.send(hreq);
+  const auto t_end = Clock::now();
+  stats.total_ms = ms_between(t0, t_end);
+  if (stats.tokens > 0) {
+    stats.ttft_ms = ms_between(t0, t_first);
+    if (stats.tokens > 1) stats.tokens_per_second = (stats.tokens - 1) / (ms_between(t_first, t_last) / 1000.0);
+  }
+
+  if (cancelled && cancelled() && !done) return core::make_error("request cancelled", "cancelled");
+  if (stream_error) return *stream_error;
+  if (status != 0 && status != 200) return error_from_body(status, error_body);
+  if (done) return stats;
+  if (!res) {
+    switch (res.error()) {
+      case httplib::Error::Connection:
+        return core::make_error("llama-server is not reachable on " + opts_.host + ":" + std::to_string(port),
+                                "worker_lost");
+      case httplib::Error::Read:
+        if (ms_between(t0, t_end) >= static_cast<double>(opts_.idle_timeout.count()) * 0.95)
+          return core::make_error("llama-server sent nothing for " + std::to_string(idle_s) + " s", "timeout");
+        break;
+      default:
+        break;
+    }
+  }
+  return core::make_error("llama-server closed the stream before the answer finished (it may have crashed)",
+                          "worker_lost");
+}
+
+}  // namespace qmesh::sidecar

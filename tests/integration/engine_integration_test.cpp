@@ -1,0 +1,198 @@
+// The worker's local inference path against a real llama-server and a synthesized model:
+// streaming, kill -9 of the child mid-answer, restarts, the crash-loop limit, cancellation,
+// admission ("busy"), and shutdown with a request in flight.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <thread>
+
+#include "sidecar/exec_shim.hpp"
+#include "sidecar/llama_locator.hpp"
+#include "worker/worker.hpp"
+
+using namespace std::chrono_literals;
+using qmesh::sidecar::CompletionRequest;
+using qmesh::sidecar::SidecarState;
+using qmesh::worker::Worker;
+using qmesh::worker::WorkerConfig;
+
+namespace {
+
+WorkerConfig tiny_config() {
+  WorkerConfig c;
+  c.model = QMESH_TINY_MODEL;
+  c.ctx_size = 4096;
+  c.threads = 1;
+  return c;
+}
+
+CompletionRequest long_request(int n = 3000) {
+  CompletionRequest r;
+  r.prompt = "Once upon a time";
+  r.max_tokens = n;
+  r.ignore_eos = true;
+  return r;
+}
+
+void wait_for(const std::function<bool()>& cond, std::chrono::milliseconds limit = 30s) {
+  const auto end = std::chrono::steady_clock::now() + limit;
+  while (!cond() && std::chrono::steady_clock::now() < end) std::this_thread::sleep_for(10ms);
+}
+
+class EngineIntegration : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto located = qmesh::sidecar::locate_llama_server(qmesh::sidecar::locate_inputs_from_environment({}));
+    ASSERT_TRUE(located.ok()) << located.error().message;
+  }
+};
+
+}  // namespace
+
+TEST_F(EngineIntegration, StreamsEveryTokenToTheRequestedLength) {
+  Worker w(tiny_config());
+  ASSERT_TRUE(w.start().ok());
+  CompletionRequest r;
+  r.prompt = "Tell me about peer-to-peer networks.";
+  r.max_tokens = 48;
+  int pieces = 0;
+  std::string streamed;
+  auto res = w.submit(r, [&](std::string_view p) {
+    ++pieces;
+    streamed += p;
+  });
+  ASSERT_TRUE(res.ok()) << res.error().message;
+  EXPECT_EQ(res->tokens, 48u);  // the synthesized model never samples end-of-sequence
+  EXPECT_EQ(pieces, 48);
+  EXPECT_EQ(streamed, res->text);
+  EXPECT_EQ(res->stop_reason, "limit");
+  EXPECT_GT(res->ttft_ms, 0.0);
+  EXPECT_LE(res->ttft_ms, res->total_ms);
+
+  // The chat endpoint, through the model's chat template.
+  CompletionRequest chat;
+  chat.messages = {{"user", "Hello!"}};
+  chat.max_tokens = 16;
+  auto c = w.submit(chat, [](std::string_view) {});
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->tokens, 16u);
+}
+
+TEST_F(EngineIntegration, KillingTheChildMidAnswerEndsTheRequestAndTheNextOneWorks) {
+  Worker w(tiny_config());
+  ASSERT_TRUE(w.start().ok());
+  const int first_pid = w.supervisor()->pid();
+  ASSERT_GT(first_pid, 0);
+  bool killed = false;
+  auto res = w.submit(long_request(), [&](std::string_view) {
+    if (!killed) {
+      killed = true;
+      ::kill(first_pid, SIGKILL);
+    }
+  });
+  ASSERT_TRUE(killed);
+  ASSERT_FALSE(res.ok());
+  EXPECT_EQ(res.error().kind, "worker_lost") << res.error().message;
+
+  // The supervisor may hear of the exit a moment after the client saw the connection drop.
+  wait_for([&] { return w.supervisor()->restarts() == 1; });
+  EXPECT_EQ(w.supervisor()->restarts(), 1);
+  EXPECT_EQ(w.supervisor()->wait_settled(60s), SidecarState::Ready);
+  EXPECT_NE(w.supervisor()->pid(), first_pid);
+  auto next = w.submit(long_request(8), [](std::string_view) {});
+  ASSERT_TRUE(next.ok()) << next.error().message;
+  EXPECT_EQ(next->tokens, 8u);
+}
+
+TEST_F(EngineIntegration, CrashLoopMakesTheSupervisorGiveUp) {
+  auto located = qmesh::sidecar::locate_llama_server(qmesh::sidecar::locate_inputs_from_environment({}));
+  qmesh::sidecar::SupervisorOptions o;
+  o.llama_server = located->path;
+  o.model = QMESH_TINY_MODEL;
+  o.threads = 1;
+  o.crash_limit = 3;
+  o.backoff_initial = 20ms;
+  qmesh::sidecar::Supervisor s(o);
+  ASSERT_TRUE(s.start().ok());
+  for (int crash = 1; crash <= 3; ++crash) {
+    wait_for([&] { return s.state() == SidecarState::Ready && s.pid() > 0; });
+    ASSERT_EQ(s.state(), SidecarState::Ready) << "before crash " << crash;
+    ::kill(s.pid(), SIGKILL);
+    wait_for([&] { return s.state() != SidecarState::Ready; });
+  }
+  EXPECT_EQ(s.wait_settled(30s), SidecarState::Failed);
+  EXPECT_NE(s.failure().find("crashed 3 times"), std::string::npos) << s.failure();
+  EXPECT_EQ(s.pid(), 0);
+}
+
+TEST_F(EngineIntegration, CancelEndsTheRequestWithACancelledError) {
+  Worker w(tiny_config());
+  ASSERT_TRUE(w.start().ok());
+  int seen = 0;
+  auto res = w.submit(long_request(), [&](std::string_view) { ++seen; }, [&] { return seen >= 5; });
+  ASSERT_FALSE(res.ok());
+  EXPECT_EQ(res.error().kind, "cancelled");
+  EXPECT_GE(seen, 5);
+  auto next = w.submit(long_request(4), [](std::string_view) {});
+  ASSERT_TRUE(next.ok()) << next.error().message;
+}
+
+TEST_F(EngineIntegration, AFullQueueAnswersBusyAtOnce) {
+  auto cfg = tiny_config();
+  cfg.parallel = 1;
+  cfg.queue_capacity = 1;
+  Worker w(cfg);
+  ASSERT_TRUE(w.start().ok());
+  std::atomic<bool> release{false};
+  auto run_long = [&] {
+    return w.submit(long_request(), [](std::string_view) {}, [&] { return release.load(); });
+  };
+  auto a = std::async(std::launch::async, run_long);
+  auto b = std::async(std::launch::async, run_long);
+  wait_for([&] { return w.health().queue_depth == 1; });
+  ASSERT_EQ(w.health().queue_depth, 1);
+  auto c = w.submit(long_request(4), [](std::string_view) {});
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.error().kind, "busy") << c.error().message;
+  release = true;
+  EXPECT_EQ(a.get().error().kind, "cancelled");
+  // b may have been cancelled while still waiting for its first byte, or mid-answer.
+  auto rb = b.get();
+  EXPECT_TRUE(!rb.ok() && (rb.error().kind == "cancelled" || rb.error().kind == "worker_lost"));
+}
+
+TEST_F(EngineIntegration, StopEndsARequestInFlightWithAnError) {
+  Worker w(tiny_config());
+  ASSERT_TRUE(w.start().ok());
+  std::atomic<int> seen{0};
+  auto f = std::async(std::launch::async, [&] {
+    return w.submit(long_request(), [&](std::string_view) { ++seen; });
+  });
+  wait_for([&] { return seen.load() > 0; });
+  const int pid = w.supervisor()->pid();
+  w.stop();
+  auto res = f.get();
+  ASSERT_FALSE(res.ok());
+  EXPECT_EQ(res.error().kind, "cancelled") << res.error().message;
+  EXPECT_EQ(w.supervisor()->state(), SidecarState::Stopped);
+  EXPECT_NE(::kill(pid, 0), 0) << "llama-server still runs after stop()";
+}
+
+TEST_F(EngineIntegration, ABadModelIsRejectedBeforeAnySpawn) {
+  auto cfg = tiny_config();
+  cfg.model = std::string(QMESH_BINARY_DIR) + "/CMakeCache.txt";  // exists, is not GGUF
+  Worker w(cfg);
+  auto st = w.start();
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.error().message.find("CMakeCache.txt"), std::string::npos) << st.error().message;
+  EXPECT_EQ(w.supervisor(), nullptr);
+}
+
+int main(int argc, char** argv) {
+  qmesh::sidecar::maybe_run_exec_shim(argc, argv);
+  ::testing::InitGoogleTest(&argc, argv);
+  return RUN_ALL_TESTS();
+}

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# qmesh-worker and qmesh-cli as a user runs them, with a real llama-server:
+#   usage: worker_cli_test.sh QMESH_WORKER QMESH_CLI TINY_MODEL
+set -uo pipefail
+worker="$1"; cli="$2"; model="$3"
+tmp="$(mktemp -d)"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$tmp"; }
+trap cleanup EXIT
+failures=0; passed=0
+ok() { passed=$((passed + 1)); echo "ok: $*"; }
+bad() { failures=$((failures + 1)); echo "FAIL: $*"; }
+check() { local what="$1"; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
+
+# Waits for a line matching $2 in file $1, up to $3 seconds.
+wait_line() { local i; for ((i = 0; i < $3 * 10; i++)); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+children_of() { pgrep -P "$1" 2>/dev/null; }
+alive() { kill -0 "$1" 2>/dev/null && ! grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null; }
+
+# --version names both versions.
+out="$("$worker" --version)"
+check "--version prints qmesh-worker's version" grep -q '^qmesh-worker [0-9]' <<<"$out"
+check "--version prints the llama-server version it resolved" grep -q '^llama-server: version' <<<"$out"
+
+# No llama-server anywhere: a clear error that names the places and the command that gets one.
+out="$(QMESH_LLAMA_SERVER=/nonexistent/llama-server "$worker" --model "$model" 2>&1)"; rc=$?
+check "missing llama-server exits non-zero" test "$rc" -ne 0
+check "missing llama-server names the path" grep -q '/nonexistent/llama-server' <<<"$out"
+out="$(env -u QMESH_LLAMA_SERVER PATH=/usr/bin:/bin HOME="$tmp" QMESH_CACHE="$tmp/cache" "$worker" --model "$model" 2>&1)"; rc=$?
+check "no llama-server at all exits non-zero" test "$rc" -ne 0
+check "no llama-server names the places looked in and the fix" grep -q 'looked in:.*get-llama-server.sh' <<<"$out"
+
+# A bad model: one line, non-zero, and no llama-server was spawned.
+printf 'GGUF\003\000\000\000garbage' >"$tmp/bad.gguf"
+out="$("$worker" --model "$tmp/bad.gguf" 2>&1)"; rc=$?
+check "bad model exits non-zero" test "$rc" -ne 0
+check "bad model error is one line naming the file" test "$(wc -l <<<"$out")" -eq 1 -a -n "$(grep bad.gguf <<<"$out")"
+
+# Bad settings name the setting.
+out="$("$worker" --model "$model" --ctx-size 5 2>&1)"; rc=$?
+check "bad --ctx-size exits non-zero" test "$rc" -ne 0
+check "bad --ctx-size names the setting" grep -q 'ctx-size' <<<"$out"
+echo '{"model": "x", "queue-capacity": "ten"}' >"$tmp/bad.json"
+out="$("$worker" --config "$tmp/bad.json" 2>&1)"; rc=$?
+check "bad config exits non-zero and names the setting" test "$rc" -ne 0 -a -n "$(grep queue-capacity <<<"$out")"
+
+# qmesh-cli run streams an answer and prints a JSON summary.
+out="$("$cli" run --model "$model" --max-tokens 24 --threads 1 --json "Hello there" 2>"$tmp/run.err")"; rc=$?
+check "run exits 0" test "$rc" -eq 0
+summary="$(tail -n 1 <<<"$out")"
+check "run --json reports 24 tokens" grep -q '"tokens":24' <<<"$summary"
+check "run printed the answer before the summary" test "$(wc -c <<<"$out")" -gt "$(wc -c <<<"$summary")"
+out="$("$cli" run --model "$tmp/bad.gguf" "hi" 2>&1)"; rc=$?
+check "run with a bad model: one line, non-zero" test "$rc" -ne 0 -a "$(wc -l <<<"$out")" -eq 1
+
+# The worker starts llama-server, reports ready; SIGTERM stops both.
+"$worker" --model "$model" --threads 1 --status-interval 1 >"$tmp/w1.log" 2>&1 &
+wpid=$!; pids+=("$wpid")
+check "worker reports ready" wait_line "$tmp/w1.log" 'ready: llama-server pid' 60
+check "worker prints status lines" wait_line "$tmp/w1.log" 'status: llama-server ready' 10
+child="$(children_of "$wpid")"
+check "llama-server is the worker's direct child" test -n "$child"
+kill -TERM "$wpid"; wait "$wpid"; rc=$?
+check "SIGTERM: worker exits 0" test "$rc" -eq 0
+check "SIGTERM: llama-server is gone" bash -c "! kill -0 $child 2>/dev/null"
+
+# kill -9 of the worker: llama-server is gone within 2 s (parent-death signal).
+"$worker" --model "$model" --threads 1 >"$tmp/w2.log" 2>&1 &
+wpid=$!; pids+=("$wpid")
+if wait_line "$tmp/w2.log" 'ready: llama-server pid' 60; then
+  child="$(children_of "$wpid")"
+  pids+=("$child")
+  kill -9 "$wpid"
+  gone=1
+  for ((i = 0; i < 20; i++)); do alive "$child" || { gone=0; break; }; sleep 0.1; done
+  check "kill -9 worker: llama-server (pid $child) gone within 2 s" test "$gone" -eq 0
+else
+  bad "second worker did not become ready"; cat "$tmp/w2.log"
+fi
+
+# A crash loop makes the worker report unhealthy and stop with a clear message.
+cat >"$tmp/crashy-llama-server" <<'SH'
+#!/bin/sh
+exit 1
+SH
+chmod +x "$tmp/crashy-llama-server"
+out="$("$worker" --model "$model" --llama-server "$tmp/crashy-llama-server" 2>&1)"; rc=$?
+check "llama-server failing at start-up: worker exits non-zero" test "$rc" -ne 0
+check "... with a message saying so" grep -q 'during start-up' <<<"$out"
+
+echo "$passed passed, $failures failed"
+test "$failures" -eq 0
