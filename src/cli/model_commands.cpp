@@ -1,9 +1,4 @@
 // qmesh-cli model inspect / model synth: the file-system edge of the core GGUF reader and writer.
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <CLI/CLI.hpp>
 #include <cerrno>
 #include <cstdio>
@@ -19,51 +14,17 @@
 #include "core/gguf.hpp"
 #include "core/model_synth.hpp"
 #include "core/rng.hpp"
+#include "sidecar/model_file.hpp"
 
 namespace qmesh::cli {
 namespace {
 
 namespace fs = std::filesystem;
 
-// A read-only mapping of a whole regular file; empty files map to an empty span.
-class MappedFile {
- public:
-  explicit MappedFile(const std::string& path) {
-    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd_ < 0) throw CommandError(path + ": " + std::strerror(errno));
-    struct stat st {};
-    if (::fstat(fd_, &st) != 0) fail(path + ": " + std::strerror(errno));
-    if (S_ISDIR(st.st_mode)) fail(path + ": is a directory");
-    if (!S_ISREG(st.st_mode)) fail(path + ": not a regular file");
-    size_ = static_cast<std::size_t>(st.st_size);
-    if (size_ == 0) return;
-    void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd_, 0);
-    if (p == MAP_FAILED) fail(path + ": cannot map: " + std::strerror(errno));
-    data_ = static_cast<const std::uint8_t*>(p);
-  }
-  ~MappedFile() {
-    if (data_) ::munmap(const_cast<std::uint8_t*>(data_), size_);
-    if (fd_ >= 0) ::close(fd_);
-  }
-  MappedFile(const MappedFile&) = delete;
-  MappedFile& operator=(const MappedFile&) = delete;
-
-  std::span<const std::uint8_t> bytes() const { return {data_, size_}; }
-
- private:
-  [[noreturn]] void fail(const std::string& msg) {
-    ::close(fd_);
-    fd_ = -1;
-    throw CommandError(msg);
-  }
-  int fd_ = -1;
-  const std::uint8_t* data_ = nullptr;
-  std::size_t size_ = 0;
-};
-
 core::GgufFile load_gguf(const std::string& path) {
-  MappedFile m(path);
-  auto parsed = core::parse_gguf(m.bytes());
+  auto m = sidecar::MappedFile::open(path);
+  if (!m) throw CommandError(m.error().message);
+  auto parsed = core::parse_gguf(m->bytes());
   if (!parsed) throw CommandError(path + ": " + parsed.error().message);
   return std::move(parsed).value();  // owns its strings: safe after unmapping
 }

@@ -16,7 +16,7 @@ core::Result<MappedFile> MappedFile::open(const std::string& path) {
   struct stat st {};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
-    return core::make_error(path + ": not a regular file");
+    return core::make_error(path + (S_ISDIR(st.st_mode) ? ": is a directory" : ": not a regular file"));
   }
   const auto size = static_cast<std::size_t>(st.st_size);
   if (size == 0) {
