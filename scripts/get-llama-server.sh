@@ -3,8 +3,8 @@
 #   ~/.cache/qmesh/llama-server/<ver>/llama-server
 # and prints its path on the last line of stdout.
 #
-# 1. If an official llama.cpp release archive for this platform has a pinned checksum in
-#    scripts/llama-release.sha256 and the release host is reachable, download and verify it.
+# 1. If scripts/llama-release.sha256 pins an official llama.cpp release archive for this platform
+#    and the release host is reachable, download it and verify its checksum.
 # 2. Otherwise build offline from the llama.cpp source that the npm package node-llama-cpp ships
 #    as a git bundle (the npm registry is reachable on every machine of this project).
 # Reruns take seconds: the result is cached by llama.cpp commit.
@@ -13,7 +13,6 @@ set -euo pipefail
 NLC_VERSION="3.21.1"                   # node-llama-cpp, carries llama.cpp source
 LLAMA_COMMIT="80fb11ac73e66d89eae2c6a91d8a77428fa733ed"
 LLAMA_VER="${LLAMA_COMMIT:0:7}"
-RELEASE_TAG="b6000"                    # official release used only when a checksum is pinned
 CACHE="${QMESH_CACHE:-$HOME/.cache/qmesh}"
 OUT="$CACHE/llama-server/$LLAMA_VER"
 SRC="$CACHE/src/llama.cpp-$LLAMA_VER"
@@ -52,27 +51,29 @@ fetch_source() {
     log "unexpected llama.cpp commit in the bundle: $head (want $LLAMA_COMMIT)"; exit 1
   fi
   rm -rf "$SRC"; mkdir -p "$(dirname "$SRC")"
-  git clone -q "$tmp/package/llama/gitRelease.bundle" "$SRC"
+  git -c advice.detachedHead=false clone -q "$tmp/package/llama/gitRelease.bundle" "$SRC"
   rm -rf "$tmp"
 }
 
+# scripts/llama-release.sha256 pins official release archives: "<sha256> <platform> <tag> <archive>".
+# With no line for this platform (the file ships without any: no archive has been verified from
+# these offline machines), the offline build is the path.
 try_download() {
-  local plat="$1" sumfile="$here/llama-release.sha256" name want
+  local plat="$1" sumfile="$here/llama-release.sha256" want tag name
   [ -f "$sumfile" ] || return 1
-  name="llama-$RELEASE_TAG-bin-$plat.zip"
-  want="$(awk -v n="$name" '$2==n{print $1}' "$sumfile")"
-  [ -n "$want" ] || return 1
+  read -r want tag name < <(awk -v p="$plat" '$1 !~ /^#/ && $2==p {print $1, $3, $4; exit}' "$sumfile") || return 1
+  [ -n "${want:-}" ] && [ -n "${name:-}" ] || return 1
   command -v curl >/dev/null && command -v unzip >/dev/null || return 1
   local tmp; tmp="$(mktemp -d)"
   log "downloading official release $name"
-  if ! curl -fsSL --max-time 120 -o "$tmp/$name" "https://github.com/ggml-org/llama.cpp/releases/download/$RELEASE_TAG/$name"; then
-    rm -rf "$tmp"; return 1
+  if ! curl -fsSL --max-time 120 -o "$tmp/$name" "https://github.com/ggml-org/llama.cpp/releases/download/$tag/$name"; then
+    log "download failed; building from source instead"; rm -rf "$tmp"; return 1
   fi
   if [ "$(sha256sum "$tmp/$name" | cut -d' ' -f1)" != "$want" ]; then
     log "checksum mismatch for $name: refusing it"; rm -rf "$tmp"; return 1
   fi
   mkdir -p "$OUT"; unzip -q -o "$tmp/$name" -d "$OUT/release"
-  local bin; bin="$(find "$OUT/release" -name 'llama-server*' -type f | head -n1)"
+  local bin; bin="$(find "$OUT/release" -name 'llama-server' -type f | head -n1)"
   [ -n "$bin" ] || { rm -rf "$tmp"; return 1; }
   ln -sf "$bin" "$OUT/llama-server"; rm -rf "$tmp"
 }
