@@ -6,6 +6,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <future>
 #include <optional>
 
 #include "sidecar/exec_shim.hpp"
@@ -46,7 +47,7 @@ int main(int argc, char** argv) {
   app.add_option("--llama-server", llama_server, "llama-server binary (default: $QMESH_LLAMA_SERVER, bin/<platform>/, PATH, cache)");
   app.add_option("--port", port, "llama-server port on 127.0.0.1 (default: a free one)");
   app.add_option("--gpu-layers", gpu_layers, "layers to offload to the GPU");
-  app.add_option("--threads", threads, "CPU threads for llama-server (0: its default)");
+  app.add_option("--threads", threads, "CPU threads for llama-server");
   app.add_option("--ctx-size", ctx_size, "context size in tokens");
   app.add_option("--parallel", parallel, "parallel slots");
   app.add_option("--temperature", temperature, "default sampling temperature");
@@ -101,7 +102,19 @@ int main(int argc, char** argv) {
 
   setup_logging(cfg.log_level);
   qmesh::worker::Worker worker(cfg);
-  if (auto st = worker.start(); !st) return fail(st.error().message);
+  // Start-up (loading a large model) may take a while: keep answering signals meanwhile.
+  auto started = std::async(std::launch::async, [&worker] { return worker.start(); });
+  while (started.wait_for(std::chrono::milliseconds(0)) != std::future_status::ready) {
+    timespec ts{0, 100'000'000};
+    const int sig = sigtimedwait(&sigs, nullptr, &ts);
+    if (sig == SIGINT || sig == SIGTERM) {
+      spdlog::info("{} received during start-up; stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+      worker.stop();
+      (void)started.get();
+      return fail("stopped before llama-server was ready", 128 + sig);
+    }
+  }
+  if (auto st = started.get(); !st) return fail(st.error().message);
   const auto* sup = worker.supervisor();
   spdlog::info("ready: llama-server pid {} on 127.0.0.1:{}, model {}, topic '{}'", sup->pid(), sup->port(),
                cfg.model, cfg.topic);

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <csignal>
 #include <cstdio>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -23,7 +24,7 @@ struct RunOptions {
   int max_tokens = 128;
   double temperature = 0.7;
   int ctx_size = 2048;
-  int threads = 0;
+  int threads = worker::default_threads();
   int gpu_layers = 0;
   std::optional<std::uint64_t> seed;
   bool chat = false;
@@ -32,10 +33,11 @@ struct RunOptions {
   std::string log_level = "warn";
 };
 
-// Turns SIGINT/SIGTERM into a cancel flag while the answer streams.
+// Turns SIGINT/SIGTERM into a cancel flag and a call to on_signal (which stops the worker, so a
+// signal during start-up or streaming ends the command at once).
 class SignalWatch {
  public:
-  SignalWatch() {
+  explicit SignalWatch(std::function<void()> on_signal) : on_signal_(std::move(on_signal)) {
     sigemptyset(&set_);
     sigaddset(&set_, SIGINT);
     sigaddset(&set_, SIGTERM);
@@ -43,7 +45,7 @@ class SignalWatch {
     thread_ = std::thread([this] {
       while (!done_) {
         timespec ts{0, 100'000'000};
-        if (sigtimedwait(&set_, nullptr, &ts) > 0) cancelled_ = true;
+        if (sigtimedwait(&set_, nullptr, &ts) > 0 && !cancelled_.exchange(true)) on_signal_();
       }
     });
   }
@@ -54,6 +56,7 @@ class SignalWatch {
   bool cancelled() const { return cancelled_; }
 
  private:
+  std::function<void()> on_signal_;
   sigset_t set_;
   std::atomic<bool> done_{false}, cancelled_{false};
   std::thread thread_;
@@ -74,9 +77,12 @@ void run(const RunOptions& o) {
   cfg.temperature = o.temperature;
   if (auto v = worker::validate(cfg); !v) throw CommandError(v.error().message);
 
-  SignalWatch signals;
   worker::Worker w(cfg);
-  if (auto st = w.start(); !st) throw CommandError(st.error().message);
+  SignalWatch signals([&w] { w.stop(); });  // declared after w: gone before w is
+  if (auto st = w.start(); !st) {
+    if (signals.cancelled()) throw CommandError("cancelled", 130);
+    throw CommandError(st.error().message);
+  }
 
   sidecar::CompletionRequest req;
   if (o.chat) req.messages = {{"user", o.prompt}};
@@ -117,7 +123,7 @@ void add_run_command(CLI::App& app) {
   cmd->add_option("--max-tokens,-n", o->max_tokens, "answer length in tokens")->check(CLI::Range(1, 32768));
   cmd->add_option("--temperature", o->temperature, "sampling temperature")->check(CLI::Range(0.0, 2.0));
   cmd->add_option("--ctx-size", o->ctx_size, "context size");
-  cmd->add_option("--threads", o->threads, "CPU threads (0: llama-server's default)");
+  cmd->add_option("--threads", o->threads, "CPU threads for llama-server");
   cmd->add_option("--gpu-layers", o->gpu_layers, "layers to offload to the GPU");
   cmd->add_option("--seed", o->seed, "sampling seed");
   cmd->add_flag("--chat", o->chat, "use the chat endpoint and the model's chat template");

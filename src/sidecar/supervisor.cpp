@@ -88,6 +88,8 @@ struct Supervisor::Impl {
   std::uint64_t spawn_time_ms = 0;
   std::deque<std::uint64_t> crash_times_ms;
   std::thread thread;
+  std::mutex lifecycle_mu;  // start() and stop() may race (a signal during start-up)
+  bool stop_requested = false;
 
   // Shared state.
   mutable std::mutex mu;
@@ -410,6 +412,8 @@ Supervisor::~Supervisor() { stop(); }
 
 core::Status Supervisor::start() {
   Impl& s = *impl_;
+  std::unique_lock lifecycle(s.lifecycle_mu);
+  if (s.stop_requested) return core::make_error("stopped before llama-server was started", "cancelled");
   if (s.thread.joinable()) return core::make_error("llama-server supervisor already started");
   if (s.opts.port == 0) {
     auto p = pick_free_port();
@@ -428,14 +432,18 @@ core::Status Supervisor::start() {
   s.set_state(SidecarState::Starting, "");
   s.thread = std::thread([&s] { s.run_loop(); });
   s.post([&s] { s.spawn(); });
+  lifecycle.unlock();
   const auto st = wait_settled(s.opts.ready_timeout + std::chrono::seconds(5));
   if (st == SidecarState::Ready) return core::Ok{};
   if (st == SidecarState::Failed) return core::make_error(failure());
+  if (st == SidecarState::Stopped) return core::make_error("stopped before llama-server was ready", "cancelled");
   return core::make_error(std::string("llama-server is ") + to_string(st) + " after the ready timeout");
 }
 
 void Supervisor::stop() {
   Impl& s = *impl_;
+  std::lock_guard lifecycle(s.lifecycle_mu);
+  s.stop_requested = true;
   if (!s.thread.joinable()) return;
   s.post([&s] { s.begin_stop(); });
   s.thread.join();

@@ -26,16 +26,26 @@ core::Status Worker::start() {
   o.threads = cfg_.threads;
   o.gpu_layers = gpu_layers_arg(cfg_.gpu_layers);
   o.parallel = cfg_.parallel;
-  supervisor_ = std::make_unique<sidecar::Supervisor>(o);
-  if (auto st = supervisor_->start(); !st) return st.error();
-  auto* sup = supervisor_.get();
-  engine_ = std::make_unique<sidecar::LlamaEngine>([sup] { return sup->port(); });
+  sidecar::Supervisor* sup = nullptr;
+  {
+    std::lock_guard lk(mu_);
+    if (stopping_) return core::make_error("stopped before llama-server was started", "cancelled");
+    supervisor_ = std::make_unique<sidecar::Supervisor>(o);
+    sup = supervisor_.get();
+    engine_ = std::make_unique<sidecar::LlamaEngine>([sup] { return sup->port(); });
+  }
+  if (auto st = sup->start(); !st) return st.error();
   return core::Ok{};
 }
 
 void Worker::stop() {
   stopping_ = true;
-  if (supervisor_) supervisor_->stop();
+  sidecar::Supervisor* sup = nullptr;
+  {
+    std::lock_guard lk(mu_);
+    sup = supervisor_.get();
+  }
+  if (sup) sup->stop();
 }
 
 core::Result<sidecar::CompletionStats> Worker::submit(const sidecar::CompletionRequest& req,

@@ -24,7 +24,8 @@ class Worker {
 
   // Validates the model, resolves llama-server and starts it; blocks until it is ready.
   core::Status start();
-  // Ends requests in flight with a "cancelled" error, then stops llama-server.
+  // Ends requests in flight with a "cancelled" error, then stops llama-server. May be called from
+  // another thread while start() waits, which then fails with a "cancelled" error.
   void stop();
 
   // Runs one request. Exactly one completion or one error; "busy" when the queue is full, or
@@ -41,6 +42,7 @@ class Worker {
  private:
   WorkerConfig cfg_;
   std::string llama_server_;
+  std::mutex mu_;  // guards supervisor_'s creation against a concurrent stop()
   std::unique_ptr<sidecar::Supervisor> supervisor_;
   std::unique_ptr<sidecar::LlamaEngine> engine_;
   HealthSampler sampler_;

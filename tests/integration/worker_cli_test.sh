@@ -45,7 +45,7 @@ out="$("$worker" --config "$tmp/bad.json" 2>&1)"; rc=$?
 check "bad config exits non-zero and names the setting" test "$rc" -ne 0 -a -n "$(grep queue-capacity <<<"$out")"
 
 # qmesh-cli run streams an answer and prints a JSON summary.
-out="$("$cli" run --model "$model" --max-tokens 24 --threads 1 --json "Hello there" 2>"$tmp/run.err")"; rc=$?
+out="$("$cli" run --model "$model" --max-tokens 24 --json "Hello there" 2>"$tmp/run.err")"; rc=$?
 check "run exits 0" test "$rc" -eq 0
 summary="$(tail -n 1 <<<"$out")"
 check "run --json reports 24 tokens" grep -q '"tokens":24' <<<"$summary"
@@ -87,6 +87,25 @@ chmod +x "$tmp/crashy-llama-server"
 out="$("$worker" --model "$model" --llama-server "$tmp/crashy-llama-server" 2>&1)"; rc=$?
 check "llama-server failing at start-up: worker exits non-zero" test "$rc" -ne 0
 check "... with a message saying so" grep -q 'during start-up' <<<"$out"
+
+# A signal while llama-server is still loading stops the worker at once, and the child with it.
+cat >"$tmp/slow-llama-server" <<'SH'
+#!/bin/sh
+exec sleep 600
+SH
+chmod +x "$tmp/slow-llama-server"
+"$worker" --model "$model" --llama-server "$tmp/slow-llama-server" >"$tmp/w3.log" 2>&1 &
+wpid=$!; pids+=("$wpid")
+check "slow start: worker spawned llama-server" wait_line "$tmp/w3.log" 'started llama-server pid' 10
+child="$(children_of "$wpid")"
+kill -TERM "$wpid"; wait "$wpid"; rc=$?
+check "SIGTERM during start-up: exit code 143" test "$rc" -eq 143
+check "SIGTERM during start-up: says so" grep -q 'stopped before llama-server was ready' "$tmp/w3.log"
+check "SIGTERM during start-up: the child is gone" bash -c "! kill -0 ${child:-999999} 2>/dev/null"
+"$cli" run --model "$model" --llama-server "$tmp/slow-llama-server" "hi" >"$tmp/r3.log" 2>&1 &
+rpid=$!; pids+=("$rpid")
+sleep 1; kill -INT "$rpid"; wait "$rpid"; rc=$?
+check "Ctrl-C of run during start-up: exit code 130" test "$rc" -eq 130
 
 echo "$passed passed, $failures failed"
 test "$failures" -eq 0
