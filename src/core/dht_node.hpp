@@ -1,0 +1,241 @@
+// DhtNode: one QMesh DHT node as a sans-I/O state machine. The caller feeds it datagrams and time,
+// drains next_datagram() and calls on_tick() at next_wakeup(); results of operations come out of
+// next_event(). Nothing here reads a clock, draws entropy or touches a socket.
+//
+// Operations are iterative Kademlia traversals (alpha parallel requests, k closest, per-request
+// timeout and retries); the node never recurses on behalf of others. Wire format: dht_message.hpp.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <variant>
+#include <vector>
+
+#include "core/dht_message.hpp"
+#include "core/dht_record_store.hpp"
+#include "core/dht_routing_table.hpp"
+#include "core/dht_token.hpp"
+#include "core/dht_types.hpp"
+#include "core/rng.hpp"
+
+namespace qmesh::core::dht {
+
+using QueryId = std::uint64_t;
+
+struct DhtConfig {
+  // Ephemeral nodes (clients, new or NATed nodes) send no ID, so they never enter routing tables;
+  // they still query and announce. Promotion after a reachability check is not implemented yet.
+  bool ephemeral = false;
+  bool ipv4 = true;  // families this node has a local endpoint on
+  bool ipv6 = false;
+  // A persistent node that knows its public endpoint sets it; otherwise the node adopts the
+  // address that address_votes distinct repliers agree they saw it from.
+  std::optional<Endpoint> public_v4;
+  std::optional<Endpoint> public_v6;
+  std::size_t address_votes = 3;
+
+  std::size_t k = 20;
+  std::size_t alpha = 3;  // 3..10
+  std::chrono::milliseconds request_timeout{1000};
+  int retries = 1;  // resends of a request before its target counts as failed
+  std::size_t max_candidates = 64;
+  RoutingConfig routing;
+  StoreLimits store;
+  std::chrono::milliseconds bucket_refresh{std::chrono::minutes(15)};
+  std::chrono::milliseconds token_rotation{std::chrono::minutes(5)};
+  std::uint16_t default_ttl_s = 60;
+
+  // Abuse limits.
+  double rate_per_s = 100;    // requests per IP (IPv4 address / IPv6 /64) per second
+  double rate_burst = 200;
+  bool rate_exempt_loopback = true;
+  std::size_t max_rate_entries = 8192;
+  std::size_t amplification = 3;  // reply bytes <= this x request bytes until the sender proves it receives
+  std::size_t min_request = kMinPaddedRequest;
+};
+
+struct OutDatagram {
+  Endpoint to;
+  std::vector<std::uint8_t> bytes;
+};
+
+struct QueryStats {
+  std::uint32_t rounds = 0;    // hops from the start set to the deepest replying node among the k closest
+  std::uint32_t messages = 0;  // requests sent, retries included
+  std::uint32_t replies = 0;
+  std::uint32_t timeouts = 0;
+  std::uint32_t stored = 0;  // announce/unannounce: nodes that accepted
+  std::chrono::milliseconds elapsed{0};
+};
+
+// A verified record found by a lookup (the signature is checked against the replier's ID).
+struct LookupRecord {
+  QueryId query = 0;
+  Topic topic{};
+  NodeId storing_id{};
+  Endpoint from;
+  ReplyRecord record;
+};
+
+struct QueryDone {
+  QueryId query = 0;
+  bool ok = false;  // at least one node answered (announce: at least one stored)
+  QueryStats stats;
+  std::vector<NodeInfo> closest;  // the k closest nodes that answered
+};
+
+using DhtEvent = std::variant<LookupRecord, QueryDone>;
+
+// Every reason a datagram or request was dropped or refused, and traffic totals.
+struct DhtCounters {
+  std::uint64_t rx_datagrams = 0, tx_datagrams = 0, rx_bytes = 0, tx_bytes = 0;
+  std::uint64_t drop_malformed = 0;
+  std::uint64_t drop_rate_limited = 0;
+  std::uint64_t drop_unexpected_reply = 0;  // unknown txid or wrong source
+  std::uint64_t drop_wrong_family = 0;
+  std::uint64_t drop_amplification = 0;     // not even a bare reply fits the 3x bound
+  std::uint64_t replies_trimmed = 0;        // nodes/records left out to respect the bound
+  std::uint64_t bad_id = 0;                 // ID does not match the sender's address
+  std::uint64_t ip_limit = 0;               // routing table refused: too many entries for one IP
+  std::uint64_t bad_token = 0;
+  std::uint64_t bad_signature = 0;
+  std::uint64_t stale_seq = 0;
+  std::uint64_t too_large = 0;
+  std::uint64_t bad_record = 0;             // lookup reply carried a record that fails verification
+  std::uint64_t timeouts = 0;
+  std::uint64_t retries = 0;
+  std::uint64_t evict_pings = 0;
+};
+
+class DhtNode {
+ public:
+  DhtNode(DhtConfig config, std::uint64_t seed, TimePoint now);
+
+  void on_datagram(const Endpoint& from, std::span<const std::uint8_t> bytes, TimePoint now);
+  void on_tick(TimePoint now);
+  std::optional<OutDatagram> next_datagram();
+  TimePoint next_wakeup() const;
+  std::optional<DhtEvent> next_event();
+
+  // find_node(self) through the given endpoints (and whatever the table holds).
+  QueryId bootstrap(std::span<const Endpoint> seeds, TimePoint now);
+  QueryId find_node(const NodeId& target, TimePoint now);
+  QueryId lookup(const Topic& topic, TimePoint now);
+  // Lookup to collect tokens from the k closest, then ANNOUNCE to them; re-announced every ttl/3
+  // (with seq + 1) until unannounce(topic). seq 0 means max(now in ms, previous + 1).
+  QueryId announce(const Topic& topic, std::span<const std::uint8_t> payload, const KeyPair& key, TimePoint now,
+                   std::uint16_t ttl_s = 0, std::uint64_t seq = 0);
+  // Stops refreshing and sends a signed UNANNOUNCE to the nodes that stored the record.
+  QueryId unannounce(const Topic& topic, TimePoint now);
+
+  const DhtCounters& counters() const { return counters_; }
+  std::size_t routing_table_size() const { return tables_[0].size() + tables_[1].size(); }
+  const RoutingTable& routing_table(std::uint8_t family) const { return tables_[family == 6 ? 1 : 0]; }
+  std::size_t stored_records() const { return store_.size(); }
+  const RecordStore& store() const { return store_; }
+  bool ephemeral() const { return config_.ephemeral; }
+  // The routing ID others see for this family, once the public endpoint is known.
+  std::optional<NodeId> node_id(std::uint8_t family) const;
+  std::optional<Endpoint> public_endpoint(std::uint8_t family) const;
+  std::size_t pending_requests() const { return rpcs_.size(); }
+  std::size_t memory_estimate() const;
+
+ private:
+  enum class Kind : std::uint8_t { Bootstrap, FindNode, Refresh, Lookup, Announce, Unannounce };
+  enum class CandState : std::uint8_t { Fresh, InFlight, Replied, Failed };
+  struct Candidate {
+    NodeInfo info;
+    bool id_known = true;
+    CandState state = CandState::Fresh;
+    std::uint8_t depth = 1;
+    bool refetched = false;
+    std::optional<Token> token;
+  };
+  struct Query {
+    QueryId id = 0;
+    Kind kind = Kind::FindNode;
+    NodeId target{};
+    TimePoint started{};
+    std::vector<Candidate> cands;  // sorted by distance; unknown IDs (seeds) first
+    std::size_t inflight = 0;
+    QueryStats stats;
+    bool storing = false;  // announce/unannounce: second phase
+    std::vector<std::pair<std::uint64_t, PublicKey>> seen;  // records already reported
+  };
+  enum class Purpose : std::uint8_t { Query, Store, EvictPing };
+  struct Rpc {
+    Endpoint to;
+    std::optional<NodeId> id;
+    QueryId query = 0;
+    Purpose purpose = Purpose::Query;
+    TimePoint deadline{};
+    int tries = 1;
+    std::vector<std::uint8_t> bytes;
+  };
+  struct Announcement {
+    KeyPair key;
+    std::vector<std::uint8_t> payload;
+    std::uint16_t ttl_s = 60;
+    std::uint64_t seq = 0;
+    TimePoint next_refresh{};
+    QueryId active = 0;
+    std::vector<std::pair<NodeInfo, Token>> stored_at;
+  };
+  struct RateBucket {
+    double tokens = 0;
+    TimePoint last{};
+  };
+
+  int fam(const Endpoint& e) const { return family_index(e); }
+  bool on_family(int f) const { return f == 0 ? config_.ipv4 : config_.ipv6; }
+  std::optional<NodeId> wire_id(int f) const;
+
+  void handle_request(const Endpoint& from, const Message& m, std::size_t request_bytes, TimePoint now);
+  void handle_reply(const Endpoint& from, const Message& m, TimePoint now);
+  void note_node(const Endpoint& from, const NodeId& id, TimePoint now);
+  void note_address(const Endpoint& from, const Endpoint& seen_as);
+  bool rate_allows(const Endpoint& from, TimePoint now);
+
+  std::uint32_t send_request(const Endpoint& to, std::optional<NodeId> id, Body body, QueryId q, Purpose p,
+                             TimePoint now);
+  void send(const Endpoint& to, std::vector<std::uint8_t> bytes);
+  std::uint32_t new_txid();
+
+  QueryId start_query(Kind kind, const NodeId& target, std::span<const Endpoint> seeds, TimePoint now);
+  void add_candidate(Query& q, const NodeInfo& n, bool id_known, std::uint8_t depth);
+  void advance(Query& q, TimePoint now);
+  void finish(Query& q, TimePoint now);
+  void start_store_phase(Query& q, TimePoint now);
+  void on_rpc_failed(const Rpc& rpc, std::uint32_t txid, TimePoint now);
+  Candidate* find_candidate(Query& q, const Endpoint& ep);
+  void emit_done(Query& q, bool ok, TimePoint now);
+
+  DhtConfig config_;
+  Rng rng_;
+  TokenIssuer tokens_;
+  RecordStore store_;
+  RoutingTable tables_[2];
+  std::optional<NodeId> ids_[2];
+  std::optional<Endpoint> public_[2];
+  std::map<Endpoint, std::vector<Endpoint>> votes_[2];  // seen-as -> distinct voters
+  std::unordered_map<std::uint32_t, Rpc> rpcs_;
+  std::unordered_map<Endpoint, Token, EndpointHash> remote_tokens_;  // tokens others gave us
+  std::map<QueryId, Query> queries_;
+  std::map<Topic, Announcement> announcements_;
+  std::unordered_map<IpKey, RateBucket, IpKeyHash> rate_;
+  std::deque<OutDatagram> outbox_;
+  std::deque<DhtEvent> events_;
+  DhtCounters counters_;
+  bool pending_self_refresh_[2] = {false, false};
+  QueryId next_query_ = 1;
+  TimePoint next_maintenance_{};
+};
+
+}  // namespace qmesh::core::dht

@@ -1,0 +1,169 @@
+#include "core/dht_routing_table.hpp"
+
+#include <algorithm>
+
+namespace qmesh::core::dht {
+
+int RoutingTable::bucket_index(const NodeId& self, const NodeId& id) { return common_prefix_bits(self, id); }
+
+bool RoutingTable::ip_allows(const Endpoint& ep) const {
+  if (config_.exempt_loopback && ep.is_loopback()) return true;
+  auto it = per_ip_.find(ip_key(ep));
+  return it == per_ip_.end() || it->second < config_.max_per_ip;
+}
+
+void RoutingTable::count_ip(const Endpoint& ep, int delta) {
+  const auto key = ip_key(ep);
+  if (delta > 0) {
+    ++per_ip_[key];
+  } else if (auto it = per_ip_.find(key); it != per_ip_.end() && --it->second == 0) {
+    per_ip_.erase(it);
+  }
+}
+
+void RoutingTable::erase(Bucket& b, std::size_t i) {
+  count_ip(b.nodes[i].endpoint, -1);
+  b.nodes.erase(b.nodes.begin() + static_cast<std::ptrdiff_t>(i));
+  --size_;
+}
+
+InsertOutcome RoutingTable::add(const NodeId& id, const Endpoint& ep, TimePoint now) {
+  if (id == self_) return {InsertResult::Self, std::nullopt};
+  const int idx = bucket_index(self_, id);
+  if (static_cast<std::size_t>(idx) < buckets_.size()) {
+    auto& b = buckets_[idx];
+    for (auto& e : b.nodes)
+      if (e.id == id) {
+        if (e.endpoint != ep) return {InsertResult::BadId, std::nullopt};  // IDs are bound to endpoints
+        e.last_seen = now;
+        e.fails = 0;
+        b.last_changed = now;
+        if (b.pinging == id) {  // the eviction candidate answered: it stays
+          b.pinging.reset();
+          b.replacement.reset();
+        }
+        return {InsertResult::Updated, std::nullopt};
+      }
+  }
+  if (config_.verify_ids && node_id_for(ep) != id) return {InsertResult::BadId, std::nullopt};
+  if (!ip_allows(ep)) return {InsertResult::IpLimit, std::nullopt};
+  if (static_cast<std::size_t>(idx) >= buckets_.size()) buckets_.resize(idx + 1);
+  auto& b = buckets_[idx];
+  RoutingEntry entry{id, ep, now, 0};
+  if (b.nodes.size() < config_.k) {
+    b.nodes.push_back(entry);
+    count_ip(ep, +1);
+    ++size_;
+    b.last_changed = now;
+    return {InsertResult::Added, std::nullopt};
+  }
+  // Full: an entry that already failed goes at once; otherwise ping the least recently seen.
+  for (std::size_t i = 0; i < b.nodes.size(); ++i)
+    if (b.nodes[i].fails > 0 && b.pinging != b.nodes[i].id) {
+      erase(b, i);
+      b.nodes.push_back(entry);
+      count_ip(ep, +1);
+      ++size_;
+      b.last_changed = now;
+      return {InsertResult::Added, std::nullopt};
+    }
+  b.replacement = entry;
+  if (b.pinging) return {InsertResult::Pending, std::nullopt};
+  auto oldest = std::min_element(b.nodes.begin(), b.nodes.end(),
+                                 [](const auto& x, const auto& y) { return x.last_seen < y.last_seen; });
+  b.pinging = oldest->id;
+  return {InsertResult::Pending, *oldest};
+}
+
+void RoutingTable::on_timeout(const NodeId& id) {
+  const int idx = bucket_index(self_, id);
+  if (static_cast<std::size_t>(idx) >= buckets_.size()) return;
+  auto& b = buckets_[idx];
+  for (std::size_t i = 0; i < b.nodes.size(); ++i) {
+    if (b.nodes[i].id != id) continue;
+    ++b.nodes[i].fails;
+    if (b.pinging == id) {
+      b.pinging.reset();
+      erase(b, i);
+      if (b.replacement && ip_allows(b.replacement->endpoint)) {
+        b.nodes.push_back(*b.replacement);
+        count_ip(b.replacement->endpoint, +1);
+        ++size_;
+      }
+      b.replacement.reset();
+    } else if (b.nodes[i].fails >= config_.max_fails) {
+      erase(b, i);
+    }
+    return;
+  }
+}
+
+bool RoutingTable::contains(const NodeId& id) const {
+  const int idx = bucket_index(self_, id);
+  if (static_cast<std::size_t>(idx) >= buckets_.size()) return false;
+  for (const auto& e : buckets_[idx].nodes)
+    if (e.id == id) return true;
+  return false;
+}
+
+void RoutingTable::remove(const NodeId& id) {
+  const int idx = bucket_index(self_, id);
+  if (static_cast<std::size_t>(idx) >= buckets_.size()) return;
+  auto& b = buckets_[idx];
+  for (std::size_t i = 0; i < b.nodes.size(); ++i)
+    if (b.nodes[i].id == id) return erase(b, i);
+}
+
+std::vector<NodeInfo> RoutingTable::closest(const NodeId& target, std::size_t n) const {
+  std::vector<NodeInfo> all;
+  all.reserve(size_);
+  for (const auto& b : buckets_)
+    for (const auto& e : b.nodes) all.push_back({e.id, e.endpoint});
+  const std::size_t m = std::min(n, all.size());
+  std::partial_sort(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(m), all.end(),
+                    [&](const NodeInfo& a, const NodeInfo& b) { return closer(target, a.id, b.id); });
+  all.resize(m);
+  return all;
+}
+
+void RoutingTable::rebind(const NodeId& self) {
+  std::vector<RoutingEntry> all;
+  for (const auto& b : buckets_)
+    for (const auto& e : b.nodes) all.push_back(e);
+  self_ = self;
+  buckets_.clear();
+  per_ip_.clear();
+  size_ = 0;
+  for (const auto& e : all) {
+    auto out = add(e.id, e.endpoint, e.last_seen);
+    (void)out;  // a now-full bucket just drops the rest
+  }
+}
+
+std::vector<NodeId> RoutingTable::refresh_targets(TimePoint now, std::chrono::milliseconds stale_after, Rng& rng) {
+  std::vector<NodeId> out;
+  for (std::size_t i = 0; i < buckets_.size(); ++i) {
+    auto& b = buckets_[i];
+    if (b.nodes.empty() || now - b.last_changed < stale_after) continue;
+    b.last_changed = now;  // one refresh per period, answered or not
+    // A random ID sharing exactly i leading bits with ours.
+    NodeId t = random_id(rng);
+    for (std::size_t bit = 0; bit <= i && bit < 256; ++bit) {
+      const std::size_t byte = bit / 8;
+      const std::uint8_t mask = static_cast<std::uint8_t>(0x80u >> (bit % 8));
+      const bool want = bit < i ? (self_[byte] & mask) : !(self_[byte] & mask);
+      t[byte] = static_cast<std::uint8_t>(want ? (t[byte] | mask) : (t[byte] & ~mask));
+    }
+    out.push_back(t);
+  }
+  return out;
+}
+
+std::size_t RoutingTable::memory_estimate() const {
+  std::size_t n = sizeof(*this) + buckets_.capacity() * sizeof(Bucket);
+  for (const auto& b : buckets_) n += b.nodes.capacity() * sizeof(RoutingEntry);
+  n += per_ip_.bucket_count() * sizeof(void*) + per_ip_.size() * (sizeof(IpKey) + 4 + 16);
+  return n;
+}
+
+}  // namespace qmesh::core::dht

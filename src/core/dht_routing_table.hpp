@@ -1,0 +1,89 @@
+// Kademlia routing table for one address family: 256 XOR buckets of k entries, indexed by the
+// number of leading bits an ID shares with ours. Entries must carry the ID derived from their
+// endpoint (checked here), at most max_per_ip entries per IPv4 address / IPv6 /64 (loopback
+// exempt when configured). A full bucket pings its least-recently-seen entry before evicting it.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <unordered_map>
+#include <vector>
+
+#include "core/dht_message.hpp"
+#include "core/dht_types.hpp"
+#include "core/rng.hpp"
+
+namespace qmesh::core::dht {
+
+struct RoutingConfig {
+  std::size_t k = 20;
+  std::size_t max_per_ip = 2;
+  bool exempt_loopback = true;
+  bool verify_ids = true;       // id must equal node_id_for(endpoint)
+  std::uint8_t max_fails = 2;   // consecutive timeouts before an entry is dropped
+};
+
+struct RoutingEntry {
+  NodeId id{};
+  Endpoint endpoint;
+  TimePoint last_seen{};
+  std::uint8_t fails = 0;
+};
+
+enum class InsertResult { Added, Updated, Pending, Self, BadId, IpLimit };
+
+struct InsertOutcome {
+  InsertResult result;
+  std::optional<RoutingEntry> ping;  // set when the caller should ping this entry (ping-before-evict)
+};
+
+class RoutingTable {
+ public:
+  RoutingTable(const NodeId& self, RoutingConfig config = {}) : self_(self), config_(config) {}
+
+  const NodeId& self() const { return self_; }
+  // Re-files every entry under a new own ID (a node that learned its public address).
+  void rebind(const NodeId& self);
+
+  // A node was heard from (a verified reply or request).
+  InsertOutcome add(const NodeId& id, const Endpoint& ep, TimePoint now);
+  // A query to id timed out: counts a failure; a pinged eviction candidate is replaced.
+  void on_timeout(const NodeId& id);
+  bool contains(const NodeId& id) const;
+  void remove(const NodeId& id);
+
+  std::vector<NodeInfo> closest(const NodeId& target, std::size_t n) const;
+  std::size_t size() const { return size_; }
+  std::size_t bucket_count() const { return buckets_.size(); }
+  std::size_t bucket_size(std::size_t i) const { return i < buckets_.size() ? buckets_[i].nodes.size() : 0; }
+  static int bucket_index(const NodeId& self, const NodeId& id);
+
+  // Random targets inside every non-empty bucket that has not changed since stale_after.
+  std::vector<NodeId> refresh_targets(TimePoint now, std::chrono::milliseconds stale_after, Rng& rng);
+  std::size_t memory_estimate() const;
+  template <class F>
+  void for_each(F&& f) const {
+    for (const auto& b : buckets_)
+      for (const auto& e : b.nodes) f(e);
+  }
+
+ private:
+  struct Bucket {
+    std::vector<RoutingEntry> nodes;
+    std::optional<RoutingEntry> replacement;
+    std::optional<NodeId> pinging;
+    TimePoint last_changed{};
+  };
+  bool ip_allows(const Endpoint& ep) const;
+  void count_ip(const Endpoint& ep, int delta);
+  void erase(Bucket& b, std::size_t i);
+
+  NodeId self_;
+  RoutingConfig config_;
+  std::vector<Bucket> buckets_;  // grows to the deepest bucket in use
+  std::unordered_map<IpKey, std::uint32_t, IpKeyHash> per_ip_;
+  std::size_t size_ = 0;
+};
+
+}  // namespace qmesh::core::dht

@@ -1,0 +1,413 @@
+#include <gtest/gtest.h>
+
+#include <map>
+#include <memory>
+
+#include "core/dht_node.hpp"
+
+using namespace qmesh::core;
+using namespace qmesh::core::dht;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+namespace {
+
+Endpoint ep(std::uint32_t i) {
+  return Endpoint::v4(10, static_cast<std::uint8_t>(i >> 16), static_cast<std::uint8_t>(i >> 8),
+                      static_cast<std::uint8_t>(i), 4000);
+}
+
+KeyPair key(std::uint8_t b) {
+  std::array<std::uint8_t, 32> seed;
+  seed.fill(b);
+  return KeyPair::from_seed(seed);
+}
+
+// A hand-wired network: datagrams are delivered in order, 1 ms apart; a node missing from the map
+// is down (its datagrams vanish).
+struct TinyNet {
+  std::map<Endpoint, std::unique_ptr<DhtNode>> nodes;
+  TimePoint now{1000};
+  std::vector<std::pair<Endpoint, OutDatagram>> captured;  // datagrams to endpoints not in the map
+
+  DhtNode& add(std::uint32_t i, bool ephemeral = false, bool public_known = true) {
+    DhtConfig c;
+    c.ephemeral = ephemeral;
+    if (public_known) c.public_v4 = ep(i);
+    auto& n = nodes[ep(i)];
+    n = std::make_unique<DhtNode>(c, 100 + i, now);
+    return *n;
+  }
+  // Delivers until nothing is in flight, then runs timers until everything settles or `until`.
+  void run(milliseconds for_at_most = seconds(30)) {
+    const TimePoint end = now + for_at_most;
+    while (now < end) {
+      bool any = false;
+      for (auto& [self, n] : nodes) {
+        while (auto d = n->next_datagram()) {
+          any = true;
+          auto it = nodes.find(d->to);
+          if (it == nodes.end()) {
+            captured.emplace_back(self, *d);
+            continue;
+          }
+          it->second->on_datagram(self, d->bytes, now);
+        }
+      }
+      if (any) {
+        now += milliseconds(1);
+        continue;
+      }
+      TimePoint wake = end;
+      for (auto& [self, n] : nodes) wake = std::min(wake, std::max(now, n->next_wakeup()));
+      bool pending = false;
+      for (auto& [self, n] : nodes) pending = pending || n->pending_requests() > 0;
+      if (!pending && wake > now + seconds(2)) return;  // only maintenance timers left
+      now = std::max(wake, now + milliseconds(1));
+      for (auto& [self, n] : nodes) n->on_tick(now);
+    }
+  }
+  std::vector<DhtEvent> events(DhtNode& n) {
+    std::vector<DhtEvent> out;
+    while (auto e = n.next_event()) out.push_back(std::move(*e));
+    return out;
+  }
+  std::optional<QueryDone> done(DhtNode& n, QueryId q, std::vector<LookupRecord>* records = nullptr) {
+    std::optional<QueryDone> d;
+    for (auto& e : events(n)) {
+      if (auto* r = std::get_if<LookupRecord>(&e); r && r->query == q && records) records->push_back(*r);
+      if (auto* qd = std::get_if<QueryDone>(&e); qd && qd->query == q) d = *qd;
+    }
+    return d;
+  }
+  void build(std::uint32_t count, std::uint32_t ephemeral_from = ~0u) {
+    add(0);
+    for (std::uint32_t i = 1; i < count; ++i) {
+      auto& n = add(i, i >= ephemeral_from);
+      const Endpoint seed = ep(0);
+      n.bootstrap(std::span(&seed, 1), now);
+      run();
+    }
+    for (auto& [self, n] : nodes) events(*n);
+  }
+};
+
+}  // namespace
+
+TEST(DhtNode, AnnounceThenLookupOnTinyNetwork) {
+  TinyNet net;
+  net.build(40);
+  for (auto& [self, n] : net.nodes) EXPECT_GT(n->routing_table_size(), 5u) << self.to_string();
+  const Topic topic = topic_from_name("llama-3");
+  auto& announcer = *net.nodes[ep(7)];
+  const std::vector<std::uint8_t> payload = {'h', 'i'};
+  const auto qa = announcer.announce(topic, payload, key(1), net.now);
+  net.run();
+  auto ad = net.done(announcer, qa);
+  ASSERT_TRUE(ad);
+  EXPECT_TRUE(ad->ok);
+  EXPECT_GE(ad->stats.stored, 10u);
+
+  std::size_t holders = 0;
+  for (auto& [self, n] : net.nodes) holders += n->stored_records();
+  EXPECT_EQ(holders, ad->stats.stored);
+
+  for (std::uint32_t i : {1u, 20u, 39u}) {
+    auto& client = *net.nodes[ep(i)];
+    const auto q = client.lookup(topic, net.now);
+    net.run();
+    std::vector<LookupRecord> recs;
+    auto d = net.done(client, q, &recs);
+    ASSERT_TRUE(d);
+    EXPECT_TRUE(d->ok);
+    EXPECT_GE(d->stats.rounds, 1u);
+    EXPECT_GT(d->stats.messages, 0u);
+    ASSERT_EQ(recs.size(), 1u);  // the same record from many holders is reported once
+    EXPECT_EQ(recs[0].record.body.payload, payload);
+    EXPECT_EQ(recs[0].record.body.pubkey, key(1).public_key);
+  }
+  // An unknown topic: done, no records.
+  auto& client = *net.nodes[ep(3)];
+  const auto q = client.lookup(topic_from_name("nobody"), net.now);
+  net.run();
+  std::vector<LookupRecord> recs;
+  auto d = net.done(client, q, &recs);
+  ASSERT_TRUE(d);
+  EXPECT_TRUE(d->ok);
+  EXPECT_TRUE(recs.empty());
+}
+
+TEST(DhtNode, RefreshKeepsRecordAliveAndUnannounceRemovesIt) {
+  TinyNet net;
+  net.build(30);
+  const Topic topic = topic_from_name("t");
+  auto& announcer = *net.nodes[ep(4)];
+  announcer.announce(topic, std::vector<std::uint8_t>{1}, key(2), net.now, 30);
+  net.run();
+  // Well past the TTL: the announcer re-announced every 10 s.
+  for (int i = 0; i < 10; ++i) net.run(seconds(10));
+  auto& client = *net.nodes[ep(17)];
+  auto q = client.lookup(topic, net.now);
+  net.run();
+  std::vector<LookupRecord> recs;
+  net.done(client, q, &recs);
+  ASSERT_EQ(recs.size(), 1u);
+  EXPECT_GT(recs[0].record.body.seq, 1u);
+
+  const auto qu = announcer.unannounce(topic, net.now);
+  net.run();
+  auto du = net.done(announcer, qu);
+  ASSERT_TRUE(du);
+  EXPECT_TRUE(du->ok);
+  std::size_t holders = 0;
+  for (auto& [self, n] : net.nodes) holders += n->stored_records();
+  EXPECT_EQ(holders, 0u);
+}
+
+TEST(DhtNode, RecordExpiresWhenAnnouncerLeaves) {
+  TinyNet net;
+  net.build(25);
+  const Topic topic = topic_from_name("t");
+  net.nodes[ep(4)]->announce(topic, std::vector<std::uint8_t>{1}, key(2), net.now, 10);
+  net.run();
+  net.nodes.erase(ep(4));
+  net.now += seconds(11);
+  auto& client = *net.nodes[ep(9)];
+  auto q = client.lookup(topic, net.now);
+  net.run();
+  std::vector<LookupRecord> recs;
+  ASSERT_TRUE(net.done(client, q, &recs));
+  EXPECT_TRUE(recs.empty());
+}
+
+TEST(DhtNode, EphemeralNodesQueryButNeverEnterTables) {
+  TinyNet net;
+  net.build(30, /*ephemeral_from=*/20);
+  for (std::uint32_t i = 20; i < 30; ++i) {
+    const NodeId eid = node_id_for(ep(i));
+    for (auto& [self, n] : net.nodes) EXPECT_FALSE(n->routing_table(4).contains(eid));
+    EXPECT_FALSE(net.nodes[ep(i)]->node_id(4));
+    EXPECT_GT(net.nodes[ep(i)]->routing_table_size(), 0u);
+  }
+  const Topic topic = topic_from_name("eph");
+  net.nodes[ep(25)]->announce(topic, std::vector<std::uint8_t>{5}, key(3), net.now);
+  net.run();
+  auto& client = *net.nodes[ep(27)];
+  auto q = client.lookup(topic, net.now);
+  net.run();
+  std::vector<LookupRecord> recs;
+  net.done(client, q, &recs);
+  EXPECT_EQ(recs.size(), 1u);
+  for (std::uint32_t i = 20; i < 30; ++i) EXPECT_EQ(net.nodes[ep(i)]->stored_records(), 0u);
+}
+
+TEST(DhtNode, LearnsItsAddressFromReplies) {
+  TinyNet net;
+  net.build(10);
+  auto& n = net.add(50, false, /*public_known=*/false);
+  EXPECT_FALSE(n.node_id(4));
+  const Endpoint seed = ep(0);
+  n.bootstrap(std::span(&seed, 1), net.now);
+  net.run();
+  ASSERT_TRUE(n.node_id(4));
+  EXPECT_EQ(*n.node_id(4), node_id_for(ep(50)));
+  EXPECT_EQ(n.public_endpoint(4), ep(50));
+  // Others now have it in their tables.
+  std::size_t known = 0;
+  for (auto& [self, o] : net.nodes) known += o->routing_table(4).contains(node_id_for(ep(50)));
+  EXPECT_GT(known, 0u);
+}
+
+TEST(DhtNode, UnreachableSeedTimesOutWithRetries) {
+  TinyNet net;
+  auto& n = net.add(1);
+  const Endpoint dead = ep(99);
+  const auto q = n.bootstrap(std::span(&dead, 1), net.now);
+  net.run();
+  auto d = net.done(n, q);
+  ASSERT_TRUE(d);
+  EXPECT_FALSE(d->ok);
+  EXPECT_EQ(d->stats.timeouts, 1u);
+  EXPECT_EQ(d->stats.messages, 2u);  // one retry
+  EXPECT_EQ(n.counters().retries, 1u);
+  EXPECT_LE(d->stats.elapsed, milliseconds(2100));
+}
+
+TEST(DhtNode, MalformedAndUnexpectedAreCountedDrops) {
+  TinyNet net;
+  auto& n = net.add(1);
+  const std::vector<std::uint8_t> junk = {1, 2, 3};
+  n.on_datagram(ep(2), junk, net.now);
+  EXPECT_EQ(n.counters().drop_malformed, 1u);
+  Message m;
+  m.txid = 77;
+  m.body = Reply{ep(1), ErrorCode::None, false, {}, {}};
+  n.on_datagram(ep(2), encode(m), net.now);
+  EXPECT_EQ(n.counters().drop_unexpected_reply, 1u);
+  auto v6 = *Endpoint::parse("[2001:db8::1]:4000");
+  m.body = Ping{};
+  n.on_datagram(v6, encode(m, 300), net.now);
+  EXPECT_EQ(n.counters().drop_wrong_family, 1u);
+  EXPECT_FALSE(n.next_datagram());
+}
+
+TEST(DhtNode, PerIpRateLimit) {
+  TinyNet net;
+  auto& n = net.add(1);
+  Message ping;
+  ping.body = Ping{};
+  int replies = 0;
+  for (int i = 0; i < 1000; ++i) {
+    ping.txid = static_cast<std::uint32_t>(i);
+    Endpoint from = ep(2);
+    from.port = static_cast<std::uint16_t>(5000 + i);  // one IP, many ports
+    n.on_datagram(from, encode(ping, 300), net.now);
+    while (n.next_datagram()) ++replies;
+  }
+  EXPECT_EQ(replies, 200);  // the burst
+  EXPECT_EQ(n.counters().drop_rate_limited, 800u);
+  // Refills with time; another IP is unaffected.
+  net.now += seconds(1);
+  n.on_datagram(ep(2), encode(ping, 300), net.now);
+  n.on_datagram(ep(3), encode(ping, 300), net.now);
+  int more = 0;
+  while (n.next_datagram()) ++more;
+  EXPECT_EQ(more, 2);
+}
+
+TEST(DhtNode, AmplificationBoundUntilTokenEchoed) {
+  TinyNet net;
+  net.build(40);
+  auto& n = *net.nodes[ep(0)];
+  const Endpoint stranger = ep(1000);
+  Message fn;
+  fn.txid = 1;
+  fn.body = FindNode{node_id_for(ep(5))};
+  const auto small = encode(fn);  // 39 bytes, unpadded
+  n.on_datagram(stranger, small, net.now);
+  auto r = n.next_datagram();
+  ASSERT_TRUE(r);
+  EXPECT_LE(r->bytes.size(), 3 * small.size());
+  auto rep = decode_message(r->bytes);
+  ASSERT_TRUE(rep && rep->token);
+  EXPECT_TRUE(std::get<Reply>(rep->body).truncated);
+  EXPECT_EQ(std::get<Reply>(rep->body).to, stranger);
+  // Padded: room for a useful reply.
+  n.on_datagram(stranger, encode(fn, 300), net.now);
+  r = n.next_datagram();
+  ASSERT_TRUE(r);
+  EXPECT_LE(r->bytes.size(), 900u);
+  EXPECT_GT(std::get<Reply>(decode_message(r->bytes)->body).nodes.size(), 5u);
+  // Echoing the token proves the address: the full reply.
+  fn.token = rep->token;
+  n.on_datagram(stranger, encode(fn), net.now);
+  r = n.next_datagram();
+  ASSERT_TRUE(r);
+  auto full = decode_message(r->bytes);
+  EXPECT_EQ(std::get<Reply>(full->body).nodes.size(), 20u);
+  EXPECT_FALSE(std::get<Reply>(full->body).truncated);
+  // A 7-byte ping: not even a bare reply fits 21 bytes.
+  Message ping;
+  ping.body = Ping{};
+  n.on_datagram(stranger, encode(ping), net.now);
+  EXPECT_FALSE(n.next_datagram());
+  EXPECT_EQ(n.counters().drop_amplification, 1u);
+}
+
+TEST(DhtNode, WritesNeedTokenAndValidSignature) {
+  TinyNet net;
+  net.build(5);
+  auto& n = *net.nodes[ep(0)];
+  const NodeId nid = node_id_for(ep(0));
+  const Endpoint writer = ep(500);
+  const Topic topic = topic_from_name("w");
+  auto ask = [&](Message m, std::size_t pad = 0) {
+    n.on_datagram(writer, encode(m, pad), net.now);
+    auto r = n.next_datagram();
+    EXPECT_TRUE(r);
+    return *decode_message(r->bytes);
+  };
+  Message l;
+  l.txid = 1;
+  l.body = Lookup{topic};
+  const Token tok = *ask(l, 300).token;
+  Message a;
+  a.txid = 2;
+  a.body = Announce{topic, sign_record(topic, nid, tok, 1, 60, std::vector<std::uint8_t>{1}, key(1))};
+  EXPECT_EQ(std::get<Reply>(ask(a, 300).body).error, ErrorCode::BadToken);  // no token echoed
+  a.token = tok;
+  Token other{};
+  a.body = Announce{topic, sign_record(topic, nid, other, 1, 60, std::vector<std::uint8_t>{1}, key(1))};
+  EXPECT_EQ(std::get<Reply>(ask(a).body).error, ErrorCode::BadSignature);  // signed over another token
+  a.body = Announce{topic, sign_record(topic, node_id_for(ep(1)), tok, 1, 60, std::vector<std::uint8_t>{1}, key(1))};
+  EXPECT_EQ(std::get<Reply>(ask(a).body).error, ErrorCode::BadSignature);  // replayed from another node
+  a.body = Announce{topic, sign_record(topic, nid, tok, 1, 60, std::vector<std::uint8_t>{1}, key(1))};
+  EXPECT_EQ(std::get<Reply>(ask(a).body).error, ErrorCode::None);
+  EXPECT_EQ(std::get<Reply>(ask(a).body).error, ErrorCode::StaleSeq);  // replayed to the same node
+  a.body = Announce{topic, sign_record(topic, nid, tok, 2, 9999, std::vector<std::uint8_t>{1}, key(1))};
+  EXPECT_EQ(std::get<Reply>(ask(a).body).error, ErrorCode::TooLarge);
+  // A token made for another address does not work from this one.
+  Message l2 = l;
+  n.on_datagram(ep(501), encode(l2, 300), net.now);
+  const Token tok501 = *decode_message(n.next_datagram()->bytes)->token;
+  a.token = tok501;
+  a.body = Announce{topic, sign_record(topic, nid, tok501, 3, 60, std::vector<std::uint8_t>{1}, key(1))};
+  EXPECT_EQ(std::get<Reply>(ask(a).body).error, ErrorCode::BadToken);
+  EXPECT_EQ(n.stored_records(), 1u);
+  EXPECT_GE(n.counters().bad_token, 2u);
+  EXPECT_EQ(n.counters().bad_signature, 2u);
+}
+
+TEST(DhtNode, ForgedRecordInLookupReplyIsNotReported) {
+  TinyNet net;
+  auto& client = net.add(1);
+  const Endpoint server = ep(2);  // played by the test
+  const Topic topic = topic_from_name("f");
+  client.bootstrap(std::span(&server, 1), net.now);
+  auto d = client.next_datagram();
+  ASSERT_TRUE(d);
+  auto req = decode_message(d->bytes);
+  Message rep;
+  rep.txid = req->txid;
+  rep.id = node_id_for(server);
+  rep.token = Token{};
+  rep.body = Reply{ep(1), ErrorCode::None, false, {}, {}};
+  client.on_datagram(server, encode(rep), net.now);
+  net.events(client);
+  EXPECT_EQ(client.routing_table_size(), 1u);
+
+  const auto q = client.lookup(topic, net.now);
+  d = client.next_datagram();
+  req = decode_message(d->bytes);
+  ASSERT_TRUE(std::holds_alternative<Lookup>(req->body));
+  Token t{};
+  t.fill(1);
+  Reply r{ep(1), ErrorCode::None, false, {}, {}};
+  // Signed for another storing node (replayed), and one tampered with.
+  r.records.push_back({sign_record(topic, node_id_for(ep(3)), t, 1, 60, std::vector<std::uint8_t>{1}, key(1)), t, 60});
+  auto good = sign_record(topic, node_id_for(server), t, 1, 60, std::vector<std::uint8_t>{1}, key(2));
+  auto tampered = good;
+  tampered.payload[0] = 2;
+  r.records.push_back({tampered, t, 60});
+  r.records.push_back({good, t, 60});
+  rep.txid = req->txid;
+  rep.body = r;
+  client.on_datagram(server, encode(rep), net.now);
+  std::vector<LookupRecord> recs;
+  auto done = net.done(client, q, &recs);
+  ASSERT_TRUE(done);
+  ASSERT_EQ(recs.size(), 1u);
+  EXPECT_EQ(recs[0].record.body.pubkey, key(2).public_key);
+  EXPECT_EQ(client.counters().bad_record, 2u);
+}
+
+TEST(DhtNode, SameSeedSameBytes) {
+  auto run = [] {
+    TinyNet net;
+    net.build(15);
+    std::vector<std::uint64_t> out;
+    for (auto& [self, n] : net.nodes) out.push_back(n->counters().tx_bytes * 1000 + n->routing_table_size());
+    return out;
+  };
+  EXPECT_EQ(run(), run());
+}
