@@ -19,5 +19,6 @@ struct CommandError : std::runtime_error {
 
 void add_model_commands(CLI::App& app);  // model inspect, model synth
 void add_run_command(CLI::App& app);     // run: the local inference path
+void add_dht_commands(CLI::App& app);    // dht bootstrap, dht announce, dht lookup
 
 }  // namespace qmesh::cli

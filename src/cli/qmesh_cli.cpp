@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   qmesh::cli::add_model_commands(app);
   qmesh::cli::add_run_command(app);
+  qmesh::cli::add_dht_commands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

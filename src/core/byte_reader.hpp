@@ -84,13 +84,9 @@ class ByteWriter {
   const std::vector<std::uint8_t>& bytes() const { return buf_; }
 
  private:
-  // resize + memcpy rather than insert: GCC 12 at -O3 warns falsely (stringop-overflow) on the latter.
-  void append(const void* p, std::size_t n) {
-    if (n == 0) return;
-    const std::size_t at = buf_.size();
-    buf_.resize(at + n);
-    std::memcpy(buf_.data() + at, p, n);
-  }
+  // Out of line (byte_reader.cpp): inlined into callers, GCC 12 at -O3 reports false
+  // stringop-overflow / array-bounds warnings on the vector growth.
+  void append(const void* p, std::size_t n);
 
   std::vector<std::uint8_t> buf_;
 };

@@ -1,0 +1,69 @@
+// DhtService: a core::dht::DhtNode on real UDP sockets. A libuv loop on its own thread reads the
+// sockets (one per address family), feeds datagrams and loop time into the node, sends what it
+// emits, and arms one timer at its next_wakeup(). All access to the node happens on that thread,
+// through post() or call().
+#pragma once
+
+#include <functional>
+#include <future>
+#include <memory>
+#include <optional>
+
+#include "core/dht_node.hpp"
+#include "core/result.hpp"
+
+namespace qmesh::net {
+
+namespace dht = core::dht;
+
+struct DhtServiceOptions {
+  std::optional<dht::Endpoint> listen_v4;  // bind address; port 0 picks a free one
+  std::optional<dht::Endpoint> listen_v6;
+  dht::DhtConfig config;                   // ipv4/ipv6 are set from the listen addresses
+};
+
+class DhtService {
+ public:
+  using EventHandler = std::function<void(const dht::DhtEvent&)>;  // runs on the loop thread
+  using Task = std::function<void(dht::DhtNode&, dht::TimePoint now)>;
+
+  // Binds the sockets and starts the loop thread. Errors name the address that failed.
+  static core::Result<std::unique_ptr<DhtService>> start(DhtServiceOptions opts, EventHandler on_event);
+  ~DhtService();  // stop()
+  DhtService(const DhtService&) = delete;
+  DhtService& operator=(const DhtService&) = delete;
+
+  // Runs task on the loop thread, then sends what it produced and re-arms the timer.
+  void post(Task task);
+
+  // Runs fn on the loop thread and waits for its result.
+  template <class F>
+  auto call(F fn) -> decltype(fn(std::declval<dht::DhtNode&>(), dht::TimePoint{})) {
+    using R = decltype(fn(std::declval<dht::DhtNode&>(), dht::TimePoint{}));
+    auto p = std::make_shared<std::promise<R>>();
+    auto f = p->get_future();
+    post([p, fn = std::move(fn)](dht::DhtNode& n, dht::TimePoint now) mutable {
+      if constexpr (std::is_void_v<R>) {
+        fn(n, now);
+        p->set_value();
+      } else {
+        p->set_value(fn(n, now));
+      }
+    });
+    return f.get();
+  }
+
+  // The bound address of a family (with the port the kernel picked), if that socket exists.
+  std::optional<dht::Endpoint> local_endpoint(std::uint8_t family) const;
+
+  // Stops the loop and closes the sockets. Idempotent.
+  void stop();
+
+  struct Impl;
+
+ private:
+  explicit DhtService(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace qmesh::net
