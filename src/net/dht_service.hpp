@@ -1,7 +1,8 @@
-// DhtService: a core::dht::DhtNode on real UDP sockets. A libuv loop on its own thread reads the
-// sockets (one per address family), feeds datagrams and loop time into the node, sends what it
-// emits, and arms one timer at its next_wakeup(). All access to the node happens on that thread,
-// through post() or call().
+// DhtService: core::dht::DhtNode(s) on real UDP sockets. A libuv loop on its own thread reads each
+// node's sockets (one per address family), feeds datagrams and loop time into the node, sends what
+// it emits, and arms the node's timer at its next_wakeup(). All access to a node happens on that
+// thread, through post() or call(). Usually one node per service; benchmarks run hundreds on one
+// loop, as HyperDHT's testnet does.
 #pragma once
 
 #include <functional>
@@ -25,24 +26,34 @@ struct DhtServiceOptions {
 class DhtService {
  public:
   using EventHandler = std::function<void(const dht::DhtEvent&)>;  // runs on the loop thread
+  using MultiEventHandler = std::function<void(std::size_t node, const dht::DhtEvent&)>;
   using Task = std::function<void(dht::DhtNode&, dht::TimePoint now)>;
 
   // Binds the sockets and starts the loop thread. Errors name the address that failed.
   static core::Result<std::unique_ptr<DhtService>> start(DhtServiceOptions opts, EventHandler on_event);
+  // Several nodes on one loop; node i is nodes[i].
+  static core::Result<std::unique_ptr<DhtService>> start(std::vector<DhtServiceOptions> nodes,
+                                                         MultiEventHandler on_event);
   ~DhtService();  // stop()
   DhtService(const DhtService&) = delete;
   DhtService& operator=(const DhtService&) = delete;
 
-  // Runs task on the loop thread, then sends what it produced and re-arms the timer.
-  void post(Task task);
+  // Runs task on the loop thread with node `node`, then sends what it produced and re-arms its timer.
+  void post(Task task) { post(0, std::move(task)); }
+  void post(std::size_t node, Task task);
+  std::size_t size() const;
 
   // Runs fn on the loop thread and waits for its result.
   template <class F>
-  auto call(F fn) -> decltype(fn(std::declval<dht::DhtNode&>(), dht::TimePoint{})) {
+  auto call(F fn) {
+    return call(0, std::move(fn));
+  }
+  template <class F>
+  auto call(std::size_t node, F fn) -> decltype(fn(std::declval<dht::DhtNode&>(), dht::TimePoint{})) {
     using R = decltype(fn(std::declval<dht::DhtNode&>(), dht::TimePoint{}));
     auto p = std::make_shared<std::promise<R>>();
     auto f = p->get_future();
-    post([p, fn = std::move(fn)](dht::DhtNode& n, dht::TimePoint now) mutable {
+    post(node, [p, fn = std::move(fn)](dht::DhtNode& n, dht::TimePoint now) mutable {
       if constexpr (std::is_void_v<R>) {
         fn(n, now);
         p->set_value();
@@ -54,7 +65,7 @@ class DhtService {
   }
 
   // The bound address of a family (with the port the kernel picked), if that socket exists.
-  std::optional<dht::Endpoint> local_endpoint(std::uint8_t family) const;
+  std::optional<dht::Endpoint> local_endpoint(std::uint8_t family, std::size_t node = 0) const;
 
   // Stops the loop and closes the sockets. Idempotent.
   void stop();

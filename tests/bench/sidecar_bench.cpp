@@ -165,7 +165,7 @@ int main(int argc, char** argv) {
     const std::string& prompt = texts[static_cast<std::size_t>(std::max(i, 0)) % texts.size()];
     // Temperature 0 and a fixed seed: both sides generate the same tokens for the same prompt.
     nlohmann::json body = {{"prompt", prompt}, {"n_predict", tokens}, {"stream", true}, {"temperature", 0.0},
-                           {"seed", 1}, {"ignore_eos", true}, {"cache_prompt", false}};
+                           {"seed", 1}, {"ignore_eos", true}, {"cache_prompt", true}};  // as the engine sends
     qmesh::sidecar::CompletionRequest r;
     r.prompt = prompt;
     r.max_tokens = tokens;
