@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs dht_bench at N = 200 and 500, with HyperDHT's testnet side by side when node is present
+# (the npm package hyperdht@6.34 is installed once under ~/.cache/qmesh/bench-node).
+#   tests/bench/run_dht_bench.sh [dht_bench flags]
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+"$root/scripts/setup.sh" >/dev/null
+script_args=()
+if command -v node >/dev/null && command -v npm >/dev/null; then
+  nodedir="${QMESH_CACHE:-$HOME/.cache/qmesh}/bench-node"
+  if [ ! -d "$nodedir/node_modules/hyperdht" ]; then
+    mkdir -p "$nodedir"
+    (cd "$nodedir" && npm install --silent --no-audit --no-fund hyperdht@6.34.0 >/dev/null)
+  fi
+  export NODE_PATH="$nodedir/node_modules"
+  script_args=(--hyperdht-script "$root/tests/bench/hyperdht_bench.js")
+else
+  echo "run_dht_bench: node/npm not found; HyperDHT side skipped" >&2
+fi
+for n in 200 500; do
+  "$root/build/tests/bench/dht_bench" --nodes "$n" "${script_args[@]}" "$@"
+done
