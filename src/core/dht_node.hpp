@@ -46,6 +46,12 @@ struct DhtConfig {
   std::chrono::milliseconds request_timeout{1000};
   int retries = 1;  // resends of a request before its target counts as failed
   std::size_t max_candidates = 64;
+  // Nodes listed in verified replies (their ID checked against their address) fill buckets that
+  // have room; they never displace a node we heard from ourselves.
+  bool learn_from_replies = true;
+  // After bootstrap, refresh every bucket farther than our closest neighbour that is under half
+  // full (Kademlia's join). Costs about log2(N) lookups per join.
+  bool join_refresh = true;
   RoutingConfig routing;
   StoreLimits store;
   std::chrono::milliseconds bucket_refresh{std::chrono::minutes(15)};
@@ -234,6 +240,9 @@ class DhtNode {
   std::deque<DhtEvent> events_;
   DhtCounters counters_;
   bool pending_self_refresh_[2] = {false, false};
+  bool pending_join_refresh_ = false;
+  // Earliest request deadline, or earlier (replies do not raise it; on_tick recomputes it).
+  TimePoint rpc_deadline_hint_ = TimePoint::max();  // after bootstrap: fill the buckets farther than our neighbours
   QueryId next_query_ = 1;
   TimePoint next_maintenance_{};
 };

@@ -89,21 +89,26 @@ TEST(DhtRoutingTable, PingBeforeEvict) {
   auto eps = endpoints_in_bucket(self, 0, 23);
   for (std::size_t i = 0; i < 20; ++i)
     ASSERT_EQ(t.add(node_id_for(eps[i]), eps[i], TimePoint{static_cast<long>(i)}).result, InsertResult::Added);
-  // Full: the newcomer waits, the least recently seen (eps[0]) gets pinged.
-  auto out = t.add(node_id_for(eps[20]), eps[20], TimePoint{100});
+  // Full of good (recently seen) entries: the newcomer is only remembered, nobody is pinged.
+  auto good = t.add(node_id_for(eps[20]), eps[20], TimePoint{100});
+  EXPECT_EQ(good.result, InsertResult::Pending);
+  EXPECT_FALSE(good.ping);
+  // Later, when the entries are questionable: the least recently seen (eps[0]) gets pinged.
+  const TimePoint later{std::chrono::minutes(20)};
+  auto out = t.add(node_id_for(eps[20]), eps[20], later);
   EXPECT_EQ(out.result, InsertResult::Pending);
   ASSERT_TRUE(out.ping);
   EXPECT_EQ(out.ping->endpoint, eps[0]);
   // It answers: it stays, the newcomer does not get in.
-  t.add(node_id_for(eps[0]), eps[0], TimePoint{101});
+  t.add(node_id_for(eps[0]), eps[0], later + milliseconds(1));
   EXPECT_TRUE(t.contains(node_id_for(eps[0])));
   EXPECT_FALSE(t.contains(node_id_for(eps[20])));
   // Next newcomer: now eps[1] is the oldest; it does not answer and is replaced.
-  out = t.add(node_id_for(eps[21]), eps[21], TimePoint{102});
+  out = t.add(node_id_for(eps[21]), eps[21], later + milliseconds(2));
   ASSERT_TRUE(out.ping);
   EXPECT_EQ(out.ping->endpoint, eps[1]);
   // While a ping is out, another newcomer just becomes the pending replacement.
-  auto out2 = t.add(node_id_for(eps[22]), eps[22], TimePoint{103});
+  auto out2 = t.add(node_id_for(eps[22]), eps[22], later + milliseconds(3));
   EXPECT_EQ(out2.result, InsertResult::Pending);
   EXPECT_FALSE(out2.ping);
   t.on_timeout(node_id_for(eps[1]));
