@@ -8,7 +8,7 @@ using std::chrono::milliseconds;
 
 namespace {
 constexpr milliseconds kMaintenanceEvery{10'000};
-constexpr std::size_t kMaxRemoteTokens = 128;
+constexpr std::size_t kMaxRemoteTokens = 32;  // recent peers only: a lookup's worth
 constexpr std::size_t kMaxVoteAddresses = 16;
 }  // namespace
 
@@ -614,6 +614,11 @@ void DhtNode::on_tick(TimePoint now) {
       it = (now - it->second.last > milliseconds(static_cast<long long>(1000.0 * config_.rate_burst / config_.rate_per_s)))
                ? rate_.erase(it)
                : std::next(it);
+    // unordered_map never gives its bucket array back: rebuild it after a burst from many IPs.
+    if (rate_.bucket_count() > 64 && rate_.size() < rate_.bucket_count() / 8) {
+      decltype(rate_) fresh(rate_.begin(), rate_.end());
+      rate_.swap(fresh);
+    }
     for (int f = 0; f < 2; ++f) {
       if (!on_family(f)) continue;
       for (const auto& t : tables_[f].refresh_targets(now, config_.bucket_refresh, rng_))

@@ -6,20 +6,19 @@ namespace qmesh::core::dht {
 
 int RoutingTable::bucket_index(const NodeId& self, const NodeId& id) { return common_prefix_bits(self, id); }
 
+// Counted by a scan rather than kept in a map: a table holds a few hundred entries, new entries
+// are rare next to lookups, and a map per node costs more memory than the whole scan costs time.
 bool RoutingTable::ip_allows(const Endpoint& ep) const {
   if (config_.exempt_loopback && ep.is_loopback()) return true;
-  auto it = per_ip_.find(ip_key(ep));
-  return it == per_ip_.end() || it->second < config_.max_per_ip;
+  const auto key = ip_key(ep);
+  std::size_t n = 0;
+  for (const auto& b : buckets_)
+    for (const auto& e : b.nodes)
+      if (e.endpoint.family == ep.family && ip_key(e.endpoint) == key && ++n >= config_.max_per_ip) return false;
+  return true;
 }
 
-void RoutingTable::count_ip(const Endpoint& ep, int delta) {
-  const auto key = ip_key(ep);
-  if (delta > 0) {
-    ++per_ip_[key];
-  } else if (auto it = per_ip_.find(key); it != per_ip_.end() && --it->second == 0) {
-    per_ip_.erase(it);
-  }
-}
+void RoutingTable::count_ip(const Endpoint&, int) {}
 
 void RoutingTable::erase(Bucket& b, std::size_t i) {
   count_ip(b.nodes[i].endpoint, -1);
@@ -49,9 +48,8 @@ InsertOutcome RoutingTable::add(const NodeId& id, const Endpoint& ep, TimePoint 
   if (!ip_allows(ep)) return {InsertResult::IpLimit, std::nullopt};
   if (static_cast<std::size_t>(idx) >= buckets_.size()) buckets_.resize(idx + 1);
   auto& b = buckets_[idx];
-  RoutingEntry entry{id, ep, now, 0};
+  RoutingEntry entry{id, ep, 0, now};
   if (b.nodes.size() < config_.k) {
-    if (b.nodes.empty()) b.nodes.reserve(config_.k);  // exact size: doubling would waste a third
     b.nodes.push_back(entry);
     count_ip(ep, +1);
     ++size_;
@@ -172,7 +170,6 @@ void RoutingTable::rebind(const NodeId& self) {
     for (const auto& e : b.nodes) all.push_back(e);
   self_ = self;
   buckets_.clear();
-  per_ip_.clear();
   size_ = 0;
   for (const auto& e : all) {
     auto out = add(e.id, e.endpoint, e.last_seen);
@@ -205,7 +202,6 @@ NodeId RoutingTable::random_id_in_bucket(std::size_t i, Rng& rng) const {
 std::size_t RoutingTable::memory_estimate() const {
   std::size_t n = sizeof(*this) + buckets_.capacity() * sizeof(Bucket);
   for (const auto& b : buckets_) n += b.nodes.capacity() * sizeof(RoutingEntry);
-  n += per_ip_.bucket_count() * sizeof(void*) + per_ip_.size() * (sizeof(IpKey) + 4 + 16);
   return n;
 }
 

@@ -233,7 +233,8 @@ SimResult run_dht_sim(const SimConfig& cfg) {
     net->run_until(net->now() + std::chrono::duration_cast<milliseconds>(std::chrono::microseconds(cfg.join_interval_us)));
     net->join(net->create(eph));
   }
-  net->run_until(net->now() + milliseconds(5000));
+  // Settle past one maintenance period, so per-IP rate-limit state of idle peers is pruned.
+  net->run_until(net->now() + milliseconds(15000));
   // Heap per node, measured while the network is quiet (no lookups running).
   res.heap_bytes_per_node = static_cast<double>(live_heap_bytes() - heap0) / static_cast<double>(cfg.nodes);
   {
