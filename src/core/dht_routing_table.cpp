@@ -84,9 +84,12 @@ InsertResult RoutingTable::add_unconfirmed(const NodeId& id, const Endpoint& ep,
     for (const auto& e : b.nodes)
       if (e.id == id) return InsertResult::Updated;  // seen before: nothing to learn
   }
-  // Its last_seen stays in the past, so it is the first to be pinged when the bucket fills up.
-  (void)now;
-  auto out = add(id, ep, TimePoint{0});
+  // Marked as failed once: a confirmed newcomer displaces it without a ping, one timeout drops
+  // it, and its first answer clears the mark.
+  auto out = add(id, ep, now);
+  if (out.result == InsertResult::Added)
+    for (auto& e : buckets_[idx].nodes)
+      if (e.id == id) e.fails = 1;
   return out.result;
 }
 

@@ -138,3 +138,27 @@ TEST(DhtRoutingTable, FailingEntriesDropAndRefreshTargetsStayInBucket) {
   ASSERT_EQ(targets.size(), buckets.size());
   for (std::size_t i = 0; i < targets.size(); ++i) EXPECT_EQ(RoutingTable::bucket_index(self, targets[i]), buckets[i]);
 }
+
+TEST(DhtRoutingTable, UnconfirmedNodesOnlyFillRoom) {
+  const NodeId self = node_id_for(ep(0));
+  RoutingTable t(self);
+  auto eps = endpoints_in_bucket(self, 0, 21);
+  EXPECT_EQ(t.add_unconfirmed(node_id_for(eps[1]), eps[0], TimePoint{5}), InsertResult::BadId);
+  for (std::size_t i = 0; i < 20; ++i)
+    EXPECT_EQ(t.add_unconfirmed(node_id_for(eps[i]), eps[i], TimePoint{5}), InsertResult::Added);
+  // Full: an unconfirmed node neither enters nor triggers a ping.
+  EXPECT_EQ(t.add_unconfirmed(node_id_for(eps[20]), eps[20], TimePoint{5}), InsertResult::Pending);
+  EXPECT_FALSE(t.contains(node_id_for(eps[20])));
+  // A node we heard from ourselves displaces an unconfirmed one without a ping.
+  auto out = t.add(node_id_for(eps[20]), eps[20], TimePoint{6});
+  EXPECT_EQ(out.result, InsertResult::Added);
+  EXPECT_FALSE(out.ping);
+  EXPECT_TRUE(t.contains(node_id_for(eps[20])));
+  EXPECT_EQ(t.size(), 20u);
+  // An unconfirmed entry that answers becomes a normal one; one that times out is dropped.
+  t.add(node_id_for(eps[1]), eps[1], TimePoint{7});
+  t.on_timeout(node_id_for(eps[1]));
+  EXPECT_TRUE(t.contains(node_id_for(eps[1])));
+  t.on_timeout(node_id_for(eps[2]));
+  EXPECT_FALSE(t.contains(node_id_for(eps[2])));
+}
