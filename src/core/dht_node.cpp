@@ -402,7 +402,7 @@ void DhtNode::advance(Query& q, TimePoint now) {
     if (c.state == CandState::Replied && !c.id_known) continue;
     if (live >= config_.k) break;
     ++live;
-    if (c.state == CandState::InFlight) pending_in_top = true;
+    if (c.state == CandState::InFlight || c.state == CandState::Stalled) pending_in_top = true;
     if (c.state == CandState::Fresh && q.inflight < config_.alpha) {
       c.state = CandState::InFlight;
       ++q.inflight;
@@ -548,6 +548,8 @@ void DhtNode::on_rpc_failed(const Rpc& rpc, std::uint32_t txid, TimePoint now) {
   if (c && c->state == CandState::InFlight) {
     c->state = CandState::Failed;
     if (q.inflight) --q.inflight;
+  } else if (c && c->state == CandState::Stalled) {
+    c->state = CandState::Failed;
   }
   if (rpc.purpose == Purpose::Store) {
     if (q.inflight == 0) emit_done(q, q.stats.stored > 0, now);
@@ -590,9 +592,22 @@ void DhtNode::on_tick(TimePoint now) {
       ++counters_.retries;
       rpc.deadline = now + config_.request_timeout;
       rpc_deadline_hint_ = std::min(rpc_deadline_hint_, rpc.deadline);
-      auto qit = queries_.find(rpc.query);
-      if (qit != queries_.end()) ++qit->second.stats.messages;
       send(rpc.to, rpc.bytes);
+      const Endpoint to = rpc.to;  // advance() below may add requests and move rpc
+      const Purpose purpose = rpc.purpose;
+      auto qit = queries_.find(rpc.query);
+      if (qit == queries_.end()) continue;
+      Query& q = qit->second;
+      ++q.stats.messages;
+      // While the retry is out, let the lookup go on around this node (it still may answer).
+      if (purpose == Purpose::Query && !q.storing) {
+        Candidate* c = find_candidate(q, to);
+        if (c && c->state == CandState::InFlight) {
+          c->state = CandState::Stalled;
+          if (q.inflight) --q.inflight;
+          advance(q, now);
+        }
+      }
       continue;
     }
     Rpc dead = std::move(rpc);

@@ -155,7 +155,8 @@ class DhtNode {
 
  private:
   enum class Kind : std::uint8_t { Bootstrap, FindNode, Refresh, Lookup, Announce, Unannounce };
-  enum class CandState : std::uint8_t { Fresh, InFlight, Replied, Failed };
+  // Stalled: its first try timed out and the retry is out; it no longer holds an alpha slot.
+  enum class CandState : std::uint8_t { Fresh, InFlight, Stalled, Replied, Failed };
   struct Candidate {
     NodeInfo info;
     bool id_known = true;
