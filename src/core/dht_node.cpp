@@ -407,8 +407,8 @@ void DhtNode::advance(Query& q, TimePoint now) {
       c.state = CandState::InFlight;
       ++q.inflight;
       ++q.stats.messages;
-      Body body = FindNode{q.target};
-      if (q.kind == Kind::Lookup || q.kind == Kind::Announce || q.kind == Kind::Unannounce) body = Lookup{q.target};
+      const bool records = q.kind == Kind::Lookup || q.kind == Kind::Announce || q.kind == Kind::Unannounce;
+      Body body = records ? Body{Lookup{q.target}} : Body{FindNode{q.target}};
       send_request(c.info.endpoint, c.id_known ? std::optional<NodeId>(c.info.id) : std::nullopt, std::move(body),
                    q.id, Purpose::Query, now);
       pending_in_top = true;
