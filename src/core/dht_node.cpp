@@ -490,9 +490,16 @@ QueryId DhtNode::lookup(const Topic& topic, TimePoint now) { return start_query(
 
 QueryId DhtNode::announce(const Topic& topic, std::span<const std::uint8_t> payload, const KeyPair& key,
                           TimePoint now, std::uint16_t ttl_s, std::uint64_t seq) {
+  if (payload.size() > kMaxPayload) {  // refused outright: a cut JSON payload is worse than none
+    const QueryId id = next_query_++;
+    QueryDone d;
+    d.query = id;
+    events_.push_back(std::move(d));
+    return id;
+  }
   auto& a = announcements_[topic];
   a.key = key;
-  a.payload.assign(payload.begin(), payload.begin() + static_cast<std::ptrdiff_t>(std::min(payload.size(), kMaxPayload)));
+  a.payload.assign(payload.begin(), payload.end());
   a.ttl_s = std::min<std::uint16_t>(ttl_s ? ttl_s : config_.default_ttl_s, config_.store.max_ttl_s);
   a.seq = seq ? seq : std::max<std::uint64_t>(static_cast<std::uint64_t>(now.count()), a.seq + 1);
   a.active = 0;

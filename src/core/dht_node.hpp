@@ -1,6 +1,7 @@
 // DhtNode: one QMesh DHT node as a sans-I/O state machine. The caller feeds it datagrams and time,
-// drains next_datagram() and calls on_tick() at next_wakeup(); results of operations come out of
-// next_event(). Nothing here reads a clock, draws entropy or touches a socket.
+// drains next_datagram() and calls on_tick() at next_wakeup() (a wakeup at or before now means
+// "tick now"); results of operations come out of next_event(). Nothing here reads a clock, draws
+// entropy or touches a socket.
 //
 // Operations are iterative Kademlia traversals (alpha parallel requests, k closest, per-request
 // timeout and retries); the node never recurses on behalf of others. Wire format: dht_message.hpp.
@@ -135,7 +136,8 @@ class DhtNode {
   QueryId find_node(const NodeId& target, TimePoint now);
   QueryId lookup(const Topic& topic, TimePoint now);
   // Lookup to collect tokens from the k closest, then ANNOUNCE to them; re-announced every ttl/3
-  // (with seq + 1) until unannounce(topic). seq 0 means max(now in ms, previous + 1).
+  // (with seq + 1) until unannounce(topic). seq 0 means max(now in ms, previous + 1). A payload
+  // over kMaxPayload is refused: QueryDone{ok = false} at once, nothing sent.
   QueryId announce(const Topic& topic, std::span<const std::uint8_t> payload, const KeyPair& key, TimePoint now,
                    std::uint16_t ttl_s = 0, std::uint64_t seq = 0);
   // Stops refreshing and sends a signed UNANNOUNCE to the nodes that stored the record.

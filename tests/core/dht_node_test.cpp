@@ -501,3 +501,19 @@ TEST(DhtNode, Ipv6LoopbackAndDualStack) {
   EXPECT_EQ(net.nodes[dual].node->public_endpoint(6), lo6(6000));
   EXPECT_EQ(net.nodes[dual].node->public_endpoint(4), ep(1));
 }
+
+TEST(DhtNode, OversizedPayloadIsRefusedNotCut) {
+  TinyNet net;
+  net.build(5);
+  auto& n = *net.nodes[ep(2)];
+  const std::vector<std::uint8_t> big(kMaxPayload + 1, 'x');
+  const auto q = n.announce(topic_from_name("big"), big, key(1), net.now);
+  EXPECT_FALSE(n.next_datagram());
+  auto d = net.done(n, q);
+  ASSERT_TRUE(d);
+  EXPECT_FALSE(d->ok);
+  net.run();
+  std::size_t holders = 0;
+  for (auto& [self, o] : net.nodes) holders += o->stored_records();
+  EXPECT_EQ(holders, 0u);
+}
