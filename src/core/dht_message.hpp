@@ -14,7 +14,8 @@
 //   LOOKUP      topic 32
 //   ANNOUNCE    topic 32, record (pubkey 32, seq u64, ttl_s u16, payload_len u16, payload, sig 64)
 //   UNANNOUNCE  topic 32, pubkey 32, seq u64, sig 64
-//   REPLY       flags & kTruncated when nodes/records were left out to respect a size bound;
+//   REPLY       flags & kTruncated when records were left out to respect a size bound (ask again
+//               echoing the token); nodes may be trimmed silently;
 //               to (endpoint the request was seen from), error u8, node count u8, nodes
 //               (id 32, endpoint), record count u8, records (pubkey 32, token 16, seq u64,
 //               ttl_s u16, remaining_s u16, payload_len u16, payload, sig 64)

@@ -8,7 +8,7 @@ using std::chrono::milliseconds;
 
 namespace {
 constexpr milliseconds kMaintenanceEvery{10'000};
-constexpr std::size_t kMaxRemoteTokens = 4096;
+constexpr std::size_t kMaxRemoteTokens = 32;  // recent peers only: a lookup's worth
 constexpr std::size_t kMaxVoteAddresses = 16;
 }  // namespace
 
@@ -66,6 +66,7 @@ std::uint32_t DhtNode::send_request(const Endpoint& to, std::optional<NodeId> id
   // Without a token the receiver may answer with at most amplification x our bytes: pad.
   auto bytes = encode(m, m.token ? 0 : config_.min_request);
   Rpc rpc{to, id, q, p, now + config_.request_timeout, 1, bytes};
+  rpc_deadline_hint_ = std::min(rpc_deadline_hint_, rpc.deadline);
   rpcs_.emplace(m.txid, std::move(rpc));
   send(to, std::move(bytes));
   return m.txid;
@@ -87,8 +88,8 @@ std::optional<DhtEvent> DhtNode::next_event() {
 
 TimePoint DhtNode::next_wakeup() const {
   TimePoint t = std::min(next_maintenance_, tokens_.next_rotation());
-  if (pending_self_refresh_[0] || pending_self_refresh_[1]) return TimePoint{0};
-  for (const auto& [txid, rpc] : rpcs_) t = std::min(t, rpc.deadline);
+  if (pending_self_refresh_[0] || pending_self_refresh_[1] || pending_join_refresh_) return TimePoint{0};
+  if (!rpcs_.empty()) t = std::min(t, rpc_deadline_hint_);
   for (const auto& [topic, a] : announcements_)
     if (!a.active) t = std::min(t, a.next_refresh);
   return t;
@@ -242,16 +243,17 @@ void DhtNode::handle_request(const Endpoint& from, const Message& m, std::size_t
     size += s;
     r.records.push_back(std::move(rr));
   }
+  bool trimmed = r.truncated;
   for (auto& n : nodes) {
     const auto s = encoded_size(n);
     if (size + s > budget || r.nodes.size() >= kMaxReplyNodes) {
-      r.truncated = true;
+      trimmed = true;  // fewer nodes is still a useful answer: not flagged
       break;
     }
     size += s;
     r.nodes.push_back(n);
   }
-  if (r.truncated) ++counters_.replies_trimmed;
+  if (trimmed) ++counters_.replies_trimmed;
   send(from, encode(out));
 }
 
@@ -340,6 +342,7 @@ void DhtNode::handle_reply(const Endpoint& from, const Message& m, TimePoint now
     if (!on_family(fam(n.endpoint)) || n.endpoint.family != from.family) continue;
     if (ids_[f] && n.id == *ids_[f]) continue;
     add_candidate(q, n, true, static_cast<std::uint8_t>(std::min<int>(depth + 1, 255)));
+    if (id && config_.learn_from_replies) tables_[f].add_unconfirmed(n.id, n.endpoint, now);
   }
   advance(q, now);
 }
@@ -399,13 +402,13 @@ void DhtNode::advance(Query& q, TimePoint now) {
     if (c.state == CandState::Replied && !c.id_known) continue;
     if (live >= config_.k) break;
     ++live;
-    if (c.state == CandState::InFlight) pending_in_top = true;
+    if (c.state == CandState::InFlight || c.state == CandState::Stalled) pending_in_top = true;
     if (c.state == CandState::Fresh && q.inflight < config_.alpha) {
       c.state = CandState::InFlight;
       ++q.inflight;
       ++q.stats.messages;
-      Body body = FindNode{q.target};
-      if (q.kind == Kind::Lookup || q.kind == Kind::Announce || q.kind == Kind::Unannounce) body = Lookup{q.target};
+      const bool records = q.kind == Kind::Lookup || q.kind == Kind::Announce || q.kind == Kind::Unannounce;
+      Body body = records ? Body{Lookup{q.target}} : Body{FindNode{q.target}};
       send_request(c.info.endpoint, c.id_known ? std::optional<NodeId>(c.info.id) : std::nullopt, std::move(body),
                    q.id, Purpose::Query, now);
       pending_in_top = true;
@@ -446,6 +449,7 @@ void DhtNode::emit_done(Query& q, bool ok, TimePoint now) {
         a.next_refresh = now + std::chrono::seconds(std::max<int>(1, a.ttl_s / 3));
       }
   }
+  if (q.kind == Kind::Bootstrap && ok && config_.join_refresh) pending_join_refresh_ = true;
   const bool internal = q.kind == Kind::Refresh;
   const QueryId id = q.id;
   queries_.erase(id);
@@ -486,12 +490,20 @@ QueryId DhtNode::lookup(const Topic& topic, TimePoint now) { return start_query(
 
 QueryId DhtNode::announce(const Topic& topic, std::span<const std::uint8_t> payload, const KeyPair& key,
                           TimePoint now, std::uint16_t ttl_s, std::uint64_t seq) {
+  if (payload.size() > kMaxPayload) {  // refused outright: a cut JSON payload is worse than none
+    const QueryId id = next_query_++;
+    QueryDone d;
+    d.query = id;
+    events_.push_back(std::move(d));
+    return id;
+  }
   auto& a = announcements_[topic];
   a.key = key;
-  a.payload.assign(payload.begin(), payload.begin() + static_cast<std::ptrdiff_t>(std::min(payload.size(), kMaxPayload)));
+  a.payload.assign(payload.begin(), payload.end());
   a.ttl_s = std::min<std::uint16_t>(ttl_s ? ttl_s : config_.default_ttl_s, config_.store.max_ttl_s);
   a.seq = seq ? seq : std::max<std::uint64_t>(static_cast<std::uint64_t>(now.count()), a.seq + 1);
   a.active = 0;
+  a.next_refresh = now + std::chrono::seconds(std::max<int>(1, a.ttl_s / 3));
   const QueryId id = start_query(Kind::Announce, topic, {}, now);
   if (queries_.count(id)) a.active = id;
   return id;
@@ -543,6 +555,8 @@ void DhtNode::on_rpc_failed(const Rpc& rpc, std::uint32_t txid, TimePoint now) {
   if (c && c->state == CandState::InFlight) {
     c->state = CandState::Failed;
     if (q.inflight) --q.inflight;
+  } else if (c && c->state == CandState::Stalled) {
+    c->state = CandState::Failed;
   }
   if (rpc.purpose == Purpose::Store) {
     if (q.inflight == 0) emit_done(q, q.stats.stored > 0, now);
@@ -558,10 +572,24 @@ void DhtNode::on_tick(TimePoint now) {
       pending_self_refresh_[f] = false;
       start_query(Kind::Refresh, *ids_[f], {}, now);
     }
+  if (pending_join_refresh_) {
+    // Kademlia's join: refresh every bucket farther away than the closest neighbour, so the table
+    // holds nodes from every part of the key space, not only those the bootstrap lookup met.
+    pending_join_refresh_ = false;
+    for (int f = 0; f < 2; ++f) {
+      if (!on_family(f) || tables_[f].size() == 0) continue;
+      const auto nearest = tables_[f].closest(tables_[f].self(), 1);
+      const auto deepest = static_cast<std::size_t>(RoutingTable::bucket_index(tables_[f].self(), nearest[0].id));
+      for (std::size_t b = 0; b < deepest && b < 256; ++b)
+        if (tables_[f].bucket_size(b) < config_.k / 2)
+          start_query(Kind::Refresh, tables_[f].random_id_in_bucket(b, rng_), {}, now);
+    }
+  }
   std::vector<std::uint32_t> due;
   for (const auto& [txid, rpc] : rpcs_)
     if (rpc.deadline <= now) due.push_back(txid);
   std::sort(due.begin(), due.end());  // unordered_map order is not part of the replay
+  rpc_deadline_hint_ = TimePoint::max();
   for (auto txid : due) {
     auto it = rpcs_.find(txid);
     if (it == rpcs_.end()) continue;
@@ -570,18 +598,34 @@ void DhtNode::on_tick(TimePoint now) {
       ++rpc.tries;
       ++counters_.retries;
       rpc.deadline = now + config_.request_timeout;
-      auto qit = queries_.find(rpc.query);
-      if (qit != queries_.end()) ++qit->second.stats.messages;
+      rpc_deadline_hint_ = std::min(rpc_deadline_hint_, rpc.deadline);
       send(rpc.to, rpc.bytes);
+      const Endpoint to = rpc.to;  // advance() below may add requests and move rpc
+      const Purpose purpose = rpc.purpose;
+      auto qit = queries_.find(rpc.query);
+      if (qit == queries_.end()) continue;
+      Query& q = qit->second;
+      ++q.stats.messages;
+      // While the retry is out, let the lookup go on around this node (it still may answer).
+      if (purpose == Purpose::Query && !q.storing) {
+        Candidate* c = find_candidate(q, to);
+        if (c && c->state == CandState::InFlight) {
+          c->state = CandState::Stalled;
+          if (q.inflight) --q.inflight;
+          advance(q, now);
+        }
+      }
       continue;
     }
     Rpc dead = std::move(rpc);
     rpcs_.erase(it);
     on_rpc_failed(dead, txid, now);
   }
+  for (const auto& [txid, rpc] : rpcs_) rpc_deadline_hint_ = std::min(rpc_deadline_hint_, rpc.deadline);
   for (auto& [topic, a] : announcements_) {
     if (a.active || now < a.next_refresh) continue;
     a.seq += 1;
+    a.next_refresh = now + std::chrono::seconds(std::max<int>(1, a.ttl_s / 3));  // also if it fails at once
     const QueryId id = start_query(Kind::Announce, topic, {}, now);
     if (queries_.count(id)) a.active = id;
   }
@@ -592,6 +636,11 @@ void DhtNode::on_tick(TimePoint now) {
       it = (now - it->second.last > milliseconds(static_cast<long long>(1000.0 * config_.rate_burst / config_.rate_per_s)))
                ? rate_.erase(it)
                : std::next(it);
+    // unordered_map never gives its bucket array back: rebuild it after a burst from many IPs.
+    if (rate_.bucket_count() > 64 && rate_.size() < rate_.bucket_count() / 8) {
+      decltype(rate_) fresh(rate_.begin(), rate_.end());
+      rate_.swap(fresh);
+    }
     for (int f = 0; f < 2; ++f) {
       if (!on_family(f)) continue;
       for (const auto& t : tables_[f].refresh_targets(now, config_.bucket_refresh, rng_))

@@ -1,6 +1,7 @@
 // DhtNode: one QMesh DHT node as a sans-I/O state machine. The caller feeds it datagrams and time,
-// drains next_datagram() and calls on_tick() at next_wakeup(); results of operations come out of
-// next_event(). Nothing here reads a clock, draws entropy or touches a socket.
+// drains next_datagram() and calls on_tick() at next_wakeup() (a wakeup at or before now means
+// "tick now"); results of operations come out of next_event(). Nothing here reads a clock, draws
+// entropy or touches a socket.
 //
 // Operations are iterative Kademlia traversals (alpha parallel requests, k closest, per-request
 // timeout and retries); the node never recurses on behalf of others. Wire format: dht_message.hpp.
@@ -46,6 +47,12 @@ struct DhtConfig {
   std::chrono::milliseconds request_timeout{1000};
   int retries = 1;  // resends of a request before its target counts as failed
   std::size_t max_candidates = 64;
+  // Nodes listed in verified replies (their ID checked against their address) fill buckets that
+  // have room; they never displace a node we heard from ourselves.
+  bool learn_from_replies = true;
+  // After bootstrap, refresh every bucket farther than our closest neighbour that is under half
+  // full (Kademlia's join). Costs about log2(N) lookups per join.
+  bool join_refresh = true;
   RoutingConfig routing;
   StoreLimits store;
   std::chrono::milliseconds bucket_refresh{std::chrono::minutes(15)};
@@ -129,7 +136,8 @@ class DhtNode {
   QueryId find_node(const NodeId& target, TimePoint now);
   QueryId lookup(const Topic& topic, TimePoint now);
   // Lookup to collect tokens from the k closest, then ANNOUNCE to them; re-announced every ttl/3
-  // (with seq + 1) until unannounce(topic). seq 0 means max(now in ms, previous + 1).
+  // (with seq + 1) until unannounce(topic). seq 0 means max(now in ms, previous + 1). A payload
+  // over kMaxPayload is refused: QueryDone{ok = false} at once, nothing sent.
   QueryId announce(const Topic& topic, std::span<const std::uint8_t> payload, const KeyPair& key, TimePoint now,
                    std::uint16_t ttl_s = 0, std::uint64_t seq = 0);
   // Stops refreshing and sends a signed UNANNOUNCE to the nodes that stored the record.
@@ -149,7 +157,8 @@ class DhtNode {
 
  private:
   enum class Kind : std::uint8_t { Bootstrap, FindNode, Refresh, Lookup, Announce, Unannounce };
-  enum class CandState : std::uint8_t { Fresh, InFlight, Replied, Failed };
+  // Stalled: its first try timed out and the retry is out; it no longer holds an alpha slot.
+  enum class CandState : std::uint8_t { Fresh, InFlight, Stalled, Replied, Failed };
   struct Candidate {
     NodeInfo info;
     bool id_known = true;
@@ -234,6 +243,9 @@ class DhtNode {
   std::deque<DhtEvent> events_;
   DhtCounters counters_;
   bool pending_self_refresh_[2] = {false, false};
+  bool pending_join_refresh_ = false;
+  // Earliest request deadline, or earlier (replies do not raise it; on_tick recomputes it).
+  TimePoint rpc_deadline_hint_ = TimePoint::max();  // after bootstrap: fill the buckets farther than our neighbours
   QueryId next_query_ = 1;
   TimePoint next_maintenance_{};
 };

@@ -6,20 +6,19 @@ namespace qmesh::core::dht {
 
 int RoutingTable::bucket_index(const NodeId& self, const NodeId& id) { return common_prefix_bits(self, id); }
 
+// Counted by a scan rather than kept in a map: a table holds a few hundred entries, new entries
+// are rare next to lookups, and a map per node costs more memory than the whole scan costs time.
 bool RoutingTable::ip_allows(const Endpoint& ep) const {
   if (config_.exempt_loopback && ep.is_loopback()) return true;
-  auto it = per_ip_.find(ip_key(ep));
-  return it == per_ip_.end() || it->second < config_.max_per_ip;
+  const auto key = ip_key(ep);
+  std::size_t n = 0;
+  for (const auto& b : buckets_)
+    for (const auto& e : b.nodes)
+      if (e.endpoint.family == ep.family && ip_key(e.endpoint) == key && ++n >= config_.max_per_ip) return false;
+  return true;
 }
 
-void RoutingTable::count_ip(const Endpoint& ep, int delta) {
-  const auto key = ip_key(ep);
-  if (delta > 0) {
-    ++per_ip_[key];
-  } else if (auto it = per_ip_.find(key); it != per_ip_.end() && --it->second == 0) {
-    per_ip_.erase(it);
-  }
-}
+void RoutingTable::count_ip(const Endpoint&, int) {}
 
 void RoutingTable::erase(Bucket& b, std::size_t i) {
   count_ip(b.nodes[i].endpoint, -1);
@@ -49,7 +48,7 @@ InsertOutcome RoutingTable::add(const NodeId& id, const Endpoint& ep, TimePoint 
   if (!ip_allows(ep)) return {InsertResult::IpLimit, std::nullopt};
   if (static_cast<std::size_t>(idx) >= buckets_.size()) buckets_.resize(idx + 1);
   auto& b = buckets_[idx];
-  RoutingEntry entry{id, ep, now, 0};
+  RoutingEntry entry{id, ep, 0, now};
   if (b.nodes.size() < config_.k) {
     b.nodes.push_back(entry);
     count_ip(ep, +1);
@@ -71,8 +70,27 @@ InsertOutcome RoutingTable::add(const NodeId& id, const Endpoint& ep, TimePoint 
   if (b.pinging) return {InsertResult::Pending, std::nullopt};
   auto oldest = std::min_element(b.nodes.begin(), b.nodes.end(),
                                  [](const auto& x, const auto& y) { return x.last_seen < y.last_seen; });
+  if (now - oldest->last_seen < config_.good_for) return {InsertResult::Pending, std::nullopt};
   b.pinging = oldest->id;
   return {InsertResult::Pending, *oldest};
+}
+
+InsertResult RoutingTable::add_unconfirmed(const NodeId& id, const Endpoint& ep, TimePoint now) {
+  if (id == self_) return InsertResult::Self;
+  const int idx = bucket_index(self_, id);
+  if (static_cast<std::size_t>(idx) < buckets_.size()) {
+    const auto& b = buckets_[idx];
+    if (b.nodes.size() >= config_.k) return InsertResult::Pending;
+    for (const auto& e : b.nodes)
+      if (e.id == id) return InsertResult::Updated;  // seen before: nothing to learn
+  }
+  // Marked as failed once: a confirmed newcomer displaces it without a ping, one timeout drops
+  // it, and its first answer clears the mark.
+  auto out = add(id, ep, now);
+  if (out.result == InsertResult::Added)
+    for (auto& e : buckets_[idx].nodes)
+      if (e.id == id) e.fails = 1;
+  return out.result;
 }
 
 void RoutingTable::on_timeout(const NodeId& id) {
@@ -93,6 +111,12 @@ void RoutingTable::on_timeout(const NodeId& id) {
       b.replacement.reset();
     } else if (b.nodes[i].fails >= config_.max_fails) {
       erase(b, i);
+      if (b.replacement && ip_allows(b.replacement->endpoint)) {
+        b.nodes.push_back(*b.replacement);
+        count_ip(b.replacement->endpoint, +1);
+        ++size_;
+        b.replacement.reset();
+      }
     }
     return;
   }
@@ -114,16 +138,33 @@ void RoutingTable::remove(const NodeId& id) {
     if (b.nodes[i].id == id) return erase(b, i);
 }
 
+namespace {
+std::uint64_t prefix64(const NodeId& a, const NodeId& b) {
+  std::uint64_t x = 0;
+  for (int i = 0; i < 8; ++i) x = (x << 8) | static_cast<std::uint8_t>(a[i] ^ b[i]);
+  return x;
+}
+}  // namespace
+
 std::vector<NodeInfo> RoutingTable::closest(const NodeId& target, std::size_t n) const {
-  std::vector<NodeInfo> all;
-  all.reserve(size_);
-  for (const auto& b : buckets_)
-    for (const auto& e : b.nodes) all.push_back({e.id, e.endpoint});
+  // Sort on the first 64 bits of the distance; full comparison only to break ties.
+  // Bucket b = cpl(self, target) holds the closest nodes, then every deeper bucket (all share
+  // exactly b bits with the target), then b-1, b-2, ... each strictly farther than the last.
+  std::vector<std::pair<std::uint64_t, const RoutingEntry*>> all;
+  const auto b0 = static_cast<std::size_t>(bucket_index(self_, target));
+  for (std::size_t j = b0; j < buckets_.size(); ++j)
+    for (const auto& e : buckets_[j].nodes) all.emplace_back(prefix64(e.id, target), &e);
+  for (std::size_t j = std::min(b0, buckets_.size()); j-- > 0 && all.size() < n;)
+    for (const auto& e : buckets_[j].nodes) all.emplace_back(prefix64(e.id, target), &e);
   const std::size_t m = std::min(n, all.size());
-  std::partial_sort(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(m), all.end(),
-                    [&](const NodeInfo& a, const NodeInfo& b) { return closer(target, a.id, b.id); });
-  all.resize(m);
-  return all;
+  auto less = [&](const auto& a, const auto& b) {
+    return a.first != b.first ? a.first < b.first : closer(target, a.second->id, b.second->id);
+  };
+  std::partial_sort(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(m), all.end(), less);
+  std::vector<NodeInfo> out;
+  out.reserve(m);
+  for (std::size_t i = 0; i < m; ++i) out.push_back({all[i].second->id, all[i].second->endpoint});
+  return out;
 }
 
 void RoutingTable::rebind(const NodeId& self) {
@@ -132,7 +173,6 @@ void RoutingTable::rebind(const NodeId& self) {
     for (const auto& e : b.nodes) all.push_back(e);
   self_ = self;
   buckets_.clear();
-  per_ip_.clear();
   size_ = 0;
   for (const auto& e : all) {
     auto out = add(e.id, e.endpoint, e.last_seen);
@@ -146,23 +186,25 @@ std::vector<NodeId> RoutingTable::refresh_targets(TimePoint now, std::chrono::mi
     auto& b = buckets_[i];
     if (b.nodes.empty() || now - b.last_changed < stale_after) continue;
     b.last_changed = now;  // one refresh per period, answered or not
-    // A random ID sharing exactly i leading bits with ours.
-    NodeId t = random_id(rng);
-    for (std::size_t bit = 0; bit <= i && bit < 256; ++bit) {
-      const std::size_t byte = bit / 8;
-      const std::uint8_t mask = static_cast<std::uint8_t>(0x80u >> (bit % 8));
-      const bool want = bit < i ? (self_[byte] & mask) : !(self_[byte] & mask);
-      t[byte] = static_cast<std::uint8_t>(want ? (t[byte] | mask) : (t[byte] & ~mask));
-    }
-    out.push_back(t);
+    out.push_back(random_id_in_bucket(i, rng));
   }
   return out;
+}
+
+NodeId RoutingTable::random_id_in_bucket(std::size_t i, Rng& rng) const {
+  NodeId t = random_id(rng);
+  for (std::size_t bit = 0; bit <= i && bit < 256; ++bit) {
+    const std::size_t byte = bit / 8;
+    const std::uint8_t mask = static_cast<std::uint8_t>(0x80u >> (bit % 8));
+    const bool want = bit < i ? (self_[byte] & mask) : !(self_[byte] & mask);
+    t[byte] = static_cast<std::uint8_t>(want ? (t[byte] | mask) : (t[byte] & ~mask));
+  }
+  return t;
 }
 
 std::size_t RoutingTable::memory_estimate() const {
   std::size_t n = sizeof(*this) + buckets_.capacity() * sizeof(Bucket);
   for (const auto& b : buckets_) n += b.nodes.capacity() * sizeof(RoutingEntry);
-  n += per_ip_.bucket_count() * sizeof(void*) + per_ip_.size() * (sizeof(IpKey) + 4 + 16);
   return n;
 }
 

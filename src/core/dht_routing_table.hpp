@@ -22,13 +22,16 @@ struct RoutingConfig {
   bool exempt_loopback = true;
   bool verify_ids = true;       // id must equal node_id_for(endpoint)
   std::uint8_t max_fails = 2;   // consecutive timeouts before an entry is dropped
+  // An entry heard from within this long is "good" (BEP 5): a full bucket of good entries keeps
+  // them and only remembers the newcomer as a replacement, without pinging anyone.
+  std::chrono::milliseconds good_for{std::chrono::minutes(15)};
 };
 
 struct RoutingEntry {
   NodeId id{};
   Endpoint endpoint;
+  std::uint8_t fails = 0;  // here, in the endpoint's padding: 64 bytes per entry
   TimePoint last_seen{};
-  std::uint8_t fails = 0;
 };
 
 enum class InsertResult { Added, Updated, Pending, Self, BadId, IpLimit };
@@ -48,6 +51,9 @@ class RoutingTable {
 
   // A node was heard from (a verified reply or request).
   InsertOutcome add(const NodeId& id, const Endpoint& ep, TimePoint now);
+  // A node another node told us about (its ID checked against its address, liveness unknown): it
+  // enters only a bucket with room, never displacing or pinging anyone.
+  InsertResult add_unconfirmed(const NodeId& id, const Endpoint& ep, TimePoint now);
   // A query to id timed out: counts a failure; a pinged eviction candidate is replaced.
   void on_timeout(const NodeId& id);
   bool contains(const NodeId& id) const;
@@ -61,6 +67,8 @@ class RoutingTable {
 
   // Random targets inside every non-empty bucket that has not changed since stale_after.
   std::vector<NodeId> refresh_targets(TimePoint now, std::chrono::milliseconds stale_after, Rng& rng);
+  // A random ID that shares exactly `bucket` leading bits with ours.
+  NodeId random_id_in_bucket(std::size_t bucket, Rng& rng) const;
   std::size_t memory_estimate() const;
   template <class F>
   void for_each(F&& f) const {
@@ -82,7 +90,6 @@ class RoutingTable {
   NodeId self_;
   RoutingConfig config_;
   std::vector<Bucket> buckets_;  // grows to the deepest bucket in use
-  std::unordered_map<IpKey, std::uint32_t, IpKeyHash> per_ip_;
   std::size_t size_ = 0;
 };
 

@@ -290,7 +290,8 @@ TEST(DhtNode, AmplificationBoundUntilTokenEchoed) {
   EXPECT_LE(r->bytes.size(), 3 * small.size());
   auto rep = decode_message(r->bytes);
   ASSERT_TRUE(rep && rep->token);
-  EXPECT_TRUE(std::get<Reply>(rep->body).truncated);
+  EXPECT_LT(std::get<Reply>(rep->body).nodes.size(), 3u);
+  EXPECT_EQ(n.counters().replies_trimmed, 1u);
   EXPECT_EQ(std::get<Reply>(rep->body).to, stranger);
   // Padded: room for a useful reply.
   n.on_datagram(stranger, encode(fn, 300), net.now);
@@ -410,4 +411,109 @@ TEST(DhtNode, SameSeedSameBytes) {
     return out;
   };
   EXPECT_EQ(run(), run());
+}
+
+namespace {
+
+// Nodes with an IPv4 and/or an IPv6 endpoint; a datagram leaves from the sender's endpoint of the
+// destination's family (one socket per family).
+struct DualNet {
+  struct N {
+    std::unique_ptr<DhtNode> node;
+    std::optional<Endpoint> v4, v6;
+  };
+  std::vector<N> nodes;
+  std::map<Endpoint, std::size_t> by_ep;
+  TimePoint now{1000};
+
+  std::size_t add(std::optional<Endpoint> v4, std::optional<Endpoint> v6) {
+    DhtConfig c;
+    c.ipv4 = v4.has_value();
+    c.ipv6 = v6.has_value();
+    c.public_v4 = v4;
+    c.public_v6 = v6;
+    nodes.push_back({std::make_unique<DhtNode>(c, 7 + nodes.size(), now), v4, v6});
+    if (v4) by_ep[*v4] = nodes.size() - 1;
+    if (v6) by_ep[*v6] = nodes.size() - 1;
+    return nodes.size() - 1;
+  }
+  void run() {
+    for (int step = 0; step < 100000; ++step) {
+      bool any = false;
+      for (auto& n : nodes)
+        while (auto d = n.node->next_datagram()) {
+          any = true;
+          auto it = by_ep.find(d->to);
+          const auto& from = d->to.family == 6 ? n.v6 : n.v4;
+          if (it == by_ep.end() || !from) continue;
+          nodes[it->second].node->on_datagram(*from, d->bytes, now);
+        }
+      now += milliseconds(1);
+      bool pending = false;
+      for (auto& n : nodes) pending = pending || n.node->pending_requests() > 0;
+      if (!any && !pending) return;
+      for (auto& n : nodes) n.node->on_tick(now);
+    }
+  }
+};
+
+Endpoint lo6(std::uint16_t port) { return *Endpoint::parse("[::1]:" + std::to_string(port)); }
+
+}  // namespace
+
+TEST(DhtNode, Ipv6LoopbackAndDualStack) {
+  DualNet net;
+  // IPv6-only nodes on ::1 (loopback is exempt from the per-IP bound), one dual-stack node that
+  // bridges to a few IPv4-only nodes.
+  for (std::uint16_t p = 1; p <= 15; ++p) net.add(std::nullopt, lo6(static_cast<std::uint16_t>(5000 + p)));
+  const auto dual = net.add(ep(1), lo6(6000));
+  for (std::uint32_t i = 2; i <= 6; ++i) net.add(ep(i), std::nullopt);
+  const Endpoint seed6 = lo6(5001), seed4 = ep(1);
+  for (std::size_t i = 1; i < net.nodes.size(); ++i) {
+    std::vector<Endpoint> seeds;
+    if (net.nodes[i].v6 && i != 0) seeds.push_back(seed6);
+    if (net.nodes[i].v4 && i != dual) seeds.push_back(seed4);
+    net.nodes[i].node->bootstrap(seeds, net.now);
+    net.run();
+  }
+  EXPECT_GT(net.nodes[dual].node->routing_table(6).size(), 5u);
+  EXPECT_GT(net.nodes[dual].node->routing_table(4).size(), 2u);
+  // One routing table per family: single-family nodes only fill theirs.
+  EXPECT_GT(net.nodes[3].node->routing_table(6).size(), 5u);
+  EXPECT_EQ(net.nodes[3].node->routing_table(4).size(), 0u);
+  EXPECT_GT(net.nodes[dual + 2].node->routing_table(4).size(), 2u);
+  EXPECT_EQ(net.nodes[dual + 2].node->routing_table(6).size(), 0u);
+
+  // Announce from an IPv6-only node; a lookup from another IPv6-only node finds it.
+  const Topic topic = topic_from_name("v6");
+  net.nodes[2].node->announce(topic, std::vector<std::uint8_t>{6}, key(6), net.now);
+  net.run();
+  const auto q = net.nodes[9].node->lookup(topic, net.now);
+  net.run();
+  bool found = false;
+  while (auto e = net.nodes[9].node->next_event())
+    if (auto* r = std::get_if<LookupRecord>(&*e); r && r->query == q) {
+      found = true;
+      EXPECT_EQ(r->from.family, 6);
+    }
+  EXPECT_TRUE(found);
+  // Replies go back on the family the request came on.
+  EXPECT_EQ(net.nodes[dual].node->public_endpoint(6), lo6(6000));
+  EXPECT_EQ(net.nodes[dual].node->public_endpoint(4), ep(1));
+}
+
+TEST(DhtNode, OversizedPayloadIsRefusedNotCut) {
+  TinyNet net;
+  net.build(5);
+  auto& n = *net.nodes[ep(2)];
+  const std::vector<std::uint8_t> big(kMaxPayload + 1, 'x');
+  const auto q = n.announce(topic_from_name("big"), big, key(1), net.now);
+  EXPECT_FALSE(n.next_datagram());
+  auto d = net.done(n, q);
+  ASSERT_TRUE(d);
+  EXPECT_FALSE(d->ok);
+  net.run();
+  std::size_t holders = 0;
+  for (auto& [self, o] : net.nodes) holders += o->stored_records();
+  EXPECT_EQ(holders, 0u);
 }

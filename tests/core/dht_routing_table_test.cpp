@@ -89,21 +89,26 @@ TEST(DhtRoutingTable, PingBeforeEvict) {
   auto eps = endpoints_in_bucket(self, 0, 23);
   for (std::size_t i = 0; i < 20; ++i)
     ASSERT_EQ(t.add(node_id_for(eps[i]), eps[i], TimePoint{static_cast<long>(i)}).result, InsertResult::Added);
-  // Full: the newcomer waits, the least recently seen (eps[0]) gets pinged.
-  auto out = t.add(node_id_for(eps[20]), eps[20], TimePoint{100});
+  // Full of good (recently seen) entries: the newcomer is only remembered, nobody is pinged.
+  auto good = t.add(node_id_for(eps[20]), eps[20], TimePoint{100});
+  EXPECT_EQ(good.result, InsertResult::Pending);
+  EXPECT_FALSE(good.ping);
+  // Later, when the entries are questionable: the least recently seen (eps[0]) gets pinged.
+  const TimePoint later{std::chrono::minutes(20)};
+  auto out = t.add(node_id_for(eps[20]), eps[20], later);
   EXPECT_EQ(out.result, InsertResult::Pending);
   ASSERT_TRUE(out.ping);
   EXPECT_EQ(out.ping->endpoint, eps[0]);
   // It answers: it stays, the newcomer does not get in.
-  t.add(node_id_for(eps[0]), eps[0], TimePoint{101});
+  t.add(node_id_for(eps[0]), eps[0], later + milliseconds(1));
   EXPECT_TRUE(t.contains(node_id_for(eps[0])));
   EXPECT_FALSE(t.contains(node_id_for(eps[20])));
   // Next newcomer: now eps[1] is the oldest; it does not answer and is replaced.
-  out = t.add(node_id_for(eps[21]), eps[21], TimePoint{102});
+  out = t.add(node_id_for(eps[21]), eps[21], later + milliseconds(2));
   ASSERT_TRUE(out.ping);
   EXPECT_EQ(out.ping->endpoint, eps[1]);
   // While a ping is out, another newcomer just becomes the pending replacement.
-  auto out2 = t.add(node_id_for(eps[22]), eps[22], TimePoint{103});
+  auto out2 = t.add(node_id_for(eps[22]), eps[22], later + milliseconds(3));
   EXPECT_EQ(out2.result, InsertResult::Pending);
   EXPECT_FALSE(out2.ping);
   t.on_timeout(node_id_for(eps[1]));
@@ -132,4 +137,28 @@ TEST(DhtRoutingTable, FailingEntriesDropAndRefreshTargetsStayInBucket) {
     if (t.bucket_size(b)) buckets.push_back(static_cast<int>(b));
   ASSERT_EQ(targets.size(), buckets.size());
   for (std::size_t i = 0; i < targets.size(); ++i) EXPECT_EQ(RoutingTable::bucket_index(self, targets[i]), buckets[i]);
+}
+
+TEST(DhtRoutingTable, UnconfirmedNodesOnlyFillRoom) {
+  const NodeId self = node_id_for(ep(0));
+  RoutingTable t(self);
+  auto eps = endpoints_in_bucket(self, 0, 21);
+  EXPECT_EQ(t.add_unconfirmed(node_id_for(eps[1]), eps[0], TimePoint{5}), InsertResult::BadId);
+  for (std::size_t i = 0; i < 20; ++i)
+    EXPECT_EQ(t.add_unconfirmed(node_id_for(eps[i]), eps[i], TimePoint{5}), InsertResult::Added);
+  // Full: an unconfirmed node neither enters nor triggers a ping.
+  EXPECT_EQ(t.add_unconfirmed(node_id_for(eps[20]), eps[20], TimePoint{5}), InsertResult::Pending);
+  EXPECT_FALSE(t.contains(node_id_for(eps[20])));
+  // A node we heard from ourselves displaces an unconfirmed one without a ping.
+  auto out = t.add(node_id_for(eps[20]), eps[20], TimePoint{6});
+  EXPECT_EQ(out.result, InsertResult::Added);
+  EXPECT_FALSE(out.ping);
+  EXPECT_TRUE(t.contains(node_id_for(eps[20])));
+  EXPECT_EQ(t.size(), 20u);
+  // An unconfirmed entry that answers becomes a normal one; one that times out is dropped.
+  t.add(node_id_for(eps[1]), eps[1], TimePoint{7});
+  t.on_timeout(node_id_for(eps[1]));
+  EXPECT_TRUE(t.contains(node_id_for(eps[1])));
+  t.on_timeout(node_id_for(eps[2]));
+  EXPECT_FALSE(t.contains(node_id_for(eps[2])));
 }
