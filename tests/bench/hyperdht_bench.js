@@ -8,7 +8,7 @@ const crypto = require('crypto')
 
 const N = Number(process.argv[2] || 200)
 const LOOKUPS = Number(process.argv[3] || 30)
-const EXTRA = Number(process.argv[4] || 50)
+const EXTRA = Number(process.argv[4] || 200)
 
 const rss = () => process.memoryUsage().rss
 const median = (v) => {

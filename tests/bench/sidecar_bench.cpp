@@ -162,12 +162,16 @@ int main(int argc, char** argv) {
   std::vector<double> d_tps, e_tps, d_ttft, e_ttft;
   // One warm-up each, not counted.
   for (int i = -1; i < prompts; ++i) {
-    const std::string& prompt = texts[static_cast<std::size_t>(std::max(i, 0)) % texts.size()];
-    // Temperature 0 and a fixed seed: both sides generate the same tokens for the same prompt.
-    nlohmann::json body = {{"prompt", prompt}, {"n_predict", tokens}, {"stream", true}, {"temperature", 0.0},
+    // A prompt neither side has sent before: llama-server's prompt cache (one slot) would otherwise
+    // favour whichever side goes second with the same text.
+    const std::string base = texts[static_cast<std::size_t>(std::max(i, 0)) % texts.size()];
+    const std::string direct_prompt = "[" + std::to_string(i) + "a] " + base;
+    const std::string engine_prompt = "[" + std::to_string(i) + "b] " + base;
+    // Temperature 0, a fixed seed, no EOS: both sides generate exactly `tokens` tokens.
+    nlohmann::json body = {{"prompt", direct_prompt}, {"n_predict", tokens}, {"stream", true}, {"temperature", 0.0},
                            {"seed", 1}, {"ignore_eos", true}, {"cache_prompt", true}};  // as the engine sends
     qmesh::sidecar::CompletionRequest r;
-    r.prompt = prompt;
+    r.prompt = engine_prompt;
     r.max_tokens = tokens;
     r.temperature = 0.0;
     r.seed = 1;
