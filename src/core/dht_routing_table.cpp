@@ -26,6 +26,14 @@ void RoutingTable::erase(Bucket& b, std::size_t i) {
   --size_;
 }
 
+bool RoutingTable::take_replacement(Bucket& b) {
+  if (!b.replacement || !ip_allows(b.replacement->endpoint)) return false;
+  b.nodes.push_back(*b.replacement);
+  count_ip(b.replacement->endpoint, +1);
+  ++size_;
+  return true;
+}
+
 InsertOutcome RoutingTable::add(const NodeId& id, const Endpoint& ep, TimePoint now) {
   if (id == self_) return {InsertResult::Self, std::nullopt};
   const int idx = bucket_index(self_, id);
@@ -103,20 +111,11 @@ void RoutingTable::on_timeout(const NodeId& id) {
     if (b.pinging == id) {
       b.pinging.reset();
       erase(b, i);
-      if (b.replacement && ip_allows(b.replacement->endpoint)) {
-        b.nodes.push_back(*b.replacement);
-        count_ip(b.replacement->endpoint, +1);
-        ++size_;
-      }
+      take_replacement(b);
       b.replacement.reset();
     } else if (b.nodes[i].fails >= config_.max_fails) {
       erase(b, i);
-      if (b.replacement && ip_allows(b.replacement->endpoint)) {
-        b.nodes.push_back(*b.replacement);
-        count_ip(b.replacement->endpoint, +1);
-        ++size_;
-        b.replacement.reset();
-      }
+      if (take_replacement(b)) b.replacement.reset();
     }
     return;
   }

@@ -86,6 +86,8 @@ class RoutingTable {
   bool ip_allows(const Endpoint& ep) const;
   void count_ip(const Endpoint& ep, int delta);
   void erase(Bucket& b, std::size_t i);
+  // Moves the bucket's replacement into it when the per-IP bound allows; true if it did.
+  bool take_replacement(Bucket& b);
 
   NodeId self_;
   RoutingConfig config_;

@@ -13,20 +13,13 @@
 
 #include "core/gguf_writer.hpp"
 
+#include "test_vocab.hpp"
+
 using namespace qmesh::core;
 
 namespace {
 
-std::string vocab_path() {
-  if (const char* env = std::getenv("QMESH_LLAMA_VOCAB"); env && *env) return env;
-  const char* home = std::getenv("HOME");
-  const std::string base = std::string(home ? home : "") + "/.cache/qmesh/";
-  for (const std::string& p : {base + "llama-server/80fb11a/vocab/ggml-vocab-llama-spm.gguf",
-                               base + "src/llama.cpp-80fb11a/models/ggml-vocab-llama-spm.gguf"}) {
-    if (std::filesystem::exists(p)) return p;
-  }
-  return {};
-}
+std::string vocab_path() { return test_vocab_path(); }
 
 std::vector<std::uint8_t> read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

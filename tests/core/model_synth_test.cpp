@@ -9,20 +9,13 @@
 #include <string>
 #include <vector>
 
+#include "test_vocab.hpp"
+
 using namespace qmesh::core;
 
 namespace {
 
-std::string vocab_path() {
-  if (const char* env = std::getenv("QMESH_LLAMA_VOCAB"); env && *env) return env;
-  const char* home = std::getenv("HOME");
-  const std::string base = std::string(home ? home : "") + "/.cache/qmesh/";
-  for (const std::string& p : {base + "llama-server/80fb11a/vocab/ggml-vocab-llama-spm.gguf",
-                               base + "src/llama.cpp-80fb11a/models/ggml-vocab-llama-spm.gguf"}) {
-    if (std::filesystem::exists(p)) return p;
-  }
-  return {};
-}
+std::string vocab_path() { return test_vocab_path(); }
 
 class ModelSynth : public ::testing::Test {
  protected:

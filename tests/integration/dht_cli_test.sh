@@ -5,15 +5,7 @@
 #   usage: dht_cli_test.sh QMESH_CLI
 set -uo pipefail
 cli="$1"
-tmp="$(mktemp -d)"
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$tmp"; }
-trap cleanup EXIT
-failures=0; passed=0
-ok() { passed=$((passed + 1)); echo "ok: $*"; }
-bad() { failures=$((failures + 1)); echo "FAIL: $*"; }
-check() { local what="$1"; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
-wait_line() { local i; for ((i = 0; i < $3 * 10; i++)); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # A port that is free on every address we use (the same port on 127.0.0.x keeps the logs readable).
 port=$((40000 + RANDOM % 20000))
@@ -78,5 +70,4 @@ check "unreachable bootstrap: within 5 s (took ${took} s)" test "$took" -le 5
 out="$("$cli" dht lookup x --bootstrap localhost:1 2>&1)"; rc=$?
 check "a bad address is one clear line" test "$rc" -ne 0 -a "$(wc -l <<<"$out")" -eq 1
 
-echo "$passed passed, $failures failed"
-test "$failures" -eq 0
+finish

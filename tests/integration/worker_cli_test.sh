@@ -3,17 +3,7 @@
 #   usage: worker_cli_test.sh QMESH_WORKER QMESH_CLI TINY_MODEL
 set -uo pipefail
 worker="$1"; cli="$2"; model="$3"
-tmp="$(mktemp -d)"
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$tmp"; }
-trap cleanup EXIT
-failures=0; passed=0
-ok() { passed=$((passed + 1)); echo "ok: $*"; }
-bad() { failures=$((failures + 1)); echo "FAIL: $*"; }
-check() { local what="$1"; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
-
-# Waits for a line matching $2 in file $1, up to $3 seconds.
-wait_line() { local i; for ((i = 0; i < $3 * 10; i++)); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 children_of() { pgrep -P "$1" 2>/dev/null; }
 alive() { kill -0 "$1" 2>/dev/null && ! grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null; }
 
@@ -107,5 +97,4 @@ rpid=$!; pids+=("$rpid")
 sleep 1; kill -INT "$rpid"; wait "$rpid"; rc=$?
 check "Ctrl-C of run during start-up: exit code 130" test "$rc" -eq 130
 
-echo "$passed passed, $failures failed"
-test "$failures" -eq 0
+finish
