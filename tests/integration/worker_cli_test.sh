@@ -60,7 +60,7 @@ wpid=$!; pids+=("$wpid")
 if wait_line "$tmp/w2.log" 'ready: llama-server pid' 60; then
   child="$(children_of "$wpid")"
   pids+=("$child")
-  kill -9 "$wpid"
+  kill -9 "$wpid"; wait "$wpid" 2>/dev/null
   gone=1
   for ((i = 0; i < 20; i++)); do alive "$child" || { gone=0; break; }; sleep 0.1; done
   check "kill -9 worker: llama-server (pid $child) gone within 2 s" test "$gone" -eq 0
@@ -68,7 +68,25 @@ else
   bad "second worker did not become ready"; cat "$tmp/w2.log"
 fi
 
-# A crash loop makes the worker report unhealthy and stop with a clear message.
+# A crash loop (5 crashes within 60 s) makes the worker report unhealthy and exit with code 3.
+"$worker" --model "$model" --threads 1 >"$tmp/w4.log" 2>&1 &
+wpid=$!; pids+=("$wpid")
+if wait_line "$tmp/w4.log" 'ready: llama-server pid' 60; then
+  last=""
+  for ((i = 0; i < 300; i++)); do
+    kill -0 "$wpid" 2>/dev/null || break
+    child="$(children_of "$wpid")"
+    if [ -n "$child" ] && [ "$child" != "$last" ]; then kill -9 "$child" 2>/dev/null; last="$child"; fi
+    sleep 0.1
+  done
+  wait "$wpid"; rc=$?
+  check "crash loop: worker exits with code 3" test "$rc" -eq 3
+  check "crash loop: says llama-server crashed 5 times" grep -q 'crashed 5 times' "$tmp/w4.log"
+else
+  bad "crash-loop worker did not become ready"
+fi
+
+# llama-server failing at start-up: not retried, a clear message.
 cat >"$tmp/crashy-llama-server" <<'SH'
 #!/bin/sh
 exit 1
