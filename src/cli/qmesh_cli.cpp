@@ -1,5 +1,6 @@
 // qmesh-cli: the command line for users and operators.
 #include <CLI/CLI.hpp>
+#include <csignal>
 #include <cstdio>
 #include <exception>
 
@@ -8,6 +9,9 @@
 
 int main(int argc, char** argv) {
   qmesh::sidecar::maybe_run_exec_shim(argc, argv);
+  // A peer (llama-server mid-restart, a UDP-less HTTP peer) closing a socket must be an error
+  // value, not a silent death of the process.
+  std::signal(SIGPIPE, SIG_IGN);
   CLI::App app{"qmesh-cli: ask the QMesh network, inspect and make models, run a model locally",
                "qmesh-cli"};
   app.set_version_flag("--version", "qmesh-cli " QMESH_VERSION);

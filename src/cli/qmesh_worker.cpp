@@ -33,6 +33,9 @@ int fail(const std::string& msg, int code = 1) {
 
 int main(int argc, char** argv) {
   qmesh::sidecar::maybe_run_exec_shim(argc, argv);
+  // A peer (llama-server mid-restart, a UDP-less HTTP peer) closing a socket must be an error
+  // value, not a silent death of the process.
+  std::signal(SIGPIPE, SIG_IGN);
   using qmesh::worker::WorkerConfig;
 
   CLI::App app{"qmesh-worker: share this machine's llama-server with the QMesh network", "qmesh-worker"};

@@ -78,7 +78,8 @@ struct DhtService::Impl {
   std::thread thread;
   std::mutex mu;
   std::deque<std::pair<std::size_t, Task>> tasks;
-  bool stopping = false;
+  bool stopping = false;  // under mu: set by stop()
+  bool closing = false;   // loop thread only: handles are being closed
   alignas(16) char recv_buf[65536];  // one loop thread: one receive buffer for every socket
   std::shared_ptr<spdlog::logger> log;
 
@@ -115,7 +116,7 @@ struct DhtService::Impl {
       if (on_event) on_event(s.index, *e);
     }
     while (auto d = s.node->next_datagram()) send(s, std::move(*d));  // a handler may have queued more
-    if (stopping) return;
+    if (closing) return;
     const auto wake_at = s.node->next_wakeup();
     const auto t = now();
     const auto delay = wake_at > t ? static_cast<std::uint64_t>((wake_at - t).count()) : 0;
@@ -159,7 +160,11 @@ struct DhtService::Impl {
       t(*s.node, self->now());
       if (!stop_now) self->flush(s);
     }
-    if (stop_now) self->close_handles();
+    if (stop_now) {
+      self->closing = true;
+      std::lock_guard lk(self->mu);  // no uv_async_send can follow the close of `wake`
+      self->close_handles();
+    }
   }
 
   void close_handles() {
@@ -176,10 +181,11 @@ struct DhtService::Impl {
   core::Status bind(Slot& s, int fi, const dht::Endpoint& at) {
     sockaddr_storage ss;
     to_sockaddr(at, ss);
-    uv_udp_init_ex(&loop, &s.sock[fi], fi == 1 ? AF_INET6 : AF_INET);
+    int rc = uv_udp_init_ex(&loop, &s.sock[fi], fi == 1 ? AF_INET6 : AF_INET);
+    if (rc != 0) return core::make_error("cannot listen on " + at.to_string() + ": " + uv_strerror(rc));
     s.sock[fi].data = &s;
     s.has_sock[fi] = true;
-    const int rc = uv_udp_bind(&s.sock[fi], reinterpret_cast<const sockaddr*>(&ss), fi == 1 ? UV_UDP_IPV6ONLY : 0);
+    rc = uv_udp_bind(&s.sock[fi], reinterpret_cast<const sockaddr*>(&ss), fi == 1 ? UV_UDP_IPV6ONLY : 0);
     if (rc != 0) return core::make_error("cannot listen on " + at.to_string() + ": " + uv_strerror(rc));
     sockaddr_storage bound;
     int len = sizeof bound;
@@ -268,11 +274,10 @@ DhtService::DhtService(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 DhtService::~DhtService() { stop(); }
 
 void DhtService::post(std::size_t node, Task task) {
-  {
-    std::lock_guard lk(impl_->mu);
-    if (impl_->stopping || node >= impl_->slots.size()) return;
-    impl_->tasks.emplace_back(node, std::move(task));
-  }
+  // Send under the lock: the loop closes `wake` only while holding it, after seeing `stopping`.
+  std::lock_guard lk(impl_->mu);
+  if (impl_->stopping || node >= impl_->slots.size()) return;
+  impl_->tasks.emplace_back(node, std::move(task));
   uv_async_send(&impl_->wake);
 }
 
@@ -287,9 +292,9 @@ void DhtService::stop() {
   if (!impl_ || !impl_->thread.joinable()) return;
   {
     std::lock_guard lk(impl_->mu);
+    if (!impl_->stopping) uv_async_send(&impl_->wake);
     impl_->stopping = true;
   }
-  uv_async_send(&impl_->wake);
   impl_->thread.join();
 }
 

@@ -75,11 +75,10 @@ core::Result<CompletionStats> LlamaEngine::complete(const CompletionRequest& req
 
   const int port = port_();
   httplib::Client cli(opts_.host, port);
-  cli.set_connection_timeout(std::chrono::duration_cast<std::chrono::seconds>(opts_.connect_timeout).count(),
-                             0);
+  cli.set_connection_timeout(opts_.connect_timeout);
+  cli.set_read_timeout(opts_.idle_timeout);
+  cli.set_write_timeout(opts_.idle_timeout);
   const auto idle_s = std::chrono::duration_cast<std::chrono::seconds>(opts_.idle_timeout).count();
-  cli.set_read_timeout(idle_s, 0);
-  cli.set_write_timeout(idle_s, 0);
   cli.set_keep_alive(false);
 
   CompletionStats stats;
@@ -90,6 +89,7 @@ core::Result<CompletionStats> LlamaEngine::complete(const CompletionRequest& req
   std::string error_body;
   const auto t0 = Clock::now();
   Clock::time_point t_first{}, t_last{};
+  Clock::time_point t_last_byte = t0;  // a read error this long after the last byte is a timeout
 
   auto handle_event = [&](const core::SseEvent& ev) {
     if (done || stream_error) return;
@@ -127,7 +127,7 @@ core::Result<CompletionStats> LlamaEngine::complete(const CompletionRequest& req
       }
     } else {
       if (j.contains("content") && j["content"].is_string()) piece = j["content"].get<std::string>();
-      if (j.value("stop", false)) {
+      if (j.contains("stop") && j["stop"].is_boolean() && j["stop"].get<bool>()) {
         stop = true;
         if (j.contains("stop_type") && j["stop_type"].is_string()) stats.stop_reason = j["stop_type"].get<std::string>();
       }
@@ -152,19 +152,26 @@ core::Result<CompletionStats> LlamaEngine::complete(const CompletionRequest& req
   hreq.method = "POST";
   hreq.path = chat ? "/v1/chat/completions" : "/completion";
   hreq.headers = {{"Accept", "text/event-stream"}};
-  hreq.body = body.dump();
+  // Invalid UTF-8 in a prompt is replaced, not thrown: prompts come from remote peers.
+  hreq.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
   hreq.set_header("Content-Type", "application/json");
   hreq.response_handler = [&](const httplib::Response& r) {
+    t_last_byte = Clock::now();
     status = r.status;
     return true;
   };
   hreq.content_receiver = [&](const char* data, size_t len, uint64_t, uint64_t) {
+    t_last_byte = Clock::now();
     if (cancelled && cancelled()) return false;
     if (status != 200) {
       if (error_body.size() < 64 * 1024) error_body.append(data, len);
       return true;
     }
-    for (const auto& ev : sse.feed(std::string_view(data, len))) handle_event(ev);
+    try {
+      for (const auto& ev : sse.feed(std::string_view(data, len))) handle_event(ev);
+    } catch (const nlohmann::json::exception& e) {  // a field of an unexpected type
+      stream_error = core::make_error(std::string("llama-server sent an unexpected event: ") + e.what(), "internal");
+    }
     if (sse.failed()) stream_error = core::make_error("llama-server sent an oversized event", "internal");
     // Stop reading once the answer is whole: llama-server may keep the connection open.
     return !(stream_error || done);
@@ -188,7 +195,7 @@ core::Result<CompletionStats> LlamaEngine::complete(const CompletionRequest& req
         return core::make_error("llama-server is not reachable on " + opts_.host + ":" + std::to_string(port),
                                 "worker_lost");
       case httplib::Error::Read:
-        if (ms_between(t0, t_end) >= static_cast<double>(opts_.idle_timeout.count()) * 0.95)
+        if (ms_between(t_last_byte, t_end) >= static_cast<double>(opts_.idle_timeout.count()) * 0.95)
           return core::make_error("llama-server sent nothing for " + std::to_string(idle_s) + " s", "timeout");
         break;
       default:

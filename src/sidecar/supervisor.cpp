@@ -104,10 +104,9 @@ struct Supervisor::Impl {
   bool thread_done = false;
 
   void post(std::function<void()> fn) {
-    {
-      std::lock_guard lk(mu);
-      tasks.push_back(std::move(fn));
-    }
+    // Send under the lock: the loop closes `wake` only after taking it, so no send can follow.
+    std::lock_guard lk(mu);
+    tasks.push_back(std::move(fn));
     uv_async_send(&wake);
   }
 
@@ -179,7 +178,7 @@ struct Supervisor::Impl {
     uv_pipe_init(&loop, &c->err, 0);
     c->out.data = c;
     c->err.data = c;
-    c->open_handles = 2;
+    c->open_handles = 3;  // out, err, and proc: uv_spawn registers proc even when it fails
     uv_stdio_container_t stdio[3];
     stdio[0].flags = UV_IGNORE;
     stdio[1].flags = static_cast<uv_stdio_flags>(UV_CREATE_PIPE | UV_WRITABLE_PIPE);
@@ -193,6 +192,9 @@ struct Supervisor::Impl {
     po.exit_cb = &Impl::on_exit;
     po.stdio_count = 3;
     po.stdio = stdio;
+    // Its own session: a Ctrl-C in the worker's terminal reaches the worker, which stops
+    // llama-server in order, instead of killing both at once (PR_SET_PDEATHSIG still applies).
+    po.flags = UV_PROCESS_DETACHED;
     c->proc.data = c;
     const int rc = uv_spawn(&loop, &c->proc, &po);
     if (rc != 0) {
@@ -201,7 +203,6 @@ struct Supervisor::Impl {
                 std::string("cannot start ") + opts.llama_server + ": " + uv_strerror(rc));
       return false;
     }
-    c->open_handles += 1;
     child = c;
     {
       std::lock_guard lk(mu);
@@ -252,7 +253,7 @@ struct Supervisor::Impl {
     for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&c->out), reinterpret_cast<uv_handle_t*>(&c->err)}) {
       if (!uv_is_closing(h)) uv_close(h, &Impl::child_handle_closed);
     }
-    if (c->open_handles == 3 && !uv_is_closing(reinterpret_cast<uv_handle_t*>(&c->proc)))
+    if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&c->proc)))
       uv_close(reinterpret_cast<uv_handle_t*>(&c->proc), &Impl::child_handle_closed);
   }
 
@@ -375,7 +376,10 @@ struct Supervisor::Impl {
 
   void shutdown_loop() {
     if (state() != SidecarState::Failed) set_state(SidecarState::Stopped, "");
-    uv_close(reinterpret_cast<uv_handle_t*>(&wake), nullptr);
+    {
+      std::lock_guard lk(mu);
+      uv_close(reinterpret_cast<uv_handle_t*>(&wake), nullptr);
+    }
     uv_close(reinterpret_cast<uv_handle_t*>(&poll_timer), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&restart_timer), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&kill_timer), nullptr);
@@ -415,12 +419,11 @@ core::Status Supervisor::start() {
   std::unique_lock lifecycle(s.lifecycle_mu);
   if (s.stop_requested) return core::make_error("stopped before llama-server was started", "cancelled");
   if (s.thread.joinable()) return core::make_error("llama-server supervisor already started");
-  if (s.opts.port == 0) {
-    auto p = pick_free_port();
-    if (!p) return p.error();
-    s.port_ = *p;
-  } else {
-    s.port_ = s.opts.port;
+  auto port = s.opts.port != 0 ? core::Result<int>(s.opts.port) : pick_free_port();
+  if (!port) return port.error();
+  {
+    std::lock_guard lk(s.mu);
+    s.port_ = *port;
   }
   uv_loop_init(&s.loop);
   uv_async_init(&s.loop, &s.wake, &Impl::wake_cb);

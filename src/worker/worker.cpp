@@ -2,6 +2,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <thread>
+
 #include "sidecar/llama_locator.hpp"
 #include "sidecar/model_file.hpp"
 
@@ -46,12 +49,21 @@ void Worker::stop() {
     sup = supervisor_.get();
   }
   if (sup) sup->stop();
+  // Requests in flight see stopping_ at their next byte and end with "cancelled"; wait for them
+  // so that none still uses the engine when the worker goes away.
+  while (admitted_.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+}
+
+std::pair<sidecar::Supervisor*, sidecar::LlamaEngine*> Worker::parts() {
+  std::lock_guard lk(mu_);
+  return {supervisor_.get(), engine_.get()};
 }
 
 core::Result<sidecar::CompletionStats> Worker::submit(const sidecar::CompletionRequest& req,
                                                       const sidecar::LlamaEngine::TokenSink& on_token,
                                                       const sidecar::LlamaEngine::CancelCheck& cancelled) {
-  if (!supervisor_ || !engine_) return core::make_error("worker is not started", "internal");
+  auto [sup, engine] = parts();
+  if (!sup || !engine) return core::make_error("worker is not started", "internal");
   if (stopping_) return core::make_error("worker is shutting down", "cancelled");
   // Admission: llama-server runs `parallel` requests and defers the rest; we hold at most
   // queue_capacity waiting behind them so that a client hears "busy" at once, not after a wait.
@@ -66,27 +78,32 @@ core::Result<sidecar::CompletionStats> Worker::submit(const sidecar::CompletionR
     ~Release() { n.fetch_sub(1); }
   } release{admitted_};
 
-  auto st = supervisor_->state();
+  auto st = sup->state();
   if (st == sidecar::SidecarState::Restarting || st == sidecar::SidecarState::Starting)
-    st = supervisor_->wait_settled(std::chrono::seconds(30));
+    st = sup->wait_settled(std::chrono::seconds(30));
+  if (stopping_) return core::make_error("worker is shutting down", "cancelled");
   if (st == sidecar::SidecarState::Failed)
-    return core::make_error("llama-server failed: " + supervisor_->failure(), "worker_lost");
+    return core::make_error("llama-server failed: " + sup->failure(), "worker_lost");
   if (st != sidecar::SidecarState::Ready)
     return core::make_error(std::string("llama-server is ") + sidecar::to_string(st), "busy");
 
+  // max-tokens is the worker's default and its ceiling: a client may ask for less, never more.
+  sidecar::CompletionRequest capped = req;
+  capped.max_tokens = std::min(req.max_tokens, cfg_.max_tokens);
   auto cancel = [&] { return stopping_.load() || (cancelled && cancelled()); };
-  auto r = engine_->complete(req, on_token, cancel);
+  auto r = engine->complete(capped, on_token, cancel);
   if (!r && stopping_) return core::make_error("worker is shutting down", "cancelled");
   return r;
 }
 
 core::Health Worker::health() {
+  auto [sup, engine] = parts();
   std::lock_guard lk(sampler_mu_);
-  const int child = supervisor_ ? supervisor_->pid() : 0;
+  const int child = sup ? sup->pid() : 0;
   auto host = sampler_.sample_host(child > 0 ? std::optional<int>(child) : std::nullopt);
   core::Health h = host ? *host : core::Health{};
-  if (supervisor_ && supervisor_->state() == sidecar::SidecarState::Ready)
-    (void)sampler_.sample_llama("127.0.0.1", supervisor_->port(), h);  // partial fields on error
+  if (sup && sup->state() == sidecar::SidecarState::Ready)
+    (void)sampler_.sample_llama("127.0.0.1", sup->port(), h);  // partial fields on error
   h.queue_capacity = cfg_.queue_capacity;
   const int admitted = admitted_.load();
   h.queue_depth = admitted > cfg_.parallel ? admitted - cfg_.parallel : 0;

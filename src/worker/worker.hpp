@@ -29,7 +29,8 @@ class Worker {
   void stop();
 
   // Runs one request. Exactly one completion or one error; "busy" when the queue is full, or
-  // llama-server is restarting for longer than the wait allows.
+  // llama-server is restarting for longer than the wait allows. max_tokens is capped at the
+  // configured max-tokens.
   core::Result<sidecar::CompletionStats> submit(const sidecar::CompletionRequest& req,
                                                 const sidecar::LlamaEngine::TokenSink& on_token,
                                                 const sidecar::LlamaEngine::CancelCheck& cancelled = {});
@@ -40,6 +41,8 @@ class Worker {
   const sidecar::Supervisor* supervisor() const { return supervisor_.get(); }
 
  private:
+  std::pair<sidecar::Supervisor*, sidecar::LlamaEngine*> parts();  // under mu_
+
   WorkerConfig cfg_;
   std::string llama_server_;
   std::mutex mu_;  // guards supervisor_'s creation against a concurrent stop()

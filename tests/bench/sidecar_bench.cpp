@@ -13,6 +13,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <csignal>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -136,6 +137,7 @@ long worker_rss_kb(const std::string& worker, const std::string& model, int thre
 
 int main(int argc, char** argv) {
   qmesh::sidecar::maybe_run_exec_shim(argc, argv);
+  std::signal(SIGPIPE, SIG_IGN);  // as the real executables do
   CLI::App app{"sidecar_bench"};
   std::string model, worker_bin;
   int prompts = 10, tokens = 64, threads = 2;

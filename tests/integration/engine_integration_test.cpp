@@ -5,6 +5,7 @@
 #include <signal.h>
 
 #include <atomic>
+#include <csignal>
 #include <chrono>
 #include <future>
 #include <thread>
@@ -26,6 +27,7 @@ WorkerConfig tiny_config() {
   c.model = QMESH_TINY_MODEL;
   c.ctx_size = 4096;
   c.threads = 1;
+  c.max_tokens = 4000;  // long answers, so that kills and cancels land mid-stream
   return c;
 }
 
@@ -79,6 +81,27 @@ TEST_F(EngineIntegration, StreamsEveryTokenToTheRequestedLength) {
   auto c = w.submit(chat, [](std::string_view) {});
   ASSERT_TRUE(c.ok()) << c.error().message;
   EXPECT_EQ(c->tokens, 16u);
+}
+
+TEST_F(EngineIntegration, MaxTokensCapsWhatAClientMayAskFor) {
+  auto cfg = tiny_config();
+  cfg.max_tokens = 10;
+  Worker w(cfg);
+  ASSERT_TRUE(w.start().ok());
+  auto res = w.submit(long_request(100), [](std::string_view) {});
+  ASSERT_TRUE(res.ok()) << res.error().message;
+  EXPECT_EQ(res->tokens, 10u);
+}
+
+TEST_F(EngineIntegration, InvalidUtf8InAPromptIsNotACrash) {
+  Worker w(tiny_config());
+  ASSERT_TRUE(w.start().ok());
+  CompletionRequest r;
+  r.prompt = std::string("caf\xff\xfe");
+  r.max_tokens = 4;
+  auto res = w.submit(r, [](std::string_view) {});
+  ASSERT_TRUE(res.ok()) << res.error().message;  // replaced characters, then a normal answer
+  EXPECT_EQ(res->tokens, 4u);
 }
 
 TEST_F(EngineIntegration, KillingTheChildMidAnswerEndsTheRequestAndTheNextOneWorks) {
@@ -193,6 +216,7 @@ TEST_F(EngineIntegration, ABadModelIsRejectedBeforeAnySpawn) {
 
 int main(int argc, char** argv) {
   qmesh::sidecar::maybe_run_exec_shim(argc, argv);
+  std::signal(SIGPIPE, SIG_IGN);  // as the real executables do
   ::testing::InitGoogleTest(&argc, argv);
   return RUN_ALL_TESTS();
 }
