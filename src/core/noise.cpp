@@ -370,6 +370,23 @@ Result<HandshakeState> HandshakeState::create(Pattern pattern, Role role, std::s
   return hs;
 }
 
+// The DH tokens ee, es, se, ss, from this side's point of view (the spec's "initiator uses e, s").
+Status HandshakeState::mix_dh_token(int token) {
+  const bool initiator = role_ == Role::initiator;
+  switch (static_cast<Token>(token)) {
+    case Token::ee:
+      return mix_dh(e_->private_key, *re_);
+    case Token::es:
+      return initiator ? mix_dh(e_->private_key, *rs_) : mix_dh(s_->private_key, *re_);
+    case Token::se:
+      return initiator ? mix_dh(s_->private_key, *re_) : mix_dh(e_->private_key, *rs_);
+    case Token::ss:
+      return mix_dh(s_->private_key, *rs_);
+    default:
+      return make_error("noise: not a DH token", "state");
+  }
+}
+
 Status HandshakeState::mix_dh(const PrivateKey& priv, const PublicKey& pub) {
   Secret<kDhLen> shared;
   if (crypto_scalarmult(shared.bytes.data(), priv.bytes.data(), pub.data()) != 0) {
@@ -408,17 +425,8 @@ Result<std::vector<std::uint8_t>> HandshakeState::write_message(std::span<const 
         out.insert(out.end(), c->begin(), c->end());
         break;
       }
-      case Token::ee:
-        st = mix_dh(e_->private_key, *re_);
-        break;
-      case Token::es:
-        st = initiator ? mix_dh(e_->private_key, *rs_) : mix_dh(s_->private_key, *re_);
-        break;
-      case Token::se:
-        st = initiator ? mix_dh(s_->private_key, *re_) : mix_dh(e_->private_key, *rs_);
-        break;
-      case Token::ss:
-        st = mix_dh(s_->private_key, *rs_);
+      default:
+        st = mix_dh_token(static_cast<int>(m.tokens[i]));
         break;
     }
     if (!st) return fail(st.error());
@@ -470,17 +478,8 @@ Result<std::vector<std::uint8_t>> HandshakeState::read_message(std::span<const s
         rs_ = rs;
         break;
       }
-      case Token::ee:
-        st = mix_dh(e_->private_key, *re_);
-        break;
-      case Token::es:
-        st = initiator ? mix_dh(e_->private_key, *rs_) : mix_dh(s_->private_key, *re_);
-        break;
-      case Token::se:
-        st = initiator ? mix_dh(s_->private_key, *re_) : mix_dh(e_->private_key, *rs_);
-        break;
-      case Token::ss:
-        st = mix_dh(s_->private_key, *rs_);
+      default:
+        st = mix_dh_token(static_cast<int>(m.tokens[i]));
         break;
     }
     if (!st) return fail(st.error());

@@ -160,6 +160,7 @@ class HandshakeState {
   HandshakeState(Pattern p, Role r);
   std::size_t message_count() const;
   Status mix_dh(const PrivateKey& priv, const PublicKey& pub);
+  Status mix_dh_token(int token);  // ee, es, se or ss
 
   Pattern pattern_;
   Role role_;
