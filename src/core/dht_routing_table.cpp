@@ -58,6 +58,9 @@ InsertOutcome RoutingTable::add(const NodeId& id, const Endpoint& ep, TimePoint 
   auto& b = buckets_[idx];
   RoutingEntry entry{id, ep, 0, now};
   if (b.nodes.size() < config_.k) {
+    // Past half of k, doubling would overshoot k (16 -> 32 for k = 20): full buckets are the
+    // common case, so take exactly k.
+    if (b.nodes.size() == b.nodes.capacity() && 2 * b.nodes.size() > config_.k) b.nodes.reserve(config_.k);
     b.nodes.push_back(entry);
     count_ip(ep, +1);
     ++size_;

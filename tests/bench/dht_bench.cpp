@@ -188,15 +188,20 @@ int main(int argc, char** argv) {
 
   const double q_first = median(first), q_full = median(full);
   const double per_node = static_cast<double>(after - base) / static_cast<double>(nodes);
-  std::size_t estimate = 0;  // what the core counts of its own containers
-  for (std::size_t i = 0; i < nodes; ++i)
+  std::size_t estimate = 0, routing = 0, entries = 0;  // what the core counts of its own containers
+  for (std::size_t i = 0; i < nodes; ++i) {
     estimate += s.call(i, [](dht::DhtNode& n, dht::TimePoint) { return n.memory_estimate(); });
+    routing += s.call(i, [](dht::DhtNode& n, dht::TimePoint) { return n.routing_table(4).memory_estimate(); });
+    entries += s.call(i, [](dht::DhtNode& n, dht::TimePoint) { return n.routing_table_size(); });
+  }
   std::printf("dht_bench: %zu nodes on 127.0.0.1, one libuv loop; %zu lookups (announce stored on %u nodes); "
               "bootstrap of all nodes %.0f ms\n", nodes, full.size(), ann.stats.stored, boot_ms);
   std::printf("  qmesh    : first record %7.3f ms   full lookup %7.3f ms   found %zu/%zu   RSS/node %6.1f KB   "
               "marginal RSS/node %6.1f KB\n", q_first, q_full, found, full.size(), per_node / 1024, marginal / 1024);
-  std::printf("             core's own estimate: %.1f KB per node (routing table, store, caches)\n",
-              static_cast<double>(estimate) / static_cast<double>(nodes) / 1024);
+  std::printf("             core's own estimate: %.1f KB per node, of which the routing table %.1f KB (%.0f entries)\n",
+              static_cast<double>(estimate) / static_cast<double>(nodes) / 1024,
+              static_cast<double>(routing) / static_cast<double>(nodes) / 1024,
+              static_cast<double>(entries) / static_cast<double>(nodes));
   more->stop();
   one->stop();
   s.stop();
