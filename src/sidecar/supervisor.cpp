@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include <condition_variable>
+#include <nlohmann/json.hpp>
 #include <csignal>
 #include <deque>
 #include <mutex>
@@ -271,6 +272,18 @@ struct Supervisor::Impl {
     cli.set_read_timeout(1, 0);
     auto res = cli.Get("/health");
     if (res && res->status == 200) {
+      // The port may belong to another llama-server (a --port already in use; ours then fails to
+      // bind): trust the answer only if it serves our model.
+      if (auto props = cli.Get("/props"); props && props->status == 200) {
+        const auto j = nlohmann::json::parse(props->body, nullptr, false);
+        if (j.is_object() && j.contains("model_path") && j["model_path"].is_string() &&
+            j["model_path"].get<std::string>() != opts.model) {
+          uv_timer_stop(&poll_timer);
+          give_up("port " + std::to_string(port_) + " is served by another llama-server (model " +
+                  j["model_path"].get<std::string>() + ")");
+          return;
+        }
+      }
       uv_timer_stop(&poll_timer);
       ever_ready = true;
       set_state(SidecarState::Ready, "");

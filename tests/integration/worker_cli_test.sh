@@ -54,6 +54,20 @@ kill -TERM "$wpid"; wait "$wpid"; rc=$?
 check "SIGTERM: worker exits 0" test "$rc" -eq 0
 check "SIGTERM: llama-server is gone" bash -c "! kill -0 $child 2>/dev/null"
 
+# A --port already served by another llama-server: refused, never mistaken for ours.
+"$worker" --model "$model" --threads 1 >"$tmp/w5.log" 2>&1 &
+wpid=$!; pids+=("$wpid")
+if wait_line "$tmp/w5.log" 'ready: llama-server pid' 60; then
+  taken="$(sed -n 's/.*on 127.0.0.1:\([0-9]*\),.*/\1/p' "$tmp/w5.log" | head -n 1)"
+  cp "$model" "$tmp/other.gguf"
+  out="$("$worker" --model "$tmp/other.gguf" --threads 1 --port "$taken" 2>&1)"; rc=$?
+  check "port taken by another llama-server: non-zero exit" test "$rc" -ne 0
+  check "port taken by another llama-server: never reported ready" bash -c "! grep -q 'ready: llama-server' <<<\"\$1\"" _ "$out"
+  kill -TERM "$wpid"; wait "$wpid"
+else
+  bad "worker for the port test did not become ready"
+fi
+
 # kill -9 of the worker: llama-server is gone within 2 s (parent-death signal).
 "$worker" --model "$model" --threads 1 >"$tmp/w2.log" 2>&1 &
 wpid=$!; pids+=("$wpid")
