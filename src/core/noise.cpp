@@ -224,28 +224,28 @@ void CipherState::initialize_key(std::span<const std::uint8_t, kKeyLen> key) {
   n_ = 0;
 }
 
-Result<std::vector<std::uint8_t>> CipherState::encrypt_with_ad(std::span<const std::uint8_t> ad,
-                                                               std::span<const std::uint8_t> plaintext) {
+// Without a key the data passes through (spec §5.1); with one, the AEAD runs at the current nonce,
+// which advances only on success (a failed decrypt leaves it unchanged).
+Result<std::vector<std::uint8_t>> CipherState::with_counter(Aead aead, std::span<const std::uint8_t> ad,
+                                                            std::span<const std::uint8_t> in) {
   if (!has_key_) {
-    if (plaintext.size() > kMaxMessageLen) return make_error("noise: plaintext over 65535 bytes", "too_large");
-    return std::vector<std::uint8_t>(plaintext.begin(), plaintext.end());
+    if (in.size() > kMaxMessageLen) return make_error("noise: message over 65535 bytes", "too_large");
+    return std::vector<std::uint8_t>(in.begin(), in.end());
   }
   if (n_ == kMaxNonce) return make_error("noise: nonces exhausted", "nonce_exhausted");
-  auto r = aead_encrypt(k_, n_, ad, plaintext);
+  auto r = aead(k_, n_, ad, in);
   if (r) ++n_;
   return r;
 }
 
+Result<std::vector<std::uint8_t>> CipherState::encrypt_with_ad(std::span<const std::uint8_t> ad,
+                                                               std::span<const std::uint8_t> plaintext) {
+  return with_counter(&aead_encrypt, ad, plaintext);
+}
+
 Result<std::vector<std::uint8_t>> CipherState::decrypt_with_ad(std::span<const std::uint8_t> ad,
                                                                std::span<const std::uint8_t> ciphertext) {
-  if (!has_key_) {
-    if (ciphertext.size() > kMaxMessageLen) return make_error("noise: ciphertext over 65535 bytes", "too_large");
-    return std::vector<std::uint8_t>(ciphertext.begin(), ciphertext.end());
-  }
-  if (n_ == kMaxNonce) return make_error("noise: nonces exhausted", "nonce_exhausted");
-  auto r = aead_decrypt(k_, n_, ad, ciphertext);
-  if (r) ++n_;
-  return r;
+  return with_counter(&aead_decrypt, ad, ciphertext);
 }
 
 Result<std::vector<std::uint8_t>> CipherState::encrypt_with_nonce(std::uint64_t n, std::span<const std::uint8_t> ad,

@@ -98,6 +98,12 @@ class CipherState {
   Status rekey();
 
  private:
+  using Aead = Result<std::vector<std::uint8_t>> (*)(const Secret<kKeyLen>&, std::uint64_t,
+                                                     std::span<const std::uint8_t>, std::span<const std::uint8_t>);
+  // The implicit-counter step both directions share.
+  Result<std::vector<std::uint8_t>> with_counter(Aead aead, std::span<const std::uint8_t> ad,
+                                                 std::span<const std::uint8_t> in);
+
   Secret<kKeyLen> k_;
   bool has_key_ = false;
   std::uint64_t n_ = 0;
