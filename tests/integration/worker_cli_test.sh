@@ -63,6 +63,12 @@ if wait_line "$tmp/w5.log" 'ready: llama-server pid' 60; then
   out="$("$worker" --model "$tmp/other.gguf" --threads 1 --port "$taken" 2>&1)"; rc=$?
   check "port taken by another llama-server: non-zero exit" test "$rc" -ne 0
   check "port taken by another llama-server: never reported ready" bash -c "! grep -q 'ready: llama-server' <<<\"\$1\"" _ "$out"
+  # A child that has not bound yet while the other server answers /health: the readiness probe
+  # must see (via /props) that the answer is not for our model.
+  printf '#!/bin/sh\nexec sleep 600\n' >"$tmp/unbound-llama-server"; chmod +x "$tmp/unbound-llama-server"
+  out="$(timeout 30 "$worker" --model "$tmp/other.gguf" --llama-server "$tmp/unbound-llama-server" --port "$taken" 2>&1)"; rc=$?
+  check "another server's /health is not taken for ours: non-zero exit" test "$rc" -ne 0
+  check "... and says the port is served by another llama-server" grep -q "is served by another llama-server" <<<"$out"
   kill -TERM "$wpid"; wait "$wpid"
 else
   bad "worker for the port test did not become ready"
