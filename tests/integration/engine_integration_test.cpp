@@ -81,6 +81,17 @@ TEST_F(EngineIntegration, StreamsEveryTokenToTheRequestedLength) {
   auto c = w.submit(chat, [](std::string_view) {});
   ASSERT_TRUE(c.ok()) << c.error().message;
   EXPECT_EQ(c->tokens, 16u);
+
+  // Health from the host and from this llama-server's own /health, /slots and /metrics.
+  const auto h = w.health();
+  EXPECT_TRUE(h.llama_ready);
+  EXPECT_EQ(h.slots_total, 1);
+  EXPECT_EQ(h.slots_busy, 0);
+  EXPECT_GT(h.tokens_per_second, 0.0);  // 64 tokens generated above
+  EXPECT_GT(h.mem_total_bytes, 0u);
+  EXPECT_LE(h.mem_available_bytes, h.mem_total_bytes);
+  EXPECT_EQ(h.queue_depth, 0);
+  EXPECT_EQ(h.queue_capacity, 10);
 }
 
 TEST_F(EngineIntegration, MaxTokensCapsWhatAClientMayAskFor) {
