@@ -262,6 +262,33 @@ Result<std::vector<std::uint8_t>> CipherState::decrypt_with_nonce(std::uint64_t 
   return aead_decrypt(k_, n, ad, ciphertext);
 }
 
+bool CipherState::seal(std::uint64_t n, std::span<const std::uint8_t> ad, std::span<const std::uint8_t> plaintext,
+                       std::span<std::uint8_t> out) const {
+  if (!has_key_ || n == kMaxNonce || plaintext.size() > kMaxPlaintextLen || out.size() != plaintext.size() + kTagLen) {
+    return false;
+  }
+  std::uint8_t nonce[12];
+  make_nonce(n, nonce);
+  unsigned long long len = 0;
+  crypto_aead_chacha20poly1305_ietf_encrypt(out.data(), &len, ptr(plaintext), plaintext.size(), ptr(ad), ad.size(),
+                                            nullptr, nonce, k_.bytes.data());
+  return true;
+}
+
+bool CipherState::open(std::uint64_t n, std::span<const std::uint8_t> ad, std::span<const std::uint8_t> ciphertext,
+                       std::span<std::uint8_t> out) const {
+  if (!has_key_ || n == kMaxNonce || ciphertext.size() < kTagLen || ciphertext.size() > kMaxMessageLen ||
+      out.size() != ciphertext.size() - kTagLen) {
+    return false;
+  }
+  std::uint8_t nonce[12];
+  make_nonce(n, nonce);
+  unsigned long long len = 0;
+  return crypto_aead_chacha20poly1305_ietf_decrypt(out.empty() ? nullptr : out.data(), &len, nullptr,
+                                                   ciphertext.data(), ciphertext.size(), ptr(ad), ad.size(), nonce,
+                                                   k_.bytes.data()) == 0;
+}
+
 Status CipherState::rekey() {
   if (!has_key_) return make_error("noise: rekey without a key", "state");
   const std::uint8_t zeros[kKeyLen] = {};

@@ -93,6 +93,13 @@ class CipherState {
                                                        std::span<const std::uint8_t> plaintext) const;
   Result<std::vector<std::uint8_t>> decrypt_with_nonce(std::uint64_t n, std::span<const std::uint8_t> ad,
                                                        std::span<const std::uint8_t> ciphertext) const;
+  // The same without allocating, for the per-packet path: out must hold plaintext + kTagLen bytes
+  // (seal) or ciphertext - kTagLen bytes (open); false on a missing key, reserved nonce, bad sizes or
+  // (open) a failed authentication, in which case out holds nothing useful.
+  bool seal(std::uint64_t n, std::span<const std::uint8_t> ad, std::span<const std::uint8_t> plaintext,
+            std::span<std::uint8_t> out) const;
+  bool open(std::uint64_t n, std::span<const std::uint8_t> ad, std::span<const std::uint8_t> ciphertext,
+            std::span<std::uint8_t> out) const;
 
   // Spec §4.2 REKEY: k = first 32 bytes of ENCRYPT(k, 2^64-1, "", 32 zero bytes); nonce unchanged.
   Status rekey();

@@ -1,0 +1,74 @@
+// Session packets: what travels on the shared UDP socket once a peer opens an encrypted session.
+// The first byte tells them apart from DHT messages (0x01), hole-punch probes (0x84) and relay
+// frames (0x85). All integers little-endian.
+//
+//   HELLO    0x81  sender_sid u32, Noise IK message 1 (e, s, payload)      initiator -> responder
+//   WELCOME  0x82  receiver_sid u32, sender_sid u32, Noise IK message 2    responder -> initiator
+//   DATA     0x83  receiver_sid u32, pn u64, AEAD(frames) with pn as the nonce and these 13 header
+//                  bytes as associated data, under the sender's direction key
+//
+// A session id is chosen at random by the side that receives with it, so a DATA packet is routed by
+// its receiver_sid alone (the path may change, the id does not). The Noise payloads are
+// HandshakePayload below. Decoders are bounded and return nullopt on anything malformed.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <variant>
+#include <vector>
+
+#include "core/noise.hpp"
+
+namespace qmesh::core::session {
+
+enum class PacketType : std::uint8_t { Hello = 0x81, Welcome = 0x82, Data = 0x83 };
+
+inline constexpr std::size_t kMaxUdpPayload = 1200;
+inline constexpr std::size_t kDataHeader = 13;
+inline constexpr std::size_t kMaxFramesPerPacket = kMaxUdpPayload - kDataHeader - noise::kTagLen;  // 1171
+// IK message 1 = e (32) + encrypted s (32 + 16) + encrypted payload (+ 16); message 2 = e + payload + 16.
+inline constexpr std::size_t kHelloNoiseOverhead = 32 + 48 + 16;
+inline constexpr std::size_t kWelcomeNoiseOverhead = 32 + 16;
+inline constexpr std::size_t kMaxHandshakePayload = 256;
+
+inline bool is_session_packet(std::span<const std::uint8_t> b) { return !b.empty() && b[0] >= 0x81 && b[0] <= 0x83; }
+
+struct Hello {
+  std::uint32_t sender_sid = 0;
+  std::span<const std::uint8_t> noise;  // views into the datagram
+};
+struct Welcome {
+  std::uint32_t receiver_sid = 0;
+  std::uint32_t sender_sid = 0;
+  std::span<const std::uint8_t> noise;
+};
+struct Data {
+  std::uint32_t receiver_sid = 0;
+  std::uint64_t pn = 0;
+  std::span<const std::uint8_t> header;      // the 13 bytes, the AEAD's associated data
+  std::span<const std::uint8_t> ciphertext;  // frames + 16-byte tag
+};
+using Packet = std::variant<Hello, Welcome, Data>;
+
+std::vector<std::uint8_t> encode_hello(std::uint32_t sender_sid, std::span<const std::uint8_t> noise);
+std::vector<std::uint8_t> encode_welcome(std::uint32_t receiver_sid, std::uint32_t sender_sid,
+                                         std::span<const std::uint8_t> noise);
+// Writes the DATA header into out[0..13).
+void write_data_header(std::uint32_t receiver_sid, std::uint64_t pn, std::span<std::uint8_t, kDataHeader> out);
+// The returned views point into bytes.
+std::optional<Packet> decode_packet(std::span<const std::uint8_t> bytes);
+
+// Carried encrypted inside the handshake: what each side tells the other about itself.
+struct HandshakePayload {
+  std::uint8_t version = 1;
+  std::uint32_t max_streams = 64;      // concurrent streams this side accepts
+  std::uint32_t stream_window = 1 << 20;
+  std::vector<std::uint8_t> app;       // application data (e.g. the worker's model name), <= 200 bytes
+  friend bool operator==(const HandshakePayload&, const HandshakePayload&) = default;
+};
+std::vector<std::uint8_t> encode(const HandshakePayload& p);
+std::optional<HandshakePayload> decode_handshake_payload(std::span<const std::uint8_t> bytes);
+
+}  // namespace qmesh::core::session
