@@ -1,0 +1,88 @@
+// Blind relay: a DHT node forwards datagrams between two peers that cannot reach each other
+// directly (symmetric NAT on both sides, or a failed punch). Both peers already hold a NAT mapping
+// to the relay (the client asked it to rendezvous, the worker announces to it), so each reaches
+// it from the address the relay knows. The relay sees only ciphertext: it forwards RELAY frames
+// unchanged and never holds a session key.
+//
+//   RELAY  0x85  channel 16 bytes, inner datagram (a session packet or punch probe)
+//
+// A channel binds exactly two endpoints. A frame from one of them goes to the other, unchanged;
+// anything else (unknown channel, third address, over the channel's byte rate) is a counted drop.
+// Forwarding is 1:1 in bytes, so the relay cannot be used for amplification. Channels expire when
+// idle; the number of channels and each channel's rate are bounded.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <unordered_map>
+#include <vector>
+
+#include "core/dht_types.hpp"
+
+namespace qmesh::core::relay {
+
+using dht::Endpoint;
+using dht::TimePoint;
+
+inline constexpr std::uint8_t kRelayType = 0x85;
+inline constexpr std::size_t kChannelBytes = 16;
+inline constexpr std::size_t kRelayOverhead = 1 + kChannelBytes;
+using ChannelId = std::array<std::uint8_t, kChannelBytes>;
+
+struct RelayFrame {
+  ChannelId channel{};
+  std::span<const std::uint8_t> inner;  // a view into the datagram
+};
+std::optional<RelayFrame> decode_frame(std::span<const std::uint8_t> bytes);
+// Wraps inner for the relay; the result is inner.size() + kRelayOverhead bytes.
+std::vector<std::uint8_t> encode_frame(const ChannelId& channel, std::span<const std::uint8_t> inner);
+
+struct RelayLimits {
+  std::size_t max_channels = 256;
+  std::size_t max_channels_per_ip = 8;  // channels one requester IP (IPv4 /32, IPv6 /64) may hold
+  double bytes_per_s = 16.0 * 1024 * 1024;  // per channel, both directions together
+  double burst_bytes = 2.0 * 1024 * 1024;
+  std::chrono::milliseconds idle{std::chrono::seconds(60)};
+};
+
+struct RelayCounters {
+  std::uint64_t forwarded = 0, forwarded_bytes = 0;
+  std::uint64_t drop_malformed = 0, drop_unknown_channel = 0, drop_wrong_source = 0, drop_rate = 0;
+  std::uint64_t refused_full = 0, expired = 0;
+};
+
+class RelayServer {
+ public:
+  explicit RelayServer(RelayLimits limits = {}) : limits_(limits) {}
+
+  // Opens a channel between a and b (the channel id comes from the caller's CSPRNG). Refused when
+  // the relay is full, when a's IP holds too many channels, or the id is taken.
+  bool open(const ChannelId& id, const Endpoint& a, const Endpoint& b, TimePoint now);
+  // The endpoint to forward a RELAY datagram to (send `bytes` unchanged), or nullopt: dropped.
+  std::optional<Endpoint> on_datagram(const Endpoint& from, std::span<const std::uint8_t> bytes, TimePoint now);
+  void expire(TimePoint now);
+  std::optional<TimePoint> next_expiry() const;
+
+  std::size_t channels() const { return channels_.size(); }
+  const RelayCounters& counters() const { return counters_; }
+
+ private:
+  struct Channel {
+    Endpoint a, b;
+    TimePoint last{};
+    double tokens = 0;
+    TimePoint refill{};
+  };
+  struct IdHash {
+    std::size_t operator()(const ChannelId& c) const noexcept;
+  };
+  RelayLimits limits_;
+  std::unordered_map<ChannelId, Channel, IdHash> channels_;
+  std::unordered_map<dht::IpKey, std::size_t, dht::IpKeyHash> per_ip_;
+  RelayCounters counters_;
+};
+
+}  // namespace qmesh::core::relay

@@ -1,0 +1,90 @@
+// The blind relay: forwards only between a channel's two endpoints, unchanged and 1:1 in bytes,
+// within its rate and channel bounds; idle channels expire.
+#include <gtest/gtest.h>
+
+#include "core/relay.hpp"
+
+using namespace qmesh::core;
+using namespace qmesh::core::relay;
+using std::chrono::milliseconds;
+
+namespace {
+ChannelId chan(std::uint8_t b) {
+  ChannelId c{};
+  c.fill(b);
+  return c;
+}
+const Endpoint A = dht::Endpoint::v4(198, 18, 0, 1, 4000);
+const Endpoint B = dht::Endpoint::v4(198, 18, 0, 2, 5000);
+const Endpoint C = dht::Endpoint::v4(198, 18, 0, 3, 6000);
+}  // namespace
+
+TEST(Relay, FrameCodecRoundTripsAndRejectsMalformed) {
+  std::vector<std::uint8_t> inner = {0x83, 1, 2, 3};
+  auto f = encode_frame(chan(7), inner);
+  ASSERT_EQ(f.size(), inner.size() + kRelayOverhead);
+  auto d = decode_frame(f);
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->channel, chan(7));
+  EXPECT_TRUE(std::equal(d->inner.begin(), d->inner.end(), inner.begin(), inner.end()));
+  for (std::size_t n = 0; n <= kRelayOverhead; ++n) EXPECT_FALSE(decode_frame(std::span(f).first(n))) << n;
+  f[0] = 0x84;
+  EXPECT_FALSE(decode_frame(f));
+  EXPECT_FALSE(decode_frame(std::vector<std::uint8_t>(1201, kRelayType)));
+}
+
+TEST(Relay, ForwardsBetweenTheTwoEndpointsOnly) {
+  RelayServer r;
+  ASSERT_TRUE(r.open(chan(1), A, B, milliseconds(0)));
+  auto f = encode_frame(chan(1), std::vector<std::uint8_t>(100, 9));
+  EXPECT_EQ(r.on_datagram(A, f, milliseconds(1)), B);
+  EXPECT_EQ(r.on_datagram(B, f, milliseconds(2)), A);
+  EXPECT_FALSE(r.on_datagram(C, f, milliseconds(3)));  // a third address cannot inject
+  EXPECT_EQ(r.counters().drop_wrong_source, 1u);
+  EXPECT_FALSE(r.on_datagram(A, encode_frame(chan(2), f), milliseconds(4)));
+  EXPECT_EQ(r.counters().drop_unknown_channel, 1u);
+  EXPECT_EQ(r.counters().forwarded, 2u);
+  EXPECT_EQ(r.counters().forwarded_bytes, 2 * f.size());
+  EXPECT_FALSE(r.open(chan(1), A, C, milliseconds(5)));  // id taken
+  EXPECT_FALSE(r.open(chan(3), A, A, milliseconds(5)));  // a channel to oneself would be a reflector
+}
+
+TEST(Relay, RateLimitAndBoundsHold) {
+  RelayLimits lim;
+  lim.bytes_per_s = 10000;
+  lim.burst_bytes = 3000;
+  lim.max_channels = 3;
+  lim.max_channels_per_ip = 2;
+  RelayServer r(lim);
+  ASSERT_TRUE(r.open(chan(1), A, B, milliseconds(0)));
+  auto f = encode_frame(chan(1), std::vector<std::uint8_t>(983, 0));  // 1000 bytes
+  int passed = 0;
+  for (int i = 0; i < 10; ++i) passed += r.on_datagram(A, f, milliseconds(0)).has_value();
+  EXPECT_EQ(passed, 3);  // the burst
+  EXPECT_EQ(r.counters().drop_rate, 7u);
+  EXPECT_TRUE(r.on_datagram(A, f, milliseconds(100)));  // 100 ms refills 1000 bytes
+  EXPECT_FALSE(r.on_datagram(A, f, milliseconds(100)));
+  ASSERT_TRUE(r.open(chan(2), A, C, milliseconds(0)));
+  EXPECT_FALSE(r.open(chan(3), A, dht::Endpoint::v4(198, 18, 0, 9, 1), milliseconds(0)));  // per-IP bound
+  ASSERT_TRUE(r.open(chan(4), B, C, milliseconds(0)));
+  EXPECT_FALSE(r.open(chan(5), C, B, milliseconds(0)));  // full
+  EXPECT_EQ(r.channels(), 3u);
+}
+
+TEST(Relay, IdleChannelsExpireAndFreeTheirSlot) {
+  RelayLimits lim;
+  lim.idle = milliseconds(1000);
+  lim.max_channels_per_ip = 1;
+  RelayServer r(lim);
+  ASSERT_TRUE(r.open(chan(1), A, B, milliseconds(0)));
+  auto f = encode_frame(chan(1), std::vector<std::uint8_t>(10, 0));
+  EXPECT_TRUE(r.on_datagram(A, f, milliseconds(900)));  // traffic keeps it alive
+  EXPECT_TRUE(r.on_datagram(B, f, milliseconds(1800)));
+  ASSERT_TRUE(r.next_expiry());
+  EXPECT_GT(*r.next_expiry(), milliseconds(2800));
+  EXPECT_FALSE(r.on_datagram(A, f, milliseconds(2900)));  // idle past the limit
+  r.expire(milliseconds(2900));
+  EXPECT_EQ(r.channels(), 0u);
+  EXPECT_EQ(r.counters().expired, 1u);
+  EXPECT_TRUE(r.open(chan(2), A, B, milliseconds(3000)));  // A's slot is free again
+}
