@@ -27,7 +27,10 @@ enum class PacketType : std::uint8_t { Hello = 0x81, Welcome = 0x82, Data = 0x83
 
 inline constexpr std::size_t kMaxUdpPayload = 1200;
 inline constexpr std::size_t kDataHeader = 13;
-inline constexpr std::size_t kMaxFramesPerPacket = kMaxUdpPayload - kDataHeader - noise::kTagLen;  // 1171
+// Room is kept for a RELAY header (17 bytes, relay.hpp), so a packet's size does not depend on
+// its path and a session can move between relayed and direct paths without re-packetizing.
+inline constexpr std::size_t kRelayHeaderRoom = 17;
+inline constexpr std::size_t kMaxFramesPerPacket = kMaxUdpPayload - kRelayHeaderRoom - kDataHeader - noise::kTagLen;  // 1154
 // IK message 1 = e (32) + encrypted s (32 + 16) + encrypted payload (+ 16); message 2 = e + payload + 16.
 inline constexpr std::size_t kHelloNoiseOverhead = 32 + 48 + 16;
 inline constexpr std::size_t kWelcomeNoiseOverhead = 32 + 16;

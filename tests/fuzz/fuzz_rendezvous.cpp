@@ -1,0 +1,16 @@
+// Fuzz target: the rendezvous decoder. Whatever it accepts must re-encode to a message that decodes
+// to the same value.
+#include <cstddef>
+#include <cstdint>
+
+#include "core/rendezvous.hpp"
+
+using namespace qmesh::core;
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  auto m = rendezvous::decode(std::span<const std::uint8_t>(data, size));
+  if (!m) return 0;
+  auto again = rendezvous::decode(rendezvous::encode(*m));
+  if (!again || !(*again == *m)) __builtin_trap();
+  return 0;
+}
