@@ -10,9 +10,10 @@
 //       Simultaneous open: sends a datagram to the peer every interval and reports whether the
 //       peer's datagrams arrived. Exit 0 when at least one did.
 //   nat_probe send   --to IP:PORT [--bind IP:PORT] [--count 500] [--interval-us 1000] [--size 64]
-//   nat_probe recv   --listen IP:PORT [--count N] [--idle-ms 1000] [--timeout-ms 10000]
+//   nat_probe recv   --listen IP:PORT [--count N] [--idle-ms 0] [--timeout-ms 10000]
 //                    [--hello IP:PORT]
-//       Counts distinct "DATA" datagrams from `send`. With --hello it first asks that echo server
+//       Counts distinct "DATA" datagrams from `send` until it has N, SIGTERM/SIGINT, the timeout,
+//       or (when --idle-ms > 0) that long without a datagram, then prints the counts. With --hello it first asks that echo server
 //       for its mapped address from the listening socket (which opens the NAT mapping) and prints
 //       "ready mapped=ADDR" before counting; without it prints "ready". Other datagrams (such as
 //       the echo reply) are counted as "other".
@@ -23,6 +24,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -44,6 +46,16 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
+
+// Set by SIGTERM/SIGINT: `recv` then stops and prints what it counted.
+volatile sig_atomic_t g_stop = 0;
+void on_stop(int) { g_stop = 1; }
+void stop_on_signals() {
+  struct sigaction sa {};
+  sa.sa_handler = on_stop;  // no SA_RESTART: poll() returns EINTR
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
+}
 
 struct Endpoint {
   sockaddr_storage ss{};
@@ -201,7 +213,7 @@ std::optional<Datagram> receive_until(int fd, Clock::time_point deadline) {
     if (left < 0) return std::nullopt;
     pollfd p{fd, POLLIN, 0};
     int n = poll(&p, 1, static_cast<int>(left));
-    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EINTR && !g_stop) continue;
     if (n <= 0) return std::nullopt;
     char buf[65536];
     Datagram d;
@@ -221,6 +233,7 @@ std::string random_tag() {
 }
 
 int cmd_echo(const Options& opt) {
+  stop_on_signals();
   std::vector<pollfd> fds;
   for (const auto& text : opt.all("listen")) {
     int fd = open_socket(opt.endpoint(text));
@@ -229,8 +242,9 @@ int cmd_echo(const Options& opt) {
   }
   if (fds.empty()) die("echo needs --listen IP:PORT");
   std::fflush(stdout);
-  for (;;) {
+  while (!g_stop) {
     if (poll(fds.data(), fds.size(), -1) < 0) {
+      if (g_stop) return 0;
       if (errno == EINTR) continue;
       die(std::string("poll: ") + std::strerror(errno));
     }
@@ -246,6 +260,7 @@ int cmd_echo(const Options& opt) {
       sendto(p.fd, reply.data(), reply.size(), 0, reinterpret_cast<sockaddr*>(&from), len);
     }
   }
+  return 0;
 }
 
 // Parses an echo reply "SEEN <addr> <request>"; returns the address when the request matches.
@@ -353,9 +368,10 @@ int cmd_send(const Options& opt) {
 }
 
 int cmd_recv(const Options& opt) {
+  stop_on_signals();
   int fd = open_socket(opt.endpoint(opt.need("listen")));
   long expected = opt.number("count", 0);
-  auto idle = milliseconds(opt.number("idle-ms", 1000));
+  auto idle = milliseconds(opt.number("idle-ms", 0));
   auto deadline = Clock::now() + milliseconds(opt.number("timeout-ms", 10000));
   long other = 0;
   std::optional<std::string> mapped;
@@ -385,8 +401,8 @@ int cmd_recv(const Options& opt) {
   std::set<long> seqs;
   long duplicates = 0;
   auto idle_deadline = Clock::now() + idle;
-  while (expected == 0 || static_cast<long>(seqs.size()) < expected) {
-    auto until = std::min(deadline, idle_deadline);
+  while (!g_stop && (expected == 0 || static_cast<long>(seqs.size()) < expected)) {
+    auto until = idle.count() > 0 ? std::min(deadline, idle_deadline) : deadline;
     auto d = receive_until(fd, until);
     if (!d) break;
     idle_deadline = Clock::now() + idle;
