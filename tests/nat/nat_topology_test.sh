@@ -104,9 +104,12 @@ inbound_check() {
   fi
   mapped="$(sed -n 's/^ready mapped=//p' "$log")"
   in_ns pub3 "$probe" send --to "$mapped" --count 5 --interval-us 20000 >/dev/null
-  sleep 0.3 # datagrams in flight cross a few veths: microseconds
-  kill -TERM "$pid" 2>/dev/null
-  wait "$pid" 2>/dev/null
+  if [ "$expect" = dropped ]; then
+    # Nothing will come: stop recv once anything in flight (a few veths: microseconds) has landed.
+    sleep 0.5
+    kill -TERM "$pid" 2>/dev/null
+  fi
+  wait "$pid" 2>/dev/null # delivered: recv ends by itself at 5 datagrams (or its 8 s timeout)
   res="$(grep '^{' "$log")"
   data="$(json_field "$res" data)"
   other="$(json_field "$res" other)"
@@ -176,7 +179,7 @@ hp=$BG_PID
 if wait_for_line "$hairpin_log" '^ready' 5; then
   hp_mapped="$(sed -n 's/^ready mapped=//p' "$hairpin_log")"
   in_ns ca2 "$probe" send --to "$hp_mapped" --count 5 --interval-us 20000 >/dev/null
-  sleep 0.3
+  sleep 0.5
   kill -TERM "$hp" 2>/dev/null
   wait "$hp" 2>/dev/null
   hp_data="$(json_field "$(grep '^{' "$hairpin_log")" data)"
@@ -194,7 +197,7 @@ loss_run() {
   pid=$BG_PID
   wait_for_line "$log" '^ready' 5 || { bg_stop "$pid"; echo "?"; return; }
   in_ns "$host" "$probe" send --to "$(ip4 pub2):$port" --count 500 --interval-us 1000 >/dev/null
-  sleep 0.3
+  sleep 0.5 # recv ends by itself when all 500 came; with loss it is stopped after this grace
   kill -TERM "$pid" 2>/dev/null
   wait "$pid" 2>/dev/null
   json_field "$(grep '^{' "$log")" data

@@ -64,6 +64,8 @@ netns_require() {
   if [ "$(id -u)" -ne 0 ]; then
     _skip "NAT namespace tests need root (network namespaces, veth, nftables); run them as root"
   fi
+  # ip and nft live in /usr/sbin, which a non-login root shell may not have in PATH.
+  case ":$PATH:" in *:/usr/sbin:*) ;; *) PATH="$PATH:/usr/sbin:/sbin" ;; esac
   if ! command -v ip >/dev/null || ! command -v nft >/dev/null; then
     echo "netns_lib: installing iproute2 and nftables with apt-get" >&2
     if ! command -v apt-get >/dev/null; then
@@ -74,6 +76,9 @@ netns_require() {
       apt-get update -q >/dev/null 2>&1
       apt-get install -y -q --no-install-recommends iproute2 nftables >/dev/null 2>&1 ||
         _skip "could not install iproute2/nftables with apt-get"
+    fi
+    if ! command -v ip >/dev/null || ! command -v nft >/dev/null; then
+      _skip "ip or nft still missing after installing iproute2/nftables"
     fi
   fi
   # Kernel modules (the only thing done outside our namespaces); missing modprobe is fine when
