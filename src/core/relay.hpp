@@ -66,6 +66,7 @@ class RelayServer {
   void expire(TimePoint now);
   std::optional<TimePoint> next_expiry() const;
 
+  bool has_channel(const ChannelId& id) const { return channels_.count(id) != 0; }
   std::size_t channels() const { return channels_.size(); }
   const RelayCounters& counters() const { return counters_; }
 

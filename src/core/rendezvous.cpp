@@ -42,6 +42,19 @@ bool only_padding(ByteReader& r) {
 
 }  // namespace
 
+std::vector<std::uint8_t> encode_info(const PeerInfo& p) {
+  ByteWriter w;
+  put(p, w);
+  return std::move(w.bytes());
+}
+
+std::optional<PeerInfo> decode_info(std::span<const std::uint8_t> bytes) {
+  ByteReader r(bytes);
+  auto p = get_info(r);
+  if (!p || r.remaining() != 0) return std::nullopt;
+  return p;
+}
+
 std::vector<std::uint8_t> encode(const Message& m) {
   ByteWriter w;
   if (auto* c = std::get_if<Connect>(&m)) {

@@ -74,6 +74,9 @@ struct Introduce {
 using Message = std::variant<Connect, ConnectReply, Introduce>;
 
 std::vector<std::uint8_t> encode(const Message& m);
+// PeerInfo alone (it also travels inside the session handshake payload).
+std::vector<std::uint8_t> encode_info(const PeerInfo& p);
+std::optional<PeerInfo> decode_info(std::span<const std::uint8_t> bytes);
 std::optional<Message> decode(std::span<const std::uint8_t> bytes);
 
 }  // namespace qmesh::core::rendezvous
