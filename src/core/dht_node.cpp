@@ -215,7 +215,7 @@ void DhtNode::handle_request(const Endpoint& from, const Message& m, std::size_t
             ++counters_.bad_token;
             rep.error = ErrorCode::BadToken;
           } else if constexpr (std::is_same_v<T, Announce>) {
-            rep.error = store_error(store_.put(b.topic, *out.id, *m.token, b.record, now));
+            rep.error = store_error(store_.put(b.topic, *out.id, *m.token, b.record, now, from));
           } else {
             rep.error = store_error(store_.remove(b.topic, *out.id, *m.token, b));
           }
@@ -290,6 +290,8 @@ void DhtNode::handle_reply(const Endpoint& from, const Message& m, TimePoint now
     remote_tokens_[from] = *m.token;
   }
   note_address(from, rep.to);
+  if (config_.report_addresses && address_reports_.size() < kMaxAddressReports)
+    address_reports_.push_back(AddressReport{from, rep.to, now});
   if (rpc.purpose == Purpose::EvictPing) return;
 
   auto qit = queries_.find(rpc.query);
@@ -659,6 +661,29 @@ std::size_t DhtNode::memory_estimate() const {
   for (const auto& [t, a] : announcements_) n += sizeof(a) + 48 + a.payload.capacity() + a.stored_at.capacity() * 80;
   for (const auto& o : outbox_) n += sizeof(o) + o.bytes.capacity();
   return n;
+}
+
+}  // namespace qmesh::core::dht
+
+namespace qmesh::core::dht {
+
+std::optional<AddressReport> DhtNode::next_address_report() {
+  if (address_reports_.empty()) return std::nullopt;
+  auto r = address_reports_.front();
+  address_reports_.pop_front();
+  return r;
+}
+
+std::optional<Token> DhtNode::token_for(const Endpoint& node) const {
+  auto it = remote_tokens_.find(node);
+  if (it == remote_tokens_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::optional<Endpoint> DhtNode::announcer(const Topic& topic, const PublicKey& pubkey, TimePoint now) const {
+  const StoredRecord* r = store_.find(topic, pubkey, now);
+  if (!r || r->announcer.port == 0) return std::nullopt;
+  return r->announcer;
 }
 
 }  // namespace qmesh::core::dht

@@ -41,6 +41,9 @@ struct DhtConfig {
   std::optional<Endpoint> public_v4;
   std::optional<Endpoint> public_v6;
   std::size_t address_votes = 3;
+  // Queue every reply's seen-as endpoint for next_address_report() (NAT classification). Off for
+  // plain DHT nodes, whose memory per node matters and who would never drain it.
+  bool report_addresses = false;
 
   std::size_t k = 20;
   std::size_t alpha = 3;  // 3..10
@@ -100,6 +103,13 @@ struct QueryDone {
 
 using DhtEvent = std::variant<LookupRecord, QueryDone>;
 
+// A replier told us the endpoint it saw our request come from (feeds NAT classification).
+struct AddressReport {
+  Endpoint reporter;
+  Endpoint seen_as;
+  TimePoint at{};
+};
+
 // Every reason a datagram or request was dropped or refused, and traffic totals.
 struct DhtCounters {
   std::uint64_t rx_datagrams = 0, tx_datagrams = 0, rx_bytes = 0, tx_bytes = 0;
@@ -130,6 +140,10 @@ class DhtNode {
   std::optional<OutDatagram> next_datagram();
   TimePoint next_wakeup() const;
   std::optional<DhtEvent> next_event();
+  // Reports from replies, oldest first; at most kMaxAddressReports wait (later ones are dropped
+  // until the caller drains them).
+  std::optional<AddressReport> next_address_report();
+  static constexpr std::size_t kMaxAddressReports = 64;
 
   // find_node(self) through the given endpoints (and whatever the table holds).
   QueryId bootstrap(std::span<const Endpoint> seeds, TimePoint now);
@@ -154,6 +168,14 @@ class DhtNode {
   std::optional<Endpoint> public_endpoint(std::uint8_t family) const;
   std::size_t pending_requests() const { return rpcs_.size(); }
   std::size_t memory_estimate() const;
+
+  // For the rendezvous (rendezvous.hpp), which acts only for senders that prove their address:
+  // whether `token` is one we handed to `from` (current or previous secret).
+  bool check_token(const Endpoint& from, const Token& token) const { return tokens_.check(from, token); }
+  // The write token `node` last gave us, if any (a lookup collects them).
+  std::optional<Token> token_for(const Endpoint& node) const;
+  // Where the live record of `pubkey` under `topic` was announced from, if we store it.
+  std::optional<Endpoint> announcer(const Topic& topic, const PublicKey& pubkey, TimePoint now) const;
 
  private:
   enum class Kind : std::uint8_t { Bootstrap, FindNode, Refresh, Lookup, Announce, Unannounce };
@@ -241,6 +263,7 @@ class DhtNode {
   std::unordered_map<IpKey, RateBucket, IpKeyHash> rate_;
   std::deque<OutDatagram> outbox_;
   std::deque<DhtEvent> events_;
+  std::deque<AddressReport> address_reports_;
   DhtCounters counters_;
   bool pending_self_refresh_[2] = {false, false};
   bool pending_join_refresh_ = false;

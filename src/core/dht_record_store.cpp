@@ -79,7 +79,7 @@ bool verify_unannounce(const Topic& topic, const NodeId& storing_id, const Token
 }
 
 StoreResult RecordStore::put(const Topic& topic, const NodeId& self_id, const Token& token, const RecordBody& body,
-                             TimePoint now) {
+                             TimePoint now, const Endpoint& announcer) {
   if (body.payload.size() > kMaxPayload || body.ttl_s == 0 || body.ttl_s > limits_.max_ttl_s)
     return StoreResult::TooLarge;
   auto it = topics_.find(topic);
@@ -114,11 +114,21 @@ StoreResult RecordStore::put(const Topic& topic, const NodeId& self_id, const To
   s.stored_at = now;
   s.expires = now + std::chrono::seconds(body.ttl_s);
   s.order = next_order_++;
+  s.announcer = announcer;
   by_age_.emplace(s.order, std::make_pair(topic, body.pubkey));
   topics_[topic].push_back(std::move(s));
   ++per_key_[body.pubkey];
   ++total_;
   return replaced ? StoreResult::Replaced : StoreResult::Stored;
+}
+
+const StoredRecord* RecordStore::find(const Topic& topic, const PublicKey& pubkey, TimePoint now) const {
+  auto it = topics_.find(topic);
+  if (it == topics_.end()) return nullptr;
+  for (const auto& r : it->second) {
+    if (r.body.pubkey == pubkey && r.expires > now) return &r;
+  }
+  return nullptr;
 }
 
 StoreResult RecordStore::remove(const Topic& topic, const NodeId& self_id, const Token& token, const Unannounce& u) {

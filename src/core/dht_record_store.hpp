@@ -50,6 +50,7 @@ struct StoredRecord {
   TimePoint stored_at{};
   TimePoint expires{};
   std::uint64_t order = 0;  // insertion order, for oldest-first eviction
+  Endpoint announcer;       // where the ANNOUNCE came from (a rendezvous introduces clients there)
 };
 
 struct TopicHash {
@@ -67,10 +68,13 @@ class RecordStore {
 
   // Verifies the signature against self_id and token (the caller has checked the token belongs to
   // the sender), then stores or replaces.
-  StoreResult put(const Topic& topic, const NodeId& self_id, const Token& token, const RecordBody& body, TimePoint now);
+  StoreResult put(const Topic& topic, const NodeId& self_id, const Token& token, const RecordBody& body, TimePoint now,
+                  const Endpoint& announcer = {});
   StoreResult remove(const Topic& topic, const NodeId& self_id, const Token& token, const Unannounce& u);
   // Live records of a topic, newest first.
   std::vector<const StoredRecord*> get(const Topic& topic, TimePoint now) const;
+  // The live record of one announcer under a topic, or nullptr.
+  const StoredRecord* find(const Topic& topic, const PublicKey& pubkey, TimePoint now) const;
   void expire(TimePoint now);
   std::size_t size() const { return total_; }
   std::size_t evictions() const { return evictions_; }

@@ -517,3 +517,46 @@ TEST(DhtNode, OversizedPayloadIsRefusedNotCut) {
   for (auto& [self, o] : net.nodes) holders += o->stored_records();
   EXPECT_EQ(holders, 0u);
 }
+
+// What the rendezvous relies on: a storing node knows where a record was announced from and
+// recognises the tokens it handed out; a looking-up node keeps the tokens it was given and, when
+// asked to, the addresses repliers saw it at.
+TEST(DhtNode, RendezvousAccessors) {
+  TinyNet net;
+  net.build(12);
+  const Topic topic = topic_from_name("worker");
+  auto& announcer = *net.nodes[ep(5)];
+  announcer.announce(topic, std::vector<std::uint8_t>{'w'}, key(9), net.now);
+  net.run();
+  DhtConfig cc;
+  cc.ephemeral = true;
+  cc.report_addresses = true;
+  auto& client = *(net.nodes[ep(100)] = std::make_unique<DhtNode>(cc, 77, net.now));
+  const Endpoint seed = ep(0);
+  client.bootstrap(std::span(&seed, 1), net.now);
+  net.run();
+  const auto q = client.lookup(topic, net.now);
+  net.run();
+  std::vector<LookupRecord> recs;
+  ASSERT_TRUE(net.done(client, q, &recs));
+  ASSERT_EQ(recs.size(), 1u);
+  const Endpoint holder = recs[0].from;
+  auto& store_node = *net.nodes[holder];
+  EXPECT_EQ(store_node.announcer(topic, key(9).public_key, net.now), ep(5));
+  EXPECT_FALSE(store_node.announcer(topic, key(8).public_key, net.now));
+  EXPECT_FALSE(store_node.announcer(topic_from_name("other"), key(9).public_key, net.now));
+  auto token = client.token_for(holder);
+  ASSERT_TRUE(token);
+  EXPECT_TRUE(store_node.check_token(ep(100), *token));
+  EXPECT_FALSE(store_node.check_token(ep(101), *token));  // bound to the client's address
+  EXPECT_FALSE(client.token_for(ep(999)));
+  std::size_t reports = 0;
+  while (auto r = client.next_address_report()) {
+    EXPECT_EQ(r->seen_as, ep(100));
+    ++reports;
+  }
+  EXPECT_GE(reports, 3u);
+  EXPECT_FALSE(announcer.next_address_report());  // off by default
+  // Expired records have no announcer.
+  EXPECT_FALSE(store_node.announcer(topic, key(9).public_key, net.now + std::chrono::hours(1)));
+}
