@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.hpp"
+#include "cli/waiter.hpp"
 #include "core/hex.hpp"
 #include "net/dht_service.hpp"
 
@@ -22,7 +23,6 @@ namespace qmesh::cli {
 namespace {
 
 namespace dht = core::dht;
-using Clock = std::chrono::steady_clock;
 
 dht::Endpoint parse_endpoint(const std::string& text, const char* what) {
   auto e = dht::Endpoint::parse(text);
@@ -44,43 +44,9 @@ void setup_logging(const std::string& level) {
   spdlog::set_level(spdlog::level::from_str(level));
 }
 
-// Events from the loop thread, and SIGINT/SIGTERM, for a command's main thread to wait on.
-class Waiter {
+// Waits for events of the DHT service's loop thread and for SIGINT/SIGTERM.
+class DhtWaiter : public Waiter<dht::DhtEvent> {
  public:
-  Waiter() {
-    sigemptyset(&sigs_);
-    sigaddset(&sigs_, SIGINT);
-    sigaddset(&sigs_, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &sigs_, nullptr);  // before the loop thread starts
-  }
-  void push(const dht::DhtEvent& e) {
-    {
-      std::lock_guard lk(mu_);
-      events_.push_back(e);
-    }
-    cv_.notify_all();
-  }
-  // The next event, or nullopt after `limit` or when a signal arrived (then signalled() is true).
-  std::optional<dht::DhtEvent> next(std::chrono::milliseconds limit) {
-    const auto end = Clock::now() + limit;
-    for (;;) {
-      {
-        std::unique_lock lk(mu_);
-        cv_.wait_for(lk, std::chrono::milliseconds(50), [&] { return !events_.empty(); });
-        if (!events_.empty()) {
-          auto e = events_.front();
-          events_.pop_front();
-          return e;
-        }
-      }
-      timespec ts{0, 0};
-      if (sigtimedwait(&sigs_, nullptr, &ts) > 0) {
-        signalled_ = true;
-        return std::nullopt;
-      }
-      if (Clock::now() >= end) return std::nullopt;
-    }
-  }
   // Waits for the QueryDone of query q, passing other events to on_other.
   std::optional<dht::QueryDone> done(dht::QueryId q, std::chrono::milliseconds limit,
                                      const std::function<void(const dht::DhtEvent&)>& on_other = {}) {
@@ -93,18 +59,10 @@ class Waiter {
     }
     return std::nullopt;
   }
-  bool signalled() const { return signalled_; }
-
- private:
-  sigset_t sigs_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<dht::DhtEvent> events_;
-  bool signalled_ = false;
 };
 
 // A client-side node: ephemeral, on an OS-picked port of the bootstrap nodes' families.
-std::unique_ptr<net::DhtService> start_client(const std::vector<dht::Endpoint>& bootstrap, Waiter& waiter) {
+std::unique_ptr<net::DhtService> start_client(const std::vector<dht::Endpoint>& bootstrap, DhtWaiter& waiter) {
   net::DhtServiceOptions o;
   o.config.ephemeral = true;
   for (const auto& b : bootstrap) {
@@ -120,7 +78,7 @@ std::unique_ptr<net::DhtService> start_client(const std::vector<dht::Endpoint>& 
   return std::move(*svc);
 }
 
-void join(net::DhtService& svc, Waiter& w, const std::vector<dht::Endpoint>& bootstrap, const std::string& names) {
+void join(net::DhtService& svc, DhtWaiter& w, const std::vector<dht::Endpoint>& bootstrap, const std::string& names) {
   const auto q = svc.call([&](dht::DhtNode& n, dht::TimePoint now) { return n.bootstrap(bootstrap, now); });
   auto d = w.done(q, std::chrono::seconds(10));
   if (w.signalled()) throw CommandError("interrupted", 130);
@@ -146,7 +104,7 @@ void run_bootstrap(const BootstrapOpts& o) {
   const auto seeds = parse_endpoints(o.bootstrap, "--bootstrap");
   net::DhtServiceOptions so;
   for (const auto& l : listen) (l.family == 6 ? so.listen_v6 : so.listen_v4) = l;
-  Waiter w;
+  DhtWaiter w;
   auto svc = net::DhtService::start(so, [&w](const dht::DhtEvent& e) { w.push(e); });
   if (!svc) throw CommandError((*&svc).error().message);
   for (std::uint8_t fam : {4, 6}) {
@@ -194,7 +152,7 @@ void run_announce(const AnnounceOpts& o) {
   const auto topic = dht::topic_from_name(o.topic);
   const std::vector<std::uint8_t> payload(o.payload.begin(), o.payload.end());
 
-  Waiter w;
+  DhtWaiter w;
   auto svc = start_client(seeds, w);
   join(*svc, w, seeds, join_names(o.bootstrap));
   const auto q = svc->call([&](dht::DhtNode& n, dht::TimePoint now) {
@@ -230,7 +188,7 @@ void run_lookup(const LookupOpts& o) {
   setup_logging(o.log_level);
   const auto seeds = parse_endpoints(o.bootstrap, "--bootstrap");
   const auto topic = dht::topic_from_name(o.topic);
-  Waiter w;
+  DhtWaiter w;
   auto svc = start_client(seeds, w);
   join(*svc, w, seeds, join_names(o.bootstrap));
   // The newest record per announcer; several nodes return copies of the same one.
