@@ -37,6 +37,7 @@ std::optional<Probe> decode_probe(ByteReader& r) {
   Probe p;
   if (!r.read_le(tag) || tag != kProbeTag || !r.read_le(p.flags) || (p.flags & ~probe_flag::kKnown) != 0)
     return std::nullopt;
+  if (p.nominates() && (p.is_ack() || p.from_responder())) return std::nullopt;
   const auto nonce = r.read_bytes(kProbeNonceLen);
   const auto mac = r.read_bytes(kProbeMacLen);
   if (!r.ok()) return std::nullopt;
@@ -160,8 +161,8 @@ std::size_t Puncher::sockets_wanted() const {
   return strategy_ == Strategy::birthday_sockets ? config_.birthday_sockets : 0;
 }
 
-std::uint8_t Puncher::my_flags(bool ack) const {
-  return static_cast<std::uint8_t>((ack ? probe_flag::kAck : 0) |
+std::uint8_t Puncher::my_flags(bool ack, bool nominate) const {
+  return static_cast<std::uint8_t>((ack ? probe_flag::kAck : 0) | (nominate ? probe_flag::kNominate : 0) |
                                    (params_.role == Role::responder ? probe_flag::kResponder : 0));
 }
 
@@ -187,18 +188,20 @@ void Puncher::start(std::size_t extra_sockets, TimePoint now) {
     for (std::size_t s = 1; s <= extra_sockets_; ++s) send_probe(s, params_.remote_public, config_.birthday_ttl);
     span = std::max(span, spray_span) + config_.start_skew;
   }
+  if (params_.role == Role::responder) span += config_.start_skew;
   deadline_ = now + span + config_.tail_wait;
   on_tick(now);
 }
 
-void Puncher::send_probe(std::size_t socket, const Endpoint& to, std::uint8_t ttl) {
+void Puncher::send_probe(std::size_t socket, const Endpoint& to, std::uint8_t ttl, bool nominate) {
   ProbeNonce nonce;
   for (std::size_t i = 0; i < nonce.size(); i += 8) {
     const std::uint64_t x = rng_.next_u64();
     for (std::size_t b = 0; b < 8; ++b) nonce[i + b] = static_cast<std::uint8_t>(x >> (8 * b));
   }
   sent_nonces_.insert(nonce);
-  out_.push_back(Send{socket, to, ttl, encode(seal_probe(params_.key, my_flags(false), nonce))});
+  if (nominate) nominations_.insert(nonce);
+  out_.push_back(Send{socket, to, ttl, encode(seal_probe(params_.key, my_flags(false, nominate), nonce))});
   ++counters_.probes_sent;
 }
 
@@ -240,7 +243,7 @@ void Puncher::on_tick(TimePoint now) {
   }
   if (auto* p = outcome_ ? std::get_if<Punched>(&*outcome_) : nullptr) {
     if (confirms_left_ > 0 && now >= next_confirm_) {
-      send_probe(p->socket, p->remote);
+      send_probe(p->socket, p->remote, 0, true);
       --confirms_left_;
       next_confirm_ = confirms_left_ > 0 ? now + config_.interval : TimePoint::max();
     }
@@ -300,9 +303,10 @@ bool Puncher::on_datagram(std::size_t socket, const Endpoint& from, std::span<co
     ++counters_.acks_sent;
   }
   if (live) {
-    succeed(socket, from, now);
-  } else if (probe->is_ack() && from == won->remote) {
-    confirms_left_ = 0;  // the peer has heard us on this path
+    // The initiator takes the first path that works; the responder the one it is told.
+    if (params_.role == Role::initiator || probe->nominates()) succeed(socket, from, now);
+  } else if (probe->is_ack() && from == won->remote && nominations_.count(probe->nonce)) {
+    confirms_left_ = 0;  // the responder has taken this path
     next_confirm_ = TimePoint::max();
   }
   return true;
@@ -311,9 +315,14 @@ bool Puncher::on_datagram(std::size_t socket, const Endpoint& from, std::span<co
 void Puncher::succeed(std::size_t socket, const Endpoint& from, TimePoint now) {
   outcome_ = Punched{socket, from};
   linger_until_ = now + config_.linger;
-  confirms_left_ = config_.confirm_probes;
-  next_confirm_ = confirms_left_ > 0 ? now + config_.interval : TimePoint::max();
   next_round_ = next_spray_ = deadline_ = TimePoint::max();
+  confirms_left_ = params_.role == Role::initiator ? config_.confirm_probes : 0;
+  next_confirm_ = TimePoint::max();
+  if (confirms_left_ > 0) {
+    send_probe(socket, from, 0, true);
+    --confirms_left_;
+    next_confirm_ = confirms_left_ > 0 ? now + config_.interval : TimePoint::max();
+  }
 }
 
 void Puncher::fail(FailReason reason) {

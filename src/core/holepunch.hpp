@@ -5,7 +5,7 @@
 // relay). Strategy table, timings and the birthday odds: docs/nat-traversal.md.
 //
 // Probe packet (34 bytes, on the node's shared UDP socket):
-//   u8 0x84 | u8 flags (bit0 ack, bit1 sent by the responder) | nonce 16 | mac 16
+//   u8 0x84 | u8 flags (bit0 ack, bit1 sent by the responder, bit2 nominate) | nonce 16 | mac 16
 //   mac = BLAKE2b-128 keyed with the 32-byte punch key over the first 18 bytes.
 // The key comes from the Noise handshake, so an off-path attacker can neither forge a probe nor an
 // ack and cannot steer the path. An ack echoes the nonce of the probe it answers and is accepted
@@ -14,9 +14,13 @@
 // Sockets: index 0 is the main socket. sockets_wanted() extra sockets (the random side of a
 // birthday punch) are opened by the caller before start(n) with the number it got, as indices
 // 1..n. After the outcome every extra socket except Punched::socket may be closed.
+// Both sides probe and answer; the initiator decides the path (as ICE's controlling agent): the
+// first valid probe or ack it gets is Punched, and it sends `nominate` probes on that path until
+// one is acked. The responder is Punched by the first nominate probe, so both keep the same path
+// even when several work (birthday: more than one socket may get through).
 // After Punched the Puncher keeps answering probes on the winning socket for `linger` (the peer
-// may not have seen an ack yet) and sends a few confirming probes there, so keep feeding it
-// datagrams that start with 0x84 and ticking it until finished().
+// may not have seen an ack yet), so keep feeding it datagrams that start with 0x84 and ticking it
+// until finished().
 // One Puncher per address family: endpoints of another family than remote_public are ignored.
 #pragma once
 
@@ -49,7 +53,8 @@ inline constexpr std::size_t kProbeLen = 2 + kProbeNonceLen + kProbeMacLen;
 namespace probe_flag {
 inline constexpr std::uint8_t kAck = 0x01;
 inline constexpr std::uint8_t kResponder = 0x02;
-inline constexpr std::uint8_t kKnown = kAck | kResponder;
+inline constexpr std::uint8_t kNominate = 0x04;  // initiator probes only
+inline constexpr std::uint8_t kKnown = kAck | kResponder | kNominate;
 }  // namespace probe_flag
 
 using PunchKey = std::array<std::uint8_t, kPunchKeyLen>;
@@ -62,12 +67,14 @@ struct Probe {
   ProbeMac mac{};
   bool is_ack() const { return (flags & probe_flag::kAck) != 0; }
   bool from_responder() const { return (flags & probe_flag::kResponder) != 0; }
+  bool nominates() const { return (flags & probe_flag::kNominate) != 0; }
   friend bool operator==(const Probe&, const Probe&) = default;
 };
 
 void encode(const Probe& p, ByteWriter& w);
 std::vector<std::uint8_t> encode(const Probe& p);
-// Exactly kProbeLen bytes, first byte 0x84, no unknown flag bits; the MAC is not checked here.
+// Exactly kProbeLen bytes, first byte 0x84, known flags (nominate only on an initiator's probe);
+// the MAC is not checked here.
 std::optional<Probe> decode_probe(ByteReader& r);
 std::optional<Probe> decode_probe(std::span<const std::uint8_t> bytes);
 ProbeMac probe_mac(const PunchKey& key, std::uint8_t flags, const ProbeNonce& nonce);
@@ -97,9 +104,10 @@ struct PunchConfig {
   std::chrono::milliseconds interval{50};  // between rounds of probes to the same target
   std::uint32_t max_probes_per_target = 40;
   std::chrono::milliseconds tail_wait{500};  // after the last probe, for late answers
-  // The peer may start up to this much later than us (the rendezvous delivers at different times).
   std::chrono::milliseconds start_skew{500};
   std::size_t max_remote_locals = 8;  // the peer's LAN endpoints we probe, at most
+  // The responder waits this much longer than the initiator for a late nomination, as the
+  // peer may start up to this much later than us (the rendezvous delivers at different times).
   // Birthday: the random side opens this many extra sockets, one probe each towards the
   // consistent side; the consistent side sprays spray_probes distinct random ports, spray_batch
   // every spray_interval (400/s by default).
@@ -112,7 +120,7 @@ struct PunchConfig {
   // reaching the peer's NAT (0: the system default). See docs/nat-traversal.md.
   std::uint8_t birthday_ttl = 0;
   std::chrono::milliseconds linger{3000};  // answer probes this long after Punched
-  std::uint32_t confirm_probes = 5;        // probes on the won path after Punched, until acked
+  std::uint32_t confirm_probes = 10;       // initiator: nominate probes on the won path, until acked
   std::uint32_t max_acks = 100;            // acks we send over the whole attempt
 };
 
@@ -189,12 +197,12 @@ class Puncher {
     std::uint32_t sent = 0;
   };
 
-  void send_probe(std::size_t socket, const Endpoint& to, std::uint8_t ttl = 0);
+  void send_probe(std::size_t socket, const Endpoint& to, std::uint8_t ttl = 0, bool nominate = false);
   void succeed(std::size_t socket, const Endpoint& from, TimePoint now);
   void fail(FailReason reason);
   bool probing() const { return started_ && !outcome_; }
   std::uint16_t next_spray_port();
-  std::uint8_t my_flags(bool ack) const;
+  std::uint8_t my_flags(bool ack, bool nominate = false) const;
 
   PunchParams params_;
   PunchConfig config_;
@@ -210,6 +218,7 @@ class Puncher {
   std::unordered_map<std::uint32_t, std::uint32_t> spray_swaps_;  // sparse Fisher-Yates over the port range
   TimePoint deadline_ = TimePoint::max();
   std::set<ProbeNonce> sent_nonces_;
+  std::set<ProbeNonce> nominations_;
   std::deque<Send> out_;
   std::optional<PunchOutcome> outcome_;
   bool outcome_taken_ = false;

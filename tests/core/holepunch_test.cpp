@@ -105,7 +105,8 @@ TEST(ProbeCodec, RejectsAnythingElse) {
     b[0] = tag;
     EXPECT_FALSE(decode_probe(b)) << int(tag);
   }
-  for (std::uint8_t flags : {0x04, 0x80, 0xff}) {
+  // Unknown bits; nominate on an ack or from the responder.
+  for (std::uint8_t flags : {0x08, 0x80, 0xff, 0x05, 0x06}) {
     auto b = good;
     b[1] = flags;
     EXPECT_FALSE(decode_probe(b)) << int(flags);
@@ -203,6 +204,11 @@ TEST(Puncher, TimeBounded) {
     drain(p);
   }
   EXPECT_EQ(now, t0 + milliseconds(39 * 50 + 500));
+  // The responder waits start_skew longer for a late nomination.
+  Puncher r(params(Role::responder, NatType::consistent, NatType::consistent), t0);
+  run_alone(r, t0);
+  EXPECT_EQ(std::get<Failed>(*r.outcome()).reason, FailReason::timed_out);
+  EXPECT_EQ(r.counters().sent(), 80u);
 }
 
 TEST(Puncher, PeerLanEndpointsAreFilteredAndBounded) {
@@ -254,31 +260,54 @@ TEST(Puncher, TwoSidesPunchExactlyOnceAndStopProbing) {
   ASSERT_TRUE(std::holds_alternative<Punched>(*b.outcome()));
   EXPECT_EQ(std::get<Punched>(*a.outcome()).remote, b_pub);
   EXPECT_EQ(std::get<Punched>(*b.outcome()).remote, a_pub);
-  // One round each way was enough: nobody kept probing for two seconds.
-  EXPECT_LE(a.counters().sent(), 4u);
-  EXPECT_LE(b.counters().sent(), 4u);
+  // One round each way and a nomination were enough: nobody kept probing for two seconds.
+  EXPECT_LE(a.counters().sent(), 5u);
+  EXPECT_LE(b.counters().sent(), 5u);
 }
 
-TEST(Puncher, ProbeIsAnsweredFromItsSocketAndPunches) {
-  Puncher p(params(Role::responder, NatType::consistent, NatType::consistent), t0);
+TEST(Puncher, InitiatorPunchesOnAProbeAndNominatesThatPath) {
+  Puncher p(params(Role::initiator, NatType::consistent, NatType::consistent), t0);
   p.start(0, t0);
   drain(p);
-  const Endpoint from = ep("203.0.113.1:61000");  // not the advertised port: still fine
-  ASSERT_TRUE(p.on_datagram(0, from, probe_bytes(key(7), 0, nonce(3)), t0 + milliseconds(5)));
+  const Endpoint from = ep("198.51.100.2:61000");  // not the advertised port: still fine
+  ASSERT_TRUE(p.on_datagram(0, from, probe_bytes(key(7), probe_flag::kResponder, nonce(3)), t0 + milliseconds(5)));
   const auto sent = drain(p);
-  ASSERT_EQ(sent.size(), 1u);
+  ASSERT_EQ(sent.size(), 2u);  // the ack, then the first nomination
   EXPECT_EQ(sent[0].to, from);
   EXPECT_EQ(sent[0].socket, 0u);
   const auto ack = decode_probe(sent[0].bytes);
   ASSERT_TRUE(ack);
   EXPECT_TRUE(ack->is_ack());
-  EXPECT_TRUE(ack->from_responder());
+  EXPECT_FALSE(ack->from_responder());
   EXPECT_EQ(ack->nonce, nonce(3));
   EXPECT_TRUE(verify_probe(*ack, key(7)));
+  const auto nom = decode_probe(sent[1].bytes);
+  EXPECT_EQ(sent[1].to, from);
+  EXPECT_TRUE(nom->nominates());
+  EXPECT_FALSE(nom->is_ack());
   auto o = p.next_outcome();
   ASSERT_TRUE(o);
   ASSERT_TRUE(std::holds_alternative<Punched>(*o));
   EXPECT_EQ(std::get<Punched>(*o).remote, from);
+}
+
+TEST(Puncher, ResponderAnswersProbesButTakesOnlyTheNominatedPath) {
+  Puncher p(params(Role::responder, NatType::consistent, NatType::consistent), t0);
+  p.start(0, t0);
+  drain(p);
+  const Endpoint a = ep("203.0.113.1:4000"), b = ep("192.168.1.10:4000");
+  p.on_datagram(0, a, probe_bytes(key(7), 0, nonce(1)), t0);
+  const auto ack = drain(p);
+  ASSERT_EQ(ack.size(), 1u);
+  EXPECT_TRUE(decode_probe(ack[0].bytes)->is_ack());
+  EXPECT_TRUE(decode_probe(ack[0].bytes)->from_responder());
+  EXPECT_FALSE(p.next_outcome());
+  // The initiator nominates the other path.
+  p.on_datagram(0, b, probe_bytes(key(7), probe_flag::kNominate, nonce(2)), t0 + milliseconds(20));
+  EXPECT_EQ(drain(p).size(), 1u);
+  auto o = p.next_outcome();
+  ASSERT_TRUE(o);
+  EXPECT_EQ(std::get<Punched>(*o).remote, b);
 }
 
 TEST(Puncher, ForgedReflectedAndUnsolicitedPacketsAreIgnored) {
@@ -315,20 +344,20 @@ TEST(Puncher, LingersAnsweringProbesThenStops) {
   PunchConfig cfg;
   cfg.linger = seconds(2);
   cfg.confirm_probes = 3;
-  Puncher p(params(Role::responder, NatType::consistent, NatType::consistent), t0, cfg);
+  Puncher p(params(Role::initiator, NatType::consistent, NatType::consistent), t0, cfg);
   p.start(0, t0);
   drain(p);
-  const Endpoint peer = ep("203.0.113.1:4000");
-  p.on_datagram(0, peer, probe_bytes(key(7), 0, nonce(1)), t0);
+  const Endpoint peer = ep("198.51.100.2:4000");
+  p.on_datagram(0, peer, probe_bytes(key(7), probe_flag::kResponder, nonce(1)), t0);
   ASSERT_TRUE(p.next_outcome());
-  EXPECT_EQ(drain(p).size(), 1u);  // the ack
+  EXPECT_EQ(drain(p).size(), 2u);  // the ack and a nomination
   // The peer missed the ack and probes again: answered, no second outcome.
-  p.on_datagram(0, peer, probe_bytes(key(7), 0, nonce(2)), t0 + milliseconds(30));
+  p.on_datagram(0, peer, probe_bytes(key(7), probe_flag::kResponder, nonce(2)), t0 + milliseconds(30));
   const auto again = drain(p);
   ASSERT_EQ(again.size(), 1u);
   EXPECT_TRUE(decode_probe(again[0].bytes)->is_ack());
   EXPECT_FALSE(p.next_outcome());
-  // Confirming probes on the won path, at most confirm_probes, no more rounds to other targets.
+  // Unanswered nominations repeat on the won path, confirm_probes in all, no more rounds elsewhere.
   TimePoint now = t0;
   std::vector<Send> later;
   while (!p.finished()) {
@@ -336,26 +365,30 @@ TEST(Puncher, LingersAnsweringProbesThenStops) {
     p.on_tick(now);
     for (auto& s : drain(p)) later.push_back(std::move(s));
   }
-  EXPECT_EQ(later.size(), 3u);
-  for (const auto& s : later) EXPECT_EQ(s.to, peer);
+  EXPECT_EQ(later.size(), 2u);
+  for (const auto& s : later) {
+    EXPECT_EQ(s.to, peer);
+    EXPECT_TRUE(decode_probe(s.bytes)->nominates());
+  }
   EXPECT_EQ(now, t0 + seconds(2));
   // Finished: probes are no longer answered.
-  p.on_datagram(0, peer, probe_bytes(key(7), 0, nonce(3)), now);
+  p.on_datagram(0, peer, probe_bytes(key(7), probe_flag::kResponder, nonce(3)), now);
   EXPECT_FALSE(p.next_send());
 }
 
-TEST(Puncher, ConfirmationsStopOnceAcked) {
-  Puncher p(params(Role::responder, NatType::consistent, NatType::consistent), t0);
+TEST(Puncher, NominationsStopOnceAcked) {
+  Puncher p(params(Role::initiator, NatType::consistent, NatType::consistent), t0);
   p.start(0, t0);
-  drain(p);
-  const Endpoint peer = ep("203.0.113.1:4000");
-  p.on_datagram(0, peer, probe_bytes(key(7), 0, nonce(1)), t0);
-  drain(p);
+  const auto probes = drain(p);
+  const Endpoint peer = ep("198.51.100.2:4000");
+  // An ack to an ordinary probe punches, but does not count as the nomination's ack.
+  p.on_datagram(0, peer, probe_bytes(key(7), probe_flag::kAck | probe_flag::kResponder, decode_probe(probes[1].bytes)->nonce), t0);
+  const auto nom = drain(p);
+  ASSERT_EQ(nom.size(), 1u);
+  p.on_datagram(0, peer, probe_bytes(key(7), probe_flag::kAck | probe_flag::kResponder, decode_probe(probes[0].bytes)->nonce), t0);
   p.on_tick(p.next_wakeup());
-  const auto confirm = drain(p);
-  ASSERT_EQ(confirm.size(), 1u);
-  const auto c = decode_probe(confirm[0].bytes);
-  p.on_datagram(0, peer, probe_bytes(key(7), probe_flag::kAck, c->nonce), p.next_wakeup());
+  ASSERT_EQ(drain(p).size(), 1u);  // still nominating
+  p.on_datagram(0, peer, probe_bytes(key(7), probe_flag::kAck | probe_flag::kResponder, decode_probe(nom[0].bytes)->nonce), p.next_wakeup());
   std::size_t more = 0;
   while (!p.finished()) {
     p.on_tick(p.next_wakeup());
@@ -387,11 +420,12 @@ TEST(Puncher, BirthdaySocketsOneProbeEachAndWinnerSocket) {
   p.on_datagram(201, peer, probe_bytes(key(7), probe_flag::kResponder, nonce(1)), t0 + milliseconds(40));
   EXPECT_FALSE(p.next_send());
   EXPECT_FALSE(p.next_outcome());
-  // The spray hits socket 117: answered from it, and it is the socket to keep.
+  // The spray hits socket 117: answered and nominated from it, and it is the socket to keep.
   p.on_datagram(117, peer, probe_bytes(key(7), probe_flag::kResponder, nonce(2)), t0 + milliseconds(50));
   const auto ack = drain(p);
-  ASSERT_EQ(ack.size(), 1u);
+  ASSERT_EQ(ack.size(), 2u);
   EXPECT_EQ(ack[0].socket, 117u);
+  EXPECT_EQ(ack[1].socket, 117u);
   auto o = p.next_outcome();
   ASSERT_TRUE(o);
   EXPECT_EQ(std::get<Punched>(*o).socket, 117u);
@@ -441,7 +475,7 @@ TEST(Puncher, BirthdaySprayDistinctPortsPacedAndBounded) {
   EXPECT_EQ(first_second, 400u);
   EXPECT_LE(spray + lan, p.max_packets());
   EXPECT_EQ(std::get<Failed>(*p.outcome()).reason, FailReason::timed_out);
-  EXPECT_EQ(now, t0 + milliseconds(4990 + 500));
+  EXPECT_EQ(now, t0 + milliseconds(4990 + 500 + 500));  // spray, tail, responder's wait
 }
 
 TEST(Puncher, LanStrategyNeverProbesThePublicEndpoint) {
