@@ -382,13 +382,19 @@ TEST(Puncher, NominationsStopOnceAcked) {
   const auto probes = drain(p);
   const Endpoint peer = ep("198.51.100.2:4000");
   // An ack to an ordinary probe punches, but does not count as the nomination's ack.
-  p.on_datagram(0, peer, probe_bytes(key(7), probe_flag::kAck | probe_flag::kResponder, decode_probe(probes[1].bytes)->nonce), t0);
+  p.on_datagram(0, peer,
+                probe_bytes(key(7), probe_flag::kAck | probe_flag::kResponder, decode_probe(probes[1].bytes)->nonce),
+                t0);
   const auto nom = drain(p);
   ASSERT_EQ(nom.size(), 1u);
-  p.on_datagram(0, peer, probe_bytes(key(7), probe_flag::kAck | probe_flag::kResponder, decode_probe(probes[0].bytes)->nonce), t0);
+  p.on_datagram(0, peer,
+                probe_bytes(key(7), probe_flag::kAck | probe_flag::kResponder, decode_probe(probes[0].bytes)->nonce),
+                t0);
   p.on_tick(p.next_wakeup());
   ASSERT_EQ(drain(p).size(), 1u);  // still nominating
-  p.on_datagram(0, peer, probe_bytes(key(7), probe_flag::kAck | probe_flag::kResponder, decode_probe(nom[0].bytes)->nonce), p.next_wakeup());
+  p.on_datagram(0, peer,
+                probe_bytes(key(7), probe_flag::kAck | probe_flag::kResponder, decode_probe(nom[0].bytes)->nonce),
+                p.next_wakeup());
   std::size_t more = 0;
   while (!p.finished()) {
     p.on_tick(p.next_wakeup());

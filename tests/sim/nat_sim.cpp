@@ -163,7 +163,8 @@ void NatNet::send(SocketId from, const Endpoint& to, std::span<const std::uint8_
   std::vector<std::uint8_t> payload(bytes.begin(), bytes.end());
 
   if (host.nat && lan_hosts_.count({*host.nat, ip_of(to)})) {
-    queue_.push(InFlight{now + milliseconds(config_.lan_latency_ms), seq_++, local, to, host.nat, true, std::move(payload)});
+    queue_.push(
+        InFlight{now + milliseconds(config_.lan_latency_ms), seq_++, local, to, host.nat, true, std::move(payload)});
     return;
   }
   const bool to_nat = nat_by_ip_.count(ip_of(to)) > 0;
@@ -273,12 +274,14 @@ PunchRun run_punch(const PunchScenario& sc) {
   PunchRun run;
 
   std::vector<SocketId> reporters;
-  for (std::uint8_t i = 1; i <= 3; ++i) reporters.push_back(net.open_socket(net.add_host(Endpoint::v4(198, 51, 100, i, 0)), 4000));
+  for (std::uint8_t i = 1; i <= 3; ++i)
+    reporters.push_back(net.open_socket(net.add_host(Endpoint::v4(198, 51, 100, i, 0)), 4000));
   const SocketId rendezvous = net.open_socket(net.add_host(Endpoint::v4(198, 51, 100, 10, 0)), 4000);
 
   Party parties[2];
   std::optional<NatId> client_nat;
-  const auto place = [&](Party& p, NatKind kind, const Endpoint& pub, const Endpoint& lan, std::optional<NatId> shared) {
+  const auto place = [&](Party& p, NatKind kind, const Endpoint& pub, const Endpoint& lan,
+                         std::optional<NatId> shared) {
     if (shared) {
       p.host = net.add_host(lan, shared);
     } else if (kind == NatKind::open) {
@@ -345,7 +348,8 @@ PunchRun run_punch(const PunchScenario& sc) {
   PunchKey key;
   for (auto& b : key) b = static_cast<std::uint8_t>(rng.next_u64());
   for (int i = 0; i < 2; ++i) parties[i].out->classified = parties[i].classifier->classify(now);
-  const int skew = sc.max_start_skew_ms > 0 ? static_cast<int>(rng.below(static_cast<std::uint64_t>(sc.max_start_skew_ms) + 1)) : 0;
+  const int skew =
+      sc.max_start_skew_ms > 0 ? static_cast<int>(rng.below(static_cast<std::uint64_t>(sc.max_start_skew_ms) + 1)) : 0;
   const int late = static_cast<int>(rng.below(2));
   for (int i = 0; i < 2; ++i) {
     Party& me = parties[i];

@@ -221,8 +221,9 @@ TEST(PunchSim, Matrix) {
     }
     const double rate = static_cast<double>(r.ok) / r.runs;
     std::printf("%-30s %8.1f%% %13llu %13llu %12lld %12lld\n", cell.name.c_str(), 100.0 * rate,
-                static_cast<unsigned long long>(median(r.packets)), static_cast<unsigned long long>(pct(r.packets, 0.95)),
-                static_cast<long long>(median(r.ms)), static_cast<long long>(pct(r.ms, 0.95)));
+                static_cast<unsigned long long>(median(r.packets)),
+                static_cast<unsigned long long>(pct(r.packets, 0.95)), static_cast<long long>(median(r.ms)),
+                static_cast<long long>(pct(r.ms, 0.95)));
     std::fflush(stdout);
     EXPECT_GE(rate, cell.min_rate) << cell.name;
   }
