@@ -138,6 +138,8 @@ std::optional<std::uint16_t> NatNet::outbound(Nat& nat, const Endpoint& internal
       port = free_port(nat, 0, now);  // fully random: never the internal port on purpose
       nat.by_flow[{internal, remote}] = port;
     }
+  } else if (auto f = nat.by_flow.find({internal, remote}); f != nat.by_flow.end() && usable(f->second)) {
+    port = f->second;  // this flow was moved off a clashing port earlier
   } else {
     auto it = nat.by_internal.find(internal);
     if (it != nat.by_internal.end() && usable(it->second)) {
@@ -145,6 +147,13 @@ std::optional<std::uint16_t> NatNet::outbound(Nat& nat, const Endpoint& internal
     } else {
       port = free_port(nat, internal.port, now);  // persistent: keep the port when it is free
       nat.by_internal[internal] = port;
+    }
+    // The reply tuple is taken by an entry the router accepted for itself: masquerade picks another
+    // port for this flow only.
+    auto clash = nat.router_local.find({port, remote});
+    if (clash != nat.router_local.end() && clash->second.last + config_.conntrack_timeout >= now) {
+      port = free_port(nat, 0, now);
+      nat.by_flow[{internal, remote}] = port;
     }
   }
   nat.by_port[port] = Mapping{internal, now};
@@ -210,14 +219,15 @@ std::optional<Arrival> NatNet::pop_arrival(TimePoint until) {
     } else if (auto n = nat_by_ip_.find(ip_of(ev.to)); n != nat_by_ip_.end()) {
       Nat& nat = nats_[n->second];
       const std::uint16_t port = ev.to.port;
-      if (!mapping_alive(nat, port, ev.at)) {
+      const auto alive = [&](const std::map<std::pair<std::uint16_t, Endpoint>, Conn>& table) {
+        auto it = table.find({port, ev.from});
+        return it != table.end() && it->second.last + config_.conntrack_timeout >= ev.at;
+      };
+      const bool tracked = mapping_alive(nat, port, ev.at) && alive(nat.conntrack);
+      const bool passes = tracked || (nat.kind == NatKind::full_cone && mapping_alive(nat, port, ev.at));
+      if (!passes) {
         ++counters_.filtered;
-        continue;
-      }
-      auto conn = nat.conntrack.find({port, ev.from});
-      const bool tracked = conn != nat.conntrack.end() && conn->second.last + config_.conntrack_timeout >= ev.at;
-      if (!tracked && nat.kind != NatKind::full_cone) {
-        ++counters_.filtered;
+        if (config_.router_accepts_unsolicited) nat.router_local[{port, ev.from}].last = ev.at;
         continue;
       }
       nat.conntrack[{port, ev.from}].last = ev.at;
@@ -269,6 +279,7 @@ PunchRun run_punch(const PunchScenario& sc) {
   NatNetConfig nc;
   nc.seed = sc.seed;
   nc.loss = sc.loss;
+  nc.router_accepts_unsolicited = sc.router_accepts_unsolicited;
   NatNet net(nc);
   Rng rng(sc.seed * 0x9e3779b97f4a7c15ULL + 17);
   PunchRun run;

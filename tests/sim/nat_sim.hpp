@@ -9,8 +9,9 @@
 // entries expire after conntrack_timeout idle. No hairpinning: a packet from behind a NAT to that
 // NAT's own public address is dropped (the default Linux case). Several hosts may share a NAT;
 // a LAN address is routable only from behind the same NAT.
-// Not modelled: an unsolicited inbound packet that creates a conntrack entry on the router and
-// makes the next masquerade pick another port (see docs/nat-traversal.md).
+// Optional (router_accepts_unsolicited): a router whose own stack accepts an unsolicited inbound
+// packet confirms a conntrack entry for it, so later packets of that flow go to the router and a
+// masquerade towards that peer must pick another port (docs/nat-traversal.md).
 //
 // run_punch() drives two qmesh Punchers over it: each side classifies its NAT from three reporters,
 // meets the other through a rendezvous host that reports what it saw, punches, then sends data
@@ -49,6 +50,7 @@ struct NatNetConfig {
   int lan_latency_ms = 1;
   std::chrono::milliseconds conntrack_timeout{30'000};
   int internet_hops = 8;  // routers between two edges (each NAT is one more)
+  bool router_accepts_unsolicited = false;  // no input filter on the NAT routers (see above)
 };
 
 using HostId = std::uint32_t;
@@ -104,6 +106,7 @@ class NatNet {
     std::map<std::pair<Endpoint, Endpoint>, std::uint16_t> by_flow;     // symmetric: (internal, remote)
     std::unordered_map<std::uint16_t, Mapping> by_port;
     std::map<std::pair<std::uint16_t, Endpoint>, Conn> conntrack;       // (public port, remote)
+    std::map<std::pair<std::uint16_t, Endpoint>, Conn> router_local;    // unsolicited, accepted by the router
   };
   struct Host {
     Endpoint addr;  // port 0
@@ -153,6 +156,7 @@ struct PunchScenario {
   double loss = 0;
   std::uint64_t seed = 1;
   int max_start_skew_ms = 100;  // the rendezvous reaches the two sides at different times
+  bool router_accepts_unsolicited = false;
   core::nat::PunchConfig punch;
 };
 
