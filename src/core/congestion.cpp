@@ -15,6 +15,7 @@ void NewReno::reset() {
   ssthresh_ = UINT64_MAX;
   acked_in_ca_ = 0;
   has_recovery_ = false;
+  prior_cwnd_ = 0;
 }
 
 void NewReno::on_ack(std::uint64_t bytes, Instant sent, bool cwnd_limited) {
@@ -30,17 +31,29 @@ void NewReno::on_ack(std::uint64_t bytes, Instant sent, bool cwnd_limited) {
   }
 }
 
-void NewReno::on_loss(Instant lost_packet_sent, Instant now) {
-  if (in_recovery(lost_packet_sent)) return;  // one reduction per loss episode
+bool NewReno::on_loss(Instant lost_packet_sent, Instant now) {
+  if (in_recovery(lost_packet_sent)) return false;  // one reduction per loss episode
+  prior_cwnd_ = cwnd_;
+  prior_ssthresh_ = ssthresh_;
   recovery_start_ = now;
   has_recovery_ = true;
   ssthresh_ = std::max(cwnd_ / 2, min_window());
   cwnd_ = ssthresh_;
   acked_in_ca_ = 0;
   ++reductions_;
+  return true;
+}
+
+void NewReno::undo() {
+  if (prior_cwnd_ == 0) return;
+  cwnd_ = std::max(cwnd_, prior_cwnd_);
+  ssthresh_ = std::max(ssthresh_, prior_ssthresh_);
+  prior_cwnd_ = 0;
+  has_recovery_ = false;
 }
 
 void NewReno::on_persistent_congestion(Instant now) {
+  prior_cwnd_ = 0;  // not undone: nothing came back at all
   recovery_start_ = now;
   has_recovery_ = true;
   ssthresh_ = std::max(cwnd_ / 2, min_window());

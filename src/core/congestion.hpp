@@ -27,7 +27,11 @@ class NewReno {
   // `cwnd_limited`: the window, not the application or flow control, bounded the sender when
   // the packet left; an application-limited sender does not grow the window it is not using.
   void on_ack(std::uint64_t bytes, Instant sent, bool cwnd_limited);
-  void on_loss(Instant lost_packet_sent, Instant now);
+  // True when this loss started a new episode (the window was reduced).
+  bool on_loss(Instant lost_packet_sent, Instant now);
+  // Every loss of the latest episode turned out spurious (the packets were only reordered):
+  // restore the window from before the reduction (as Linux's undo / Eifel, RFC 3522).
+  void undo();
   void on_persistent_congestion(Instant now);
   void reset();  // a new path: back to the initial window, slow start
 
@@ -40,6 +44,7 @@ class NewReno {
   Instant recovery_start_{};
   bool has_recovery_ = false;
   std::uint64_t reductions_ = 0;
+  std::uint64_t prior_cwnd_ = 0, prior_ssthresh_ = 0;
 };
 
 // Tokens accrue at gain x cwnd / srtt bytes per second up to `burst_packets` packets; a packet
