@@ -493,6 +493,8 @@ bool Connection::write_ack(ByteWriter& w, Instant now) {
   }
   const bool largest_is_latest = ack_scratch_.ranges.front().largest == largest_recv_;
   ack_scratch_.delay_us = largest_is_latest ? static_cast<std::uint64_t>(std::max<std::int64_t>(0, (now - largest_recv_time_).count())) : 0;
+  // At most half a packet: the oldest ranges go first (the peer has long resolved them).
+  while (ack_scratch_.ranges.size() > 1 && encoded_size(ack_scratch_) > cfg_.max_payload / 2) ack_scratch_.ranges.pop_back();
   encode(ack_scratch_, w);
   ack_upto_ = ack_scratch_.ranges.front().largest + 1;
   return true;

@@ -124,6 +124,8 @@ struct ConnectionStats {
 class Connection {
  public:
   Connection(ConnectionConfig config, Instant now);
+  Connection(const Connection&) = delete;  // holds a pointer into its own stream map
+  Connection& operator=(const Connection&) = delete;
 
   // A decrypted, replay-checked payload from the peer. Malformed frames or rule violations close
   // the connection (Closed{ProtocolError}).

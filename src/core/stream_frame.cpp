@@ -242,6 +242,7 @@ std::vector<std::uint8_t> encode(std::span<const Frame> frames) {
 }
 
 std::size_t encoded_size(const Frame& f) { return std::visit(Sizer{}, f); }
+std::size_t encoded_size(const Ack& a) { return Sizer{}(a); }
 
 void encode_stream_header(StreamId id, std::uint64_t offset, std::size_t length, bool fin, ByteWriter& w) {
   put_type(w, fin ? FrameType::StreamFin : FrameType::Stream);

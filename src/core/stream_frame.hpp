@@ -123,6 +123,7 @@ void encode(const Frame& f, ByteWriter& w);
 void encode(const Ack& a, ByteWriter& w);  // ranges non-empty; saves building a Frame on the send path
 std::vector<std::uint8_t> encode(std::span<const Frame> frames);
 std::size_t encoded_size(const Frame& f);
+std::size_t encoded_size(const Ack& a);
 // A STREAM frame's header alone: the caller appends `length` data bytes right after it, which
 // saves a copy on the send path.
 void encode_stream_header(StreamId id, std::uint64_t offset, std::size_t length, bool fin, ByteWriter& w);
