@@ -1,0 +1,382 @@
+#include "core/session_host.hpp"
+
+#include <algorithm>
+
+namespace qmesh::core::session {
+
+using std::chrono::duration_cast;
+
+static_assert(relay::kRelayOverhead == kRelayHeaderRoom, "session packets keep room for exactly a relay header");
+using std::chrono::microseconds;
+
+struct SessionHost::Session {
+  SessionId sid = 0;
+  bool initiator = false;
+  Path path;
+  noise::PublicKey remote_static{};
+  // Initiator, until the WELCOME.
+  std::optional<HandshakeInitiator> hs;
+  Instant hs_deadline{};
+  Instant next_hello{};
+  microseconds hello_rto{};
+  // Responder, until the initiator's first DATA: the WELCOME to repeat for a resent HELLO.
+  std::vector<std::uint8_t> welcome;
+  std::optional<noise::PublicKey> hello_ephemeral;
+  std::optional<PacketProtection> prot;
+  std::optional<stream::Connection> conn;
+  std::optional<std::uint64_t> max_rx_pn;
+  bool closed = false;
+  Instant linger_until{};
+};
+
+SessionHost::SessionHost(HostConfig config, RandomBytes random, Instant now)
+    : config_(std::move(config)), random_(std::move(random)), hello_tokens_(config_.handshake_burst),
+      hello_refill_(now) {}
+
+SessionHost::~SessionHost() = default;
+
+SessionHost::Session* SessionHost::find(SessionId sid) {
+  auto it = sessions_.find(sid);
+  return it == sessions_.end() ? nullptr : it->second.get();
+}
+
+SessionId SessionHost::new_sid() {
+  for (;;) {
+    std::uint8_t b[4];
+    random_(b);
+    const SessionId sid = std::uint32_t{b[0]} | std::uint32_t{b[1]} << 8 | std::uint32_t{b[2]} << 16 |
+                          std::uint32_t{b[3]} << 24;
+    if (sid != 0 && !sessions_.count(sid)) return sid;
+  }
+}
+
+noise::PrivateKey SessionHost::new_ephemeral() {
+  noise::PrivateKey k;
+  random_(k.bytes);
+  return k;
+}
+
+void SessionHost::emit(OutDatagram d) {
+  ++counters_.tx;
+  outbox_.push_back(std::move(d));
+}
+
+namespace {
+std::string describe(const stream::Closed& c) {
+  std::string why;
+  switch (c.reason) {
+    case stream::CloseReason::Local: why = "closed locally"; break;
+    case stream::CloseReason::Peer: why = "closed by the peer"; break;
+    case stream::CloseReason::IdleTimeout: why = "no packet from the peer within the idle timeout"; break;
+    case stream::CloseReason::ProtocolError: why = "protocol error"; break;
+  }
+  if (!c.message.empty()) why += ": " + c.message;
+  return why;
+}
+
+OutDatagram on_path(const Path& p, std::vector<std::uint8_t> bytes) {
+  if (p.relay) bytes = relay::encode_frame(*p.relay, bytes);
+  return OutDatagram{p.socket, p.to, std::move(bytes)};
+}
+}  // namespace
+
+Result<SessionId> SessionHost::connect(const Path& path, const noise::PublicKey& remote_static, Instant now) {
+  if (sessions_.size() >= config_.max_sessions) return Error{"session: too many sessions", "full"};
+  const SessionId sid = new_sid();
+  auto hs = HandshakeInitiator::start(config_.identity, remote_static, new_ephemeral(), sid, config_.payload);
+  if (!hs) return hs.error();
+  auto s = std::make_unique<Session>();
+  s->sid = sid;
+  s->initiator = true;
+  s->path = path;
+  s->remote_static = remote_static;
+  s->hs.emplace(std::move(*hs));
+  s->hs_deadline = now + duration_cast<microseconds>(config_.handshake_timeout);
+  s->hello_rto = duration_cast<microseconds>(config_.hello_rto);
+  s->next_hello = now;  // the first HELLO goes out with the next next_datagram()
+  sessions_.emplace(sid, std::move(s));
+  return sid;
+}
+
+bool SessionHost::rate_allows(Instant now) {
+  const double dt = std::chrono::duration<double>(now - hello_refill_).count();
+  hello_tokens_ = std::min(config_.handshake_burst, hello_tokens_ + std::max(0.0, dt) * config_.handshakes_per_s);
+  hello_refill_ = now;
+  if (hello_tokens_ < 1) return false;
+  hello_tokens_ -= 1;
+  return true;
+}
+
+void SessionHost::on_datagram(std::uint16_t socket, const Endpoint& from, std::span<const std::uint8_t> bytes,
+                              Instant now) {
+  ++counters_.rx;
+  if (!bytes.empty() && bytes[0] == relay::kRelayType) {
+    auto f = relay::decode_frame(bytes);
+    if (!f) {
+      ++counters_.drop_malformed;
+      return;
+    }
+    handle_packet(socket, from, f->channel, f->inner, now);
+    return;
+  }
+  handle_packet(socket, from, std::nullopt, bytes, now);
+}
+
+void SessionHost::handle_packet(std::uint16_t socket, const Endpoint& from, std::optional<relay::ChannelId> via,
+                                std::span<const std::uint8_t> bytes, Instant now) {
+  auto p = decode_packet(bytes);
+  if (!p) {
+    ++counters_.drop_malformed;
+    return;
+  }
+  const Path path{from, via, socket};
+  if (auto* h = std::get_if<Hello>(&*p)) {
+    on_hello(socket, path, *h, now);
+  } else if (auto* w = std::get_if<Welcome>(&*p)) {
+    on_welcome(*w, now);
+  } else {
+    on_data(path, std::get<Data>(*p), now);
+  }
+}
+
+void SessionHost::on_hello(std::uint16_t, const Path& path, const Hello& h, Instant now) {
+  if (!config_.accept_incoming) {
+    ++counters_.hello_refused;
+    return;
+  }
+  noise::PublicKey eph{};
+  std::copy_n(h.noise.begin(), eph.size(), eph.begin());  // IK message 1 starts with e in the clear
+  if (auto it = pending_hellos_.find(eph); it != pending_hellos_.end()) {
+    // A resent HELLO (our WELCOME was lost): repeat the WELCOME, create nothing.
+    ++counters_.hello_duplicate;
+    if (Session* s = find(it->second); s && !s->welcome.empty()) emit(on_path(path, s->welcome));
+    return;
+  }
+  if (sessions_.size() >= config_.max_sessions) {
+    ++counters_.drop_full;
+    return;
+  }
+  if (!rate_allows(now)) {
+    ++counters_.drop_rate_limited;
+    return;
+  }
+  const SessionId sid = new_sid();
+  auto r = respond(config_.identity, h, new_ephemeral(), sid, config_.payload);
+  if (!r) {
+    ++counters_.drop_auth;
+    return;
+  }
+  auto s = std::make_unique<Session>();
+  s->sid = sid;
+  s->path = path;
+  s->remote_static = r->session.remote_static;
+  s->welcome = std::move(r->welcome);
+  s->hello_ephemeral = eph;
+  s->prot.emplace(std::move(r->session.keys), r->session.peer_sid);
+  auto cc = config_.connection;
+  cc.initiator = false;
+  cc.max_payload = kMaxFramesPerPacket;
+  s->conn.emplace(cc, now);
+  emit(on_path(path, s->welcome));
+  events_.push_back(Accepted{sid, s->remote_static, std::move(r->session.remote), path, r->session.handshake_hash});
+  pending_hellos_[eph] = sid;
+  sessions_.emplace(sid, std::move(s));
+}
+
+void SessionHost::on_welcome(const Welcome& w, Instant now) {
+  Session* s = find(w.receiver_sid);
+  if (!s || !s->hs) {
+    ++counters_.drop_unknown_session;  // unknown, or a duplicate WELCOME after we finished
+    return;
+  }
+  auto est = s->hs->on_welcome(w);
+  if (!est) {
+    ++counters_.drop_auth;
+    events_.push_back(HandshakeFailed{s->sid, est.error().message});
+    erase(s->sid);
+    return;
+  }
+  s->hs.reset();
+  s->prot.emplace(std::move(est->keys), est->peer_sid);
+  auto cc = config_.connection;
+  cc.initiator = true;
+  cc.max_payload = kMaxFramesPerPacket;
+  s->conn.emplace(cc, now);
+  events_.push_back(Connected{s->sid, est->remote_static, std::move(est->remote), est->handshake_hash});
+}
+
+void SessionHost::on_data(const Path& path, const Data& d, Instant now) {
+  Session* s = find(d.receiver_sid);
+  if (!s || !s->prot || !s->conn) {
+    ++counters_.drop_unknown_session;
+    return;
+  }
+  const auto replays = s->prot->replays();
+  if (!s->prot->open(d, scratch_)) {
+    ++(s->prot->replays() != replays ? counters_.drop_replay : counters_.drop_auth);
+    return;
+  }
+  if (s->hello_ephemeral) {  // the initiator has our WELCOME: no more repeats
+    pending_hellos_.erase(*s->hello_ephemeral);
+    s->hello_ephemeral.reset();
+    s->welcome.clear();
+    s->welcome.shrink_to_fit();
+  }
+  // Roaming: only the newest packet moves the path, so a late packet on the old path cannot pull
+  // the session back.
+  const bool newest = !s->max_rx_pn || d.pn > *s->max_rx_pn;
+  if (newest) s->max_rx_pn = d.pn;
+  if (newest && path != s->path && !s->closed) {
+    s->path = path;
+    ++counters_.path_changes;
+    s->conn->on_path_changed(now);
+    events_.push_back(PathChanged{s->sid, path});
+  }
+  s->conn->on_packet(d.pn, scratch_, now);
+  drain_connection(*s);
+}
+
+void SessionHost::drain_connection(Session& s) {
+  while (auto e = s.conn->next_event()) {
+    if (auto* c = std::get_if<stream::Closed>(&*e); c && !s.closed) {
+      s.closed = true;
+      s.linger_until = Instant::min();  // set by on_tick from its own clock
+      events_.push_back(SessionClosed{s.sid, describe(*c)});
+      continue;
+    }
+    events_.push_back(StreamActivity{s.sid, std::move(*e)});
+  }
+}
+
+void SessionHost::on_tick(Instant now) {
+  std::vector<SessionId> gone;
+  for (auto& [sid, s] : sessions_) {
+    if (s->hs && now >= s->hs_deadline) {
+      events_.push_back(HandshakeFailed{sid, "no answer to the handshake within " +
+                                                 std::to_string(config_.handshake_timeout.count()) + " ms"});
+      gone.push_back(sid);
+      continue;
+    }
+    if (s->conn) {
+      s->conn->on_tick(now);
+      drain_connection(*s);
+    }
+    if (s->closed) {
+      if (s->linger_until == Instant::min()) s->linger_until = now + duration_cast<microseconds>(config_.linger);
+      if (now >= s->linger_until) gone.push_back(sid);
+    }
+  }
+  for (auto sid : gone) erase(sid);
+}
+
+void SessionHost::erase(SessionId sid) {
+  auto it = sessions_.find(sid);
+  if (it == sessions_.end()) return;
+  if (it->second->hello_ephemeral) pending_hellos_.erase(*it->second->hello_ephemeral);
+  sessions_.erase(it);
+}
+
+std::optional<OutDatagram> SessionHost::next_datagram(Instant now) {
+  if (!outbox_.empty()) {
+    auto d = std::move(outbox_.front());
+    outbox_.pop_front();
+    return d;
+  }
+  if (sessions_.empty()) return std::nullopt;
+  // Round-robin from the session after the last one served, so one busy session cannot starve
+  // the others.
+  auto start = sessions_.upper_bound(rr_);
+  for (std::size_t i = 0; i < sessions_.size(); ++i, ++start) {
+    if (start == sessions_.end()) start = sessions_.begin();
+    Session& s = *start->second;
+    if (s.hs) {
+      if (now < s.next_hello) continue;
+      s.next_hello = now + s.hello_rto;
+      s.hello_rto *= 2;
+      rr_ = s.sid;
+      ++counters_.tx;
+      return on_path(s.path, s.hs->hello());
+    }
+    if (!s.conn) continue;
+    auto pkt = s.conn->next_packet(now);
+    if (!pkt) continue;
+    auto sealed = s.prot->seal(pkt->pn, pkt->payload);
+    if (!sealed) continue;  // pn space exhausted: the connection will time out
+    rr_ = s.sid;
+    ++counters_.tx;
+    return on_path(s.path, std::move(*sealed));
+  }
+  return std::nullopt;
+}
+
+Instant SessionHost::next_wakeup() const {
+  if (!outbox_.empty() || !events_.empty()) return Instant::min();
+  Instant t = Instant::max();
+  for (const auto& [sid, s] : sessions_) {
+    if (s->hs) {
+      t = std::min({t, s->next_hello, s->hs_deadline});
+      continue;
+    }
+    if (s->conn) t = std::min(t, s->conn->next_wakeup());
+    if (s->closed) t = std::min(t, s->linger_until);
+  }
+  return t;
+}
+
+std::optional<HostEvent> SessionHost::next_event() {
+  if (events_.empty()) return std::nullopt;
+  auto e = std::move(events_.front());
+  events_.pop_front();
+  return e;
+}
+
+stream::Connection* SessionHost::connection(SessionId sid) {
+  Session* s = find(sid);
+  return s && s->conn && !s->closed ? &*s->conn : nullptr;
+}
+
+void SessionHost::set_path(SessionId sid, const Path& path, Instant now) {
+  Session* s = find(sid);
+  if (!s || s->path == path) return;
+  s->path = path;
+  ++counters_.path_changes;
+  if (s->conn) s->conn->on_path_changed(now);
+  events_.push_back(PathChanged{sid, path});
+}
+
+void SessionHost::close(SessionId sid, std::uint64_t code, const std::string& reason, Instant now) {
+  Session* s = find(sid);
+  if (!s) return;
+  if (s->conn && !s->closed) {
+    s->conn->close(code, reason);
+    drain_connection(*s);
+    return;
+  }
+  if (s->hs) {
+    events_.push_back(HandshakeFailed{sid, "closed before the handshake finished"});
+    erase(sid);
+  }
+  (void)now;
+}
+
+std::optional<SessionInfo> SessionHost::info(SessionId sid) const {
+  auto it = sessions_.find(sid);
+  if (it == sessions_.end()) return std::nullopt;
+  const Session& s = *it->second;
+  SessionInfo i;
+  i.sid = sid;
+  i.initiator = s.initiator;
+  i.established = s.conn.has_value();
+  i.path = s.path;
+  i.remote_static = s.remote_static;
+  if (s.conn) i.stats = s.conn->stats();
+  return i;
+}
+
+std::size_t SessionHost::memory_estimate() const {
+  std::size_t n = sizeof(*this);
+  for (const auto& [sid, s] : sessions_) n += sizeof(Session) + 48 + s->welcome.capacity();
+  return n;
+}
+
+}  // namespace qmesh::core::session

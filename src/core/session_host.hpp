@@ -1,0 +1,175 @@
+// SessionHost: every encrypted session of one node, as a sans-I/O state machine. It owns the
+// handshakes (session_handshake), packet protection (session_crypto) and one stream::Connection per
+// session, and routes datagrams by session id. The caller feeds it session and relay datagrams from
+// its sockets and time, drains next_datagram(), calls on_tick() at next_wakeup(), and reads
+// next_event(). Entropy for session ids and ephemeral keys comes from an injected source.
+//
+// Paths: a session sends either straight to the peer or through a blind relay (RELAY frames to the
+// relay's endpoint). Like WireGuard's roaming, an authenticated, non-replayed DATA packet that
+// arrives on another path moves the session there: this is how a relayed session moves to a direct
+// path once a punch succeeds, and how it follows a NAT rebinding. No bytes are lost or duplicated
+// on a move: the connection retransmits what the old path lost.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <variant>
+#include <vector>
+
+#include "core/connection.hpp"
+#include "core/dht_types.hpp"
+#include "core/relay.hpp"
+#include "core/session_crypto.hpp"
+#include "core/session_handshake.hpp"
+
+namespace qmesh::core::session {
+
+using dht::Endpoint;
+using stream::Instant;
+using SessionId = std::uint32_t;  // this side's receive id
+
+struct Path {
+  Endpoint to;                            // the peer, or the relay
+  std::optional<relay::ChannelId> relay;  // set: datagrams travel as RELAY frames via `to`
+  std::uint16_t socket = 0;               // local socket index (a punch may win on an extra socket)
+  bool relayed() const { return relay.has_value(); }
+  friend bool operator==(const Path&, const Path&) = default;
+};
+
+struct HostConfig {
+  noise::KeyPair identity;                 // this node's static X25519 key
+  HandshakePayload payload;                // sent in every handshake (app: e.g. the model name)
+  bool accept_incoming = true;             // answer HELLOs (workers); clients set false
+  std::size_t max_sessions = 1024;
+  double handshakes_per_s = 200;           // HELLOs answered per second (each costs 4 X25519 ops)
+  double handshake_burst = 100;
+  std::chrono::milliseconds hello_rto{250};         // first HELLO retransmit, doubling
+  std::chrono::milliseconds handshake_timeout{10000};
+  std::chrono::milliseconds linger{3000};  // a closed session answers stray packets this long
+  stream::ConnectionConfig connection;     // `initiator` is set per session
+};
+
+// Outcomes and stream activity, drained by next_event().
+struct Connected {  // initiator: WELCOME authenticated
+  SessionId sid = 0;
+  noise::PublicKey remote_static{};
+  HandshakePayload remote;
+  noise::Hash handshake_hash{};  // known only to the two ends (e.g. to key punch probes)
+};
+struct Accepted {  // responder: a HELLO authenticated and answered
+  SessionId sid = 0;
+  noise::PublicKey remote_static{};
+  HandshakePayload remote;
+  Path path;
+  noise::Hash handshake_hash{};
+};
+struct HandshakeFailed {
+  SessionId sid = 0;
+  std::string reason;
+};
+struct StreamActivity {
+  SessionId sid = 0;
+  stream::Event event;
+};
+struct PathChanged {
+  SessionId sid = 0;
+  Path path;
+};
+struct SessionClosed {
+  SessionId sid = 0;
+  std::string reason;
+};
+using HostEvent = std::variant<Connected, Accepted, HandshakeFailed, StreamActivity, PathChanged, SessionClosed>;
+
+struct OutDatagram {
+  std::uint16_t socket = 0;
+  Endpoint to;
+  std::vector<std::uint8_t> bytes;
+};
+
+struct HostCounters {
+  std::uint64_t rx = 0, tx = 0;
+  std::uint64_t drop_malformed = 0, drop_unknown_session = 0, drop_auth = 0, drop_replay = 0;
+  std::uint64_t drop_rate_limited = 0, drop_full = 0, hello_refused = 0, hello_duplicate = 0;
+  std::uint64_t path_changes = 0;
+};
+
+struct SessionInfo {
+  SessionId sid = 0;
+  bool initiator = false;
+  bool established = false;
+  Path path;
+  noise::PublicKey remote_static{};
+  stream::ConnectionStats stats;
+};
+
+class SessionHost {
+ public:
+  using RandomBytes = std::function<void(std::span<std::uint8_t>)>;
+  SessionHost(HostConfig config, RandomBytes random, Instant now);
+  ~SessionHost();
+
+  // Starts a handshake with the owner of remote_static along path.
+  Result<SessionId> connect(const Path& path, const noise::PublicKey& remote_static, Instant now);
+  // Session (0x81-0x83) and RELAY (0x85) datagrams; anything else is counted as malformed.
+  void on_datagram(std::uint16_t socket, const Endpoint& from, std::span<const std::uint8_t> bytes, Instant now);
+  void on_tick(Instant now);
+  std::optional<OutDatagram> next_datagram(Instant now);
+  Instant next_wakeup() const;
+  std::optional<HostEvent> next_event();
+
+  // The session's streams; nullptr once it is gone or while it is still handshaking.
+  stream::Connection* connection(SessionId sid);
+  // Moves a session to another path (e.g. a punch opened a direct one).
+  void set_path(SessionId sid, const Path& path, Instant now);
+  void close(SessionId sid, std::uint64_t code, const std::string& reason, Instant now);
+  // What later handshakes (both roles) carry.
+  void set_payload(HandshakePayload payload) { config_.payload = std::move(payload); }
+  // The static key later handshakes use (sessions already up keep theirs).
+  void set_identity(const noise::KeyPair& identity) { config_.identity = identity; }
+
+  std::optional<SessionInfo> info(SessionId sid) const;
+  std::size_t size() const { return sessions_.size(); }
+  const HostCounters& counters() const { return counters_; }
+  // Rough bytes held per session (for the idle-session memory figure).
+  std::size_t memory_estimate() const;
+
+ private:
+  struct Session;
+  Session* find(SessionId sid);
+  SessionId new_sid();
+  noise::PrivateKey new_ephemeral();
+  void on_hello(std::uint16_t socket, const Path& path, const Hello& h, Instant now);
+  void on_welcome(const Welcome& w, Instant now);
+  void on_data(const Path& path, const Data& d, Instant now);
+  void handle_packet(std::uint16_t socket, const Endpoint& from, std::optional<relay::ChannelId> via,
+                     std::span<const std::uint8_t> bytes, Instant now);
+  void drain_connection(Session& s);
+  void emit(OutDatagram d);
+  void erase(SessionId sid);
+  bool rate_allows(Instant now);
+
+  HostConfig config_;
+  RandomBytes random_;
+  std::map<SessionId, std::unique_ptr<Session>> sessions_;
+  // Responder: a HELLO's ephemeral key -> the session it created, so a resent HELLO gets the same
+  // WELCOME instead of a second session. Dropped once the initiator's first DATA arrives.
+  std::map<noise::PublicKey, SessionId> pending_hellos_;
+  std::deque<OutDatagram> outbox_;
+  std::deque<HostEvent> events_;
+  HostCounters counters_;
+  double hello_tokens_ = 0;
+  Instant hello_refill_{};
+  std::vector<std::uint8_t> scratch_;
+  SessionId rr_ = 0;  // round-robin position for next_datagram
+};
+
+}  // namespace qmesh::core::session

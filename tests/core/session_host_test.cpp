@@ -1,0 +1,245 @@
+// SessionHost: handshakes (retransmitted HELLO, repeated WELCOME, timeout, refusal, rate limit),
+// routing by session id, relay-wrapped paths, and roaming to the path of the newest packet.
+#include <gtest/gtest.h>
+
+#include "core/relay.hpp"
+#include "core/rng.hpp"
+#include "core/session_host.hpp"
+
+using namespace qmesh::core;
+using namespace qmesh::core::session;
+using std::chrono::microseconds;
+using std::chrono::milliseconds;
+
+namespace {
+
+const Endpoint kClient = Endpoint::v4(198, 18, 0, 1, 1000);
+const Endpoint kWorker = Endpoint::v4(198, 18, 0, 2, 2000);
+
+noise::KeyPair key(std::uint8_t b) {
+  std::array<std::uint8_t, 32> k{};
+  k.fill(b);
+  return noise::KeyPair::from_private(noise::PrivateKey(k));
+}
+
+Path at(const Endpoint& e) {
+  Path p;
+  p.to = e;
+  return p;
+}
+
+HostConfig config(std::uint8_t k, bool accept) {
+  HostConfig c;
+  c.identity = key(k);
+  c.accept_incoming = accept;
+  return c;
+}
+
+SessionHost::RandomBytes rng(std::uint64_t seed) {
+  return [r = std::make_shared<Rng>(seed)](std::span<std::uint8_t> b) {
+    for (auto& x : b) x = static_cast<std::uint8_t>(r->next_u64());
+  };
+}
+
+struct Pair {
+  Instant now{1'000'000};
+  SessionHost client;
+  SessionHost worker;
+  std::vector<HostEvent> cev, wev;
+  explicit Pair(HostConfig wc = {}, HostConfig cc = {})
+      : client((cc.identity = key(1), cc.accept_incoming = false, cc), rng(1), Instant{1'000'000}),
+        worker((wc.identity = key(2), wc), rng(2), Instant{1'000'000}) {}
+
+  // Moves every datagram from one host to the other (optionally dropping some), n rounds.
+  void pump(int rounds = 20, const std::function<bool(const OutDatagram&)>& drop = {}) {
+    for (int i = 0; i < rounds; ++i) {
+      bool any = false;
+      while (auto d = client.next_datagram(now)) {
+        any = true;
+        if (!drop || !drop(*d)) worker.on_datagram(0, kClient, d->bytes, now);
+      }
+      while (auto d = worker.next_datagram(now)) {
+        any = true;
+        if (!drop || !drop(*d)) client.on_datagram(0, kWorker, d->bytes, now);
+      }
+      while (auto e = client.next_event()) cev.push_back(*e);
+      while (auto e = worker.next_event()) wev.push_back(*e);
+      if (!any) break;
+    }
+  }
+  void advance(milliseconds d) {
+    now += d;
+    client.on_tick(now);
+    worker.on_tick(now);
+  }
+  template <class T>
+  static std::vector<T> of(const std::vector<HostEvent>& v) {
+    std::vector<T> out;
+    for (auto& e : v) {
+      if (auto* t = std::get_if<T>(&e)) out.push_back(*t);
+    }
+    return out;
+  }
+};
+
+}  // namespace
+
+TEST(SessionHost, HandshakeThenStreamBothWays) {
+  Pair p;
+  auto sid = p.client.connect(at(kWorker), key(2).public_key, p.now);
+  ASSERT_TRUE(sid);
+  p.pump();
+  auto connected = Pair::of<Connected>(p.cev);
+  auto accepted = Pair::of<Accepted>(p.wev);
+  ASSERT_EQ(connected.size(), 1u);
+  ASSERT_EQ(accepted.size(), 1u);
+  EXPECT_EQ(connected[0].sid, *sid);
+  EXPECT_EQ(connected[0].remote_static, key(2).public_key);
+  EXPECT_EQ(accepted[0].remote_static, key(1).public_key);
+  EXPECT_EQ(connected[0].handshake_hash, accepted[0].handshake_hash);
+  EXPECT_EQ(accepted[0].path.to, kClient);
+  auto* c = p.client.connection(*sid);
+  ASSERT_NE(c, nullptr);
+  auto s = c->open_stream();
+  ASSERT_TRUE(s);
+  const std::string msg = "hello worker";
+  c->write(*s, std::span(reinterpret_cast<const std::uint8_t*>(msg.data()), msg.size()));
+  ASSERT_TRUE(c->finish(*s));
+  p.pump();
+  auto* w = p.worker.connection(accepted[0].sid);
+  ASSERT_NE(w, nullptr);
+  std::uint8_t buf[64];
+  const auto n = w->read(*s, buf);
+  EXPECT_EQ(std::string(reinterpret_cast<char*>(buf), n), msg);
+  EXPECT_EQ(p.worker.counters().drop_auth, 0u);
+}
+
+TEST(SessionHost, LostWelcomeIsRepeatedNotDuplicated) {
+  Pair p;
+  auto sid = p.client.connect(at(kWorker), key(2).public_key, p.now);
+  ASSERT_TRUE(sid);
+  int welcomes = 0;
+  p.pump(20, [&](const OutDatagram& d) { return d.bytes[0] == 0x82 && welcomes++ == 0; });  // drop the first WELCOME
+  EXPECT_TRUE(Pair::of<Connected>(p.cev).empty());
+  for (int i = 0; i < 5 && Pair::of<Connected>(p.cev).empty(); ++i) {
+    p.advance(milliseconds(300));
+    p.pump();
+  }
+  EXPECT_EQ(Pair::of<Connected>(p.cev).size(), 1u);
+  EXPECT_EQ(Pair::of<Accepted>(p.wev).size(), 1u);  // the resent HELLO made no second session
+  EXPECT_EQ(p.worker.size(), 1u);
+  EXPECT_GE(p.worker.counters().hello_duplicate, 1u);
+}
+
+TEST(SessionHost, UnansweredHandshakeFailsAfterItsTimeoutWithBoundedResends) {
+  HostConfig cc;
+  cc.handshake_timeout = milliseconds(2000);
+  Pair p({}, cc);
+  auto sid = p.client.connect(at(kWorker), key(2).public_key, p.now);
+  ASSERT_TRUE(sid);
+  int hellos = 0;
+  for (int i = 0; i < 30; ++i) {
+    p.pump(5, [&](const OutDatagram& d) { hellos += d.bytes[0] == 0x81; return true; });
+    p.advance(milliseconds(100));
+  }
+  p.pump(5, [](const OutDatagram&) { return true; });
+  auto failed = Pair::of<HandshakeFailed>(p.cev);
+  ASSERT_EQ(failed.size(), 1u);
+  EXPECT_EQ(failed[0].sid, *sid);
+  EXPECT_LE(hellos, 5);  // 250 ms doubling: 0, 250, 750, 1750
+  EXPECT_EQ(p.client.size(), 0u);
+}
+
+TEST(SessionHost, ClientsRefuseHellosAndWorkersRateLimitThem) {
+  Pair p;
+  // A client does not answer handshakes.
+  SessionHost other(config(3, true), rng(3), p.now);
+  auto sid = other.connect(at(kClient), key(1).public_key, p.now);
+  ASSERT_TRUE(sid);
+  auto hello = other.next_datagram(p.now);
+  ASSERT_TRUE(hello);
+  p.client.on_datagram(0, kWorker, hello->bytes, p.now);
+  EXPECT_FALSE(p.client.next_datagram(p.now));
+  EXPECT_EQ(p.client.counters().hello_refused, 1u);
+  // A worker answers at most its burst of fresh HELLOs at once.
+  HostConfig wc;
+  wc.handshake_burst = 3;
+  wc.handshakes_per_s = 1;
+  Pair q(wc);
+  for (int i = 0; i < 6; ++i) {
+    SessionHost c(config(static_cast<std::uint8_t>(10 + i), false), rng(10 + i), q.now);
+    ASSERT_TRUE(c.connect(at(kWorker), key(2).public_key, q.now));
+    auto h = c.next_datagram(q.now);
+    q.worker.on_datagram(0, Endpoint::v4(198, 18, 1, static_cast<std::uint8_t>(i), 1), h->bytes, q.now);
+  }
+  EXPECT_EQ(q.worker.size(), 3u);
+  EXPECT_EQ(q.worker.counters().drop_rate_limited, 3u);
+}
+
+TEST(SessionHost, RelayedSessionRoamsToTheDirectPathOfTheNewestPacket) {
+  const Endpoint relay = Endpoint::v4(198, 18, 0, 9, 9000);
+  relay::ChannelId ch{};
+  ch.fill(7);
+  Pair p;
+  auto sid = p.client.connect(Path{relay, ch, 0}, key(2).public_key, p.now);
+  ASSERT_TRUE(sid);
+  // Through the "relay": frames must carry the channel; the relay forwards them unchanged.
+  for (int i = 0; i < 10; ++i) {
+    bool any = false;
+    while (auto d = p.client.next_datagram(p.now)) {
+      any = true;
+      EXPECT_EQ(d->to, relay);
+      auto f = relay::decode_frame(d->bytes);
+      ASSERT_TRUE(f);
+      EXPECT_EQ(f->channel, ch);
+      p.worker.on_datagram(0, relay, d->bytes, p.now);
+    }
+    while (auto d = p.worker.next_datagram(p.now)) {
+      any = true;
+      EXPECT_EQ(d->to, relay);
+      p.client.on_datagram(0, relay, d->bytes, p.now);
+    }
+    if (!any) break;
+  }
+  while (auto e = p.client.next_event()) p.cev.push_back(*e);
+  while (auto e = p.worker.next_event()) p.wev.push_back(*e);
+  auto acc = Pair::of<Accepted>(p.wev);
+  ASSERT_EQ(acc.size(), 1u);
+  EXPECT_TRUE(acc[0].path.relayed());
+  ASSERT_EQ(Pair::of<Connected>(p.cev).size(), 1u);
+  // The client found a direct path: it moves, and the worker follows its newest packet.
+  p.client.set_path(*sid, at(kWorker), p.now);
+  auto* c = p.client.connection(*sid);
+  auto s = c->open_stream();
+  std::vector<std::uint8_t> data(50000, 1);
+  c->write(*s, data);
+  std::vector<OutDatagram> direct;
+  while (auto d = p.client.next_datagram(p.now)) direct.push_back(std::move(*d));
+  ASSERT_GE(direct.size(), 2u);
+  for (auto& d : direct) EXPECT_EQ(d.to, kWorker);
+  p.worker.on_datagram(0, kClient, direct[1].bytes, p.now);
+  auto wi = p.worker.info(acc[0].sid);
+  ASSERT_TRUE(wi);
+  EXPECT_EQ(wi->path, at(kClient));
+  // An older packet arriving late through the relay does not pull the session back.
+  p.worker.on_datagram(0, relay, relay::encode_frame(ch, direct[0].bytes), p.now);
+  EXPECT_EQ(p.worker.info(acc[0].sid)->path, at(kClient));
+  // A replayed packet moves nothing and is counted.
+  p.worker.on_datagram(0, Endpoint::v4(203, 0, 113, 5, 5), direct[1].bytes, p.now);
+  EXPECT_EQ(p.worker.info(acc[0].sid)->path, at(kClient));
+  EXPECT_EQ(p.worker.counters().drop_replay, 1u);
+}
+
+TEST(SessionHost, GarbageAndUnknownSessionsAreCountedDrops) {
+  Pair p;
+  p.worker.on_datagram(0, kClient, std::vector<std::uint8_t>{0x83, 1, 2}, p.now);
+  EXPECT_EQ(p.worker.counters().drop_malformed, 1u);
+  std::vector<std::uint8_t> data(13 + 16, 0);
+  data[0] = 0x83;
+  data[1] = 42;
+  p.worker.on_datagram(0, kClient, data, p.now);
+  EXPECT_EQ(p.worker.counters().drop_unknown_session, 1u);
+  p.worker.on_datagram(0, kClient, std::vector<std::uint8_t>{0x85, 1}, p.now);
+  EXPECT_EQ(p.worker.counters().drop_malformed, 2u);
+  EXPECT_FALSE(p.worker.next_datagram(p.now));
+}
