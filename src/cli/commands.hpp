@@ -20,5 +20,6 @@ struct CommandError : std::runtime_error {
 void add_model_commands(CLI::App& app);  // model inspect, model synth
 void add_run_command(CLI::App& app);     // run: the local inference path
 void add_dht_commands(CLI::App& app);    // dht bootstrap, dht announce, dht lookup
+void add_net_commands(CLI::App& app);    // net listen, net connect
 
 }  // namespace qmesh::cli

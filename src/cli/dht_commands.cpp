@@ -18,6 +18,7 @@
 #include "cli/waiter.hpp"
 #include "core/hex.hpp"
 #include "net/dht_service.hpp"
+#include "net/peer_service.hpp"
 
 namespace qmesh::cli {
 namespace {
@@ -98,31 +99,49 @@ struct BootstrapOpts {
   std::string log_level = "info";
 };
 
+// A bootstrap node is a full peer: besides the DHT it introduces clients to the workers whose
+// records it stores (rendezvous) and relays their sessions when no direct path opens.
 void run_bootstrap(const BootstrapOpts& o) {
   setup_logging(o.log_level);
   const auto listen = parse_endpoints(o.listen, "--listen");
   const auto seeds = parse_endpoints(o.bootstrap, "--bootstrap");
-  net::DhtServiceOptions so;
+  if (sodium_init() < 0) throw CommandError("libsodium failed to initialize");
+  net::PeerServiceOptions so;
   for (const auto& l : listen) (l.family == 6 ? so.listen_v6 : so.listen_v4) = l;
+  so.config.serve_relay = true;
+  so.config.punch = false;
+  core::noise::PrivateKey x;
+  randombytes_buf(x.bytes.data(), x.bytes.size());
+  so.config.sessions.identity = core::noise::KeyPair::from_private(x);
+  so.config.sessions.accept_incoming = false;
   DhtWaiter w;
-  auto svc = net::DhtService::start(so, [&w](const dht::DhtEvent& e) { w.push(e); });
+  auto svc = net::PeerService::start(so, [&w](const core::peer::PeerEvent& e, core::peer::Peer&, core::peer::Instant) {
+    if (auto* de = std::get_if<dht::DhtEvent>(&e)) w.push(*de);
+  });
   if (!svc) throw CommandError((*&svc).error().message);
   for (std::uint8_t fam : {4, 6}) {
     if (auto e = (*svc)->local_endpoint(fam)) std::printf("listening on %s\n", e->to_string().c_str());
   }
   std::fflush(stdout);
   if (!seeds.empty()) {
-    const auto q = (*svc)->call([&](dht::DhtNode& n, dht::TimePoint now) { return n.bootstrap(seeds, now); });
+    const auto q = (*svc)->call([&](core::peer::Peer& p, core::peer::Instant now) {
+      return p.dht().bootstrap(seeds, std::chrono::duration_cast<dht::TimePoint>(now));
+    });
     auto d = w.done(q, std::chrono::seconds(10));
     if (d && d->ok) spdlog::info("joined the network: {} nodes answered", d->stats.replies);
     else if (!w.signalled()) spdlog::warn("no bootstrap node answered yet; serving anyway");
   }
   std::size_t last_size = 0;
+  std::uint64_t last_served = 0;
   while (!w.signalled()) {
     (void)w.next(std::chrono::seconds(1));
-    const auto size = (*svc)->call([](dht::DhtNode& n, dht::TimePoint) { return n.routing_table_size(); });
+    const auto [size, served] = (*svc)->call([](core::peer::Peer& p, core::peer::Instant) {
+      return std::pair{p.dht().routing_table_size(), p.counters().connects_served};
+    });
     if (size != last_size) spdlog::debug("routing table: {} nodes", size);
+    if (served != last_served) spdlog::info("introduced {} sessions so far", served);
     last_size = size;
+    last_served = served;
   }
   spdlog::info("stopping");
 }

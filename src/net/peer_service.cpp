@@ -1,0 +1,310 @@
+#include "net/peer_service.hpp"
+
+#include <sodium.h>
+#include <spdlog/spdlog.h>
+#include <uv.h>
+
+#include <deque>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "net/sockaddr.hpp"
+
+namespace qmesh::net {
+
+using core::dht::Endpoint;
+
+namespace {
+struct SendReq {
+  uv_udp_send_t req{};
+  std::vector<std::uint8_t> bytes;
+};
+}  // namespace
+
+struct PeerService::Impl {
+  struct Socket {
+    Impl* owner = nullptr;
+    std::size_t index = 0;
+    uv_udp_t udp{};
+    std::uint8_t family = 4;
+    std::uint8_t ttl = 0;  // the TTL last set on it (0: default)
+    std::optional<Endpoint> local;
+  };
+
+  uv_loop_t loop{};
+  uv_async_t wake{};
+  uv_timer_t timer{};
+  std::map<std::size_t, std::unique_ptr<Socket>> sockets;  // 0: IPv4, 1: IPv6, 2+: extra
+  std::size_t next_extra = peer::kFirstExtraSocket;
+  std::unique_ptr<peer::Peer> node;
+  EventHandler on_event;
+  std::thread thread;
+  std::mutex mu;
+  std::deque<Task> tasks;
+  bool stopping = false;  // under mu
+  bool closing = false;   // loop thread only
+  bool flushing = false;
+  std::optional<Endpoint> listen[2];
+  std::optional<Endpoint> main_local[2];  // fixed before the loop starts: readable from any thread
+  alignas(16) char recv_buf[65536];
+  std::shared_ptr<spdlog::logger> log;
+
+  peer::Instant now() const { return peer::Instant(static_cast<std::int64_t>(uv_hrtime() / 1000)); }
+
+  void send(peer::Datagram&& d) {
+    auto it = sockets.find(d.socket);
+    if (it == sockets.end() || it->second->family != d.to.family) return;
+    Socket& s = *it->second;
+    if (d.ttl != s.ttl) {
+      uv_udp_set_ttl(&s.udp, d.ttl ? d.ttl : 64);
+      s.ttl = d.ttl;
+    }
+    sockaddr_storage ss;
+    if (!to_sockaddr(d.to, ss)) return;
+    uv_buf_t b = uv_buf_init(reinterpret_cast<char*>(d.bytes.data()), static_cast<unsigned>(d.bytes.size()));
+    const int rc = uv_udp_try_send(&s.udp, &b, 1, reinterpret_cast<const sockaddr*>(&ss));
+    if (rc >= 0) return;
+    if (rc != UV_EAGAIN) {
+      log->debug("send to {} failed: {}", d.to.to_string(), uv_strerror(rc));
+      return;
+    }
+    auto* r = new SendReq;
+    r->bytes = std::move(d.bytes);
+    b = uv_buf_init(reinterpret_cast<char*>(r->bytes.data()), static_cast<unsigned>(r->bytes.size()));
+    r->req.data = r;
+    if (uv_udp_send(&r->req, &s.udp, &b, 1, reinterpret_cast<const sockaddr*>(&ss),
+                    [](uv_udp_send_t* req, int) { delete static_cast<SendReq*>(req->data); }) != 0) {
+      delete r;
+    }
+  }
+
+  // Sends what the peer produced, hands out its events (a handler may produce more), re-arms.
+  void flush() {
+    if (flushing || closing) return;
+    flushing = true;
+    for (int round = 0; round < 64; ++round) {
+      bool any = false;
+      const auto t = now();
+      while (auto d = node->next_datagram(t)) {
+        send(std::move(*d));
+        any = true;
+      }
+      while (auto e = node->next_event()) {
+        any = true;
+        if (auto* o = std::get_if<peer::OpenSockets>(&*e)) {
+          node->sockets_opened(o->request, open_extra(o->family, o->count), now());
+        } else if (auto* c = std::get_if<peer::CloseSockets>(&*e)) {
+          for (auto i : c->sockets) close_socket(i);
+        }
+        if (on_event) on_event(*e, *node, now());
+      }
+      if (!any) break;
+    }
+    flushing = false;
+    const auto wake_at = node->next_wakeup();
+    const auto t = now();
+    std::uint64_t delay_ms = 0;
+    if (wake_at == peer::Instant::max()) {
+      delay_ms = 60000;
+    } else if (wake_at > t) {
+      delay_ms = static_cast<std::uint64_t>((wake_at - t).count() + 999) / 1000;  // round up: never early
+    }
+    uv_timer_start(&timer, &Impl::timer_cb, delay_ms, 0);
+  }
+
+  static void timer_cb(uv_timer_t* t) {
+    auto* self = static_cast<Impl*>(t->data);
+    self->node->on_tick(self->now());
+    self->flush();
+  }
+
+  static void alloc_cb(uv_handle_t* h, size_t, uv_buf_t* buf) {
+    auto* s = static_cast<Socket*>(h->data);
+    buf->base = s->owner->recv_buf;
+    buf->len = sizeof s->owner->recv_buf;
+  }
+
+  static void recv_cb(uv_udp_t* h, ssize_t n, const uv_buf_t* buf, const sockaddr* addr, unsigned flags) {
+    auto* s = static_cast<Socket*>(h->data);
+    if (n <= 0 || !addr || (flags & UV_UDP_PARTIAL) || s->owner->closing) return;
+    auto from = from_sockaddr(addr);
+    if (!from) return;
+    s->owner->node->on_datagram(
+        s->index, *from,
+        std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(buf->base), static_cast<std::size_t>(n)),
+        s->owner->now());
+    s->owner->flush();
+  }
+
+  static void wake_cb(uv_async_t* a) {
+    auto* self = static_cast<Impl*>(a->data);
+    std::deque<Task> run;
+    bool stop_now;
+    {
+      std::lock_guard lk(self->mu);
+      run.swap(self->tasks);
+      stop_now = self->stopping;
+    }
+    for (auto& t : run) t(*self->node, self->now());
+    if (!stop_now) {
+      self->flush();
+      return;
+    }
+    self->closing = true;
+    std::lock_guard lk(self->mu);  // no uv_async_send can follow the close of `wake`
+    self->close_handles();
+  }
+
+  void close_socket(std::size_t i) {
+    auto it = sockets.find(i);
+    if (it == sockets.end() || i < peer::kFirstExtraSocket) return;
+    Socket* s = it->second.release();
+    sockets.erase(it);
+    uv_close(reinterpret_cast<uv_handle_t*>(&s->udp), [](uv_handle_t* h) { delete static_cast<Socket*>(h->data); });
+  }
+
+  void close_handles() {
+    for (auto& [i, s] : sockets) {
+      if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&s->udp))) uv_close(reinterpret_cast<uv_handle_t*>(&s->udp), nullptr);
+    }
+    for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&timer), reinterpret_cast<uv_handle_t*>(&wake)}) {
+      if (!uv_is_closing(h)) uv_close(h, nullptr);
+    }
+  }
+
+  core::Result<std::size_t> bind(std::size_t index, const Endpoint& at) {
+    auto s = std::make_unique<Socket>();
+    s->owner = this;
+    s->index = index;
+    s->family = at.family;
+    sockaddr_storage ss;
+    to_sockaddr(at, ss);
+    int rc = uv_udp_init_ex(&loop, &s->udp, at.family == 6 ? AF_INET6 : AF_INET);
+    if (rc != 0) return core::make_error("cannot listen on " + at.to_string() + ": " + uv_strerror(rc));
+    s->udp.data = s.get();
+    Socket* raw = s.get();
+    sockets.emplace(index, std::move(s));
+    rc = uv_udp_bind(&raw->udp, reinterpret_cast<const sockaddr*>(&ss), at.family == 6 ? UV_UDP_IPV6ONLY : 0);
+    if (rc != 0) return core::make_error("cannot listen on " + at.to_string() + ": " + uv_strerror(rc));
+    sockaddr_storage bound;
+    int len = sizeof bound;
+    uv_udp_getsockname(&raw->udp, reinterpret_cast<sockaddr*>(&bound), &len);
+    raw->local = from_sockaddr(reinterpret_cast<const sockaddr*>(&bound));
+    uv_udp_recv_start(&raw->udp, &Impl::alloc_cb, &Impl::recv_cb);
+    return index;
+  }
+
+  // Extra sockets on the family's listen address with kernel-chosen ports; as many as will open.
+  std::vector<std::size_t> open_extra(std::uint8_t family, std::size_t count) {
+    std::vector<std::size_t> out;
+    const auto& at = listen[family == 6 ? 1 : 0];
+    if (!at) return out;
+    Endpoint any = *at;
+    any.port = 0;
+    for (std::size_t i = 0; i < count; ++i) {
+      const std::size_t index = next_extra++;
+      auto r = bind(index, any);
+      if (!r) {
+        log->debug("extra socket: {}", r.error().message);
+        close_socket(index);
+        break;
+      }
+      out.push_back(index);
+    }
+    return out;
+  }
+
+  void fail_cleanup() {
+    close_handles();
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+  }
+};
+
+core::Result<std::unique_ptr<PeerService>> PeerService::start(PeerServiceOptions opts, EventHandler on_event) {
+  if (sodium_init() < 0) return core::make_error("libsodium failed to initialize");
+  if (!opts.listen_v4 && !opts.listen_v6) return core::make_error("no address to listen on");
+  auto impl = std::make_unique<Impl>();
+  Impl& s = *impl;
+  s.log = spdlog::get("net");
+  if (!s.log) {
+    s.log = spdlog::default_logger()->clone("net");
+    spdlog::register_logger(s.log);
+  }
+  s.on_event = std::move(on_event);
+  uv_loop_init(&s.loop);
+  uv_async_init(&s.loop, &s.wake, &Impl::wake_cb);
+  s.wake.data = &s;
+  uv_timer_init(&s.loop, &s.timer);
+  s.timer.data = &s;
+  s.listen[0] = opts.listen_v4;
+  s.listen[1] = opts.listen_v6;
+  auto& cfg = opts.config;
+  for (int fi = 0; fi < 2; ++fi) {
+    const auto& at = s.listen[fi];
+    if (!at) continue;
+    auto r = s.bind(fi == 0 ? peer::kSocketV4 : peer::kSocketV6, *at);
+    if (!r) {
+      s.fail_cleanup();
+      return r.error();
+    }
+  }
+  const auto local4 = s.sockets.count(peer::kSocketV4) ? s.sockets[peer::kSocketV4]->local : std::nullopt;
+  const auto local6 = s.sockets.count(peer::kSocketV6) ? s.sockets[peer::kSocketV6]->local : std::nullopt;
+  s.main_local[0] = local4;
+  s.main_local[1] = local6;
+  cfg.dht.ipv4 = local4.has_value();
+  cfg.dht.ipv6 = local6.has_value();
+  if (!cfg.dht.ephemeral) {
+    // A persistent node on a concrete address knows its public endpoint: that address.
+    if (local4 && !cfg.dht.public_v4 && !is_unspecified(*local4)) cfg.dht.public_v4 = local4;
+    if (local6 && !cfg.dht.public_v6 && !is_unspecified(*local6)) cfg.dht.public_v6 = local6;
+  }
+  if (cfg.local_endpoints.empty()) {
+    for (const auto& l : {local4, local6}) {
+      if (!l) continue;
+      if (!is_unspecified(*l)) {
+        cfg.local_endpoints.push_back(*l);
+      } else {
+        for (auto& e : interface_endpoints(l->family, l->port)) cfg.local_endpoints.push_back(e);
+      }
+    }
+  }
+  s.node = std::make_unique<peer::Peer>(
+      cfg, [](std::span<std::uint8_t> b) { randombytes_buf(b.data(), b.size()); }, s.now());
+  s.thread = std::thread([&s] {
+    s.flush();
+    uv_run(&s.loop, UV_RUN_DEFAULT);
+    // Extra sockets closed by close_handles free themselves only through close_socket; free the rest.
+    uv_loop_close(&s.loop);
+  });
+  return std::unique_ptr<PeerService>(new PeerService(std::move(impl)));
+}
+
+PeerService::PeerService(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+PeerService::~PeerService() { stop(); }
+
+void PeerService::post(Task task) {
+  std::lock_guard lk(impl_->mu);
+  if (impl_->stopping) return;  // the task (and any promise it holds) is dropped: call() throws
+  impl_->tasks.push_back(std::move(task));
+  uv_async_send(&impl_->wake);
+}
+
+std::optional<Endpoint> PeerService::local_endpoint(std::uint8_t family) const {
+  return impl_->main_local[family == 6 ? 1 : 0];
+}
+
+void PeerService::stop() {
+  if (!impl_ || !impl_->thread.joinable()) return;
+  {
+    std::lock_guard lk(impl_->mu);
+    if (!impl_->stopping) uv_async_send(&impl_->wake);
+    impl_->stopping = true;
+  }
+  impl_->thread.join();
+}
+
+}  // namespace qmesh::net

@@ -1,0 +1,65 @@
+// PeerService: a core::peer::Peer (DHT, sessions, relay, punching) on real UDP sockets. A libuv
+// loop on its own thread owns the main sockets (one per address family) and the extra sockets the
+// peer asks for while punching; it feeds datagrams and time (microseconds from uv_hrtime) into the
+// peer, sends what it emits and arms one timer at its next_wakeup(). All access to the peer
+// happens on that thread: through the event handler, post() or call().
+#pragma once
+
+#include <functional>
+#include <future>
+#include <memory>
+#include <optional>
+
+#include "core/peer.hpp"
+#include "core/result.hpp"
+
+namespace qmesh::net {
+
+namespace peer = core::peer;
+
+struct PeerServiceOptions {
+  std::optional<core::dht::Endpoint> listen_v4;  // port 0 picks a free one
+  std::optional<core::dht::Endpoint> listen_v6;
+  peer::PeerConfig config;  // dht.ipv4/ipv6 come from the listen addresses; local_endpoints are
+                            // filled from the interfaces when left empty
+};
+
+class PeerService {
+ public:
+  // Runs on the loop thread for every event; may use the peer (e.g. answer on a stream).
+  using EventHandler = std::function<void(const peer::PeerEvent&, peer::Peer&, peer::Instant now)>;
+  using Task = std::function<void(peer::Peer&, peer::Instant now)>;
+
+  static core::Result<std::unique_ptr<PeerService>> start(PeerServiceOptions opts, EventHandler on_event);
+  ~PeerService();
+  PeerService(const PeerService&) = delete;
+  PeerService& operator=(const PeerService&) = delete;
+
+  void post(Task task);
+  template <class F>
+  auto call(F fn) -> decltype(fn(std::declval<peer::Peer&>(), peer::Instant{})) {
+    using R = decltype(fn(std::declval<peer::Peer&>(), peer::Instant{}));
+    auto p = std::make_shared<std::promise<R>>();
+    auto f = p->get_future();
+    post([p, fn = std::move(fn)](peer::Peer& n, peer::Instant now) mutable {
+      if constexpr (std::is_void_v<R>) {
+        fn(n, now);
+        p->set_value();
+      } else {
+        p->set_value(fn(n, now));
+      }
+    });
+    return f.get();
+  }
+
+  std::optional<core::dht::Endpoint> local_endpoint(std::uint8_t family) const;
+  void stop();  // idempotent
+
+  struct Impl;
+
+ private:
+  explicit PeerService(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace qmesh::net
