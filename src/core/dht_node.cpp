@@ -217,23 +217,38 @@ bool DhtNode::wants_promotion(int f) const {
 void DhtNode::step_reachability(int f, TimePoint now) {
   if (!wants_promotion(f)) return;
   auto& r = reach_[f];
+  const std::size_t needed = std::max<std::size_t>(1, config_.promote_confirmations);
   if (r.probing) {
     if (now < r.deadline) return;
     r.probing = false;
-    std::vector<Reachability::Ask>().swap(r.asks);
-    r.next_try = now + config_.promote_retry;
-    ++counters_.promote_failures;
+    std::size_t answered = 0;
+    for (const auto& a : r.asks) answered += a.replied;
+    if (answered >= needed) {
+      // Enough helpers answered on our own socket, yet their probes did not get through.
+      ++counters_.promote_failures;
+      r.inconclusive = 0;
+      r.next_try = now + config_.promote_retry;
+      std::vector<Reachability::Ask>().swap(r.asks);
+    } else {
+      // Departed helpers, or ones that predate PING_BACK: no evidence either way. Ask others
+      // soon, backing off (1, 2, 4 ... request timeouts, at most promote_retry).
+      ++counters_.promote_inconclusive;
+      const auto shift = std::min<int>(r.inconclusive++, 16);
+      r.next_try = now + std::min<milliseconds>(config_.request_timeout * (1LL << shift), config_.promote_retry);
+    }
     return;
   }
   if (now < r.next_try) return;
-  // Helpers: the table's nodes nearest our ID, on distinct endpoints (table entries are verified
-  // and were heard from; each PROBE comes from its own helper).
+  // Helpers: the table's nodes nearest our ID (entries are verified and were heard from; each
+  // PROBE comes from its own helper), leaving out those that did not answer last round.
   std::vector<NodeInfo> helpers;
   for (const auto& n : tables_[f].closest(*ids_[f], config_.k)) {
     if (helpers.size() >= config_.ping_back_helpers) break;
-    helpers.push_back(n);
+    const bool silent = std::any_of(r.asks.begin(), r.asks.end(),
+                                    [&](const auto& a) { return a.helper == n.endpoint && !a.replied; });
+    if (!silent) helpers.push_back(n);
   }
-  if (helpers.size() < std::max<std::size_t>(1, config_.promote_confirmations)) {
+  if (helpers.size() < needed) {
     r.next_try = TimePoint::max();  // the next bootstrap that answers tries again
     return;
   }
@@ -244,7 +259,7 @@ void DhtNode::step_reachability(int f, TimePoint now) {
   r.deadline = now + config_.request_timeout * (config_.retries + 2);
   for (const auto& h : helpers) {
     const std::uint64_t nonce = rng_.next_u64();
-    r.asks.push_back({h.endpoint, nonce, false});
+    r.asks.push_back({h.endpoint, nonce, false, false});
     send_request(h.endpoint, h.id, PingBack{nonce}, 0, Purpose::PingBack, now);
   }
 }
@@ -260,6 +275,7 @@ void DhtNode::handle_probe(const Endpoint& from, const Message& m) {
       a.probed = true;
       ++counters_.probes_received;
       if (++r.confirmed >= std::max<std::size_t>(1, config_.promote_confirmations)) {
+        r.inconclusive = 0;
         const int f = fam(from);
         r.promoted = true;
         r.probing = false;
@@ -414,6 +430,9 @@ void DhtNode::handle_reply(const Endpoint& from, const Message& m, TimePoint now
   if (rpc.id && id != rpc.id) tables_[f].on_timeout(*rpc.id);  // it is not who we thought
   if (m.token) set_remote_token(from, *m.token);
   note_address(from, rep.to, now);
+  if (rpc.purpose == Purpose::PingBack)
+    for (auto& a : reach_[f].asks)
+      if (a.helper == from) a.replied = true;
   if (rpc.purpose == Purpose::EvictPing || rpc.purpose == Purpose::PingBack) return;
 
   auto qit = queries_.find(rpc.query);

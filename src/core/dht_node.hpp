@@ -139,7 +139,8 @@ struct DhtCounters {
   // probes, promotions; and probes we sent for others.
   std::uint64_t probes_received = 0;
   std::uint64_t probes_ignored = 0;
-  std::uint64_t promote_failures = 0;
+  std::uint64_t promote_failures = 0;      // helpers answered, probes did not come: filtered
+  std::uint64_t promote_inconclusive = 0;  // too few helpers answered: asked again soon, others
   std::uint64_t promotions = 0;
   std::uint64_t probes_sent = 0;
 };
@@ -229,13 +230,15 @@ class DhtNode {
       Endpoint helper;
       std::uint64_t nonce = 0;
       bool probed = false;
+      bool replied = false;  // its REPLY came: a missing PROBE then means filtering
     };
     bool promoted = false;
     bool probing = false;
     TimePoint next_try = TimePoint::max();  // max: not scheduled (no address or no helpers yet)
     TimePoint deadline{};
     std::size_t confirmed = 0;
-    std::vector<Ask> asks;  // this round's helpers
+    std::uint8_t inconclusive = 0;  // rounds in a row where too few helpers answered at all
+    std::vector<Ask> asks;          // this round's helpers (kept after it, to avoid the silent ones)
   };
   struct RateBucket {
     double tokens = 0;
