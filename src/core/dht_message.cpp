@@ -132,6 +132,8 @@ void encode(const Message& m, ByteWriter& w, std::size_t pad_to) {
           write_array(w, b.pubkey);
           w.write_le(b.seq);
           write_array(w, b.sig);
+        } else if constexpr (std::is_same_v<T, PingBack> || std::is_same_v<T, Probe>) {
+          w.write_le(b.nonce);
         } else if constexpr (std::is_same_v<T, Reply>) {
           encode(b.to, w);
           w.write_le(static_cast<std::uint8_t>(b.error));
@@ -199,6 +201,18 @@ std::optional<Message> decode_message(std::span<const std::uint8_t> bytes) {
       if (!read_array(r, u.topic) || !read_array(r, u.pubkey) || !r.read_le(u.seq) || !read_array(r, u.sig))
         return std::nullopt;
       m.body = u;
+      break;
+    }
+    case MsgType::PingBack: {
+      PingBack p;
+      if (!r.read_le(p.nonce)) return std::nullopt;
+      m.body = p;
+      break;
+    }
+    case MsgType::Probe: {
+      Probe p;
+      if (!r.read_le(p.nonce)) return std::nullopt;
+      m.body = p;
       break;
     }
     case MsgType::Reply: {

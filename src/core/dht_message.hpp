@@ -14,6 +14,8 @@
 //   LOOKUP      topic 32
 //   ANNOUNCE    topic 32, record (pubkey 32, seq u64, ttl_s u16, payload_len u16, payload, sig 64)
 //   UNANNOUNCE  topic 32, pubkey 32, seq u64, sig 64
+//   PING_BACK   nonce u64 (answered with a REPLY, plus a PROBE from another port; v1 addition)
+//   PROBE       nonce u64 (one-way, never answered; txid echoes the PING_BACK's)
 //   REPLY       flags & kTruncated when records were left out to respect a size bound (ask again
 //               echoing the token); nodes may be trimmed silently;
 //               to (endpoint the request was seen from), error u8, node count u8, nodes
@@ -51,7 +53,18 @@ using Token = std::array<std::uint8_t, kTokenBytes>;
 using PublicKey = std::array<std::uint8_t, 32>;
 using Signature = std::array<std::uint8_t, 64>;
 
-enum class MsgType : std::uint8_t { Ping = 1, FindNode = 2, Lookup = 3, Announce = 4, Unannounce = 5, Reply = 6 };
+// PingBack and Probe were added to v1 without a version bump: a node that predates them drops
+// them as malformed, and the asker simply stays ephemeral.
+enum class MsgType : std::uint8_t {
+  Ping = 1,
+  FindNode = 2,
+  Lookup = 3,
+  Announce = 4,
+  Unannounce = 5,
+  Reply = 6,
+  PingBack = 7,
+  Probe = 8,
+};
 
 namespace flag {
 inline constexpr std::uint8_t kHasId = 0x01;
@@ -126,7 +139,19 @@ struct Reply {
   friend bool operator==(const Reply&, const Reply&) = default;
 };
 
-using Body = std::variant<Ping, FindNode, Lookup, Announce, Unannounce, Reply>;
+// "Am I reachable?": asks the receiver to send a PROBE to the sender's observed address from a
+// socket the sender has not talked to.
+struct PingBack {
+  std::uint64_t nonce = 0;
+  friend bool operator==(const PingBack&, const PingBack&) = default;
+};
+struct Probe {
+  std::uint64_t nonce = 0;
+  friend bool operator==(const Probe&, const Probe&) = default;
+};
+
+// Order = MsgType - 1.
+using Body = std::variant<Ping, FindNode, Lookup, Announce, Unannounce, Reply, PingBack, Probe>;
 
 struct Message {
   std::uint32_t txid = 0;
@@ -135,7 +160,8 @@ struct Message {
   Body body;
 
   MsgType type() const { return static_cast<MsgType>(body.index() + 1); }
-  bool is_request() const { return !std::holds_alternative<Reply>(body); }
+  // Requests get a REPLY; REPLY and PROBE get nothing.
+  bool is_request() const { return !std::holds_alternative<Reply>(body) && !std::holds_alternative<Probe>(body); }
   friend bool operator==(const Message&, const Message&) = default;
 };
 

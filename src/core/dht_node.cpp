@@ -10,6 +10,9 @@ namespace {
 constexpr milliseconds kMaintenanceEvery{10'000};
 constexpr std::size_t kMaxRemoteTokens = 32;  // recent peers only: a lookup's worth
 constexpr std::size_t kMaxVoteAddresses = 16;
+// A PING_BACK is padded to this, so that the REPLY and the PROBE it causes (about 95 bytes over
+// IPv6) stay within 3x its size even when it carries a token and no other padding.
+constexpr std::size_t kMinPingBack = 48;
 }  // namespace
 
 DhtNode::DhtNode(DhtConfig config, std::uint64_t seed, TimePoint now)
@@ -24,7 +27,7 @@ DhtNode::DhtNode(DhtConfig config, std::uint64_t seed, TimePoint now)
   const std::optional<Endpoint>* pub[2] = {&config_.public_v4, &config_.public_v6};
   for (int f = 0; f < 2; ++f) {
     NodeId local = random_id(rng_);
-    if (*pub[f] && !config_.ephemeral) {
+    if (*pub[f] && (!config_.ephemeral || config_.auto_promote)) {
       public_[f] = **pub[f];
       ids_[f] = node_id_for(**pub[f]);
       local = *ids_[f];
@@ -37,7 +40,7 @@ std::optional<NodeId> DhtNode::node_id(std::uint8_t family) const { return ids_[
 std::optional<Endpoint> DhtNode::public_endpoint(std::uint8_t family) const { return public_[family == 6 ? 1 : 0]; }
 
 std::optional<NodeId> DhtNode::wire_id(int f) const {
-  if (config_.ephemeral) return std::nullopt;
+  if (config_.ephemeral && !reach_[f].promoted) return std::nullopt;
   return ids_[f];
 }
 
@@ -48,10 +51,44 @@ std::uint32_t DhtNode::new_txid() {
   }
 }
 
-void DhtNode::send(const Endpoint& to, std::vector<std::uint8_t> bytes) {
+void DhtNode::send(const Endpoint& to, std::vector<std::uint8_t> bytes, bool probe) {
   ++counters_.tx_datagrams;
   counters_.tx_bytes += bytes.size();
-  outbox_.push_back(OutDatagram{to, std::move(bytes)});
+  outbox_.push(OutDatagram{to, std::move(bytes), probe});
+}
+
+const Token* DhtNode::remote_token(const Endpoint& ep) const {
+  for (const auto& [e, t] : remote_tokens_)
+    if (e == ep) return &t;
+  return nullptr;
+}
+
+void DhtNode::set_remote_token(const Endpoint& ep, const Token& t) {
+  for (auto& [e, old] : remote_tokens_)
+    if (e == ep) {
+      old = t;
+      return;
+    }
+  if (remote_tokens_.size() < kMaxRemoteTokens) {
+    remote_tokens_.emplace_back(ep, t);
+    return;
+  }
+  remote_tokens_[remote_tokens_next_] = {ep, t};
+  remote_tokens_next_ = (remote_tokens_next_ + 1) % kMaxRemoteTokens;
+}
+
+void DhtNode::forget_remote_token(const Endpoint& ep) {
+  for (std::size_t i = 0; i < remote_tokens_.size(); ++i)
+    if (remote_tokens_[i].first == ep) {
+      remote_tokens_[i] = remote_tokens_.back();
+      remote_tokens_.pop_back();
+      remote_tokens_next_ = 0;
+      return;
+    }
+}
+
+void DhtNode::release_idle() {
+  if (rpcs_.empty() && rpcs_.bucket_count() > 1) decltype(rpcs_)().swap(rpcs_);
 }
 
 std::uint32_t DhtNode::send_request(const Endpoint& to, std::optional<NodeId> id, Body body, QueryId q, Purpose p,
@@ -60,11 +97,12 @@ std::uint32_t DhtNode::send_request(const Endpoint& to, std::optional<NodeId> id
   Message m;
   m.txid = new_txid();
   m.id = wire_id(f);
-  auto tok = remote_tokens_.find(to);
-  if (tok != remote_tokens_.end()) m.token = tok->second;
+  if (const Token* tok = remote_token(to)) m.token = *tok;
   m.body = std::move(body);
   // Without a token the receiver may answer with at most amplification x our bytes: pad.
-  auto bytes = encode(m, m.token ? 0 : config_.min_request);
+  std::size_t pad = m.token ? 0 : config_.min_request;
+  if (std::holds_alternative<PingBack>(m.body)) pad = std::max(pad, kMinPingBack);
+  auto bytes = encode(m, pad);
   Rpc rpc{to, id, q, p, now + config_.request_timeout, 1, bytes};
   rpc_deadline_hint_ = std::min(rpc_deadline_hint_, rpc.deadline);
   rpcs_.emplace(m.txid, std::move(rpc));
@@ -73,17 +111,11 @@ std::uint32_t DhtNode::send_request(const Endpoint& to, std::optional<NodeId> id
 }
 
 std::optional<OutDatagram> DhtNode::next_datagram() {
-  if (outbox_.empty()) return std::nullopt;
-  auto d = std::move(outbox_.front());
-  outbox_.pop_front();
-  return d;
+  return outbox_.pop();
 }
 
 std::optional<DhtEvent> DhtNode::next_event() {
-  if (events_.empty()) return std::nullopt;
-  auto e = std::move(events_.front());
-  events_.pop_front();
-  return e;
+  return events_.pop();
 }
 
 TimePoint DhtNode::next_wakeup() const {
@@ -92,6 +124,8 @@ TimePoint DhtNode::next_wakeup() const {
   if (!rpcs_.empty()) t = std::min(t, rpc_deadline_hint_);
   for (const auto& [topic, a] : announcements_)
     if (!a.active) t = std::min(t, a.next_refresh);
+  for (int f = 0; f < 2; ++f)
+    if (wants_promotion(f)) t = std::min(t, reach_[f].probing ? reach_[f].deadline : reach_[f].next_try);
   return t;
 }
 
@@ -109,7 +143,9 @@ void DhtNode::on_datagram(const Endpoint& from, std::span<const std::uint8_t> by
     ++counters_.drop_malformed;
     return;
   }
-  if (m->is_request()) {
+  if (std::holds_alternative<Probe>(m->body)) {
+    handle_probe(from, *m);
+  } else if (m->is_request()) {
     if (!rate_allows(from, now)) {
       ++counters_.drop_rate_limited;
       return;
@@ -117,6 +153,7 @@ void DhtNode::on_datagram(const Endpoint& from, std::span<const std::uint8_t> by
     handle_request(from, *m, bytes.size(), now);
   } else {
     handle_reply(from, *m, now);
+    release_idle();
   }
 }
 
@@ -148,9 +185,9 @@ void DhtNode::note_node(const Endpoint& from, const NodeId& id, TimePoint now) {
   }
 }
 
-void DhtNode::note_address(const Endpoint& from, const Endpoint& seen_as) {
+void DhtNode::note_address(const Endpoint& from, const Endpoint& seen_as, TimePoint now) {
   const int f = fam(from);
-  if (seen_as.family != from.family || public_[f] || config_.ephemeral) return;
+  if (seen_as.family != from.family || public_[f] || (config_.ephemeral && !config_.auto_promote)) return;
   auto& votes = votes_[f];
   if (!votes.count(seen_as) && votes.size() >= kMaxVoteAddresses) return;
   auto& voters = votes[seen_as];
@@ -161,8 +198,95 @@ void DhtNode::note_address(const Endpoint& from, const Endpoint& seen_as) {
   ids_[f] = node_id_for(seen_as);
   tables_[f].rebind(*ids_[f]);
   votes.clear();
+  if (config_.ephemeral) {
+    // Not a member yet: first find out whether others can reach us at that address.
+    reach_[f].next_try = now;
+    return;
+  }
   // Our place in the key space changed: learn the neighbourhood there.
   pending_self_refresh_[f] = true;
+}
+
+// ---- reachability (auto_promote) ----------------------------------------------------------------
+
+bool DhtNode::wants_promotion(int f) const {
+  return config_.ephemeral && config_.auto_promote && ids_[f] && !reach_[f].promoted;
+}
+
+// Starts a round of PING_BACKs when one is due, and ends a round whose time is up.
+void DhtNode::step_reachability(int f, TimePoint now) {
+  if (!wants_promotion(f)) return;
+  auto& r = reach_[f];
+  const std::size_t needed = std::max<std::size_t>(1, config_.promote_confirmations);
+  if (r.probing) {
+    if (now < r.deadline) return;
+    r.probing = false;
+    std::size_t answered = 0;
+    for (const auto& a : r.asks) answered += a.replied;
+    if (answered >= needed) {
+      // Enough helpers answered on our own socket, yet their probes did not get through.
+      ++counters_.promote_failures;
+      r.inconclusive = 0;
+      r.next_try = now + config_.promote_retry;
+      std::vector<Reachability::Ask>().swap(r.asks);
+    } else {
+      // Departed helpers, or ones that predate PING_BACK: no evidence either way. Ask others
+      // soon, backing off (1, 2, 4 ... request timeouts, at most promote_retry).
+      ++counters_.promote_inconclusive;
+      const auto shift = std::min<int>(r.inconclusive++, 16);
+      r.next_try = now + std::min<milliseconds>(config_.request_timeout * (1LL << shift), config_.promote_retry);
+    }
+    return;
+  }
+  if (now < r.next_try) return;
+  // Helpers: the table's nodes nearest our ID (entries are verified and were heard from; each
+  // PROBE comes from its own helper), leaving out those that did not answer last round.
+  std::vector<NodeInfo> helpers;
+  for (const auto& n : tables_[f].closest(*ids_[f], config_.k)) {
+    if (helpers.size() >= config_.ping_back_helpers) break;
+    const bool silent = std::any_of(r.asks.begin(), r.asks.end(),
+                                    [&](const auto& a) { return a.helper == n.endpoint && !a.replied; });
+    if (!silent) helpers.push_back(n);
+  }
+  if (helpers.size() < needed) {
+    r.next_try = TimePoint::max();  // the next bootstrap that answers tries again
+    return;
+  }
+  r.probing = true;
+  r.confirmed = 0;
+  r.asks.clear();
+  // Long enough for every retry of the PING_BACK and the PROBE's trip after it.
+  r.deadline = now + config_.request_timeout * (config_.retries + 2);
+  for (const auto& h : helpers) {
+    const std::uint64_t nonce = rng_.next_u64();
+    r.asks.push_back({h.endpoint, nonce, false, false});
+    send_request(h.endpoint, h.id, PingBack{nonce}, 0, Purpose::PingBack, now);
+  }
+}
+
+void DhtNode::handle_probe(const Endpoint& from, const Message& m) {
+  const auto nonce = std::get<Probe>(m.body).nonce;
+  auto& r = reach_[fam(from)];
+  if (r.probing)
+    for (auto& a : r.asks) {
+      if (a.nonce != nonce || a.probed) continue;
+      // From the endpoint we sent the PING_BACK to, any NAT lets it in: it proves nothing.
+      if (a.helper == from) break;
+      a.probed = true;
+      ++counters_.probes_received;
+      if (++r.confirmed >= std::max<std::size_t>(1, config_.promote_confirmations)) {
+        r.inconclusive = 0;
+        const int f = fam(from);
+        r.promoted = true;
+        r.probing = false;
+        std::vector<Reachability::Ask>().swap(r.asks);
+        ++counters_.promotions;
+        // From now on our requests carry our ID: the nodes nearest it add us first.
+        pending_self_refresh_[f] = true;
+      }
+      return;
+    }
+  ++counters_.probes_ignored;
 }
 
 void DhtNode::handle_request(const Endpoint& from, const Message& m, std::size_t request_bytes, TimePoint now) {
@@ -202,6 +326,8 @@ void DhtNode::handle_request(const Endpoint& from, const Message& m, std::size_t
         using T = std::decay_t<decltype(b)>;
         if constexpr (std::is_same_v<T, FindNode>) {
           nodes = tables_[f].closest(b.target, config_.k);
+        } else if constexpr (std::is_same_v<T, PingBack>) {
+          // Answered below: a bare REPLY, then a PROBE to the same observed address.
         } else if constexpr (std::is_same_v<T, Lookup>) {
           nodes = tables_[f].closest(b.topic, config_.k);
           for (const auto* r : store_.get(b.topic, now)) {
@@ -254,7 +380,24 @@ void DhtNode::handle_request(const Endpoint& from, const Message& m, std::size_t
     r.nodes.push_back(n);
   }
   if (trimmed) ++counters_.replies_trimmed;
-  send(from, encode(out));
+  auto reply = encode(out);
+  if (const auto* pb = std::get_if<PingBack>(&m.body); pb && config_.serve_ping_back) {
+    // The PROBE goes only to the address the request came from, once per request, and the
+    // REPLY and the PROBE together stay within amplification x the request's bytes (token or
+    // not): a PING_BACK cannot be used to aim traffic at anyone else.
+    Message probe;
+    probe.txid = m.txid;
+    probe.body = Probe{pb->nonce};
+    auto bytes = encode(probe);
+    if (reply.size() + bytes.size() <= config_.amplification * request_bytes) {
+      send(from, std::move(reply));
+      ++counters_.probes_sent;
+      send(from, std::move(bytes), /*probe=*/true);
+      return;
+    }
+    ++counters_.drop_amplification;
+  }
+  send(from, std::move(reply));
 }
 
 DhtNode::Candidate* DhtNode::find_candidate(Query& q, const Endpoint& ep) {
@@ -285,14 +428,14 @@ void DhtNode::handle_reply(const Endpoint& from, const Message& m, TimePoint now
     }
   }
   if (rpc.id && id != rpc.id) tables_[f].on_timeout(*rpc.id);  // it is not who we thought
-  if (m.token) {
-    if (remote_tokens_.size() >= kMaxRemoteTokens && !remote_tokens_.count(from)) remote_tokens_.clear();
-    remote_tokens_[from] = *m.token;
-  }
-  note_address(from, rep.to);
+  if (m.token) set_remote_token(from, *m.token);
+  note_address(from, rep.to, now);
   if (config_.report_addresses && address_reports_.size() < kMaxAddressReports)
-    address_reports_.push_back(AddressReport{from, rep.to, now});
-  if (rpc.purpose == Purpose::EvictPing) return;
+    address_reports_.push(AddressReport{from, rep.to, now});
+  if (rpc.purpose == Purpose::PingBack)
+    for (auto& a : reach_[f].asks)
+      if (a.helper == from) a.replied = true;
+  if (rpc.purpose == Purpose::EvictPing || rpc.purpose == Purpose::PingBack) return;
 
   auto qit = queries_.find(rpc.query);
   if (qit == queries_.end()) return;
@@ -329,7 +472,7 @@ void DhtNode::handle_reply(const Endpoint& from, const Message& m, TimePoint now
       const auto key = std::make_pair(rr.body.seq, rr.body.pubkey);
       if (std::find(q.seen.begin(), q.seen.end(), key) != q.seen.end()) continue;
       q.seen.push_back(key);
-      events_.push_back(LookupRecord{q.id, q.target, *id, from, rr});
+      events_.push(LookupRecord{q.id, q.target, *id, from, rr});
     }
     // Records left out for the size bound: ask again, now that we can echo its token.
     if (rep.truncated && m.token && !c->refetched) {
@@ -452,10 +595,13 @@ void DhtNode::emit_done(Query& q, bool ok, TimePoint now) {
       }
   }
   if (q.kind == Kind::Bootstrap && ok && config_.join_refresh) pending_join_refresh_ = true;
+  if (q.kind == Kind::Bootstrap && ok)  // helpers for the reachability check may be in the table now
+    for (auto& r : reach_)
+      if (!r.probing && r.next_try == TimePoint::max()) r.next_try = now;
   const bool internal = q.kind == Kind::Refresh;
   const QueryId id = q.id;
   queries_.erase(id);
-  if (!internal) events_.push_back(std::move(d));
+  if (!internal) events_.push(std::move(d));
 }
 
 void DhtNode::start_store_phase(Query& q, TimePoint now) {
@@ -473,7 +619,7 @@ void DhtNode::start_store_phase(Query& q, TimePoint now) {
     ++q.inflight;
     ++q.stats.messages;
     // The echoed token proves our address; send_request attaches the token we hold for c.
-    remote_tokens_[c.info.endpoint] = *c.token;
+    set_remote_token(c.info.endpoint, *c.token);
     send_request(c.info.endpoint, c.info.id, std::move(ann), q.id, Purpose::Store, now);
     a.stored_at.emplace_back(c.info, *c.token);
     ++sent;
@@ -496,7 +642,7 @@ QueryId DhtNode::announce(const Topic& topic, std::span<const std::uint8_t> payl
     const QueryId id = next_query_++;
     QueryDone d;
     d.query = id;
-    events_.push_back(std::move(d));
+    events_.push(std::move(d));
     return id;
   }
   auto& a = announcements_[topic];
@@ -533,7 +679,7 @@ QueryId DhtNode::unannounce(const Topic& topic, TimePoint now) {
     q.cands.push_back(Candidate{info, true, CandState::InFlight, 1, false, token});
     ++q.inflight;
     ++q.stats.messages;
-    remote_tokens_[info.endpoint] = token;
+    set_remote_token(info.endpoint, token);
     send_request(info.endpoint, info.id, u, id, Purpose::Store, now);
   }
   if (q.inflight == 0) emit_done(q, false, now);
@@ -546,8 +692,8 @@ void DhtNode::on_rpc_failed(const Rpc& rpc, std::uint32_t txid, TimePoint now) {
   (void)txid;
   ++counters_.timeouts;
   if (rpc.id) tables_[fam(rpc.to)].on_timeout(*rpc.id);
-  remote_tokens_.erase(rpc.to);
-  if (rpc.purpose == Purpose::EvictPing) return;
+  forget_remote_token(rpc.to);
+  if (rpc.purpose == Purpose::EvictPing || rpc.purpose == Purpose::PingBack) return;
   auto qit = queries_.find(rpc.query);
   if (qit == queries_.end()) return;
   Query& q = qit->second;
@@ -569,6 +715,7 @@ void DhtNode::on_rpc_failed(const Rpc& rpc, std::uint32_t txid, TimePoint now) {
 
 void DhtNode::on_tick(TimePoint now) {
   tokens_.on_tick(now);
+  for (int f = 0; f < 2; ++f) step_reachability(f, now);
   for (int f = 0; f < 2; ++f)
     if (pending_self_refresh_[f]) {
       pending_self_refresh_[f] = false;
@@ -649,17 +796,19 @@ void DhtNode::on_tick(TimePoint now) {
         start_query(Kind::Refresh, t, {}, now);
     }
   }
+  release_idle();
 }
 
 std::size_t DhtNode::memory_estimate() const {
   std::size_t n = sizeof(*this) + tables_[0].memory_estimate() + tables_[1].memory_estimate() + store_.memory_estimate();
   n += rpcs_.bucket_count() * sizeof(void*);
   for (const auto& [t, r] : rpcs_) n += sizeof(t) + sizeof(r) + 16 + r.bytes.capacity();
-  n += remote_tokens_.bucket_count() * sizeof(void*) + remote_tokens_.size() * (sizeof(Endpoint) + sizeof(Token) + 16);
+  n += remote_tokens_.capacity() * sizeof(remote_tokens_[0]);
   n += rate_.bucket_count() * sizeof(void*) + rate_.size() * (sizeof(IpKey) + sizeof(RateBucket) + 16);
   for (const auto& [id, q] : queries_) n += sizeof(q) + 48 + q.cands.capacity() * sizeof(Candidate);
   for (const auto& [t, a] : announcements_) n += sizeof(a) + 48 + a.payload.capacity() + a.stored_at.capacity() * 80;
-  for (const auto& o : outbox_) n += sizeof(o) + o.bytes.capacity();
+  n += outbox_.items.capacity() * sizeof(OutDatagram) + events_.items.capacity() * sizeof(DhtEvent);
+  for (const auto& o : outbox_.items) n += o.bytes.capacity();
   return n;
 }
 
@@ -668,16 +817,13 @@ std::size_t DhtNode::memory_estimate() const {
 namespace qmesh::core::dht {
 
 std::optional<AddressReport> DhtNode::next_address_report() {
-  if (address_reports_.empty()) return std::nullopt;
-  auto r = address_reports_.front();
-  address_reports_.pop_front();
-  return r;
+  return address_reports_.pop();
 }
 
 std::optional<Token> DhtNode::token_for(const Endpoint& node) const {
-  auto it = remote_tokens_.find(node);
-  if (it == remote_tokens_.end()) return std::nullopt;
-  return it->second;
+  const Token* t = remote_token(node);
+  if (!t) return std::nullopt;
+  return *t;
 }
 
 std::optional<Endpoint> DhtNode::announcer(const Topic& topic, const PublicKey& pubkey, TimePoint now) const {

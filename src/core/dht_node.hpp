@@ -10,7 +10,6 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <map>
 #include <optional>
 #include <span>
@@ -32,8 +31,21 @@ using QueryId = std::uint64_t;
 
 struct DhtConfig {
   // Ephemeral nodes (clients, new or NATed nodes) send no ID, so they never enter routing tables;
-  // they still query and announce. Promotion after a reachability check is not implemented yet.
+  // they still query and announce.
   bool ephemeral = false;
+  // Lets an ephemeral node become a routing member once it is shown reachable: when its public
+  // address is known (configured, or confirmed by address_votes repliers) it sends PING_BACK to
+  // ping_back_helpers nodes of its table; when PROBEs from promote_confirmations of them reach it
+  // from ports it never sent to, nothing filters unsolicited datagrams on its path, and it starts
+  // sending its ID. Behind a filtering NAT the probes never arrive and it stays ephemeral, asking
+  // again every promote_retry. Off by default: short-lived clients (`dht lookup`) should stay out
+  // of routing tables; long-lived nodes without a known public address turn it on.
+  bool auto_promote = false;
+  std::size_t ping_back_helpers = 3;
+  std::size_t promote_confirmations = 2;
+  std::chrono::milliseconds promote_retry{std::chrono::minutes(10)};
+  // Answer others' PING_BACK with a PROBE (sent with OutDatagram::probe set).
+  bool serve_ping_back = true;
   bool ipv4 = true;  // families this node has a local endpoint on
   bool ipv6 = false;
   // A persistent node that knows its public endpoint sets it; otherwise the node adopts the
@@ -74,6 +86,9 @@ struct DhtConfig {
 struct OutDatagram {
   Endpoint to;
   std::vector<std::uint8_t> bytes;
+  // Send from a socket other than the node's own (a PROBE answering a PING_BACK must come from a
+  // port the asker never sent to). A caller without one may drop it: the asker stays ephemeral.
+  bool probe = false;
 };
 
 struct QueryStats {
@@ -129,6 +144,15 @@ struct DhtCounters {
   std::uint64_t timeouts = 0;
   std::uint64_t retries = 0;
   std::uint64_t evict_pings = 0;
+  // Reachability (auto_promote): probes that proved us reachable, probes that proved nothing
+  // (unknown nonce, or from the very endpoint we asked), rounds that ended without enough
+  // probes, promotions; and probes we sent for others.
+  std::uint64_t probes_received = 0;
+  std::uint64_t probes_ignored = 0;
+  std::uint64_t promote_failures = 0;      // helpers answered, probes did not come: filtered
+  std::uint64_t promote_inconclusive = 0;  // too few helpers answered: asked again soon, others
+  std::uint64_t promotions = 0;
+  std::uint64_t probes_sent = 0;
 };
 
 class DhtNode {
@@ -162,7 +186,10 @@ class DhtNode {
   const RoutingTable& routing_table(std::uint8_t family) const { return tables_[family == 6 ? 1 : 0]; }
   std::size_t stored_records() const { return store_.size(); }
   const RecordStore& store() const { return store_; }
-  bool ephemeral() const { return config_.ephemeral; }
+  // True until the node is a routing member on some family (configured so, or promoted).
+  bool ephemeral() const { return config_.ephemeral && !reach_[0].promoted && !reach_[1].promoted; }
+  // An auto_promote node that passed the reachability check on this family.
+  bool promoted(std::uint8_t family) const { return reach_[family == 6 ? 1 : 0].promoted; }
   // The routing ID others see for this family, once the public endpoint is known.
   std::optional<NodeId> node_id(std::uint8_t family) const;
   std::optional<Endpoint> public_endpoint(std::uint8_t family) const;
@@ -200,7 +227,7 @@ class DhtNode {
     bool storing = false;  // announce/unannounce: second phase
     std::vector<std::pair<std::uint64_t, PublicKey>> seen;  // records already reported
   };
-  enum class Purpose : std::uint8_t { Query, Store, EvictPing };
+  enum class Purpose : std::uint8_t { Query, Store, EvictPing, PingBack };
   struct Rpc {
     Endpoint to;
     std::optional<NodeId> id;
@@ -219,9 +246,47 @@ class DhtNode {
     QueryId active = 0;
     std::vector<std::pair<NodeInfo, Token>> stored_at;
   };
+  // The reachability check of one family (auto_promote).
+  struct Reachability {
+    struct Ask {
+      Endpoint helper;
+      std::uint64_t nonce = 0;
+      bool probed = false;
+      bool replied = false;  // its REPLY came: a missing PROBE then means filtering
+    };
+    bool promoted = false;
+    bool probing = false;
+    TimePoint next_try = TimePoint::max();  // max: not scheduled (no address or no helpers yet)
+    TimePoint deadline{};
+    std::size_t confirmed = 0;
+    std::uint8_t inconclusive = 0;  // rounds in a row where too few helpers answered at all
+    std::vector<Ask> asks;          // this round's helpers (kept after it, to avoid the silent ones)
+  };
   struct RateBucket {
     double tokens = 0;
     TimePoint last{};
+  };
+  // A FIFO on a vector that gives its memory back once drained (an empty std::deque still holds
+  // about 600 bytes, and every node has two).
+  template <class T>
+  struct Fifo {
+    std::vector<T> items;
+    std::size_t head = 0;
+    void push(T v) {
+      if (items.empty()) items.reserve(4);
+      items.push_back(std::move(v));
+    }
+    std::optional<T> pop() {
+      if (head == items.size()) return std::nullopt;
+      std::optional<T> v(std::move(items[head++]));
+      if (head == items.size()) {
+        head = 0;
+        std::vector<T>().swap(items);
+      }
+      return v;
+    }
+    bool empty() const { return head == items.size(); }
+    std::size_t size() const { return items.size() - head; }
   };
 
   int fam(const Endpoint& e) const { return family_index(e); }
@@ -231,13 +296,21 @@ class DhtNode {
   void handle_request(const Endpoint& from, const Message& m, std::size_t request_bytes, TimePoint now);
   void handle_reply(const Endpoint& from, const Message& m, TimePoint now);
   void note_node(const Endpoint& from, const NodeId& id, TimePoint now);
-  void note_address(const Endpoint& from, const Endpoint& seen_as);
+  void note_address(const Endpoint& from, const Endpoint& seen_as, TimePoint now);
+  bool wants_promotion(int f) const;
+  void step_reachability(int f, TimePoint now);
+  void handle_probe(const Endpoint& from, const Message& m);
   bool rate_allows(const Endpoint& from, TimePoint now);
 
   std::uint32_t send_request(const Endpoint& to, std::optional<NodeId> id, Body body, QueryId q, Purpose p,
                              TimePoint now);
-  void send(const Endpoint& to, std::vector<std::uint8_t> bytes);
+  void send(const Endpoint& to, std::vector<std::uint8_t> bytes, bool probe = false);
   std::uint32_t new_txid();
+  const Token* remote_token(const Endpoint& ep) const;
+  void set_remote_token(const Endpoint& ep, const Token& t);
+  void forget_remote_token(const Endpoint& ep);
+  // Gives back what idle containers still hold (hash tables keep their bucket arrays).
+  void release_idle();
 
   QueryId start_query(Kind kind, const NodeId& target, std::span<const Endpoint> seeds, TimePoint now);
   void add_candidate(Query& q, const NodeInfo& n, bool id_known, std::uint8_t depth);
@@ -257,14 +330,17 @@ class DhtNode {
   std::optional<Endpoint> public_[2];
   std::map<Endpoint, std::vector<Endpoint>> votes_[2];  // seen-as -> distinct voters
   std::unordered_map<std::uint32_t, Rpc> rpcs_;
-  std::unordered_map<Endpoint, Token, EndpointHash> remote_tokens_;  // tokens others gave us
+  // Tokens others gave us, for the most recent peers (a ring: the oldest goes first).
+  std::vector<std::pair<Endpoint, Token>> remote_tokens_;
+  std::size_t remote_tokens_next_ = 0;
   std::map<QueryId, Query> queries_;
   std::map<Topic, Announcement> announcements_;
   std::unordered_map<IpKey, RateBucket, IpKeyHash> rate_;
-  std::deque<OutDatagram> outbox_;
-  std::deque<DhtEvent> events_;
-  std::deque<AddressReport> address_reports_;
+  Fifo<OutDatagram> outbox_;
+  Fifo<DhtEvent> events_;
+  Fifo<AddressReport> address_reports_;
   DhtCounters counters_;
+  Reachability reach_[2];
   bool pending_self_refresh_[2] = {false, false};
   bool pending_join_refresh_ = false;
   // Earliest request deadline, or earlier (replies do not raise it; on_tick recomputes it).

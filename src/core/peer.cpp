@@ -468,6 +468,7 @@ std::optional<Datagram> Peer::next_datagram(Instant now) {
   if (out_.empty()) {
     while (auto d = dht_.next_datagram()) {
       send(main_socket(d->to), d->to, std::move(d->bytes));
+      out_.back().probe = d->probe;
     }
   }
   if (out_.empty()) {

@@ -59,6 +59,9 @@ struct Datagram {
   Endpoint to;
   std::uint8_t ttl = 0;  // 0: the socket's default
   std::vector<std::uint8_t> bytes;
+  // A DHT reachability probe: must leave from a port the receiver never sent to, so the net layer
+  // sends it from a separate send-only socket of the family (`socket` is ignored).
+  bool probe = false;
 };
 
 using ConnectId = std::uint64_t;

@@ -64,8 +64,8 @@ struct DhtService::Impl {
   struct Slot {
     Impl* owner = nullptr;
     std::size_t index = 0;
-    uv_udp_t sock[2]{};  // [0] IPv4, [1] IPv6
-    bool has_sock[2] = {false, false};
+    // [0] IPv4, [1] IPv6; allocated only for the families the node listens on (most nodes use one).
+    std::unique_ptr<uv_udp_t> sock[2];
     std::optional<dht::Endpoint> local[2];
     uv_timer_t timer{};
     std::unique_ptr<dht::DhtNode> node;
@@ -81,6 +81,10 @@ struct DhtService::Impl {
   bool stopping = false;  // under mu: set by stop()
   bool closing = false;   // loop thread only: handles are being closed
   alignas(16) char recv_buf[65536];  // one loop thread: one receive buffer for every socket
+  // One send-only socket per family for the whole loop, opened at the first ping-back probe: the
+  // probe must come from a port the pinged node never sent to (docs/protocol.md, PING_BACK).
+  std::unique_ptr<uv_udp_t> probe_sock[2];
+  bool probe_failed[2] = {false, false};
   std::shared_ptr<spdlog::logger> log;
 
   dht::TimePoint now() {
@@ -88,13 +92,38 @@ struct DhtService::Impl {
     return dht::TimePoint(static_cast<std::int64_t>(uv_now(&loop)));
   }
 
+  uv_udp_t* probe_socket(int fi) {
+    if (probe_sock[fi] || probe_failed[fi]) return probe_sock[fi].get();
+    auto h = std::make_unique<uv_udp_t>();
+    dht::Endpoint any;
+    any.family = fi == 1 ? 6 : 4;
+    sockaddr_storage ss;
+    to_sockaddr(any, ss);
+    int rc = uv_udp_init_ex(&loop, h.get(), fi == 1 ? AF_INET6 : AF_INET);
+    if (rc == 0) {
+      rc = uv_udp_bind(h.get(), reinterpret_cast<const sockaddr*>(&ss), fi == 1 ? UV_UDP_IPV6ONLY : 0);
+      if (rc != 0) uv_close(reinterpret_cast<uv_handle_t*>(h.release()), [](uv_handle_t* x) {
+          delete reinterpret_cast<uv_udp_t*>(x);
+        });
+    }
+    if (rc != 0) {
+      log->debug("no ping-back probe socket for IPv{}: {}", fi == 1 ? 6 : 4, uv_strerror(rc));
+      probe_failed[fi] = true;
+      return nullptr;
+    }
+    probe_sock[fi] = std::move(h);
+    return probe_sock[fi].get();
+  }
+
   void send(Slot& s, dht::OutDatagram&& d) {
     const int fi = d.to.family == 6 ? 1 : 0;
-    if (!s.has_sock[fi]) return;  // the core only addresses families it was told about
+    if (!s.sock[fi]) return;  // the core only addresses families it was told about
+    uv_udp_t* via = d.probe ? probe_socket(fi) : s.sock[fi].get();
+    if (!via) return;
     sockaddr_storage ss;
     if (!to_sockaddr(d.to, ss)) return;
     uv_buf_t b = uv_buf_init(reinterpret_cast<char*>(d.bytes.data()), static_cast<unsigned>(d.bytes.size()));
-    const int rc = uv_udp_try_send(&s.sock[fi], &b, 1, reinterpret_cast<const sockaddr*>(&ss));
+    const int rc = uv_udp_try_send(via, &b, 1, reinterpret_cast<const sockaddr*>(&ss));
     if (rc >= 0) return;
     if (rc != UV_EAGAIN) {
       log->debug("send to {} failed: {}", d.to.to_string(), uv_strerror(rc));
@@ -104,7 +133,7 @@ struct DhtService::Impl {
     r->bytes = std::move(d.bytes);
     b = uv_buf_init(reinterpret_cast<char*>(r->bytes.data()), static_cast<unsigned>(r->bytes.size()));
     r->req.data = r;
-    if (uv_udp_send(&r->req, &s.sock[fi], &b, 1, reinterpret_cast<const sockaddr*>(&ss),
+    if (uv_udp_send(&r->req, via, &b, 1, reinterpret_cast<const sockaddr*>(&ss),
                     [](uv_udp_send_t* req, int) { delete static_cast<SendReq*>(req->data); }) != 0)
       delete r;
   }
@@ -170,28 +199,32 @@ struct DhtService::Impl {
   void close_handles() {
     for (auto& s : slots) {
       for (int i = 0; i < 2; ++i)
-        if (s->has_sock[i] && !uv_is_closing(reinterpret_cast<uv_handle_t*>(&s->sock[i])))
-          uv_close(reinterpret_cast<uv_handle_t*>(&s->sock[i]), nullptr);
+        if (s->sock[i] && !uv_is_closing(reinterpret_cast<uv_handle_t*>(s->sock[i].get())))
+          uv_close(reinterpret_cast<uv_handle_t*>(s->sock[i].get()), nullptr);
       if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&s->timer)))
         uv_close(reinterpret_cast<uv_handle_t*>(&s->timer), nullptr);
     }
+    for (auto& p : probe_sock)
+      if (p && !uv_is_closing(reinterpret_cast<uv_handle_t*>(p.get())))
+        uv_close(reinterpret_cast<uv_handle_t*>(p.get()), nullptr);
     if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&wake))) uv_close(reinterpret_cast<uv_handle_t*>(&wake), nullptr);
   }
 
   core::Status bind(Slot& s, int fi, const dht::Endpoint& at) {
     sockaddr_storage ss;
     to_sockaddr(at, ss);
-    int rc = uv_udp_init_ex(&loop, &s.sock[fi], fi == 1 ? AF_INET6 : AF_INET);
+    auto h = std::make_unique<uv_udp_t>();
+    int rc = uv_udp_init_ex(&loop, h.get(), fi == 1 ? AF_INET6 : AF_INET);
     if (rc != 0) return core::make_error("cannot listen on " + at.to_string() + ": " + uv_strerror(rc));
-    s.sock[fi].data = &s;
-    s.has_sock[fi] = true;
-    rc = uv_udp_bind(&s.sock[fi], reinterpret_cast<const sockaddr*>(&ss), fi == 1 ? UV_UDP_IPV6ONLY : 0);
+    s.sock[fi] = std::move(h);  // initialised: from here on it must be closed before it is freed
+    s.sock[fi]->data = &s;
+    rc = uv_udp_bind(s.sock[fi].get(), reinterpret_cast<const sockaddr*>(&ss), fi == 1 ? UV_UDP_IPV6ONLY : 0);
     if (rc != 0) return core::make_error("cannot listen on " + at.to_string() + ": " + uv_strerror(rc));
     sockaddr_storage bound;
     int len = sizeof bound;
-    uv_udp_getsockname(&s.sock[fi], reinterpret_cast<sockaddr*>(&bound), &len);
+    uv_udp_getsockname(s.sock[fi].get(), reinterpret_cast<sockaddr*>(&bound), &len);
     s.local[fi] = from_sockaddr(reinterpret_cast<const sockaddr*>(&bound));
-    uv_udp_recv_start(&s.sock[fi], &Impl::alloc_cb, &Impl::recv_cb);
+    uv_udp_recv_start(s.sock[fi].get(), &Impl::alloc_cb, &Impl::recv_cb);
     return core::Ok{};
   }
 
@@ -209,8 +242,8 @@ struct DhtService::Impl {
       if (!at) continue;
       if (auto st = bind(s, fi, *at); !st) return st;
     }
-    opts.config.ipv4 = s.has_sock[0];
-    opts.config.ipv6 = s.has_sock[1];
+    opts.config.ipv4 = s.sock[0] != nullptr;
+    opts.config.ipv6 = s.sock[1] != nullptr;
     // A persistent node listening on a concrete address knows its public endpoint: that address.
     // (Behind a NAT the node is ephemeral and learns its address from replies instead.)
     if (!opts.config.ephemeral) {

@@ -46,13 +46,51 @@ struct PeerService::Impl {
   bool closing = false;   // loop thread only
   bool flushing = false;
   std::optional<Endpoint> listen[2];
-  std::optional<Endpoint> main_local[2];  // fixed before the loop starts: readable from any thread
+  std::optional<Endpoint> main_local[2];
+  std::unique_ptr<Socket> probe_sock[2];
+  bool probe_failed[2] = {false, false};  // fixed before the loop starts: readable from any thread
   alignas(16) char recv_buf[65536];
   std::shared_ptr<spdlog::logger> log;
 
   peer::Instant now() const { return peer::Instant(static_cast<std::int64_t>(uv_hrtime() / 1000)); }
 
+  // One send-only socket per family for DHT reachability probes, opened at the first one.
+  uv_udp_t* probe_socket(std::uint8_t family) {
+    const int fi = family == 6 ? 1 : 0;
+    if (probe_sock[fi] || probe_failed[fi]) return probe_sock[fi] ? &probe_sock[fi]->udp : nullptr;
+    const auto& at = listen[fi];
+    if (!at) return nullptr;
+    Endpoint any = *at;
+    any.port = 0;
+    auto s = std::make_unique<Socket>();
+    s->owner = this;
+    s->family = family;
+    sockaddr_storage ss;
+    to_sockaddr(any, ss);
+    if (uv_udp_init_ex(&loop, &s->udp, family == 6 ? AF_INET6 : AF_INET) != 0) {
+      probe_failed[fi] = true;
+      return nullptr;
+    }
+    s->udp.data = s.get();
+    if (uv_udp_bind(&s->udp, reinterpret_cast<const sockaddr*>(&ss), family == 6 ? UV_UDP_IPV6ONLY : 0) != 0) {
+      uv_close(reinterpret_cast<uv_handle_t*>(&s->udp), [](uv_handle_t* h) { delete static_cast<Socket*>(h->data); });
+      s.release();
+      probe_failed[fi] = true;
+      return nullptr;
+    }
+    probe_sock[fi] = std::move(s);
+    return &probe_sock[fi]->udp;
+  }
+
   void send(peer::Datagram&& d) {
+    if (d.probe) {
+      uv_udp_t* u = probe_socket(d.to.family);
+      sockaddr_storage ss;
+      if (!u || !to_sockaddr(d.to, ss)) return;
+      uv_buf_t b = uv_buf_init(reinterpret_cast<char*>(d.bytes.data()), static_cast<unsigned>(d.bytes.size()));
+      (void)uv_udp_try_send(u, &b, 1, reinterpret_cast<const sockaddr*>(&ss));  // best effort, as any probe
+      return;
+    }
     auto it = sockets.find(d.socket);
     if (it == sockets.end() || it->second->family != d.to.family) return;
     Socket& s = *it->second;
@@ -167,6 +205,9 @@ struct PeerService::Impl {
   void close_handles() {
     for (auto& [i, s] : sockets) {
       if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&s->udp))) uv_close(reinterpret_cast<uv_handle_t*>(&s->udp), nullptr);
+    }
+    for (auto& s : probe_sock) {
+      if (s && !uv_is_closing(reinterpret_cast<uv_handle_t*>(&s->udp))) uv_close(reinterpret_cast<uv_handle_t*>(&s->udp), nullptr);
     }
     for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&timer), reinterpret_cast<uv_handle_t*>(&wake)}) {
       if (!uv_is_closing(h)) uv_close(h, nullptr);

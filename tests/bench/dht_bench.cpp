@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <malloc.h>
 #include <future>
 #include <map>
 #include <mutex>
@@ -30,6 +31,11 @@ long rss_bytes() {
   while (std::getline(in, line))
     if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6)) * 1024;
   return -1;
+}
+
+long heap_bytes() {
+  const auto m = mallinfo2();
+  return static_cast<long>(m.uordblks + m.hblkhd);
 }
 
 double median(std::vector<double> v) {
@@ -183,7 +189,11 @@ int main(int argc, char** argv) {
   auto one = start_more(1, one_tag);
   const long fixed = rss_bytes() - before_one;
   const long before_extra = rss_bytes();
+  const long heap_before_extra = heap_bytes();
   auto more = start_more(extra, more_tag);
+  // The same difference counted by malloc (bytes handed out, all arenas): RSS without the page
+  // granularity and the allocator's free lists. The one-node service's heap is small; not taken off.
+  const double marginal_heap = static_cast<double>(heap_bytes() - heap_before_extra) / static_cast<double>(extra);
   const double marginal = static_cast<double>(rss_bytes() - before_extra - fixed) / static_cast<double>(extra - 1);
 
   const double q_first = median(first), q_full = median(full);
@@ -198,6 +208,7 @@ int main(int argc, char** argv) {
               "bootstrap of all nodes %.0f ms\n", nodes, full.size(), ann.stats.stored, boot_ms);
   std::printf("  qmesh    : first record %7.3f ms   full lookup %7.3f ms   found %zu/%zu   RSS/node %6.1f KB   "
               "marginal RSS/node %6.1f KB\n", q_first, q_full, found, full.size(), per_node / 1024, marginal / 1024);
+  std::printf("             malloc'd bytes in use per added node %.1f KB\n", marginal_heap / 1024);
   std::printf("             core's own estimate: %.1f KB per node, of which the routing table %.1f KB (%.0f entries)\n",
               static_cast<double>(estimate) / static_cast<double>(nodes) / 1024,
               static_cast<double>(routing) / static_cast<double>(nodes) / 1024,

@@ -2,9 +2,16 @@
 # Runs dht_bench at N = 200 and 500, with HyperDHT's testnet side by side when node is present
 # (the npm package hyperdht@6.34 is installed once under ~/.cache/qmesh/bench-node).
 #   tests/bench/run_dht_bench.sh [dht_bench flags]
+# QMESH_BUILD_DIR=DIR runs DIR/tests/bench/dht_bench from a Release build you made yourself
+# (cmake --build DIR --target dht_bench) instead of running scripts/setup.sh for build/.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-"$root/scripts/setup.sh" >/dev/null
+if [ -n "${QMESH_BUILD_DIR:-}" ]; then
+  bench="$QMESH_BUILD_DIR/tests/bench/dht_bench"
+else
+  "$root/scripts/setup.sh" >/dev/null
+  bench="$root/build/tests/bench/dht_bench"
+fi
 script_args=()
 if command -v node >/dev/null && command -v npm >/dev/null; then
   nodedir="${QMESH_CACHE:-$HOME/.cache/qmesh}/bench-node"
@@ -18,5 +25,5 @@ else
   echo "run_dht_bench: node/npm not found; HyperDHT side skipped" >&2
 fi
 for n in 200 500; do
-  "$root/build/tests/bench/dht_bench" --nodes "$n" "${script_args[@]}" "$@"
+  "$bench" --nodes "$n" "${script_args[@]}" "$@"
 done

@@ -61,6 +61,11 @@ std::vector<Message> samples() {
   m.id.reset();
   m.body = r;
   v.push_back(m);
+  m.body = PingBack{0x1122334455667788ULL};
+  v.push_back(m);
+  m.token.reset();
+  m.body = Probe{0x8877665544332211ULL};
+  v.push_back(m);
   return v;
 }
 
@@ -168,4 +173,25 @@ TEST(DhtTypes, IdsAndTopics) {
   x[1] = 0x10;
   EXPECT_EQ(common_prefix_bits(id_of(0), x), 11);
   EXPECT_TRUE(closer(id_of(0), id_of(1), id_of(2)));
+}
+
+TEST(DhtMessage, PingBackAndProbeWireForm) {
+  Message m;
+  m.txid = 0x01020304;
+  m.body = PingBack{0x0807060504030201ULL};
+  auto b = encode(m);
+  // version, type 7, txid LE, flags, nonce LE: nothing else.
+  const std::vector<std::uint8_t> want = {1, 7, 4, 3, 2, 1, 0, 1, 2, 3, 4, 5, 6, 7, 8};
+  EXPECT_EQ(b, want);
+  EXPECT_TRUE(m.is_request());
+  m.body = Probe{1};
+  b = encode(m);
+  EXPECT_EQ(b[1], 8);
+  EXPECT_FALSE(m.is_request());  // never answered
+  auto d = decode_message(b);
+  ASSERT_TRUE(d);
+  EXPECT_EQ(std::get<Probe>(d->body).nonce, 1u);
+  // A type past PROBE is still malformed.
+  b[1] = 9;
+  EXPECT_FALSE(decode_message(b));
 }

@@ -162,3 +162,33 @@ TEST(DhtRoutingTable, UnconfirmedNodesOnlyFillRoom) {
   t.on_timeout(node_id_for(eps[2]));
   EXPECT_FALSE(t.contains(node_id_for(eps[2])));
 }
+
+// Entries keep an ID prefix and re-derive the ID: what comes out is the full, verified ID; and
+// the table costs about 32 bytes an entry plus small bucket headers.
+TEST(DhtRoutingTable, CompactEntriesGiveBackFullIds) {
+  const NodeId self = node_id_for(ep(0));
+  RoutingTable t(self);
+  for (std::uint32_t i = 1; i <= 2000; ++i) t.add(node_id_for(ep(i)), ep(i), TimePoint{std::chrono::seconds(i)});
+  ASSERT_GT(t.size(), 100u);
+  std::size_t seen = 0;
+  t.for_each([&](const RoutingEntry& e) {
+    EXPECT_EQ(e.id, node_id_for(e.endpoint));
+    EXPECT_EQ(e.fails, 0u);
+    ++seen;
+  });
+  EXPECT_EQ(seen, t.size());
+  for (const auto& n : t.closest(node_id_for(ep(5000)), 20)) {
+    EXPECT_EQ(n.id, node_id_for(n.endpoint));
+    EXPECT_TRUE(t.contains(n.id));
+  }
+  // Full buckets hold exactly k; growth in steps of k/5 wastes at most 3 entries per bucket.
+  std::size_t full = 0;
+  for (std::size_t b = 0; b < t.bucket_count(); ++b) full += t.bucket_size(b) == 20;
+  EXPECT_GT(full, 3u);
+  EXPECT_LE(t.memory_estimate(), sizeof(RoutingTable) + t.bucket_count() * (72 + 3 * 32) + t.size() * 32);
+  // An ID whose prefix matches an entry but whose endpoint does not is not that entry.
+  NodeId fake = t.closest(self, 1)[0].id;
+  fake[31] ^= 1;
+  EXPECT_FALSE(t.contains(fake));
+  EXPECT_EQ(t.add(fake, ep(1), TimePoint{0}).result, InsertResult::BadId);
+}

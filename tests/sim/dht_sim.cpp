@@ -29,12 +29,21 @@ Endpoint endpoint_of(std::size_t i) {
                       static_cast<std::uint8_t>(i), 4000);
 }
 
+// Where a node's PROBEs come from: another port on its host.
+Endpoint probe_port_of(Endpoint e) {
+  e.port = static_cast<std::uint16_t>(e.port + 1);
+  return e;
+}
+
+enum class Kind { Member, Natted, Fresh };  // Natted: ephemeral + filtered; Fresh: ephemeral, reachable
+
 struct SimNode {
   Endpoint ep;
   std::unique_ptr<DhtNode> node;
   bool alive = false;
   bool joined = false;  // its bootstrap finished
-  bool ephemeral = false;
+  bool ephemeral = false;  // behind a NAT-like filter
+  bool fresh = false;      // started ephemeral, reachable
   QueryId bootstrap_q = 0;
   TimePoint scheduled = kNever;
   std::unordered_set<Endpoint, EndpointHash> contacted;  // NAT filter of ephemeral nodes
@@ -47,6 +56,7 @@ struct Event {
   std::uint32_t to;
   std::uint32_t from;  // index of the sender; ~0u for a timer
   std::vector<std::uint8_t> bytes;
+  bool probe = false;  // sent from the sender's probe port
   bool operator>(const Event& o) const { return at != o.at ? at > o.at : seq > o.seq; }
 };
 
@@ -61,14 +71,23 @@ class Network {
  public:
   explicit Network(const SimConfig& c) : cfg_(c), rng_(c.seed) {}
 
-  std::uint32_t create(bool ephemeral) {
+  // One draw per node whatever the options, so runs without fresh nodes replay as before.
+  Kind draw_kind() {
+    const double u = rng_.uniform();
+    if (u < cfg_.ephemeral) return Kind::Natted;
+    return u < cfg_.ephemeral + cfg_.reachable_ephemeral ? Kind::Fresh : Kind::Member;
+  }
+
+  std::uint32_t create(Kind kind) {
     const auto i = static_cast<std::uint32_t>(nodes_.size());
     auto sn = std::make_unique<SimNode>();
     sn->ep = endpoint_of(i + 1);
-    sn->ephemeral = ephemeral;
+    sn->ephemeral = kind == Kind::Natted;
+    sn->fresh = kind == Kind::Fresh;
     DhtConfig dc;
-    dc.ephemeral = ephemeral;
-    if (!ephemeral) dc.public_v4 = sn->ep;
+    dc.ephemeral = kind != Kind::Member;
+    dc.auto_promote = cfg_.auto_promote;
+    if (kind == Kind::Member) dc.public_v4 = sn->ep;
     dc.alpha = cfg_.alpha;
     dc.join_refresh = cfg_.join_refresh;
     sn->node = std::make_unique<DhtNode>(dc, rng_.next_u64(), now_);
@@ -88,7 +107,7 @@ class Network {
     sn.bootstrap_q = sn.node->bootstrap(seeds, now_);
     if (seeds.empty()) {
       sn.joined = true;
-      if (!sn.ephemeral) bootstrap_pool_.push_back(i);
+      if (!sn.ephemeral && !sn.fresh) bootstrap_pool_.push_back(i);
     }
     pump(i);
   }
@@ -112,13 +131,13 @@ class Network {
       }
       auto it = index_.find(d->to);
       if (it == index_.end()) continue;
-      queue_.push(Event{now_ + latency(i, it->second), seq_++, it->second, i, std::move(d->bytes)});
+      queue_.push(Event{now_ + latency(i, it->second), seq_++, it->second, i, std::move(d->bytes), d->probe});
     }
     while (auto e = sn.node->next_event()) {
       if (auto* done = std::get_if<QueryDone>(&*e)) {
         if (done->query == sn.bootstrap_q && !sn.joined) {
           sn.joined = true;
-          if (!sn.ephemeral && sn.alive) bootstrap_pool_.push_back(i);
+          if (!sn.ephemeral && !sn.fresh && sn.alive) bootstrap_pool_.push_back(i);
         }
         auto m = measured_by_query_.find(key(i, done->query));
         if (m != measured_by_query_.end()) {
@@ -153,7 +172,7 @@ class Network {
         sn.scheduled = kNever;
         sn.node->on_tick(now_);
       } else {
-        const Endpoint& from = nodes_[ev.from]->ep;
+        const Endpoint from = ev.probe ? probe_port_of(nodes_[ev.from]->ep) : nodes_[ev.from]->ep;
         if (sn.ephemeral && !sn.contacted.count(from)) continue;  // unsolicited: the NAT drops it
         sn.node->on_datagram(from, ev.bytes, now_);
       }
@@ -224,14 +243,14 @@ SimResult run_dht_sim(const SimConfig& cfg) {
   Rng& rng = net->rng();
 
   // Phase 1: nodes join one by one; each bootstraps through the first node and two random ones.
-  const std::uint32_t first = net->create(false);
+  const std::uint32_t first = net->create(Kind::Member);
   net->join(first);
-  const std::uint32_t announcer = net->create(false);
+  const std::uint32_t announcer = net->create(Kind::Member);
   net->join(announcer);
   for (std::size_t i = 2; i < cfg.nodes; ++i) {
-    const bool eph = rng.uniform() < cfg.ephemeral;
+    const Kind kind = net->draw_kind();
     net->run_until(net->now() + std::chrono::duration_cast<milliseconds>(std::chrono::microseconds(cfg.join_interval_us)));
-    net->join(net->create(eph));
+    net->join(net->create(kind));
   }
   // Settle past one maintenance period, so per-IP rate-limit state of idle peers is pruned.
   net->run_until(net->now() + milliseconds(15000));
@@ -299,7 +318,7 @@ SimResult run_dht_sim(const SimConfig& cfg) {
         break;
       }
     } else {
-      net->join(net->create(rng.uniform() < cfg.ephemeral));
+      net->join(net->create(net->draw_kind()));
       ++res.joined_during;
     }
   }
@@ -310,6 +329,9 @@ SimResult run_dht_sim(const SimConfig& cfg) {
     if (all) break;
     net->run_until(net->now() + milliseconds(1000));
   }
+
+  // Nodes that joined in the last moments get the time to finish their reachability check.
+  if (cfg.auto_promote) net->run_until(net->now() + milliseconds(10000));
 
   std::vector<std::uint32_t> rounds;
   std::vector<double> ms;
@@ -336,6 +358,24 @@ SimResult run_dht_sim(const SimConfig& cfg) {
     res.drops_amplification += c.drop_amplification;
     res.bad_id += c.bad_id;
     res.evict_pings += c.evict_pings;
+  }
+  if (cfg.auto_promote || cfg.reachable_ephemeral > 0) {
+    std::unordered_set<Endpoint, EndpointHash> in_tables;
+    for (auto& sn : net->nodes())
+      if (sn->alive) sn->node->routing_table(4).for_each([&](const RoutingEntry& e) { in_tables.insert(e.endpoint); });
+    for (auto& sn : net->nodes()) {
+      if (!sn->alive) continue;
+      if (sn->fresh) {
+        ++res.reachable_ephemeral;
+        if (sn->node->promoted(4)) {
+          ++res.promoted;
+          res.promoted_in_tables += in_tables.count(sn->ep);
+        }
+      } else if (sn->ephemeral) {
+        res.natted_promoted += sn->node->promoted(4);
+        res.natted_in_tables += in_tables.count(sn->ep);
+      }
+    }
   }
   res.datagrams = net->datagrams();
   res.lost = net->lost();
@@ -365,6 +405,14 @@ std::string format(const SimConfig& c, const SimResult& r, bool with_wall_time) 
       static_cast<unsigned long long>(r.drops_amplification), static_cast<unsigned long long>(r.bad_id),
       static_cast<unsigned long long>(r.evict_pings), r.virtual_s);
   std::string s(buf, static_cast<std::size_t>(std::max(n, 0)));
+  if (c.auto_promote || c.reachable_ephemeral > 0) {
+    std::snprintf(buf, sizeof(buf),
+                  "promotion (auto_promote %s): %zu/%zu reachable ephemeral nodes promoted, %zu of them in others' "
+                  "tables; NAT-filtered: %zu promoted, %zu in tables\n",
+                  c.auto_promote ? "on" : "off", r.promoted, r.reachable_ephemeral, r.promoted_in_tables,
+                  r.natted_promoted, r.natted_in_tables);
+    s += buf;
+  }
   if (with_wall_time) {
     // Host figures: they depend on the allocator's state and the machine, not only on the seed.
     std::snprintf(buf, sizeof(buf), "memory per node: %.0f bytes heap (counting allocator)\nwall time: %.2f s\n",

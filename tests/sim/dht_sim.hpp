@@ -1,6 +1,8 @@
 // A deterministic in-process network that drives many DhtNodes: virtual clock, an event queue of
 // in-flight datagrams with per-link latency, loss, churn (nodes leave, new ones join) and
-// ephemeral nodes behind NAT-like filters. The same config and seed give the same figures.
+// ephemeral nodes behind NAT-like filters, and new nodes that start ephemeral while reachable
+// (auto_promote must make members of those, never of the filtered ones). The same config and seed
+// give the same figures.
 #pragma once
 
 #include <cstddef>
@@ -16,6 +18,8 @@ struct SimConfig {
   double loss = 0.0;              // probability a datagram is lost
   std::uint64_t seed = 1;
   double ephemeral = 0.1;         // fraction of nodes that are ephemeral and unreachable (NAT-filtered)
+  double reachable_ephemeral = 0;  // fraction that start ephemeral without a known address, but are reachable
+  bool auto_promote = false;       // DhtConfig::auto_promote for every ephemeral node (both kinds above)
   std::size_t alpha = 3;
   bool join_refresh = false;      // Kademlia's post-join bucket refresh (off: tables fill from replies)
   int min_latency_ms = 10;
@@ -39,6 +43,11 @@ struct SimResult {
   double virtual_s = 0;
   double wall_s = 0;
   std::uint64_t drops_rate_limited = 0, drops_amplification = 0, bad_id = 0, evict_pings = 0;
+  // Alive at the end: reachable-ephemeral nodes, how many of them were promoted, how many of
+  // those sit in at least one other node's routing table; NAT-filtered nodes promoted (must be 0)
+  // and NAT-filtered nodes in any table (must be 0).
+  std::size_t reachable_ephemeral = 0, promoted = 0, promoted_in_tables = 0;
+  std::size_t natted_promoted = 0, natted_in_tables = 0;
 
   double success_rate() const { return lookups ? static_cast<double>(succeeded) / static_cast<double>(lookups) : 0; }
 };

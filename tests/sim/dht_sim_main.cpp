@@ -1,5 +1,6 @@
 // dht_sim: runs the DHT simulator and prints its figures.
 //   dht_sim [--nodes N] [--lookups N] [--churn F] [--loss F] [--seed S] [--alpha A] [--ephemeral F]
+//           [--join-refresh] [--reachable-ephemeral F] [--auto-promote]
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -25,15 +26,19 @@ int main(int argc, char** argv) {
     else if (a == "--alpha") c.alpha = std::strtoull(next(), nullptr, 10);
     else if (a == "--ephemeral") c.ephemeral = std::strtod(next(), nullptr);
     else if (a == "--join-refresh") c.join_refresh = true;
+    else if (a == "--reachable-ephemeral") c.reachable_ephemeral = std::strtod(next(), nullptr);
+    else if (a == "--auto-promote") c.auto_promote = true;
     else {
       std::fprintf(stderr,
-                   "usage: %s [--nodes N] [--lookups N] [--churn F] [--loss F] [--seed S] [--alpha A] [--ephemeral F]\n",
+                   "usage: %s [--nodes N] [--lookups N] [--churn F] [--loss F] [--seed S] [--alpha A] [--ephemeral F]\n"
+                   "          [--join-refresh] [--reachable-ephemeral F] [--auto-promote]\n",
                    argv[0]);
       return 2;
     }
   }
-  if (c.nodes < 3 || c.churn < 0 || c.churn > 1 || c.loss < 0 || c.loss >= 1) {
-    std::fprintf(stderr, "dht_sim: need --nodes >= 3, 0 <= --churn <= 1, 0 <= --loss < 1\n");
+  if (c.nodes < 3 || c.churn < 0 || c.churn > 1 || c.loss < 0 || c.loss >= 1 || c.ephemeral < 0 ||
+      c.reachable_ephemeral < 0 || c.ephemeral + c.reachable_ephemeral > 1) {
+    std::fprintf(stderr, "dht_sim: need --nodes >= 3, 0 <= --churn <= 1, 0 <= --loss < 1, --ephemeral + --reachable-ephemeral <= 1\n");
     return 2;
   }
   const auto r = qmesh::sim::run_dht_sim(c);

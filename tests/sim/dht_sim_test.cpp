@@ -45,3 +45,39 @@ TEST(DhtSim, SameSeedSameFigures) {
   c.seed = 14;
   EXPECT_NE(a, qmesh::sim::format(c, qmesh::sim::run_dht_sim(c), false));
 }
+
+// Ephemeral nodes with auto_promote: the reachable ones become members, the NAT-filtered ones
+// never do, and lookups still all succeed (with churn, so that nodes also join late).
+TEST(DhtSim, AutoPromoteOnlyReachableNodes) {
+  SimConfig c;
+  c.nodes = 600;
+  c.lookups = 100;
+  c.churn = 0.1;
+  c.ephemeral = 0.15;
+  c.reachable_ephemeral = 0.15;
+  c.auto_promote = true;
+  c.seed = 15;
+  const auto r = qmesh::sim::run_dht_sim(c);
+  std::printf("%s", qmesh::sim::format(c, r, true).c_str());
+  EXPECT_GT(r.reachable_ephemeral, 50u);
+  EXPECT_EQ(r.promoted, r.reachable_ephemeral);
+  EXPECT_EQ(r.promoted_in_tables, r.promoted);
+  EXPECT_EQ(r.natted_promoted, 0u);
+  EXPECT_EQ(r.natted_in_tables, 0u);
+  EXPECT_EQ(r.succeeded, r.lookups);
+}
+
+// The same network without auto_promote: nobody is promoted (the switch is what does it).
+TEST(DhtSim, WithoutAutoPromoteEphemeralNodesStayOut) {
+  SimConfig c;
+  c.nodes = 300;
+  c.lookups = 50;
+  c.ephemeral = 0.15;
+  c.reachable_ephemeral = 0.15;
+  c.seed = 16;
+  const auto r = qmesh::sim::run_dht_sim(c);
+  EXPECT_GT(r.reachable_ephemeral, 20u);
+  EXPECT_EQ(r.promoted, 0u);
+  EXPECT_EQ(r.natted_in_tables, 0u);
+  EXPECT_EQ(r.succeeded, r.lookups);
+}
