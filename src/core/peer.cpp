@@ -86,6 +86,8 @@ void Peer::refresh_payload(Instant now) {
     if (both.local.size() < rendezvous::kMaxLocalEndpoints) both.local.push_back(e);
   }
   p.app = rendezvous::encode_info(both);
+  payload_nat_[0] = nat_type(4, now);
+  payload_nat_[1] = nat_type(6, now);
   sessions_.set_payload(std::move(p));
 }
 
@@ -102,7 +104,7 @@ void Peer::on_datagram(std::size_t socket, const Endpoint& from, std::span<const
   if (t == dht::kWireVersion) {
     if (socket >= kFirstExtraSocket) return;  // extra sockets serve punching and sessions only
     dht_.on_datagram(from, bytes, ms(now));
-    drain_dht();
+    drain_dht(now);
   } else if (session::is_session_packet(bytes)) {
     sessions_.on_datagram(static_cast<std::uint16_t>(socket), from, bytes, now);
     drain_sessions(now);
@@ -374,10 +376,14 @@ void Peer::on_probe(std::size_t socket, const Endpoint& from, std::span<const st
 
 // ---- events, time, output ----
 
-void Peer::drain_dht() {
+void Peer::drain_dht(Instant now) {
+  bool sampled = false;
   while (auto r = dht_.next_address_report()) {
     nat_[r->seen_as.family == 6 ? 1 : 0].add_sample(r->reporter, r->seen_as, r->at);
+    sampled = true;
   }
+  // Handshakes tell peers our NAT type: keep what they carry current.
+  if (sampled && (nat_type(4, now) != payload_nat_[0] || nat_type(6, now) != payload_nat_[1])) refresh_payload(now);
   while (auto e = dht_.next_event()) events_.push_back(std::move(*e));
 }
 
@@ -427,7 +433,7 @@ void Peer::drain_sessions(Instant now) {
 
 void Peer::on_tick(Instant now) {
   dht_.on_tick(ms(now));
-  drain_dht();
+  drain_dht(now);
   sessions_.on_tick(now);
   drain_sessions(now);
   relay_.expire(ms(now));

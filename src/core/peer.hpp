@@ -174,7 +174,7 @@ class Peer {
   void serve_connect(std::size_t socket, const Endpoint& from, const rendezvous::Connect& c, Instant now);
   void on_connect_reply(const Endpoint& from, const rendezvous::ConnectReply& r, Instant now);
   void on_probe(std::size_t socket, const Endpoint& from, std::span<const std::uint8_t> bytes, Instant now);
-  void drain_dht();
+  void drain_dht(Instant now);
   void drain_sessions(Instant now);
   void start_punch(SessionId sid, const session::Path& path, const noise::Hash& hh, nat::Role role,
                    const Endpoint& local_public, const Endpoint& remote_public,
@@ -198,6 +198,7 @@ class Peer {
   ConnectId next_connect_ = 1;
   std::uint64_t next_request_ = 1;
   std::uint64_t punch_seed_ = 0;
+  nat::NatType payload_nat_[2] = {nat::NatType::unknown, nat::NatType::unknown};  // as last told in handshakes
 };
 
 }  // namespace qmesh::core::peer
