@@ -225,15 +225,8 @@ TEST(Peer, ConnectsThroughTheRendezvousThenMovesToADirectPath) {
   EXPECT_TRUE(acc[0].path.relayed());
   EXPECT_EQ(acc[0].path.to, w.boot->at);
   EXPECT_EQ(w.boot->peer->counters().connects_served, 1u);
-  // Both punch; open <-> open goes direct.
-  ASSERT_TRUE(net.run_until([&] {
-    return !net.take<PathDecided>(*w.client).empty() && !net.take<PathDecided>(*w.worker).empty();
-  }));
-  auto dc = net.take<PathDecided>(*w.client)[0];
-  EXPECT_TRUE(dc.direct) << dc.failure;
-  EXPECT_EQ(dc.path.to, w.worker->at);
-
-  // Stream a megabyte each way; the worker echoes.
+  // Stream a megabyte each way at once, while the session is still relayed and the punch runs:
+  // the move to the direct path happens mid-transfer and must lose and duplicate nothing.
   auto* cc = w.client->peer->sessions().connection(up.sid);
   ASSERT_NE(cc, nullptr);
   auto sid_stream = cc->open_stream();
@@ -279,6 +272,13 @@ TEST(Peer, ConnectsThroughTheRendezvousThenMovesToADirectPath) {
       },
       milliseconds(60000)));
   EXPECT_EQ(back, data);
+  // Both punched; open <-> open goes direct.
+  ASSERT_FALSE(net.take<PathDecided>(*w.client).empty());
+  auto dc = net.take<PathDecided>(*w.client)[0];
+  EXPECT_TRUE(dc.direct) << dc.failure;
+  EXPECT_EQ(dc.path.to, w.worker->at);
+  // Data went through the relay before the move (more than the 2 handshake packets).
+  EXPECT_GT(w.boot->peer->relay().counters().forwarded, 4u);
   // The session moved off the relay on both sides.
   auto ci = w.client->peer->sessions().info(up.sid);
   auto wi = w.worker->peer->sessions().info(wsid);
