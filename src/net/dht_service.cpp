@@ -1,4 +1,5 @@
 #include "net/dht_service.hpp"
+#include "net/sockaddr.hpp"
 
 #include <sodium.h>
 #include <spdlog/spdlog.h>
@@ -11,46 +12,6 @@
 
 namespace qmesh::net {
 namespace {
-
-bool to_sockaddr(const dht::Endpoint& e, sockaddr_storage& out) {
-  std::memset(&out, 0, sizeof out);
-  if (e.family == 4) {
-    auto* s = reinterpret_cast<sockaddr_in*>(&out);
-    s->sin_family = AF_INET;
-    s->sin_port = htons(e.port);
-    std::memcpy(&s->sin_addr, e.addr.data(), 4);
-    return true;
-  }
-  if (e.family == 6) {
-    auto* s = reinterpret_cast<sockaddr_in6*>(&out);
-    s->sin6_family = AF_INET6;
-    s->sin6_port = htons(e.port);
-    std::memcpy(&s->sin6_addr, e.addr.data(), 16);
-    return true;
-  }
-  return false;
-}
-
-std::optional<dht::Endpoint> from_sockaddr(const sockaddr* sa) {
-  dht::Endpoint e;
-  if (sa->sa_family == AF_INET) {
-    const auto* s = reinterpret_cast<const sockaddr_in*>(sa);
-    e.family = 4;
-    std::memcpy(e.addr.data(), &s->sin_addr, 4);
-    e.port = ntohs(s->sin_port);
-    return e;
-  }
-  if (sa->sa_family == AF_INET6) {
-    const auto* s = reinterpret_cast<const sockaddr_in6*>(sa);
-    e.family = 6;
-    std::memcpy(e.addr.data(), &s->sin6_addr, 16);
-    e.port = ntohs(s->sin6_port);
-    return e;
-  }
-  return std::nullopt;
-}
-
-bool unspecified(const dht::Endpoint& e) { return e.addr == dht::Endpoint{}.addr; }
 
 struct SendReq {
   uv_udp_send_t req{};
@@ -249,7 +210,7 @@ struct DhtService::Impl {
     if (!opts.config.ephemeral) {
       for (int fi = 0; fi < 2; ++fi) {
         auto& pub = fi == 0 ? opts.config.public_v4 : opts.config.public_v6;
-        if (s.local[fi] && !pub && !unspecified(*s.local[fi])) pub = s.local[fi];
+        if (s.local[fi] && !pub && !is_unspecified(*s.local[fi])) pub = s.local[fi];
       }
     }
     std::uint64_t seed;
