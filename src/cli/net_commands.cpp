@@ -96,7 +96,7 @@ void join(net::PeerService& svc, W& w, const dht::Endpoint& seed) {
 // ---- net listen ---------------------------------------------------------------------------------
 
 // Echoes each stream back on the loop thread: what is read is written back, FIN after the last
-// byte; reading pauses while 4 MB wait to be written (flow control then holds the sender).
+// byte; reading pauses while 64 KB wait to be written (flow control then holds the sender).
 class Echo {
  public:
   void on_event(const peer::PeerEvent& e, peer::Peer& p) {
@@ -125,7 +125,7 @@ class Echo {
     std::size_t off = 0;
     bool fin = false, done = false;
   };
-  static constexpr std::size_t kMaxPending = 4 << 20;
+  static constexpr std::size_t kMaxPending = 64 << 10;  // per stream; flow control holds the sender beyond
 
   void pump(peer::Peer& p, session::SessionId sid, const stream::Event& ev) {
     stream::Connection* c = p.sessions().connection(sid);

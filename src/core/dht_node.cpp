@@ -832,4 +832,13 @@ std::optional<Endpoint> DhtNode::announcer(const Topic& topic, const PublicKey& 
   return r->announcer;
 }
 
+bool DhtNode::announced_at(const Topic& topic, const PublicKey& pubkey, const Endpoint& node) const {
+  auto it = announcements_.find(topic);
+  if (it == announcements_.end() || it->second.key.public_key != pubkey) return false;
+  for (const auto& [info, token] : it->second.stored_at) {
+    if (info.endpoint == node) return true;
+  }
+  return false;
+}
+
 }  // namespace qmesh::core::dht

@@ -203,6 +203,9 @@ class DhtNode {
   std::optional<Token> token_for(const Endpoint& node) const;
   // Where the live record of `pubkey` under `topic` was announced from, if we store it.
   std::optional<Endpoint> announcer(const Topic& topic, const PublicKey& pubkey, TimePoint now) const;
+  // Whether we announce `topic` under `pubkey` and `node` stored it: only such a node may
+  // introduce clients to us.
+  bool announced_at(const Topic& topic, const PublicKey& pubkey, const Endpoint& node) const;
 
  private:
   enum class Kind : std::uint8_t { Bootstrap, FindNode, Refresh, Lookup, Announce, Unannounce };

@@ -106,7 +106,7 @@ void Peer::on_datagram(std::size_t socket, const Endpoint& from, std::span<const
     dht_.on_datagram(from, bytes, ms(now));
     drain_dht(now);
   } else if (session::is_session_packet(bytes)) {
-    sessions_.on_datagram(static_cast<std::uint16_t>(socket), from, bytes, now);
+    sessions_.on_datagram(socket, from, bytes, now);
     drain_sessions(now);
   } else if (t == nat::kProbeTag) {
     on_probe(socket, from, bytes, now);
@@ -122,7 +122,7 @@ void Peer::on_datagram(std::size_t socket, const Endpoint& from, std::span<const
       }
       return;
     }
-    sessions_.on_datagram(static_cast<std::uint16_t>(socket), from, bytes, now);
+    sessions_.on_datagram(socket, from, bytes, now);
     drain_sessions(now);
   } else if (rendezvous::is_rendezvous(bytes)) {
     on_rendezvous(socket, from, bytes, now);
@@ -176,13 +176,31 @@ void Peer::on_rendezvous(std::size_t socket, const Endpoint& from, std::span<con
     on_connect_reply(from, *r, now);
   } else {
     auto& intro = std::get<rendezvous::Introduce>(*m);
-    // Kept until a HELLO arrives on this channel; an INTRODUCE alone makes us send nothing.
-    if (intros_.size() >= config_.max_introductions) intros_.erase(intros_.begin());
+    // Only a node that stores our own announcement may introduce clients to us; kept until a HELLO
+    // arrives on the channel (an INTRODUCE alone makes us send nothing).
+    if (!dht_.announced_at(intro.topic, intro.pubkey, from)) {
+      ++counters_.introductions_refused;
+      return;
+    }
+    if (intros_.size() >= config_.max_introductions) {
+      auto oldest = std::min_element(intros_.begin(), intros_.end(), [](const auto& a, const auto& b) {
+        return a.second.expires < b.second.expires;
+      });
+      intros_.erase(oldest);
+    }
+    ++counters_.introductions;
     intros_[intro.channel] = Introduction{from, intro.client, intro.info, now + duration_cast<microseconds>(config_.connect_timeout)};
   }
 }
 
 void Peer::serve_connect(std::size_t socket, const Endpoint& from, const rendezvous::Connect& c, Instant now) {
+  // A resent CONNECT (our reply was lost) gets the same reply: no second channel, no second INTRODUCE.
+  for (const auto& s : served_) {
+    if (s.client == from && s.txid == c.txid && now < s.expires) {
+      send(socket, from, s.reply);
+      return;
+    }
+  }
   rendezvous::ConnectReply reply;
   reply.txid = c.txid;
   reply.client = from;
@@ -219,7 +237,10 @@ void Peer::serve_connect(std::size_t socket, const Endpoint& from, const rendezv
   intro.client = from;
   intro.info = c.info;
   send(main_socket(*announcer), *announcer, rendezvous::encode(intro));
-  send(socket, from, rendezvous::encode(reply));
+  auto bytes = rendezvous::encode(reply);
+  if (served_.size() >= 256) served_.erase(served_.begin());
+  served_.push_back(Served{from, c.txid, bytes, now + duration_cast<microseconds>(config_.connect_timeout)});
+  send(socket, from, std::move(bytes));
 }
 
 void Peer::on_connect_reply(const Endpoint& from, const rendezvous::ConnectReply& r, Instant now) {
@@ -244,7 +265,7 @@ void Peer::on_connect_reply(const Endpoint& from, const rendezvous::ConnectReply
     return;
   }
   refresh_payload(now);
-  auto sid = sessions_.connect(session::Path{from, r.channel, static_cast<std::uint16_t>(main_socket(from))}, *key, now);
+  auto sid = sessions_.connect(session::Path{from, r.channel, main_socket(from)}, *key, now);
   if (!sid) {
     events_.push_back(ConnectFailed{c.id, "handshake", sid.error().message});
     connects_.erase(it);
@@ -252,6 +273,7 @@ void Peer::on_connect_reply(const Endpoint& from, const rendezvous::ConnectReply
   }
   c.sid = *sid;
   c.started = now;
+  c.deadline = now + duration_cast<microseconds>(config_.connect_timeout);  // the handshake gets its own time
 }
 
 // ---- punching ----
@@ -260,6 +282,12 @@ void Peer::start_punch(SessionId sid, const session::Path& path, const noise::Ha
                        const Endpoint& local_public, const Endpoint& remote_public,
                        const rendezvous::PeerInfo& remote, Instant now) {
   if (!config_.punch || punches_.count(sid)) return;
+  std::size_t active = 0;
+  for (const auto& [id, p] : punches_) active += p.puncher != nullptr;
+  if (active >= config_.max_punches) {  // each punch may send hundreds of probes: bound the total
+    ++counters_.punches_skipped;
+    return;
+  }
   const std::uint8_t fam = remote_public.family;
   nat::PunchParams pp;
   pp.role = role;
@@ -270,8 +298,12 @@ void Peer::start_punch(SessionId sid, const session::Path& path, const noise::Ha
   }
   pp.remote_nat = nat::nat_type_from_byte(remote.nat);
   pp.remote_public = remote_public;
-  for (const auto& e : remote.local) {
-    if (e.family == fam) pp.remote_locals.push_back(e);
+  // The peer's LAN endpoints are only worth probing behind the same public address (same NAT or
+  // host); elsewhere they would let a peer point our probes at addresses of its choosing.
+  if (local_public.addr == remote_public.addr) {
+    for (const auto& e : remote.local) {
+      if (e.family == fam) pp.remote_locals.push_back(e);
+    }
   }
   pp.key = punch_key(hh);
   pp.seed = punch_seed_ + sid;
@@ -335,7 +367,7 @@ void Peer::finish_punch(Punch& p, const nat::PunchOutcome& o, Instant now) {
       spare.erase(std::find(spare.begin(), spare.end(), socket));
     }
     d.direct = true;
-    d.path = session::Path{won->remote, std::nullopt, static_cast<std::uint16_t>(socket)};
+    d.path = session::Path{won->remote, std::nullopt, socket};
     sessions_.set_path(p.sid, d.path, now);
   } else {
     ++counters_.punch_failed;
@@ -440,6 +472,7 @@ void Peer::on_tick(Instant now) {
   for (auto it = connects_.begin(); it != connects_.end();) {
     PendingConnect& c = it->second;
     if (now >= c.deadline) {
+      if (c.sid) sessions_.close(c.sid, 0, "connect timed out", now);  // no session outlives its connect
       events_.push_back(ConnectFailed{c.id, c.reply ? "handshake" : "rendezvous",
                                       c.reply ? "no answer from the worker through the relay"
                                               : "no answer from the rendezvous node " + c.rendezvous.to_string()});

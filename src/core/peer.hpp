@@ -52,6 +52,7 @@ struct PeerConfig {
   std::chrono::milliseconds connect_timeout{10000};
   std::chrono::milliseconds connect_retry{500};  // CONNECT resend interval (3 tries)
   std::size_t max_introductions = 256;           // pending INTRODUCEs a worker keeps
+  std::size_t max_punches = 16;                  // punches running at once (more stay relayed)
 };
 
 struct Datagram {
@@ -103,8 +104,8 @@ using PeerEvent = std::variant<dht::DhtEvent, session::HostEvent, SessionUp, Con
 
 struct PeerCounters {
   std::uint64_t drop_unknown_type = 0, drop_malformed = 0;
-  std::uint64_t connects_served = 0, connects_refused = 0, introductions = 0;
-  std::uint64_t punches = 0, punched = 0, punch_failed = 0;
+  std::uint64_t connects_served = 0, connects_refused = 0, introductions = 0, introductions_refused = 0;
+  std::uint64_t punches = 0, punched = 0, punch_failed = 0, punches_skipped = 0;
 };
 
 class Peer {
@@ -191,6 +192,13 @@ class Peer {
   nat::NatClassifier nat_[2];
   std::map<ConnectId, PendingConnect> connects_;
   std::map<relay::ChannelId, Introduction> intros_;
+  struct Served {
+    Endpoint client;
+    std::uint32_t txid = 0;
+    std::vector<std::uint8_t> reply;
+    Instant expires{};
+  };
+  std::deque<Served> served_;  // recent CONNECT replies, for resent CONNECTs
   std::map<SessionId, Punch> punches_;
   std::deque<Datagram> out_;
   std::deque<PeerEvent> events_;

@@ -90,6 +90,7 @@ std::optional<Message> decode(std::span<const std::uint8_t> bytes) {
   std::uint8_t type = 0;
   if (!r.read_le(type)) return std::nullopt;
   if (type == kConnect) {
+    if (bytes.size() < kMinConnect) return std::nullopt;  // unpadded: it would not pay for its answers
     Connect c;
     if (!r.read_le(c.txid) || !get_array(r, c.token) || !get_array(r, c.topic) || !get_array(r, c.pubkey)) {
       return std::nullopt;

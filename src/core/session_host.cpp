@@ -14,8 +14,9 @@ struct SessionHost::Session {
   bool initiator = false;
   Path path;
   noise::PublicKey remote_static{};
-  // Initiator, until the WELCOME.
+  // Initiator, until the WELCOME; what rebuilds it if a forged WELCOME spoils it.
   std::optional<HandshakeInitiator> hs;
+  noise::PrivateKey ephemeral;
   Instant hs_deadline{};
   Instant next_hello{};
   microseconds hello_rto{};
@@ -70,7 +71,11 @@ std::string describe(const stream::Closed& c) {
     case stream::CloseReason::IdleTimeout: why = "no packet from the peer within the idle timeout"; break;
     case stream::CloseReason::ProtocolError: why = "protocol error"; break;
   }
-  if (!c.message.empty()) why += ": " + c.message;
+  if (!c.message.empty()) {
+    // The peer wrote this text: keep it printable and on one line.
+    why += ": ";
+    for (unsigned char ch : c.message) why += (ch >= 0x20 && ch < 0x7f) ? static_cast<char>(ch) : '?';
+  }
   return why;
 }
 
@@ -83,7 +88,8 @@ OutDatagram on_path(const Path& p, std::vector<std::uint8_t> bytes) {
 Result<SessionId> SessionHost::connect(const Path& path, const noise::PublicKey& remote_static, Instant now) {
   if (sessions_.size() >= config_.max_sessions) return Error{"session: too many sessions", "full"};
   const SessionId sid = new_sid();
-  auto hs = HandshakeInitiator::start(config_.identity, remote_static, new_ephemeral(), sid, config_.payload);
+  const noise::PrivateKey eph = new_ephemeral();
+  auto hs = HandshakeInitiator::start(config_.identity, remote_static, eph, sid, config_.payload);
   if (!hs) return hs.error();
   auto s = std::make_unique<Session>();
   s->sid = sid;
@@ -91,6 +97,7 @@ Result<SessionId> SessionHost::connect(const Path& path, const noise::PublicKey&
   s->path = path;
   s->remote_static = remote_static;
   s->hs.emplace(std::move(*hs));
+  s->ephemeral = eph;
   s->hs_deadline = now + duration_cast<microseconds>(config_.handshake_timeout);
   s->hello_rto = duration_cast<microseconds>(config_.hello_rto);
   s->next_hello = now;  // the first HELLO goes out with the next next_datagram()
@@ -107,7 +114,7 @@ bool SessionHost::rate_allows(Instant now) {
   return true;
 }
 
-void SessionHost::on_datagram(std::uint16_t socket, const Endpoint& from, std::span<const std::uint8_t> bytes,
+void SessionHost::on_datagram(std::size_t socket, const Endpoint& from, std::span<const std::uint8_t> bytes,
                               Instant now) {
   ++counters_.rx;
   if (!bytes.empty() && bytes[0] == relay::kRelayType) {
@@ -122,7 +129,7 @@ void SessionHost::on_datagram(std::uint16_t socket, const Endpoint& from, std::s
   handle_packet(socket, from, std::nullopt, bytes, now);
 }
 
-void SessionHost::handle_packet(std::uint16_t socket, const Endpoint& from, std::optional<relay::ChannelId> via,
+void SessionHost::handle_packet(std::size_t socket, const Endpoint& from, std::optional<relay::ChannelId> via,
                                 std::span<const std::uint8_t> bytes, Instant now) {
   auto p = decode_packet(bytes);
   if (!p) {
@@ -131,7 +138,7 @@ void SessionHost::handle_packet(std::uint16_t socket, const Endpoint& from, std:
   }
   const Path path{from, via, socket};
   if (auto* h = std::get_if<Hello>(&*p)) {
-    on_hello(socket, path, *h, now);
+    on_hello(path, *h, now);
   } else if (auto* w = std::get_if<Welcome>(&*p)) {
     on_welcome(*w, now);
   } else {
@@ -139,7 +146,7 @@ void SessionHost::handle_packet(std::uint16_t socket, const Endpoint& from, std:
   }
 }
 
-void SessionHost::on_hello(std::uint16_t, const Path& path, const Hello& h, Instant now) {
+void SessionHost::on_hello(const Path& path, const Hello& h, Instant now) {
   if (!config_.accept_incoming) {
     ++counters_.hello_refused;
     return;
@@ -149,10 +156,16 @@ void SessionHost::on_hello(std::uint16_t, const Path& path, const Hello& h, Inst
   if (auto it = pending_hellos_.find(eph); it != pending_hellos_.end()) {
     // A resent HELLO (our WELCOME was lost): repeat the WELCOME, create nothing.
     ++counters_.hello_duplicate;
-    if (Session* s = find(it->second); s && !s->welcome.empty()) emit(on_path(path, s->welcome));
+    // Only to the path the first HELLO came on: a copy from elsewhere is not the initiator asking.
+    if (Session* s = find(it->second); s && !s->welcome.empty() && s->path == path) emit(on_path(path, s->welcome));
     return;
   }
-  if (sessions_.size() >= config_.max_sessions) {
+  std::size_t same_ip = 0;
+  for (const auto& [e, id] : pending_hellos_) {
+    if (Session* s = find(id); s && dht::ip_key(s->path.to) == dht::ip_key(path.to)) ++same_ip;
+  }
+  if (sessions_.size() >= config_.max_sessions || pending_hellos_.size() >= config_.max_unconfirmed ||
+      same_ip >= config_.max_unconfirmed_per_ip) {
     ++counters_.drop_full;
     return;
   }
@@ -172,6 +185,7 @@ void SessionHost::on_hello(std::uint16_t, const Path& path, const Hello& h, Inst
   s->remote_static = r->session.remote_static;
   s->welcome = std::move(r->welcome);
   s->hello_ephemeral = eph;
+  s->hs_deadline = now + duration_cast<microseconds>(config_.handshake_timeout);
   s->prot.emplace(std::move(r->session.keys), r->session.peer_sid);
   auto cc = config_.connection;
   cc.initiator = false;
@@ -191,9 +205,11 @@ void SessionHost::on_welcome(const Welcome& w, Instant now) {
   }
   auto est = s->hs->on_welcome(w);
   if (!est) {
+    // Forged or corrupted: the handshake state moved on, so rebuild it from the same inputs (the
+    // same HELLO) and keep waiting for the real WELCOME until the timeout.
     ++counters_.drop_auth;
-    events_.push_back(HandshakeFailed{s->sid, est.error().message});
-    erase(s->sid);
+    auto again = HandshakeInitiator::start(config_.identity, s->remote_static, s->ephemeral, s->sid, config_.payload);
+    if (again) s->hs.emplace(std::move(*again));
     return;
   }
   s->hs.reset();
@@ -257,6 +273,12 @@ void SessionHost::on_tick(Instant now) {
       gone.push_back(sid);
       continue;
     }
+    if (s->hello_ephemeral && now >= s->hs_deadline) {  // answered, never confirmed
+      ++counters_.unconfirmed_expired;
+      events_.push_back(SessionClosed{sid, "the initiator never confirmed the handshake"});
+      gone.push_back(sid);
+      continue;
+    }
     if (s->conn) {
       s->conn->on_tick(now);
       drain_connection(*s);
@@ -297,7 +319,7 @@ std::optional<OutDatagram> SessionHost::next_datagram(Instant now) {
       ++counters_.tx;
       return on_path(s.path, s.hs->hello());
     }
-    if (!s.conn) continue;
+    if (!s.conn || s.hello_ephemeral) continue;  // unconfirmed responders stay silent
     auto pkt = s.conn->next_packet(now);
     if (!pkt) continue;
     auto sealed = s.prot->seal(pkt->pn, pkt->payload);
@@ -315,6 +337,10 @@ Instant SessionHost::next_wakeup() const {
   for (const auto& [sid, s] : sessions_) {
     if (s->hs) {
       t = std::min({t, s->next_hello, s->hs_deadline});
+      continue;
+    }
+    if (s->hello_ephemeral) {
+      t = std::min(t, s->hs_deadline);
       continue;
     }
     if (s->conn) t = std::min(t, s->conn->next_wakeup());

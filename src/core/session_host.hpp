@@ -39,7 +39,7 @@ using SessionId = std::uint32_t;  // this side's receive id
 struct Path {
   Endpoint to;                            // the peer, or the relay
   std::optional<relay::ChannelId> relay;  // set: datagrams travel as RELAY frames via `to`
-  std::uint16_t socket = 0;               // local socket index (a punch may win on an extra socket)
+  std::size_t socket = 0;                 // local socket index (a punch may win on an extra socket)
   bool relayed() const { return relay.has_value(); }
   friend bool operator==(const Path&, const Path&) = default;
 };
@@ -49,6 +49,10 @@ struct HostConfig {
   HandshakePayload payload;                // sent in every handshake (app: e.g. the model name)
   bool accept_incoming = true;             // answer HELLOs (workers); clients set false
   std::size_t max_sessions = 1024;
+  // Sessions answered but not yet confirmed by the initiator's first DATA: they send nothing (so a
+  // spoofed HELLO cannot make us talk to its claimed source) and expire after handshake_timeout.
+  std::size_t max_unconfirmed = 256;
+  std::size_t max_unconfirmed_per_ip = 16;
   double handshakes_per_s = 200;           // HELLOs answered per second (each costs 4 X25519 ops)
   double handshake_burst = 100;
   std::chrono::milliseconds hello_rto{250};         // first HELLO retransmit, doubling
@@ -90,7 +94,7 @@ struct SessionClosed {
 using HostEvent = std::variant<Connected, Accepted, HandshakeFailed, StreamActivity, PathChanged, SessionClosed>;
 
 struct OutDatagram {
-  std::uint16_t socket = 0;
+  std::size_t socket = 0;
   Endpoint to;
   std::vector<std::uint8_t> bytes;
 };
@@ -100,6 +104,7 @@ struct HostCounters {
   std::uint64_t drop_malformed = 0, drop_unknown_session = 0, drop_auth = 0, drop_replay = 0;
   std::uint64_t drop_rate_limited = 0, drop_full = 0, hello_refused = 0, hello_duplicate = 0;
   std::uint64_t path_changes = 0;
+  std::uint64_t unconfirmed_expired = 0;
 };
 
 struct SessionInfo {
@@ -120,7 +125,7 @@ class SessionHost {
   // Starts a handshake with the owner of remote_static along path.
   Result<SessionId> connect(const Path& path, const noise::PublicKey& remote_static, Instant now);
   // Session (0x81-0x83) and RELAY (0x85) datagrams; anything else is counted as malformed.
-  void on_datagram(std::uint16_t socket, const Endpoint& from, std::span<const std::uint8_t> bytes, Instant now);
+  void on_datagram(std::size_t socket, const Endpoint& from, std::span<const std::uint8_t> bytes, Instant now);
   void on_tick(Instant now);
   std::optional<OutDatagram> next_datagram(Instant now);
   Instant next_wakeup() const;
@@ -147,10 +152,10 @@ class SessionHost {
   Session* find(SessionId sid);
   SessionId new_sid();
   noise::PrivateKey new_ephemeral();
-  void on_hello(std::uint16_t socket, const Path& path, const Hello& h, Instant now);
+  void on_hello(const Path& path, const Hello& h, Instant now);
   void on_welcome(const Welcome& w, Instant now);
   void on_data(const Path& path, const Data& d, Instant now);
-  void handle_packet(std::uint16_t socket, const Endpoint& from, std::optional<relay::ChannelId> via,
+  void handle_packet(std::size_t socket, const Endpoint& from, std::optional<relay::ChannelId> via,
                      std::span<const std::uint8_t> bytes, Instant now);
   void drain_connection(Session& s);
   void emit(OutDatagram d);

@@ -335,3 +335,21 @@ TEST(Peer, ConnectFailsWithOneClearStepWhenTheRendezvousHasNoRecord) {
   EXPECT_NE(f.reason.find("no longer holds"), std::string::npos) << f.reason;
   EXPECT_EQ(w.boot->peer->relay().channels(), 0u);
 }
+
+TEST(Peer, OnlyANodeStoringOurAnnouncementMayIntroduceClients) {
+  World w;
+  ASSERT_TRUE(w.record);
+  rendezvous::Introduce intro;
+  intro.topic = w.topic;
+  intro.pubkey = w.record->record.body.pubkey;
+  intro.channel.fill(5);
+  intro.client = ep(66);
+  // From the client (not a storing node): refused. From the bootstrap that stores it: kept.
+  w.worker->peer->on_datagram(kSocketV4, w.client->at, rendezvous::encode(intro), w.net.now);
+  EXPECT_EQ(w.worker->peer->counters().introductions_refused, 1u);
+  w.worker->peer->on_datagram(kSocketV4, w.boot->at, rendezvous::encode(intro), w.net.now);
+  EXPECT_EQ(w.worker->peer->counters().introductions, 1u);
+  intro.topic = dht::topic_from_name("not ours");
+  w.worker->peer->on_datagram(kSocketV4, w.boot->at, rendezvous::encode(intro), w.net.now);
+  EXPECT_EQ(w.worker->peer->counters().introductions_refused, 2u);
+}

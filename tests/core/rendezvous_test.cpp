@@ -81,3 +81,11 @@ TEST(Rendezvous, RepliesAreNeverLargerThanTheConnectThatCausesThem) {
   EXPECT_EQ(encode(small).size(), kMinConnect);
   EXPECT_LE(encode(r).size() + encode(Introduce{}).size(), 2 * kMinConnect);
 }
+
+TEST(Rendezvous, AnUnpaddedConnectIsRefused) {
+  auto b = encode(sample_connect());
+  ASSERT_EQ(b.size(), kMinConnect);
+  std::size_t end = b.size();
+  while (b[end - 1] == 0) --end;  // strip the padding
+  EXPECT_FALSE(decode(std::span(b).first(end)));
+}

@@ -243,3 +243,39 @@ TEST(SessionHost, GarbageAndUnknownSessionsAreCountedDrops) {
   EXPECT_EQ(p.worker.counters().drop_malformed, 2u);
   EXPECT_FALSE(p.worker.next_datagram(p.now));
 }
+
+TEST(SessionHost, AForgedWelcomeDoesNotEndTheHandshake) {
+  Pair p;
+  auto sid = p.client.connect(at(kWorker), key(2).public_key, p.now);
+  ASSERT_TRUE(sid);
+  auto hello = p.client.next_datagram(p.now);
+  ASSERT_TRUE(hello);
+  // Someone who saw the HELLO (it carries our session id) answers first with garbage.
+  std::vector<std::uint8_t> forged(kWelcomeNoiseOverhead, 0x33);
+  p.client.on_datagram(0, kWorker, encode_welcome(*sid, 77, forged), p.now);
+  EXPECT_EQ(p.client.counters().drop_auth, 1u);
+  while (auto e = p.client.next_event()) p.cev.push_back(*e);
+  EXPECT_TRUE(Pair::of<HandshakeFailed>(p.cev).empty());
+  // The real exchange still completes.
+  p.worker.on_datagram(0, kClient, hello->bytes, p.now);
+  p.pump();
+  EXPECT_EQ(Pair::of<Connected>(p.cev).size(), 1u);
+}
+
+TEST(SessionHost, AnUnconfirmedResponderSaysNothingButItsWelcomeAndExpires) {
+  HostConfig wc;
+  wc.handshake_timeout = milliseconds(2000);
+  Pair p(wc);
+  ASSERT_TRUE(p.client.connect(at(kWorker), key(2).public_key, p.now));
+  auto hello = p.client.next_datagram(p.now);
+  // A HELLO from a spoofed source: the worker answers with one WELCOME and then stays silent.
+  p.worker.on_datagram(0, Endpoint::v4(203, 0, 113, 9, 9), hello->bytes, p.now);
+  std::size_t sent = 0;
+  for (int i = 0; i < 40; ++i) {
+    while (p.worker.next_datagram(p.now)) ++sent;
+    p.advance(milliseconds(100));
+  }
+  EXPECT_EQ(sent, 1u);
+  EXPECT_EQ(p.worker.size(), 0u);
+  EXPECT_EQ(p.worker.counters().unconfirmed_expired, 1u);
+}
