@@ -16,6 +16,8 @@ namespace qmesh::net {
 using core::dht::Endpoint;
 
 namespace {
+constexpr int kSocketBuffer = 8 << 20;
+
 struct SendReq {
   uv_udp_send_t req{};
   std::vector<std::uint8_t> bytes;
@@ -232,6 +234,11 @@ struct PeerService::Impl {
     int len = sizeof bound;
     uv_udp_getsockname(&raw->udp, reinterpret_cast<sockaddr*>(&bound), &len);
     raw->local = from_sockaddr(reinterpret_cast<const sockaddr*>(&bound));
+    // The default buffers (about 200 KB) overflow within a congestion window on a fast path (even
+    // loopback drops then); the kernel caps these at net.core.[rw]mem_max.
+    int rcv = kSocketBuffer, snd = kSocketBuffer;
+    (void)uv_recv_buffer_size(reinterpret_cast<uv_handle_t*>(&raw->udp), &rcv);
+    (void)uv_send_buffer_size(reinterpret_cast<uv_handle_t*>(&raw->udp), &snd);
     uv_udp_recv_start(&raw->udp, &Impl::alloc_cb, &Impl::recv_cb);
     return index;
   }

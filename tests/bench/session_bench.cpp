@@ -679,15 +679,28 @@ int main(int argc, char** argv) {
 
   auto through = [&](double drop, std::uint64_t per_run, std::vector<SinkResult>& out) -> std::pair<std::uint64_t, std::uint64_t> {
     Forwarder fwd(tinfo->path.to, drop, seed);
-    client->call([&](peer::Peer& p, peer::Instant now) {
-      p.sessions().set_path(tsid, session::Path{fwd.endpoint(), std::nullopt, tinfo->path.socket}, now);
-    });
-    // The client's PING on the new path makes the worker roam to the forwarder.
-    if (!wait_until(*worker, [&](peer::Peer& p, peer::Instant) {
-          auto i = p.sessions().info(worker_sid);
-          return i && i->path.to == fwd.endpoint();
-        }, milliseconds(5000)))
-      die("forwarder: the worker did not move to it");
+    // The client's PING on the new path makes the worker roam to the forwarder. A packet of the
+    // worker's still on its way on the direct path (a late ACK) pulls the client back: try again.
+    bool moved = false;
+    for (int tries = 0; tries < 10 && !moved; ++tries) {
+      std::this_thread::sleep_for(milliseconds(50));
+      client->call([&](peer::Peer& p, peer::Instant now) {
+        p.sessions().set_path(tsid, session::Path{fwd.endpoint(), std::nullopt, tinfo->path.socket}, now);
+      });
+      moved = wait_until(*worker, [&](peer::Peer& p, peer::Instant) {
+        auto i = p.sessions().info(worker_sid);
+        return i && i->path.to == fwd.endpoint();
+      }, milliseconds(500)) && client->call([&](peer::Peer& p, peer::Instant) {
+        auto i = p.sessions().info(tsid);
+        return i && i->path.to == fwd.endpoint();
+      });
+    }
+    if (!moved) {
+      const auto wi = worker->call([&](peer::Peer& p, peer::Instant) { return p.sessions().info(worker_sid); });
+      die("forwarder " + fwd.endpoint().to_string() + ": the worker did not move to it (worker session " +
+          std::to_string(worker_sid) + (wi ? " on " + wi->path.to.to_string() : " gone") + ", " +
+          std::to_string(fwd.forwarded()) + " datagrams forwarded)");
+    }
     for (std::size_t i = 0; i < tput_runs; ++i) out.push_back(sink_once(*client, *cl, *worker, *wk, tsid, per_run));
     const bool still = client->call([&](peer::Peer& p, peer::Instant) {
       auto i = p.sessions().info(tsid);
