@@ -672,7 +672,15 @@ int main(int argc, char** argv) {
     worker_sid = worker->call([&](peer::Peer&, peer::Instant) { return wk->last_accepted; });
   }
   const auto tinfo = client->call([&](peer::Peer& p, peer::Instant) { return p.sessions().info(tsid); });
-  if (!tinfo || tinfo->path.relayed()) die("throughput session: not on a direct path");
+  if (!tinfo || tinfo->path.relayed()) {
+    const auto why = client->call([&](peer::Peer&, peer::Instant) {
+      auto it = cl->decided.find(tsid);
+      return it == cl->decided.end() ? std::string("no punch outcome")
+                                     : std::string(it->second.direct ? "punched " : "punch failed: ") +
+                                           it->second.failure;
+    });
+    die("throughput session: not on a direct path (" + why + ")");
+  }
   const auto bytes = static_cast<std::uint64_t>(mb * 1e6), lossy_bytes = static_cast<std::uint64_t>(lossy_mb * 1e6);
   std::vector<SinkResult> direct_runs, fwd0_runs, lossy_runs;
   for (std::size_t i = 0; i < tput_runs; ++i) direct_runs.push_back(sink_once(*client, *cl, *worker, *wk, tsid, bytes));
