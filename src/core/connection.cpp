@@ -312,7 +312,12 @@ void Connection::pop_resolved() {
 Instant Connection::rto_deadline() const { return rto_anchor_ + rtt_.rto(); }
 
 Instant Connection::tlp_deadline() const {
-  const Instant t = last_eliciting_sent_ + 2 * rtt_.srtt() + kMaxAckDelay;
+  // RFC 8985 7.2: the peer's ACK delay only holds back the ACK of a lone packet (two or more get
+  // one at once). Without this, a lost ACK for a whole flight (receivers that take datagrams in
+  // batches acknowledge once per batch) stalled a cwnd-limited sender for 25 ms each time.
+  const Duration pto = outstanding_eliciting_ > 1 ? std::max<Duration>(2 * rtt_.srtt(), RttEstimator::kGranularity)
+                                                  : 2 * rtt_.srtt() + kMaxAckDelay;
+  const Instant t = last_eliciting_sent_ + pto;
   return t < rto_deadline() ? t : kNever;
 }
 

@@ -239,10 +239,13 @@ void SessionHost::on_data(const Path& path, const Data& d, Instant now) {
     s->welcome.shrink_to_fit();
   }
   // Roaming: only the newest packet moves the path, so a late packet on the old path cannot pull
-  // the session back.
+  // the session back. Nor can a relayed one pull it off a direct path: relayed packets then are
+  // stragglers sent before the peer moved, and following one carried both ends back to the relay
+  // (each end's relayed packets moved the other) whenever they crossed the first direct ones.
   const bool newest = !s->max_rx_pn || d.pn > *s->max_rx_pn;
   if (newest) s->max_rx_pn = d.pn;
-  if (newest && path != s->path && !s->closed) {
+  const bool back_to_relay = path.relayed() && !s->path.relayed();
+  if (newest && path != s->path && !s->closed && !back_to_relay) {
     s->path = path;
     ++counters_.path_changes;
     s->conn->on_path_changed(now);

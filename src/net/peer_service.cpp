@@ -4,10 +4,16 @@
 #include <spdlog/spdlog.h>
 #include <uv.h>
 
+#include <cerrno>
 #include <deque>
 #include <map>
 #include <mutex>
 #include <thread>
+#include <vector>
+
+#ifdef __linux__
+#include <sys/socket.h>
+#endif
 
 #include "net/sockaddr.hpp"
 
@@ -16,6 +22,13 @@ namespace qmesh::net {
 using core::dht::Endpoint;
 
 namespace {
+constexpr int kSocketBuffer = 8 << 20;
+// With UV_UDP_RECVMMSG libuv splits the receive buffer into 64 KB slots, at most 20 per call: one
+// recvmmsg() then reads up to 20 datagrams. Only the pages datagrams land in become resident.
+constexpr std::size_t kRecvSlot = 64 * 1024, kRecvSlots = 20;
+constexpr std::size_t kMaxSendBatch = 64;  // datagrams per sendmmsg()
+constexpr unsigned kFlushEvery = 8;        // received datagrams per flush at most
+
 struct SendReq {
   uv_udp_send_t req{};
   std::vector<std::uint8_t> bytes;
@@ -35,6 +48,9 @@ struct PeerService::Impl {
   uv_loop_t loop{};
   uv_async_t wake{};
   uv_timer_t timer{};
+  uv_check_t check{};  // runs once per loop iteration, after the I/O callbacks: one flush per batch
+  unsigned rx_pending = 0;  // datagrams that went into the peer since the last flush
+  std::uint64_t timer_due = 0;  // loop time (ms) the timer is armed for
   std::map<std::size_t, std::unique_ptr<Socket>> sockets;  // 0: IPv4, 1: IPv6, 2+: extra
   std::size_t next_extra = peer::kFirstExtraSocket;
   std::unique_ptr<peer::Peer> node;
@@ -49,7 +65,10 @@ struct PeerService::Impl {
   std::optional<Endpoint> main_local[2];
   std::unique_ptr<Socket> probe_sock[2];
   bool probe_failed[2] = {false, false};  // fixed before the loop starts: readable from any thread
-  alignas(16) char recv_buf[65536];
+  std::unique_ptr<char[]> recv_buf{new char[kRecvSlot * kRecvSlots]};  // uninitialized: untouched pages stay free
+  // Consecutive datagrams for one socket, sent with one sendmmsg().
+  std::vector<peer::Datagram> batch;
+  std::size_t batch_socket = 0;
   std::shared_ptr<spdlog::logger> log;
 
   peer::Instant now() const { return peer::Instant(static_cast<std::int64_t>(uv_hrtime() / 1000)); }
@@ -94,18 +113,28 @@ struct PeerService::Impl {
     auto it = sockets.find(d.socket);
     if (it == sockets.end() || it->second->family != d.to.family) return;
     Socket& s = *it->second;
+    if (!batch.empty() && (batch_socket != d.socket || batch.size() >= kMaxSendBatch)) send_batch();
     if (d.ttl != s.ttl) {
+      send_batch();  // the TTL is the socket's: what is batched leaves with the old one
       uv_udp_set_ttl(&s.udp, d.ttl ? d.ttl : 64);
       s.ttl = d.ttl;
     }
+    batch_socket = d.socket;
+    batch.push_back(std::move(d));
+  }
+
+  // One datagram through libuv: at once if the socket takes it, else queued (in order).
+  void send_one(Socket& s, peer::Datagram&& d) {
     sockaddr_storage ss;
     if (!to_sockaddr(d.to, ss)) return;
     uv_buf_t b = uv_buf_init(reinterpret_cast<char*>(d.bytes.data()), static_cast<unsigned>(d.bytes.size()));
-    const int rc = uv_udp_try_send(&s.udp, &b, 1, reinterpret_cast<const sockaddr*>(&ss));
-    if (rc >= 0) return;
-    if (rc != UV_EAGAIN) {
-      log->debug("send to {} failed: {}", d.to.to_string(), uv_strerror(rc));
-      return;
+    if (uv_udp_get_send_queue_count(&s.udp) == 0) {
+      const int rc = uv_udp_try_send(&s.udp, &b, 1, reinterpret_cast<const sockaddr*>(&ss));
+      if (rc >= 0) return;
+      if (rc != UV_EAGAIN) {
+        log->debug("send to {} failed: {}", d.to.to_string(), uv_strerror(rc));
+        return;
+      }
     }
     auto* r = new SendReq;
     r->bytes = std::move(d.bytes);
@@ -115,6 +144,64 @@ struct PeerService::Impl {
                     [](uv_udp_send_t* req, int) { delete static_cast<SendReq*>(req->data); }) != 0) {
       delete r;
     }
+  }
+
+  // Sends the batch: one sendmmsg() for all of it where there is one and libuv has nothing queued
+  // (which must go first); what the socket does not take is queued through libuv.
+  void send_batch() {
+    if (batch.empty()) return;
+    auto it = sockets.find(batch_socket);
+    if (it == sockets.end()) {
+      batch.clear();
+      return;
+    }
+    Socket& s = *it->second;
+    std::size_t done = 0;
+#ifdef __linux__
+    uv_os_fd_t fd;
+    if (uv_udp_get_send_queue_count(&s.udp) == 0 && uv_fileno(reinterpret_cast<uv_handle_t*>(&s.udp), &fd) == 0) {
+      mmsghdr msgs[kMaxSendBatch];
+      iovec iov[kMaxSendBatch];
+      sockaddr_storage to[kMaxSendBatch];
+      std::size_t n = 0;
+      for (auto& d : batch) {
+        if (!to_sockaddr(d.to, to[n])) {
+          d.bytes.clear();  // skipped below
+          continue;
+        }
+        iov[n] = {d.bytes.data(), d.bytes.size()};
+        msgs[n] = {};
+        msgs[n].msg_hdr.msg_name = &to[n];
+        msgs[n].msg_hdr.msg_namelen = d.to.family == 6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+        msgs[n].msg_hdr.msg_iov = &iov[n];
+        msgs[n].msg_hdr.msg_iovlen = 1;
+        ++n;
+      }
+      std::size_t sent = 0;
+      while (sent < n) {
+        const int r = ::sendmmsg(fd, msgs + sent, static_cast<unsigned>(n - sent), 0);
+        if (r > 0) {
+          sent += static_cast<std::size_t>(r);
+        } else if (r < 0 && errno == EINTR) {
+          continue;
+        } else if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+          break;
+        } else {
+          log->debug("send failed: {}", uv_strerror(uv_translate_sys_error(errno)));
+          ++sent;  // that datagram is dropped, as a failed uv_udp_try_send drops it
+        }
+      }
+      // Map `sent` (datagrams with addresses) back to positions in the batch.
+      for (std::size_t k = 0; done < batch.size() && k < sent; ++done) {
+        if (!batch[done].bytes.empty()) ++k;
+      }
+      while (done < batch.size() && batch[done].bytes.empty()) ++done;
+    }
+#endif
+    for (; done < batch.size(); ++done) {
+      if (!batch[done].bytes.empty()) send_one(s, std::move(batch[done]));
+    }
+    batch.clear();
   }
 
   // Sends what the peer produced, hands out its events (a handler may produce more), re-arms.
@@ -128,6 +215,7 @@ struct PeerService::Impl {
         send(std::move(*d));
         any = true;
       }
+      send_batch();
       while (auto e = node->next_event()) {
         any = true;
         if (auto* o = std::get_if<peer::OpenSockets>(&*e)) {
@@ -140,6 +228,7 @@ struct PeerService::Impl {
       if (!any) break;
     }
     flushing = false;
+    rx_pending = 0;
     const auto wake_at = node->next_wakeup();
     const auto t = now();
     std::uint64_t delay_ms = 0;
@@ -148,7 +237,17 @@ struct PeerService::Impl {
     } else if (wake_at > t) {
       delay_ms = static_cast<std::uint64_t>((wake_at - t).count() + 999) / 1000;  // round up: never early
     }
-    uv_timer_start(&timer, &Impl::timer_cb, delay_ms, 0);
+    // Re-arming costs a timer-heap update: skip it when the deadline (in loop ms) is unchanged.
+    const std::uint64_t due = uv_now(&loop) + delay_ms;
+    if (due != timer_due || !uv_is_active(reinterpret_cast<uv_handle_t*>(&timer))) {
+      uv_timer_start(&timer, &Impl::timer_cb, delay_ms, 0);
+      timer_due = due;
+    }
+  }
+
+  static void check_cb(uv_check_t* c) {
+    auto* self = static_cast<Impl*>(c->data);
+    if (self->rx_pending) self->flush();
   }
 
   static void timer_cb(uv_timer_t* t) {
@@ -159,8 +258,8 @@ struct PeerService::Impl {
 
   static void alloc_cb(uv_handle_t* h, size_t, uv_buf_t* buf) {
     auto* s = static_cast<Socket*>(h->data);
-    buf->base = s->owner->recv_buf;
-    buf->len = sizeof s->owner->recv_buf;
+    buf->base = s->owner->recv_buf.get();
+    buf->len = kRecvSlot * kRecvSlots;
   }
 
   static void recv_cb(uv_udp_t* h, ssize_t n, const uv_buf_t* buf, const sockaddr* addr, unsigned flags) {
@@ -172,7 +271,9 @@ struct PeerService::Impl {
         s->index, *from,
         std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(buf->base), static_cast<std::size_t>(n)),
         s->owner->now());
-    s->owner->flush();
+    // Flushed by check_cb once this read batch is in, or every kFlushEvery datagrams: a batch
+    // is then acknowledged by more than one ACK, so one lost ACK does not hold a whole flight.
+    if (++s->owner->rx_pending >= kFlushEvery) s->owner->flush();
   }
 
   static void wake_cb(uv_async_t* a) {
@@ -209,7 +310,8 @@ struct PeerService::Impl {
     for (auto& s : probe_sock) {
       if (s && !uv_is_closing(reinterpret_cast<uv_handle_t*>(&s->udp))) uv_close(reinterpret_cast<uv_handle_t*>(&s->udp), nullptr);
     }
-    for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&timer), reinterpret_cast<uv_handle_t*>(&wake)}) {
+    for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&timer), reinterpret_cast<uv_handle_t*>(&wake),
+                           reinterpret_cast<uv_handle_t*>(&check)}) {
       if (!uv_is_closing(h)) uv_close(h, nullptr);
     }
   }
@@ -221,7 +323,7 @@ struct PeerService::Impl {
     s->family = at.family;
     sockaddr_storage ss;
     to_sockaddr(at, ss);
-    int rc = uv_udp_init_ex(&loop, &s->udp, at.family == 6 ? AF_INET6 : AF_INET);
+    int rc = uv_udp_init_ex(&loop, &s->udp, (at.family == 6 ? AF_INET6 : AF_INET) | UV_UDP_RECVMMSG);
     if (rc != 0) return core::make_error("cannot listen on " + at.to_string() + ": " + uv_strerror(rc));
     s->udp.data = s.get();
     Socket* raw = s.get();
@@ -232,6 +334,11 @@ struct PeerService::Impl {
     int len = sizeof bound;
     uv_udp_getsockname(&raw->udp, reinterpret_cast<sockaddr*>(&bound), &len);
     raw->local = from_sockaddr(reinterpret_cast<const sockaddr*>(&bound));
+    // The default buffers (about 200 KB) overflow within a congestion window on a fast path (even
+    // loopback drops then); the kernel caps these at net.core.[rw]mem_max.
+    int rcv = kSocketBuffer, snd = kSocketBuffer;
+    (void)uv_recv_buffer_size(reinterpret_cast<uv_handle_t*>(&raw->udp), &rcv);
+    (void)uv_send_buffer_size(reinterpret_cast<uv_handle_t*>(&raw->udp), &snd);
     uv_udp_recv_start(&raw->udp, &Impl::alloc_cb, &Impl::recv_cb);
     return index;
   }
@@ -279,6 +386,10 @@ core::Result<std::unique_ptr<PeerService>> PeerService::start(PeerServiceOptions
   s.wake.data = &s;
   uv_timer_init(&s.loop, &s.timer);
   s.timer.data = &s;
+  uv_check_init(&s.loop, &s.check);
+  s.check.data = &s;
+  uv_check_start(&s.check, &Impl::check_cb);
+  s.batch.reserve(kMaxSendBatch);
   s.listen[0] = opts.listen_v4;
   s.listen[1] = opts.listen_v6;
   auto& cfg = opts.config;

@@ -228,6 +228,19 @@ TEST(SessionHost, RelayedSessionRoamsToTheDirectPathOfTheNewestPacket) {
   p.worker.on_datagram(0, Endpoint::v4(203, 0, 113, 5, 5), direct[1].bytes, p.now);
   EXPECT_EQ(p.worker.info(acc[0].sid)->path, at(kClient));
   EXPECT_EQ(p.worker.counters().drop_replay, 1u);
+  // Nor does a newer one through the relay (sent before the client moved, or by a client that
+  // still had the relayed path): a session does not roam from a direct path back to the relay.
+  p.client.set_path(*sid, Path{relay, ch, 0}, p.now);
+  c->write(*s, data);
+  std::size_t relayed = 0;
+  while (auto d = p.client.next_datagram(p.now)) {
+    ASSERT_EQ(d->to, relay);
+    p.worker.on_datagram(0, relay, d->bytes, p.now);
+    ++relayed;
+  }
+  ASSERT_GE(relayed, 1u);
+  EXPECT_EQ(p.worker.info(acc[0].sid)->path, at(kClient));
+  EXPECT_EQ(p.worker.counters().drop_replay, 1u);
 }
 
 TEST(SessionHost, GarbageAndUnknownSessionsAreCountedDrops) {
