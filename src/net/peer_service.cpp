@@ -123,6 +123,9 @@ struct PeerService::Impl {
     batch.push_back(std::move(d));
   }
 
+  static constexpr std::size_t kMaxQueuedBytes = 4 << 20;
+  std::uint64_t dropped_sends = 0;
+
   // One datagram through libuv: at once if the socket takes it, else queued (in order).
   void send_one(Socket& s, peer::Datagram&& d) {
     sockaddr_storage ss;
@@ -135,6 +138,12 @@ struct PeerService::Impl {
         log->debug("send to {} failed: {}", d.to.to_string(), uv_strerror(rc));
         return;
       }
+    }
+    // Bounded: beyond 4 MB waiting, drop as the network would (the sessions retransmit; a relay
+    // forwarding faster than its uplink must not grow without bound).
+    if (uv_udp_get_send_queue_size(&s.udp) > kMaxQueuedBytes) {
+      ++dropped_sends;
+      return;
     }
     auto* r = new SendReq;
     r->bytes = std::move(d.bytes);
