@@ -7,22 +7,9 @@
 # (cmake --build DIR --target session_bench) instead of running scripts/setup.sh for build/.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-if [ -n "${QMESH_BUILD_DIR:-}" ]; then
-  bench="$QMESH_BUILD_DIR/tests/bench/session_bench"
-else
-  "$root/scripts/setup.sh" >/dev/null
-  bench="$root/build/tests/bench/session_bench"
-fi
-script_args=()
-if command -v node >/dev/null && command -v npm >/dev/null; then
-  nodedir="${QMESH_CACHE:-$HOME/.cache/qmesh}/bench-node"
-  if [ ! -d "$nodedir/node_modules/hyperdht" ]; then
-    mkdir -p "$nodedir"
-    (cd "$nodedir" && npm install --silent --no-audit --no-fund hyperdht@6.34.0 >/dev/null)
-  fi
-  export NODE_PATH="$nodedir/node_modules"
-  script_args=(--hyperdht-script "$root/tests/bench/hyperdht_connect_bench.js")
-else
-  echo "run_session_bench: node/npm not found; HyperDHT side skipped" >&2
-fi
+# shellcheck source=bench_lib.sh
+source "$root/tests/bench/bench_lib.sh"
+bench="$(bench_binary session_bench)"
+export NODE_PATH="${QMESH_CACHE:-$HOME/.cache/qmesh}/bench-node/node_modules"
+read -r -a script_args <<<"$(hyperdht_args "$root/tests/bench/hyperdht_connect_bench.js")"
 "$bench" "${script_args[@]}" "$@"

@@ -40,6 +40,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/rng.hpp"
+#include "bench_util.hpp"
 #include "net/peer_service.hpp"
 
 namespace dht = qmesh::core::dht;
@@ -53,24 +54,9 @@ using std::chrono::milliseconds;
 
 namespace {
 
-long rss_bytes() {
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6)) * 1024;
-  return -1;
-}
-
-long heap_bytes() {
-  const auto m = mallinfo2();
-  return static_cast<long>(m.uordblks + m.hblkhd);
-}
-
-double median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
-}
+using qmesh::bench::heap_bytes;
+using qmesh::bench::median;
+using qmesh::bench::rss_bytes;
 
 double ms_between(peer::Instant a, peer::Instant b) { return static_cast<double>((b - a).count()) / 1000.0; }
 
