@@ -17,6 +17,7 @@ struct SessionHost::Session {
   // Initiator, until the WELCOME; what rebuilds it if a forged WELCOME spoils it.
   std::optional<HandshakeInitiator> hs;
   noise::PrivateKey ephemeral;
+  HandshakePayload payload;  // as sent in the HELLO (with its timestamp)
   Instant hs_deadline{};
   Instant next_hello{};
   microseconds hello_rto{};
@@ -89,7 +90,11 @@ Result<SessionId> SessionHost::connect(const Path& path, const noise::PublicKey&
   if (sessions_.size() >= config_.max_sessions) return Error{"session: too many sessions", "full"};
   const SessionId sid = new_sid();
   const noise::PrivateKey eph = new_ephemeral();
-  auto hs = HandshakeInitiator::start(config_.identity, remote_static, eph, sid, config_.payload);
+  const std::uint64_t clock = config_.clock_us ? config_.clock_us() : static_cast<std::uint64_t>(now.count());
+  last_sent_ts_ = std::max(clock, last_sent_ts_ + 1);
+  HandshakePayload payload = config_.payload;
+  payload.timestamp = last_sent_ts_;
+  auto hs = HandshakeInitiator::start(config_.identity, remote_static, eph, sid, payload);
   if (!hs) return hs.error();
   auto s = std::make_unique<Session>();
   s->sid = sid;
@@ -98,6 +103,7 @@ Result<SessionId> SessionHost::connect(const Path& path, const noise::PublicKey&
   s->remote_static = remote_static;
   s->hs.emplace(std::move(*hs));
   s->ephemeral = eph;
+  s->payload = std::move(payload);
   s->hs_deadline = now + duration_cast<microseconds>(config_.handshake_timeout);
   s->hello_rto = duration_cast<microseconds>(config_.hello_rto);
   s->next_hello = now;  // the first HELLO goes out with the next next_datagram()
@@ -179,6 +185,17 @@ void SessionHost::on_hello(const Path& path, const Hello& h, Instant now) {
     ++counters_.drop_auth;
     return;
   }
+  // A replayed HELLO authenticates too: only one newer than the last from this key opens a session.
+  const auto& who = r->session.remote_static;
+  if (auto it = last_hello_.find(who); it != last_hello_.end() && r->session.remote.timestamp <= it->second) {
+    ++counters_.hello_replayed;
+    return;
+  }
+  if (last_hello_.size() >= config_.replay_keys && !last_hello_.count(who)) {
+    last_hello_.erase(std::min_element(last_hello_.begin(), last_hello_.end(),
+                                       [](const auto& a, const auto& b) { return a.second < b.second; }));
+  }
+  last_hello_[who] = r->session.remote.timestamp;
   auto s = std::make_unique<Session>();
   s->sid = sid;
   s->path = path;
@@ -208,7 +225,7 @@ void SessionHost::on_welcome(const Welcome& w, Instant now) {
     // Forged or corrupted: the handshake state moved on, so rebuild it from the same inputs (the
     // same HELLO) and keep waiting for the real WELCOME until the timeout.
     ++counters_.drop_auth;
-    auto again = HandshakeInitiator::start(config_.identity, s->remote_static, s->ephemeral, s->sid, config_.payload);
+    auto again = HandshakeInitiator::start(config_.identity, s->remote_static, s->ephemeral, s->sid, s->payload);
     if (again) s->hs.emplace(std::move(*again));
     return;
   }

@@ -59,6 +59,10 @@ struct HostConfig {
   std::chrono::milliseconds handshake_timeout{10000};
   std::chrono::milliseconds linger{3000};  // a closed session answers stray packets this long
   stream::ConnectionConfig connection;     // `initiator` is set per session
+  // The HELLO timestamp source in µs (the net layer passes the wall clock, so it keeps rising across
+  // restarts); without one, the `now` given to connect(). Either way each HELLO's is above the last.
+  std::function<std::uint64_t()> clock_us;
+  std::size_t replay_keys = 4096;          // initiators whose last HELLO timestamp is remembered
 };
 
 // Outcomes and stream activity, drained by next_event().
@@ -105,6 +109,7 @@ struct HostCounters {
   std::uint64_t drop_rate_limited = 0, drop_full = 0, hello_refused = 0, hello_duplicate = 0;
   std::uint64_t path_changes = 0;
   std::uint64_t unconfirmed_expired = 0;
+  std::uint64_t hello_replayed = 0;  // authentic HELLO, but not newer than the last from its key
 };
 
 struct SessionInfo {
@@ -168,6 +173,9 @@ class SessionHost {
   // Responder: a HELLO's ephemeral key -> the session it created, so a resent HELLO gets the same
   // WELCOME instead of a second session. Dropped once the initiator's first DATA arrives.
   std::map<noise::PublicKey, SessionId> pending_hellos_;
+  // Initiator static key -> newest HELLO timestamp accepted (bounded; the oldest entry goes first).
+  std::map<noise::PublicKey, std::uint64_t> last_hello_;
+  std::uint64_t last_sent_ts_ = 0;
   std::deque<OutDatagram> outbox_;
   std::deque<HostEvent> events_;
   HostCounters counters_;

@@ -73,6 +73,7 @@ std::vector<std::uint8_t> encode(const HandshakePayload& p) {
   w.write_le(p.version);
   w.write_le(p.max_streams);
   w.write_le(p.stream_window);
+  w.write_le(p.timestamp);
   w.write_le(static_cast<std::uint8_t>(p.app.size()));
   w.write_bytes(p.app);
   return std::move(w.bytes());
@@ -82,7 +83,8 @@ std::optional<HandshakePayload> decode_handshake_payload(std::span<const std::ui
   ByteReader r(bytes);
   HandshakePayload p;
   std::uint8_t n = 0;
-  if (!r.read_le(p.version) || !r.read_le(p.max_streams) || !r.read_le(p.stream_window) || !r.read_le(n)) {
+  if (!r.read_le(p.version) || !r.read_le(p.max_streams) || !r.read_le(p.stream_window) || !r.read_le(p.timestamp) ||
+      !r.read_le(n)) {
     return std::nullopt;
   }
   if (p.version != 1 || n > kMaxAppPayload) return std::nullopt;

@@ -68,6 +68,9 @@ struct HandshakePayload {
   std::uint8_t version = 1;
   std::uint32_t max_streams = 64;      // concurrent streams this side accepts
   std::uint32_t stream_window = 1 << 20;
+  // HELLO: the initiator's clock in µs, rising with every HELLO it sends; the responder refuses a
+  // HELLO not newer than the last one it accepted from that static key (WireGuard's replay guard).
+  std::uint64_t timestamp = 0;
   std::vector<std::uint8_t> app;       // application data (e.g. the worker's model name), <= 200 bytes
   friend bool operator==(const HandshakePayload&, const HandshakePayload&) = default;
 };

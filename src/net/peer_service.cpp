@@ -5,6 +5,7 @@
 #include <uv.h>
 
 #include <cerrno>
+#include <chrono>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -431,6 +432,14 @@ core::Result<std::unique_ptr<PeerService>> PeerService::start(PeerServiceOptions
         for (auto& e : interface_endpoints(l->family, l->port)) cfg.local_endpoints.push_back(e);
       }
     }
+  }
+  if (!cfg.sessions.clock_us) {
+    // HELLO timestamps from the wall clock, so they keep rising across restarts of this node.
+    cfg.sessions.clock_us = [] {
+      return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                            std::chrono::system_clock::now().time_since_epoch())
+                                            .count());
+    };
   }
   s.node = std::make_unique<peer::Peer>(
       cfg, [](std::span<std::uint8_t> b) { randombytes_buf(b.data(), b.size()); }, s.now());

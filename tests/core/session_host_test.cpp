@@ -292,3 +292,25 @@ TEST(SessionHost, AnUnconfirmedResponderSaysNothingButItsWelcomeAndExpires) {
   EXPECT_EQ(p.worker.size(), 0u);
   EXPECT_EQ(p.worker.counters().unconfirmed_expired, 1u);
 }
+
+TEST(SessionHost, AReplayedHelloOpensNoSecondSession) {
+  Pair p;
+  auto sid = p.client.connect(at(kWorker), key(2).public_key, p.now);
+  ASSERT_TRUE(sid);
+  auto hello = p.client.next_datagram(p.now);
+  ASSERT_TRUE(hello);
+  p.worker.on_datagram(0, kClient, hello->bytes, p.now);
+  p.pump();  // WELCOME, then the client's first DATA confirms the session
+  ASSERT_EQ(Pair::of<Connected>(p.cev).size(), 1u);
+  ASSERT_EQ(p.worker.size(), 1u);
+  // Later someone replays the captured HELLO, from anywhere: it authenticates, but is not newer.
+  p.advance(milliseconds(5000));
+  p.worker.on_datagram(0, Endpoint::v4(203, 0, 113, 7, 7), hello->bytes, p.now);
+  EXPECT_EQ(p.worker.size(), 1u);
+  EXPECT_EQ(p.worker.counters().hello_replayed, 1u);
+  while (auto d = p.worker.next_datagram(p.now)) EXPECT_NE(d->to, Endpoint::v4(203, 0, 113, 7, 7));
+  // A fresh HELLO from the same client (a new connect) is newer and is answered.
+  ASSERT_TRUE(p.client.connect(at(kWorker), key(2).public_key, p.now));
+  p.pump();
+  EXPECT_EQ(Pair::of<Accepted>(p.wev).size(), 2u);
+}
