@@ -1,4 +1,6 @@
-# Sourced by the run_*_bench.sh scripts.
+# shellcheck shell=bash
+# shellcheck disable=SC2154  # $root is set by the sourcing script
+# Sourced by the run_*_bench.sh scripts, which set $root (the repository root) first.
 # bench_binary NAME: the path of a benchmark program: from $QMESH_BUILD_DIR (a Release build you
 # made yourself) or, without it, from build/ after scripts/setup.sh.
 bench_binary() {

@@ -75,7 +75,8 @@ run_cell() {
     return
   fi
   path="$(json_field "$out" path)"
-  local detail="$path via $(json_field "$out" remote), NATs $(json_field "$out" local_nat)/$(json_field "$out" remote_nat),"
+  local detail
+  detail="$path via $(json_field "$out" remote), NATs $(json_field "$out" local_nat)/$(json_field "$out" remote_nat),"
   detail+=" strategy $(json_field "$out" strategy), connect $(json_field "$out" connect_ms) ms,"
   detail+=" rtt $(json_field "$out" rtt_ms) ms, 1 MB echo in $(json_field "$out" echo_ms) ms"
   [ "$path" != direct ] && detail+=" (punch: $(json_field "$out" punch_failure))"
