@@ -438,8 +438,11 @@ void Peer::drain_sessions(Instant now) {
         auto it = intros_.find(*a->path.relay);
         if (it != intros_.end() && it->second.rendezvous == a->path.to) {
           auto remote = rendezvous::decode_info(a->remote.app).value_or(it->second.info);
-          // Our public endpoint is the one the rendezvous node stores for our announcement.
-          auto mine = dht_.public_endpoint(it->second.client.family);
+          // Our public endpoint: known to the DHT node when it is not ephemeral, else what the
+          // repliers of our DHT traffic agree they saw (the NAT classifier).
+          const std::uint8_t fam = it->second.client.family;
+          auto mine = dht_.public_endpoint(fam);
+          if (!mine) mine = nat_[fam == 6 ? 1 : 0].public_endpoint(ms(now));
           start_punch(a->sid, a->path, a->handshake_hash, nat::Role::responder,
                       mine.value_or(Endpoint{}), it->second.client, remote, now);
           intros_.erase(it);
