@@ -1,5 +1,6 @@
 #include "net/dht_service.hpp"
 #include "net/sockaddr.hpp"
+#include "net/udp_send.hpp"
 
 #include <sodium.h>
 #include <spdlog/spdlog.h>
@@ -11,15 +12,6 @@
 #include <thread>
 
 namespace qmesh::net {
-namespace {
-
-struct SendReq {
-  uv_udp_send_t req{};
-  std::vector<std::uint8_t> bytes;
-};
-
-}  // namespace
-
 struct DhtService::Impl {
   // One DHT node: its sockets, its timer, the state machine.
   struct Slot {
@@ -81,22 +73,7 @@ struct DhtService::Impl {
     if (!s.sock[fi]) return;  // the core only addresses families it was told about
     uv_udp_t* via = d.probe ? probe_socket(fi) : s.sock[fi].get();
     if (!via) return;
-    sockaddr_storage ss;
-    if (!to_sockaddr(d.to, ss)) return;
-    uv_buf_t b = uv_buf_init(reinterpret_cast<char*>(d.bytes.data()), static_cast<unsigned>(d.bytes.size()));
-    const int rc = uv_udp_try_send(via, &b, 1, reinterpret_cast<const sockaddr*>(&ss));
-    if (rc >= 0) return;
-    if (rc != UV_EAGAIN) {
-      log->debug("send to {} failed: {}", d.to.to_string(), uv_strerror(rc));
-      return;
-    }
-    auto* r = new SendReq;
-    r->bytes = std::move(d.bytes);
-    b = uv_buf_init(reinterpret_cast<char*>(r->bytes.data()), static_cast<unsigned>(r->bytes.size()));
-    r->req.data = r;
-    if (uv_udp_send(&r->req, via, &b, 1, reinterpret_cast<const sockaddr*>(&ss),
-                    [](uv_udp_send_t* req, int) { delete static_cast<SendReq*>(req->data); }) != 0)
-      delete r;
+    if (send_datagram(via, d.to, std::move(d.bytes)) == SendResult::Failed) log->debug("send to {} failed", d.to.to_string());
   }
 
   // Sends what the node produced, hands out its events, and re-arms its timer.

@@ -17,6 +17,7 @@
 #endif
 
 #include "net/sockaddr.hpp"
+#include "net/udp_send.hpp"
 
 namespace qmesh::net {
 
@@ -30,10 +31,6 @@ constexpr std::size_t kRecvSlot = 64 * 1024, kRecvSlots = 20;
 constexpr std::size_t kMaxSendBatch = 64;  // datagrams per sendmmsg()
 constexpr unsigned kFlushEvery = 8;        // received datagrams per flush at most
 
-struct SendReq {
-  uv_udp_send_t req{};
-  std::vector<std::uint8_t> bytes;
-};
 }  // namespace
 
 struct PeerService::Impl {
@@ -124,35 +121,15 @@ struct PeerService::Impl {
     batch.push_back(std::move(d));
   }
 
-  static constexpr std::size_t kMaxQueuedBytes = 4 << 20;
   std::uint64_t dropped_sends = 0;
 
-  // One datagram through libuv: at once if the socket takes it, else queued (in order).
+  // One datagram through libuv (udp_send.hpp): at once, queued in order, or dropped past 4 MB.
   void send_one(Socket& s, peer::Datagram&& d) {
-    sockaddr_storage ss;
-    if (!to_sockaddr(d.to, ss)) return;
-    uv_buf_t b = uv_buf_init(reinterpret_cast<char*>(d.bytes.data()), static_cast<unsigned>(d.bytes.size()));
-    if (uv_udp_get_send_queue_count(&s.udp) == 0) {
-      const int rc = uv_udp_try_send(&s.udp, &b, 1, reinterpret_cast<const sockaddr*>(&ss));
-      if (rc >= 0) return;
-      if (rc != UV_EAGAIN) {
-        log->debug("send to {} failed: {}", d.to.to_string(), uv_strerror(rc));
-        return;
-      }
-    }
-    // Bounded: beyond 4 MB waiting, drop as the network would (the sessions retransmit; a relay
-    // forwarding faster than its uplink must not grow without bound).
-    if (uv_udp_get_send_queue_size(&s.udp) > kMaxQueuedBytes) {
-      ++dropped_sends;
-      return;
-    }
-    auto* r = new SendReq;
-    r->bytes = std::move(d.bytes);
-    b = uv_buf_init(reinterpret_cast<char*>(r->bytes.data()), static_cast<unsigned>(r->bytes.size()));
-    r->req.data = r;
-    if (uv_udp_send(&r->req, &s.udp, &b, 1, reinterpret_cast<const sockaddr*>(&ss),
-                    [](uv_udp_send_t* req, int) { delete static_cast<SendReq*>(req->data); }) != 0) {
-      delete r;
+    const auto to = d.to;
+    switch (send_datagram(&s.udp, to, std::move(d.bytes))) {
+      case SendResult::Dropped: ++dropped_sends; break;
+      case SendResult::Failed: log->debug("send to {} failed", to.to_string()); break;
+      default: break;
     }
   }
 
