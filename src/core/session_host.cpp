@@ -111,6 +111,31 @@ Result<SessionId> SessionHost::connect(const Path& path, const noise::PublicKey&
   return sid;
 }
 
+bool SessionHost::hello_is_fresh(const noise::PublicKey& who, std::uint64_t ts) {
+  auto it = last_hello_.find(who);
+  if (it == last_hello_.end()) {
+    if (last_hello_.size() >= config_.replay_keys) {
+      last_hello_.erase(std::min_element(last_hello_.begin(), last_hello_.end(), [](const auto& a, const auto& b) {
+        return a.second.newest < b.second.newest;
+      }));
+    }
+    it = last_hello_.emplace(who, HelloTimes{}).first;
+  }
+  HelloTimes& t = it->second;
+  if (ts <= t.floor || (t.newest > kHelloWindowUs && ts < t.newest - kHelloWindowUs) ||
+      std::find(t.recent.begin(), t.recent.end(), ts) != t.recent.end()) {
+    return false;
+  }
+  t.recent.push_back(ts);
+  t.newest = std::max(t.newest, ts);
+  if (t.recent.size() > kRecentHellos) {
+    auto oldest = std::min_element(t.recent.begin(), t.recent.end());
+    t.floor = std::max(t.floor, *oldest);
+    t.recent.erase(oldest);
+  }
+  return true;
+}
+
 bool SessionHost::rate_allows(Instant now) {
   const double dt = std::chrono::duration<double>(now - hello_refill_).count();
   hello_tokens_ = std::min(config_.handshake_burst, hello_tokens_ + std::max(0.0, dt) * config_.handshakes_per_s);
@@ -186,16 +211,10 @@ void SessionHost::on_hello(const Path& path, const Hello& h, Instant now) {
     return;
   }
   // A replayed HELLO authenticates too: only one newer than the last from this key opens a session.
-  const auto& who = r->session.remote_static;
-  if (auto it = last_hello_.find(who); it != last_hello_.end() && r->session.remote.timestamp <= it->second) {
+  if (!hello_is_fresh(r->session.remote_static, r->session.remote.timestamp)) {
     ++counters_.hello_replayed;
     return;
   }
-  if (last_hello_.size() >= config_.replay_keys && !last_hello_.count(who)) {
-    last_hello_.erase(std::min_element(last_hello_.begin(), last_hello_.end(),
-                                       [](const auto& a, const auto& b) { return a.second < b.second; }));
-  }
-  last_hello_[who] = r->session.remote.timestamp;
   auto s = std::make_unique<Session>();
   s->sid = sid;
   s->path = path;

@@ -173,8 +173,19 @@ class SessionHost {
   // Responder: a HELLO's ephemeral key -> the session it created, so a resent HELLO gets the same
   // WELCOME instead of a second session. Dropped once the initiator's first DATA arrives.
   std::map<noise::PublicKey, SessionId> pending_hellos_;
-  // Initiator static key -> newest HELLO timestamp accepted (bounded; the oldest entry goes first).
-  std::map<noise::PublicKey, std::uint64_t> last_hello_;
+  // Per initiator static key, the HELLO timestamps accepted lately. One initiator may open several
+  // sessions at once and their HELLOs may cross, so a HELLO is refused when its timestamp was seen
+  // already, is at or below the floor (timestamps that fell out of the set), or is older than
+  // kHelloWindow behind the newest: a replay is caught by one of these.
+  struct HelloTimes {
+    std::uint64_t floor = 0;
+    std::uint64_t newest = 0;
+    std::vector<std::uint64_t> recent;  // at most kRecentHellos
+  };
+  static constexpr std::uint64_t kHelloWindowUs = 30'000'000;
+  static constexpr std::size_t kRecentHellos = 64;
+  bool hello_is_fresh(const noise::PublicKey& who, std::uint64_t ts);
+  std::map<noise::PublicKey, HelloTimes> last_hello_;  // bounded by replay_keys, stalest first out
   std::uint64_t last_sent_ts_ = 0;
   std::deque<OutDatagram> outbox_;
   std::deque<HostEvent> events_;

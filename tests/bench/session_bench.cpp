@@ -517,6 +517,8 @@ int main(int argc, char** argv) {
   wo.config.sessions.accept_incoming = true;
   wo.config.sessions.handshakes_per_s = 100000;  // the memory figure opens --sessions at once
   wo.config.sessions.handshake_burst = 100000;
+  wo.config.sessions.max_unconfirmed = 100000;  // every peer here is 127.0.0.1
+  wo.config.sessions.max_unconfirmed_per_ip = 100000;
   auto wk = std::make_unique<Worker>();
   auto worker = start(wo, [w = wk.get()](const peer::PeerEvent& e, peer::Peer& p, peer::Instant now) {
     w->on_event(e, p, now);

@@ -314,3 +314,22 @@ TEST(SessionHost, AReplayedHelloOpensNoSecondSession) {
   p.pump();
   EXPECT_EQ(Pair::of<Accepted>(p.wev).size(), 2u);
 }
+
+TEST(SessionHost, CrossingHellosFromOneInitiatorAreAllAnswered) {
+  Pair p;
+  std::vector<std::vector<std::uint8_t>> hellos;
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(p.client.connect(at(kWorker), key(2).public_key, p.now));
+    while (auto d = p.client.next_datagram(p.now)) hellos.push_back(d->bytes);
+  }
+  ASSERT_EQ(hellos.size(), 3u);
+  for (auto it = hellos.rbegin(); it != hellos.rend(); ++it) p.worker.on_datagram(0, kClient, *it, p.now);
+  EXPECT_EQ(p.worker.size(), 3u);
+  EXPECT_EQ(p.worker.counters().hello_replayed, 0u);
+  p.pump();
+  EXPECT_EQ(Pair::of<Connected>(p.cev).size(), 3u);
+  // Once confirmed, each is a replay.
+  p.worker.on_datagram(0, kClient, hellos[1], p.now);
+  EXPECT_EQ(p.worker.counters().hello_replayed, 1u);
+  EXPECT_EQ(p.worker.size(), 3u);
+}
