@@ -15,6 +15,7 @@
 #include "cli/commands.hpp"
 #include "cli/waiter.hpp"
 #include "core/hex.hpp"
+#include "core/stream_event.hpp"
 #include "net/peer_service.hpp"
 
 namespace qmesh::cli {
@@ -130,11 +131,9 @@ class Echo {
   void pump(peer::Peer& p, session::SessionId sid, const stream::Event& ev) {
     stream::Connection* c = p.sessions().connection(sid);
     if (!c) return;
-    stream::StreamId id = std::visit([](const auto& x) -> stream::StreamId {
-      if constexpr (requires { x.id; }) return x.id;
-      else return ~std::uint64_t{0};
-    }, ev);
-    if (id == ~std::uint64_t{0}) return;
+    const auto sid_stream = stream::stream_of(ev);
+    if (!sid_stream) return;
+    const stream::StreamId id = *sid_stream;
     if (std::holds_alternative<stream::StreamReset>(ev)) {
       streams_.erase({sid, id});
       return;

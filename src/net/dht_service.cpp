@@ -1,4 +1,5 @@
 #include "net/dht_service.hpp"
+#include "net/logger.hpp"
 #include "net/sockaddr.hpp"
 #include "net/udp_send.hpp"
 
@@ -217,11 +218,7 @@ core::Result<std::unique_ptr<DhtService>> DhtService::start(std::vector<DhtServi
   if (nodes.empty()) return core::make_error("no DHT node to start");
   auto impl = std::make_unique<Impl>();
   Impl& s = *impl;
-  s.log = spdlog::get("dht");
-  if (!s.log) {
-    s.log = spdlog::default_logger()->clone("dht");
-    spdlog::register_logger(s.log);
-  }
+  s.log = component_logger("dht");
   s.on_event = std::move(on_event);
   uv_loop_init(&s.loop);
   uv_async_init(&s.loop, &s.wake, &Impl::wake_cb);

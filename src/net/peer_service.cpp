@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #endif
 
+#include "net/logger.hpp"
 #include "net/sockaddr.hpp"
 #include "net/udp_send.hpp"
 
@@ -362,11 +363,7 @@ core::Result<std::unique_ptr<PeerService>> PeerService::start(PeerServiceOptions
   if (!opts.listen_v4 && !opts.listen_v6) return core::make_error("no address to listen on");
   auto impl = std::make_unique<Impl>();
   Impl& s = *impl;
-  s.log = spdlog::get("net");
-  if (!s.log) {
-    s.log = spdlog::default_logger()->clone("net");
-    spdlog::register_logger(s.log);
-  }
+  s.log = component_logger("net");
   s.on_event = std::move(on_event);
   uv_loop_init(&s.loop);
   uv_async_init(&s.loop, &s.wake, &Impl::wake_cb);

@@ -41,6 +41,7 @@
 
 #include "core/rng.hpp"
 #include "bench_util.hpp"
+#include "core/stream_event.hpp"
 #include "net/peer_service.hpp"
 
 namespace dht = qmesh::core::dht;
@@ -147,11 +148,9 @@ struct Worker {
   void pump(peer::Peer& p, session::SessionId sid, const stream::Event& ev, peer::Instant now) {
     stream::Connection* c = p.sessions().connection(sid);
     if (!c) return;
-    const stream::StreamId id = std::visit([](const auto& x) -> stream::StreamId {
-      if constexpr (requires { x.id; }) return x.id;
-      else return ~std::uint64_t{0};
-    }, ev);
-    if (id == ~std::uint64_t{0}) return;
+    const auto sid_stream = stream::stream_of(ev);
+    if (!sid_stream) return;
+    const stream::StreamId id = *sid_stream;
     if (std::holds_alternative<stream::StreamReset>(ev)) {
       streams.erase({sid, id});
       return;
