@@ -74,6 +74,8 @@ std::optional<std::uint64_t> parse_kb_value(std::string_view rest) {
   return *v * 1024;
 }
 
+}  // namespace
+
 bool valid_utf8_printable(std::string_view s) {
   std::size_t i = 0;
   while (i < s.size()) {
@@ -102,6 +104,8 @@ bool valid_utf8_printable(std::string_view s) {
   }
   return true;
 }
+
+namespace {
 
 // Reads typed, bounded fields from a JSON object; the first failure latches (like ByteReader).
 class FieldReader {

@@ -51,6 +51,9 @@ inline constexpr std::size_t kMaxHealthJsonKeys = 64;
 // health_from_json applies it; the worker can apply it before announcing.
 Result<std::monostate> validate_health(const Health& h);
 
+// Valid UTF-8 without control characters (C0, DEL, C1): safe to print on a terminal line.
+bool valid_utf8_printable(std::string_view s);
+
 // Keys are snake_case field names. Usable as nlohmann's ADL hook: `nlohmann::json j = health;`.
 void to_json(nlohmann::json& j, const Health& h);
 

@@ -1,0 +1,52 @@
+#include "core/worker_select.hpp"
+
+#include <algorithm>
+
+#include "core/hex.hpp"
+
+namespace qmesh::core::mesh {
+
+bool model_matches(const WorkerRecord& r, const std::string& model) {
+  if (model.empty() || model == r.model) return true;
+  if (model.size() < 8 || model.size() > 64) return false;
+  const auto hash = to_hex(r.model_hash);
+  std::string lower = model;
+  for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return hash.compare(0, lower.size(), lower) == 0;
+}
+
+std::string ineligible(const Candidate& c, const std::string& model) {
+  const auto& r = c.record;
+  if (c.excluded) return "tried or busy recently";
+  if (!r.available) return "not ready (llama-server down or loading)";
+  if (!model_matches(r, model)) return "serves another model";
+  if (r.slots_total == 0) return "no slots";
+  if (r.slots_busy >= r.slots_total && r.queue_length >= r.queue_capacity) return "full";
+  return {};
+}
+
+double score(const Candidate& c, const SelectConfig& cfg) {
+  const auto& r = c.record;
+  const double tps = r.generation_tps_centi > 0 ? r.generation_tps() : cfg.default_tps;
+  const double load = static_cast<double>(r.slots_busy + r.queue_length) / std::max<double>(1, r.slots_total);
+  const double rtt = c.rtt_ms.value_or(0);
+  const double p_cpu = 1 - 0.5 * std::max(0.0, r.cpu_fraction() - 0.8) / 0.2;
+  const double p_mem = 1 - 0.5 * std::max(0.0, r.memory_fraction() - 0.9) / 0.1;
+  return tps / (1 + load) / (1 + rtt / cfg.rtt_scale_ms) * p_cpu * p_mem;
+}
+
+std::optional<std::size_t> select_worker(const std::vector<Candidate>& candidates, const std::string& model, Rng& rng,
+                                         const SelectConfig& cfg) {
+  std::vector<std::pair<double, std::size_t>> ok;
+  for (std::size_t i = 0; i < candidates.size(); ++i) {
+    if (ineligible(candidates[i], model).empty()) ok.emplace_back(score(candidates[i], cfg), i);
+  }
+  if (ok.empty()) return std::nullopt;
+  const double best = std::max_element(ok.begin(), ok.end())->first;
+  std::erase_if(ok, [&](const auto& p) { return p.first < best * cfg.near_best; });
+  const auto& a = ok[rng.below(ok.size())];
+  const auto& b = ok[rng.below(ok.size())];
+  return (a.first >= b.first ? a : b).second;
+}
+
+}  // namespace qmesh::core::mesh

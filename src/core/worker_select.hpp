@@ -1,0 +1,46 @@
+// Picking a worker for an ask: a score from its health record and the measured RTT, then the
+// better of two random picks among the near-best ("power of two choices"), so that many clients
+// reading the same records do not all pile onto the single best worker. docs/mesh.md explains
+// the formula and its constants.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/mesh_record.hpp"
+#include "core/rng.hpp"
+
+namespace qmesh::core::mesh {
+
+struct Candidate {
+  WorkerRecord record;
+  std::optional<double> rtt_ms;  // measured (e.g. an open session's smoothed RTT), if known
+  bool excluded = false;         // tried already in this ask, or said busy recently
+};
+
+struct SelectConfig {
+  double near_best = 0.5;          // candidates scoring at least this share of the best one
+  double rtt_scale_ms = 50;        // RTT that halves the score
+  double default_tps = 10;         // a worker that has not measured its speed yet
+};
+
+// Why a candidate cannot take an ask (empty: it can).
+std::string ineligible(const Candidate& c, const std::string& model);
+
+// > 0 for an eligible candidate: tokens/s it can be expected to give this ask.
+//   score = tps / (1 + load) × 1 / (1 + rtt / rtt_scale) × p_cpu × p_mem
+//   load  = (slots_busy + queue_length) / slots_total
+//   p_cpu = 1 − 0.5·max(0, cpu − 0.8)/0.2,  p_mem = 1 − 0.5·max(0, mem − 0.9)/0.1
+double score(const Candidate& c, const SelectConfig& cfg = {});
+
+// Whether the record's model matches a requested one: empty matches any; else the model name,
+// or a hex prefix (at least 8 characters) of the model hash.
+bool model_matches(const WorkerRecord& r, const std::string& model);
+
+// The index of the chosen candidate, or nullopt when none is eligible.
+std::optional<std::size_t> select_worker(const std::vector<Candidate>& candidates, const std::string& model, Rng& rng,
+                                         const SelectConfig& cfg = {});
+
+}  // namespace qmesh::core::mesh
