@@ -21,5 +21,6 @@ void add_model_commands(CLI::App& app);  // model inspect, model synth
 void add_run_command(CLI::App& app);     // run: the local inference path
 void add_dht_commands(CLI::App& app);    // dht bootstrap, dht announce, dht lookup
 void add_net_commands(CLI::App& app);    // net listen, net connect
+void add_mesh_commands(CLI::App& app);   // ask, workers, keygen, id
 
 }  // namespace qmesh::cli

@@ -7,10 +7,15 @@
 #include <csignal>
 #include <cstdio>
 #include <future>
+#include <algorithm>
+#include <filesystem>
 #include <optional>
 
+#include "core/hex.hpp"
 #include "sidecar/exec_shim.hpp"
 #include "sidecar/llama_locator.hpp"
+#include "sidecar/model_file.hpp"
+#include "worker/mesh_server.hpp"
 #include "worker/worker.hpp"
 #include "worker/worker_config.hpp"
 
@@ -29,6 +34,76 @@ int fail(const std::string& msg, int code = 1) {
   return code;
 }
 
+// The parts of the worker record that do not change while the worker runs.
+qmesh::core::Result<std::unique_ptr<qmesh::worker::MeshServer>> make_server(qmesh::worker::Worker& worker,
+                                                                           const qmesh::worker::WorkerConfig& cfg,
+                                                                           qmesh::core::mesh::WorkerRecord& record) {
+  namespace dht = qmesh::core::dht;
+  auto summary = qmesh::sidecar::inspect_model_file(cfg.model);
+  if (!summary) return summary.error();
+  auto hash = qmesh::sidecar::hash_model_file(cfg.model);
+  if (!hash) return hash.error();
+  record.model = !summary->name.empty() ? summary->name : std::filesystem::path(cfg.model).stem().string();
+  record.model_hash = *hash;
+  record.architecture = summary->architecture;
+  record.parameters = summary->parameter_count;
+  record.quantization = summary->file_type_name.rfind("MOSTLY_", 0) == 0 ? summary->file_type_name.substr(7)
+                                                                       : summary->file_type_name;
+  record.chat_template = summary->has_chat_template;
+  record.context = static_cast<std::uint32_t>(cfg.ctx_size / cfg.parallel);
+  record.max_tokens = static_cast<std::uint32_t>(cfg.max_tokens);
+  record.software = std::string("qmesh-worker ") + QMESH_VERSION;
+
+  auto id = cfg.identity.empty() ? qmesh::net::load_or_create_identity(qmesh::net::default_identity_path())
+                                 : qmesh::net::load_or_create_identity(cfg.identity);
+  if (!id) return id.error();
+  if (id->created) spdlog::info("created identity {}", id->path);
+  qmesh::worker::MeshServerOptions o;
+  for (const auto& b : cfg.bootstrap) o.bootstrap.push_back(*dht::Endpoint::parse(b));  // validate() checked
+  if (!cfg.listen.empty()) {
+    auto at = dht::Endpoint::parse(cfg.listen.find(':') == std::string::npos || cfg.listen.back() == ']'
+                                       ? cfg.listen + ":0" : cfg.listen);
+    if (!at) return qmesh::core::make_error("--listen " + cfg.listen + ": expected HOST[:PORT]");
+    o.listen = *at;
+  }
+  o.topic = cfg.topic;
+  o.identity = *id;
+  auto server = qmesh::worker::MeshServer::start(worker, o);
+  if (!server) return server.error();
+  (*server)->set_model(record.model, record.model_hash);
+  const auto at = (*server)->local_endpoint();
+  spdlog::info("joined the network as {} on {}, topic '{}', model {} ({})", qmesh::core::to_hex(id->sign.public_key),
+               at ? at->to_string() : "?", cfg.topic, record.model, qmesh::core::to_hex(record.model_hash).substr(0, 16));
+  return server;
+}
+
+// Samples health, fills the record's live fields and announces it. Returns the health sampled.
+qmesh::core::Health announce(qmesh::worker::MeshServer& server, qmesh::worker::Worker& worker,
+                             const qmesh::worker::WorkerConfig& cfg, qmesh::core::mesh::WorkerRecord& r) {
+  const auto h = worker.health();
+  const auto stats = server.stats();
+  const auto* sup = worker.supervisor();
+  r.available = h.llama_ready && sup && sup->state() == qmesh::sidecar::SidecarState::Ready;
+  r.nat = server.nat_type();
+  r.slots_total = static_cast<std::uint16_t>(h.slots_total > 0 ? h.slots_total : cfg.parallel);
+  r.slots_busy = static_cast<std::uint16_t>(std::min(h.slots_busy, static_cast<int>(r.slots_total)));
+  r.queue_capacity = static_cast<std::uint16_t>(cfg.queue_capacity);
+  r.queue_length = static_cast<std::uint16_t>(std::max(0, stats.running - cfg.parallel));
+  r.cpu_permille = static_cast<std::uint16_t>(std::clamp(h.cpu_percent * 10, 0.0, 1000.0));
+  r.memory_permille = h.mem_total_bytes > 0
+                          ? static_cast<std::uint16_t>(1000 - h.mem_available_bytes * 1000 / h.mem_total_bytes)
+                          : 0;
+  const double gen = stats.generation_tps > 0 ? stats.generation_tps : h.tokens_per_second;
+  r.generation_tps_centi = static_cast<std::uint32_t>(std::clamp(gen * 100, 0.0, 1e8));
+  r.prompt_tps_centi = static_cast<std::uint32_t>(std::clamp(h.prompt_tokens_per_second * 100, 0.0, 1e8));
+  if (auto st = server.announce(r); !st) {
+    spdlog::warn("announce: {}", st.error().message);
+  } else {
+    spdlog::debug("announced to {} nodes ({})", *st, r.available ? "available" : "not available");
+  }
+  return h;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -44,6 +119,8 @@ int main(int argc, char** argv) {
   std::optional<std::string> model, llama_server, topic, log_level;
   std::optional<int> port, gpu_layers, threads, ctx_size, parallel, max_tokens, queue_capacity, status_interval;
   std::optional<double> temperature;
+  std::vector<std::string> bootstrap;
+  std::optional<std::string> listen, identity;
   app.add_flag("--version", version, "Print the version of qmesh-worker and of the llama-server it finds");
   app.add_option("--config", config_path, "JSON config file; flags given on the command line win");
   app.add_option("--model,-m", model, "GGUF model file");
@@ -59,6 +136,9 @@ int main(int argc, char** argv) {
   app.add_option("--queue-capacity", queue_capacity, "requests that may wait behind the running ones");
   app.add_option("--status-interval", status_interval, "seconds between status lines");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error");
+  app.add_option("--bootstrap", bootstrap, "HOST:PORT of a DHT node to join (repeat for several)");
+  app.add_option("--listen", listen, "HOST[:PORT] of the UDP socket (default: any address, any port)");
+  app.add_option("--identity", identity, "key file (default: ~/.config/qmesh/identity, created on first run)");
   CLI11_PARSE(app, argc, argv);
 
   if (version) {
@@ -92,6 +172,9 @@ int main(int argc, char** argv) {
   if (queue_capacity) cfg.queue_capacity = *queue_capacity;
   if (status_interval) cfg.status_interval_s = *status_interval;
   if (log_level) cfg.log_level = *log_level;
+  if (!bootstrap.empty()) cfg.bootstrap = bootstrap;
+  if (listen) cfg.listen = *listen;
+  if (identity) cfg.identity = *identity;
   if (cfg.model.empty()) return fail("no model given: pass --model FILE or set \"model\" in --config");
   if (auto v = qmesh::worker::validate(cfg); !v) return fail(v.error().message);
 
@@ -122,6 +205,21 @@ int main(int argc, char** argv) {
   spdlog::info("ready: llama-server pid {} on 127.0.0.1:{}, model {}, topic '{}'", sup->pid(), sup->port(),
                cfg.model, cfg.topic);
 
+  // On the network: join the DHT, announce the worker record, serve asks.
+  std::unique_ptr<qmesh::worker::MeshServer> server;
+  qmesh::core::mesh::WorkerRecord record;
+  if (!cfg.bootstrap.empty()) {
+    auto made = make_server(worker, cfg, record);
+    if (!made) {
+      worker.stop();
+      return fail(made.error().message);
+    }
+    server = std::move(*made);
+    announce(*server, worker, cfg, record);
+  } else {
+    spdlog::warn("no --bootstrap: serving nobody (give --bootstrap HOST:PORT to join a QMesh network)");
+  }
+
   int exit_code = 0;
   auto next_status = std::chrono::steady_clock::now() + std::chrono::seconds(cfg.status_interval_s);
   for (;;) {
@@ -140,12 +238,14 @@ int main(int argc, char** argv) {
     }
     if (std::chrono::steady_clock::now() < next_status) continue;
     next_status += std::chrono::seconds(cfg.status_interval_s);
-    const auto h = worker.health();
+    const auto h = server ? announce(*server, worker, cfg, record) : worker.health();
     spdlog::info("status: llama-server {} (pid {}, restarts {}), cpu {:.0f}%, mem available {} MiB, slots {}/{} busy, queue {}/{}",
                  qmesh::sidecar::to_string(sup->state()), sup->pid(), sup->restarts(), h.cpu_percent,
                  h.mem_available_bytes >> 20, h.slots_busy, h.slots_total, h.queue_depth, h.queue_capacity);
   }
+  if (server) server->stop();
   worker.stop();
+  server.reset();
   if (exit_code) std::fprintf(stderr, "qmesh-worker: stopped: llama-server is unhealthy: %s\n", sup->failure().c_str());
   return exit_code;
 }

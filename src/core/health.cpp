@@ -229,6 +229,7 @@ void to_json(json& j, const Health& h) {
       {"slots_total", h.slots_total},
       {"slots_busy", h.slots_busy},
       {"tokens_per_second", h.tokens_per_second},
+      {"prompt_tokens_per_second", h.prompt_tokens_per_second},
       {"requests_processing", h.requests_processing},
       {"requests_deferred", h.requests_deferred},
       {"model", h.model},
@@ -251,6 +252,9 @@ Result<Health> health_from_json(const json& j) {
   h.slots_total = r.integer("slots_total", kMaxSlots);
   h.slots_busy = r.integer("slots_busy", kMaxSlots);
   h.tokens_per_second = r.number("tokens_per_second", kMaxTokensPerSecond);
+  // Added after the first release: optional, so older records still parse.
+  if (j.contains("prompt_tokens_per_second"))
+    h.prompt_tokens_per_second = r.number("prompt_tokens_per_second", kMaxTokensPerSecond);
   h.requests_processing = r.u64("requests_processing", kMaxRequests);
   h.requests_deferred = r.u64("requests_deferred", kMaxRequests);
   h.model = r.string("model");
@@ -373,6 +377,12 @@ Result<std::uint64_t> parse_proc_status_rss(std::string_view proc_status) {
 double LlamaMetrics::generation_tokens_per_second() const {
   if (predicted_tokens_seconds > 0) return predicted_tokens_seconds;
   if (tokens_predicted_seconds_total > 0) return tokens_predicted_total / tokens_predicted_seconds_total;
+  return 0;
+}
+
+double LlamaMetrics::prompt_processing_tokens_per_second() const {
+  if (prompt_tokens_seconds > 0) return prompt_tokens_seconds;
+  if (prompt_seconds_total > 0) return prompt_tokens_total / prompt_seconds_total;
   return 0;
 }
 

@@ -29,6 +29,7 @@ struct Health {
   int slots_total = 0;
   int slots_busy = 0;                // <= slots_total
   double tokens_per_second = 0;      // measured generation throughput
+  double prompt_tokens_per_second = 0;  // measured prompt processing throughput
   std::uint64_t requests_processing = 0;
   std::uint64_t requests_deferred = 0;
   std::string model;                 // model name (file stem), <= kMaxModelNameBytes, printable
@@ -118,6 +119,8 @@ struct LlamaMetrics {
   // Generation throughput for announcing: the recent rate when there was one, otherwise the
   // lifetime average (tokens_predicted_total / tokens_predicted_seconds_total), otherwise 0.
   double generation_tokens_per_second() const;
+  // The same for prompt processing.
+  double prompt_processing_tokens_per_second() const;
 };
 
 // Comments, blank lines, labels, timestamps and unknown metrics are tolerated. A malformed sample

@@ -1,5 +1,6 @@
 #include "worker/health_sampler.hpp"
 
+#include <algorithm>
 #include <httplib.h>
 
 #include <cerrno>
@@ -123,6 +124,7 @@ core::Result<std::monostate> HealthSampler::sample_llama(const std::string& host
   if (!metrics) return metrics.error();
   const double tps = metrics->generation_tokens_per_second();
   health.tokens_per_second = tps > core::kMaxTokensPerSecond ? core::kMaxTokensPerSecond : tps;
+  health.prompt_tokens_per_second = std::min(metrics->prompt_processing_tokens_per_second(), core::kMaxTokensPerSecond);
   auto count = [](double v) {
     return static_cast<std::uint64_t>(v > static_cast<double>(core::kMaxRequests) ? core::kMaxRequests : v);
   };

@@ -1,5 +1,7 @@
 #include "worker/worker_config.hpp"
 
+#include "core/dht_types.hpp"
+
 #include <algorithm>
 #include <thread>
 
@@ -142,6 +144,11 @@ int default_threads() {
 core::Result<std::monostate> validate(const WorkerConfig& c) {
   if (c.model.empty()) return core::make_error("setting 'model' is required: the path of a GGUF model file");
   if (auto e = check_ranges(c)) return *e;
+  for (const auto& b : c.bootstrap) {
+    auto e = core::dht::Endpoint::parse(b);
+    if (!e || e->port == 0)
+      return core::make_error("setting 'bootstrap': " + b + " is not IP:PORT (e.g. 127.0.0.1:49737 or [::1]:49737)");
+  }
   if (c.ctx_size / c.parallel < kMinCtxSize) {
     return core::make_error("setting 'ctx-size' (" + std::to_string(c.ctx_size) + ") divided among " +
                             std::to_string(c.parallel) + " parallel slots leaves fewer than " +
@@ -190,6 +197,17 @@ core::Result<WorkerConfig> load_worker_config_json(std::string_view text, const 
                                                   std::to_string(kMaxTopicBytes) + " bytes, got " + shown(v));
       if (auto e = check_topic(v.get_ref<const std::string&>())) return *e;
       c.topic = v.get<std::string>();
+    } else if (key == "bootstrap") {
+      if (!v.is_array() || v.size() > 64)
+        return core::make_error("setting 'bootstrap' must be an array of at most 64 \"HOST:PORT\" strings, got " + shown(v));
+      c.bootstrap.clear();
+      for (const auto& b : v) {
+        if (!b.is_string()) return core::make_error("setting 'bootstrap' must hold \"HOST:PORT\" strings, got " + shown(b));
+        c.bootstrap.push_back(b.get<std::string>());
+      }
+    } else if (key == "listen" || key == "identity") {
+      if (!v.is_string()) return core::make_error("setting '" + key + "' must be a string, got " + shown(v));
+      (key == "listen" ? c.listen : c.identity) = v.get<std::string>();
     } else if (key == "log-level") {
       if (!v.is_string() || !valid_log_level(v.get_ref<const std::string&>()))
         return core::make_error("setting 'log-level' must be one of " + log_levels_list() + ", got " + shown(v));
@@ -226,6 +244,9 @@ json to_json(const WorkerConfig& c) {
   };
   if (!c.model.empty()) j["model"] = c.model;
   if (c.llama_server) j["llama-server"] = *c.llama_server;
+  if (!c.bootstrap.empty()) j["bootstrap"] = c.bootstrap;
+  if (!c.listen.empty()) j["listen"] = c.listen;
+  if (!c.identity.empty()) j["identity"] = c.identity;
   return j;
 }
 

@@ -1,0 +1,146 @@
+// libqmesh-client: ask the QMesh peer-to-peer network for a completion.
+//
+//   qmesh::Client client({.bootstrap = {"203.0.113.7:49737"}});
+//   auto result = client.ask({.prompt = "Why is the sky blue?"},
+//                            [](std::string_view piece) { std::cout << piece << std::flush; });
+//
+// A Client joins the DHT (one background libuv thread per client), finds the workers announcing
+// the topic, picks a healthy one, reaches it through NATs over an end-to-end encrypted session and
+// streams the answer. A worker that fails before the first token is replaced without the caller
+// noticing; one lost mid-answer is replaced too, and the new worker continues from the text so
+// far, so the caller sees one unbroken stream (AskResult::resumed says it happened).
+//
+// Every ask ends in exactly one AskResult or one qmesh::Error. All methods are thread-safe; many
+// asks may run at once on one Client. Token callbacks run on the thread that called ask().
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace qmesh {
+
+// kind(): "no_workers", "busy", "timeout", "bad_request", "cancelled", "network", "config".
+class Error : public std::runtime_error {
+ public:
+  Error(std::string kind, const std::string& message) : std::runtime_error(message), kind_(std::move(kind)) {}
+  const std::string& kind() const { return kind_; }
+
+ private:
+  std::string kind_;
+};
+
+struct ClientOptions {
+  // DHT nodes ("HOST:PORT"). Empty: the "bootstrap" list of the config file
+  // (~/.config/qmesh/config.json), then nodes found on the LAN.
+  std::vector<std::string> bootstrap;
+  std::string topic = "qmesh-inference";
+  // Key file for a long-term identity; empty: a fresh key for this client (workers do not need to
+  // know clients).
+  std::string identity;
+  std::string listen;  // "HOST[:PORT]" of the UDP socket; empty: any
+  bool punch = true;   // try a direct path to workers (else stay on the relay)
+  std::chrono::milliseconds join_timeout{10000};
+};
+
+struct ChatMessage {
+  std::string role;  // "system", "user", "assistant"
+  std::string content;
+};
+
+struct WorkerInfo {
+  std::string id;        // the worker's public key (hex)
+  std::string endpoint;  // where it announced from, as the DHT saw it
+  bool available = false;
+  std::string model, model_hash, architecture, quantization;
+  std::uint64_t parameters = 0;
+  std::uint32_t context = 0;  // tokens per slot
+  int slots_total = 0, slots_busy = 0, queue_length = 0, queue_capacity = 0;
+  double cpu = 0, memory = 0;  // busy / used share, 0..1
+  double prompt_tokens_per_second = 0, generation_tokens_per_second = 0;
+  std::uint32_t max_tokens = 0;
+  std::string software, nat;
+  int expires_in_s = 0;  // the record's remaining lifetime
+  double score = 0;      // the selection score (0: not eligible now)
+};
+
+struct AskOptions {
+  std::string prompt;                 // chat: the user message; raw: the text to continue
+  std::vector<ChatMessage> messages;  // a whole conversation (instead of prompt)
+  std::string system;                 // chat: a system message first
+  bool raw = false;                   // plain completion, no chat template
+  std::string model;                  // a model name or hash prefix; empty: any
+  int max_tokens = 256;
+  std::optional<double> temperature;  // unset: the worker's default
+  std::optional<std::uint64_t> seed;
+  std::chrono::milliseconds timeout{300000};  // the whole ask
+  int max_attempts = 5;                       // workers tried before giving up
+};
+
+struct AskResult {
+  std::string text;
+  std::string worker;                     // id of the worker that finished the answer
+  std::vector<std::string> workers_tried;  // in order, the finishing one last
+  std::uint64_t tokens = 0;
+  double ttft_ms = 0;   // ask() called -> first token
+  double total_ms = 0;  // ask() called -> done
+  double tokens_per_second = 0;  // after the first token
+  int retries = 0;               // times the ask moved to another worker
+  bool resumed = false;          // a worker was lost mid-answer and another continued it
+  std::string stop_reason;       // "eos", "limit", ...
+};
+
+using TokenCallback = std::function<void(std::string_view piece)>;
+
+class Client;
+
+// An ask in progress, read as an iterator: next() returns each piece of text as it arrives and
+// nullopt at the end; result() then returns the stats or throws the ask's Error.
+class AskStream {
+ public:
+  ~AskStream();
+  AskStream(AskStream&&) noexcept;
+  AskStream& operator=(AskStream&&) noexcept;
+  std::optional<std::string> next();
+  const AskResult& result();
+  void cancel();  // from any thread; the ask ends with Error("cancelled")
+
+  struct State;
+
+ private:
+  friend class Client;
+  explicit AskStream(std::shared_ptr<State> s);
+  std::shared_ptr<State> s_;
+};
+
+class Client {
+ public:
+  // Joins the network; throws Error("config") for bad options, Error("network") when no DHT node
+  // answers within join_timeout.
+  explicit Client(ClientOptions options = {});
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // Live workers of the topic with their health, best score first.
+  std::vector<WorkerInfo> workers();
+  // Blocks until the answer is complete; on_token gets each piece as it arrives.
+  AskResult ask(const AskOptions& options, const TokenCallback& on_token = {});
+  // Starts an ask on a background thread.
+  AskStream stream(const AskOptions& options);
+  // This client's public key (hex).
+  std::string id() const;
+
+  struct Impl;
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace qmesh

@@ -1,0 +1,278 @@
+// qmesh-cli ask | workers | keygen | id: the network for users, through libqmesh-client.
+#include <CLI/CLI.hpp>
+#include <pthread.h>
+#include <signal.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <iostream>
+#include <iterator>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "cli/commands.hpp"
+#include "core/hex.hpp"
+#include "net/identity.hpp"
+#include "qmesh/client.hpp"
+
+namespace qmesh::cli {
+namespace {
+
+using nlohmann::json;
+
+// Exit codes (docs/user-guide.md).
+constexpr int kExitUsage = 2, kExitNoWorkers = 3, kExitBusy = 4, kExitTimeout = 5, kExitNetwork = 6;
+
+int exit_code(const std::string& kind) {
+  if (kind == "bad_request" || kind == "config") return kExitUsage;
+  if (kind == "no_workers") return kExitNoWorkers;
+  if (kind == "busy") return kExitBusy;
+  if (kind == "timeout") return kExitTimeout;
+  if (kind == "cancelled") return 130;
+  return kExitNetwork;
+}
+
+void setup_logging(const std::string& level) {
+  spdlog::set_default_logger(
+      std::make_shared<spdlog::logger>("client", std::make_shared<spdlog::sinks::stderr_color_sink_mt>()));
+  spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e [%n] %l: %v");
+  spdlog::set_level(spdlog::level::from_str(level));
+}
+
+struct CommonOpts {
+  std::vector<std::string> bootstrap;
+  std::string topic = "qmesh-inference";
+  std::string listen;
+  bool json = false;
+  bool no_punch = false;
+  std::string log_level = "warn";
+};
+
+void add_common(CLI::App* c, CommonOpts& o) {
+  c->add_option("--bootstrap", o.bootstrap, "HOST:PORT of a DHT node (repeat for several; default: the config file's list)");
+  c->add_option("--topic", o.topic, "topic the workers announce under");
+  c->add_option("--listen", o.listen, "HOST[:PORT] of the UDP socket (default: any address, any port)");
+  c->add_flag("--no-punch", o.no_punch, "stay on the relay (no hole punching)");
+  c->add_flag("--json", o.json, "print one JSON object");
+  c->add_option("--log-level", o.log_level, "log level on stderr");
+}
+
+std::unique_ptr<Client> make_client(const CommonOpts& o) {
+  setup_logging(o.log_level);
+  ClientOptions co;
+  co.bootstrap = o.bootstrap;
+  co.topic = o.topic;
+  co.listen = o.listen;
+  co.punch = !o.no_punch;
+  try {
+    return std::make_unique<Client>(co);
+  } catch (const Error& e) {
+    throw CommandError(e.what(), exit_code(e.kind()));
+  }
+}
+
+// ---- ask ----
+
+struct AskOpts : CommonOpts {
+  std::string prompt;
+  std::string model, system;
+  int max_tokens = 256;
+  std::optional<double> temperature;
+  std::optional<std::uint64_t> seed;
+  bool raw = false, verbose = false;
+  int timeout_s = 300;
+};
+
+json result_json(const AskResult& r) {
+  return json{{"text", r.text},
+              {"worker", r.worker},
+              {"workers_tried", r.workers_tried},
+              {"tokens", r.tokens},
+              {"ttft_ms", r.ttft_ms},
+              {"total_ms", r.total_ms},
+              {"tokens_per_second", r.tokens_per_second},
+              {"retries", r.retries},
+              {"resumed", r.resumed},
+              {"stop_reason", r.stop_reason}};
+}
+
+void run_ask(const AskOpts& o) {
+  std::string prompt = o.prompt;
+  if (prompt == "-") {
+    prompt.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+    if (!std::cin.eof() && std::cin.fail()) throw CommandError("cannot read the prompt from stdin", kExitUsage);
+  }
+  if (prompt.empty()) throw CommandError("the prompt is empty", kExitUsage);
+  // Signals go to the watcher thread below; block them before any thread starts.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  auto client = make_client(o);
+
+  AskOptions a;
+  a.prompt = prompt;
+  a.system = o.system;
+  a.raw = o.raw;
+  a.model = o.model;
+  a.max_tokens = o.max_tokens;
+  a.temperature = o.temperature;
+  a.seed = o.seed;
+  a.timeout = std::chrono::seconds(o.timeout_s);
+  AskStream s = client->stream(a);
+  std::atomic<bool> done{false};
+  std::atomic<int> interrupted{0};
+  std::thread watcher([&] {
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    if (done) return;
+    interrupted = sig;
+    s.cancel();
+  });
+  auto stop_watcher = [&] {
+    done = true;
+    pthread_kill(watcher.native_handle(), SIGTERM);
+    watcher.join();
+  };
+  try {
+    while (auto piece = s.next()) {
+      if (!o.json) {
+        std::fwrite(piece->data(), 1, piece->size(), stdout);
+        std::fflush(stdout);
+      }
+    }
+    const AskResult& r = s.result();
+    stop_watcher();
+    if (o.json) {
+      std::printf("%s\n", result_json(r).dump().c_str());
+    } else {
+      std::printf("\n");
+    }
+    if (o.verbose) {
+      std::fprintf(stderr, "worker %s: %llu tokens, ttft %.1f ms, %.1f tokens/s, %.0f ms total%s%s\n",
+                   r.worker.substr(0, 12).c_str(), static_cast<unsigned long long>(r.tokens), r.ttft_ms,
+                   r.tokens_per_second, r.total_ms,
+                   r.retries ? (", " + std::to_string(r.retries) + " retries").c_str() : "",
+                   r.resumed ? ", resumed on another worker" : "");
+    }
+  } catch (const Error& e) {
+    if (watcher.joinable()) stop_watcher();
+    if (!o.json) std::printf("\n");
+    std::fflush(stdout);
+    if (interrupted) throw CommandError("interrupted", 128 + interrupted);
+    if (o.json) std::printf("%s\n", json{{"error", {{"kind", e.kind()}, {"message", e.what()}}}}.dump().c_str());
+    throw CommandError(e.kind() + ": " + e.what(), exit_code(e.kind()));
+  }
+}
+
+// ---- workers ----
+
+void run_workers(const CommonOpts& o) {
+  auto client = make_client(o);
+  std::vector<WorkerInfo> ws;
+  try {
+    ws = client->workers();
+  } catch (const Error& e) {
+    throw CommandError(e.what(), exit_code(e.kind()));
+  }
+  if (o.json) {
+    json arr = json::array();
+    for (const auto& w : ws) {
+      arr.push_back({{"id", w.id},
+                     {"endpoint", w.endpoint},
+                     {"available", w.available},
+                     {"model", w.model},
+                     {"model_hash", w.model_hash},
+                     {"architecture", w.architecture},
+                     {"quantization", w.quantization},
+                     {"parameters", w.parameters},
+                     {"context", w.context},
+                     {"slots_total", w.slots_total},
+                     {"slots_busy", w.slots_busy},
+                     {"queue_length", w.queue_length},
+                     {"queue_capacity", w.queue_capacity},
+                     {"cpu", w.cpu},
+                     {"memory", w.memory},
+                     {"prompt_tokens_per_second", w.prompt_tokens_per_second},
+                     {"generation_tokens_per_second", w.generation_tokens_per_second},
+                     {"max_tokens", w.max_tokens},
+                     {"software", w.software},
+                     {"nat", w.nat},
+                     {"expires_in_s", w.expires_in_s},
+                     {"score", w.score}});
+    }
+    std::printf("%s\n", json{{"workers", arr}}.dump().c_str());
+    return;
+  }
+  if (ws.empty()) {
+    std::printf("no workers announce '%s'\n", o.topic.c_str());
+    return;
+  }
+  std::printf("%-12s  %-20s  %-8s  %5s  %5s  %4s  %4s  %7s  %-10s  %-5s  %6s\n", "WORKER", "MODEL", "QUANT", "SLOTS",
+              "QUEUE", "CPU", "MEM", "TOK/S", "NAT", "READY", "SCORE");
+  for (const auto& w : ws) {
+    std::printf("%-12s  %-20.20s  %-8.8s  %2d/%-2d  %2d/%-2d  %3.0f%%  %3.0f%%  %7.1f  %-10s  %-5s  %6.1f\n",
+                w.id.substr(0, 12).c_str(), w.model.c_str(), w.quantization.c_str(), w.slots_busy, w.slots_total,
+                w.queue_length, w.queue_capacity, w.cpu * 100, w.memory * 100, w.generation_tokens_per_second,
+                w.nat.c_str(), w.available ? "yes" : "no", w.score);
+  }
+}
+
+// ---- keygen / id ----
+
+void run_keygen(const std::string& path_opt, bool force) {
+  const auto path = path_opt.empty() ? net::default_identity_path() : path_opt;
+  auto id = net::create_identity(path, force);
+  if (!id) throw CommandError(id.error().message);
+  std::printf("%s\n", core::to_hex(id->sign.public_key).c_str());
+  std::fprintf(stderr, "qmesh-cli: wrote %s (mode 0600)\n", path.c_str());
+}
+
+void run_id(const std::string& path_opt) {
+  const auto path = path_opt.empty() ? net::default_identity_path() : path_opt;
+  auto id = net::load_identity(path);
+  if (!id) throw CommandError(id.error().message + (access(path.c_str(), F_OK) != 0 ? " (run: qmesh-cli keygen)" : ""));
+  std::printf("%s\n", core::to_hex(id->sign.public_key).c_str());
+}
+
+}  // namespace
+
+void add_mesh_commands(CLI::App& app) {
+  auto ao = std::make_shared<AskOpts>();
+  auto* a = app.add_subcommand("ask", "Ask the network; the answer streams to stdout");
+  a->add_option("prompt", ao->prompt, "the prompt, or - to read it from stdin")->required();
+  add_common(a, *ao);
+  a->add_option("--model", ao->model, "model name or hash prefix (default: any)");
+  a->add_option("--max-tokens", ao->max_tokens, "longest answer in tokens")->check(CLI::Range(1, 32768));
+  a->add_option("--temperature", ao->temperature, "sampling temperature, 0..2")->check(CLI::Range(0.0, 2.0));
+  a->add_option("--seed", ao->seed, "sampling seed");
+  a->add_option("--system", ao->system, "system message (chat)");
+  a->add_flag("--raw", ao->raw, "plain completion, no chat template");
+  a->add_option("--timeout", ao->timeout_s, "seconds for the whole ask")->check(CLI::Range(1, 86400));
+  a->add_flag("--verbose,-v", ao->verbose, "stats on stderr");
+  a->callback([ao] { run_ask(*ao); });
+
+  auto wo = std::make_shared<CommonOpts>();
+  auto* w = app.add_subcommand("workers", "List live workers and their health");
+  add_common(w, *wo);
+  w->callback([wo] { run_workers(*wo); });
+
+  auto kpath = std::make_shared<std::string>();
+  auto force = std::make_shared<bool>(false);
+  auto* k = app.add_subcommand("keygen", "Create this node's identity key (~/.config/qmesh/identity)");
+  k->add_option("--identity", *kpath, "key file to write");
+  k->add_flag("--force", *force, "replace an existing key");
+  k->callback([kpath, force] { run_keygen(*kpath, *force); });
+
+  auto ipath = std::make_shared<std::string>();
+  auto* i = app.add_subcommand("id", "Print this node's public key");
+  i->add_option("--identity", *ipath, "key file to read");
+  i->callback([ipath] { run_id(*ipath); });
+}
+
+}  // namespace qmesh::cli

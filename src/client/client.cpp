@@ -1,0 +1,739 @@
+// libqmesh-client (include/qmesh/client.hpp): discovery, selection, sessions, streaming, failover.
+// The network runs on the PeerService's loop thread; each ask's control flow runs on the thread
+// that asked (or the AskStream's thread) and talks to the loop through call()/post() and a
+// per-ask channel the loop fills with the answer's frames.
+#include "qmesh/client.hpp"
+
+#include <sodium.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <fstream>
+#include <list>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <thread>
+
+#include "core/hex.hpp"
+#include "core/mesh_frame.hpp"
+#include "core/mesh_record.hpp"
+#include "core/rng.hpp"
+#include "core/stream_event.hpp"
+#include "core/worker_select.hpp"
+#include "net/dht_await.hpp"
+#include "net/identity.hpp"
+#include "net/peer_service.hpp"
+
+namespace qmesh {
+
+namespace dht = core::dht;
+namespace mesh = core::mesh;
+namespace peer = core::peer;
+namespace session = core::session;
+namespace stream = core::stream;
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+namespace {
+
+constexpr std::uint64_t kResetCancel = 8;
+constexpr auto kLookupFresh = milliseconds(2000);  // asks reuse a lookup this recent
+constexpr auto kSessionIdle = std::chrono::seconds(60);
+
+dht::TimePoint ms(peer::Instant t) { return std::chrono::duration_cast<dht::TimePoint>(t); }
+double ms_since(Clock::time_point a, Clock::time_point b = Clock::now()) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+std::vector<std::string> config_file_bootstrap() {
+  const auto path = net::default_config_dir() + "/config.json";
+  std::ifstream f(path);
+  if (!f) return {};
+  auto j = nlohmann::json::parse(f, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) throw Error("config", path + ": not a JSON object");
+  std::vector<std::string> out;
+  if (j.contains("bootstrap")) {
+    if (!j["bootstrap"].is_array()) throw Error("config", path + ": \"bootstrap\" must be an array of \"HOST:PORT\"");
+    for (const auto& b : j["bootstrap"]) {
+      if (!b.is_string()) throw Error("config", path + ": \"bootstrap\" must be an array of \"HOST:PORT\"");
+      out.push_back(b.get<std::string>());
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+// ---- the per-ask channel between the loop thread and the ask's thread ----
+
+struct Answer {
+  std::optional<mesh::Frame> frame;
+  std::string ended;  // set: the stream is over without (more) frames, and why
+};
+
+struct Channel {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<Answer> q;
+  // Loop thread only.
+  mesh::FrameDecoder dec;
+  std::string out;
+  std::size_t out_off = 0;
+  bool fin_pending = false;
+
+  void push(Answer a) {
+    {
+      std::lock_guard lk(mu);
+      q.push_back(std::move(a));
+    }
+    cv.notify_all();
+  }
+  std::optional<Answer> pop(milliseconds limit) {
+    std::unique_lock lk(mu);
+    cv.wait_for(lk, limit, [&] { return !q.empty(); });
+    if (q.empty()) return std::nullopt;
+    auto a = std::move(q.front());
+    q.pop_front();
+    return a;
+  }
+};
+
+struct AskStream::State {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<std::string> pieces;
+  bool done = false;
+  std::optional<AskResult> result;
+  std::optional<Error> error;
+  std::atomic<bool> cancelled{false};
+};
+
+struct Client::Impl : std::enable_shared_from_this<Impl> {
+  ClientOptions opts;
+  net::Identity identity;
+  dht::Topic topic{};
+  std::unique_ptr<net::PeerService> svc;
+  net::DhtAwait await;
+
+  std::mutex mu;  // everything below except the loop-thread maps
+  std::condition_variable cv;
+  std::unique_ptr<core::Rng> rng;
+  struct Sess {
+    peer::ConnectId cid = 0;
+    session::SessionId sid = 0;
+    enum { Connecting, Up, Failed } state = Connecting;
+    std::string error;
+    Clock::time_point last_used{};
+  };
+  std::map<dht::PublicKey, Sess> sessions;  // by worker key
+  std::map<dht::PublicKey, Clock::time_point> busy_until;
+  std::vector<dht::LookupRecord> records;  // newest per worker from the last lookup
+  Clock::time_point looked_up{};
+  std::list<std::thread> threads;
+  bool closing = false;
+
+  // Loop thread only.
+  std::map<std::pair<session::SessionId, stream::StreamId>, std::shared_ptr<Channel>> chans;
+
+  // ---- loop thread ----
+  void on_event(const peer::PeerEvent& e, peer::Peer& p) {
+    if (const auto* de = std::get_if<dht::DhtEvent>(&e)) return await.on_event(*de);
+    if (const auto* up = std::get_if<peer::SessionUp>(&e)) return connect_outcome(up->id, up->sid, {});
+    if (const auto* f = std::get_if<peer::ConnectFailed>(&e)) return connect_outcome(f->id, 0, f->step + ": " + f->reason);
+    const auto* he = std::get_if<session::HostEvent>(&e);
+    if (!he) return;
+    if (const auto* s = std::get_if<session::StreamActivity>(he)) {
+      on_stream(p, s->sid, s->event);
+    } else if (const auto* c = std::get_if<session::SessionClosed>(he)) {
+      for (auto it = chans.lower_bound({c->sid, 0}); it != chans.end() && it->first.first == c->sid;) {
+        it->second->push(Answer{std::nullopt, "the session to the worker closed (" + c->reason + ")"});
+        it = chans.erase(it);
+      }
+      std::lock_guard lk(mu);
+      for (auto it = sessions.begin(); it != sessions.end(); ++it) {
+        if (it->second.state == Sess::Up && it->second.sid == c->sid) {
+          sessions.erase(it);
+          break;
+        }
+      }
+      cv.notify_all();
+    }
+  }
+
+  void connect_outcome(peer::ConnectId id, session::SessionId sid, const std::string& error) {
+    std::lock_guard lk(mu);
+    for (auto& [key, s] : sessions) {
+      if (s.cid != id || s.state != Sess::Connecting) continue;
+      if (error.empty()) {
+        s.state = Sess::Up;
+        s.sid = sid;
+      } else {
+        s.state = Sess::Failed;
+        s.error = error;
+      }
+    }
+    cv.notify_all();
+  }
+
+  void on_stream(peer::Peer& p, session::SessionId sid, const stream::Event& ev) {
+    const auto id = stream::stream_of(ev);
+    if (!id) return;
+    auto it = chans.find({sid, *id});
+    if (it == chans.end()) return;
+    auto ch = it->second;
+    auto* c = p.sessions().connection(sid);
+    if (const auto* r = std::get_if<stream::StreamReset>(&ev)) {
+      ch->push(Answer{std::nullopt, "the worker reset the stream (code " + std::to_string(r->code) + ")"});
+      chans.erase(it);
+      return;
+    }
+    if (!c) return;
+    if (std::holds_alternative<stream::Writable>(ev)) return pump(*c, *id, *ch);
+    std::uint8_t buf[16384];
+    while (const auto n = c->read(*id, buf)) {
+      if (!ch->dec.feed(std::span(buf, n))) {
+        ch->push(Answer{std::nullopt, "malformed answer from the worker: " + ch->dec.error()});
+        (void)c->reset(*id, kResetCancel);
+        chans.erase(it);
+        return;
+      }
+      while (auto f = ch->dec.next()) ch->push(Answer{std::move(*f), {}});
+    }
+    if (std::holds_alternative<stream::Finished>(ev)) {
+      ch->push(Answer{std::nullopt, ch->dec.partial() ? "the answer was cut short" : "the worker ended the answer"});
+      chans.erase(it);
+    }
+  }
+
+  static void pump(stream::Connection& c, stream::StreamId id, Channel& ch) {
+    while (ch.out_off < ch.out.size()) {
+      const auto n = c.write(id, std::span(reinterpret_cast<const std::uint8_t*>(ch.out.data()) + ch.out_off,
+                                           ch.out.size() - ch.out_off));
+      if (n == 0) return;
+      ch.out_off += n;
+    }
+    if (ch.fin_pending) {
+      ch.fin_pending = false;
+      (void)c.finish(id);
+    }
+  }
+
+  // ---- any thread ----
+
+  // The newest record per worker; a new lookup when the last is older than max_age.
+  std::vector<dht::LookupRecord> lookup(milliseconds max_age) {
+    {
+      std::lock_guard lk(mu);
+      if (looked_up != Clock::time_point{} && Clock::now() - looked_up < max_age) return records;
+    }
+    const auto q = svc->call([&](peer::Peer& p, peer::Instant now) {
+      auto id = p.dht().lookup(topic, ms(now));
+      await.expect(id);
+      return id;
+    });
+    auto out = await.wait(q, std::chrono::seconds(15));
+    if (!out) throw Error("timeout", "looking up the workers of '" + opts.topic + "' took longer than 15 s");
+    std::map<dht::PublicKey, dht::LookupRecord> newest;
+    for (auto& r : out->records) {
+      auto& slot = newest[r.record.body.pubkey];
+      if (slot.record.body.seq <= r.record.body.seq) slot = r;
+    }
+    std::lock_guard lk(mu);
+    records.clear();
+    for (auto& [k, r] : newest) records.push_back(std::move(r));
+    looked_up = Clock::now();
+    return records;
+  }
+
+  std::map<dht::PublicKey, double> rtts() {
+    std::vector<std::pair<dht::PublicKey, session::SessionId>> up;
+    {
+      std::lock_guard lk(mu);
+      for (const auto& [k, s] : sessions)
+        if (s.state == Sess::Up) up.emplace_back(k, s.sid);
+    }
+    if (up.empty()) return {};
+    return svc->call([&](peer::Peer& p, peer::Instant) {
+      std::map<dht::PublicKey, double> out;
+      for (const auto& [k, sid] : up) {
+        if (auto info = p.sessions().info(sid); info && info->stats.srtt.count() > 0)
+          out[k] = static_cast<double>(info->stats.srtt.count()) / 1000.0;
+      }
+      return out;
+    });
+  }
+
+  // The session to the worker of `rec`: an open one, or a new one (rendezvous, relayed
+  // handshake; the punch to a direct path goes on in the background).
+  session::SessionId session_for(const dht::LookupRecord& rec, Clock::time_point deadline) {
+    const auto key = rec.record.body.pubkey;
+    std::unique_lock lk(mu);
+    auto it = sessions.find(key);
+    if (it != sessions.end() && it->second.state == Sess::Failed) sessions.erase(it), it = sessions.end();
+    if (it == sessions.end()) {
+      Sess s;
+      s.state = Sess::Connecting;
+      sessions[key] = s;
+      lk.unlock();
+      const auto cid = svc->call([&](peer::Peer& p, peer::Instant now) {
+        const auto id = p.connect(topic, rec, now);
+        std::lock_guard g(mu);  // before any outcome can be handled: we are on the loop thread
+        sessions[key].cid = id;
+        return id;
+      });
+      (void)cid;
+      lk.lock();
+    }
+    cv.wait_until(lk, deadline, [&] {
+      auto i = sessions.find(key);
+      return i == sessions.end() || i->second.state != Sess::Connecting;
+    });
+    it = sessions.find(key);
+    if (it == sessions.end()) throw Error("network", "the session to the worker closed while opening");
+    if (it->second.state == Sess::Connecting) throw Error("timeout", "no session to the worker in time");
+    if (it->second.state == Sess::Failed) {
+      auto why = it->second.error;
+      sessions.erase(it);
+      throw Error("network", "cannot reach the worker: " + why);
+    }
+    it->second.last_used = Clock::now();
+    return it->second.sid;
+  }
+
+  // Opens a stream on sid and sends the request; the channel receives the answer.
+  std::pair<stream::StreamId, std::shared_ptr<Channel>> send_request(session::SessionId sid, const mesh::Request& req) {
+    auto ch = std::make_shared<Channel>();
+    const auto body = mesh::to_json(req);
+    const auto frame = mesh::encode_frame(mesh::FrameType::Request, body);
+    ch->out.assign(frame.begin(), frame.end());
+    ch->fin_pending = true;
+    auto id = svc->call([&](peer::Peer& p, peer::Instant) -> std::optional<stream::StreamId> {
+      auto* c = p.sessions().connection(sid);
+      if (!c) return std::nullopt;
+      auto s = c->open_stream();
+      if (!s) return std::nullopt;
+      chans[{sid, *s}] = ch;
+      pump(*c, *s, *ch);
+      return *s;
+    });
+    if (!id) throw Error("network", "cannot open a stream to the worker (session gone or too many asks at once)");
+    return {*id, ch};
+  }
+
+  void cancel_stream(session::SessionId sid, stream::StreamId id) {
+    svc->post([this, sid, id](peer::Peer& p, peer::Instant) {
+      chans.erase({sid, id});
+      if (auto* c = p.sessions().connection(sid)) (void)c->reset(id, kResetCancel);
+    });
+  }
+
+  void close_idle_sessions() {
+    std::vector<session::SessionId> idle;
+    {
+      std::lock_guard lk(mu);
+      for (auto it = sessions.begin(); it != sessions.end();) {
+        if (it->second.state == Sess::Up && Clock::now() - it->second.last_used > kSessionIdle) {
+          idle.push_back(it->second.sid);
+          it = sessions.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+    if (idle.empty()) return;
+    svc->post([idle](peer::Peer& p, peer::Instant now) {
+      for (auto sid : idle) p.sessions().close(sid, 0, "idle", now);
+    });
+  }
+
+  WorkerInfo info(const dht::LookupRecord& r, const mesh::WorkerRecord& w, std::optional<double> rtt) const {
+    WorkerInfo i;
+    i.id = core::to_hex(r.record.body.pubkey);
+    i.endpoint = r.from.to_string();
+    i.available = w.available;
+    i.model = w.model;
+    i.model_hash = core::to_hex(w.model_hash);
+    i.architecture = w.architecture;
+    i.quantization = w.quantization;
+    i.parameters = w.parameters;
+    i.context = w.context;
+    i.slots_total = w.slots_total;
+    i.slots_busy = w.slots_busy;
+    i.queue_length = w.queue_length;
+    i.queue_capacity = w.queue_capacity;
+    i.cpu = w.cpu_fraction();
+    i.memory = w.memory_fraction();
+    i.prompt_tokens_per_second = w.prompt_tps();
+    i.generation_tokens_per_second = w.generation_tps();
+    i.max_tokens = w.max_tokens;
+    i.software = w.software;
+    i.nat = std::string(core::nat::to_string(w.nat));
+    i.expires_in_s = r.record.remaining_s;
+    mesh::Candidate c{w, rtt, false};
+    i.score = mesh::ineligible(c, "").empty() ? mesh::score(c) : 0;
+    return i;
+  }
+
+  AskResult run_ask(const AskOptions& o, const std::function<void(std::string_view)>& emit,
+                    const std::atomic<bool>& cancelled);
+};
+
+// ---- the ask ----
+
+namespace {
+
+mesh::Request base_request(const AskOptions& o) {
+  if (o.max_tokens < 1 || o.max_tokens > mesh::kMaxAskTokens)
+    throw Error("bad_request", "max_tokens must be 1.." + std::to_string(mesh::kMaxAskTokens));
+  if (o.temperature && !(*o.temperature >= 0 && *o.temperature <= 2))
+    throw Error("bad_request", "temperature must be 0..2");
+  mesh::Request r;
+  if (o.raw) {
+    if (!o.messages.empty()) throw Error("bad_request", "a raw completion takes a prompt, not messages");
+    r.prompt = o.prompt;
+  } else {
+    if (!o.system.empty()) r.messages.push_back({"system", o.system});
+    for (const auto& m : o.messages) r.messages.push_back({m.role, m.content});
+    if (!o.prompt.empty() || o.messages.empty()) r.messages.push_back({"user", o.prompt});
+  }
+  r.max_tokens = o.max_tokens;
+  r.temperature = o.temperature;
+  r.seed = o.seed;
+  r.model = o.model;
+  // The worker checks it again; checking here turns a bad ask into an error before any network.
+  if (auto v = mesh::parse_request(mesh::to_json(r)); !v) throw Error("bad_request", v.error().message);
+  return r;
+}
+
+}  // namespace
+
+AskResult Client::Impl::run_ask(const AskOptions& o, const std::function<void(std::string_view)>& emit,
+                                const std::atomic<bool>& cancelled) {
+  const auto t0 = Clock::now();
+  const auto deadline = t0 + o.timeout;
+  mesh::Request req = base_request(o);
+  close_idle_sessions();
+  AskResult res;
+  std::set<dht::PublicKey> failed;  // workers that failed this ask
+  std::optional<Clock::time_point> first_token;
+  std::string last_error = "no worker could be reached";
+  std::string last_kind = "network";
+  bool saw_busy = false;
+  std::uint32_t busy_retry_ms = 0;
+  for (int attempt = 0; attempt < std::max(1, o.max_attempts); ++attempt) {
+    if (cancelled) throw Error("cancelled", "the ask was cancelled");
+    if (Clock::now() >= deadline) throw Error("timeout", "no answer within " + std::to_string(o.timeout.count()) + " ms");
+    // After a failure, look again: the failed worker may be gone and others may have come.
+    const auto recs = lookup(attempt == 0 ? kLookupFresh : milliseconds(500));
+    const auto rtt = rtts();
+    std::vector<mesh::Candidate> cands;
+    std::vector<const dht::LookupRecord*> of;
+    std::size_t busy_now = 0, usable = 0;
+    {
+      std::lock_guard lk(mu);
+      for (const auto& r : recs) {
+        auto w = mesh::decode_worker_record(r.record.body.payload);
+        if (!w) continue;
+        const auto& key = r.record.body.pubkey;
+        const bool busy = busy_until.count(key) && busy_until[key] > Clock::now();
+        if (busy) ++busy_now;
+        if (w->available && mesh::model_matches(*w, o.model)) ++usable;
+        auto it = rtt.find(key);
+        cands.push_back({*w, it != rtt.end() ? std::optional(it->second) : std::nullopt, busy || failed.count(key) > 0});
+        of.push_back(&r);
+      }
+    }
+    auto pick = [&] {
+      std::lock_guard lk(mu);
+      return mesh::select_worker(cands, o.model, *rng);
+    }();
+    if (!pick) {
+      if (recs.empty()) throw Error("no_workers", "no worker announces '" + opts.topic + "'");
+      if (usable == 0)
+        throw Error("no_workers", o.model.empty() ? "no worker of '" + opts.topic + "' is ready"
+                                                  : "no ready worker serves model '" + o.model + "'");
+      if (saw_busy || busy_now > 0)
+        throw Error("busy", "all workers are busy; retry in " + std::to_string(std::max<std::uint32_t>(busy_retry_ms, 1000)) + " ms");
+      // Every usable worker failed this ask already.
+      throw Error(last_kind, last_error);
+    }
+    const auto& rec = *of[*pick];
+    const auto key = rec.record.body.pubkey;
+    const auto wid = core::to_hex(key);
+    res.workers_tried.push_back(wid);
+    if (attempt > 0) ++res.retries;
+    if (!res.text.empty()) res.resumed = true;
+    session::SessionId sid = 0;
+    try {
+      sid = session_for(rec, std::min(deadline, Clock::now() + opts.join_timeout));
+    } catch (const Error& e) {
+      failed.insert(key);
+      last_error = e.what();
+      last_kind = "network";
+      continue;
+    }
+    mesh::Request r = req;
+    r.resume = res.text;
+    r.max_tokens = req.max_tokens - static_cast<int>(res.tokens);
+    if (r.max_tokens <= 0) break;  // the earlier worker gave every token asked for
+    stream::StreamId id = 0;
+    std::shared_ptr<Channel> ch;
+    try {
+      std::tie(id, ch) = send_request(sid, r);
+    } catch (const Error& e) {
+      failed.insert(key);
+      last_error = e.what();
+      continue;
+    }
+    bool retry = false;
+    while (!retry) {
+      if (cancelled) {
+        cancel_stream(sid, id);
+        throw Error("cancelled", "the ask was cancelled");
+      }
+      if (Clock::now() >= deadline) {
+        cancel_stream(sid, id);
+        throw Error("timeout", "no answer within " + std::to_string(o.timeout.count()) + " ms");
+      }
+      auto a = ch->pop(milliseconds(50));
+      if (!a) continue;
+      if (!a->frame) {  // the stream ended without DONE or ERROR: the worker is lost
+        failed.insert(key);
+        last_error = "worker " + wid.substr(0, 12) + ": " + a->ended;
+        last_kind = "network";
+        retry = true;
+        break;
+      }
+      const auto& f = *a->frame;
+      if (f.type == mesh::FrameType::Token) {
+        if (!first_token) first_token = Clock::now();
+        res.text += f.body;
+        ++res.tokens;
+        if (emit) emit(f.body);
+      } else if (f.type == mesh::FrameType::Done) {
+        auto d = mesh::parse_done(f.body);
+        res.stop_reason = d ? d->stop_reason : "";
+        res.worker = wid;
+        const auto end = Clock::now();
+        res.total_ms = ms_since(t0, end);
+        res.ttft_ms = first_token ? ms_since(t0, *first_token) : res.total_ms;
+        const double gen_ms = first_token ? ms_since(*first_token, end) : 0;
+        res.tokens_per_second = gen_ms > 0 && res.tokens > 1 ? (res.tokens - 1) * 1000.0 / gen_ms : 0;
+        std::lock_guard lk(mu);
+        if (auto s = sessions.find(key); s != sessions.end()) s->second.last_used = Clock::now();
+        return res;
+      } else if (f.type == mesh::FrameType::Error) {
+        auto e = mesh::parse_error_reply(f.body);
+        const std::string kind = e ? e->kind : "internal";
+        const std::string msg = e ? e->message : "malformed error from the worker";
+        if (kind == "bad_request") throw Error("bad_request", msg);
+        if (kind == "busy") {
+          saw_busy = true;
+          busy_retry_ms = std::max(busy_retry_ms, e ? e->retry_after_ms : 1000u);
+          std::lock_guard lk(mu);
+          busy_until[key] = Clock::now() + milliseconds(e ? e->retry_after_ms : 1000);
+        } else {
+          failed.insert(key);
+        }
+        last_error = "worker " + wid.substr(0, 12) + ": " + msg;
+        last_kind = kind == "busy" ? "busy" : "network";
+        retry = true;
+      } else {
+        failed.insert(key);
+        last_error = "worker " + wid.substr(0, 12) + " sent an unexpected frame";
+        cancel_stream(sid, id);
+        retry = true;
+      }
+    }
+  }
+  if (res.tokens > 0 && req.max_tokens - static_cast<int>(res.tokens) <= 0) {
+    res.stop_reason = "limit";
+    res.worker = res.workers_tried.empty() ? "" : res.workers_tried.back();
+    res.total_ms = ms_since(t0);
+    res.ttft_ms = first_token ? ms_since(t0, *first_token) : res.total_ms;
+    return res;
+  }
+  if (saw_busy && last_kind == "busy")
+    throw Error("busy", "all workers are busy; retry in " + std::to_string(std::max<std::uint32_t>(busy_retry_ms, 1000)) + " ms");
+  throw Error(last_kind, "gave up after " + std::to_string(res.workers_tried.size()) + " workers: " + last_error);
+}
+
+// ---- Client ----
+
+Client::Client(ClientOptions options) : impl_(std::make_shared<Impl>()) {
+  if (sodium_init() < 0) throw Error("config", "libsodium failed to initialize");
+  auto& m = *impl_;
+  m.opts = std::move(options);
+  if (m.opts.topic.empty() || m.opts.topic.size() > 255) throw Error("config", "topic must be 1..255 bytes");
+  m.topic = dht::topic_from_name(m.opts.topic);
+  std::uint64_t seed = 0;
+  randombytes_buf(&seed, sizeof seed);
+  m.rng = std::make_unique<core::Rng>(seed);
+  if (m.opts.identity.empty()) {
+    m.identity = net::ephemeral_identity();
+  } else {
+    auto id = net::load_or_create_identity(m.opts.identity);
+    if (!id) throw Error("config", id.error().message);
+    m.identity = *id;
+  }
+  auto boot_texts = m.opts.bootstrap.empty() ? config_file_bootstrap() : m.opts.bootstrap;
+  if (boot_texts.empty())
+    throw Error("config", "no bootstrap node: give --bootstrap HOST:PORT or list \"bootstrap\" in " +
+                              net::default_config_dir() + "/config.json");
+  std::vector<dht::Endpoint> boot;
+  for (const auto& b : boot_texts) {
+    auto e = dht::Endpoint::parse(b);
+    if (!e || e->port == 0) throw Error("config", "bootstrap " + b + ": expected IP:PORT (e.g. 127.0.0.1:49737 or [::1]:49737)");
+    boot.push_back(*e);
+  }
+  net::PeerServiceOptions so;
+  if (!m.opts.listen.empty()) {
+    const auto& l = m.opts.listen;
+    auto at = dht::Endpoint::parse(l.find(':') == std::string::npos || l.back() == ']' ? l + ":0" : l);
+    if (!at) throw Error("config", "listen " + l + ": expected HOST[:PORT]");
+    (at->family == 6 ? so.listen_v6 : so.listen_v4) = *at;
+  } else {
+    for (const auto& b : boot) {
+      dht::Endpoint any;
+      any.family = b.family;
+      (b.family == 6 ? so.listen_v6 : so.listen_v4) = any;
+    }
+  }
+  so.config.dht.ephemeral = true;
+  so.config.dht.report_addresses = true;
+  so.config.serve_relay = false;
+  so.config.punch = m.opts.punch;
+  so.config.sessions.identity = m.identity.session;
+  so.config.sessions.accept_incoming = false;
+  // A worker that vanishes (killed, unplugged) must be noticed within seconds, not the default 30.
+  so.config.sessions.connection.keepalive = milliseconds(1000);
+  so.config.sessions.connection.idle_timeout = milliseconds(5000);
+  std::weak_ptr<Impl> weak = impl_;
+  Impl* raw = impl_.get();
+  auto svc = net::PeerService::start(so, [raw](const peer::PeerEvent& e, peer::Peer& p, peer::Instant) { raw->on_event(e, p); });
+  if (!svc) throw Error("network", svc.error().message);
+  m.svc = std::move(*svc);
+  const auto q = m.svc->call([&](peer::Peer& p, peer::Instant now) {
+    auto id = p.dht().bootstrap(boot, ms(now));
+    m.await.expect(id);
+    return id;
+  });
+  auto joined = m.await.wait(q, m.opts.join_timeout);
+  if (!joined || !joined->ok) {
+    std::string list;
+    for (const auto& b : boot) list += (list.empty() ? "" : ", ") + b.to_string();
+    m.svc->stop();
+    throw Error("network", "no DHT node answered at " + list + " (is a bootstrap node running there?)");
+  }
+}
+
+Client::~Client() {
+  std::list<std::thread> ts;
+  {
+    std::lock_guard lk(impl_->mu);
+    impl_->closing = true;
+    ts.swap(impl_->threads);
+  }
+  for (auto& t : ts) t.join();  // AskStreams end: their owners cancel them or they time out
+  if (impl_->svc) {
+    std::vector<session::SessionId> open;
+    {
+      std::lock_guard lk(impl_->mu);
+      for (const auto& [k, s] : impl_->sessions)
+        if (s.state == Impl::Sess::Up) open.push_back(s.sid);
+    }
+    try {
+      impl_->svc->call([&open](peer::Peer& p, peer::Instant now) {
+        for (auto sid : open) p.sessions().close(sid, 0, "client closing", now);
+      });
+      std::this_thread::sleep_for(milliseconds(20));  // let the CLOSEs go out
+    } catch (const std::exception&) {
+    }
+    impl_->svc->stop();
+  }
+}
+
+std::string Client::id() const { return core::to_hex(impl_->identity.sign.public_key); }
+
+std::vector<WorkerInfo> Client::workers() {
+  auto recs = impl_->lookup(milliseconds(0));
+  auto rtt = impl_->rtts();
+  std::vector<WorkerInfo> out;
+  for (const auto& r : recs) {
+    auto w = mesh::decode_worker_record(r.record.body.payload);
+    if (!w) continue;
+    auto it = rtt.find(r.record.body.pubkey);
+    out.push_back(impl_->info(r, *w, it != rtt.end() ? std::optional(it->second) : std::nullopt));
+  }
+  std::stable_sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.score > b.score; });
+  return out;
+}
+
+AskResult Client::ask(const AskOptions& options, const TokenCallback& on_token) {
+  std::atomic<bool> never{false};
+  return impl_->run_ask(options, on_token, never);
+}
+
+AskStream Client::stream(const AskOptions& options) {
+  auto st = std::make_shared<AskStream::State>();
+  auto impl = impl_;
+  std::lock_guard lk(impl->mu);
+  if (impl->closing) throw Error("cancelled", "the client is closing");
+  impl->threads.emplace_back([impl, st, options] {
+    try {
+      auto r = impl->run_ask(options, [&](std::string_view piece) {
+        std::lock_guard g(st->mu);
+        st->pieces.emplace_back(piece);
+        st->cv.notify_all();
+      }, st->cancelled);
+      std::lock_guard g(st->mu);
+      st->result = std::move(r);
+    } catch (const Error& e) {
+      std::lock_guard g(st->mu);
+      st->error = e;
+    } catch (const std::exception& e) {
+      std::lock_guard g(st->mu);
+      st->error = Error("network", e.what());
+    }
+    std::lock_guard g(st->mu);
+    st->done = true;
+    st->cv.notify_all();
+  });
+  return AskStream(st);
+}
+
+// ---- AskStream ----
+
+AskStream::AskStream(std::shared_ptr<State> s) : s_(std::move(s)) {}
+AskStream::~AskStream() {
+  if (s_) cancel();  // nobody will read it: stop the worker's generation
+}
+AskStream::AskStream(AskStream&&) noexcept = default;
+AskStream& AskStream::operator=(AskStream&&) noexcept = default;
+
+std::optional<std::string> AskStream::next() {
+  std::unique_lock lk(s_->mu);
+  s_->cv.wait(lk, [&] { return !s_->pieces.empty() || s_->done; });
+  if (s_->pieces.empty()) return std::nullopt;
+  auto p = std::move(s_->pieces.front());
+  s_->pieces.pop_front();
+  return p;
+}
+
+const AskResult& AskStream::result() {
+  std::unique_lock lk(s_->mu);
+  s_->cv.wait(lk, [&] { return s_->done; });
+  if (s_->error) throw *s_->error;
+  return *s_->result;
+}
+
+void AskStream::cancel() {
+  std::lock_guard lk(s_->mu);
+  if (!s_->done) s_->cancelled = true;
+}
+
+}  // namespace qmesh

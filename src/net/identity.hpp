@@ -1,0 +1,39 @@
+// A node's long-term identity: one Ed25519 key pair (it signs the worker's DHT records) whose X25519
+// form is the node's Noise static key, so a client that found a record knows whom its session
+// reaches. Kept in the user's config directory, created on first use with mode 0600.
+//
+// File: one line "qmesh-identity-v1 <64 hex digits: the Ed25519 seed>". The public key is derived.
+#pragma once
+
+#include <string>
+
+#include "core/dht_record_store.hpp"
+#include "core/noise.hpp"
+#include "core/result.hpp"
+
+namespace qmesh::net {
+
+struct Identity {
+  core::dht::KeyPair sign;          // Ed25519
+  core::noise::KeyPair session;     // X25519, from the Ed25519 secret
+  std::string path;                 // where it is kept ("" for an ephemeral one)
+  bool created = false;             // made by this call
+};
+
+// $QMESH_CONFIG_DIR, else $XDG_CONFIG_HOME/qmesh, else $HOME/.config/qmesh.
+std::string default_config_dir();
+// default_config_dir() + "/identity".
+std::string default_identity_path();
+
+// Loads the identity at path; creates it (and its directory, mode 0700) when missing. A file that
+// others may read (group/other bits) or that is malformed is an error naming the path.
+core::Result<Identity> load_or_create_identity(const std::string& path);
+core::Result<Identity> load_identity(const std::string& path);
+// Writes a new identity; an existing file is an error unless overwrite.
+core::Result<Identity> create_identity(const std::string& path, bool overwrite);
+// A fresh identity that is never written anywhere.
+Identity ephemeral_identity();
+
+Identity identity_from_seed(const std::array<std::uint8_t, 32>& seed);
+
+}  // namespace qmesh::net

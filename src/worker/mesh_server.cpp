@@ -1,0 +1,418 @@
+#include "worker/mesh_server.hpp"
+
+#include <sodium.h>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "core/hex.hpp"
+#include "core/mesh_frame.hpp"
+#include "core/stream_event.hpp"
+#include "net/dht_await.hpp"
+#include "net/logger.hpp"
+#include "net/peer_service.hpp"
+#include "sidecar/model_file.hpp"
+
+namespace qmesh::worker {
+
+namespace dht = core::dht;
+namespace mesh = core::mesh;
+namespace peer = core::peer;
+namespace session = core::session;
+namespace stream = core::stream;
+using std::chrono::milliseconds;
+
+namespace {
+
+constexpr std::size_t kMaxOutbox = 4 << 20;   // answer bytes a slow reader may leave unread
+constexpr std::uint64_t kResetProtocol = 1;   // stream reset codes
+constexpr std::uint64_t kResetOverflow = 2;
+
+dht::TimePoint ms(peer::Instant t) { return std::chrono::duration_cast<dht::TimePoint>(t); }
+
+std::string short_key(const core::noise::PublicKey& k) { return core::to_hex(k).substr(0, 12); }
+
+}  // namespace
+
+struct MeshServer::Impl {
+  using Key = std::pair<session::SessionId, stream::StreamId>;
+  struct Shared {
+    std::atomic<bool> cancelled{false};
+  };
+  // One ask on one stream (loop thread only).
+  struct Ask {
+    mesh::FrameDecoder dec;
+    bool requested = false;  // a REQUEST arrived: the ask runs or was answered
+    bool answered = false;   // DONE or ERROR queued
+    std::string out;         // frames not yet accepted by the stream
+    std::size_t out_off = 0;
+    bool finished = false;
+    std::shared_ptr<Shared> shared;
+  };
+
+  Worker& worker;
+  MeshServerOptions opts;
+  dht::Topic topic{};
+  std::unique_ptr<net::PeerService> svc;
+  net::DhtAwait await;
+  std::shared_ptr<spdlog::logger> log = net::component_logger("mesh");
+
+  // Loop thread.
+  std::map<Key, Ask> asks;
+  std::map<session::SessionId, core::noise::PublicKey> clients;
+  int admitted = 0;
+
+  // Any thread.
+  mutable std::mutex mu;
+  std::condition_variable cv;
+  int threads = 0;
+  MeshStats st;
+  bool stopped = false;
+
+  Impl(Worker& w, MeshServerOptions o) : worker(w), opts(std::move(o)), topic(dht::topic_from_name(opts.topic)) {}
+
+  void bump(std::uint64_t MeshStats::*field) {
+    std::lock_guard lk(mu);
+    ++(st.*field);
+  }
+
+  void on_event(const peer::PeerEvent& e, peer::Peer& p, peer::Instant now) {
+    if (const auto* de = std::get_if<dht::DhtEvent>(&e)) {
+      await.on_event(*de);
+      return;
+    }
+    const auto* he = std::get_if<session::HostEvent>(&e);
+    if (!he) return;
+    if (const auto* a = std::get_if<session::Accepted>(he)) {
+      clients[a->sid] = a->remote_static;
+      bump(&MeshStats::sessions);
+      log->debug("session {} from {} ({})", a->sid, short_key(a->remote_static), a->path.relayed() ? "relayed" : "direct");
+    } else if (const auto* s = std::get_if<session::StreamActivity>(he)) {
+      on_stream(p, s->sid, s->event, now);
+    } else if (const auto* c = std::get_if<session::SessionClosed>(he)) {
+      drop_session(c->sid);
+    }
+  }
+
+  void drop_session(session::SessionId sid) {
+    for (auto it = asks.lower_bound({sid, 0}); it != asks.end() && it->first.first == sid;) {
+      if (it->second.shared) it->second.shared->cancelled = true;
+      it = asks.erase(it);
+    }
+    clients.erase(sid);
+  }
+
+  void on_stream(peer::Peer& p, session::SessionId sid, const stream::Event& ev, peer::Instant now) {
+    const auto id = stream::stream_of(ev);
+    if (!id) {  // the connection closed: SessionClosed follows
+      drop_session(sid);
+      return;
+    }
+    const Key key{sid, *id};
+    auto it = asks.find(key);
+    if (std::holds_alternative<stream::StreamReset>(ev)) {
+      if (it != asks.end()) {
+        if (it->second.shared) it->second.shared->cancelled = true;  // the client went away
+        asks.erase(it);
+      }
+      return;
+    }
+    if (std::holds_alternative<stream::Writable>(ev)) {
+      if (it != asks.end()) pump(p, key, it->second);
+      return;
+    }
+    if (it == asks.end()) it = asks.emplace(key, Ask{}).first;
+    Ask& a = it->second;
+    stream::Connection* c = p.sessions().connection(sid);
+    if (!c) return;
+    std::uint8_t buf[16384];
+    while (const auto n = c->read(*id, buf)) {
+      if (a.requested) continue;  // anything after the request is ignored
+      if (!a.dec.feed(std::span(buf, n))) {
+        bump(&MeshStats::bad_requests);
+        answer_error(p, key, a, {"bad_request", "bad request: " + a.dec.error(), 0});
+        return;
+      }
+      if (auto f = a.dec.next()) {
+        if (f->type != mesh::FrameType::Request) {
+          bump(&MeshStats::bad_requests);
+          answer_error(p, key, a, {"bad_request", "bad request: the first frame must be a REQUEST", 0});
+          return;
+        }
+        a.requested = true;
+        admit(p, key, a, f->body, now);
+        if (asks.find(key) == asks.end()) return;
+      }
+    }
+    if (std::holds_alternative<stream::Finished>(ev) && !a.requested) {
+      bump(&MeshStats::bad_requests);
+      answer_error(p, key, a, {"bad_request", "bad request: the stream ended before a complete REQUEST", 0});
+    }
+  }
+
+  void admit(peer::Peer& p, const Key& key, Ask& a, const std::string& body, peer::Instant) {
+    bump(&MeshStats::asks);
+    auto req = mesh::parse_request(body);
+    if (!req) {
+      bump(&MeshStats::bad_requests);
+      answer_error(p, key, a, {"bad_request", req.error().message, 0});
+      return;
+    }
+    if (!req->model.empty() && req->model != model_name && !hash_matches(req->model)) {
+      bump(&MeshStats::bad_requests);
+      answer_error(p, key, a, {"bad_request", "this worker serves model '" + model_name + "', not '" + req->model + "'", 0});
+      return;
+    }
+    // Admission here, before a thread exists: a full worker answers "busy" at once.
+    const auto& cfg = worker.config();
+    if (admitted >= cfg.parallel + cfg.queue_capacity) {
+      bump(&MeshStats::busy);
+      answer_error(p, key, a,
+                   {"busy", "worker is busy: " + std::to_string(admitted) + " asks running or queued", opts.busy_retry_ms});
+      return;
+    }
+    ++admitted;
+    a.shared = std::make_shared<Shared>();
+    std::string who = "?";
+    if (auto cl = clients.find(key.first); cl != clients.end()) who = short_key(cl->second);
+    {
+      std::lock_guard lk(mu);
+      ++threads;
+      st.running = admitted;
+    }
+    std::thread([this, key, r = std::move(*req), shared = a.shared, who] { run(key, r, shared, who); }).detach();
+  }
+
+  std::string model_name;
+  std::string model_hash_hex;
+  bool hash_matches(const std::string& m) const {
+    if (m.size() < 8 || m.size() > 64) return false;
+    std::string lower = m;
+    for (auto& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    return model_hash_hex.compare(0, lower.size(), lower) == 0;
+  }
+
+  // On its own thread: the ask through llama-server.
+  void run(Key key, mesh::Request req, std::shared_ptr<Shared> shared, std::string who) {
+    sidecar::CompletionRequest cr;
+    cr.max_tokens = req.max_tokens;
+    cr.temperature = req.temperature.value_or(worker.config().temperature);
+    cr.seed = req.seed;
+    if (req.messages.empty()) {
+      cr.prompt = req.prompt + req.resume;
+    } else {
+      for (auto& m : req.messages) cr.messages.push_back({m.role, m.content});
+      // Failover: the assistant's answer so far, for llama-server to continue (assistant prefill).
+      if (!req.resume.empty()) cr.messages.push_back({"assistant", req.resume});
+    }
+    auto on_token = [this, key](std::string_view piece) {
+      svc->post([this, key, text = std::string(piece)](peer::Peer& p, peer::Instant) {
+        send(p, key, mesh::FrameType::Token, text, false);
+      });
+    };
+    auto cancelled = [&shared] { return shared->cancelled.load(); };
+    auto r = worker.submit(cr, on_token, cancelled);
+    if (r) {
+      log->info("ask from {}: {} tokens, ttft {:.1f} ms, {:.1f} tokens/s ({})", who, r->tokens, r->ttft_ms,
+                r->tokens_per_second, r->stop_reason);
+      mesh::Done d{r->tokens, r->ttft_ms, r->total_ms, r->tokens_per_second, r->stop_reason};
+      {
+        std::lock_guard lk(mu);
+        ++st.completed;
+        if (r->tokens > 1 && r->tokens_per_second > 0)
+          st.generation_tps = st.generation_tps == 0 ? r->tokens_per_second : 0.8 * st.generation_tps + 0.2 * r->tokens_per_second;
+      }
+      svc->post([this, key, body = mesh::to_json(d)](peer::Peer& p, peer::Instant) {
+        finish_ask(p, key, mesh::FrameType::Done, body);
+      });
+    } else {
+      const auto& e = r.error();
+      const bool cancel = shared->cancelled.load();
+      log->info("ask from {}: {} ({})", who, cancel ? "cancelled by the client" : e.message, e.kind);
+      bump(cancel ? &MeshStats::cancelled : e.kind == "busy" ? &MeshStats::busy : &MeshStats::failed);
+      mesh::ErrorReply er{e.kind.empty() ? "internal" : e.kind, e.message, e.kind == "busy" ? opts.busy_retry_ms : 0};
+      svc->post([this, key, body = mesh::to_json(er)](peer::Peer& p, peer::Instant) {
+        finish_ask(p, key, mesh::FrameType::Error, body);
+      });
+    }
+    std::lock_guard lk(mu);
+    --threads;
+    cv.notify_all();
+  }
+
+  void finish_ask(peer::Peer& p, const Key& key, mesh::FrameType type, const std::string& body) {
+    --admitted;
+    {
+      std::lock_guard lk(mu);
+      st.running = admitted;
+    }
+    send(p, key, type, body, true);
+  }
+
+  void answer_error(peer::Peer& p, const Key& key, Ask& a, const mesh::ErrorReply& e) {
+    a.requested = true;
+    send(p, key, mesh::FrameType::Error, mesh::to_json(e), true);
+  }
+
+  // Queues a frame on the ask's stream (gone: the client left, drop it) and writes what fits.
+  void send(peer::Peer& p, const Key& key, mesh::FrameType type, std::string_view body, bool last) {
+    auto it = asks.find(key);
+    if (it == asks.end() || it->second.answered) return;
+    Ask& a = it->second;
+    const auto f = mesh::encode_frame(type, body);
+    a.out.append(f.begin(), f.end());
+    if (last) a.answered = true;
+    if (a.out.size() - a.out_off > kMaxOutbox) {
+      // The client stopped reading: end the ask rather than hold its answer forever.
+      if (a.shared) a.shared->cancelled = true;
+      if (auto* c = p.sessions().connection(key.first)) (void)c->reset(key.second, kResetOverflow);
+      asks.erase(it);
+      return;
+    }
+    pump(p, key, a);
+  }
+
+  void pump(peer::Peer& p, const Key& key, Ask& a) {
+    stream::Connection* c = p.sessions().connection(key.first);
+    if (!c) return;
+    while (a.out_off < a.out.size()) {
+      const auto n = c->write(key.second, std::span(reinterpret_cast<const std::uint8_t*>(a.out.data()) + a.out_off,
+                                                    a.out.size() - a.out_off));
+      if (n == 0) break;
+      a.out_off += n;
+    }
+    if (a.out_off == a.out.size()) {
+      a.out.clear();
+      a.out_off = 0;
+      if (a.answered && !a.finished) {
+        a.finished = true;
+        (void)c->finish(key.second);
+        asks.erase(key);  // the stream is over on our side; a late reset finds nothing to cancel
+      }
+    }
+  }
+
+  void cancel_all() {
+    for (auto& [k, a] : asks) {
+      if (a.shared) a.shared->cancelled = true;
+    }
+  }
+};
+
+MeshServer::MeshServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+MeshServer::~MeshServer() {
+  stop();
+  // Ask threads still inside llama-server (stop() waited only a while) finish before we go.
+  std::unique_lock lk(impl_->mu);
+  impl_->cv.wait(lk, [&] { return impl_->threads == 0; });
+}
+
+core::Result<std::unique_ptr<MeshServer>> MeshServer::start(Worker& worker, MeshServerOptions opts) {
+  if (opts.bootstrap.empty()) return core::make_error("no bootstrap node given");
+  auto impl = std::make_unique<Impl>(worker, opts);
+  if (auto m = sidecar::inspect_model_file(worker.config().model)) {
+    impl->model_name = m->name;
+  }
+  net::PeerServiceOptions so;
+  dht::Endpoint at;
+  if (opts.listen) {
+    at = *opts.listen;
+  } else {
+    at.family = opts.bootstrap.front().family;
+  }
+  (at.family == 6 ? so.listen_v6 : so.listen_v4) = at;
+  so.config.dht.ephemeral = true;
+  so.config.dht.report_addresses = true;
+  so.config.serve_relay = false;
+  so.config.punch = opts.punch;
+  so.config.sessions.identity = opts.identity.session;
+  so.config.sessions.accept_incoming = true;
+  Impl* raw = impl.get();
+  auto svc = net::PeerService::start(so, [raw](const peer::PeerEvent& e, peer::Peer& p, peer::Instant now) {
+    raw->on_event(e, p, now);
+  });
+  if (!svc) return svc.error();
+  impl->svc = std::move(*svc);
+  const auto q = impl->svc->call([&](peer::Peer& p, peer::Instant now) {
+    auto id = p.dht().bootstrap(impl->opts.bootstrap, ms(now));
+    impl->await.expect(id);
+    return id;
+  });
+  auto joined = impl->await.wait(q, std::chrono::seconds(10));
+  if (!joined || !joined->ok) {
+    std::string list;
+    for (const auto& b : opts.bootstrap) list += (list.empty() ? "" : ", ") + b.to_string();
+    impl->svc->stop();
+    return core::make_error("no DHT node answered at " + list + " (is a bootstrap node running there?)");
+  }
+  return std::unique_ptr<MeshServer>(new MeshServer(std::move(impl)));
+}
+
+void MeshServer::set_model(const std::string& name, const std::array<std::uint8_t, 32>& hash) {
+  impl_->svc->call([&](peer::Peer&, peer::Instant) {
+    impl_->model_name = name;
+    impl_->model_hash_hex = core::to_hex(hash);
+  });
+}
+
+core::Result<std::uint32_t> MeshServer::announce(const mesh::WorkerRecord& record, milliseconds wait) {
+  const auto payload = mesh::encode(record);
+  const auto q = impl_->svc->call([&](peer::Peer& p, peer::Instant now) {
+    auto id = p.dht().announce(impl_->topic, payload, impl_->opts.identity.sign, ms(now));
+    impl_->await.expect(id);
+    return id;
+  });
+  auto done = impl_->await.wait(q, wait);
+  if (!done) return core::make_error("announcing took longer than " + std::to_string(wait.count()) + " ms", "timeout");
+  if (!done->ok || done->stats.stored == 0) return core::make_error("no DHT node stored the worker record");
+  return done->stats.stored;
+}
+
+core::nat::NatType MeshServer::nat_type() const {
+  return impl_->svc->call([](peer::Peer& p, peer::Instant now) {
+    const auto v4 = p.nat_type(4, now);
+    return v4 != core::nat::NatType::unknown ? v4 : p.nat_type(6, now);
+  });
+}
+
+std::optional<dht::Endpoint> MeshServer::local_endpoint() const {
+  auto v4 = impl_->svc->local_endpoint(4);
+  return v4 ? v4 : impl_->svc->local_endpoint(6);
+}
+
+MeshStats MeshServer::stats() const {
+  std::lock_guard lk(impl_->mu);
+  return impl_->st;
+}
+
+void MeshServer::stop() {
+  {
+    std::lock_guard lk(impl_->mu);
+    if (impl_->stopped) return;
+    impl_->stopped = true;
+  }
+  auto& svc = *impl_->svc;
+  try {
+    svc.call([this](peer::Peer&, peer::Instant) { impl_->cancel_all(); });
+    // Asks see the cancel at llama-server's next byte; their ERROR frames go out before we leave.
+    {
+      std::unique_lock lk(impl_->mu);
+      impl_->cv.wait_for(lk, std::chrono::seconds(5), [&] { return impl_->threads == 0; });
+    }
+    svc.call([this](peer::Peer& p, peer::Instant now) {
+      (void)p.dht().unannounce(impl_->topic, ms(now));
+      for (const auto& [sid, key] : impl_->clients) p.sessions().close(sid, 0, "worker stopping", now);
+    });
+    std::this_thread::sleep_for(milliseconds(200));  // let the UNANNOUNCE and CLOSEs go out
+  } catch (const std::exception&) {
+    // The loop is already gone: nothing left to tell the network.
+  }
+  svc.stop();
+}
+
+}  // namespace qmesh::worker

@@ -1,0 +1,64 @@
+// The worker on the QMesh network: joins the DHT through a net::PeerService, announces its worker
+// record under the topic (refreshed by the caller every status interval), accepts encrypted
+// sessions and serves each ask on its own stream (core/mesh_frame.hpp): admission against the
+// worker's queue, tokens forwarded the moment llama-server produces them, exactly one DONE or
+// ERROR per ask, and a client that resets its stream or goes away cancels its generation.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/dht_types.hpp"
+#include "core/mesh_record.hpp"
+#include "core/result.hpp"
+#include "net/identity.hpp"
+#include "worker/worker.hpp"
+
+namespace qmesh::worker {
+
+struct MeshServerOptions {
+  std::vector<core::dht::Endpoint> bootstrap;     // at least one
+  std::optional<core::dht::Endpoint> listen;      // default: any address of the first bootstrap's family
+  std::string topic = "qmesh-inference";
+  net::Identity identity;
+  bool punch = true;
+  std::uint32_t busy_retry_ms = 1000;             // the retry hint in a "busy" answer
+};
+
+struct MeshStats {
+  std::uint64_t sessions = 0, asks = 0, completed = 0, failed = 0, busy = 0, cancelled = 0, bad_requests = 0;
+  double generation_tps = 0;  // recent asks' tokens/s (exponential average), 0 before the first
+  int running = 0;            // asks admitted and not yet answered
+};
+
+class MeshServer {
+ public:
+  // Joins the DHT (every bootstrap is tried; fails when none answers within 10 s).
+  static core::Result<std::unique_ptr<MeshServer>> start(Worker& worker, MeshServerOptions opts);
+  ~MeshServer();
+  MeshServer(const MeshServer&) = delete;
+  MeshServer& operator=(const MeshServer&) = delete;
+
+  // Announces (or refreshes) the record; waits for the outcome at most `wait`. Returns the
+  // number of DHT nodes that stored it.
+  core::Result<std::uint32_t> announce(const core::mesh::WorkerRecord& record,
+                                       std::chrono::milliseconds wait = std::chrono::seconds(10));
+  // The model asks may name (by name or hash prefix); others are answered "bad_request".
+  void set_model(const std::string& name, const std::array<std::uint8_t, 32>& hash);
+  core::nat::NatType nat_type() const;
+  std::optional<core::dht::Endpoint> local_endpoint() const;
+  MeshStats stats() const;
+  // Unannounces, ends asks in flight (their clients get an error), closes sessions. Idempotent.
+  void stop();
+
+  struct Impl;
+
+ private:
+  explicit MeshServer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace qmesh::worker
