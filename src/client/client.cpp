@@ -459,7 +459,8 @@ AskResult Client::Impl::run_ask(const AskOptions& o, const std::function<void(st
       if (saw_busy || busy_now > 0)
         throw Error("busy", "all workers are busy; retry in " + std::to_string(std::max<std::uint32_t>(busy_retry_ms, 1000)) + " ms");
       // Every usable worker failed this ask already.
-      throw Error(last_kind, last_error);
+      throw Error(last_kind, "every worker tried failed (" + std::to_string(res.workers_tried.size()) +
+                                 "); the last: " + last_error);
     }
     const auto& rec = *of[*pick];
     const auto key = rec.record.body.pubkey;
@@ -469,7 +470,10 @@ AskResult Client::Impl::run_ask(const AskOptions& o, const std::function<void(st
     if (!res.text.empty()) res.resumed = true;
     session::SessionId sid = 0;
     try {
-      sid = session_for(rec, std::min(deadline, Clock::now() + opts.join_timeout));
+      // A worker that does not answer in a few seconds is likely gone (its record outlives it by
+      // up to a minute): try the next one rather than wait the whole connect timeout.
+      const auto limit = cands.size() > 1 ? milliseconds(3000) : opts.join_timeout;
+      sid = session_for(rec, std::min(deadline, Clock::now() + limit));
     } catch (const Error& e) {
       failed.insert(key);
       last_error = e.what();

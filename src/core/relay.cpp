@@ -34,12 +34,14 @@ bool RelayServer::open(const ChannelId& id, const Endpoint& a, const Endpoint& b
     ++counters_.refused_full;
     return false;
   }
-  auto& n = per_ip_[dht::ip_key(a)];
-  if (n >= limits_.max_channels_per_ip) {
-    ++counters_.refused_full;
-    return false;
+  if (!(limits_.exempt_loopback && a.is_loopback())) {
+    auto& n = per_ip_[dht::ip_key(a)];
+    if (n >= limits_.max_channels_per_ip) {
+      ++counters_.refused_full;
+      return false;
+    }
+    ++n;
   }
-  ++n;
   channels_.emplace(id, Channel{a, b, now, limits_.burst_bytes, now});
   return true;
 }

@@ -43,6 +43,7 @@ std::vector<std::uint8_t> encode_frame(const ChannelId& channel, std::span<const
 struct RelayLimits {
   std::size_t max_channels = 256;
   std::size_t max_channels_per_ip = 8;  // channels one requester IP (IPv4 /32, IPv6 /64) may hold
+  bool exempt_loopback = true;          // processes of one machine all share 127.0.0.1 (as the DHT's rate limit)
   double bytes_per_s = 16.0 * 1024 * 1024;  // per channel, both directions together
   double burst_bytes = 2.0 * 1024 * 1024;
   std::chrono::milliseconds idle{std::chrono::seconds(60)};

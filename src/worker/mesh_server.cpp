@@ -184,6 +184,7 @@ struct MeshServer::Impl {
       ++threads;
       st.running = admitted;
     }
+    log->debug("ask from {} admitted ({} running or queued)", who, admitted);
     std::thread([this, key, r = std::move(*req), shared = a.shared, who] { run(key, r, shared, who); }).detach();
   }
 

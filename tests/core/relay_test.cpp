@@ -88,3 +88,17 @@ TEST(Relay, IdleChannelsExpireAndFreeTheirSlot) {
   EXPECT_EQ(r.counters().expired, 1u);
   EXPECT_TRUE(r.open(chan(2), A, B, milliseconds(3000)));  // A's slot is free again
 }
+
+TEST(Relay, LoopbackRequestersShareNoPerIpBound) {
+  // Every process of one machine is 127.0.0.1: the per-IP bound would cap a local mesh at 8 asks.
+  RelayLimits lim;
+  lim.max_channels_per_ip = 1;
+  RelayServer r(lim);
+  const auto l1 = dht::Endpoint::v4(127, 0, 0, 1, 1000), l2 = dht::Endpoint::v4(127, 0, 0, 1, 1001);
+  EXPECT_TRUE(r.open(chan(1), l1, B, milliseconds(0)));
+  EXPECT_TRUE(r.open(chan(2), l2, B, milliseconds(0)));
+  lim.exempt_loopback = false;
+  RelayServer strict(lim);
+  EXPECT_TRUE(strict.open(chan(1), l1, B, milliseconds(0)));
+  EXPECT_FALSE(strict.open(chan(2), l2, B, milliseconds(0)));
+}
