@@ -456,8 +456,24 @@ AskResult Client::Impl::run_ask(const AskOptions& o, const std::function<void(st
       if (usable == 0)
         throw Error("no_workers", o.model.empty() ? "no worker of '" + opts.topic + "' is ready"
                                                   : "no ready worker serves model '" + o.model + "'");
+      if (busy_now > 0 && attempt + 1 < o.max_attempts) {
+        // Every worker said busy: wait for the earliest retry hint (with jitter, so that clients
+        // turned away together do not return together), then look again.
+        Clock::time_point until;
+        {
+          std::lock_guard lk(mu);
+          until = Clock::time_point::max();
+          for (const auto& [k, t] : busy_until)
+            if (t > Clock::now()) until = std::min(until, t);
+          const auto wait = until - Clock::now();
+          until = Clock::now() + std::chrono::duration_cast<Clock::duration>(wait * (0.75 + 0.5 * rng->uniform()));
+        }
+        if (until >= deadline) throw Error("busy", "all workers are busy; retry in " + std::to_string(busy_retry_ms) + " ms");
+        while (Clock::now() < until && !cancelled) std::this_thread::sleep_for(milliseconds(10));
+        continue;
+      }
       if (saw_busy || busy_now > 0)
-        throw Error("busy", "all workers are busy; retry in " + std::to_string(std::max<std::uint32_t>(busy_retry_ms, 1000)) + " ms");
+        throw Error("busy", "all workers are busy; retry in " + std::to_string(std::max<std::uint32_t>(busy_retry_ms, 50)) + " ms");
       // Every usable worker failed this ask already.
       throw Error(last_kind, "every worker tried failed (" + std::to_string(res.workers_tried.size()) +
                                  "); the last: " + last_error);
@@ -465,8 +481,8 @@ AskResult Client::Impl::run_ask(const AskOptions& o, const std::function<void(st
     const auto& rec = *of[*pick];
     const auto key = rec.record.body.pubkey;
     const auto wid = core::to_hex(key);
+    if (!res.workers_tried.empty()) ++res.retries;
     res.workers_tried.push_back(wid);
-    if (attempt > 0) ++res.retries;
     if (!res.text.empty()) res.resumed = true;
     session::SessionId sid = 0;
     try {

@@ -21,7 +21,6 @@ std::string ineligible(const Candidate& c, const std::string& model) {
   if (!r.available) return "not ready (llama-server down or loading)";
   if (!model_matches(r, model)) return "serves another model";
   if (r.slots_total == 0) return "no slots";
-  if (r.slots_busy >= r.slots_total && r.queue_length >= r.queue_capacity) return "full";
   return {};
 }
 

@@ -26,7 +26,8 @@ struct SelectConfig {
   double default_tps = 10;         // a worker that has not measured its speed yet
 };
 
-// Why a candidate cannot take an ask (empty: it can).
+// Why a candidate cannot take an ask (empty: it can). A record that shows a full queue does not
+// exclude its worker: the record may be seconds old, and a full worker answers "busy" at once.
 std::string ineligible(const Candidate& c, const std::string& model);
 
 // > 0 for an eligible candidate: tokens/s it can be expected to give this ask.

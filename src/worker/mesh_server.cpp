@@ -3,6 +3,7 @@
 #include <sodium.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <map>
@@ -172,7 +173,7 @@ struct MeshServer::Impl {
     if (admitted >= cfg.parallel + cfg.queue_capacity) {
       bump(&MeshStats::busy);
       answer_error(p, key, a,
-                   {"busy", "worker is busy: " + std::to_string(admitted) + " asks running or queued", opts.busy_retry_ms});
+                   {"busy", "worker is busy: " + std::to_string(admitted) + " asks running or queued", retry_hint()});
       return;
     }
     ++admitted;
@@ -190,6 +191,20 @@ struct MeshServer::Impl {
 
   std::string model_name;
   std::string model_hash_hex;
+  double avg_ask_ms = 0;  // under mu
+
+  std::uint32_t retry_hint() {
+    const auto& cfg = worker.config();
+    double ms;
+    {
+      std::lock_guard lk(mu);
+      ms = avg_ask_ms;
+    }
+    if (ms <= 0) return opts.busy_retry_max_ms;
+    const double ahead = std::max(1, admitted - cfg.parallel + 1);
+    const double hint = ms * ahead / cfg.parallel;
+    return static_cast<std::uint32_t>(std::clamp<double>(hint, opts.busy_retry_min_ms, opts.busy_retry_max_ms));
+  }
   bool hash_matches(const std::string& m) const {
     if (m.size() < 8 || m.size() > 64) return false;
     std::string lower = m;
@@ -224,6 +239,7 @@ struct MeshServer::Impl {
       {
         std::lock_guard lk(mu);
         ++st.completed;
+        avg_ask_ms = avg_ask_ms == 0 ? r->total_ms : 0.8 * avg_ask_ms + 0.2 * r->total_ms;
         if (r->tokens > 1 && r->tokens_per_second > 0)
           st.generation_tps = st.generation_tps == 0 ? r->tokens_per_second : 0.8 * st.generation_tps + 0.2 * r->tokens_per_second;
       }
@@ -235,7 +251,7 @@ struct MeshServer::Impl {
       const bool cancel = shared->cancelled.load();
       log->info("ask from {}: {} ({})", who, cancel ? "cancelled by the client" : e.message, e.kind);
       bump(cancel ? &MeshStats::cancelled : e.kind == "busy" ? &MeshStats::busy : &MeshStats::failed);
-      mesh::ErrorReply er{e.kind.empty() ? "internal" : e.kind, e.message, e.kind == "busy" ? opts.busy_retry_ms : 0};
+      mesh::ErrorReply er{e.kind.empty() ? "internal" : e.kind, e.message, e.kind == "busy" ? retry_hint() : 0};
       svc->post([this, key, body = mesh::to_json(er)](peer::Peer& p, peer::Instant) {
         finish_ask(p, key, mesh::FrameType::Error, body);
       });

@@ -25,7 +25,9 @@ struct MeshServerOptions {
   std::string topic = "qmesh-inference";
   net::Identity identity;
   bool punch = true;
-  std::uint32_t busy_retry_ms = 1000;             // the retry hint in a "busy" answer
+  // The retry hint in a "busy" answer: the time the asks ahead need (average ask time x queue /
+  // slots), clamped to this range; max before the first ask finished.
+  std::uint32_t busy_retry_min_ms = 50, busy_retry_max_ms = 5000;
 };
 
 struct MeshStats {

@@ -25,7 +25,7 @@ Candidate worker(const std::string& model, double tps, int busy, int queue, int 
 
 }  // namespace
 
-TEST(WorkerSelect, SkipsUnavailableFullMismatchedAndExcluded) {
+TEST(WorkerSelect, SkipsUnavailableMismatchedAndExcluded) {
   std::vector<Candidate> cs = {worker("a", 50, 0, 0), worker("b", 50, 0, 0), worker("a", 50, 2, 10),
                                worker("a", 50, 0, 0), worker("a", 50, 0, 0)};
   cs[3].record.available = false;
@@ -33,9 +33,12 @@ TEST(WorkerSelect, SkipsUnavailableFullMismatchedAndExcluded) {
   Rng rng(1);
   for (int i = 0; i < 50; ++i) EXPECT_EQ(select_worker(cs, "a", rng), 0u);
   EXPECT_EQ(ineligible(cs[1], "a"), "serves another model");
-  EXPECT_EQ(ineligible(cs[2], "a"), "full");
+  EXPECT_EQ(ineligible(cs[2], "a"), "");  // full by its record: eligible, but scores low
+  EXPECT_LT(score(cs[2]), score(cs[0]) * 0.2);
   EXPECT_EQ(ineligible(cs[3], "a"), "not ready (llama-server down or loading)");
   cs[0].excluded = true;
+  EXPECT_EQ(select_worker(cs, "a", rng), 2u);
+  cs[2].excluded = true;
   EXPECT_FALSE(select_worker(cs, "a", rng));
   EXPECT_EQ(select_worker(cs, "", rng), 1u);  // any model
 }
