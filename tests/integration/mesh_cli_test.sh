@@ -65,6 +65,29 @@ done; return 1; }
 mark() { local i; for i in 1 2 3; do base[$i]="$(grep -c 'admitted' "$tmp/w$i.log")"; done; }
 declare -a base
 
+# Fault: kill -9 the serving worker's llama-server mid-answer. The worker reports the loss at once,
+# the client continues on another worker; the worker's supervisor brings llama-server back.
+mark
+"$cli" ask --bootstrap "$boot" --raw --max-tokens 4000 --verbose "In the beginning" >"$tmp/fault.out" 2>"$tmp/fault.err" &
+apid=$!
+n=0; until { s="$(serving)" && [ -s "$tmp/fault.out" ]; } || [ $n -ge 200 ]; do sleep 0.05; n=$((n + 1)); done
+child="$(pgrep -P "${wpids[$((${s:-1} - 1))]}" 2>/dev/null | head -n 1)"
+if [ -n "${s:-}" ] && [ -n "$child" ]; then
+  t0="$(date +%s%N)"
+  kill -9 "$child"
+  wait "$apid"; rc=$?
+  echo "llama-server killed: the ask ended $(( ($(date +%s%N) - t0) / 1000000 )) ms later"
+  check "ask with llama-server killed mid-answer exits 0" test "$rc" -eq 0
+  check "...resumed on another worker" grep -q 'resumed on another worker' "$tmp/fault.err"
+  cat "$tmp/fault.err"
+  check "the worker restarted its llama-server" wait_line "$tmp/w$s.log" "ready (pid [0-9]*, restarts 1)" 30
+  n=0; until listed || [ $n -ge 20 ]; do sleep 1; n=$((n + 1)); done
+  check "...and announces itself available again" listed
+else
+  bad "no worker streamed the ask (fault test)"
+  wait "$apid"
+fi
+
 # Kill the serving worker mid-answer (after tokens arrived): the client goes on with another,
 # from the text so far, and the caller sees one stream.
 mark
