@@ -36,7 +36,6 @@ nlohmann::json flag_names(std::uint8_t f) {
   auto j = nlohmann::json::array();
   if (f & lan::flag::kDhtNode) j.push_back("dht-node");
   if (f & lan::flag::kWorker) j.push_back("worker");
-  if (f & lan::flag::kAnswer) j.push_back("answer");
   return j;
 }
 

@@ -115,15 +115,17 @@ void Discovery::on_datagram(const Endpoint& from, std::span<const std::uint8_t> 
 void Discovery::receive_beacon(const Endpoint& from, const Beacon& b, TimePoint now) {
   Endpoint at = from;
   at.port = b.port_for(from.family);
+  // kAnswer describes the datagram, not the node.
+  const auto flags = static_cast<std::uint8_t>(b.flags & ~flag::kAnswer);
   auto it = std::find_if(nodes_.begin(), nodes_.end(),
                          [&](const Node& n) { return n.pubkey == b.pubkey && n.endpoint == at; });
   if (it != nodes_.end()) {
     it->last_heard = now;
     it->timestamp_s = b.timestamp_s;
     it->last_sig = b.sig;
-    if (it->flags != b.flags) {
-      it->flags = b.flags;
-      events_.push_back(Found{at, b.pubkey, b.flags});  // what it offers changed
+    if (it->flags != flags) {
+      it->flags = flags;
+      events_.push_back(Found{at, b.pubkey, flags});  // what it offers changed
     }
     return;
   }
@@ -142,8 +144,8 @@ void Discovery::receive_beacon(const Endpoint& from, const Beacon& b, TimePoint 
     nodes_.erase(oldest);
     ++counters_.evicted;
   }
-  nodes_.push_back(Node{at, b.pubkey, b.flags, now, b.timestamp_s, b.sig});
-  events_.push_back(Found{at, b.pubkey, b.flags});
+  nodes_.push_back(Node{at, b.pubkey, flags, now, b.timestamp_s, b.sig});
+  events_.push_back(Found{at, b.pubkey, flags});
   if (queries_left_ > 0) {  // the start-up queries have done their job
     queries_left_ = 0;
     next_query_.reset();

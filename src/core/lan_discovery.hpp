@@ -12,7 +12,7 @@
 // Each received datagram is checked for structure, then freshness, then (within a budget of
 // `max_verify_per_s` per second) its signature. A BEACON from address A announcing port P for A's
 // family makes the entry (key, A:P); a new entry is reported as Found, one not refreshed within
-// `expire_after` (three missed beacons) as Lost. At most `max_per_ip` entries per address (or
+// `expire_after` (three missed beacons) as Lost; a change of its flags is reported as Found again. At most `max_per_ip` entries per address (or
 // IPv6 /64) and `max_nodes` in all; a full table forgets the least recently heard entry.
 //
 // The caller injects two clocks: `now` (monotonic, for timers) and `unix_s` (wall clock seconds,
@@ -57,7 +57,7 @@ struct DiscoveryConfig {
 struct Found {
   Endpoint endpoint;  // the DHT node: the beacon's source address with the announced port
   dht::PublicKey pubkey{};
-  std::uint8_t flags = 0;
+  std::uint8_t flags = 0;  // flag::kWorker | flag::kDhtNode (kAnswer is left out)
   friend bool operator==(const Found&, const Found&) = default;
 };
 struct Lost {

@@ -277,6 +277,19 @@ TEST(LanDiscovery, ABeaconIsFoundAtItsSourceAddressWithTheAnnouncedPort) {
   EXPECT_EQ(d.counters().duplicate, 1u);
   EXPECT_EQ(d.counters().stale, 1u);
   EXPECT_TRUE(events(d).empty());
+
+  // An answer (flag kAnswer) refreshes the entry without reporting it again; a node that becomes
+  // a worker is reported again.
+  Beacon answer = beacon(k, 4000, 4001, kNow + 1, 4);
+  answer.flags |= flag::kAnswer;
+  d.on_datagram(v4(5), encode(sign(answer, k)), 4ms, kNow);
+  EXPECT_TRUE(events(d).empty());
+  Beacon worker = beacon(k, 4000, 4001, kNow + 2, 5);
+  worker.flags |= flag::kWorker;
+  d.on_datagram(v4(5), encode(sign(worker, k)), 5ms, kNow);
+  auto again = events(d);
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(std::get<Found>(again[0]).flags, flag::kDhtNode | flag::kWorker);
 }
 
 TEST(LanDiscovery, UnusableOwnForgedAndStaleBeaconsAreIgnored) {
