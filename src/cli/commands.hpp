@@ -22,5 +22,6 @@ void add_run_command(CLI::App& app);     // run: the local inference path
 void add_dht_commands(CLI::App& app);    // dht bootstrap, dht announce, dht lookup
 void add_net_commands(CLI::App& app);    // net listen, net connect
 void add_mesh_commands(CLI::App& app);   // ask, workers, keygen, id
+void add_lan_commands(CLI::App& app);    // lan listen, lan beacon
 
 }  // namespace qmesh::cli
