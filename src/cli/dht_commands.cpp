@@ -15,6 +15,8 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.hpp"
+#include "core/lan_beacon.hpp"
+#include "net/lan_discovery.hpp"
 #include "cli/waiter.hpp"
 #include "core/hex.hpp"
 #include "net/dht_service.hpp"
@@ -97,6 +99,7 @@ std::string join_names(const std::vector<std::string>& v) {
 struct BootstrapOpts {
   std::vector<std::string> listen, bootstrap;
   std::string log_level = "info";
+  bool no_lan = false;
 };
 
 // A bootstrap node is a full peer: besides the DHT it introduces clients to the workers whose
@@ -123,6 +126,25 @@ void run_bootstrap(const BootstrapOpts& o) {
     if (auto e = (*svc)->local_endpoint(fam)) std::printf("listening on %s\n", e->to_string().c_str());
   }
   std::fflush(stdout);
+  // Zero configuration: workers and clients on this LAN (this host only, when every listen address
+  // is loopback) find this node by its multicast beacon.
+  std::unique_ptr<net::LanDiscovery> lan;
+  if (!o.no_lan) {
+    net::LanDiscoveryOptions lo;
+    lo.key = net::LanDiscovery::fresh_key();
+    lo.query = false;
+    lo.flags = core::lan::flag::kDhtNode;
+    bool all_loopback = true;
+    for (const auto& l : listen) all_loopback = all_loopback && l.is_loopback();
+    lo.loopback_only = all_loopback;
+    if (auto e = (*svc)->local_endpoint(4)) lo.announce_v4 = e->port;
+    if (auto e = (*svc)->local_endpoint(6)) lo.announce_v6 = e->port;
+    auto started = net::LanDiscovery::start(lo, [](const dht::Endpoint&, const dht::PublicKey&, std::uint8_t) {});
+    if (started) {
+      lan = std::move(*started);
+      if (lan->available()) spdlog::info("announcing this node on the {} by multicast", all_loopback ? "host" : "LAN");
+    }
+  }
   if (!seeds.empty()) {
     const auto q = (*svc)->call([&](core::peer::Peer& p, core::peer::Instant now) {
       return p.dht().bootstrap(seeds, std::chrono::duration_cast<dht::TimePoint>(now));
@@ -144,6 +166,7 @@ void run_bootstrap(const BootstrapOpts& o) {
     last_served = served;
   }
   spdlog::info("stopping");
+  if (lan) lan->stop();
 }
 
 // ---- dht announce -------------------------------------------------------------------------------
@@ -256,6 +279,7 @@ void add_dht_commands(CLI::App& app) {
   b->add_option("--listen", bo->listen, "HOST:PORT to listen on (once per address family)")->required();
   b->add_option("--bootstrap", bo->bootstrap, "HOST:PORT of a node already in the network");
   b->add_option("--log-level", bo->log_level, "trace, debug (peers joining), info, warn, error");
+  b->add_flag("--no-lan", bo->no_lan, "do not announce this node by LAN multicast");
   b->callback([bo] { run_bootstrap(*bo); });
 
   auto ao = std::make_shared<AnnounceOpts>();

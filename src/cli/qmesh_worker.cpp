@@ -15,6 +15,7 @@
 #include "sidecar/exec_shim.hpp"
 #include "sidecar/llama_locator.hpp"
 #include "sidecar/model_file.hpp"
+#include "net/bootstrap_list.hpp"
 #include "worker/mesh_server.hpp"
 #include "worker/worker.hpp"
 #include "worker/worker_config.hpp"
@@ -173,6 +174,7 @@ int main(int argc, char** argv) {
   if (status_interval) cfg.status_interval_s = *status_interval;
   if (log_level) cfg.log_level = *log_level;
   if (!bootstrap.empty()) cfg.bootstrap = bootstrap;
+  const bool bootstrap_given = !cfg.bootstrap.empty();
   if (listen) cfg.listen = *listen;
   if (identity) cfg.identity = *identity;
   if (cfg.model.empty()) return fail("no model given: pass --model FILE or set \"model\" in --config");
@@ -208,6 +210,23 @@ int main(int argc, char** argv) {
   // On the network: join the DHT, announce the worker record, serve asks.
   std::unique_ptr<qmesh::worker::MeshServer> server;
   qmesh::core::mesh::WorkerRecord record;
+  // Zero configuration: the config file's list, else DHT nodes announcing themselves on the LAN.
+  if (cfg.bootstrap.empty() && !bootstrap_given) {
+    auto listed = qmesh::net::config_file_bootstrap();
+    if (!listed) {
+      worker.stop();
+      return fail(listed.error().message);
+    }
+    cfg.bootstrap = *listed;
+    if (cfg.bootstrap.empty()) {
+      for (const auto& e : qmesh::net::discover_lan_dht_nodes(std::chrono::seconds(3))) cfg.bootstrap.push_back(e.to_string());
+      if (!cfg.bootstrap.empty()) spdlog::info("found {} DHT node(s) on the LAN", cfg.bootstrap.size());
+    }
+    if (auto v = qmesh::worker::validate(cfg); !v) {
+      worker.stop();
+      return fail(v.error().message);
+    }
+  }
   if (!cfg.bootstrap.empty()) {
     auto made = make_server(worker, cfg, record);
     if (!made) {
@@ -217,7 +236,7 @@ int main(int argc, char** argv) {
     server = std::move(*made);
     announce(*server, worker, cfg, record);
   } else {
-    spdlog::warn("no --bootstrap: serving nobody (give --bootstrap HOST:PORT to join a QMesh network)");
+    spdlog::warn("no DHT node given or found on the LAN: serving nobody (give --bootstrap HOST:PORT to join a QMesh network)");
   }
 
   int exit_code = 0;

@@ -24,6 +24,7 @@
 #include "core/rng.hpp"
 #include "core/stream_event.hpp"
 #include "core/worker_select.hpp"
+#include "net/bootstrap_list.hpp"
 #include "net/dht_await.hpp"
 #include "net/identity.hpp"
 #include "net/peer_service.hpp"
@@ -47,23 +48,6 @@ constexpr auto kSessionIdle = std::chrono::seconds(60);
 dht::TimePoint ms(peer::Instant t) { return std::chrono::duration_cast<dht::TimePoint>(t); }
 double ms_since(Clock::time_point a, Clock::time_point b = Clock::now()) {
   return std::chrono::duration<double, std::milli>(b - a).count();
-}
-
-std::vector<std::string> config_file_bootstrap() {
-  const auto path = net::default_config_dir() + "/config.json";
-  std::ifstream f(path);
-  if (!f) return {};
-  auto j = nlohmann::json::parse(f, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) throw Error("config", path + ": not a JSON object");
-  std::vector<std::string> out;
-  if (j.contains("bootstrap")) {
-    if (!j["bootstrap"].is_array()) throw Error("config", path + ": \"bootstrap\" must be an array of \"HOST:PORT\"");
-    for (const auto& b : j["bootstrap"]) {
-      if (!b.is_string()) throw Error("config", path + ": \"bootstrap\" must be an array of \"HOST:PORT\"");
-      out.push_back(b.get<std::string>());
-    }
-  }
-  return out;
 }
 
 }  // namespace
@@ -600,16 +584,22 @@ Client::Client(ClientOptions options) : impl_(std::make_shared<Impl>()) {
     if (!id) throw Error("config", id.error().message);
     m.identity = *id;
   }
-  auto boot_texts = m.opts.bootstrap.empty() ? config_file_bootstrap() : m.opts.bootstrap;
-  if (boot_texts.empty())
-    throw Error("config", "no bootstrap node: give --bootstrap HOST:PORT or list \"bootstrap\" in " +
-                              net::default_config_dir() + "/config.json");
+  auto boot_texts = m.opts.bootstrap;
+  if (boot_texts.empty()) {
+    auto listed = net::config_file_bootstrap();
+    if (!listed) throw Error("config", listed.error().message);
+    boot_texts = *listed;
+  }
   std::vector<dht::Endpoint> boot;
   for (const auto& b : boot_texts) {
     auto e = dht::Endpoint::parse(b);
     if (!e || e->port == 0) throw Error("config", "bootstrap " + b + ": expected IP:PORT (e.g. 127.0.0.1:49737 or [::1]:49737)");
     boot.push_back(*e);
   }
+  if (boot.empty()) boot = net::discover_lan_dht_nodes(std::chrono::seconds(3));
+  if (boot.empty())
+    throw Error("config", "no bootstrap node: none found on the LAN; give --bootstrap HOST:PORT or list \"bootstrap\" in " +
+                              net::default_config_dir() + "/config.json");
   net::PeerServiceOptions so;
   if (!m.opts.listen.empty()) {
     const auto& l = m.opts.listen;

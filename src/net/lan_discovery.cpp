@@ -50,7 +50,7 @@ std::string ip_string(const Endpoint& e) {
 
 // Interfaces that are up and can carry multicast (loopback too: it carries IPv4 multicast when
 // the sender names it, as Linux does whether or not lo has the MULTICAST flag).
-std::vector<Iface> scan_interfaces() {
+std::vector<Iface> scan_interfaces(bool loopback_only) {
   std::vector<Iface> out;
   ifaddrs* list = nullptr;
   if (getifaddrs(&list) != 0) return out;
@@ -59,6 +59,7 @@ std::vector<Iface> scan_interfaces() {
     if (!(a->ifa_flags & IFF_UP)) continue;
     const bool loopback = (a->ifa_flags & IFF_LOOPBACK) != 0;
     if (!loopback && !(a->ifa_flags & IFF_MULTICAST)) continue;
+    if (loopback_only && !loopback) continue;
     const int fam = a->ifa_addr->sa_family;
     if (fam != AF_INET && fam != AF_INET6) continue;
     auto e = from_sockaddr(a->ifa_addr);
@@ -217,7 +218,7 @@ struct LanDiscovery::Impl {
 
   // Joins the groups on interfaces that appeared, drops what belongs to ones that went away.
   void refresh_interfaces() {
-    ifaces = scan_interfaces();
+    ifaces = scan_interfaces(opts.loopback_only);
     std::set<unsigned> present4, present6;
     for (const auto& i : ifaces) {
       if (i.v4) present4.insert(i.index);

@@ -39,6 +39,7 @@ struct LanDiscoveryOptions {
   bool query = true;               // ask "who is there?" at start (again after 1 s, 3 s until found)
   bool ipv4 = true;
   bool ipv6 = true;
+  bool loopback_only = false;      // this host only (a node bound to 127.0.0.1 beacons nowhere else)
   std::uint16_t port = kLanPort;   // the multicast port (tests may pick another)
   std::chrono::milliseconds interval = std::chrono::seconds(30);  // between beacons
 };

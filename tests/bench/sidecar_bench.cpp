@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_util.hpp"
 #include "sidecar/exec_shim.hpp"
 #include "sidecar/llama_locator.hpp"
 #include "worker/worker.hpp"
@@ -30,74 +31,9 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-struct Sample {
-  double ttft_ms = 0;
-  double tokens_per_s = 0;
-  int tokens = 0;
-};
-
-double ms(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double, std::milli>(b - a).count(); }
-
-// The baseline: a bare HTTP/1.1 request on a socket, counting "data: " events with content as
-// they arrive. No JSON library, no SSE parser: the least any client could do.
-Sample direct(int port, const std::string& body) {
-  Sample s;
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  const auto t0 = Clock::now();
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    ::close(fd);
-    return s;
-  }
-  std::string req = "POST /completion HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                    "Connection: close\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
-  (void)!::write(fd, req.data(), req.size());
-  std::string buf;
-  char chunk[16384];
-  Clock::time_point first{}, last{};
-  std::size_t scanned = 0;
-  bool stop = false;
-  while (!stop) {
-    const ssize_t n = ::read(fd, chunk, sizeof chunk);
-    if (n <= 0) break;
-    buf.append(chunk, static_cast<std::size_t>(n));
-    std::size_t pos;
-    while ((pos = buf.find("data: ", scanned)) != std::string::npos) {
-      const std::size_t end = buf.find("\n\n", pos);
-      if (end == std::string::npos) break;
-      const std::string_view ev(buf.data() + pos, end - pos);
-      if (ev.find("\"content\":\"\"") == std::string_view::npos && ev.find("\"content\":") != std::string_view::npos) {
-        const auto now = Clock::now();
-        if (s.tokens == 0) first = now;
-        last = now;
-        ++s.tokens;
-      }
-      if (ev.find("\"stop\":true") != std::string_view::npos) stop = true;
-      scanned = end + 2;
-    }
-  }
-  ::close(fd);
-  if (s.tokens > 0) s.ttft_ms = ms(t0, first);
-  if (s.tokens > 1) s.tokens_per_s = (s.tokens - 1) / (ms(first, last) / 1000.0);
-  return s;
-}
-
-double median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
-}
-
-long rss_kb(int pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
-  return -1;
-}
+using qmesh::bench::median;
+using qmesh::bench::process_rss_kb;
+using qmesh::bench::Sample;
 
 // Starts the real qmesh-worker, waits for its ready line, and reads its RSS.
 long worker_rss_kb(const std::string& worker, const std::string& model, int threads) {
@@ -121,7 +57,7 @@ long worker_rss_kb(const std::string& worker, const std::string& model, int thre
     log.append(buf, static_cast<std::size_t>(n));
     if (log.find("ready: llama-server") != std::string::npos) {
       std::this_thread::sleep_for(std::chrono::milliseconds(500));
-      rss = rss_kb(pid);
+      rss = process_rss_kb(pid);
       break;
     }
   }
@@ -190,11 +126,11 @@ int main(int argc, char** argv) {
     Sample ds;
     qmesh::sidecar::CompletionStats es;
     if (i % 2) {
-      ds = direct(port, body.dump());
+      ds = qmesh::bench::direct_completion(port, body.dump());
       es = run_engine();
     } else {
       es = run_engine();
-      ds = direct(port, body.dump());
+      ds = qmesh::bench::direct_completion(port, body.dump());
     }
     if (ds.tokens != tokens || static_cast<int>(es.tokens) != tokens) {
       std::fprintf(stderr, "sidecar_bench: token counts differ: direct %d, engine %zu, want %d\n", ds.tokens,

@@ -1,0 +1,166 @@
+// mesh_bench: the same prompts straight to llama-server and through the mesh (libqmesh-client ->
+// session -> qmesh-worker -> llama-server) on loopback, in one run against the same workers:
+//  1. one ask at a time, alternating direct and mesh: tokens/s of each and their ratio, time to
+//     first token of each and the difference (the mesh's includes finding the worker: lookup
+//     cached, session open);
+//  2. C concurrent clients for the same number of asks: direct (spread evenly over the workers'
+//     llama-servers) and through the mesh (C separate qmesh::Clients): total tokens/s and ratio;
+//  3. the workers' own RSS and idle CPU (llama-server not counted), from /proc.
+// tests/bench/run_mesh_bench.sh starts the bootstrap node and the workers and passes their ports.
+//   mesh_bench --bootstrap H:P --llama-port P1 [--llama-port P2 ...] --worker-pid PID [...]
+#include <CLI/CLI.hpp>
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+
+#include "bench_util.hpp"
+#include "qmesh/client.hpp"
+
+using qmesh::bench::Clock;
+using qmesh::bench::median;
+
+namespace {
+
+std::string body(const std::string& prompt, int tokens, int seed) {
+  return nlohmann::json{{"prompt", prompt}, {"n_predict", tokens}, {"stream", true}, {"temperature", 0.0},
+                        {"seed", seed}}
+      .dump();
+}
+
+// utime + stime of a process, in clock ticks.
+long cpu_ticks(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string s;
+  std::getline(in, s);
+  const auto rp = s.rfind(')');
+  if (rp == std::string::npos) return -1;
+  std::istringstream f(s.substr(rp + 2));
+  std::string x;
+  long utime = 0, stime = 0;
+  for (int i = 3; i <= 15; ++i) {
+    f >> x;
+    if (i == 14) utime = std::stol(x);
+    if (i == 15) stime = std::stol(x);
+  }
+  return utime + stime;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::signal(SIGPIPE, SIG_IGN);
+  CLI::App app{"mesh_bench: direct llama-server vs through the QMesh mesh, on loopback"};
+  std::string bootstrap, topic = "qmesh-inference";
+  std::vector<int> ports, pids;
+  int asks = 10, tokens = 64, clients = 30, concurrent_asks = 60, idle_s = 10;
+  app.add_option("--bootstrap", bootstrap, "HOST:PORT of the bootstrap node")->required();
+  app.add_option("--topic", topic, "the workers' topic");
+  app.add_option("--llama-port", ports, "llama-server port of each worker")->required();
+  app.add_option("--worker-pid", pids, "pid of each qmesh-worker (RSS, idle CPU)");
+  app.add_option("--asks", asks, "sequential asks per side");
+  app.add_option("--tokens", tokens, "tokens per answer");
+  app.add_option("--clients", clients, "concurrent clients");
+  app.add_option("--concurrent-asks", concurrent_asks, "asks per side in the concurrent run");
+  app.add_option("--idle-seconds", idle_s, "seconds to sample the workers' idle CPU");
+  CLI11_PARSE(app, argc, argv);
+
+  // 3. Idle first, before anything ran through the workers this minute.
+  const long hz = sysconf(_SC_CLK_TCK);
+  std::vector<long> before;
+  for (int p : pids) before.push_back(cpu_ticks(p));
+  std::this_thread::sleep_for(std::chrono::seconds(idle_s));
+  for (std::size_t i = 0; i < pids.size(); ++i) {
+    const double pct = 100.0 * static_cast<double>(cpu_ticks(pids[i]) - before[i]) / static_cast<double>(hz) / idle_s;
+    std::printf("worker %d idle: CPU %.2f%% over %d s, RSS %.1f MB (llama-server not counted)\n", pids[i], pct, idle_s,
+                static_cast<double>(qmesh::bench::process_rss_kb(pids[i])) / 1024.0);
+  }
+
+  qmesh::Client client(qmesh::ClientOptions{.bootstrap = {bootstrap}, .topic = topic});
+  auto mesh_ask = [&](qmesh::Client& c, const std::string& prompt, int seed) {
+    qmesh::AskOptions o;
+    o.prompt = prompt;
+    o.raw = true;
+    o.max_tokens = tokens;
+    o.temperature = 0.0;
+    o.seed = static_cast<std::uint64_t>(seed);
+    return c.ask(o);
+  };
+  (void)mesh_ask(client, "warm up", 0);  // lookup, sessions
+  (void)qmesh::bench::direct_completion(ports[0], body("warm up", tokens, 0));
+
+  // 1. Sequential, alternating.
+  std::vector<double> d_tps, m_tps, d_ttft, m_ttft;
+  for (int i = 0; i < asks; ++i) {
+    const std::string prompt = "Tell me about distributed systems, part " + std::to_string(i);
+    const int port = ports[static_cast<std::size_t>(i) % ports.size()];
+    auto run_direct = [&] {
+      auto s = qmesh::bench::direct_completion(port, body(prompt, tokens, i));
+      d_tps.push_back(s.tokens_per_s);
+      d_ttft.push_back(s.ttft_ms);
+    };
+    auto run_mesh = [&] {
+      auto r = mesh_ask(client, prompt, i);
+      m_tps.push_back(r.tokens_per_second);
+      m_ttft.push_back(r.ttft_ms);
+    };
+    if (i % 2) {
+      run_direct();
+      run_mesh();
+    } else {
+      run_mesh();
+      run_direct();
+    }
+  }
+  const double dt = median(d_tps), mt = median(m_tps), df = median(d_ttft), mf = median(m_ttft);
+  std::printf("one ask at a time (%d each, %d tokens): direct %.1f tokens/s, mesh %.1f tokens/s, ratio %.3f\n", asks,
+              tokens, dt, mt, dt > 0 ? mt / dt : 0);
+  std::printf("time to first token: direct %.2f ms, mesh %.2f ms, added %.2f ms (medians)\n", df, mf, mf - df);
+
+  // 2. Concurrent.
+  auto run_concurrent = [&](bool mesh) {
+    std::atomic<int> next{0};
+    std::atomic<long> toks{0};
+    std::atomic<int> errors{0};
+    std::vector<std::unique_ptr<qmesh::Client>> cs;
+    if (mesh) {
+      for (int c = 0; c < clients; ++c)
+        cs.push_back(std::make_unique<qmesh::Client>(qmesh::ClientOptions{.bootstrap = {bootstrap}, .topic = topic}));
+    }
+    const auto t0 = Clock::now();
+    std::vector<std::thread> ts;
+    for (int c = 0; c < clients; ++c) {
+      ts.emplace_back([&, c] {
+        for (int i; (i = next.fetch_add(1)) < concurrent_asks;) {
+          const std::string prompt = "Concurrent question " + std::to_string(i);
+          try {
+            if (mesh) {
+              toks += static_cast<long>(mesh_ask(*cs[static_cast<std::size_t>(c)], prompt, i).tokens);
+            } else {
+              auto s = qmesh::bench::direct_completion(ports[static_cast<std::size_t>(c) % ports.size()], body(prompt, tokens, i));
+              toks += s.tokens;
+            }
+          } catch (const qmesh::Error&) {
+            ++errors;
+          }
+        }
+      });
+    }
+    for (auto& t : ts) t.join();
+    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    return std::tuple{static_cast<double>(toks.load()) / s, errors.load(), s};
+  };
+  const auto [d_total, d_err, d_s] = run_concurrent(false);
+  const auto [m_total, m_err, m_s] = run_concurrent(true);
+  std::printf("%d concurrent clients, %d asks each side on %zu workers: direct %.1f tokens/s (%.1f s), mesh %.1f tokens/s "
+              "(%.1f s, %d errors), ratio %.3f\n",
+              clients, concurrent_asks, ports.size(), d_total, d_s, m_total, m_s, m_err, d_total > 0 ? m_total / d_total : 0);
+  (void)d_err;
+  return 0;
+}
