@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -13,6 +14,8 @@
 #include <vector>
 
 #ifdef __linux__
+#include <netinet/in.h>
+#include <netinet/udp.h>
 #include <sys/socket.h>
 #endif
 
@@ -31,6 +34,13 @@ constexpr int kSocketBuffer = 8 << 20;
 constexpr std::size_t kRecvSlot = 64 * 1024, kRecvSlots = 20;
 constexpr std::size_t kMaxSendBatch = 64;  // datagrams per sendmmsg()
 constexpr unsigned kFlushEvery = 8;        // received datagrams per flush at most
+#if defined(__linux__) && defined(UDP_SEGMENT)
+// UDP GSO: one sendmmsg() entry carries a run of equal-size datagrams (the last may be shorter)
+// to one destination; the kernel cuts it into those datagrams (on the wire: as sent one by one).
+constexpr std::size_t kMaxGsoSegments = 64;    // the kernel's limit (UDP_MAX_SEGMENTS) in older kernels
+constexpr std::size_t kMaxGsoBytes = 65000;    // below the 65507-byte UDP payload limit
+#define QMESH_UDP_GSO 1
+#endif
 
 }  // namespace
 
@@ -41,6 +51,7 @@ struct PeerService::Impl {
     uv_udp_t udp{};
     std::uint8_t family = 4;
     std::uint8_t ttl = 0;  // the TTL last set on it (0: default)
+    bool gso = false;      // the kernel takes UDP_SEGMENT on it (probed at bind, off after a failure)
     std::optional<Endpoint> local;
   };
 
@@ -148,42 +159,7 @@ struct PeerService::Impl {
 #ifdef __linux__
     uv_os_fd_t fd;
     if (uv_udp_get_send_queue_count(&s.udp) == 0 && uv_fileno(reinterpret_cast<uv_handle_t*>(&s.udp), &fd) == 0) {
-      mmsghdr msgs[kMaxSendBatch];
-      iovec iov[kMaxSendBatch];
-      sockaddr_storage to[kMaxSendBatch];
-      std::size_t n = 0;
-      for (auto& d : batch) {
-        if (!to_sockaddr(d.to, to[n])) {
-          d.bytes.clear();  // skipped below
-          continue;
-        }
-        iov[n] = {d.bytes.data(), d.bytes.size()};
-        msgs[n] = {};
-        msgs[n].msg_hdr.msg_name = &to[n];
-        msgs[n].msg_hdr.msg_namelen = d.to.family == 6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
-        msgs[n].msg_hdr.msg_iov = &iov[n];
-        msgs[n].msg_hdr.msg_iovlen = 1;
-        ++n;
-      }
-      std::size_t sent = 0;
-      while (sent < n) {
-        const int r = ::sendmmsg(fd, msgs + sent, static_cast<unsigned>(n - sent), 0);
-        if (r > 0) {
-          sent += static_cast<std::size_t>(r);
-        } else if (r < 0 && errno == EINTR) {
-          continue;
-        } else if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-          break;
-        } else {
-          log->debug("send failed: {}", uv_strerror(uv_translate_sys_error(errno)));
-          ++sent;  // that datagram is dropped, as a failed uv_udp_try_send drops it
-        }
-      }
-      // Map `sent` (datagrams with addresses) back to positions in the batch.
-      for (std::size_t k = 0; done < batch.size() && k < sent; ++done) {
-        if (!batch[done].bytes.empty()) ++k;
-      }
-      while (done < batch.size() && batch[done].bytes.empty()) ++done;
+      done = send_direct(s, fd);
     }
 #endif
     for (; done < batch.size(); ++done) {
@@ -191,6 +167,94 @@ struct PeerService::Impl {
     }
     batch.clear();
   }
+
+#ifdef __linux__
+  // sendmmsg() of the batch on the socket's fd; returns how many of the batch's datagrams are done
+  // (sent, or dropped as a failed uv_udp_try_send drops them). With GSO one message carries a run
+  // of equal-size datagrams to one destination; a kernel or device that refuses GSO (EIO, EINVAL)
+  // turns it off for the socket and the run goes again as single datagrams.
+  std::size_t send_direct(Socket& s, uv_os_fd_t fd) {
+    mmsghdr msgs[kMaxSendBatch];
+    iovec iov[kMaxSendBatch];
+    sockaddr_storage to[kMaxSendBatch];
+    std::size_t begin[kMaxSendBatch + 1];  // message m carries batch[begin[m], begin[m + 1])
+#ifdef QMESH_UDP_GSO
+    union Control {
+      cmsghdr align;
+      char buf[CMSG_SPACE(sizeof(std::uint16_t))];
+    };
+    Control ctrl[kMaxSendBatch];
+#endif
+    std::size_t done = 0;
+    while (done < batch.size()) {
+      std::size_t m = 0, i = done, v = 0;
+      while (i < batch.size() && m < kMaxSendBatch) {
+        const auto& d = batch[i];
+        if (d.bytes.empty() || !to_sockaddr(d.to, to[m])) {  // nothing to send, or no address: dropped
+          if (m == 0) done = ++i;
+          else break;
+          continue;
+        }
+        const std::size_t start = i, seg = d.bytes.size();
+        std::size_t total = seg;
+        ++i;
+#ifdef QMESH_UDP_GSO
+        while (s.gso && i < batch.size() && i - start < kMaxGsoSegments && batch[i].to == d.to) {
+          const std::size_t n = batch[i].bytes.size();
+          if (n == 0 || n > seg || total + n > kMaxGsoBytes) break;
+          total += n;
+          ++i;
+          if (n < seg) break;  // only the last of a run may be shorter
+        }
+#endif
+        msgs[m] = {};
+        msgs[m].msg_hdr.msg_name = &to[m];
+        msgs[m].msg_hdr.msg_namelen = d.to.family == 6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+        msgs[m].msg_hdr.msg_iov = &iov[v];
+        msgs[m].msg_hdr.msg_iovlen = i - start;
+        for (std::size_t k = start; k < i; ++k) iov[v++] = {batch[k].bytes.data(), batch[k].bytes.size()};
+#ifdef QMESH_UDP_GSO
+        if (i - start > 1) {
+          msgs[m].msg_hdr.msg_control = ctrl[m].buf;
+          msgs[m].msg_hdr.msg_controllen = sizeof ctrl[m].buf;
+          cmsghdr* c = CMSG_FIRSTHDR(&msgs[m].msg_hdr);
+          c->cmsg_level = SOL_UDP;
+          c->cmsg_type = UDP_SEGMENT;
+          c->cmsg_len = CMSG_LEN(sizeof(std::uint16_t));
+          const auto size = static_cast<std::uint16_t>(seg);
+          std::memcpy(CMSG_DATA(c), &size, sizeof size);
+        }
+#endif
+        begin[m++] = start;
+      }
+      begin[m] = i;
+      if (m == 0) break;
+      std::size_t sent = 0;
+      bool blocked = false;
+      while (sent < m) {
+        const int r = ::sendmmsg(fd, msgs + sent, static_cast<unsigned>(m - sent), 0);
+        if (r > 0) {
+          sent += static_cast<std::size_t>(r);
+        } else if (r < 0 && errno == EINTR) {
+          continue;
+        } else if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+          blocked = true;
+          break;
+        } else if (r < 0 && (errno == EIO || errno == EINVAL) && msgs[sent].msg_hdr.msg_controllen != 0) {
+          log->debug("UDP GSO refused ({}): off for this socket", uv_strerror(uv_translate_sys_error(errno)));
+          s.gso = false;
+          break;  // the rest goes again, one datagram per message
+        } else {
+          log->debug("send failed: {}", uv_strerror(uv_translate_sys_error(errno)));
+          ++sent;  // the message's datagrams are dropped, as a failed uv_udp_try_send drops one
+        }
+      }
+      done = begin[sent];
+      if (blocked) break;
+    }
+    return done;
+  }
+#endif
 
   // Sends what the peer produced, hands out its events (a handler may produce more), re-arms.
   void flush() {
@@ -322,6 +386,14 @@ struct PeerService::Impl {
     int len = sizeof bound;
     uv_udp_getsockname(&raw->udp, reinterpret_cast<sockaddr*>(&bound), &len);
     raw->local = from_sockaddr(reinterpret_cast<const sockaddr*>(&bound));
+#ifdef QMESH_UDP_GSO
+    // A kernel that knows UDP_SEGMENT (4.18+) answers this; an older one would ignore the cmsg.
+    uv_os_fd_t fd;
+    int gso_size = 0;
+    socklen_t gso_len = sizeof gso_size;
+    raw->gso = uv_fileno(reinterpret_cast<uv_handle_t*>(&raw->udp), &fd) == 0 &&
+               ::getsockopt(fd, SOL_UDP, UDP_SEGMENT, &gso_size, &gso_len) == 0;
+#endif
     // The default buffers (about 200 KB) overflow within a congestion window on a fast path (even
     // loopback drops then); the kernel caps these at net.core.[rw]mem_max.
     int rcv = kSocketBuffer, snd = kSocketBuffer;
