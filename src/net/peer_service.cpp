@@ -5,6 +5,7 @@
 #include <uv.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <deque>
@@ -15,8 +16,10 @@
 
 #ifdef __linux__
 #include <netinet/in.h>
+#include <fcntl.h>
 #include <netinet/udp.h>
 #include <sys/socket.h>
+#include <unistd.h>
 #endif
 
 #include "net/logger.hpp"
@@ -41,6 +44,13 @@ constexpr std::size_t kMaxGsoSegments = 64;    // the kernel's limit (UDP_MAX_SE
 constexpr std::size_t kMaxGsoBytes = 65000;    // below the 65507-byte UDP payload limit
 #define QMESH_UDP_GSO 1
 #endif
+#if defined(__linux__) && defined(UDP_GRO)
+// UDP GRO: the kernel hands a run of equal-size datagrams from one sender over in one buffer and
+// says the size in a cmsg. libuv's receive callback passes no cmsgs, so a socket with GRO is read
+// with recvmmsg() on a dup of its fd, polled beside the uv_udp_t (which then only sends).
+#define QMESH_UDP_GRO 1
+constexpr int kRecvRounds = 8;  // recvmmsg() calls per readable event at most
+#endif
 
 }  // namespace
 
@@ -52,8 +62,44 @@ struct PeerService::Impl {
     std::uint8_t family = 4;
     std::uint8_t ttl = 0;  // the TTL last set on it (0: default)
     bool gso = false;      // the kernel takes UDP_SEGMENT on it (probed at bind, off after a failure)
+    bool closed = false;   // close_socket() ran: stop reading
+    bool free_on_close = false;
+    int handles = 1;       // libuv handles still open (the uv_udp_t, and the poll with GRO)
     std::optional<Endpoint> local;
+#ifdef QMESH_UDP_GRO
+    uv_poll_t poll{};
+    int rx_fd = -1;  // a dup of the socket's fd, read with recvmmsg() (GRO); -1: libuv reads
+#endif
+    Socket() = default;
+    Socket(const Socket&) = delete;
+    Socket& operator=(const Socket&) = delete;
+    ~Socket() {
+#ifdef QMESH_UDP_GRO
+      if (rx_fd >= 0) ::close(rx_fd);
+#endif
+    }
   };
+
+  // Closes a socket's handles; with `free`, the Socket is deleted once the last one has closed.
+  static void close_socket_handles(Socket* s, bool free) {
+    s->free_on_close = free;
+    if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&s->udp)))
+      uv_close(reinterpret_cast<uv_handle_t*>(&s->udp), &Impl::socket_handle_closed);
+#ifdef QMESH_UDP_GRO
+    if (s->rx_fd >= 0 && !uv_is_closing(reinterpret_cast<uv_handle_t*>(&s->poll)))
+      uv_close(reinterpret_cast<uv_handle_t*>(&s->poll), &Impl::socket_handle_closed);
+#endif
+  }
+  static void socket_handle_closed(uv_handle_t* h) {
+    auto* s = static_cast<Socket*>(h->data);
+#ifdef QMESH_UDP_GRO
+    if (h == reinterpret_cast<uv_handle_t*>(&s->poll) && s->rx_fd >= 0) {
+      ::close(s->rx_fd);  // the socket itself closes with its last fd
+      s->rx_fd = -1;
+    }
+#endif
+    if (--s->handles == 0 && s->free_on_close) delete s;
+  }
 
   uv_loop_t loop{};
   uv_async_t wake{};
@@ -102,8 +148,7 @@ struct PeerService::Impl {
     }
     s->udp.data = s.get();
     if (uv_udp_bind(&s->udp, reinterpret_cast<const sockaddr*>(&ss), family == 6 ? UV_UDP_IPV6ONLY : 0) != 0) {
-      uv_close(reinterpret_cast<uv_handle_t*>(&s->udp), [](uv_handle_t* h) { delete static_cast<Socket*>(h->data); });
-      s.release();
+      close_socket_handles(s.release(), true);
       probe_failed[fi] = true;
       return nullptr;
     }
@@ -314,19 +359,98 @@ struct PeerService::Impl {
     buf->len = kRecvSlot * kRecvSlots;
   }
 
+  // One received datagram into the peer. Flushed by check_cb once this read batch is in, or every
+  // kFlushEvery datagrams: a batch is then acknowledged by more than one ACK, so one lost ACK does
+  // not hold a whole flight.
+  void deliver(Socket& s, const Endpoint& from, std::span<const std::uint8_t> bytes) {
+    node->on_datagram(s.index, from, bytes, now());
+    if (++rx_pending >= kFlushEvery) flush();
+  }
+
   static void recv_cb(uv_udp_t* h, ssize_t n, const uv_buf_t* buf, const sockaddr* addr, unsigned flags) {
     auto* s = static_cast<Socket*>(h->data);
     if (n <= 0 || !addr || (flags & UV_UDP_PARTIAL) || s->owner->closing) return;
     auto from = from_sockaddr(addr);
     if (!from) return;
-    s->owner->node->on_datagram(
-        s->index, *from,
-        std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(buf->base), static_cast<std::size_t>(n)),
-        s->owner->now());
-    // Flushed by check_cb once this read batch is in, or every kFlushEvery datagrams: a batch
-    // is then acknowledged by more than one ACK, so one lost ACK does not hold a whole flight.
-    if (++s->owner->rx_pending >= kFlushEvery) s->owner->flush();
+    s->owner->deliver(
+        *s, *from,
+        std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(buf->base), static_cast<std::size_t>(n)));
   }
+
+#ifdef QMESH_UDP_GRO
+  // The GRO socket is readable: recvmmsg() into the 64 KB slots; a slot with a UDP_GRO cmsg holds
+  // datagrams of that size back to back (the last may be shorter), each delivered on its own.
+  static void poll_cb(uv_poll_t* p, int status, int) {
+    auto* s = static_cast<Socket*>(p->data);
+    Impl* self = s->owner;
+    if (status < 0) return;
+    union Control {
+      cmsghdr align;
+      char buf[CMSG_SPACE(sizeof(int))];
+    };
+    mmsghdr msgs[kRecvSlots];
+    iovec iov[kRecvSlots];
+    sockaddr_storage from[kRecvSlots];
+    Control ctrl[kRecvSlots];
+    auto* base = reinterpret_cast<std::uint8_t*>(self->recv_buf.get());
+    for (int round = 0; round < kRecvRounds; ++round) {
+      if (self->closing || s->closed) return;
+      for (std::size_t k = 0; k < kRecvSlots; ++k) {
+        iov[k] = {base + k * kRecvSlot, kRecvSlot};
+        msgs[k] = {};
+        msgs[k].msg_hdr.msg_name = &from[k];
+        msgs[k].msg_hdr.msg_namelen = sizeof from[k];
+        msgs[k].msg_hdr.msg_iov = &iov[k];
+        msgs[k].msg_hdr.msg_iovlen = 1;
+        msgs[k].msg_hdr.msg_control = ctrl[k].buf;
+        msgs[k].msg_hdr.msg_controllen = sizeof ctrl[k].buf;
+      }
+      const int n = ::recvmmsg(s->rx_fd, msgs, kRecvSlots, MSG_DONTWAIT, nullptr);
+      if (n <= 0) return;  // EAGAIN: drained; anything else: the poll says when to try again
+      for (int k = 0; k < n; ++k) {
+        const auto& h = msgs[k].msg_hdr;
+        if (h.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) continue;
+        auto at = from_sockaddr(reinterpret_cast<const sockaddr*>(&from[k]));
+        if (!at) continue;
+        std::size_t len = msgs[k].msg_len, seg = len;
+        for (cmsghdr* c = CMSG_FIRSTHDR(&h); c; c = CMSG_NXTHDR(const_cast<msghdr*>(&h), c)) {
+          if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
+            int size = 0;
+            std::memcpy(&size, CMSG_DATA(c), sizeof size);
+            if (size > 0) seg = static_cast<std::size_t>(size);
+          }
+        }
+        const std::uint8_t* d = base + static_cast<std::size_t>(k) * kRecvSlot;
+        for (std::size_t off = 0; off < len; off += seg) {
+          self->deliver(*s, *at, std::span<const std::uint8_t>(d + off, std::min(seg, len - off)));
+          if (self->closing || s->closed) return;  // a flush closed it; the buffer is still ours
+        }
+      }
+      if (static_cast<std::size_t>(n) < kRecvSlots) return;
+    }
+  }
+
+  // Turns GRO on and reads the socket through a poll on a dup of its fd; false: libuv reads it.
+  bool start_gro(Socket& s) {
+    uv_os_fd_t fd;
+    const int on = 1;
+    if (uv_fileno(reinterpret_cast<uv_handle_t*>(&s.udp), &fd) != 0 ||
+        ::setsockopt(fd, SOL_UDP, UDP_GRO, &on, sizeof on) != 0)
+      return false;
+    const int rx = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (rx < 0 || uv_poll_init_socket(&loop, &s.poll, rx) != 0) {
+      if (rx >= 0) ::close(rx);
+      const int off = 0;
+      (void)::setsockopt(fd, SOL_UDP, UDP_GRO, &off, sizeof off);
+      return false;
+    }
+    s.rx_fd = rx;
+    s.poll.data = &s;
+    ++s.handles;
+    uv_poll_start(&s.poll, UV_READABLE, &Impl::poll_cb);
+    return true;
+  }
+#endif
 
   static void wake_cb(uv_async_t* a) {
     auto* self = static_cast<Impl*>(a->data);
@@ -352,15 +476,14 @@ struct PeerService::Impl {
     if (it == sockets.end() || i < peer::kFirstExtraSocket) return;
     Socket* s = it->second.release();
     sockets.erase(it);
-    uv_close(reinterpret_cast<uv_handle_t*>(&s->udp), [](uv_handle_t* h) { delete static_cast<Socket*>(h->data); });
+    s->closed = true;
+    close_socket_handles(s, true);
   }
 
   void close_handles() {
-    for (auto& [i, s] : sockets) {
-      if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&s->udp))) uv_close(reinterpret_cast<uv_handle_t*>(&s->udp), nullptr);
-    }
+    for (auto& [i, s] : sockets) close_socket_handles(s.get(), false);
     for (auto& s : probe_sock) {
-      if (s && !uv_is_closing(reinterpret_cast<uv_handle_t*>(&s->udp))) uv_close(reinterpret_cast<uv_handle_t*>(&s->udp), nullptr);
+      if (s) close_socket_handles(s.get(), false);
     }
     for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&timer), reinterpret_cast<uv_handle_t*>(&wake),
                            reinterpret_cast<uv_handle_t*>(&check)}) {
@@ -399,6 +522,9 @@ struct PeerService::Impl {
     int rcv = kSocketBuffer, snd = kSocketBuffer;
     (void)uv_recv_buffer_size(reinterpret_cast<uv_handle_t*>(&raw->udp), &rcv);
     (void)uv_send_buffer_size(reinterpret_cast<uv_handle_t*>(&raw->udp), &snd);
+#ifdef QMESH_UDP_GRO
+    if (start_gro(*raw)) return index;
+#endif
     uv_udp_recv_start(&raw->udp, &Impl::alloc_cb, &Impl::recv_cb);
     return index;
   }
