@@ -386,7 +386,7 @@ struct PeerService::Impl {
     if (status < 0) return;
     union Control {
       cmsghdr align;
-      char buf[CMSG_SPACE(sizeof(int))];
+      char buf[4 * CMSG_SPACE(sizeof(int))];  // room for more than the UDP_GRO one
     };
     mmsghdr msgs[kRecvSlots];
     iovec iov[kRecvSlots];
@@ -447,8 +447,11 @@ struct PeerService::Impl {
     s.rx_fd = rx;
     s.poll.data = &s;
     ++s.handles;
-    uv_poll_start(&s.poll, UV_READABLE, &Impl::poll_cb);
-    return true;
+    if (uv_poll_start(&s.poll, UV_READABLE, &Impl::poll_cb) == 0) return true;
+    uv_close(reinterpret_cast<uv_handle_t*>(&s.poll), &Impl::socket_handle_closed);  // closes rx_fd
+    const int off = 0;
+    (void)::setsockopt(fd, SOL_UDP, UDP_GRO, &off, sizeof off);
+    return false;
   }
 #endif
 
