@@ -4,8 +4,8 @@
 #include <spdlog/spdlog.h>
 #include <uv.h>
 
-#include <cerrno>
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <deque>
@@ -15,8 +15,8 @@
 #include <vector>
 
 #ifdef __linux__
-#include <netinet/in.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <netinet/udp.h>
 #include <sys/socket.h>
 #include <unistd.h>
