@@ -4,8 +4,10 @@
 #include <spdlog/spdlog.h>
 #include <uv.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -13,7 +15,11 @@
 #include <vector>
 
 #ifdef __linux__
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/udp.h>
 #include <sys/socket.h>
+#include <unistd.h>
 #endif
 
 #include "net/logger.hpp"
@@ -31,6 +37,20 @@ constexpr int kSocketBuffer = 8 << 20;
 constexpr std::size_t kRecvSlot = 64 * 1024, kRecvSlots = 20;
 constexpr std::size_t kMaxSendBatch = 64;  // datagrams per sendmmsg()
 constexpr unsigned kFlushEvery = 8;        // received datagrams per flush at most
+#if defined(__linux__) && defined(UDP_SEGMENT)
+// UDP GSO: one sendmmsg() entry carries a run of equal-size datagrams (the last may be shorter)
+// to one destination; the kernel cuts it into those datagrams (on the wire: as sent one by one).
+constexpr std::size_t kMaxGsoSegments = 64;    // the kernel's limit (UDP_MAX_SEGMENTS) in older kernels
+constexpr std::size_t kMaxGsoBytes = 65000;    // below the 65507-byte UDP payload limit
+#define QMESH_UDP_GSO 1
+#endif
+#if defined(__linux__) && defined(UDP_GRO)
+// UDP GRO: the kernel hands a run of equal-size datagrams from one sender over in one buffer and
+// says the size in a cmsg. libuv's receive callback passes no cmsgs, so a socket with GRO is read
+// with recvmmsg() on a dup of its fd, polled beside the uv_udp_t (which then only sends).
+#define QMESH_UDP_GRO 1
+constexpr int kRecvRounds = 8;  // recvmmsg() calls per readable event at most
+#endif
 
 }  // namespace
 
@@ -41,8 +61,45 @@ struct PeerService::Impl {
     uv_udp_t udp{};
     std::uint8_t family = 4;
     std::uint8_t ttl = 0;  // the TTL last set on it (0: default)
+    bool gso = false;      // the kernel takes UDP_SEGMENT on it (probed at bind, off after a failure)
+    bool closed = false;   // close_socket() ran: stop reading
+    bool free_on_close = false;
+    int handles = 1;       // libuv handles still open (the uv_udp_t, and the poll with GRO)
     std::optional<Endpoint> local;
+#ifdef QMESH_UDP_GRO
+    uv_poll_t poll{};
+    int rx_fd = -1;  // a dup of the socket's fd, read with recvmmsg() (GRO); -1: libuv reads
+#endif
+    Socket() = default;
+    Socket(const Socket&) = delete;
+    Socket& operator=(const Socket&) = delete;
+    ~Socket() {
+#ifdef QMESH_UDP_GRO
+      if (rx_fd >= 0) ::close(rx_fd);
+#endif
+    }
   };
+
+  // Closes a socket's handles; with `free`, the Socket is deleted once the last one has closed.
+  static void close_socket_handles(Socket* s, bool free) {
+    s->free_on_close = free;
+    if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&s->udp)))
+      uv_close(reinterpret_cast<uv_handle_t*>(&s->udp), &Impl::socket_handle_closed);
+#ifdef QMESH_UDP_GRO
+    if (s->rx_fd >= 0 && !uv_is_closing(reinterpret_cast<uv_handle_t*>(&s->poll)))
+      uv_close(reinterpret_cast<uv_handle_t*>(&s->poll), &Impl::socket_handle_closed);
+#endif
+  }
+  static void socket_handle_closed(uv_handle_t* h) {
+    auto* s = static_cast<Socket*>(h->data);
+#ifdef QMESH_UDP_GRO
+    if (h == reinterpret_cast<uv_handle_t*>(&s->poll) && s->rx_fd >= 0) {
+      ::close(s->rx_fd);  // the socket itself closes with its last fd
+      s->rx_fd = -1;
+    }
+#endif
+    if (--s->handles == 0 && s->free_on_close) delete s;
+  }
 
   uv_loop_t loop{};
   uv_async_t wake{};
@@ -91,8 +148,7 @@ struct PeerService::Impl {
     }
     s->udp.data = s.get();
     if (uv_udp_bind(&s->udp, reinterpret_cast<const sockaddr*>(&ss), family == 6 ? UV_UDP_IPV6ONLY : 0) != 0) {
-      uv_close(reinterpret_cast<uv_handle_t*>(&s->udp), [](uv_handle_t* h) { delete static_cast<Socket*>(h->data); });
-      s.release();
+      close_socket_handles(s.release(), true);
       probe_failed[fi] = true;
       return nullptr;
     }
@@ -148,42 +204,7 @@ struct PeerService::Impl {
 #ifdef __linux__
     uv_os_fd_t fd;
     if (uv_udp_get_send_queue_count(&s.udp) == 0 && uv_fileno(reinterpret_cast<uv_handle_t*>(&s.udp), &fd) == 0) {
-      mmsghdr msgs[kMaxSendBatch];
-      iovec iov[kMaxSendBatch];
-      sockaddr_storage to[kMaxSendBatch];
-      std::size_t n = 0;
-      for (auto& d : batch) {
-        if (!to_sockaddr(d.to, to[n])) {
-          d.bytes.clear();  // skipped below
-          continue;
-        }
-        iov[n] = {d.bytes.data(), d.bytes.size()};
-        msgs[n] = {};
-        msgs[n].msg_hdr.msg_name = &to[n];
-        msgs[n].msg_hdr.msg_namelen = d.to.family == 6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
-        msgs[n].msg_hdr.msg_iov = &iov[n];
-        msgs[n].msg_hdr.msg_iovlen = 1;
-        ++n;
-      }
-      std::size_t sent = 0;
-      while (sent < n) {
-        const int r = ::sendmmsg(fd, msgs + sent, static_cast<unsigned>(n - sent), 0);
-        if (r > 0) {
-          sent += static_cast<std::size_t>(r);
-        } else if (r < 0 && errno == EINTR) {
-          continue;
-        } else if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-          break;
-        } else {
-          log->debug("send failed: {}", uv_strerror(uv_translate_sys_error(errno)));
-          ++sent;  // that datagram is dropped, as a failed uv_udp_try_send drops it
-        }
-      }
-      // Map `sent` (datagrams with addresses) back to positions in the batch.
-      for (std::size_t k = 0; done < batch.size() && k < sent; ++done) {
-        if (!batch[done].bytes.empty()) ++k;
-      }
-      while (done < batch.size() && batch[done].bytes.empty()) ++done;
+      done = send_direct(s, fd);
     }
 #endif
     for (; done < batch.size(); ++done) {
@@ -191,6 +212,94 @@ struct PeerService::Impl {
     }
     batch.clear();
   }
+
+#ifdef __linux__
+  // sendmmsg() of the batch on the socket's fd; returns how many of the batch's datagrams are done
+  // (sent, or dropped as a failed uv_udp_try_send drops them). With GSO one message carries a run
+  // of equal-size datagrams to one destination; a kernel or device that refuses GSO (EIO, EINVAL)
+  // turns it off for the socket and the run goes again as single datagrams.
+  std::size_t send_direct(Socket& s, uv_os_fd_t fd) {
+    mmsghdr msgs[kMaxSendBatch];
+    iovec iov[kMaxSendBatch];
+    sockaddr_storage to[kMaxSendBatch];
+    std::size_t begin[kMaxSendBatch + 1];  // message m carries batch[begin[m], begin[m + 1])
+#ifdef QMESH_UDP_GSO
+    union Control {
+      cmsghdr align;
+      char buf[CMSG_SPACE(sizeof(std::uint16_t))];
+    };
+    Control ctrl[kMaxSendBatch];
+#endif
+    std::size_t done = 0;
+    while (done < batch.size()) {
+      std::size_t m = 0, i = done, v = 0;
+      while (i < batch.size() && m < kMaxSendBatch) {
+        const auto& d = batch[i];
+        if (d.bytes.empty() || !to_sockaddr(d.to, to[m])) {  // nothing to send, or no address: dropped
+          if (m == 0) done = ++i;
+          else break;
+          continue;
+        }
+        const std::size_t start = i, seg = d.bytes.size();
+        std::size_t total = seg;
+        ++i;
+#ifdef QMESH_UDP_GSO
+        while (s.gso && i < batch.size() && i - start < kMaxGsoSegments && batch[i].to == d.to) {
+          const std::size_t n = batch[i].bytes.size();
+          if (n == 0 || n > seg || total + n > kMaxGsoBytes) break;
+          total += n;
+          ++i;
+          if (n < seg) break;  // only the last of a run may be shorter
+        }
+#endif
+        msgs[m] = {};
+        msgs[m].msg_hdr.msg_name = &to[m];
+        msgs[m].msg_hdr.msg_namelen = d.to.family == 6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+        msgs[m].msg_hdr.msg_iov = &iov[v];
+        msgs[m].msg_hdr.msg_iovlen = i - start;
+        for (std::size_t k = start; k < i; ++k) iov[v++] = {batch[k].bytes.data(), batch[k].bytes.size()};
+#ifdef QMESH_UDP_GSO
+        if (i - start > 1) {
+          msgs[m].msg_hdr.msg_control = ctrl[m].buf;
+          msgs[m].msg_hdr.msg_controllen = sizeof ctrl[m].buf;
+          cmsghdr* c = CMSG_FIRSTHDR(&msgs[m].msg_hdr);
+          c->cmsg_level = SOL_UDP;
+          c->cmsg_type = UDP_SEGMENT;
+          c->cmsg_len = CMSG_LEN(sizeof(std::uint16_t));
+          const auto size = static_cast<std::uint16_t>(seg);
+          std::memcpy(CMSG_DATA(c), &size, sizeof size);
+        }
+#endif
+        begin[m++] = start;
+      }
+      begin[m] = i;
+      if (m == 0) break;
+      std::size_t sent = 0;
+      bool blocked = false;
+      while (sent < m) {
+        const int r = ::sendmmsg(fd, msgs + sent, static_cast<unsigned>(m - sent), 0);
+        if (r > 0) {
+          sent += static_cast<std::size_t>(r);
+        } else if (r < 0 && errno == EINTR) {
+          continue;
+        } else if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+          blocked = true;
+          break;
+        } else if (r < 0 && (errno == EIO || errno == EINVAL) && msgs[sent].msg_hdr.msg_controllen != 0) {
+          log->debug("UDP GSO refused ({}): off for this socket", uv_strerror(uv_translate_sys_error(errno)));
+          s.gso = false;
+          break;  // the rest goes again, one datagram per message
+        } else {
+          log->debug("send failed: {}", uv_strerror(uv_translate_sys_error(errno)));
+          ++sent;  // the message's datagrams are dropped, as a failed uv_udp_try_send drops one
+        }
+      }
+      done = begin[sent];
+      if (blocked) break;
+    }
+    return done;
+  }
+#endif
 
   // Sends what the peer produced, hands out its events (a handler may produce more), re-arms.
   void flush() {
@@ -250,19 +359,101 @@ struct PeerService::Impl {
     buf->len = kRecvSlot * kRecvSlots;
   }
 
+  // One received datagram into the peer. Flushed by check_cb once this read batch is in, or every
+  // kFlushEvery datagrams: a batch is then acknowledged by more than one ACK, so one lost ACK does
+  // not hold a whole flight.
+  void deliver(Socket& s, const Endpoint& from, std::span<const std::uint8_t> bytes) {
+    node->on_datagram(s.index, from, bytes, now());
+    if (++rx_pending >= kFlushEvery) flush();
+  }
+
   static void recv_cb(uv_udp_t* h, ssize_t n, const uv_buf_t* buf, const sockaddr* addr, unsigned flags) {
     auto* s = static_cast<Socket*>(h->data);
     if (n <= 0 || !addr || (flags & UV_UDP_PARTIAL) || s->owner->closing) return;
     auto from = from_sockaddr(addr);
     if (!from) return;
-    s->owner->node->on_datagram(
-        s->index, *from,
-        std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(buf->base), static_cast<std::size_t>(n)),
-        s->owner->now());
-    // Flushed by check_cb once this read batch is in, or every kFlushEvery datagrams: a batch
-    // is then acknowledged by more than one ACK, so one lost ACK does not hold a whole flight.
-    if (++s->owner->rx_pending >= kFlushEvery) s->owner->flush();
+    s->owner->deliver(
+        *s, *from,
+        std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(buf->base), static_cast<std::size_t>(n)));
   }
+
+#ifdef QMESH_UDP_GRO
+  // The GRO socket is readable: recvmmsg() into the 64 KB slots; a slot with a UDP_GRO cmsg holds
+  // datagrams of that size back to back (the last may be shorter), each delivered on its own.
+  static void poll_cb(uv_poll_t* p, int status, int) {
+    auto* s = static_cast<Socket*>(p->data);
+    Impl* self = s->owner;
+    if (status < 0) return;
+    union Control {
+      cmsghdr align;
+      char buf[4 * CMSG_SPACE(sizeof(int))];  // room for more than the UDP_GRO one
+    };
+    mmsghdr msgs[kRecvSlots];
+    iovec iov[kRecvSlots];
+    sockaddr_storage from[kRecvSlots];
+    Control ctrl[kRecvSlots];
+    auto* base = reinterpret_cast<std::uint8_t*>(self->recv_buf.get());
+    for (int round = 0; round < kRecvRounds; ++round) {
+      if (self->closing || s->closed) return;
+      for (std::size_t k = 0; k < kRecvSlots; ++k) {
+        iov[k] = {base + k * kRecvSlot, kRecvSlot};
+        msgs[k] = {};
+        msgs[k].msg_hdr.msg_name = &from[k];
+        msgs[k].msg_hdr.msg_namelen = sizeof from[k];
+        msgs[k].msg_hdr.msg_iov = &iov[k];
+        msgs[k].msg_hdr.msg_iovlen = 1;
+        msgs[k].msg_hdr.msg_control = ctrl[k].buf;
+        msgs[k].msg_hdr.msg_controllen = sizeof ctrl[k].buf;
+      }
+      const int n = ::recvmmsg(s->rx_fd, msgs, kRecvSlots, MSG_DONTWAIT, nullptr);
+      if (n <= 0) return;  // EAGAIN: drained; anything else: the poll says when to try again
+      for (int k = 0; k < n; ++k) {
+        const auto& h = msgs[k].msg_hdr;
+        if (h.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) continue;
+        auto at = from_sockaddr(reinterpret_cast<const sockaddr*>(&from[k]));
+        if (!at) continue;
+        std::size_t len = msgs[k].msg_len, seg = len;
+        for (cmsghdr* c = CMSG_FIRSTHDR(&h); c; c = CMSG_NXTHDR(const_cast<msghdr*>(&h), c)) {
+          if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
+            int size = 0;
+            std::memcpy(&size, CMSG_DATA(c), sizeof size);
+            if (size > 0) seg = static_cast<std::size_t>(size);
+          }
+        }
+        const std::uint8_t* d = base + static_cast<std::size_t>(k) * kRecvSlot;
+        for (std::size_t off = 0; off < len; off += seg) {
+          self->deliver(*s, *at, std::span<const std::uint8_t>(d + off, std::min(seg, len - off)));
+          if (self->closing || s->closed) return;  // a flush closed it; the buffer is still ours
+        }
+      }
+      if (static_cast<std::size_t>(n) < kRecvSlots) return;
+    }
+  }
+
+  // Turns GRO on and reads the socket through a poll on a dup of its fd; false: libuv reads it.
+  bool start_gro(Socket& s) {
+    uv_os_fd_t fd;
+    const int on = 1;
+    if (uv_fileno(reinterpret_cast<uv_handle_t*>(&s.udp), &fd) != 0 ||
+        ::setsockopt(fd, SOL_UDP, UDP_GRO, &on, sizeof on) != 0)
+      return false;
+    const int rx = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (rx < 0 || uv_poll_init_socket(&loop, &s.poll, rx) != 0) {
+      if (rx >= 0) ::close(rx);
+      const int off = 0;
+      (void)::setsockopt(fd, SOL_UDP, UDP_GRO, &off, sizeof off);
+      return false;
+    }
+    s.rx_fd = rx;
+    s.poll.data = &s;
+    ++s.handles;
+    if (uv_poll_start(&s.poll, UV_READABLE, &Impl::poll_cb) == 0) return true;
+    uv_close(reinterpret_cast<uv_handle_t*>(&s.poll), &Impl::socket_handle_closed);  // closes rx_fd
+    const int off = 0;
+    (void)::setsockopt(fd, SOL_UDP, UDP_GRO, &off, sizeof off);
+    return false;
+  }
+#endif
 
   static void wake_cb(uv_async_t* a) {
     auto* self = static_cast<Impl*>(a->data);
@@ -288,15 +479,14 @@ struct PeerService::Impl {
     if (it == sockets.end() || i < peer::kFirstExtraSocket) return;
     Socket* s = it->second.release();
     sockets.erase(it);
-    uv_close(reinterpret_cast<uv_handle_t*>(&s->udp), [](uv_handle_t* h) { delete static_cast<Socket*>(h->data); });
+    s->closed = true;
+    close_socket_handles(s, true);
   }
 
   void close_handles() {
-    for (auto& [i, s] : sockets) {
-      if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&s->udp))) uv_close(reinterpret_cast<uv_handle_t*>(&s->udp), nullptr);
-    }
+    for (auto& [i, s] : sockets) close_socket_handles(s.get(), false);
     for (auto& s : probe_sock) {
-      if (s && !uv_is_closing(reinterpret_cast<uv_handle_t*>(&s->udp))) uv_close(reinterpret_cast<uv_handle_t*>(&s->udp), nullptr);
+      if (s) close_socket_handles(s.get(), false);
     }
     for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&timer), reinterpret_cast<uv_handle_t*>(&wake),
                            reinterpret_cast<uv_handle_t*>(&check)}) {
@@ -322,11 +512,22 @@ struct PeerService::Impl {
     int len = sizeof bound;
     uv_udp_getsockname(&raw->udp, reinterpret_cast<sockaddr*>(&bound), &len);
     raw->local = from_sockaddr(reinterpret_cast<const sockaddr*>(&bound));
+#ifdef QMESH_UDP_GSO
+    // A kernel that knows UDP_SEGMENT (4.18+) answers this; an older one would ignore the cmsg.
+    uv_os_fd_t fd;
+    int gso_size = 0;
+    socklen_t gso_len = sizeof gso_size;
+    raw->gso = uv_fileno(reinterpret_cast<uv_handle_t*>(&raw->udp), &fd) == 0 &&
+               ::getsockopt(fd, SOL_UDP, UDP_SEGMENT, &gso_size, &gso_len) == 0;
+#endif
     // The default buffers (about 200 KB) overflow within a congestion window on a fast path (even
     // loopback drops then); the kernel caps these at net.core.[rw]mem_max.
     int rcv = kSocketBuffer, snd = kSocketBuffer;
     (void)uv_recv_buffer_size(reinterpret_cast<uv_handle_t*>(&raw->udp), &rcv);
     (void)uv_send_buffer_size(reinterpret_cast<uv_handle_t*>(&raw->udp), &snd);
+#ifdef QMESH_UDP_GRO
+    if (start_gro(*raw)) return index;
+#endif
     uv_udp_recv_start(&raw->udp, &Impl::alloc_cb, &Impl::recv_cb);
     return index;
   }

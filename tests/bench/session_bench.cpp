@@ -28,6 +28,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -403,8 +404,15 @@ void join(PeerService& svc, DhtState& st, const dht::Endpoint& seed) {
     die("bootstrap did not finish");
 }
 
+double process_cpu_s() {
+  timespec t{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) / 1e9;
+}
+
 struct SinkResult {
   double mb_per_s = 0;
+  double cpu_ms_per_mb = 0;  // the whole process's CPU time over the run (the bench's other threads idle)
   stream::ConnectionStats delta;  // client side, over the run
 };
 
@@ -418,6 +426,7 @@ SinkResult sink_once(PeerService& client, Client& cl, PeerService& worker, Worke
     });
   };
   const auto before = stats();
+  const double cpu0 = process_cpu_s();
   const bool ok = client.call([&](peer::Peer& p, peer::Instant now) {
     auto* c = p.sessions().connection(sid);
     auto id = c ? c->open_stream() : qmesh::core::Result<stream::StreamId>(qmesh::core::Error{"", ""});
@@ -435,10 +444,12 @@ SinkResult sink_once(PeerService& client, Client& cl, PeerService& worker, Worke
     cl.w.active = false;
     return cl.w.t0;
   });
+  const double cpu1 = process_cpu_s();
   if (got != bytes) die("throughput: the sink got " + std::to_string(got) + " of " + std::to_string(bytes) + " bytes");
   const auto after = stats();
   SinkResult r;
   r.mb_per_s = static_cast<double>(bytes) / 1e3 / ms_between(t0, t_end);
+  r.cpu_ms_per_mb = (cpu1 - cpu0) * 1e3 / (static_cast<double>(bytes) / 1e6);
   r.delta = after;
   r.delta.stream_bytes_sent = after.stream_bytes_sent - before.stream_bytes_sent;
   r.delta.stream_bytes_retransmitted = after.stream_bytes_retransmitted - before.stream_bytes_retransmitted;
@@ -450,10 +461,11 @@ SinkResult sink_once(PeerService& client, Client& cl, PeerService& worker, Worke
 }
 
 void print_sink(const char* what, const std::vector<SinkResult>& rs, std::uint64_t bytes) {
-  std::vector<double> v;
+  std::vector<double> v, cpu;
   double retx = 0, lost = 0, sent = 0, tlp = 0, rto = 0;
   for (const auto& r : rs) {
     v.push_back(r.mb_per_s);
+    cpu.push_back(r.cpu_ms_per_mb);
     retx += static_cast<double>(r.delta.stream_bytes_retransmitted);
     sent += static_cast<double>(r.delta.stream_bytes_sent);
     lost += static_cast<double>(r.delta.packets_lost);
@@ -462,12 +474,13 @@ void print_sink(const char* what, const std::vector<SinkResult>& rs, std::uint64
   }
   std::sort(v.begin(), v.end());
   std::printf("  %-34s: %7.1f MB/s median (min %.1f, max %.1f) over %zu x %.0f MB; retransmitted %.2f%% of "
-              "stream bytes, %.0f packets lost, %.0f TLP, %.0f RTO per run; srtt %.3f ms, cwnd %.0f KB at the end\n",
+              "stream bytes, %.0f packets lost, %.0f TLP, %.0f RTO per run; srtt %.3f ms, cwnd %.0f KB at the end; "
+              "process CPU %.2f ms per MB (median)\n",
               what, median(v), v.front(), v.back(), rs.size(), static_cast<double>(bytes) / 1e6,
               sent > 0 ? 100.0 * retx / sent : 0.0, lost / static_cast<double>(rs.size()),
               tlp / static_cast<double>(rs.size()), rto / static_cast<double>(rs.size()),
               static_cast<double>(rs.back().delta.srtt.count()) / 1000.0,
-              static_cast<double>(rs.back().delta.cwnd) / 1024);
+              static_cast<double>(rs.back().delta.cwnd) / 1024, median(cpu));
 }
 
 }  // namespace
