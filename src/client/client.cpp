@@ -117,7 +117,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
   std::map<dht::PublicKey, Clock::time_point> busy_until;
   std::vector<dht::LookupRecord> records;  // newest per worker from the last lookup
   Clock::time_point looked_up{};
-  std::list<std::thread> threads;
+  std::list<std::pair<std::thread, std::shared_ptr<AskStream::State>>> threads;  // stream() asks
   bool closing = false;
 
   // Loop thread only.
@@ -642,13 +642,13 @@ Client::Client(ClientOptions options) : impl_(std::make_shared<Impl>()) {
 }
 
 Client::~Client() {
-  std::list<std::thread> ts;
+  std::list<std::pair<std::thread, std::shared_ptr<AskStream::State>>> ts;
   {
     std::lock_guard lk(impl_->mu);
     impl_->closing = true;
     ts.swap(impl_->threads);
   }
-  for (auto& t : ts) t.join();  // AskStreams end: their owners cancel them or they time out
+  for (auto& t : ts) t.first.join();  // AskStreams end: their owners cancel them or they time out
   if (impl_->svc) {
     std::vector<session::SessionId> open;
     {
@@ -693,7 +693,21 @@ AskStream Client::stream(const AskOptions& options) {
   auto impl = impl_;
   std::lock_guard lk(impl->mu);
   if (impl->closing) throw Error("cancelled", "the client is closing");
-  impl->threads.emplace_back([impl, st, options] {
+  // Join the threads of asks that ended, so a long-lived client does not collect them.
+  for (auto it = impl->threads.begin(); it != impl->threads.end();) {
+    bool done;
+    {
+      std::lock_guard g(it->second->mu);
+      done = it->second->done;
+    }
+    if (done) {
+      it->first.join();
+      it = impl->threads.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  impl->threads.emplace_back(std::thread([impl, st, options] {
     try {
       auto r = impl->run_ask(options, [&](std::string_view piece) {
         std::lock_guard g(st->mu);
@@ -712,7 +726,7 @@ AskStream Client::stream(const AskOptions& options) {
     std::lock_guard g(st->mu);
     st->done = true;
     st->cv.notify_all();
-  });
+  }), st);
   return AskStream(st);
 }
 

@@ -1,6 +1,8 @@
 #include "net/bootstrap_list.hpp"
 
+#include <algorithm>
 #include <condition_variable>
+#include <cstdlib>
 #include <fstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -29,6 +31,9 @@ core::Result<std::vector<std::string>> config_file_bootstrap() {
 }
 
 std::vector<core::dht::Endpoint> discover_lan_dht_nodes(std::chrono::milliseconds wait) {
+  // Tests (which may send only to loopback and their own namespaces) and users who want no
+  // multicast turn it off.
+  if (const char* off = std::getenv("QMESH_NO_LAN"); off && *off && std::string(off) != "0") return {};
   std::mutex mu;
   std::condition_variable cv;
   std::vector<core::dht::Endpoint> found;

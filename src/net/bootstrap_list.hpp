@@ -17,7 +17,8 @@ namespace qmesh::net {
 core::Result<std::vector<std::string>> config_file_bootstrap();
 
 // DHT nodes found on the LAN within `wait` (returns as soon as one answered, plus a short grace
-// for others); empty when none or when multicast is unavailable.
+// for others); empty when none, when multicast is unavailable, or when $QMESH_NO_LAN is set
+// (to anything but 0).
 std::vector<core::dht::Endpoint> discover_lan_dht_nodes(std::chrono::milliseconds wait);
 
 }  // namespace qmesh::net

@@ -51,7 +51,8 @@ struct MeshServer::Impl {
     bool answered = false;   // DONE or ERROR queued
     std::string out;         // frames not yet accepted by the stream
     std::size_t out_off = 0;
-    bool finished = false;
+    bool finished = false;   // our FIN is queued
+    bool peer_fin = false;   // the client's FIN arrived
     std::shared_ptr<Shared> shared;
   };
 
@@ -149,9 +150,14 @@ struct MeshServer::Impl {
         if (asks.find(key) == asks.end()) return;
       }
     }
-    if (std::holds_alternative<stream::Finished>(ev) && !a.requested) {
-      bump(&MeshStats::bad_requests);
-      answer_error(p, key, a, {"bad_request", "bad request: the stream ended before a complete REQUEST", 0});
+    if (std::holds_alternative<stream::Finished>(ev)) {
+      a.peer_fin = true;
+      if (!a.requested) {
+        bump(&MeshStats::bad_requests);
+        answer_error(p, key, a, {"bad_request", "bad request: the stream ended before a complete REQUEST", 0});
+      } else if (a.finished) {
+        asks.erase(key);  // both sides are done
+      }
     }
   }
 
@@ -308,7 +314,9 @@ struct MeshServer::Impl {
       if (a.answered && !a.finished) {
         a.finished = true;
         (void)c->finish(key.second);
-        asks.erase(key);  // the stream is over on our side; a late reset finds nothing to cancel
+        // Forgotten once the client's FIN is in too (until then its late FIN must not look like
+        // a new stream); a session that closes drops it either way.
+        if (a.peer_fin) asks.erase(key);
       }
     }
   }

@@ -1,6 +1,9 @@
 # Shared by the integration scripts: a temp folder and child processes cleaned up on exit, and
 # check/ok/bad that count results for the closing "N passed, N failed" line.
 tmp="$(mktemp -d)"
+# Nodes started without --bootstrap must not ask the real LAN by multicast (tests send only to
+# loopback and their own namespaces).
+export QMESH_NO_LAN=1
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$tmp"; }
 trap cleanup EXIT
