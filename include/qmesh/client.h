@@ -15,6 +15,10 @@
  *   qmesh_result_clear(&r);
  *   qmesh_client_free(c);
  *
+ * Or pull style, cancellable from any thread: qmesh_ask_start gives a qmesh_stream; read it with
+ * qmesh_stream_next, stop it with qmesh_stream_cancel, end with qmesh_stream_finish and
+ * qmesh_stream_free.
+ *
  * A thin layer over the C++ API (qmesh/client.hpp); the same semantics: a client joins the DHT
  * (one background thread per client), picks a healthy worker, streams the answer over an
  * end-to-end encrypted session and fails over to another worker without the caller noticing.
@@ -100,9 +104,9 @@ typedef struct qmesh_client qmesh_client;
 qmesh_status qmesh_client_new(const qmesh_options* options, qmesh_client** out);
 
 /* Cancels the client's unfinished qmesh_stream handles, waits for their threads, closes the
- * sessions and stops the network thread. The qmesh_stream handles stay valid (they report
- * QMESH_ERR_CANCELLED) and must still be freed. NULL is fine. Must not be called from a token
- * callback. */
+ * sessions and stops the network thread. The qmesh_stream handles stay valid (they end with
+ * QMESH_ERR_CANCELLED) and must still be freed. NULL is fine. No other call on this client may be
+ * running (in another thread, or a token callback of it) when it is called. */
 void qmesh_client_free(qmesh_client* client);
 
 /* This client's public key as hex, written into buf (NUL-terminated, truncated to size). Returns
