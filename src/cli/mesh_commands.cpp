@@ -140,8 +140,15 @@ void run_ask(const AskOpts& o) {
     watcher.join();
   };
   try {
+    const bool tty = isatty(STDOUT_FILENO) != 0;
     while (auto piece = s.next()) {
       if (!o.json) {
+        // A worker's text must not drive the terminal (escape sequences can rewrite the screen,
+        // the title or the clipboard): on a terminal, control characters other than \n and \t go.
+        if (tty) std::erase_if(*piece, [](char ch) {
+          const auto u = static_cast<unsigned char>(ch);
+          return (u < 0x20 && ch != '\n' && ch != '\t') || u == 0x7F;
+        });
         std::fwrite(piece->data(), 1, piece->size(), stdout);
         std::fflush(stdout);
       }
@@ -149,7 +156,7 @@ void run_ask(const AskOpts& o) {
     const AskResult& r = s.result();
     stop_watcher();
     if (o.json) {
-      std::printf("%s\n", result_json(r).dump().c_str());
+      std::printf("%s\n", result_json(r).dump(-1, ' ', false, json::error_handler_t::replace).c_str());
     } else {
       std::printf("\n");
     }
@@ -165,7 +172,10 @@ void run_ask(const AskOpts& o) {
     if (!o.json) std::printf("\n");
     std::fflush(stdout);
     if (interrupted) throw CommandError("interrupted", 128 + interrupted);
-    if (o.json) std::printf("%s\n", json{{"error", {{"kind", e.kind()}, {"message", e.what()}}}}.dump().c_str());
+    if (o.json)
+      std::printf("%s\n", json{{"error", {{"kind", e.kind()}, {"message", e.what()}}}}
+                               .dump(-1, ' ', false, json::error_handler_t::replace)
+                               .c_str());
     throw CommandError(e.kind() + ": " + e.what(), exit_code(e.kind()));
   }
 }
@@ -206,7 +216,7 @@ void run_workers(const CommonOpts& o) {
                      {"expires_in_s", w.expires_in_s},
                      {"score", w.score}});
     }
-    std::printf("%s\n", json{{"workers", arr}}.dump().c_str());
+    std::printf("%s\n", json{{"workers", arr}}.dump(-1, ' ', false, json::error_handler_t::replace).c_str());
     return;
   }
   if (ws.empty()) {

@@ -1,5 +1,8 @@
 // qmesh-worker: shares this machine's llama-server with the QMesh network.
 #include <CLI/CLI.hpp>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -11,6 +14,7 @@
 #include <filesystem>
 #include <optional>
 
+#include "core/health.hpp"
 #include "core/hex.hpp"
 #include "sidecar/exec_shim.hpp"
 #include "sidecar/llama_locator.hpp"
@@ -44,7 +48,13 @@ qmesh::core::Result<std::unique_ptr<qmesh::worker::MeshServer>> make_server(qmes
   if (!summary) return summary.error();
   auto hash = qmesh::sidecar::hash_model_file(cfg.model);
   if (!hash) return hash.error();
-  record.model = !summary->name.empty() ? summary->name : std::filesystem::path(cfg.model).stem().string();
+  // One name for the record and for matching asks: printable, and short enough for the record.
+  std::string name = summary->name;
+  if (name.empty() || !qmesh::core::valid_utf8_printable(name)) name = std::filesystem::path(cfg.model).stem().string();
+  if (!qmesh::core::valid_utf8_printable(name)) name = "model";
+  qmesh::core::mesh::WorkerRecord named;
+  named.model = name;
+  record.model = qmesh::core::mesh::decode_worker_record(qmesh::core::mesh::encode(named))->model;  // clipped as sent
   record.model_hash = *hash;
   record.architecture = summary->architecture;
   record.parameters = summary->parameter_count;
@@ -109,6 +119,11 @@ qmesh::core::Health announce(qmesh::worker::MeshServer& server, qmesh::worker::W
 
 int main(int argc, char** argv) {
   qmesh::sidecar::maybe_run_exec_shim(argc, argv);
+#ifdef __GLIBC__
+  // glibc gives every thread that allocates its own arena; the worker's threads (network loop,
+  // one per ask, HTTP) allocate little, and shared arenas keep its footprint small.
+  mallopt(M_ARENA_MAX, 2);
+#endif
   // A peer (llama-server mid-restart, a UDP-less HTTP peer) closing a socket must be an error
   // value, not a silent death of the process.
   std::signal(SIGPIPE, SIG_IGN);
@@ -239,6 +254,11 @@ int main(int argc, char** argv) {
     spdlog::warn("no DHT node given or found on the LAN: serving nobody (give --bootstrap HOST:PORT to join a QMesh network)");
   }
 
+#ifdef __GLIBC__
+  // Start-up parsed the whole GGUF header (the vocabulary is megabytes of strings): hand those
+  // freed pages back, so the worker's resident size is what it keeps using.
+  malloc_trim(0);
+#endif
   int exit_code = 0;
   auto next_status = std::chrono::steady_clock::now() + std::chrono::seconds(cfg.status_interval_s);
   for (;;) {

@@ -60,21 +60,28 @@ struct Answer {
 };
 
 struct Channel {
+  static constexpr std::size_t kMaxQueued = 8 << 20;  // answer bytes not yet taken by the ask
   std::mutex mu;
   std::condition_variable cv;
   std::deque<Answer> q;
+  std::size_t queued = 0;  // under mu
   // Loop thread only.
   mesh::FrameDecoder dec;
   std::string out;
   std::size_t out_off = 0;
   bool fin_pending = false;
 
-  void push(Answer a) {
+  // False when the ask is this far behind: the worker sends faster than anyone reads.
+  bool push(Answer a) {
+    bool ok;
     {
       std::lock_guard lk(mu);
+      queued += a.frame ? a.frame->body.size() : 0;
+      ok = queued <= kMaxQueued;
       q.push_back(std::move(a));
     }
     cv.notify_all();
+    return ok;
   }
   std::optional<Answer> pop(milliseconds limit) {
     std::unique_lock lk(mu);
@@ -82,6 +89,7 @@ struct Channel {
     if (q.empty()) return std::nullopt;
     auto a = std::move(q.front());
     q.pop_front();
+    queued -= a.frame ? a.frame->body.size() : 0;
     return a;
   }
 };
@@ -112,6 +120,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     enum { Connecting, Up, Failed } state = Connecting;
     std::string error;
     Clock::time_point last_used{};
+    int active = 0;  // asks streaming on it now
   };
   std::map<dht::PublicKey, Sess> sessions;  // by worker key
   std::map<dht::PublicKey, Clock::time_point> busy_until;
@@ -185,7 +194,14 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
         chans.erase(it);
         return;
       }
-      while (auto f = ch->dec.next()) ch->push(Answer{std::move(*f), {}});
+      while (auto f = ch->dec.next()) {
+        if (!ch->push(Answer{std::move(*f), {}})) {
+          ch->push(Answer{std::nullopt, "the worker sent more than the ask reads"});
+          (void)c->reset(*id, kResetCancel);
+          chans.erase(it);
+          return;
+        }
+      }
     }
     if (std::holds_alternative<stream::Finished>(ev)) {
       ch->push(Answer{std::nullopt, ch->dec.partial() ? "the answer was cut short" : "the worker ended the answer"});
@@ -308,19 +324,45 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     return {*id, ch};
   }
 
-  void cancel_stream(session::SessionId sid, stream::StreamId id) {
-    svc->post([this, sid, id](peer::Peer& p, peer::Instant) {
+  // The ask is done with the stream: forget its channel (later frames are dropped) and, unless
+  // the answer arrived whole, reset it so the worker stops generating.
+  void release_stream(session::SessionId sid, stream::StreamId id, bool reset) {
+    svc->post([this, sid, id, reset](peer::Peer& p, peer::Instant) {
       chans.erase({sid, id});
-      if (auto* c = p.sessions().connection(sid)) (void)c->reset(id, kResetCancel);
+      if (reset) {
+        if (auto* c = p.sessions().connection(sid)) (void)c->reset(id, kResetCancel);
+      }
     });
   }
+  void cancel_stream(session::SessionId sid, stream::StreamId id) { release_stream(sid, id, true); }
+
+  // An ask streaming on a session: the session is not idle meanwhile.
+  struct InFlight {
+    Impl& m;
+    dht::PublicKey key;
+    session::SessionId sid;
+    stream::StreamId id;
+    bool whole = false;  // DONE or ERROR arrived
+    InFlight(Impl& impl, const dht::PublicKey& k, session::SessionId s, stream::StreamId i) : m(impl), key(k), sid(s), id(i) {
+      std::lock_guard lk(m.mu);
+      if (auto it = m.sessions.find(key); it != m.sessions.end() && it->second.sid == sid) ++it->second.active;
+    }
+    ~InFlight() {
+      m.release_stream(sid, id, !whole);
+      std::lock_guard lk(m.mu);
+      if (auto it = m.sessions.find(key); it != m.sessions.end() && it->second.sid == sid) {
+        --it->second.active;
+        it->second.last_used = Clock::now();
+      }
+    }
+  };
 
   void close_idle_sessions() {
     std::vector<session::SessionId> idle;
     {
       std::lock_guard lk(mu);
       for (auto it = sessions.begin(); it != sessions.end();) {
-        if (it->second.state == Sess::Up && Clock::now() - it->second.last_used > kSessionIdle) {
+        if (it->second.state == Sess::Up && it->second.active == 0 && Clock::now() - it->second.last_used > kSessionIdle) {
           idle.push_back(it->second.sid);
           it = sessions.erase(it);
         } else {
@@ -449,6 +491,7 @@ AskResult Client::Impl::run_ask(const AskOptions& o, const std::function<void(st
           until = Clock::time_point::max();
           for (const auto& [k, t] : busy_until)
             if (t > Clock::now()) until = std::min(until, t);
+          if (until == Clock::time_point::max()) until = Clock::now();  // every hint ran out meanwhile
           const auto wait = until - Clock::now();
           until = Clock::now() + std::chrono::duration_cast<Clock::duration>(wait * (0.75 + 0.5 * rng->uniform()));
         }
@@ -493,16 +536,14 @@ AskResult Client::Impl::run_ask(const AskOptions& o, const std::function<void(st
       last_error = e.what();
       continue;
     }
+    InFlight flight(*this, key, sid, id);
+    // A worker may not send more than was asked (a little slack for how llama-server counts).
+    const std::uint64_t max_tokens = static_cast<std::uint64_t>(req.max_tokens) + 8;
+    const std::size_t max_text = static_cast<std::size_t>(max_tokens) * 1024;
     bool retry = false;
     while (!retry) {
-      if (cancelled) {
-        cancel_stream(sid, id);
-        throw Error("cancelled", "the ask was cancelled");
-      }
-      if (Clock::now() >= deadline) {
-        cancel_stream(sid, id);
-        throw Error("timeout", "no answer within " + std::to_string(o.timeout.count()) + " ms");
-      }
+      if (cancelled) throw Error("cancelled", "the ask was cancelled");
+      if (Clock::now() >= deadline) throw Error("timeout", "no answer within " + std::to_string(o.timeout.count()) + " ms");
       auto a = ch->pop(milliseconds(50));
       if (!a) continue;
       if (!a->frame) {  // the stream ended without DONE or ERROR: the worker is lost
@@ -514,11 +555,19 @@ AskResult Client::Impl::run_ask(const AskOptions& o, const std::function<void(st
       }
       const auto& f = *a->frame;
       if (f.type == mesh::FrameType::Token) {
+        if (res.tokens + 1 > max_tokens || res.text.size() + f.body.size() > max_text) {
+          failed.insert(key);
+          last_error = "worker " + wid.substr(0, 12) + " sent more than was asked";
+          last_kind = "network";
+          retry = true;
+          break;
+        }
         if (!first_token) first_token = Clock::now();
         res.text += f.body;
         ++res.tokens;
         if (emit) emit(f.body);
       } else if (f.type == mesh::FrameType::Done) {
+        flight.whole = true;
         auto d = mesh::parse_done(f.body);
         res.stop_reason = d ? d->stop_reason : "";
         res.worker = wid;
@@ -527,10 +576,9 @@ AskResult Client::Impl::run_ask(const AskOptions& o, const std::function<void(st
         res.ttft_ms = first_token ? ms_since(t0, *first_token) : res.total_ms;
         const double gen_ms = first_token ? ms_since(*first_token, end) : 0;
         res.tokens_per_second = gen_ms > 0 && res.tokens > 1 ? (res.tokens - 1) * 1000.0 / gen_ms : 0;
-        std::lock_guard lk(mu);
-        if (auto s = sessions.find(key); s != sessions.end()) s->second.last_used = Clock::now();
         return res;
       } else if (f.type == mesh::FrameType::Error) {
+        flight.whole = true;
         auto e = mesh::parse_error_reply(f.body);
         const std::string kind = e ? e->kind : "internal";
         const std::string msg = e ? e->message : "malformed error from the worker";
@@ -549,7 +597,6 @@ AskResult Client::Impl::run_ask(const AskOptions& o, const std::function<void(st
       } else {
         failed.insert(key);
         last_error = "worker " + wid.substr(0, 12) + " sent an unexpected frame";
-        cancel_stream(sid, id);
         retry = true;
       }
     }
@@ -648,6 +695,7 @@ Client::~Client() {
     impl_->closing = true;
     ts.swap(impl_->threads);
   }
+  for (auto& t : ts) t.second->cancelled = true;  // nobody will read them any more
   for (auto& t : ts) t.first.join();  // AskStreams end: their owners cancel them or they time out
   if (impl_->svc) {
     std::vector<session::SessionId> open;

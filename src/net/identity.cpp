@@ -71,8 +71,10 @@ core::Result<Identity> load_identity(const std::string& path) {
   sodium_memzero(buf, sizeof buf);
   while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
   const std::string magic = kMagic;
-  if (text.size() != magic.size() + 64 || text.compare(0, magic.size(), magic) != 0)
+  if (text.size() != magic.size() + 64 || text.compare(0, magic.size(), magic) != 0) {
+    sodium_memzero(text.data(), text.size());
     return fail(path, "not a QMesh identity file (expected one line: qmesh-identity-v1 <64 hex digits>)");
+  }
   auto bytes = core::from_hex(std::string_view(text).substr(magic.size()));
   sodium_memzero(text.data(), text.size());
   if (!bytes || bytes->size() != 32) return fail(path, "the key is not 64 hex digits");
@@ -94,8 +96,10 @@ core::Result<Identity> create_identity(const std::string& path, bool overwrite) 
     ::chmod(dir.c_str(), 0700);
   }
   // Write a temporary file with 0600 and rename it over, so a reader never sees half a key.
-  const std::string tmp = path + ".tmp";
-  ::unlink(tmp.c_str());
+  // A name of our own: another process creating the identity at the same moment has its own.
+  std::uint32_t r = 0;
+  randombytes_buf(&r, sizeof r);
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(r);
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) return fail(path, std::string("cannot write: ") + std::strerror(errno));
   std::array<std::uint8_t, 32> seed;

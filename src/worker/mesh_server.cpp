@@ -53,8 +53,17 @@ struct MeshServer::Impl {
     std::size_t out_off = 0;
     bool finished = false;   // our FIN is queued
     bool peer_fin = false;   // the client's FIN arrived
+    std::size_t fed = 0;     // request bytes read so far (counted in partial_bytes until complete)
     std::shared_ptr<Shared> shared;
   };
+  // REQUEST bytes all unfinished asks may hold: a client that opens many streams and never
+  // completes its requests gets "busy", not the worker's memory.
+  static constexpr std::size_t kMaxPartialBytes = 64 << 20;
+
+  void forget(std::map<Key, Ask>::iterator it) {
+    if (!it->second.requested) partial_bytes -= it->second.fed;
+    asks.erase(it);
+  }
 
   Worker& worker;
   MeshServerOptions opts;
@@ -66,7 +75,8 @@ struct MeshServer::Impl {
   // Loop thread.
   std::map<Key, Ask> asks;
   std::map<session::SessionId, core::noise::PublicKey> clients;
-  int admitted = 0;
+  std::atomic<int> admitted{0};     // changed on the loop thread; retry_hint() reads it anywhere
+  std::size_t partial_bytes = 0;    // bytes of REQUESTs begun and not complete, all streams
 
   // Any thread.
   mutable std::mutex mu;
@@ -103,7 +113,9 @@ struct MeshServer::Impl {
   void drop_session(session::SessionId sid) {
     for (auto it = asks.lower_bound({sid, 0}); it != asks.end() && it->first.first == sid;) {
       if (it->second.shared) it->second.shared->cancelled = true;
-      it = asks.erase(it);
+      auto next = std::next(it);
+      forget(it);
+      it = next;
     }
     clients.erase(sid);
   }
@@ -119,7 +131,7 @@ struct MeshServer::Impl {
     if (std::holds_alternative<stream::StreamReset>(ev)) {
       if (it != asks.end()) {
         if (it->second.shared) it->second.shared->cancelled = true;  // the client went away
-        asks.erase(it);
+        forget(it);
       }
       return;
     }
@@ -134,6 +146,13 @@ struct MeshServer::Impl {
     std::uint8_t buf[16384];
     while (const auto n = c->read(*id, buf)) {
       if (a.requested) continue;  // anything after the request is ignored
+      a.fed += n;
+      partial_bytes += n;
+      if (partial_bytes > kMaxPartialBytes) {
+        bump(&MeshStats::busy);
+        answer_error(p, key, a, {"busy", "worker is busy: too many requests arriving", retry_hint()});
+        return;
+      }
       if (!a.dec.feed(std::span(buf, n))) {
         bump(&MeshStats::bad_requests);
         answer_error(p, key, a, {"bad_request", "bad request: " + a.dec.error(), 0});
@@ -145,6 +164,7 @@ struct MeshServer::Impl {
           answer_error(p, key, a, {"bad_request", "bad request: the first frame must be a REQUEST", 0});
           return;
         }
+        partial_bytes -= a.fed;
         a.requested = true;
         admit(p, key, a, f->body, now);
         if (asks.find(key) == asks.end()) return;
@@ -156,7 +176,7 @@ struct MeshServer::Impl {
         bump(&MeshStats::bad_requests);
         answer_error(p, key, a, {"bad_request", "bad request: the stream ended before a complete REQUEST", 0});
       } else if (a.finished) {
-        asks.erase(key);  // both sides are done
+        forget(asks.find(key));  // both sides are done
       }
     }
   }
@@ -173,6 +193,13 @@ struct MeshServer::Impl {
       bump(&MeshStats::bad_requests);
       answer_error(p, key, a, {"bad_request", "this worker serves model '" + model_name + "', not '" + req->model + "'", 0});
       return;
+    }
+    {
+      std::lock_guard lk(mu);
+      if (stopped) {
+        answer_error(p, key, a, {"cancelled", "the worker is stopping", 0});
+        return;
+      }
     }
     // Admission here, before a thread exists: a full worker answers "busy" at once.
     const auto& cfg = worker.config();
@@ -191,8 +218,19 @@ struct MeshServer::Impl {
       ++threads;
       st.running = admitted;
     }
-    log->debug("ask from {} admitted ({} running or queued)", who, admitted);
-    std::thread([this, key, r = std::move(*req), shared = a.shared, who] { run(key, r, shared, who); }).detach();
+    log->debug("ask from {} admitted ({} running or queued)", who, admitted.load());
+    try {
+      std::thread([this, key, r = std::move(*req), shared = a.shared, who] { run(key, r, shared, who); }).detach();
+    } catch (const std::exception& e) {  // out of threads or memory: this ask fails, the worker goes on
+      --admitted;
+      {
+        std::lock_guard lk(mu);
+        --threads;
+        st.running = admitted;
+      }
+      log->warn("cannot start an ask: {}", e.what());
+      answer_error(p, key, a, {"busy", "worker cannot take more asks now", retry_hint()});
+    }
   }
 
   std::string model_name;
@@ -257,7 +295,11 @@ struct MeshServer::Impl {
       const bool cancel = shared->cancelled.load();
       log->info("ask from {}: {} ({})", who, cancel ? "cancelled by the client" : e.message, e.kind);
       bump(cancel ? &MeshStats::cancelled : e.kind == "busy" ? &MeshStats::busy : &MeshStats::failed);
-      mesh::ErrorReply er{e.kind.empty() ? "internal" : e.kind, e.message, e.kind == "busy" ? retry_hint() : 0};
+      // The detail (llama-server's stderr, paths) stays in the local log; the client gets the kind.
+      const std::string kind = e.kind.empty() ? "internal" : e.kind;
+      const bool tell = kind == "busy" || kind == "bad_request" || kind == "cancelled";
+      mesh::ErrorReply er{kind, tell ? e.message : "the worker could not finish the answer (" + kind + ")",
+                          kind == "busy" ? retry_hint() : 0};
       svc->post([this, key, body = mesh::to_json(er)](peer::Peer& p, peer::Instant) {
         finish_ask(p, key, mesh::FrameType::Error, body);
       });
@@ -277,6 +319,7 @@ struct MeshServer::Impl {
   }
 
   void answer_error(peer::Peer& p, const Key& key, Ask& a, const mesh::ErrorReply& e) {
+    if (!a.requested) partial_bytes -= a.fed;
     a.requested = true;
     send(p, key, mesh::FrameType::Error, mesh::to_json(e), true);
   }
@@ -293,7 +336,7 @@ struct MeshServer::Impl {
       // The client stopped reading: end the ask rather than hold its answer forever.
       if (a.shared) a.shared->cancelled = true;
       if (auto* c = p.sessions().connection(key.first)) (void)c->reset(key.second, kResetOverflow);
-      asks.erase(it);
+      forget(it);
       return;
     }
     pump(p, key, a);
@@ -316,7 +359,7 @@ struct MeshServer::Impl {
         (void)c->finish(key.second);
         // Forgotten once the client's FIN is in too (until then its late FIN must not look like
         // a new stream); a session that closes drops it either way.
-        if (a.peer_fin) asks.erase(key);
+        if (a.peer_fin) forget(asks.find(key));
       }
     }
   }

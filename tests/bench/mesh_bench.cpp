@@ -82,7 +82,10 @@ int main(int argc, char** argv) {
                 static_cast<double>(qmesh::bench::process_rss_kb(pids[i])) / 1024.0);
   }
 
-  qmesh::Client client(qmesh::ClientOptions{.bootstrap = {bootstrap}, .topic = topic});
+  qmesh::ClientOptions copts;
+  copts.bootstrap = {bootstrap};
+  copts.topic = topic;
+  qmesh::Client client(copts);
   auto mesh_ask = [&](qmesh::Client& c, const std::string& prompt, int seed) {
     qmesh::AskOptions o;
     o.prompt = prompt;
@@ -131,7 +134,7 @@ int main(int argc, char** argv) {
     std::vector<std::unique_ptr<qmesh::Client>> cs;
     if (mesh) {
       for (int c = 0; c < clients; ++c)
-        cs.push_back(std::make_unique<qmesh::Client>(qmesh::ClientOptions{.bootstrap = {bootstrap}, .topic = topic}));
+        cs.push_back(std::make_unique<qmesh::Client>(copts));
     }
     const auto t0 = Clock::now();
     std::vector<std::thread> ts;

@@ -45,7 +45,9 @@ int main(int argc, char** argv) {
     ts.emplace_back([&, c] {
       std::unique_ptr<qmesh::Client> client;
       try {
-        client = std::make_unique<qmesh::Client>(qmesh::ClientOptions{.bootstrap = {bootstrap}});
+        qmesh::ClientOptions opts;
+        opts.bootstrap = {bootstrap};
+        client = std::make_unique<qmesh::Client>(opts);
       } catch (const qmesh::Error& e) {
         std::lock_guard lk(mu);
         other["client " + std::to_string(c) + ": " + e.what()]++;
