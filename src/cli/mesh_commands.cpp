@@ -17,6 +17,7 @@
 #include "cli/commands.hpp"
 #include "core/hex.hpp"
 #include "net/identity.hpp"
+#include "client/worker_json.hpp"
 #include "qmesh/client.hpp"
 
 namespace qmesh::cli {
@@ -192,30 +193,7 @@ void run_workers(const CommonOpts& o) {
   }
   if (o.json) {
     json arr = json::array();
-    for (const auto& w : ws) {
-      arr.push_back({{"id", w.id},
-                     {"endpoint", w.endpoint},
-                     {"available", w.available},
-                     {"model", w.model},
-                     {"model_hash", w.model_hash},
-                     {"architecture", w.architecture},
-                     {"quantization", w.quantization},
-                     {"parameters", w.parameters},
-                     {"context", w.context},
-                     {"slots_total", w.slots_total},
-                     {"slots_busy", w.slots_busy},
-                     {"queue_length", w.queue_length},
-                     {"queue_capacity", w.queue_capacity},
-                     {"cpu", w.cpu},
-                     {"memory", w.memory},
-                     {"prompt_tokens_per_second", w.prompt_tokens_per_second},
-                     {"generation_tokens_per_second", w.generation_tokens_per_second},
-                     {"max_tokens", w.max_tokens},
-                     {"software", w.software},
-                     {"nat", w.nat},
-                     {"expires_in_s", w.expires_in_s},
-                     {"score", w.score}});
-    }
+    for (const auto& w : ws) arr.push_back(to_json(w));
     std::printf("%s\n", json{{"workers", arr}}.dump(-1, ' ', false, json::error_handler_t::replace).c_str());
     return;
   }

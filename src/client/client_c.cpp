@@ -2,6 +2,8 @@
 // point catches everything: no exception crosses into C.
 #include "qmesh/client.h"
 
+#include "client/worker_json.hpp"
+
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -135,31 +137,6 @@ void fill(const qmesh::AskResult& r, qmesh_result* out) {
 void free_worker_strings(qmesh_worker& w) {
   for (const char* s : {w.id, w.endpoint, w.model, w.model_hash, w.architecture, w.quantization, w.software, w.nat})
     std::free(const_cast<char*>(s));
-}
-
-nlohmann::json to_json(const qmesh::WorkerInfo& w) {
-  return {{"id", w.id},
-          {"endpoint", w.endpoint},
-          {"available", w.available},
-          {"model", w.model},
-          {"model_hash", w.model_hash},
-          {"architecture", w.architecture},
-          {"quantization", w.quantization},
-          {"parameters", w.parameters},
-          {"context", w.context},
-          {"slots_total", w.slots_total},
-          {"slots_busy", w.slots_busy},
-          {"queue_length", w.queue_length},
-          {"queue_capacity", w.queue_capacity},
-          {"cpu", w.cpu},
-          {"memory", w.memory},
-          {"prompt_tokens_per_second", w.prompt_tokens_per_second},
-          {"generation_tokens_per_second", w.generation_tokens_per_second},
-          {"max_tokens", w.max_tokens},
-          {"software", w.software},
-          {"nat", w.nat},
-          {"expires_in_s", w.expires_in_s},
-          {"score", w.score}};
 }
 
 }  // namespace

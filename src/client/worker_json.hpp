@@ -1,0 +1,36 @@
+// A worker's health as JSON: `qmesh-cli workers --json` and the C ABI's qmesh_workers_json print
+// the same object (keys: docs/user-guide.md).
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include "qmesh/client.hpp"
+
+namespace qmesh {
+
+inline nlohmann::json to_json(const qmesh::WorkerInfo& w) {
+  return {{"id", w.id},
+          {"endpoint", w.endpoint},
+          {"available", w.available},
+          {"model", w.model},
+          {"model_hash", w.model_hash},
+          {"architecture", w.architecture},
+          {"quantization", w.quantization},
+          {"parameters", w.parameters},
+          {"context", w.context},
+          {"slots_total", w.slots_total},
+          {"slots_busy", w.slots_busy},
+          {"queue_length", w.queue_length},
+          {"queue_capacity", w.queue_capacity},
+          {"cpu", w.cpu},
+          {"memory", w.memory},
+          {"prompt_tokens_per_second", w.prompt_tokens_per_second},
+          {"generation_tokens_per_second", w.generation_tokens_per_second},
+          {"max_tokens", w.max_tokens},
+          {"software", w.software},
+          {"nat", w.nat},
+          {"expires_in_s", w.expires_in_s},
+          {"score", w.score}};
+}
+
+}  // namespace qmesh
