@@ -48,6 +48,21 @@ check "ask --verbose prints stats on stderr" grep -q 'tokens, ttft' "$tmp/ask.er
 check "the worker logged the ask (who, tokens, TTFT, tokens/s)" \
   bash -c "grep -h 'ask from [0-9a-f]*: [0-9]* tokens, ttft .* tokens/s' $tmp/w1.log $tmp/w2.log $tmp/w3.log | grep -q ."
 
+# keygen / id: a key file of mode 0600; id prints the same public key; keygen refuses to replace it.
+pub="$("$cli" keygen --identity "$tmp/me.key" 2>/dev/null)"
+check "keygen prints a public key and writes a 0600 file" test "${#pub}" -eq 64 -a "$(stat -c %a "$tmp/me.key")" = 600
+check "id prints the same key" test "$("$cli" id --identity "$tmp/me.key")" = "$pub"
+"$cli" keygen --identity "$tmp/me.key" >/dev/null 2>&1; rc=$?
+check "keygen will not replace a key without --force" test "$rc" -ne 0 -a "$("$cli" id --identity "$tmp/me.key")" = "$pub"
+out="$("$cli" id --identity "$tmp/none.key" 2>&1)"; rc=$?
+check "id without a key says how to make one" test "$rc" -ne 0 -a -n "$(grep 'qmesh-cli keygen' <<<"$out")"
+
+# The config file's bootstrap list stands in for --bootstrap.
+mkdir -p "$QMESH_CONFIG_DIR" && printf '{"bootstrap": ["%s"]}\n' "$boot" >"$QMESH_CONFIG_DIR/config.json"
+out="$("$cli" ask --max-tokens 4 --json "From the config file" 2>&1)"; rc=$?
+check "ask with no --bootstrap uses config.json's list" test "$rc" -eq 0 -a -n "$(grep '"tokens":4' <<<"$out")"
+rm -f "$QMESH_CONFIG_DIR/config.json"
+
 # Bad asks: one clear line and their exit code.
 out="$("$cli" ask --bootstrap "$boot" --model no-such-model "hi" 2>&1)"; rc=$?
 check "an unknown model exits 3 with one line" test "$rc" -eq 3 -a "$(wc -l <<<"$out")" -eq 2 -a -n "$(grep 'no-such-model' <<<"$out")"
@@ -64,6 +79,15 @@ serving() { local i; for i in 1 2 3; do
 done; return 1; }
 mark() { local i; for i in 1 2 3; do base[$i]="$(grep -c 'admitted' "$tmp/w$i.log")"; done; }
 declare -a base
+
+# A client that goes away (Ctrl-C) cancels its generation on the worker.
+mark
+"$cli" ask --bootstrap "$boot" --raw --max-tokens 4000 "Count slowly" >"$tmp/int.out" 2>"$tmp/int.err" &
+apid=$!
+n=0; until { s="$(serving)" && [ -s "$tmp/int.out" ]; } || [ $n -ge 200 ]; do sleep 0.05; n=$((n + 1)); done
+kill -INT "$apid"; wait "$apid"; rc=$?
+check "ask interrupted by SIGINT exits 130" test "$rc" -eq 130
+check "...and the worker cancelled the generation" wait_line "$tmp/w${s:-1}.log" "cancelled by the client" 10
 
 # Fault: kill -9 the serving worker's llama-server mid-answer. The worker reports the loss at once,
 # the client continues on another worker; the worker's supervisor brings llama-server back.
