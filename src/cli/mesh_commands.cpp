@@ -11,6 +11,8 @@
 #include <cstdio>
 #include <iostream>
 #include <iterator>
+#include <mutex>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -114,32 +116,53 @@ void run_ask(const AskOpts& o) {
   sigaddset(&sigs, SIGINT);
   sigaddset(&sigs, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
-  auto client = make_client(o);
-
-  AskOptions a;
-  a.prompt = prompt;
-  a.system = o.system;
-  a.raw = o.raw;
-  a.model = o.model;
-  a.max_tokens = o.max_tokens;
-  a.temperature = o.temperature;
-  a.seed = o.seed;
-  a.timeout = std::chrono::seconds(o.timeout_s);
-  AskStream s = client->stream(a);
+  // The watcher takes SIGINT/SIGTERM from the start: before the ask runs (joining the network,
+  // finding a bootstrap node) a signal ends the command at once; during the ask it cancels it, so
+  // the worker stops generating.
   std::atomic<bool> done{false};
   std::atomic<int> interrupted{0};
+  std::atomic<AskStream*> running{nullptr};
+  std::mutex running_mu;  // held while the ask is being started or cancelled
   std::thread watcher([&] {
     int sig = 0;
     sigwait(&sigs, &sig);
     if (done) return;
     interrupted = sig;
-    s.cancel();
+    std::lock_guard lk(running_mu);
+    if (AskStream* p = running.load()) {
+      p->cancel();
+    } else {
+      std::fprintf(stderr, "qmesh-cli: interrupted\n");
+      std::_Exit(128 + sig);
+    }
   });
   auto stop_watcher = [&] {
+    if (!watcher.joinable()) return;
     done = true;
     pthread_kill(watcher.native_handle(), SIGTERM);
     watcher.join();
   };
+  std::unique_ptr<Client> client;
+  std::optional<AskStream> stream;
+  try {
+    client = make_client(o);
+    AskOptions a;
+    a.prompt = prompt;
+    a.system = o.system;
+    a.raw = o.raw;
+    a.model = o.model;
+    a.max_tokens = o.max_tokens;
+    a.temperature = o.temperature;
+    a.seed = o.seed;
+    a.timeout = std::chrono::seconds(o.timeout_s);
+    std::lock_guard lk(running_mu);
+    stream.emplace(client->stream(a));
+    running = &*stream;
+  } catch (...) {
+    stop_watcher();
+    throw;
+  }
+  AskStream& s = *stream;
   try {
     const bool tty = isatty(STDOUT_FILENO) != 0;
     while (auto piece = s.next()) {
