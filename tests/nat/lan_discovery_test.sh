@@ -17,10 +17,6 @@ source "$here/netns_lib.sh"
 cli="$(cd "$(dirname "$cli")" && pwd)/$(basename "$cli")"
 netns_require
 
-passed=0
-failures=0
-pass() { passed=$((passed + 1)); echo "PASS $1: $2"; }
-fail() { failures=$((failures + 1)); echo "FAIL $1: $2"; }
 # verdict NAME RESULT DETAIL: RESULT is 1 (pass) or anything else (fail).
 verdict() { if [ "$2" = 1 ]; then pass "$1" "$3"; else fail "$1" "$3"; fi; }
 # ok_if CMD...: 1 when the command succeeds, else 0.

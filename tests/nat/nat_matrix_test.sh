@@ -13,11 +13,6 @@ source "$here/netns_lib.sh"
 cli="$(cd "$(dirname "$cli")" && pwd)/$(basename "$cli")"
 netns_require
 
-passed=0
-failures=0
-summary=()
-pass() { passed=$((passed + 1)); echo "PASS $1: $2"; summary+=("$1: $2"); }
-fail() { failures=$((failures + 1)); echo "FAIL $1: $2"; summary+=("$1: FAILED"); }
 
 step "building the topology"
 public b1

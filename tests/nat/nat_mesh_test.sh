@@ -12,10 +12,6 @@ cli="$(abs "$cli")"; worker="$(abs "$worker")"; model="$(abs "$model")"
 netns_require
 export QMESH_CONFIG_DIR="$QMN_DIR/cfg"
 
-passed=0
-failures=0
-pass() { passed=$((passed + 1)); echo "PASS $1: $2"; }
-fail() { failures=$((failures + 1)); echo "FAIL $1: $2"; }
 
 step "building the topology"
 public b1

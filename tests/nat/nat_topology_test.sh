@@ -15,10 +15,6 @@ source "$here/netns_lib.sh"
 probe="$(cd "$(dirname "$probe")" && pwd)/$(basename "$probe")"
 netns_require
 
-passed=0
-failures=0
-pass() { passed=$((passed + 1)); echo "PASS $1: $2"; }
-fail() { failures=$((failures + 1)); echo "FAIL $1: $2"; }
 verdict() { if [ "$2" = 1 ]; then pass "$1" "$3"; else fail "$1" "$3"; fi; }
 
 step "building the topology"

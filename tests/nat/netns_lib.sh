@@ -459,3 +459,10 @@ wait_for_line() {
 # nat_probe (values never hold ',' or '}').
 json_fields() { grep -o "\"$2\":[^,}]*" <<<"$1" | cut -d: -f2- | tr -d '"'; }
 json_field() { json_fields "$1" "$2" | head -n 1; }
+
+# Results of a test script: pass/fail NAME DETAIL count and print; summary keeps one line each.
+passed=0
+failures=0
+summary=()
+pass() { passed=$((passed + 1)); echo "PASS $1: $2"; summary+=("$1: $2"); }
+fail() { failures=$((failures + 1)); echo "FAIL $1: $2"; summary+=("$1: FAILED"); }
