@@ -2,7 +2,11 @@
 
 #include <httplib.h>
 
+#include <condition_variable>
+#include <mutex>
 #include <nlohmann/json.hpp>
+#include <system_error>
+#include <thread>
 
 #include "core/sse_parser.hpp"
 
@@ -11,6 +15,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using nlohmann::json;
+
+constexpr auto kCancelPoll = std::chrono::milliseconds(50);
 
 double ms_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double, std::milli>(b - a).count();
@@ -177,7 +183,38 @@ core::Result<CompletionStats> LlamaEngine::complete(const CompletionRequest& req
     return !(stream_error || done);
   };
 
+  // While llama-server is silent (prefill of a long prompt, or the request waiting for a slot) no
+  // byte comes to check cancelled() on: a watcher closes the connection once it turns true, and
+  // llama-server drops the task when it sees the connection gone.
+  std::mutex watch_mu;
+  std::condition_variable watch_cv;
+  bool sent = false;
+  std::thread watcher;
+  if (cancelled) {
+    try {
+      watcher = std::thread([&] {
+        std::unique_lock lk(watch_mu);
+        while (!sent) {
+          if (cancelled()) {
+            cli.stop();
+            return;
+          }
+          watch_cv.wait_for(lk, kCancelPoll);
+        }
+      });
+    } catch (const std::system_error&) {
+      // No thread to spare: the cancel is still seen at llama-server's next byte.
+    }
+  }
   auto res = cli.send(hreq);
+  if (watcher.joinable()) {
+    {
+      std::lock_guard lk(watch_mu);
+      sent = true;
+    }
+    watch_cv.notify_all();
+    watcher.join();
+  }
   const auto t_end = Clock::now();
   stats.total_ms = ms_between(t0, t_end);
   if (stats.tokens > 0) {

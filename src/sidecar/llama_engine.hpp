@@ -55,7 +55,9 @@ class LlamaEngine {
 
   using CancelCheck = std::function<bool()>;
 
-  // Blocks until the answer is complete, fails, or cancelled() turns true (checked as bytes arrive).
+  // Blocks until the answer is complete, fails, or cancelled() turns true: checked as bytes arrive
+  // and every 50 ms on a watcher thread while none do (prefill, waiting for a slot), which then
+  // closes the connection so that llama-server drops the task. cancelled() must be thread-safe.
   core::Result<CompletionStats> complete(const CompletionRequest& req, const TokenSink& on_token,
                                          const CancelCheck& cancelled = {}) const;
 

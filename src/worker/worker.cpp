@@ -91,9 +91,45 @@ core::Result<sidecar::CompletionStats> Worker::submit(const sidecar::CompletionR
   sidecar::CompletionRequest capped = req;
   capped.max_tokens = std::min(req.max_tokens, cfg_.max_tokens);
   auto cancel = [&] { return stopping_.load() || (cancelled && cancelled()); };
+  if (!acquire_slot(cancel))
+    return core::make_error(stopping_ ? "worker is shutting down" : "request cancelled", "cancelled");
+  struct Slot {
+    Worker& w;
+    ~Slot() { w.release_slot(); }
+  } slot{*this};
   auto r = engine->complete(capped, on_token, cancel);
   if (!r && stopping_) return core::make_error("worker is shutting down", "cancelled");
   return r;
+}
+
+bool Worker::acquire_slot(const std::function<bool()>& cancelled) {
+  std::unique_lock lk(slot_mu_);
+  if (running_ < cfg_.parallel && waiting_.empty()) {
+    ++running_;
+    return true;
+  }
+  SlotWaiter me;
+  const auto it = waiting_.insert(waiting_.end(), &me);
+  while (!me.go) {
+    if (cancelled()) {
+      waiting_.erase(it);
+      return false;
+    }
+    // A cancel notifies nobody: look at it every 50 ms.
+    slot_cv_.wait_for(lk, std::chrono::milliseconds(50));
+  }
+  return true;  // release_slot() handed its slot over (running_ unchanged)
+}
+
+void Worker::release_slot() {
+  std::lock_guard lk(slot_mu_);
+  if (waiting_.empty()) {
+    --running_;
+    return;
+  }
+  waiting_.front()->go = true;
+  waiting_.pop_front();
+  slot_cv_.notify_all();
 }
 
 core::Health Worker::health() {

@@ -5,6 +5,9 @@
 
 #include <atomic>
 #include <memory>
+#include <condition_variable>
+#include <functional>
+#include <list>
 #include <mutex>
 #include <string>
 
@@ -51,6 +54,18 @@ class Worker {
   HealthSampler sampler_;
   std::mutex sampler_mu_;
   std::atomic<int> admitted_{0};  // running + waiting
+
+  // llama-server gets at most `parallel` requests at once; the others wait here, in order, where
+  // a cancel frees them at once (llama-server notices a client that left its own queue late).
+  bool acquire_slot(const std::function<bool()>& cancelled);  // false: cancelled or stopping
+  void release_slot();
+  struct SlotWaiter {
+    bool go = false;
+  };
+  std::mutex slot_mu_;
+  std::condition_variable slot_cv_;
+  int running_ = 0;                 // under slot_mu_
+  std::list<SlotWaiter*> waiting_;  // under slot_mu_, first come first served
   std::atomic<bool> stopping_{false};
 };
 

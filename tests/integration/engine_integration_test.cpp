@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "sidecar/exec_shim.hpp"
+#include "sidecar/llama_engine.hpp"
 #include "sidecar/llama_locator.hpp"
 #include "worker/worker.hpp"
 
@@ -165,13 +166,96 @@ TEST_F(EngineIntegration, CrashLoopMakesTheSupervisorGiveUp) {
 TEST_F(EngineIntegration, CancelEndsTheRequestWithACancelledError) {
   Worker w(tiny_config());
   ASSERT_TRUE(w.start().ok());
-  int seen = 0;
-  auto res = w.submit(long_request(), [&](std::string_view) { ++seen; }, [&] { return seen >= 5; });
+  std::atomic<int> seen{0};
+  auto res = w.submit(long_request(), [&](std::string_view) { ++seen; }, [&] { return seen.load() >= 5; });
   ASSERT_FALSE(res.ok());
   EXPECT_EQ(res.error().kind, "cancelled");
   EXPECT_GE(seen, 5);
   auto next = w.submit(long_request(4), [](std::string_view) {});
   ASSERT_TRUE(next.ok()) << next.error().message;
+}
+
+// A request that llama-server has not started (waiting in its queue for the only slot, as in a
+// long prefill) sends no byte to check the cancel on: the engine must still end it at once.
+TEST_F(EngineIntegration, CancelWhileLlamaServerIsSilentEndsTheRequestAtOnce) {
+  auto cfg = tiny_config();
+  cfg.parallel = 1;
+  Worker w(cfg);
+  ASSERT_TRUE(w.start().ok());
+  std::atomic<bool> release_a{false}, cancel_b{false};
+  std::atomic<int> a_tokens{0}, b_tokens{0};
+  auto a = std::async(std::launch::async, [&] {
+    return w.submit(long_request(), [&](std::string_view) { ++a_tokens; }, [&] { return release_a.load(); });
+  });
+  wait_for([&] { return a_tokens.load() > 0; });
+  ASSERT_GT(a_tokens.load(), 0);
+  // b goes straight to llama-server (not through the worker's queue) and waits in llama-server's.
+  qmesh::sidecar::LlamaEngine engine([&] { return w.supervisor()->port(); });
+  auto b = std::async(std::launch::async, [&] {
+    return engine.complete(long_request(), [&](std::string_view) { ++b_tokens; }, [&] { return cancel_b.load(); });
+  });
+  wait_for([&] { return w.health().requests_deferred == 1; });
+  ASSERT_EQ(w.health().requests_deferred, 1u);
+  cancel_b = true;
+  auto rb = b.get();
+  ASSERT_FALSE(rb.ok());
+  EXPECT_EQ(rb.error().kind, "cancelled") << rb.error().message;
+  EXPECT_EQ(b_tokens.load(), 0);
+  EXPECT_NE(a.wait_for(0s), std::future_status::ready) << "b ended only because a did";
+  release_a = true;
+  auto ra = a.get();
+  ASSERT_FALSE(ra.ok());
+  EXPECT_EQ(ra.error().kind, "cancelled");
+  // llama-server drops b at the latest when b would start: it never runs to its end.
+  wait_for([&] {
+    auto h = w.health();
+    return h.requests_deferred == 0 && h.requests_processing == 0;
+  });
+  EXPECT_EQ(w.health().requests_processing, 0u);
+  auto next = w.submit(long_request(4), [](std::string_view) {});
+  ASSERT_TRUE(next.ok()) << next.error().message;
+  EXPECT_EQ(next->tokens, 4u);
+}
+
+// Requests beyond llama-server's slots wait in the worker, not in llama-server: one cancelled
+// there ends at once and llama-server never sees it.
+TEST_F(EngineIntegration, AQueuedRequestWaitsInTheWorkerAndACancelFreesItsPlaceAtOnce) {
+  auto cfg = tiny_config();
+  cfg.parallel = 1;
+  Worker w(cfg);
+  ASSERT_TRUE(w.start().ok());
+  std::atomic<bool> release_a{false}, cancel_b{false};
+  std::atomic<int> a_tokens{0}, b_tokens{0}, c_tokens{0};
+  auto a = std::async(std::launch::async, [&] {
+    return w.submit(long_request(), [&](std::string_view) { ++a_tokens; }, [&] { return release_a.load(); });
+  });
+  wait_for([&] { return a_tokens.load() > 0; });
+  auto b = std::async(std::launch::async, [&] {
+    return w.submit(long_request(), [&](std::string_view) { ++b_tokens; }, [&] { return cancel_b.load(); });
+  });
+  auto c = std::async(std::launch::async, [&] {
+    return w.submit(long_request(4), [&](std::string_view) { ++c_tokens; });
+  });
+  wait_for([&] { return w.health().queue_depth == 2; });
+  auto h = w.health();
+  ASSERT_EQ(h.queue_depth, 2);
+  EXPECT_EQ(h.requests_deferred, 0u) << "queued requests must wait in the worker";
+  EXPECT_EQ(h.requests_processing, 1u);
+  cancel_b = true;
+  auto rb = b.get();
+  ASSERT_FALSE(rb.ok());
+  EXPECT_EQ(rb.error().kind, "cancelled") << rb.error().message;
+  EXPECT_EQ(b_tokens.load(), 0);
+  EXPECT_NE(a.wait_for(0s), std::future_status::ready) << "b ended only because a did";
+  EXPECT_EQ(w.health().queue_depth, 1);
+  // The slot goes to c, the next in line, once a ends.
+  release_a = true;
+  auto ra = a.get();
+  ASSERT_FALSE(ra.ok());
+  EXPECT_EQ(ra.error().kind, "cancelled");
+  auto rc = c.get();
+  ASSERT_TRUE(rc.ok()) << rc.error().message;
+  EXPECT_EQ(rc->tokens, 4u);
 }
 
 TEST_F(EngineIntegration, AFullQueueAnswersBusyAtOnce) {
