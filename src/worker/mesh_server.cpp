@@ -43,6 +43,7 @@ struct MeshServer::Impl {
   using Key = std::pair<session::SessionId, stream::StreamId>;
   struct Shared {
     std::atomic<bool> cancelled{false};
+    core::noise::PublicKey client{};  // whose ask it is
   };
   // One ask on one stream (loop thread only).
   struct Ask {
@@ -76,6 +77,7 @@ struct MeshServer::Impl {
   std::map<Key, Ask> asks;
   std::map<session::SessionId, core::noise::PublicKey> clients;
   std::atomic<int> admitted{0};     // changed on the loop thread; retry_hint() reads it anywhere
+  std::map<core::noise::PublicKey, int> admitted_by;  // asks running or queued, per client key
   std::size_t partial_bytes = 0;    // bytes of REQUESTs begun and not complete, all streams
 
   // Any thread.
@@ -209,10 +211,22 @@ struct MeshServer::Impl {
                    {"busy", "worker is busy: " + std::to_string(admitted) + " asks running or queued", retry_hint()});
       return;
     }
+    // One client may hold at most half the places, so that others still get in.
+    core::noise::PublicKey client{};
+    if (auto cl = clients.find(key.first); cl != clients.end()) client = cl->second;
+    const int per_client = std::max(1, (cfg.parallel + cfg.queue_capacity + 1) / 2);
+    if (admitted_by[client] >= per_client) {
+      bump(&MeshStats::busy);
+      answer_error(p, key, a,
+                   {"busy", "worker is busy: this client has " + std::to_string(per_client) + " asks running or queued here",
+                    retry_hint()});
+      return;
+    }
     ++admitted;
+    ++admitted_by[client];
     a.shared = std::make_shared<Shared>();
-    std::string who = "?";
-    if (auto cl = clients.find(key.first); cl != clients.end()) who = short_key(cl->second);
+    a.shared->client = client;
+    const std::string who = short_key(client);
     {
       std::lock_guard lk(mu);
       ++threads;
@@ -223,6 +237,7 @@ struct MeshServer::Impl {
       std::thread([this, key, r = std::move(*req), shared = a.shared, who] { run(key, r, shared, who); }).detach();
     } catch (const std::exception& e) {  // out of threads or memory: this ask fails, the worker goes on
       --admitted;
+      release_place(client);
       {
         std::lock_guard lk(mu);
         --threads;
@@ -287,8 +302,8 @@ struct MeshServer::Impl {
         if (r->tokens > 1 && r->tokens_per_second > 0)
           st.generation_tps = st.generation_tps == 0 ? r->tokens_per_second : 0.8 * st.generation_tps + 0.2 * r->tokens_per_second;
       }
-      svc->post([this, key, body = mesh::to_json(d)](peer::Peer& p, peer::Instant) {
-        finish_ask(p, key, mesh::FrameType::Done, body);
+      svc->post([this, key, body = mesh::to_json(d), client = shared->client](peer::Peer& p, peer::Instant) {
+        finish_ask(p, key, client, mesh::FrameType::Done, body);
       });
     } else {
       const auto& e = r.error();
@@ -300,8 +315,8 @@ struct MeshServer::Impl {
       const bool tell = kind == "busy" || kind == "bad_request" || kind == "cancelled";
       mesh::ErrorReply er{kind, tell ? e.message : "the worker could not finish the answer (" + kind + ")",
                           kind == "busy" ? retry_hint() : 0};
-      svc->post([this, key, body = mesh::to_json(er)](peer::Peer& p, peer::Instant) {
-        finish_ask(p, key, mesh::FrameType::Error, body);
+      svc->post([this, key, body = mesh::to_json(er), client = shared->client](peer::Peer& p, peer::Instant) {
+        finish_ask(p, key, client, mesh::FrameType::Error, body);
       });
     }
     std::lock_guard lk(mu);
@@ -309,8 +324,14 @@ struct MeshServer::Impl {
     cv.notify_all();
   }
 
-  void finish_ask(peer::Peer& p, const Key& key, mesh::FrameType type, const std::string& body) {
+  void release_place(const core::noise::PublicKey& client) {
+    if (auto it = admitted_by.find(client); it != admitted_by.end() && --it->second <= 0) admitted_by.erase(it);
+  }
+
+  void finish_ask(peer::Peer& p, const Key& key, const core::noise::PublicKey& client, mesh::FrameType type,
+                  const std::string& body) {
     --admitted;
+    release_place(client);
     {
       std::lock_guard lk(mu);
       st.running = admitted;

@@ -2,6 +2,8 @@
 // apps would be). Every ask must end in exactly one completion or one error; the program prints
 // the counts and fails when an ask was lost, duplicated, or ended in an error other than "busy".
 //   mesh_load --bootstrap HOST:PORT [--clients 50] [--asks 1000] [--max-tokens 8]
+//             [--one-client 1] (the C threads share one qmesh::Client, as one app's users would)
+//             [--max-attempts N] (workers an ask tries; 1: a busy answer ends it at once)
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -17,13 +19,15 @@
 
 int main(int argc, char** argv) {
   std::string bootstrap;
-  int clients = 50, asks = 1000, max_tokens = 8;
+  int clients = 50, asks = 1000, max_tokens = 8, one_client = 0, max_attempts = 5;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
     if (k == "--bootstrap") bootstrap = v;
     else if (k == "--clients") clients = std::atoi(v.c_str());
     else if (k == "--asks") asks = std::atoi(v.c_str());
     else if (k == "--max-tokens") max_tokens = std::atoi(v.c_str());
+    else if (k == "--one-client") one_client = std::atoi(v.c_str());
+    else if (k == "--max-attempts") max_attempts = std::atoi(v.c_str());
     else {
       std::fprintf(stderr, "mesh_load: unknown option %s\n", k.c_str());
       return 2;
@@ -39,25 +43,31 @@ int main(int argc, char** argv) {
   std::mutex mu;
   std::map<std::string, int> other;
   std::atomic<long long> tokens{0};
+  auto make_client = [&](int c) -> std::shared_ptr<qmesh::Client> {
+    try {
+      qmesh::ClientOptions opts;
+      opts.bootstrap = {bootstrap};
+      return std::make_shared<qmesh::Client>(opts);
+    } catch (const qmesh::Error& e) {
+      std::lock_guard lk(mu);
+      other["client " + std::to_string(c) + ": " + e.what()]++;
+      return nullptr;
+    }
+  };
+  std::shared_ptr<qmesh::Client> shared;
+  if (one_client && !(shared = make_client(0))) return 1;
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<std::thread> ts;
   for (int c = 0; c < clients; ++c) {
     ts.emplace_back([&, c] {
-      std::unique_ptr<qmesh::Client> client;
-      try {
-        qmesh::ClientOptions opts;
-        opts.bootstrap = {bootstrap};
-        client = std::make_unique<qmesh::Client>(opts);
-      } catch (const qmesh::Error& e) {
-        std::lock_guard lk(mu);
-        other["client " + std::to_string(c) + ": " + e.what()]++;
-        return;
-      }
+      auto client = one_client ? shared : make_client(c);
+      if (!client) return;
       for (int i; (i = next.fetch_add(1)) < asks;) {
         qmesh::AskOptions o;
         o.prompt = "Question number " + std::to_string(i);
         o.max_tokens = max_tokens;
         o.seed = static_cast<std::uint64_t>(i);
+        o.max_attempts = max_attempts;
         try {
           auto r = client->ask(o);
           ends[static_cast<std::size_t>(i)]++;
