@@ -18,12 +18,13 @@
 
 #include "core/dht_message.hpp"
 #include "core/dht_types.hpp"
+#include "core/noise.hpp"
 
 namespace qmesh::core::dht {
 
 struct KeyPair {
   PublicKey public_key{};
-  std::array<std::uint8_t, 64> secret_key{};
+  noise::Secret<64> secret_key;  // Ed25519 seed || public key; wiped when the key pair goes away
   // Deterministic from a 32-byte seed (the caller injects the seed; the core draws no entropy).
   static KeyPair from_seed(const std::array<std::uint8_t, 32>& seed);
 };

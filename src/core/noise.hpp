@@ -48,6 +48,8 @@ struct Secret {
   Secret& operator=(Secret&&) = default;
   ~Secret();
   void wipe();
+  std::uint8_t* data() { return bytes.data(); }
+  const std::uint8_t* data() const { return bytes.data(); }
 };
 using PrivateKey = Secret<kDhLen>;
 
