@@ -24,9 +24,17 @@ std::string ineligible(const Candidate& c, const std::string& model) {
   return {};
 }
 
-double score(const Candidate& c, const SelectConfig& cfg) {
+namespace {
+double claimed_tps(const WorkerRecord& r, const SelectConfig& cfg) {
+  return r.generation_tps_centi > 0 ? r.generation_tps() : cfg.default_tps;
+}
+}  // namespace
+
+double score(const Candidate& c, const SelectConfig& cfg, double tps_cap) {
   const auto& r = c.record;
-  const double tps = r.generation_tps_centi > 0 ? r.generation_tps() : cfg.default_tps;
+  double tps = claimed_tps(r, cfg);
+  if (tps_cap > 0) tps = std::min(tps, tps_cap);
+  if (c.measured_tps) tps = std::min(tps, cfg.measured_slack * *c.measured_tps);
   const double load = static_cast<double>(r.slots_busy + r.queue_length) / std::max<double>(1, r.slots_total);
   const double rtt = c.rtt_ms.value_or(0);
   const double p_cpu = 1 - 0.5 * std::max(0.0, r.cpu_fraction() - 0.8) / 0.2;
@@ -34,11 +42,22 @@ double score(const Candidate& c, const SelectConfig& cfg) {
   return tps / (1 + load) / (1 + rtt / cfg.rtt_scale_ms) * p_cpu * p_mem;
 }
 
+double claim_limit(const std::vector<Candidate>& candidates, const std::string& model, const SelectConfig& cfg) {
+  std::vector<double> claims;
+  for (const auto& c : candidates)
+    if (ineligible(c, model).empty()) claims.push_back(claimed_tps(c.record, cfg));
+  if (claims.empty()) return 0;
+  const auto mid = claims.begin() + static_cast<std::ptrdiff_t>((claims.size() - 1) / 2);
+  std::nth_element(claims.begin(), mid, claims.end());
+  return cfg.claim_cap * *mid;
+}
+
 std::optional<std::size_t> select_worker(const std::vector<Candidate>& candidates, const std::string& model, Rng& rng,
                                          const SelectConfig& cfg) {
+  const double cap = claim_limit(candidates, model, cfg);
   std::vector<std::pair<double, std::size_t>> ok;
   for (std::size_t i = 0; i < candidates.size(); ++i) {
-    if (ineligible(candidates[i], model).empty()) ok.emplace_back(score(candidates[i], cfg), i);
+    if (ineligible(candidates[i], model).empty()) ok.emplace_back(score(candidates[i], cfg, cap), i);
   }
   if (ok.empty()) return std::nullopt;
   const double best = std::max_element(ok.begin(), ok.end())->first;

@@ -78,3 +78,29 @@ TEST(WorkerSelect, SpreadsAmongNearBestAndNeverPicksTheFarWorst) {
     EXPECT_LT(n[i], 1200) << i;
   }
 }
+
+TEST(WorkerSelect, AWorkerLyingAboutItsSpeedDoesNotDrawTheAsks) {
+  // One worker claims a million tokens/s, three honest ones 50. Uncapped, the honest ones would
+  // score under half the liar's and never be picked.
+  std::vector<Candidate> cs = {worker("a", 1e6, 0, 0), worker("a", 50, 0, 0), worker("a", 50, 0, 0),
+                               worker("a", 50, 0, 0)};
+  EXPECT_DOUBLE_EQ(claim_limit(cs, ""), 100);  // 2 × the median claim
+  Rng rng(3);
+  std::map<std::size_t, int> n;
+  for (int i = 0; i < 4000; ++i) ++n[*select_worker(cs, "", rng)];
+  // Capped at twice the median, the liar is one of four near-best: the better of two random
+  // picks is the liar when either pick is, 1 − (3/4)² ≈ 44 %.
+  EXPECT_LT(n[0], 4000 * 0.5);
+  for (std::size_t i = 1; i < 4; ++i) EXPECT_GT(n[i], 4000 * 0.14) << i;
+  // Once this client has measured the liar's real speed, its claim counts for little.
+  cs[0].measured_tps = 5;
+  n.clear();
+  for (int i = 0; i < 4000; ++i) ++n[*select_worker(cs, "", rng)];
+  EXPECT_EQ(n[0], 0);
+  // A measured speed also caps an honest claim, with slack for how the client measures.
+  auto w = worker("a", 50, 0, 0);
+  w.measured_tps = 20;
+  EXPECT_DOUBLE_EQ(score(w), 30);
+  w.measured_tps = 45;
+  EXPECT_DOUBLE_EQ(score(w), 50);
+}
