@@ -89,6 +89,7 @@ struct AskResult {
   std::vector<std::string> workers_tried;  // in order, the finishing one last
   std::uint64_t tokens = 0;
   double ttft_ms = 0;   // ask() called -> first token
+  double worker_ttft_ms = 0;  // the finishing worker's own: llama-server asked -> first token
   double total_ms = 0;  // ask() called -> done
   double tokens_per_second = 0;  // after the first token
   int retries = 0;               // times the ask moved to another worker

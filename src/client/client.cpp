@@ -42,7 +42,8 @@ using std::chrono::milliseconds;
 namespace {
 
 constexpr std::uint64_t kResetCancel = 8;
-constexpr auto kLookupFresh = milliseconds(2000);  // asks reuse a lookup this recent
+constexpr auto kLookupFresh = milliseconds(2000);    // asks reuse a lookup this recent as it is,
+constexpr auto kLookupUsable = milliseconds(10000);  // and one this recent while a new one runs
 constexpr auto kSessionIdle = std::chrono::seconds(60);
 
 dht::TimePoint ms(peer::Instant t) { return std::chrono::duration_cast<dht::TimePoint>(t); }
@@ -124,17 +125,30 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
   };
   std::map<dht::PublicKey, Sess> sessions;  // by worker key
   std::map<dht::PublicKey, Clock::time_point> busy_until;
+  std::map<dht::PublicKey, double> measured_tps;  // tokens/s this client got from each worker (EWMA)
   std::vector<dht::LookupRecord> records;  // newest per worker from the last lookup
   Clock::time_point looked_up{};
+  bool refreshing = false;  // a background lookup runs
   std::list<std::pair<std::thread, std::shared_ptr<AskStream::State>>> threads;  // stream() asks
   bool closing = false;
 
   // Loop thread only.
   std::map<std::pair<session::SessionId, stream::StreamId>, std::shared_ptr<Channel>> chans;
+  dht::QueryId refresh_query = 0;
 
   // ---- loop thread ----
   void on_event(const peer::PeerEvent& e, peer::Peer& p) {
-    if (const auto* de = std::get_if<dht::DhtEvent>(&e)) return await.on_event(*de);
+    if (const auto* de = std::get_if<dht::DhtEvent>(&e)) {
+      await.on_event(*de);
+      if (const auto* d = std::get_if<dht::QueryDone>(de); d && refresh_query != 0 && d->query == refresh_query) {
+        refresh_query = 0;
+        auto out = await.wait(d->query, milliseconds(0));
+        std::lock_guard lk(mu);
+        refreshing = false;
+        if (out && out->ok) keep_records(out->records);
+      }
+      return;
+    }
     if (const auto* up = std::get_if<peer::SessionUp>(&e)) return connect_outcome(up->id, up->sid, {});
     if (const auto* f = std::get_if<peer::ConnectFailed>(&e)) return connect_outcome(f->id, 0, f->step + ": " + f->reason);
     const auto* he = std::get_if<session::HostEvent>(&e);
@@ -224,28 +238,50 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
 
   // ---- any thread ----
 
-  // The newest record per worker; a new lookup when the last is older than max_age.
-  std::vector<dht::LookupRecord> lookup(milliseconds max_age) {
+  // Under mu: the newest record per worker of a lookup's answer.
+  void keep_records(const std::vector<dht::LookupRecord>& found) {
+    std::map<dht::PublicKey, const dht::LookupRecord*> newest;
+    for (const auto& r : found) {
+      auto& slot = newest[r.record.body.pubkey];
+      if (!slot || slot->record.body.seq <= r.record.body.seq) slot = &r;
+    }
+    records.clear();
+    for (auto& [k, r] : newest) records.push_back(*r);
+    looked_up = Clock::now();
+  }
+
+  // The newest record per worker; a new lookup when the last is older than max_age. A lookup
+  // younger than usable is returned at once while a new one runs in the background, so that an
+  // ask does not wait for the DHT. Waits at most 15 s and never past deadline; gives up when
+  // cancelled turns true.
+  std::vector<dht::LookupRecord> lookup(milliseconds max_age, Clock::time_point deadline = Clock::time_point::max(),
+                                        const std::atomic<bool>* cancelled = nullptr, milliseconds usable = {}) {
     {
       std::lock_guard lk(mu);
-      if (looked_up != Clock::time_point{} && Clock::now() - looked_up < max_age) return records;
+      const auto age = Clock::now() - looked_up;
+      if (looked_up != Clock::time_point{} && age < max_age) return records;
+      if (looked_up != Clock::time_point{} && age < usable && !records.empty()) {
+        if (!refreshing) {
+          refreshing = true;
+          svc->post([this](peer::Peer& p, peer::Instant now) {
+            refresh_query = p.dht().lookup(topic, ms(now));
+            await.expect(refresh_query);
+          });
+        }
+        return records;
+      }
     }
     const auto q = svc->call([&](peer::Peer& p, peer::Instant now) {
       auto id = p.dht().lookup(topic, ms(now));
       await.expect(id);
       return id;
     });
-    auto out = await.wait(q, std::chrono::seconds(15));
-    if (!out) throw Error("timeout", "looking up the workers of '" + opts.topic + "' took longer than 15 s");
-    std::map<dht::PublicKey, dht::LookupRecord> newest;
-    for (auto& r : out->records) {
-      auto& slot = newest[r.record.body.pubkey];
-      if (slot.record.body.seq <= r.record.body.seq) slot = r;
-    }
+    const auto limit = std::min(Clock::now() + std::chrono::seconds(15), deadline);
+    auto out = await.wait(q, std::chrono::duration_cast<milliseconds>(limit - Clock::now()), cancelled);
+    if (cancelled && *cancelled) throw Error("cancelled", "the ask was cancelled");
+    if (!out) throw Error("timeout", "looking up the workers of '" + opts.topic + "' took too long");
     std::lock_guard lk(mu);
-    records.clear();
-    for (auto& [k, r] : newest) records.push_back(std::move(r));
-    looked_up = Clock::now();
+    keep_records(out->records);
     return records;
   }
 
@@ -269,7 +305,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
 
   // The session to the worker of `rec`: an open one, or a new one (rendezvous, relayed
   // handshake; the punch to a direct path goes on in the background).
-  session::SessionId session_for(const dht::LookupRecord& rec, Clock::time_point deadline) {
+  session::SessionId session_for(const dht::LookupRecord& rec, Clock::time_point deadline, const std::atomic<bool>& cancelled) {
     const auto key = rec.record.body.pubkey;
     std::unique_lock lk(mu);
     auto it = sessions.find(key);
@@ -288,10 +324,13 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
       (void)cid;
       lk.lock();
     }
-    cv.wait_until(lk, deadline, [&] {
+    auto opened = [&] {
       auto i = sessions.find(key);
       return i == sessions.end() || i->second.state != Sess::Connecting;
-    });
+    };
+    while (!opened() && Clock::now() < deadline && !cancelled)
+      cv.wait_until(lk, std::min(deadline, Clock::now() + milliseconds(50)));
+    if (cancelled && !opened()) throw Error("cancelled", "the ask was cancelled");
     it = sessions.find(key);
     if (it == sessions.end()) throw Error("network", "the session to the worker closed while opening");
     if (it->second.state == Sess::Connecting) throw Error("timeout", "no session to the worker in time");
@@ -376,7 +415,8 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     });
   }
 
-  WorkerInfo info(const dht::LookupRecord& r, const mesh::WorkerRecord& w, std::optional<double> rtt) const {
+  WorkerInfo info(const dht::LookupRecord& r, const mesh::Candidate& c, double tps_cap) const {
+    const auto& w = c.record;
     WorkerInfo i;
     i.id = core::to_hex(r.record.body.pubkey);
     i.endpoint = r.from.to_string();
@@ -399,9 +439,22 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     i.software = w.software;
     i.nat = std::string(core::nat::to_string(w.nat));
     i.expires_in_s = r.record.remaining_s;
-    mesh::Candidate c{w, rtt, false};
-    i.score = mesh::ineligible(c, "").empty() ? mesh::score(c) : 0;
+    i.score = mesh::ineligible(c, "").empty() ? mesh::score(c, {}, tps_cap) : 0;
     return i;
+  }
+
+  // Keeps what this client measured from a worker's answer (at least 8 tokens): selection counts
+  // the worker's claimed speed only up to a multiple of it.
+  void note_speed(const dht::PublicKey& key, std::optional<Clock::time_point> first, std::size_t tokens,
+                  Clock::time_point end) {
+    if (!first || tokens < 8) return;
+    const double s = ms_since(*first, end) / 1000.0;
+    if (s <= 0) return;
+    const double tps = static_cast<double>(tokens - 1) / s;
+    std::lock_guard lk(mu);
+    auto [it, fresh] = measured_tps.emplace(key, tps);
+    if (!fresh) it->second = 0.7 * it->second + 0.3 * tps;
+    if (measured_tps.size() > 4096) measured_tps.erase(measured_tps.begin());  // bounded
   }
 
   AskResult run_ask(const AskOptions& o, const std::function<void(std::string_view)>& emit,
@@ -449,12 +502,14 @@ AskResult Client::Impl::run_ask(const AskOptions& o, const std::function<void(st
   std::string last_error = "no worker could be reached";
   std::string last_kind = "network";
   bool saw_busy = false;
+  int bad_requests = 0;
   std::uint32_t busy_retry_ms = 0;
   for (int attempt = 0; attempt < std::max(1, o.max_attempts); ++attempt) {
     if (cancelled) throw Error("cancelled", "the ask was cancelled");
     if (Clock::now() >= deadline) throw Error("timeout", "no answer within " + std::to_string(o.timeout.count()) + " ms");
     // After a failure, look again: the failed worker may be gone and others may have come.
-    const auto recs = lookup(attempt == 0 ? kLookupFresh : milliseconds(500));
+    const auto recs = attempt == 0 ? lookup(kLookupFresh, deadline, &cancelled, kLookupUsable)
+                                   : lookup(milliseconds(500), deadline, &cancelled);
     const auto rtt = rtts();
     std::vector<mesh::Candidate> cands;
     std::vector<const dht::LookupRecord*> of;
@@ -469,7 +524,9 @@ AskResult Client::Impl::run_ask(const AskOptions& o, const std::function<void(st
         if (busy) ++busy_now;
         if (w->available && mesh::model_matches(*w, o.model)) ++usable;
         auto it = rtt.find(key);
-        cands.push_back({*w, it != rtt.end() ? std::optional(it->second) : std::nullopt, busy || failed.count(key) > 0});
+        mesh::Candidate c{*w, it != rtt.end() ? std::optional(it->second) : std::nullopt, busy || failed.count(key) > 0, std::nullopt};
+        if (auto m = measured_tps.find(key); m != measured_tps.end()) c.measured_tps = m->second;
+        cands.push_back(std::move(c));
         of.push_back(&r);
       }
     }
@@ -516,8 +573,9 @@ AskResult Client::Impl::run_ask(const AskOptions& o, const std::function<void(st
       // A worker that does not answer in a few seconds is likely gone (its record outlives it by
       // up to a minute): try the next one rather than wait the whole connect timeout.
       const auto limit = cands.size() > 1 ? milliseconds(3000) : opts.join_timeout;
-      sid = session_for(rec, std::min(deadline, Clock::now() + limit));
+      sid = session_for(rec, std::min(deadline, Clock::now() + limit), cancelled);
     } catch (const Error& e) {
+      if (e.kind() == "cancelled") throw;
       failed.insert(key);
       last_error = e.what();
       last_kind = "network";
@@ -527,6 +585,8 @@ AskResult Client::Impl::run_ask(const AskOptions& o, const std::function<void(st
     r.resume = res.text;
     r.max_tokens = req.max_tokens - static_cast<int>(res.tokens);
     if (r.max_tokens <= 0) break;  // the earlier worker gave every token asked for
+    if (!r.resume.empty() && mesh::to_json(r).size() > mesh::kMaxRequestBytes)
+      throw Error(last_kind, last_error + "; the prompt and the answer so far are too long to resume on another worker");
     stream::StreamId id = 0;
     std::shared_ptr<Channel> ch;
     try {
@@ -541,6 +601,8 @@ AskResult Client::Impl::run_ask(const AskOptions& o, const std::function<void(st
     const std::uint64_t max_tokens = static_cast<std::uint64_t>(req.max_tokens) + 8;
     const std::size_t max_text = static_cast<std::size_t>(max_tokens) * 1024;
     bool retry = false;
+    std::optional<Clock::time_point> attempt_first;  // this worker's first token
+    std::size_t attempt_tokens = 0;
     while (!retry) {
       if (cancelled) throw Error("cancelled", "the ask was cancelled");
       if (Clock::now() >= deadline) throw Error("timeout", "no answer within " + std::to_string(o.timeout.count()) + " ms");
@@ -563,6 +625,8 @@ AskResult Client::Impl::run_ask(const AskOptions& o, const std::function<void(st
           break;
         }
         if (!first_token) first_token = Clock::now();
+        if (!attempt_first) attempt_first = Clock::now();
+        ++attempt_tokens;
         res.text += f.body;
         ++res.tokens;
         if (emit) emit(f.body);
@@ -570,19 +634,23 @@ AskResult Client::Impl::run_ask(const AskOptions& o, const std::function<void(st
         flight.whole = true;
         auto d = mesh::parse_done(f.body);
         res.stop_reason = d ? d->stop_reason : "";
+        res.worker_ttft_ms = d ? d->ttft_ms : 0;
         res.worker = wid;
         const auto end = Clock::now();
         res.total_ms = ms_since(t0, end);
         res.ttft_ms = first_token ? ms_since(t0, *first_token) : res.total_ms;
         const double gen_ms = first_token ? ms_since(*first_token, end) : 0;
         res.tokens_per_second = gen_ms > 0 && res.tokens > 1 ? (res.tokens - 1) * 1000.0 / gen_ms : 0;
+        note_speed(key, attempt_first, attempt_tokens, end);
         return res;
       } else if (f.type == mesh::FrameType::Error) {
         flight.whole = true;
         auto e = mesh::parse_error_reply(f.body);
         const std::string kind = e ? e->kind : "internal";
         const std::string msg = e ? e->message : "malformed error from the worker";
-        if (kind == "bad_request") throw Error("bad_request", msg);
+        // The client checked the request already, so one worker's "bad request" may be its own
+        // limit (a smaller context): a second worker decides.
+        if (kind == "bad_request" && ++bad_requests >= 2) throw Error("bad_request", msg);
         if (kind == "busy") {
           saw_busy = true;
           busy_retry_ms = std::max(busy_retry_ms, e ? e->retry_after_ms : 1000u);
@@ -592,7 +660,7 @@ AskResult Client::Impl::run_ask(const AskOptions& o, const std::function<void(st
           failed.insert(key);
         }
         last_error = "worker " + wid.substr(0, 12) + ": " + msg;
-        last_kind = kind == "busy" ? "busy" : "network";
+        last_kind = kind == "busy" || kind == "bad_request" ? kind : "network";
         retry = true;
       } else {
         failed.insert(key);
@@ -720,13 +788,24 @@ std::string Client::id() const { return core::to_hex(impl_->identity.sign.public
 std::vector<WorkerInfo> Client::workers() {
   auto recs = impl_->lookup(milliseconds(0));
   auto rtt = impl_->rtts();
-  std::vector<WorkerInfo> out;
-  for (const auto& r : recs) {
-    auto w = mesh::decode_worker_record(r.record.body.payload);
-    if (!w) continue;
-    auto it = rtt.find(r.record.body.pubkey);
-    out.push_back(impl_->info(r, *w, it != rtt.end() ? std::optional(it->second) : std::nullopt));
+  std::vector<std::pair<const dht::LookupRecord*, mesh::Candidate>> cands;
+  {
+    std::lock_guard lk(impl_->mu);
+    for (const auto& r : recs) {
+      auto w = mesh::decode_worker_record(r.record.body.payload);
+      if (!w) continue;
+      const auto& key = r.record.body.pubkey;
+      auto it = rtt.find(key);
+      mesh::Candidate c{*w, it != rtt.end() ? std::optional(it->second) : std::nullopt, false, std::nullopt};
+      if (auto m = impl_->measured_tps.find(key); m != impl_->measured_tps.end()) c.measured_tps = m->second;
+      cands.emplace_back(&r, std::move(c));
+    }
   }
+  std::vector<mesh::Candidate> all;
+  for (const auto& [r, c] : cands) all.push_back(c);
+  const double cap = mesh::claim_limit(all, "");
+  std::vector<WorkerInfo> out;
+  for (const auto& [r, c] : cands) out.push_back(impl_->info(*r, c, cap));
   std::stable_sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.score > b.score; });
   return out;
 }

@@ -3,6 +3,7 @@
 // thread, and wait() from any thread. Lookups collect their records.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <map>
@@ -39,10 +40,18 @@ class DhtAwait {
       }
     }
   }
-  // nullopt when the query did not finish in time (it is then forgotten).
-  std::optional<Outcome> wait(core::dht::QueryId q, std::chrono::milliseconds limit) {
+  // nullopt when the query did not finish in time or *cancel turned true (it is then forgotten).
+  std::optional<Outcome> wait(core::dht::QueryId q, std::chrono::milliseconds limit,
+                              const std::atomic<bool>* cancel = nullptr) {
     std::unique_lock lk(mu_);
-    cv_.wait_for(lk, limit, [&] { return pending_.count(q) == 0 || pending_[q].done; });
+    const auto end = std::chrono::steady_clock::now() + limit;
+    auto ready = [&] { return pending_.count(q) == 0 || pending_[q].done; };
+    while (!ready() && !(cancel && cancel->load())) {
+      const auto now = std::chrono::steady_clock::now();
+      if (now >= end) break;
+      // A cancel has nobody to notify cv_: look at it every 50 ms.
+      cv_.wait_until(lk, cancel ? std::min(end, now + std::chrono::milliseconds(50)) : end);
+    }
     auto it = pending_.find(q);
     if (it == pending_.end()) return std::nullopt;
     std::optional<Outcome> out;
