@@ -96,6 +96,7 @@ json result_json(const AskResult& r) {
               {"workers_tried", r.workers_tried},
               {"tokens", r.tokens},
               {"ttft_ms", r.ttft_ms},
+              {"worker_ttft_ms", r.worker_ttft_ms},
               {"total_ms", r.total_ms},
               {"tokens_per_second", r.tokens_per_second},
               {"retries", r.retries},
