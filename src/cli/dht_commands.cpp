@@ -19,6 +19,7 @@
 #include "net/lan_discovery.hpp"
 #include "cli/waiter.hpp"
 #include "core/hex.hpp"
+#include "net/bootstrap_node.hpp"
 #include "net/dht_service.hpp"
 #include "net/peer_service.hpp"
 
@@ -108,45 +109,22 @@ void run_bootstrap(const BootstrapOpts& o) {
   setup_logging(o.log_level);
   const auto listen = parse_endpoints(o.listen, "--listen");
   const auto seeds = parse_endpoints(o.bootstrap, "--bootstrap");
-  if (sodium_init() < 0) throw CommandError("libsodium failed to initialize");
-  net::PeerServiceOptions so;
-  for (const auto& l : listen) (l.family == 6 ? so.listen_v6 : so.listen_v4) = l;
-  so.config.serve_relay = true;
-  so.config.punch = false;
-  core::noise::PrivateKey x;
-  randombytes_buf(x.bytes.data(), x.bytes.size());
-  so.config.sessions.identity = core::noise::KeyPair::from_private(x);
-  so.config.sessions.accept_incoming = false;
   DhtWaiter w;
-  auto svc = net::PeerService::start(so, [&w](const core::peer::PeerEvent& e, core::peer::Peer&, core::peer::Instant) {
-    if (auto* de = std::get_if<dht::DhtEvent>(&e)) w.push(*de);
-  });
-  if (!svc) throw CommandError((*&svc).error().message);
+  net::BootstrapNodeOptions bo;
+  bo.listen = listen;
+  bo.lan = !o.no_lan;
+  auto node = net::BootstrapNode::start(bo, [&w](const dht::DhtEvent& e) { w.push(e); });
+  if (!node) throw CommandError(node.error().message);
+  auto* svc = &(*node)->service();
   for (std::uint8_t fam : {4, 6}) {
-    if (auto e = (*svc)->local_endpoint(fam)) std::printf("listening on %s\n", e->to_string().c_str());
+    if (auto e = svc->local_endpoint(fam)) std::printf("listening on %s\n", e->to_string().c_str());
   }
   std::fflush(stdout);
   // Zero configuration: workers and clients on this LAN (this host only, when every listen address
   // is loopback) find this node by its multicast beacon.
-  std::unique_ptr<net::LanDiscovery> lan;
-  if (!o.no_lan) {
-    net::LanDiscoveryOptions lo;
-    lo.key = net::LanDiscovery::fresh_key();
-    lo.query = false;
-    lo.flags = core::lan::flag::kDhtNode;
-    bool all_loopback = true;
-    for (const auto& l : listen) all_loopback = all_loopback && l.is_loopback();
-    lo.loopback_only = all_loopback;
-    if (auto e = (*svc)->local_endpoint(4)) lo.announce_v4 = e->port;
-    if (auto e = (*svc)->local_endpoint(6)) lo.announce_v6 = e->port;
-    auto started = net::LanDiscovery::start(lo, [](const dht::Endpoint&, const dht::PublicKey&, std::uint8_t) {});
-    if (started) {
-      lan = std::move(*started);
-      if (lan->available()) spdlog::info("announcing this node on the {} by multicast", all_loopback ? "host" : "LAN");
-    }
-  }
+  if ((*node)->announced()) spdlog::info("announcing this node on the {} by multicast", (*node)->scope());
   if (!seeds.empty()) {
-    const auto q = (*svc)->call([&](core::peer::Peer& p, core::peer::Instant now) {
+    const auto q = svc->call([&](core::peer::Peer& p, core::peer::Instant now) {
       return p.dht().bootstrap(seeds, std::chrono::duration_cast<dht::TimePoint>(now));
     });
     auto d = w.done(q, std::chrono::seconds(10));
@@ -157,7 +135,7 @@ void run_bootstrap(const BootstrapOpts& o) {
   std::uint64_t last_served = 0;
   while (!w.signalled()) {
     (void)w.next(std::chrono::seconds(1));
-    const auto [size, served] = (*svc)->call([](core::peer::Peer& p, core::peer::Instant) {
+    const auto [size, served] = svc->call([](core::peer::Peer& p, core::peer::Instant) {
       return std::pair{p.dht().routing_table_size(), p.counters().connects_served};
     });
     if (size != last_size) spdlog::debug("routing table: {} nodes", size);
@@ -166,7 +144,7 @@ void run_bootstrap(const BootstrapOpts& o) {
     last_served = served;
   }
   spdlog::info("stopping");
-  if (lan) lan->stop();
+  (*node)->stop();
 }
 
 // ---- dht announce -------------------------------------------------------------------------------

@@ -20,6 +20,7 @@
 #include "sidecar/llama_locator.hpp"
 #include "sidecar/model_file.hpp"
 #include "net/bootstrap_list.hpp"
+#include "net/bootstrap_node.hpp"
 #include "worker/mesh_server.hpp"
 #include "worker/worker.hpp"
 #include "worker/worker_config.hpp"
@@ -32,6 +33,40 @@ void setup_logging(const std::string& level) {
   spdlog::set_default_logger(def);
   spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e [%n] %l: %v");
   spdlog::set_level(spdlog::level::from_str(level));
+}
+
+// The DHT node a worker runs when it finds none: on the default port on every IPv4 and IPv6
+// address (another port when that is taken), announced on the LAN by multicast.
+std::unique_ptr<qmesh::net::BootstrapNode> start_embedded_node() {
+  using qmesh::core::dht::Endpoint;
+  Endpoint v4 = Endpoint::v4(0, 0, 0, 0, qmesh::net::kDefaultDhtPort), v6;
+  v6.family = 6;
+  v6.port = qmesh::net::kDefaultDhtPort;
+  std::string why;
+  std::vector<std::vector<Endpoint>> tries = {{v4, v6}, {v4}};
+  for (std::uint16_t p = qmesh::net::kDefaultDhtPort + 2; p < qmesh::net::kDefaultDhtPort + 10; ++p) {  // +1: LAN discovery
+    auto other = v4;
+    other.port = p;
+    tries.push_back({other});
+  }
+  for (const auto& listen : tries) {
+    qmesh::net::BootstrapNodeOptions o;
+    o.listen = listen;
+    o.interface_identity = true;
+    auto node = qmesh::net::BootstrapNode::start(o);
+    if (!node) {
+      why = node.error().message;
+      continue;
+    }
+    const auto port = (*node)->service().local_endpoint(4)->port;
+    std::string at;
+    for (const auto& e : (*node)->reachable()) at += (at.empty() ? "" : ", ") + e.to_string();
+    spdlog::info("no DHT node found on the LAN: this worker runs one on port {} ({}){}", port, at,
+                 (*node)->announced() ? ", announced on the LAN by multicast" : " (no multicast: give others --bootstrap)");
+    return std::move(*node);
+  }
+  spdlog::warn("no DHT node found on the LAN, and cannot run one: {}", why);
+  return nullptr;
 }
 
 int fail(const std::string& msg, int code = 1) {
@@ -223,6 +258,7 @@ int main(int argc, char** argv) {
                cfg.model, cfg.topic);
 
   // On the network: join the DHT, announce the worker record, serve asks.
+  std::unique_ptr<qmesh::net::BootstrapNode> embedded;  // declared first: stopped after the server
   std::unique_ptr<qmesh::worker::MeshServer> server;
   qmesh::core::mesh::WorkerRecord record;
   // Zero configuration: the config file's list, else DHT nodes announcing themselves on the LAN.
@@ -236,6 +272,14 @@ int main(int argc, char** argv) {
     if (cfg.bootstrap.empty()) {
       for (const auto& e : qmesh::net::discover_lan_dht_nodes(std::chrono::seconds(3))) cfg.bootstrap.push_back(e.to_string());
       if (!cfg.bootstrap.empty()) spdlog::info("found {} DHT node(s) on the LAN", cfg.bootstrap.size());
+    }
+    if (cfg.bootstrap.empty() && !qmesh::net::lan_disabled()) {
+      // Nobody to join: this worker starts the network itself, as `qmesh-cli dht bootstrap` would,
+      // so that clients and other workers on the LAN find it.
+      embedded = start_embedded_node();
+      if (embedded) {
+        for (const auto& e : embedded->reachable()) cfg.bootstrap.push_back(e.to_string());
+      }
     }
     if (auto v = qmesh::worker::validate(cfg); !v) {
       worker.stop();
@@ -285,6 +329,7 @@ int main(int argc, char** argv) {
   if (server) server->stop();
   worker.stop();
   server.reset();
+  if (embedded) embedded->stop();
   if (exit_code) std::fprintf(stderr, "qmesh-worker: stopped: llama-server is unhealthy: %s\n", sup->failure().c_str());
   return exit_code;
 }

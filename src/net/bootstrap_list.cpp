@@ -30,10 +30,15 @@ core::Result<std::vector<std::string>> config_file_bootstrap() {
   return out;
 }
 
-std::vector<core::dht::Endpoint> discover_lan_dht_nodes(std::chrono::milliseconds wait) {
+bool lan_disabled() {
   // Tests (which may send only to loopback and their own namespaces) and users who want no
   // multicast turn it off.
-  if (const char* off = std::getenv("QMESH_NO_LAN"); off && *off && std::string(off) != "0") return {};
+  const char* off = std::getenv("QMESH_NO_LAN");
+  return off && *off && std::string(off) != "0";
+}
+
+std::vector<core::dht::Endpoint> discover_lan_dht_nodes(std::chrono::milliseconds wait) {
+  if (lan_disabled()) return {};
   std::mutex mu;
   std::condition_variable cv;
   std::vector<core::dht::Endpoint> found;

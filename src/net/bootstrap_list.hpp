@@ -21,4 +21,7 @@ core::Result<std::vector<std::string>> config_file_bootstrap();
 // (to anything but 0).
 std::vector<core::dht::Endpoint> discover_lan_dht_nodes(std::chrono::milliseconds wait);
 
+// Whether $QMESH_NO_LAN turns LAN discovery off (set to anything but 0).
+bool lan_disabled();
+
 }  // namespace qmesh::net
