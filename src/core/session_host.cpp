@@ -29,6 +29,8 @@ struct SessionHost::Session {
   std::optional<std::uint64_t> max_rx_pn;
   bool closed = false;
   Instant linger_until{};
+  // Out of active_ until this entry of sleeping_ (its connection's next timer) comes due.
+  std::optional<std::multimap<Instant, SessionId>::iterator> sleep_it;
 };
 
 SessionHost::SessionHost(HostConfig config, RandomBytes random, Instant now)
@@ -108,6 +110,7 @@ Result<SessionId> SessionHost::connect(const Path& path, const noise::PublicKey&
   s->hello_rto = duration_cast<microseconds>(config_.hello_rto);
   s->next_hello = now;  // the first HELLO goes out with the next next_datagram()
   sessions_.emplace(sid, std::move(s));
+  active_.insert(sid);
   return sid;
 }
 
@@ -254,6 +257,7 @@ void SessionHost::on_welcome(const Welcome& w, Instant now) {
   cc.initiator = true;
   cc.max_payload = kMaxFramesPerPacket;
   s->conn.emplace(cc, now);
+  wake(*s);
   events_.push_back(Connected{s->sid, est->remote_static, std::move(est->remote), est->handshake_hash});
 }
 
@@ -288,7 +292,22 @@ void SessionHost::on_data(const Path& path, const Data& d, Instant now) {
     events_.push_back(PathChanged{s->sid, path});
   }
   s->conn->on_packet(d.pn, scratch_, now);
+  wake(*s);
   drain_connection(*s);
+}
+
+void SessionHost::wake(Session& s) {
+  if (s.sleep_it) {
+    sleeping_.erase(*s.sleep_it);
+    s.sleep_it.reset();
+  }
+  active_.insert(s.sid);
+}
+
+void SessionHost::sleep(Session& s, Instant until) {
+  if (s.sleep_it) sleeping_.erase(*s.sleep_it);
+  s.sleep_it.reset();
+  if (until != Instant::max()) s.sleep_it = sleeping_.emplace(until, s.sid);
 }
 
 void SessionHost::drain_connection(Session& s) {
@@ -319,6 +338,7 @@ void SessionHost::on_tick(Instant now) {
       continue;
     }
     if (s->conn) {
+      if (now >= s->conn->next_wakeup()) wake(*s);  // a timer is due
       s->conn->on_tick(now);
       drain_connection(*s);
     }
@@ -334,6 +354,8 @@ void SessionHost::erase(SessionId sid) {
   auto it = sessions_.find(sid);
   if (it == sessions_.end()) return;
   if (it->second->hello_ephemeral) pending_hellos_.erase(*it->second->hello_ephemeral);
+  if (it->second->sleep_it) sleeping_.erase(*it->second->sleep_it);
+  active_.erase(sid);
   sessions_.erase(it);
 }
 
@@ -343,27 +365,46 @@ std::optional<OutDatagram> SessionHost::next_datagram(Instant now) {
     outbox_.pop_front();
     return d;
   }
-  if (sessions_.empty()) return std::nullopt;
-  // Round-robin from the session after the last one served, so one busy session cannot starve
-  // the others.
-  auto start = sessions_.upper_bound(rr_);
-  for (std::size_t i = 0; i < sessions_.size(); ++i, ++start) {
-    if (start == sessions_.end()) start = sessions_.begin();
-    Session& s = *start->second;
-    if (s.hs) {
-      if (now < s.next_hello) continue;
+  // Round-robin over the active sessions from the one after the last served, so one busy session
+  // cannot starve the others. A session with nothing to send leaves the set until something may
+  // give it some (wake()) or its next timer is due: idle sessions cost nothing per datagram.
+  while (!sleeping_.empty() && sleeping_.begin()->first <= now) {
+    if (Session* due = find(sleeping_.begin()->second)) wake(*due);
+    else sleeping_.erase(sleeping_.begin());
+  }
+  auto it = active_.upper_bound(rr_);
+  for (std::size_t n = active_.size(); n > 0; --n) {
+    if (it == active_.end()) it = active_.begin();
+    const SessionId sid = *it;
+    Session* sp = find(sid);
+    if (!sp) {
+      it = active_.erase(it);
+      continue;
+    }
+    Session& s = *sp;
+    if (s.hs) {  // stays active until the handshake ends (handshakes are few and short)
+      if (now < s.next_hello) {
+        ++it;
+        continue;
+      }
       s.next_hello = now + s.hello_rto;
       s.hello_rto *= 2;
-      rr_ = s.sid;
+      rr_ = sid;
       ++counters_.tx;
       return on_path(s.path, s.hs->hello());
     }
-    if (!s.conn || s.hello_ephemeral) continue;  // unconfirmed responders stay silent
+    if (!s.conn || s.hello_ephemeral) {  // unconfirmed responders stay silent
+      it = active_.erase(it);
+      continue;
+    }
     auto pkt = s.conn->next_packet(now);
-    if (!pkt) continue;
-    auto sealed = s.prot->seal(pkt->pn, pkt->payload);
-    if (!sealed) continue;  // pn space exhausted: the connection will time out
-    rr_ = s.sid;
+    auto sealed = pkt ? s.prot->seal(pkt->pn, pkt->payload) : std::nullopt;
+    if (!sealed) {  // nothing now (pn space exhausted: the connection will time out)
+      sleep(s, s.conn->next_wakeup());
+      it = active_.erase(it);
+      continue;
+    }
+    rr_ = sid;
     ++counters_.tx;
     return on_path(s.path, std::move(*sealed));
   }
@@ -397,7 +438,9 @@ std::optional<HostEvent> SessionHost::next_event() {
 
 stream::Connection* SessionHost::connection(SessionId sid) {
   Session* s = find(sid);
-  return s && s->conn && !s->closed ? &*s->conn : nullptr;
+  if (!s || !s->conn || s->closed) return nullptr;
+  wake(*s);  // the caller may write, open, reset or finish streams
+  return &*s->conn;
 }
 
 void SessionHost::set_path(SessionId sid, const Path& path, Instant now) {
@@ -406,6 +449,7 @@ void SessionHost::set_path(SessionId sid, const Path& path, Instant now) {
   s->path = path;
   ++counters_.path_changes;
   if (s->conn) s->conn->on_path_changed(now);
+  wake(*s);
   events_.push_back(PathChanged{sid, path});
 }
 
@@ -414,6 +458,7 @@ void SessionHost::close(SessionId sid, std::uint64_t code, const std::string& re
   if (!s) return;
   if (s->conn && !s->closed) {
     s->conn->close(code, reason);
+    wake(*s);
     drain_connection(*s);
     return;
   }

@@ -16,6 +16,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <set>
 #include <memory>
 #include <optional>
 #include <span>
@@ -163,6 +164,10 @@ class SessionHost {
   void handle_packet(std::size_t socket, const Endpoint& from, std::optional<relay::ChannelId> via,
                      std::span<const std::uint8_t> bytes, Instant now);
   void drain_connection(Session& s);
+  // Puts the session in active_: it may have something to send.
+  void wake(Session& s);
+  // Files the session (just taken out of active_) under its next timer in sleeping_.
+  void sleep(Session& s, Instant until);
   void emit(OutDatagram d);
   void erase(SessionId sid);
   bool rate_allows(Instant now);
@@ -170,6 +175,10 @@ class SessionHost {
   HostConfig config_;
   RandomBytes random_;
   std::map<SessionId, std::unique_ptr<Session>> sessions_;
+  // The sessions next_datagram() looks at: handshakes, and connections that may have something to
+  // send (woken by a packet in, a timer due, the application's connection(), a path change, close).
+  std::set<SessionId> active_;
+  std::multimap<Instant, SessionId> sleeping_;  // the others with a timer, by when it is due
   // Responder: a HELLO's ephemeral key -> the session it created, so a resent HELLO gets the same
   // WELCOME instead of a second session. Dropped once the initiator's first DATA arrives.
   std::map<noise::PublicKey, SessionId> pending_hellos_;
