@@ -13,6 +13,8 @@ tmp="$(mktemp -d)"
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+  # Whatever still runs in the namespace (a child of a killed process) goes too.
+  for p in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
   wait 2>/dev/null
   ip netns del "$ns" 2>/dev/null
   rm -rf "$tmp"
@@ -20,15 +22,15 @@ cleanup() {
 trap cleanup EXIT
 ip netns add "$ns" && ip -n "$ns" link set lo up || { echo "FAIL: cannot create namespace $ns"; exit 1; }
 run() { ip netns exec "$ns" env -u QMESH_NO_LAN QMESH_CONFIG_DIR="$tmp/cfg" "$@"; }
+# In the background: `run ... &` would record the pid of a subshell, not of the program.
+bg_run() { local log="$1"; shift; ip netns exec "$ns" env -u QMESH_NO_LAN QMESH_CONFIG_DIR="$tmp/cfg" "$@" >"$log" 2>&1 & pids+=($!); }
 failures=0
 check() { local what="$1"; shift; if "$@"; then echo "ok: $what"; else echo "FAIL: $what"; failures=$((failures + 1)); fi; }
 wait_line() { local i; for ((i = 0; i < $3 * 10; i++)); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 
-run "$cli" dht bootstrap --listen 127.0.0.1:49737 --log-level info >"$tmp/boot.log" 2>&1 &
-pids+=($!)
+bg_run "$tmp/boot.log" "$cli" dht bootstrap --listen 127.0.0.1:49737 --log-level info
 check "the bootstrap node announces itself on the host" wait_line "$tmp/boot.log" "announcing this node on the host" 10
-run "$worker" --model "$model" --identity "$tmp/w.key" --status-interval 2 >"$tmp/w.log" 2>&1 &
-pids+=($!)
+bg_run "$tmp/w.log" "$worker" --model "$model" --identity "$tmp/w.key" --status-interval 2
 check "the worker found the node on its own and joined" wait_line "$tmp/w.log" "joined the network as" 60
 grep -h "found .* DHT node" "$tmp/w.log"
 out=""
