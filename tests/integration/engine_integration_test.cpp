@@ -175,84 +175,89 @@ TEST_F(EngineIntegration, CancelEndsTheRequestWithACancelledError) {
   ASSERT_TRUE(next.ok()) << next.error().message;
 }
 
+// A worker with one slot, held by a long request (a) that streams until release_a turns true.
+class OneSlotHeld : public EngineIntegration {
+ protected:
+  void SetUp() override {
+    EngineIntegration::SetUp();
+    auto cfg = tiny_config();
+    cfg.parallel = 1;
+    w = std::make_unique<Worker>(cfg);
+    ASSERT_TRUE(w->start().ok());
+    a = std::async(std::launch::async, [this] {
+      return w->submit(long_request(), [this](std::string_view) { ++a_tokens; }, [this] { return release_a.load(); });
+    });
+    wait_for([this] { return a_tokens.load() > 0; });
+    ASSERT_GT(a_tokens.load(), 0);
+  }
+  // b ended without a token while a still runs; then a is released and ends "cancelled".
+  void expect_cancelled_alone(const qmesh::core::Result<qmesh::sidecar::CompletionStats>& rb, int b_tokens) {
+    ASSERT_FALSE(rb.ok());
+    EXPECT_EQ(rb.error().kind, "cancelled") << rb.error().message;
+    EXPECT_EQ(b_tokens, 0);
+    EXPECT_NE(a.wait_for(0s), std::future_status::ready) << "b ended only because a did";
+  }
+  void release() {
+    release_a = true;
+    auto ra = a.get();
+    ASSERT_FALSE(ra.ok());
+    EXPECT_EQ(ra.error().kind, "cancelled");
+  }
+  void TearDown() override {
+    release_a = true;
+    if (a.valid()) a.wait();
+  }
+  std::unique_ptr<Worker> w;
+  std::atomic<bool> release_a{false};
+  std::atomic<int> a_tokens{0};
+  std::future<qmesh::core::Result<qmesh::sidecar::CompletionStats>> a;
+};
+
 // A request that llama-server has not started (waiting in its queue for the only slot, as in a
 // long prefill) sends no byte to check the cancel on: the engine must still end it at once.
-TEST_F(EngineIntegration, CancelWhileLlamaServerIsSilentEndsTheRequestAtOnce) {
-  auto cfg = tiny_config();
-  cfg.parallel = 1;
-  Worker w(cfg);
-  ASSERT_TRUE(w.start().ok());
-  std::atomic<bool> release_a{false}, cancel_b{false};
-  std::atomic<int> a_tokens{0}, b_tokens{0};
-  auto a = std::async(std::launch::async, [&] {
-    return w.submit(long_request(), [&](std::string_view) { ++a_tokens; }, [&] { return release_a.load(); });
-  });
-  wait_for([&] { return a_tokens.load() > 0; });
-  ASSERT_GT(a_tokens.load(), 0);
+TEST_F(OneSlotHeld, CancelWhileLlamaServerIsSilentEndsTheRequestAtOnce) {
+  std::atomic<bool> cancel_b{false};
+  std::atomic<int> b_tokens{0};
   // b goes straight to llama-server (not through the worker's queue) and waits in llama-server's.
-  qmesh::sidecar::LlamaEngine engine([&] { return w.supervisor()->port(); });
+  qmesh::sidecar::LlamaEngine engine([this] { return w->supervisor()->port(); });
   auto b = std::async(std::launch::async, [&] {
     return engine.complete(long_request(), [&](std::string_view) { ++b_tokens; }, [&] { return cancel_b.load(); });
   });
-  wait_for([&] { return w.health().requests_deferred == 1; });
-  ASSERT_EQ(w.health().requests_deferred, 1u);
+  wait_for([&] { return w->health().requests_deferred == 1; });
+  ASSERT_EQ(w->health().requests_deferred, 1u);
   cancel_b = true;
-  auto rb = b.get();
-  ASSERT_FALSE(rb.ok());
-  EXPECT_EQ(rb.error().kind, "cancelled") << rb.error().message;
-  EXPECT_EQ(b_tokens.load(), 0);
-  EXPECT_NE(a.wait_for(0s), std::future_status::ready) << "b ended only because a did";
-  release_a = true;
-  auto ra = a.get();
-  ASSERT_FALSE(ra.ok());
-  EXPECT_EQ(ra.error().kind, "cancelled");
+  expect_cancelled_alone(b.get(), b_tokens.load());
+  release();
   // llama-server drops b at the latest when b would start: it never runs to its end.
   wait_for([&] {
-    auto h = w.health();
+    auto h = w->health();
     return h.requests_deferred == 0 && h.requests_processing == 0;
   });
-  EXPECT_EQ(w.health().requests_processing, 0u);
-  auto next = w.submit(long_request(4), [](std::string_view) {});
+  EXPECT_EQ(w->health().requests_processing, 0u);
+  auto next = w->submit(long_request(4), [](std::string_view) {});
   ASSERT_TRUE(next.ok()) << next.error().message;
   EXPECT_EQ(next->tokens, 4u);
 }
 
 // Requests beyond llama-server's slots wait in the worker, not in llama-server: one cancelled
 // there ends at once and llama-server never sees it.
-TEST_F(EngineIntegration, AQueuedRequestWaitsInTheWorkerAndACancelFreesItsPlaceAtOnce) {
-  auto cfg = tiny_config();
-  cfg.parallel = 1;
-  Worker w(cfg);
-  ASSERT_TRUE(w.start().ok());
-  std::atomic<bool> release_a{false}, cancel_b{false};
-  std::atomic<int> a_tokens{0}, b_tokens{0}, c_tokens{0};
-  auto a = std::async(std::launch::async, [&] {
-    return w.submit(long_request(), [&](std::string_view) { ++a_tokens; }, [&] { return release_a.load(); });
-  });
-  wait_for([&] { return a_tokens.load() > 0; });
+TEST_F(OneSlotHeld, AQueuedRequestWaitsInTheWorkerAndACancelFreesItsPlaceAtOnce) {
+  std::atomic<bool> cancel_b{false};
+  std::atomic<int> b_tokens{0};
   auto b = std::async(std::launch::async, [&] {
-    return w.submit(long_request(), [&](std::string_view) { ++b_tokens; }, [&] { return cancel_b.load(); });
+    return w->submit(long_request(), [&](std::string_view) { ++b_tokens; }, [&] { return cancel_b.load(); });
   });
-  auto c = std::async(std::launch::async, [&] {
-    return w.submit(long_request(4), [&](std::string_view) { ++c_tokens; });
-  });
-  wait_for([&] { return w.health().queue_depth == 2; });
-  auto h = w.health();
+  auto c = std::async(std::launch::async, [&] { return w->submit(long_request(4), [](std::string_view) {}); });
+  wait_for([&] { return w->health().queue_depth == 2; });
+  auto h = w->health();
   ASSERT_EQ(h.queue_depth, 2);
   EXPECT_EQ(h.requests_deferred, 0u) << "queued requests must wait in the worker";
   EXPECT_EQ(h.requests_processing, 1u);
   cancel_b = true;
-  auto rb = b.get();
-  ASSERT_FALSE(rb.ok());
-  EXPECT_EQ(rb.error().kind, "cancelled") << rb.error().message;
-  EXPECT_EQ(b_tokens.load(), 0);
-  EXPECT_NE(a.wait_for(0s), std::future_status::ready) << "b ended only because a did";
-  EXPECT_EQ(w.health().queue_depth, 1);
+  expect_cancelled_alone(b.get(), b_tokens.load());
+  EXPECT_EQ(w->health().queue_depth, 1);
   // The slot goes to c, the next in line, once a ends.
-  release_a = true;
-  auto ra = a.get();
-  ASSERT_FALSE(ra.ok());
-  EXPECT_EQ(ra.error().kind, "cancelled");
+  release();
   auto rc = c.get();
   ASSERT_TRUE(rc.ok()) << rc.error().message;
   EXPECT_EQ(rc->tokens, 4u);
