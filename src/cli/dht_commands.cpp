@@ -15,8 +15,6 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.hpp"
-#include "core/lan_beacon.hpp"
-#include "net/lan_discovery.hpp"
 #include "cli/waiter.hpp"
 #include "core/hex.hpp"
 #include "net/bootstrap_node.hpp"
