@@ -91,6 +91,7 @@ struct AskResult {
   double ttft_ms = 0;   // ask() called -> first token
   double worker_ttft_ms = 0;  // the finishing worker's own: llama-server asked -> first token
   double total_ms = 0;  // ask() called -> done
+  double handshake_ms = 0;  // the session handshake this ask had to open (0: it reused an open session)
   double tokens_per_second = 0;  // after the first token
   int retries = 0;               // times the ask moved to another worker
   bool resumed = false;          // a worker was lost mid-answer and another continued it

@@ -98,6 +98,7 @@ json result_json(const AskResult& r) {
               {"ttft_ms", r.ttft_ms},
               {"worker_ttft_ms", r.worker_ttft_ms},
               {"total_ms", r.total_ms},
+              {"handshake_ms", r.handshake_ms},
               {"tokens_per_second", r.tokens_per_second},
               {"retries", r.retries},
               {"resumed", r.resumed},

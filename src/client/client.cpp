@@ -122,6 +122,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     std::string error;
     Clock::time_point last_used{};
     int active = 0;  // asks streaming on it now
+    double handshake_ms = 0;
   };
   std::map<dht::PublicKey, Sess> sessions;  // by worker key
   std::map<dht::PublicKey, Clock::time_point> busy_until;
@@ -149,7 +150,9 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
       }
       return;
     }
-    if (const auto* up = std::get_if<peer::SessionUp>(&e)) return connect_outcome(up->id, up->sid, {});
+    if (const auto* up = std::get_if<peer::SessionUp>(&e)) {
+      return connect_outcome(up->id, up->sid, {}, static_cast<double>((up->at - up->handshake_started).count()) / 1000.0);
+    }
     if (const auto* f = std::get_if<peer::ConnectFailed>(&e)) return connect_outcome(f->id, 0, f->step + ": " + f->reason);
     const auto* he = std::get_if<session::HostEvent>(&e);
     if (!he) return;
@@ -171,13 +174,14 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     }
   }
 
-  void connect_outcome(peer::ConnectId id, session::SessionId sid, const std::string& error) {
+  void connect_outcome(peer::ConnectId id, session::SessionId sid, const std::string& error, double handshake_ms = 0) {
     std::lock_guard lk(mu);
     for (auto& [key, s] : sessions) {
       if (s.cid != id || s.state != Sess::Connecting) continue;
       if (error.empty()) {
         s.state = Sess::Up;
         s.sid = sid;
+        s.handshake_ms = handshake_ms;
       } else {
         s.state = Sess::Failed;
         s.error = error;
@@ -305,12 +309,15 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
 
   // The session to the worker of `rec`: an open one, or a new one (rendezvous, relayed
   // handshake; the punch to a direct path goes on in the background).
-  session::SessionId session_for(const dht::LookupRecord& rec, Clock::time_point deadline, const std::atomic<bool>& cancelled) {
+  // `handshake_ms`: set to the handshake's time when this call opened the session.
+  session::SessionId session_for(const dht::LookupRecord& rec, Clock::time_point deadline, const std::atomic<bool>& cancelled,
+                                 double* handshake_ms = nullptr) {
     const auto key = rec.record.body.pubkey;
     std::unique_lock lk(mu);
     auto it = sessions.find(key);
     if (it != sessions.end() && it->second.state == Sess::Failed) sessions.erase(it), it = sessions.end();
-    if (it == sessions.end()) {
+    const bool opening = it == sessions.end();
+    if (opening) {
       Sess s;
       s.state = Sess::Connecting;
       sessions[key] = s;
@@ -340,6 +347,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
       throw Error("network", "cannot reach the worker: " + why);
     }
     it->second.last_used = Clock::now();
+    if (opening && handshake_ms) *handshake_ms = it->second.handshake_ms;
     return it->second.sid;
   }
 
@@ -573,7 +581,7 @@ AskResult Client::Impl::run_ask(const AskOptions& o, const std::function<void(st
       // A worker that does not answer in a few seconds is likely gone (its record outlives it by
       // up to a minute): try the next one rather than wait the whole connect timeout.
       const auto limit = cands.size() > 1 ? milliseconds(3000) : opts.join_timeout;
-      sid = session_for(rec, std::min(deadline, Clock::now() + limit), cancelled);
+      sid = session_for(rec, std::min(deadline, Clock::now() + limit), cancelled, &res.handshake_ms);
     } catch (const Error& e) {
       if (e.kind() == "cancelled") throw;
       failed.insert(key);

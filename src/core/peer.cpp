@@ -111,23 +111,70 @@ void Peer::on_datagram(std::size_t socket, const Endpoint& from, std::span<const
   } else if (t == nat::kProbeTag) {
     on_probe(socket, from, bytes, now);
   } else if (t == relay::kRelayType) {
-    auto f = relay::decode_frame(bytes);
-    if (!f) {
+    on_relay_frame(socket, from, bytes, now);
+  } else if (t == relay::kRelayClose) {
+    auto c = relay::decode_close(bytes);
+    if (!c) {
       ++counters_.drop_malformed;
       return;
     }
-    if (config_.serve_relay && relay_.has_channel(f->channel)) {
-      if (auto to = relay_.on_datagram(from, bytes, ms(now))) {
-        send(main_socket(*to), *to, std::vector<std::uint8_t>(bytes.begin(), bytes.end()));
-      }
-      return;
-    }
-    sessions_.on_datagram(socket, from, bytes, now);
-    drain_sessions(now);
+    if (config_.serve_relay) relay_.close(*c, from);
   } else if (rendezvous::is_rendezvous(bytes)) {
     on_rendezvous(socket, from, bytes, now);
   } else {
     ++counters_.drop_unknown_type;
+  }
+}
+
+void Peer::on_relay_frame(std::size_t socket, const Endpoint& from, std::span<const std::uint8_t> bytes, Instant now) {
+  auto f = relay::decode_frame(bytes);
+  if (!f) {
+    ++counters_.drop_malformed;
+    return;
+  }
+  if (config_.serve_relay && relay_.has_channel(f->channel)) {
+    if (auto to = relay_.on_datagram(from, bytes, ms(now))) {
+      send(main_socket(*to), *to, std::vector<std::uint8_t>(bytes.begin(), bytes.end()));
+    }
+    return;
+  }
+  // A HELLO on a channel its rendezvous node introduced is charged to the client it introduced.
+  std::optional<Endpoint> origin;
+  if (auto it = intros_.find(f->channel); it != intros_.end() && it->second.rendezvous == from) {
+    origin = it->second.client;
+    if (f->inner[0] == static_cast<std::uint8_t>(session::PacketType::Hello)) {
+      it->second.expires = std::max(it->second.expires, now + duration_cast<microseconds>(config_.connect_timeout));
+    }
+  }
+  sessions_.on_datagram(socket, from, bytes, now, origin);
+  drain_sessions(now);
+}
+
+void Peer::note_relay_use(SessionId sid, const session::Path& path) {
+  if (path.relay) relay_uses_[sid] = RelayUse{path.to, *path.relay, std::nullopt};
+}
+
+void Peer::schedule_release(SessionId sid, bool closed, Instant now) {
+  auto it = relay_uses_.find(sid);
+  if (it == relay_uses_.end()) return;
+  it->second.closed |= closed;
+  if (!it->second.release_at) it->second.release_at = now + duration_cast<microseconds>(config_.relay_release);
+}
+
+void Peer::release_relays(Instant now) {
+  for (auto it = relay_uses_.begin(); it != relay_uses_.end();) {
+    const RelayUse& u = it->second;
+    if (!u.release_at || now < *u.release_at) {
+      ++it;
+      continue;
+    }
+    // Released only if the session no longer uses it (a punch never moves one back to a relay).
+    auto info = sessions_.info(it->first);
+    if (u.closed || !info || info->path.relay != u.channel) {
+      send(main_socket(u.relay), u.relay, relay::encode_close(u.channel));
+      ++counters_.relay_released;
+    }
+    it = relay_uses_.erase(it);
   }
 }
 
@@ -221,8 +268,8 @@ void Peer::serve_connect(std::size_t socket, const Endpoint& from, const rendezv
   }
   relay::ChannelId channel{};
   random_(channel);
-  if (!relay_.open(channel, from, *announcer, ms(now))) {
-    reply.status = rendezvous::Status::RelayFull;
+  if (auto o = relay_.open(channel, from, *announcer, ms(now)); o != relay::RelayServer::Opened::ok) {
+    reply.status = o == relay::RelayServer::Opened::per_ip ? rendezvous::Status::RelayPerIp : rendezvous::Status::RelayFull;
     ++counters_.connects_refused;
     send(socket, from, rendezvous::encode(reply));
     return;
@@ -249,10 +296,21 @@ void Peer::on_connect_reply(const Endpoint& from, const rendezvous::ConnectReply
   });
   if (it == connects_.end()) return;
   PendingConnect& c = it->second;
+  const bool relay_busy = r.status == rendezvous::Status::RelayFull || r.status == rendezvous::Status::RelayPerIp;
+  const auto backoff = std::max(milliseconds(250), 2 * c.backoff);
+  if (relay_busy && now + duration_cast<microseconds>(backoff) < c.deadline) {
+    // Channels are released as sessions go direct or close: ask again shortly.
+    ++counters_.connect_retried;
+    c.backoff = backoff;
+    c.tries = 0;
+    c.next_try = now + duration_cast<microseconds>(backoff);
+    return;
+  }
   if (r.status != rendezvous::Status::Ok) {
     static constexpr const char* kWhy[] = {"ok", "the rendezvous node refused our token",
                                            "the rendezvous node no longer holds the worker's record",
-                                           "the rendezvous node's relay is full"};
+                                           "the rendezvous node's relay is full",
+                                           "the rendezvous node's relay holds the most channels it allows for our address"};
     events_.push_back(ConnectFailed{c.id, "rendezvous", kWhy[static_cast<int>(r.status)]});
     connects_.erase(it);
     return;
@@ -428,6 +486,7 @@ void Peer::drain_sessions(Instant now) {
         events_.push_back(SessionUp{pc.id, c->sid, pc.started, now});
         auto remote = rendezvous::decode_info(c->remote.app).value_or(rendezvous::PeerInfo{});
         auto info = sessions_.info(c->sid);
+        if (info) note_relay_use(c->sid, info->path);
         start_punch(c->sid, info ? info->path : session::Path{}, c->handshake_hash, nat::Role::initiator,
                     pc.reply->client, pc.reply->worker, remote, now);
         connects_.erase(it);
@@ -435,8 +494,9 @@ void Peer::drain_sessions(Instant now) {
       }
     } else if (auto* a = std::get_if<session::Accepted>(&*e)) {
       if (a->path.relay) {
+        note_relay_use(a->sid, a->path);
         auto it = intros_.find(*a->path.relay);
-        if (it != intros_.end() && it->second.rendezvous == a->path.to) {
+        if (it != intros_.end() && it->second.rendezvous == a->path.to && !it->second.accepted) {
           auto remote = rendezvous::decode_info(a->remote.app).value_or(it->second.info);
           // Our public endpoint: known to the DHT node when it is not ephemeral, else what the
           // repliers of our DHT traffic agree they saw (the NAT classifier).
@@ -445,7 +505,7 @@ void Peer::drain_sessions(Instant now) {
           if (!mine) mine = nat_[fam == 6 ? 1 : 0].public_endpoint(ms(now));
           start_punch(a->sid, a->path, a->handshake_hash, nat::Role::responder,
                       mine.value_or(Endpoint{}), it->second.client, remote, now);
-          intros_.erase(it);
+          it->second.accepted = true;
         }
       }
     } else if (auto* f = std::get_if<session::HandshakeFailed>(&*e)) {
@@ -455,7 +515,10 @@ void Peer::drain_sessions(Instant now) {
         connects_.erase(it);
         break;
       }
+    } else if (auto* pc = std::get_if<session::PathChanged>(&*e)) {
+      if (!pc->path.relayed()) schedule_release(pc->sid, false, now);
     } else if (auto* cl = std::get_if<session::SessionClosed>(&*e)) {
+      schedule_release(cl->sid, true, now);
       auto it = punches_.find(cl->sid);
       if (it != punches_.end()) {
         if (!it->second.extras.empty()) events_.push_back(CloseSockets{it->second.extras});
@@ -472,6 +535,7 @@ void Peer::on_tick(Instant now) {
   sessions_.on_tick(now);
   drain_sessions(now);
   relay_.expire(ms(now));
+  release_relays(now);
   for (auto it = connects_.begin(); it != connects_.end();) {
     PendingConnect& c = it->second;
     if (now >= c.deadline) {
@@ -541,6 +605,9 @@ Instant Peer::next_wakeup() const {
     if (w != dht::TimePoint::max()) t = std::min(t, duration_cast<microseconds>(w));
   }
   for (const auto& [ch, i] : intros_) t = std::min(t, i.expires);
+  for (const auto& [sid, u] : relay_uses_) {
+    if (u.release_at) t = std::min(t, *u.release_at);
+  }
   return t;
 }
 

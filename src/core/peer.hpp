@@ -53,6 +53,9 @@ struct PeerConfig {
   std::chrono::milliseconds connect_retry{500};  // CONNECT resend interval (3 tries)
   std::size_t max_introductions = 256;           // pending INTRODUCEs a worker keeps
   std::size_t max_punches = 16;                  // punches running at once (more stay relayed)
+  // A relay channel is released (RELAY_CLOSE) this long after its session went direct or closed:
+  // packets the peer sent through the relay before it moved still arrive meanwhile.
+  std::chrono::milliseconds relay_release{1000};
 };
 
 struct Datagram {
@@ -106,6 +109,7 @@ struct PeerCounters {
   std::uint64_t drop_unknown_type = 0, drop_malformed = 0;
   std::uint64_t connects_served = 0, connects_refused = 0, introductions = 0, introductions_refused = 0;
   std::uint64_t punches = 0, punched = 0, punch_failed = 0, punches_skipped = 0;
+  std::uint64_t relay_released = 0, connect_retried = 0;
 };
 
 class Peer {
@@ -148,12 +152,23 @@ class Peer {
     Instant started{};
     std::optional<rendezvous::ConnectReply> reply;
     SessionId sid = 0;
+    std::chrono::milliseconds backoff{};  // after a relay-full refusal
   };
+  // Kept while HELLOs may come on its channel: the client's address is the origin those are
+  // charged to (the relay's address is every relayed client's).
   struct Introduction {
     Endpoint rendezvous;
     Endpoint client;
     rendezvous::PeerInfo info;
     Instant expires{};
+    bool accepted = false;  // a session came of it (punched once)
+  };
+  // A session that used a relay channel, and when to release the channel once it is done with it.
+  struct RelayUse {
+    Endpoint relay;
+    relay::ChannelId channel{};
+    std::optional<Instant> release_at;
+    bool closed = false;  // the session closed (else it went direct)
   };
   struct Punch {
     SessionId sid = 0;
@@ -174,6 +189,10 @@ class Peer {
   void on_rendezvous(std::size_t socket, const Endpoint& from, std::span<const std::uint8_t> bytes, Instant now);
   void serve_connect(std::size_t socket, const Endpoint& from, const rendezvous::Connect& c, Instant now);
   void on_connect_reply(const Endpoint& from, const rendezvous::ConnectReply& r, Instant now);
+  void on_relay_frame(std::size_t socket, const Endpoint& from, std::span<const std::uint8_t> bytes, Instant now);
+  void note_relay_use(SessionId sid, const session::Path& path);
+  void schedule_release(SessionId sid, bool closed, Instant now);
+  void release_relays(Instant now);
   void on_probe(std::size_t socket, const Endpoint& from, std::span<const std::uint8_t> bytes, Instant now);
   void drain_dht(Instant now);
   void drain_sessions(Instant now);
@@ -192,6 +211,7 @@ class Peer {
   nat::NatClassifier nat_[2];
   std::map<ConnectId, PendingConnect> connects_;
   std::map<relay::ChannelId, Introduction> intros_;
+  std::map<SessionId, RelayUse> relay_uses_;
   struct Served {
     Endpoint client;
     std::uint32_t txid = 0;

@@ -22,27 +22,58 @@ std::vector<std::uint8_t> encode_frame(const ChannelId& channel, std::span<const
   return out;
 }
 
+std::vector<std::uint8_t> encode_close(const ChannelId& channel) {
+  std::vector<std::uint8_t> out(kRelayOverhead);
+  out[0] = kRelayClose;
+  std::memcpy(out.data() + 1, channel.data(), kChannelBytes);
+  return out;
+}
+
+std::optional<ChannelId> decode_close(std::span<const std::uint8_t> bytes) {
+  if (bytes.size() != kRelayOverhead || bytes[0] != kRelayClose) return std::nullopt;
+  ChannelId c{};
+  std::memcpy(c.data(), bytes.data() + 1, kChannelBytes);
+  return c;
+}
+
 std::size_t RelayServer::IdHash::operator()(const ChannelId& c) const noexcept {
   std::size_t h;
   std::memcpy(&h, c.data(), sizeof(h));
   return h;
 }
 
-bool RelayServer::open(const ChannelId& id, const Endpoint& a, const Endpoint& b, TimePoint now) {
+RelayServer::Opened RelayServer::open(const ChannelId& id, const Endpoint& a, const Endpoint& b, TimePoint now) {
   expire(now);
   if (channels_.size() >= limits_.max_channels || channels_.count(id) || a == b) {
     ++counters_.refused_full;
-    return false;
+    return Opened::full;
   }
   if (!(limits_.exempt_loopback && a.is_loopback())) {
     auto& n = per_ip_[dht::ip_key(a)];
     if (n >= limits_.max_channels_per_ip) {
-      ++counters_.refused_full;
-      return false;
+      ++counters_.refused_per_ip;
+      return Opened::per_ip;
     }
     ++n;
   }
   channels_.emplace(id, Channel{a, b, now, limits_.burst_bytes, now});
+  return Opened::ok;
+}
+
+void RelayServer::release_ip(const Endpoint& a) {
+  auto p = per_ip_.find(dht::ip_key(a));
+  if (p != per_ip_.end() && --p->second == 0) per_ip_.erase(p);
+}
+
+bool RelayServer::close(const ChannelId& id, const Endpoint& from) {
+  auto it = channels_.find(id);
+  if (it == channels_.end() || (from != it->second.a && from != it->second.b)) {
+    ++counters_.drop_close;
+    return false;
+  }
+  release_ip(it->second.a);
+  channels_.erase(it);
+  ++counters_.closed;
   return true;
 }
 
@@ -81,8 +112,7 @@ std::optional<Endpoint> RelayServer::on_datagram(const Endpoint& from, std::span
 void RelayServer::expire(TimePoint now) {
   for (auto it = channels_.begin(); it != channels_.end();) {
     if (now - it->second.last > limits_.idle) {
-      auto p = per_ip_.find(dht::ip_key(it->second.a));
-      if (p != per_ip_.end() && --p->second == 0) per_ip_.erase(p);
+      release_ip(it->second.a);
       it = channels_.erase(it);
       ++counters_.expired;
     } else {

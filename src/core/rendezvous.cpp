@@ -103,7 +103,7 @@ std::optional<Message> decode(std::span<const std::uint8_t> bytes) {
   if (type == kConnectReply) {
     ConnectReply c;
     std::uint8_t status = 0;
-    if (!r.read_le(c.txid) || !r.read_le(status) || status > 3 || !get_array(r, c.channel)) return std::nullopt;
+    if (!r.read_le(c.txid) || !r.read_le(status) || status > 4 || !get_array(r, c.channel)) return std::nullopt;
     c.status = static_cast<Status>(status);
     auto w = dht::decode_endpoint(r);
     auto cl = w ? dht::decode_endpoint(r) : std::nullopt;

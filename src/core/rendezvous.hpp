@@ -45,7 +45,9 @@ struct PeerInfo {
   friend bool operator==(const PeerInfo&, const PeerInfo&) = default;
 };
 
-enum class Status : std::uint8_t { Ok = 0, BadToken = 1, NoRecord = 2, RelayFull = 3 };
+// RelayFull: the relay holds its most channels; RelayPerIp: the most for the client's IP address.
+// Both pass: channels end when sessions go direct or close, so the client tries again shortly.
+enum class Status : std::uint8_t { Ok = 0, BadToken = 1, NoRecord = 2, RelayFull = 3, RelayPerIp = 4 };
 
 struct Connect {
   std::uint32_t txid = 0;

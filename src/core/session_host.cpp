@@ -16,6 +16,9 @@ struct SessionHost::Session {
   noise::PublicKey remote_static{};
   // Initiator, until the WELCOME; what rebuilds it if a forged WELCOME spoils it.
   std::optional<HandshakeInitiator> hs;
+  MacKeys macs;                   // the responder's, for mac1 and for opening its COOKIE
+  std::optional<Cookie> cookie;   // from the responder's COOKIE: mac2 in later HELLOs
+  std::array<std::uint8_t, kMacLen> sent_mac1{};
   noise::PrivateKey ephemeral;
   HandshakePayload payload;  // as sent in the HELLO (with its timestamp)
   Instant hs_deadline{};
@@ -24,6 +27,8 @@ struct SessionHost::Session {
   // Responder, until the initiator's first DATA: the WELCOME to repeat for a resent HELLO.
   std::vector<std::uint8_t> welcome;
   std::optional<noise::PublicKey> hello_ephemeral;
+  dht::IpKey origin;  // whom the unconfirmed session is charged to
+  Instant accepted_at{};
   std::optional<PacketProtection> prot;
   std::optional<stream::Connection> conn;
   std::optional<std::uint64_t> max_rx_pn;
@@ -34,8 +39,12 @@ struct SessionHost::Session {
 };
 
 SessionHost::SessionHost(HostConfig config, RandomBytes random, Instant now)
-    : config_(std::move(config)), random_(std::move(random)), hello_tokens_(config_.handshake_burst),
-      hello_refill_(now) {}
+    : config_(std::move(config)),
+      random_(std::move(random)),
+      hello_tokens_(config_.handshake_burst),
+      hello_refill_(now),
+      cookies_(config_.identity.public_key, random_),
+      verified_{config_.handshake_burst, now} {}
 
 SessionHost::~SessionHost() = default;
 
@@ -86,6 +95,24 @@ OutDatagram on_path(const Path& p, std::vector<std::uint8_t> bytes) {
   if (p.relay) bytes = relay::encode_frame(*p.relay, bytes);
   return OutDatagram{p.socket, p.to, std::move(bytes)};
 }
+
+// One machine's processes all share the loopback address: per-origin limits do not apply to it.
+bool is_loopback(const dht::IpKey& k) {
+  static const dht::IpKey v6{6, {0, 0, 0, 0, 0, 0, 0, 0}};
+  return (k.family == 4 && k.bytes[0] == 127) || k == v6;
+}
+
+// What a cookie is bound to: the address and port a HELLO came from, and its relay channel.
+std::vector<std::uint8_t> source_bytes(const Path& p) {
+  std::vector<std::uint8_t> b;
+  b.reserve(1 + 16 + 2 + relay::kChannelBytes);
+  b.push_back(p.to.family);
+  b.insert(b.end(), p.to.addr.begin(), p.to.addr.end());
+  b.push_back(static_cast<std::uint8_t>(p.to.port >> 8));
+  b.push_back(static_cast<std::uint8_t>(p.to.port));
+  if (p.relay) b.insert(b.end(), p.relay->begin(), p.relay->end());
+  return b;
+}
 }  // namespace
 
 Result<SessionId> SessionHost::connect(const Path& path, const noise::PublicKey& remote_static, Instant now) {
@@ -104,6 +131,7 @@ Result<SessionId> SessionHost::connect(const Path& path, const noise::PublicKey&
   s->path = path;
   s->remote_static = remote_static;
   s->hs.emplace(std::move(*hs));
+  s->macs = mac_keys(remote_static);
   s->ephemeral = eph;
   s->payload = std::move(payload);
   s->hs_deadline = now + duration_cast<microseconds>(config_.handshake_timeout);
@@ -139,17 +167,17 @@ bool SessionHost::hello_is_fresh(const noise::PublicKey& who, std::uint64_t ts) 
   return true;
 }
 
-bool SessionHost::rate_allows(Instant now) {
-  const double dt = std::chrono::duration<double>(now - hello_refill_).count();
-  hello_tokens_ = std::min(config_.handshake_burst, hello_tokens_ + std::max(0.0, dt) * config_.handshakes_per_s);
-  hello_refill_ = now;
-  if (hello_tokens_ < 1) return false;
-  hello_tokens_ -= 1;
+bool SessionHost::take(Bucket& b, double rate, double burst, Instant now) {
+  const double dt = std::chrono::duration<double>(now - b.refill).count();
+  b.tokens = std::min(burst, b.tokens + std::max(0.0, dt) * rate);
+  b.refill = now;
+  if (b.tokens < 1) return false;
+  b.tokens -= 1;
   return true;
 }
 
 void SessionHost::on_datagram(std::size_t socket, const Endpoint& from, std::span<const std::uint8_t> bytes,
-                              Instant now) {
+                              Instant now, std::optional<Endpoint> origin) {
   ++counters_.rx;
   if (!bytes.empty() && bytes[0] == relay::kRelayType) {
     auto f = relay::decode_frame(bytes);
@@ -157,14 +185,15 @@ void SessionHost::on_datagram(std::size_t socket, const Endpoint& from, std::spa
       ++counters_.drop_malformed;
       return;
     }
-    handle_packet(socket, from, f->channel, f->inner, now);
+    handle_packet(socket, from, f->channel, f->inner, now, origin);
     return;
   }
-  handle_packet(socket, from, std::nullopt, bytes, now);
+  handle_packet(socket, from, std::nullopt, bytes, now, std::nullopt);
 }
 
 void SessionHost::handle_packet(std::size_t socket, const Endpoint& from, std::optional<relay::ChannelId> via,
-                                std::span<const std::uint8_t> bytes, Instant now) {
+                                std::span<const std::uint8_t> bytes, Instant now,
+                                const std::optional<Endpoint>& origin) {
   auto p = decode_packet(bytes);
   if (!p) {
     ++counters_.drop_malformed;
@@ -172,17 +201,84 @@ void SessionHost::handle_packet(std::size_t socket, const Endpoint& from, std::o
   }
   const Path path{from, via, socket};
   if (auto* h = std::get_if<Hello>(&*p)) {
-    on_hello(path, *h, now);
+    on_hello(path, dht::ip_key(origin.value_or(from)), *h, now);
   } else if (auto* w = std::get_if<Welcome>(&*p)) {
     on_welcome(*w, now);
+  } else if (auto* c = std::get_if<CookieReply>(&*p)) {
+    on_cookie(*c, now);
   } else {
     on_data(path, std::get<Data>(*p), now);
   }
 }
 
-void SessionHost::on_hello(const Path& path, const Hello& h, Instant now) {
+bool SessionHost::admit_hello(const Path& path, const dht::IpKey& origin, const Hello& h, Instant now) {
+  const double dt = std::chrono::duration<double>(now - hello_refill_).count();
+  hello_tokens_ = std::min(config_.handshake_burst, hello_tokens_ + std::max(0.0, dt) * config_.handshakes_per_s);
+  hello_refill_ = now;
+  if (hello_tokens_ < config_.handshake_burst / 2 || pending_hellos_.size() * 2 >= config_.max_unconfirmed) {
+    loaded_until_ = now + duration_cast<microseconds>(config_.load_hold);
+  }
+  if (now >= loaded_until_) {
+    hello_tokens_ -= 1;  // at least half the burst is left: never below zero
+    return true;
+  }
+  const auto source = source_bytes(path);
+  if (!cookies_.mac2_valid(h.bytes, source, now)) {
+    ++counters_.cookies_sent;
+    emit(on_path(path, cookies_.reply(h.sender_sid, h.bytes, source, now)));
+    return false;
+  }
+  if (!is_loopback(origin)) {
+    if (origin_buckets_.size() >= 4 * config_.replay_keys) {
+      // Buckets that have refilled are worth nothing: drop them.
+      const double full = config_.origin_handshake_burst / std::max(1e-9, config_.origin_handshakes_per_s);
+      std::erase_if(origin_buckets_, [&](const auto& kv) {
+        return std::chrono::duration<double>(now - kv.second.refill).count() > full;
+      });
+    }
+    auto [it, fresh] = origin_buckets_.try_emplace(origin, Bucket{config_.origin_handshake_burst, now});
+    if (!take(it->second, config_.origin_handshakes_per_s, config_.origin_handshake_burst, now)) {
+      ++counters_.drop_rate_limited;
+      return false;
+    }
+  }
+  if (!take(verified_, config_.verified_handshakes_per_s, config_.handshake_burst, now)) {
+    ++counters_.drop_rate_limited;
+    return false;
+  }
+  return true;
+}
+
+bool SessionHost::make_room(const dht::IpKey& origin, bool exempt) {
+  std::map<dht::IpKey, std::pair<std::size_t, Session*>> held;  // per origin: count, oldest
+  for (const auto& [e, id] : pending_hellos_) {
+    Session* s = find(id);
+    if (!s) continue;
+    auto& [n, oldest] = held[s->origin];
+    ++n;
+    if (!oldest || s->accepted_at < oldest->accepted_at) oldest = s;
+  }
+  if (!exempt && held[origin].first >= config_.max_unconfirmed_per_ip) return false;
+  if (pending_hellos_.size() < config_.max_unconfirmed) return true;
+  // Full: the origin holding the most loses its oldest. Honest initiators confirm within a round
+  // trip, so the oldest unconfirmed sessions are the ones that never will be.
+  auto top = std::max_element(held.begin(), held.end(),
+                              [](const auto& a, const auto& b) { return a.second.first < b.second.first; });
+  if (top == held.end() || !top->second.second) return false;
+  const SessionId victim = top->second.second->sid;
+  ++counters_.unconfirmed_evicted;
+  events_.push_back(SessionClosed{victim, "unconfirmed handshake evicted for another origin's"});
+  erase(victim);
+  return true;
+}
+
+void SessionHost::on_hello(const Path& path, const dht::IpKey& origin, const Hello& h, Instant now) {
   if (!config_.accept_incoming) {
     ++counters_.hello_refused;
+    return;
+  }
+  if (!mac1_valid(h.bytes, cookies_.keys())) {
+    ++counters_.drop_mac1;
     return;
   }
   noise::PublicKey eph{};
@@ -194,17 +290,13 @@ void SessionHost::on_hello(const Path& path, const Hello& h, Instant now) {
     if (Session* s = find(it->second); s && !s->welcome.empty() && s->path == path) emit(on_path(path, s->welcome));
     return;
   }
-  std::size_t same_ip = 0;
-  for (const auto& [e, id] : pending_hellos_) {
-    if (Session* s = find(id); s && dht::ip_key(s->path.to) == dht::ip_key(path.to)) ++same_ip;
-  }
-  if (sessions_.size() >= config_.max_sessions || pending_hellos_.size() >= config_.max_unconfirmed ||
-      same_ip >= config_.max_unconfirmed_per_ip) {
+  if (sessions_.size() >= config_.max_sessions) {
     ++counters_.drop_full;
     return;
   }
-  if (!rate_allows(now)) {
-    ++counters_.drop_rate_limited;
+  if (!admit_hello(path, origin, h, now)) return;
+  if (!make_room(origin, is_loopback(origin))) {
+    ++counters_.drop_full;
     return;
   }
   const SessionId sid = new_sid();
@@ -224,6 +316,8 @@ void SessionHost::on_hello(const Path& path, const Hello& h, Instant now) {
   s->remote_static = r->session.remote_static;
   s->welcome = std::move(r->welcome);
   s->hello_ephemeral = eph;
+  s->origin = origin;
+  s->accepted_at = now;
   s->hs_deadline = now + duration_cast<microseconds>(config_.handshake_timeout);
   s->prot.emplace(std::move(r->session.keys), r->session.peer_sid);
   auto cc = config_.connection;
@@ -259,6 +353,22 @@ void SessionHost::on_welcome(const Welcome& w, Instant now) {
   s->conn.emplace(cc, now);
   wake(*s);
   events_.push_back(Connected{s->sid, est->remote_static, std::move(est->remote), est->handshake_hash});
+}
+
+void SessionHost::on_cookie(const CookieReply& c, Instant now) {
+  Session* s = find(c.receiver_sid);
+  if (!s || !s->hs) {
+    ++counters_.drop_unknown_session;
+    return;
+  }
+  auto cookie = open_cookie(c, s->sent_mac1, s->macs);
+  if (!cookie) {
+    ++counters_.drop_cookie;
+    return;
+  }
+  ++counters_.cookies_received;
+  s->cookie = *cookie;
+  s->next_hello = now;  // again at once, now with mac2
 }
 
 void SessionHost::on_data(const Path& path, const Data& d, Instant now) {
@@ -391,7 +501,10 @@ std::optional<OutDatagram> SessionHost::next_datagram(Instant now) {
       s.hello_rto *= 2;
       rr_ = sid;
       ++counters_.tx;
-      return on_path(s.path, s.hs->hello());
+      auto hello = s.hs->hello();
+      seal_hello(hello, s.macs, s.cookie);
+      s.sent_mac1 = hello_mac1(hello);
+      return on_path(s.path, std::move(hello));
     }
     if (!s.conn || s.hello_ephemeral) {  // unconfirmed responders stay silent
       it = active_.erase(it);

@@ -9,6 +9,14 @@
 // arrives on another path moves the session there: this is how a relayed session moves to a direct
 // path once a punch succeeds, and how it follows a NAT rebinding. No bytes are lost or duplicated
 // on a move: the connection retransmits what the old path lost.
+//
+// Handshake floods (session_cookie.hpp): a HELLO with a wrong mac1 costs nothing. A HELLO is
+// charged to its origin, the IP address it comes from or, for a relayed one, the client address
+// the rendezvous node introduced (the caller passes it): each origin holds at most
+// max_unconfirmed_per_ip unconfirmed sessions, and when all places are taken the origin holding
+// the most loses its oldest. Under load (the handshake budget half spent, or half the unconfirmed
+// places taken, within the last load_hold) a HELLO must carry a mac2 from a cookie for its source
+// path, else it gets a COOKIE; those with one are limited per origin instead of sharing one budget.
 #pragma once
 
 #include <chrono>
@@ -28,6 +36,7 @@
 #include "core/connection.hpp"
 #include "core/dht_types.hpp"
 #include "core/relay.hpp"
+#include "core/session_cookie.hpp"
 #include "core/session_crypto.hpp"
 #include "core/session_handshake.hpp"
 
@@ -53,9 +62,14 @@ struct HostConfig {
   // Sessions answered but not yet confirmed by the initiator's first DATA: they send nothing (so a
   // spoofed HELLO cannot make us talk to its claimed source) and expire after handshake_timeout.
   std::size_t max_unconfirmed = 256;
-  std::size_t max_unconfirmed_per_ip = 16;
+  std::size_t max_unconfirmed_per_ip = 16;  // per origin; loopback is one machine's processes: exempt
   double handshakes_per_s = 200;           // HELLOs answered per second (each costs 4 X25519 ops)
   double handshake_burst = 100;
+  // Under load, HELLOs with a valid mac2: per origin, and all origins together.
+  double origin_handshakes_per_s = 20;
+  double origin_handshake_burst = 20;
+  double verified_handshakes_per_s = 800;
+  std::chrono::milliseconds load_hold{1000};  // load mode lasts this long after its last cause
   std::chrono::milliseconds hello_rto{250};         // first HELLO retransmit, doubling
   std::chrono::milliseconds handshake_timeout{10000};
   std::chrono::milliseconds linger{3000};  // a closed session answers stray packets this long
@@ -111,6 +125,9 @@ struct HostCounters {
   std::uint64_t path_changes = 0;
   std::uint64_t unconfirmed_expired = 0;
   std::uint64_t hello_replayed = 0;  // authentic HELLO, but not newer than the last from its key
+  std::uint64_t drop_mac1 = 0;       // HELLO whose mac1 is wrong: dropped before any work
+  std::uint64_t cookies_sent = 0, cookies_received = 0, drop_cookie = 0;
+  std::uint64_t unconfirmed_evicted = 0;  // taken out for a HELLO from an origin holding fewer
 };
 
 struct SessionInfo {
@@ -130,8 +147,11 @@ class SessionHost {
 
   // Starts a handshake with the owner of remote_static along path.
   Result<SessionId> connect(const Path& path, const noise::PublicKey& remote_static, Instant now);
-  // Session (0x81-0x83) and RELAY (0x85) datagrams; anything else is counted as malformed.
-  void on_datagram(std::size_t socket, const Endpoint& from, std::span<const std::uint8_t> bytes, Instant now);
+  // Session (0x81-0x83, 0x8a) and RELAY (0x85) datagrams; anything else is counted as malformed.
+  // `origin`: for a RELAY datagram, the client address the rendezvous node introduced on its
+  // channel, if any (limits count HELLOs per origin; the relay's own address is shared by all).
+  void on_datagram(std::size_t socket, const Endpoint& from, std::span<const std::uint8_t> bytes, Instant now,
+                   std::optional<Endpoint> origin = std::nullopt);
   void on_tick(Instant now);
   std::optional<OutDatagram> next_datagram(Instant now);
   Instant next_wakeup() const;
@@ -145,7 +165,10 @@ class SessionHost {
   // What later handshakes (both roles) carry.
   void set_payload(HandshakePayload payload) { config_.payload = std::move(payload); }
   // The static key later handshakes use (sessions already up keep theirs).
-  void set_identity(const noise::KeyPair& identity) { config_.identity = identity; }
+  void set_identity(const noise::KeyPair& identity) {
+    config_.identity = identity;
+    cookies_.set_local_static(identity.public_key);
+  }
 
   std::optional<SessionInfo> info(SessionId sid) const;
   std::size_t size() const { return sessions_.size(); }
@@ -158,11 +181,17 @@ class SessionHost {
   Session* find(SessionId sid);
   SessionId new_sid();
   noise::PrivateKey new_ephemeral();
-  void on_hello(const Path& path, const Hello& h, Instant now);
+  void on_hello(const Path& path, const dht::IpKey& origin, const Hello& h, Instant now);
+  // Whether a HELLO that passed mac1 may cost a handshake now; sends a COOKIE when it needs one.
+  bool admit_hello(const Path& path, const dht::IpKey& origin, const Hello& h, Instant now);
+  // Whether an unconfirmed place is free for `origin` (evicting another origin's oldest if need be).
+  bool make_room(const dht::IpKey& origin, bool exempt);
   void on_welcome(const Welcome& w, Instant now);
+  void on_cookie(const CookieReply& c, Instant now);
+  void send_hello(Session& s);
   void on_data(const Path& path, const Data& d, Instant now);
   void handle_packet(std::size_t socket, const Endpoint& from, std::optional<relay::ChannelId> via,
-                     std::span<const std::uint8_t> bytes, Instant now);
+                     std::span<const std::uint8_t> bytes, Instant now, const std::optional<Endpoint>& origin);
   void drain_connection(Session& s);
   // Puts the session in active_: it may have something to send.
   void wake(Session& s);
@@ -170,7 +199,6 @@ class SessionHost {
   void sleep(Session& s, Instant until);
   void emit(OutDatagram d);
   void erase(SessionId sid);
-  bool rate_allows(Instant now);
 
   HostConfig config_;
   RandomBytes random_;
@@ -201,6 +229,15 @@ class SessionHost {
   HostCounters counters_;
   double hello_tokens_ = 0;
   Instant hello_refill_{};
+  CookieJar cookies_;
+  Instant loaded_until_{};  // load mode (cookies required) until then
+  struct Bucket {
+    double tokens = 0;
+    Instant refill{};
+  };
+  bool take(Bucket& b, double rate, double burst, Instant now);
+  Bucket verified_;
+  std::map<dht::IpKey, Bucket> origin_buckets_;  // bounded: stale ones dropped when it grows
   std::vector<std::uint8_t> scratch_;
   SessionId rr_ = 0;  // round-robin position for next_datagram
 };

@@ -13,7 +13,9 @@ std::vector<std::uint8_t> encode_hello(std::uint32_t sender_sid, std::span<const
   w.write_le(static_cast<std::uint8_t>(PacketType::Hello));
   w.write_le(sender_sid);
   w.write_bytes(noise);
-  return std::move(w.bytes());
+  auto out = std::move(w.bytes());
+  out.resize(out.size() + kHelloMacs, 0);
+  return out;
 }
 
 std::vector<std::uint8_t> encode_welcome(std::uint32_t receiver_sid, std::uint32_t sender_sid,
@@ -41,10 +43,12 @@ std::optional<Packet> decode_packet(std::span<const std::uint8_t> bytes) {
     case PacketType::Hello: {
       Hello h;
       if (!r.read_le(h.sender_sid)) return std::nullopt;
-      h.noise = r.read_bytes(r.remaining());
+      if (r.remaining() < kHelloMacs) return std::nullopt;
+      h.noise = r.read_bytes(r.remaining() - kHelloMacs);
       if (h.noise.size() < kHelloNoiseOverhead || h.noise.size() > kHelloNoiseOverhead + kMaxHandshakePayload) {
         return std::nullopt;
       }
+      h.bytes = bytes;
       return h;
     }
     case PacketType::Welcome: {
@@ -63,6 +67,13 @@ std::optional<Packet> decode_packet(std::span<const std::uint8_t> bytes) {
       d.ciphertext = r.read_bytes(r.remaining());
       if (d.ciphertext.size() < noise::kTagLen) return std::nullopt;
       return d;
+    }
+    case PacketType::Cookie: {
+      CookieReply c;
+      if (bytes.size() != kCookiePacketLen || !r.read_le(c.receiver_sid)) return std::nullopt;
+      c.nonce = r.read_bytes(kCookieNonceLen);
+      c.sealed = r.read_bytes(kMacLen + noise::kTagLen);
+      return c;
     }
   }
   return std::nullopt;

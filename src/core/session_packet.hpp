@@ -2,10 +2,14 @@
 // The first byte tells them apart from DHT messages (0x01), hole-punch probes (0x84) and relay
 // frames (0x85). All integers little-endian.
 //
-//   HELLO    0x81  sender_sid u32, Noise IK message 1 (e, s, payload)      initiator -> responder
+//   HELLO    0x81  sender_sid u32, Noise IK message 1 (e, s, payload), mac1 16, mac2 16
+//                                                                          initiator -> responder
 //   WELCOME  0x82  receiver_sid u32, sender_sid u32, Noise IK message 2    responder -> initiator
 //   DATA     0x83  receiver_sid u32, pn u64, AEAD(frames) with pn as the nonce and these 13 header
 //                  bytes as associated data, under the sender's direction key
+//   COOKIE   0x8a  receiver_sid u32, nonce 24, encrypted cookie 16 + tag 16 responder -> initiator
+//
+// mac1, mac2 and COOKIE protect the responder from handshake floods: session_cookie.hpp.
 //
 // A session id is chosen at random by the side that receives with it, so a DATA packet is routed by
 // its receiver_sid alone (the path may change, the id does not). The Noise payloads are
@@ -23,7 +27,7 @@
 
 namespace qmesh::core::session {
 
-enum class PacketType : std::uint8_t { Hello = 0x81, Welcome = 0x82, Data = 0x83 };
+enum class PacketType : std::uint8_t { Hello = 0x81, Welcome = 0x82, Data = 0x83, Cookie = 0x8a };
 
 inline constexpr std::size_t kMaxUdpPayload = 1200;
 inline constexpr std::size_t kDataHeader = 13;
@@ -35,12 +39,19 @@ inline constexpr std::size_t kMaxFramesPerPacket = kMaxUdpPayload - kRelayHeader
 inline constexpr std::size_t kHelloNoiseOverhead = 32 + 48 + 16;
 inline constexpr std::size_t kWelcomeNoiseOverhead = 32 + 16;
 inline constexpr std::size_t kMaxHandshakePayload = 256;
+inline constexpr std::size_t kMacLen = 16;
+inline constexpr std::size_t kHelloMacs = 2 * kMacLen;  // mac1, mac2 at the end of a HELLO
+inline constexpr std::size_t kCookieNonceLen = 24;
+inline constexpr std::size_t kCookiePacketLen = 1 + 4 + kCookieNonceLen + kMacLen + noise::kTagLen;  // 61
 
-inline bool is_session_packet(std::span<const std::uint8_t> b) { return !b.empty() && b[0] >= 0x81 && b[0] <= 0x83; }
+inline bool is_session_packet(std::span<const std::uint8_t> b) {
+  return !b.empty() && ((b[0] >= 0x81 && b[0] <= 0x83) || b[0] == static_cast<std::uint8_t>(PacketType::Cookie));
+}
 
 struct Hello {
   std::uint32_t sender_sid = 0;
   std::span<const std::uint8_t> noise;  // views into the datagram
+  std::span<const std::uint8_t> bytes;  // the whole HELLO (what mac1 and mac2 cover)
 };
 struct Welcome {
   std::uint32_t receiver_sid = 0;
@@ -53,8 +64,14 @@ struct Data {
   std::span<const std::uint8_t> header;      // the 13 bytes, the AEAD's associated data
   std::span<const std::uint8_t> ciphertext;  // frames + 16-byte tag
 };
-using Packet = std::variant<Hello, Welcome, Data>;
+struct CookieReply {
+  std::uint32_t receiver_sid = 0;
+  std::span<const std::uint8_t> nonce;   // kCookieNonceLen
+  std::span<const std::uint8_t> sealed;  // kMacLen + tag
+};
+using Packet = std::variant<Hello, Welcome, Data, CookieReply>;
 
+// The HELLO with room for mac1 and mac2 (zeros): session_cookie's seal_hello() fills them.
 std::vector<std::uint8_t> encode_hello(std::uint32_t sender_sid, std::span<const std::uint8_t> noise);
 std::vector<std::uint8_t> encode_welcome(std::uint32_t receiver_sid, std::uint32_t sender_sid,
                                          std::span<const std::uint8_t> noise);

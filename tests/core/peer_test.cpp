@@ -41,6 +41,7 @@ struct Net {
   Instant now{1'000'000};
   Rng rng{7};
   std::uint16_t next_port = 20000;
+  relay::RelayLimits relay_limits;  // of the bootstrap nodes added
 
   Host& add(std::uint8_t host, bool bootstrap) {
     auto h = std::make_unique<Host>();
@@ -50,6 +51,7 @@ struct Net {
     c.dht.report_addresses = true;
     if (bootstrap) c.dht.public_v4 = h->at;
     c.serve_relay = bootstrap;
+    c.relay = relay_limits;
     c.local_endpoints = {h->at};
     noise::PrivateKey k;
     for (std::size_t i = 0; i < k.bytes.size(); ++i) k.bytes[i] = static_cast<std::uint8_t>(host * 7 + i);
@@ -174,7 +176,8 @@ struct World {
   dht::Topic topic = dht::topic_from_name("echo");
   std::optional<dht::LookupRecord> record;
 
-  explicit World(bool relay_only = false) {
+  explicit World(bool relay_only = false, relay::RelayLimits limits = {}) {
+    net.relay_limits = limits;
     boot = &net.add(1, true);
     // The worker's session identity is the X25519 form of the key that signs its record.
     auto wk = worker_key();
@@ -286,6 +289,24 @@ TEST(Peer, ConnectsThroughTheRendezvousThenMovesToADirectPath) {
   EXPECT_FALSE(ci->path.relayed());
   EXPECT_FALSE(wi->path.relayed());
   EXPECT_EQ(wi->path.to, w.client->at);
+  // Then the relay channel is released (RELAY_CLOSE), not left to idle for a minute.
+  EXPECT_TRUE(net.run_until([&] { return w.boot->peer->relay().channels() == 0; }, milliseconds(5000)));
+  EXPECT_GE(w.boot->peer->relay().counters().closed, 1u);
+  EXPECT_EQ(w.boot->peer->relay().counters().expired, 0u);
+}
+
+TEST(Peer, ARelayFullOfChannelsIsAskedAgainAndChannelsFreeUpAsSessionsGoDirect) {
+  relay::RelayLimits one;
+  one.max_channels = 1;
+  World w(false, one);
+  ASSERT_TRUE(w.record);
+  auto& net = w.net;
+  w.client->peer->connect(w.topic, *w.record, net.now);
+  w.client->peer->connect(w.topic, *w.record, net.now);  // the relay has no channel left for it yet
+  ASSERT_TRUE(net.run_until([&] { return net.take<SessionUp>(*w.client).size() == 2; }, milliseconds(9000)));
+  EXPECT_TRUE(net.take<ConnectFailed>(*w.client).empty());
+  EXPECT_GE(w.client->peer->counters().connect_retried, 1u);
+  EXPECT_GE(w.boot->peer->counters().connects_refused, 1u);
 }
 
 TEST(Peer, StaysOnTheRelayWhenNoDirectPathOpens) {
@@ -321,6 +342,12 @@ TEST(Peer, StaysOnTheRelayWhenNoDirectPathOpens) {
   }));
   EXPECT_EQ(got, data);
   EXPECT_GT(w.boot->peer->relay().counters().forwarded, 80u);
+  // The channel stays while the session uses it, and is released once the session closes.
+  net.run_until([] { return false; }, milliseconds(3000));
+  EXPECT_EQ(w.boot->peer->relay().channels(), 1u);
+  w.client->peer->sessions().close(up[0].sid, 0, "done", net.now);
+  EXPECT_TRUE(net.run_until([&] { return w.boot->peer->relay().channels() == 0; }, milliseconds(5000)));
+  EXPECT_GE(w.boot->peer->relay().counters().closed, 1u);
 }
 
 TEST(Peer, ConnectFailsWithOneClearStepWhenTheRendezvousHasNoRecord) {

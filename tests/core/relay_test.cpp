@@ -33,9 +33,11 @@ TEST(Relay, FrameCodecRoundTripsAndRejectsMalformed) {
   EXPECT_FALSE(decode_frame(std::vector<std::uint8_t>(1201, kRelayType)));
 }
 
+bool ok(RelayServer::Opened o) { return o == RelayServer::Opened::ok; }
+
 TEST(Relay, ForwardsBetweenTheTwoEndpointsOnly) {
   RelayServer r;
-  ASSERT_TRUE(r.open(chan(1), A, B, milliseconds(0)));
+  ASSERT_TRUE(ok(r.open(chan(1), A, B, milliseconds(0))));
   auto f = encode_frame(chan(1), std::vector<std::uint8_t>(100, 9));
   EXPECT_EQ(r.on_datagram(A, f, milliseconds(1)), B);
   EXPECT_EQ(r.on_datagram(B, f, milliseconds(2)), A);
@@ -45,8 +47,8 @@ TEST(Relay, ForwardsBetweenTheTwoEndpointsOnly) {
   EXPECT_EQ(r.counters().drop_unknown_channel, 1u);
   EXPECT_EQ(r.counters().forwarded, 2u);
   EXPECT_EQ(r.counters().forwarded_bytes, 2 * f.size());
-  EXPECT_FALSE(r.open(chan(1), A, C, milliseconds(5)));  // id taken
-  EXPECT_FALSE(r.open(chan(3), A, A, milliseconds(5)));  // a channel to oneself would be a reflector
+  EXPECT_FALSE(ok(r.open(chan(1), A, C, milliseconds(5))));  // id taken
+  EXPECT_FALSE(ok(r.open(chan(3), A, A, milliseconds(5))));  // a channel to oneself would be a reflector
 }
 
 TEST(Relay, RateLimitAndBoundsHold) {
@@ -56,7 +58,7 @@ TEST(Relay, RateLimitAndBoundsHold) {
   lim.max_channels = 3;
   lim.max_channels_per_ip = 2;
   RelayServer r(lim);
-  ASSERT_TRUE(r.open(chan(1), A, B, milliseconds(0)));
+  ASSERT_TRUE(ok(r.open(chan(1), A, B, milliseconds(0))));
   auto f = encode_frame(chan(1), std::vector<std::uint8_t>(983, 0));  // 1000 bytes
   int passed = 0;
   for (int i = 0; i < 10; ++i) passed += r.on_datagram(A, f, milliseconds(0)).has_value();
@@ -64,10 +66,10 @@ TEST(Relay, RateLimitAndBoundsHold) {
   EXPECT_EQ(r.counters().drop_rate, 7u);
   EXPECT_TRUE(r.on_datagram(A, f, milliseconds(100)));  // 100 ms refills 1000 bytes
   EXPECT_FALSE(r.on_datagram(A, f, milliseconds(100)));
-  ASSERT_TRUE(r.open(chan(2), A, C, milliseconds(0)));
-  EXPECT_FALSE(r.open(chan(3), A, dht::Endpoint::v4(198, 18, 0, 9, 1), milliseconds(0)));  // per-IP bound
-  ASSERT_TRUE(r.open(chan(4), B, C, milliseconds(0)));
-  EXPECT_FALSE(r.open(chan(5), C, B, milliseconds(0)));  // full
+  ASSERT_TRUE(ok(r.open(chan(2), A, C, milliseconds(0))));
+  EXPECT_EQ(r.open(chan(3), A, dht::Endpoint::v4(198, 18, 0, 9, 1), milliseconds(0)), RelayServer::Opened::per_ip);
+  ASSERT_TRUE(ok(r.open(chan(4), B, C, milliseconds(0))));
+  EXPECT_FALSE(ok(r.open(chan(5), C, B, milliseconds(0))));  // full
   EXPECT_EQ(r.channels(), 3u);
 }
 
@@ -76,7 +78,7 @@ TEST(Relay, IdleChannelsExpireAndFreeTheirSlot) {
   lim.idle = milliseconds(1000);
   lim.max_channels_per_ip = 1;
   RelayServer r(lim);
-  ASSERT_TRUE(r.open(chan(1), A, B, milliseconds(0)));
+  ASSERT_TRUE(ok(r.open(chan(1), A, B, milliseconds(0))));
   auto f = encode_frame(chan(1), std::vector<std::uint8_t>(10, 0));
   EXPECT_TRUE(r.on_datagram(A, f, milliseconds(900)));  // traffic keeps it alive
   EXPECT_TRUE(r.on_datagram(B, f, milliseconds(1800)));
@@ -86,7 +88,7 @@ TEST(Relay, IdleChannelsExpireAndFreeTheirSlot) {
   r.expire(milliseconds(2900));
   EXPECT_EQ(r.channels(), 0u);
   EXPECT_EQ(r.counters().expired, 1u);
-  EXPECT_TRUE(r.open(chan(2), A, B, milliseconds(3000)));  // A's slot is free again
+  EXPECT_TRUE(ok(r.open(chan(2), A, B, milliseconds(3000))));  // A's slot is free again
 }
 
 TEST(Relay, LoopbackRequestersShareNoPerIpBound) {
@@ -95,10 +97,39 @@ TEST(Relay, LoopbackRequestersShareNoPerIpBound) {
   lim.max_channels_per_ip = 1;
   RelayServer r(lim);
   const auto l1 = dht::Endpoint::v4(127, 0, 0, 1, 1000), l2 = dht::Endpoint::v4(127, 0, 0, 1, 1001);
-  EXPECT_TRUE(r.open(chan(1), l1, B, milliseconds(0)));
-  EXPECT_TRUE(r.open(chan(2), l2, B, milliseconds(0)));
+  EXPECT_TRUE(ok(r.open(chan(1), l1, B, milliseconds(0))));
+  EXPECT_TRUE(ok(r.open(chan(2), l2, B, milliseconds(0))));
   lim.exempt_loopback = false;
   RelayServer strict(lim);
-  EXPECT_TRUE(strict.open(chan(1), l1, B, milliseconds(0)));
-  EXPECT_FALSE(strict.open(chan(2), l2, B, milliseconds(0)));
+  EXPECT_TRUE(ok(strict.open(chan(1), l1, B, milliseconds(0))));
+  EXPECT_FALSE(ok(strict.open(chan(2), l2, B, milliseconds(0))));
+}
+
+TEST(Relay, EitherEndClosesItsChannelAndFreesItsSlot) {
+  RelayLimits lim;
+  lim.max_channels_per_ip = 1;
+  RelayServer r(lim);
+  ASSERT_TRUE(ok(r.open(chan(1), A, B, milliseconds(0))));
+  EXPECT_EQ(r.open(chan(2), A, C, milliseconds(0)), RelayServer::Opened::per_ip);
+  EXPECT_FALSE(r.close(chan(1), C));  // a third address cannot close it
+  EXPECT_FALSE(r.close(chan(9), A));  // nor an unknown channel
+  EXPECT_EQ(r.counters().drop_close, 2u);
+  EXPECT_TRUE(r.close(chan(1), B));
+  EXPECT_EQ(r.channels(), 0u);
+  EXPECT_FALSE(r.on_datagram(A, encode_frame(chan(1), std::vector<std::uint8_t>(10, 0)), milliseconds(1)));
+  EXPECT_TRUE(ok(r.open(chan(2), A, C, milliseconds(1))));  // A's slot is free at once
+  EXPECT_TRUE(r.close(chan(2), A));
+  EXPECT_EQ(r.counters().closed, 2u);
+}
+
+TEST(Relay, CloseFrameCodec) {
+  auto f = encode_close(chan(7));
+  ASSERT_EQ(f.size(), kRelayOverhead);
+  EXPECT_EQ(decode_close(f), chan(7));
+  for (std::size_t n = 0; n < f.size(); ++n) EXPECT_FALSE(decode_close(std::span(f).first(n))) << n;
+  f.push_back(0);
+  EXPECT_FALSE(decode_close(f));  // exact size only
+  f.pop_back();
+  f[0] = kRelayType;
+  EXPECT_FALSE(decode_close(f));
 }

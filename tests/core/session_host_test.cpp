@@ -172,8 +172,160 @@ TEST(SessionHost, ClientsRefuseHellosAndWorkersRateLimitThem) {
     auto h = c.next_datagram(q.now);
     q.worker.on_datagram(0, Endpoint::v4(198, 18, 1, static_cast<std::uint8_t>(i), 1), h->bytes, q.now);
   }
-  EXPECT_EQ(q.worker.size(), 3u);
-  EXPECT_EQ(q.worker.counters().drop_rate_limited, 3u);
+  // Half the burst is answered at once; then the worker is under load and asks for cookies.
+  EXPECT_EQ(q.worker.size(), 2u);
+  EXPECT_EQ(q.worker.counters().cookies_sent, 4u);
+}
+
+// A HELLO from `c` (a fresh initiator aimed at the worker's key 2), as bytes.
+std::vector<std::uint8_t> hello_from(std::uint8_t k, Instant now, const noise::PublicKey& to = key(2).public_key) {
+  SessionHost c(config(k, false), rng(k), now);
+  (void)c.connect(at(kWorker), to, now);
+  return c.next_datagram(now)->bytes;
+}
+
+TEST(SessionHost, HellosWithAWrongMac1CostNothing) {
+  HostConfig wc;
+  wc.handshake_burst = 4;
+  wc.handshakes_per_s = 1;
+  Pair p(wc);
+  // Well-formed HELLOs from someone who does not know the worker's key (garbage, or aimed at
+  // another worker): dropped before any work, and the budget stays whole.
+  Rng r(5);
+  auto valid_shape = hello_from(30, p.now);
+  for (int i = 0; i < 5000; ++i) {
+    auto g = valid_shape;
+    for (std::size_t j = 5; j < g.size(); ++j) g[j] = static_cast<std::uint8_t>(r.next_u64());
+    p.worker.on_datagram(0, Endpoint::v4(203, 0, 113, static_cast<std::uint8_t>(i), 1), g, p.now);
+  }
+  p.worker.on_datagram(0, kClient, hello_from(31, p.now, key(9).public_key), p.now);
+  EXPECT_EQ(p.worker.counters().drop_mac1, 5001u);
+  EXPECT_EQ(p.worker.counters().cookies_sent, 0u);
+  EXPECT_FALSE(p.worker.next_datagram(p.now));
+  ASSERT_TRUE(p.client.connect(at(kWorker), key(2).public_key, p.now));
+  p.pump();
+  EXPECT_EQ(Pair::of<Connected>(p.cev).size(), 1u);
+  EXPECT_EQ(p.client.counters().cookies_received, 0u);  // no load, no cookie round trip
+}
+
+TEST(SessionHost, UnderLoadAnHonestClientGetsInWithACookie) {
+  HostConfig wc;
+  wc.handshake_burst = 10;
+  wc.handshakes_per_s = 1;
+  Pair p(wc);
+  // A flood of valid HELLOs from spoofed addresses spends the budget: the worker is under load.
+  for (int i = 0; i < 200; ++i) {
+    p.worker.on_datagram(0, Endpoint::v4(203, 0, static_cast<std::uint8_t>(i), 1, 1),
+                         hello_from(static_cast<std::uint8_t>(40 + i % 200), p.now), p.now);
+  }
+  std::size_t cookies = 0, welcomes = 0;
+  while (auto d = p.worker.next_datagram(p.now)) {
+    cookies += d->bytes[0] == 0x8a;
+    welcomes += d->bytes[0] == 0x82;
+    if (d->bytes[0] == 0x8a) EXPECT_EQ(d->bytes.size(), kCookiePacketLen);
+  }
+  EXPECT_EQ(welcomes, 6u);  // until half the burst is spent
+  EXPECT_EQ(cookies, 194u);
+  // The honest client gets a COOKIE, answers at once with mac2 and is let in.
+  ASSERT_TRUE(p.client.connect(at(kWorker), key(2).public_key, p.now));
+  p.pump();
+  EXPECT_EQ(p.client.counters().cookies_received, 1u);
+  EXPECT_EQ(Pair::of<Connected>(p.cev).size(), 1u);
+  // A cookie is bound to its source: the same HELLO bytes from elsewhere get a new COOKIE.
+  SessionHost c(config(7, false), rng(7), p.now);
+  ASSERT_TRUE(c.connect(at(kWorker), key(2).public_key, p.now));
+  auto h = c.next_datagram(p.now)->bytes;
+  p.worker.on_datagram(0, kClient, h, p.now);
+  auto ck = p.worker.next_datagram(p.now);
+  ASSERT_TRUE(ck);
+  ASSERT_EQ(ck->bytes[0], 0x8a);
+  c.on_datagram(0, kWorker, ck->bytes, p.now);
+  auto h2 = c.next_datagram(p.now)->bytes;  // resent with mac2 for kClient's address
+  const auto before = p.worker.counters().cookies_sent;
+  p.worker.on_datagram(0, Endpoint::v4(203, 0, 113, 99, 1), h2, p.now);
+  EXPECT_EQ(p.worker.counters().cookies_sent, before + 1);
+  // A forged COOKIE (not sealed under the worker's key) is refused by the initiator.
+  auto forged = ck->bytes;
+  forged[10] ^= 1;
+  c.on_datagram(0, kWorker, forged, p.now);
+  EXPECT_EQ(c.counters().drop_cookie, 1u);
+}
+
+// A fresh initiator (key k) sends one HELLO to the worker through `relay` on channel `ch`, charged
+// to `origin`; when the worker answers with a COOKIE the initiator sends it again with mac2.
+void relayed_hello(SessionHost& worker, std::uint8_t k, const Endpoint& relay, const relay::ChannelId& ch,
+                   const Endpoint& origin, Instant now) {
+  SessionHost c(config(k, false), rng(k), now);
+  ASSERT_TRUE(c.connect(Path{relay, ch, 0}, key(2).public_key, now));
+  worker.on_datagram(0, relay, c.next_datagram(now)->bytes, now, origin);
+  std::vector<OutDatagram> keep;
+  while (auto d = worker.next_datagram(now)) {
+    auto f = relay::decode_frame(d->bytes);
+    if (f && f->channel == ch && f->inner[0] == 0x8a) {
+      c.on_datagram(0, relay, d->bytes, now);
+      worker.on_datagram(0, relay, c.next_datagram(now)->bytes, now, origin);
+    }
+  }
+}
+
+TEST(SessionHost, OneOriginsUnconfirmedHandshakesDoNotLockOutOthersBehindTheSameRelay) {
+  // Relayed HELLOs all come from the relay's address; each is charged to the client the
+  // rendezvous node introduced on its channel (the origin), not to the relay.
+  Pair p;
+  const Endpoint relay = Endpoint::v4(198, 18, 0, 9, 9000);
+  const Endpoint attacker = Endpoint::v4(203, 0, 113, 66, 5000);
+  relay::ChannelId ch_a{}, ch_b{};
+  ch_a.fill(1);
+  ch_b.fill(2);
+  for (int i = 0; i < 20; ++i) relayed_hello(p.worker, static_cast<std::uint8_t>(50 + i), relay, ch_a, attacker, p.now);
+  EXPECT_EQ(p.worker.size(), 16u);  // its per-origin bound; never confirmed
+  EXPECT_EQ(p.worker.counters().drop_full, 4u);
+  // An honest client on another channel, introduced from another address, gets in.
+  auto sid = p.client.connect(Path{relay, ch_b, 0}, key(2).public_key, p.now);
+  ASSERT_TRUE(sid);
+  for (int i = 0; i < 10; ++i) {
+    while (auto d = p.client.next_datagram(p.now)) p.worker.on_datagram(0, relay, d->bytes, p.now, kClient);
+    while (auto d = p.worker.next_datagram(p.now)) {
+      if (relay::decode_frame(d->bytes)->channel == ch_b) p.client.on_datagram(0, relay, d->bytes, p.now);
+    }
+  }
+  while (auto e = p.client.next_event()) p.cev.push_back(*e);
+  EXPECT_EQ(Pair::of<Connected>(p.cev).size(), 1u);
+}
+
+TEST(SessionHost, WhenEveryUnconfirmedPlaceIsTakenTheOriginHoldingTheMostLosesItsOldest) {
+  HostConfig wc;
+  wc.max_unconfirmed = 12;
+  Pair p(wc);
+  const Endpoint relay = Endpoint::v4(198, 18, 0, 9, 9000);
+  relay::ChannelId ch{};
+  ch.fill(1);
+  for (int i = 0; i < 8; ++i) {
+    p.now += milliseconds(1);
+    relayed_hello(p.worker, static_cast<std::uint8_t>(50 + i), relay, ch, Endpoint::v4(203, 0, 113, 66, 1), p.now);
+  }
+  for (int i = 0; i < 4; ++i) {
+    p.now += milliseconds(1);
+    relayed_hello(p.worker, static_cast<std::uint8_t>(60 + i), relay, ch,
+                  Endpoint::v4(203, 0, 114, static_cast<std::uint8_t>(i), 1), p.now);
+  }
+  EXPECT_EQ(p.worker.size(), 12u);  // full
+  EXPECT_EQ(p.worker.counters().unconfirmed_evicted, 0u);
+  std::vector<SessionId> first;
+  while (auto e = p.worker.next_event()) {
+    if (auto* a = std::get_if<Accepted>(&*e)) first.push_back(a->sid);
+  }
+  ASSERT_EQ(first.size(), 12u);
+  relayed_hello(p.worker, 70, relay, ch, Endpoint::v4(203, 0, 115, 1, 1), p.now);
+  EXPECT_EQ(p.worker.counters().unconfirmed_evicted, 1u);
+  EXPECT_EQ(p.worker.size(), 12u);
+  std::vector<SessionClosed> closed;
+  while (auto e = p.worker.next_event()) {
+    if (auto* c = std::get_if<SessionClosed>(&*e)) closed.push_back(*c);
+  }
+  ASSERT_EQ(closed.size(), 1u);
+  EXPECT_EQ(closed[0].sid, first[0]);  // the oldest of the origin holding 8
+  EXPECT_NE(closed[0].reason.find("evicted"), std::string::npos);
 }
 
 TEST(SessionHost, RelayedSessionRoamsToTheDirectPathOfTheNewestPacket) {

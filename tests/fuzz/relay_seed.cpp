@@ -17,5 +17,8 @@ int main(int argc, char** argv) {
     std::ofstream(std::string(argv[1]) + "/frame" + std::to_string(n), std::ios::binary)
         .write(reinterpret_cast<const char*>(f.data()), static_cast<std::streamsize>(f.size()));
   }
+  auto c = qmesh::core::relay::encode_close(id);
+  std::ofstream(std::string(argv[1]) + "/close", std::ios::binary)
+      .write(reinterpret_cast<const char*>(c.data()), static_cast<std::streamsize>(c.size()));
   return 0;
 }

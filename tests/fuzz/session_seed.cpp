@@ -1,8 +1,9 @@
-// Writes valid session datagrams (HELLO, WELCOME, DATA of the fixed fuzz session) as fuzz seeds.
+// Writes valid session datagrams (HELLO, COOKIE, WELCOME, DATA of the fixed fuzz session) as fuzz seeds.
 #include <cstdio>
 #include <fstream>
 #include <string>
 
+#include "core/session_cookie.hpp"
 #include "session_fuzz.hpp"
 
 using namespace qmesh::core;
@@ -19,7 +20,14 @@ int main(int argc, char** argv) {
   }
   const std::string dir = argv[1];
   auto init = session_fuzz::initiator();
-  write(dir, "hello", init.hello());
+  auto hello = init.hello();
+  const auto keys = session::mac_keys(session_fuzz::worker_static().public_key);
+  session::seal_hello(hello, keys, std::nullopt);
+  write(dir, "hello", hello);
+  session::CookieJar jar(session_fuzz::worker_static().public_key,
+                         [](std::span<std::uint8_t> b) { std::fill(b.begin(), b.end(), 7); });
+  const std::uint8_t source[] = {4, 198, 18, 0, 1, 0, 80};
+  write(dir, "cookie", jar.reply(init.local_sid(), hello, source, std::chrono::seconds(1)));
   auto resp = session_fuzz::responded();
   write(dir, "welcome", resp.welcome);
   auto est = init.on_welcome(std::get<session::Welcome>(*session::decode_packet(resp.welcome)));
