@@ -219,7 +219,11 @@ bool SessionHost::admit_hello(const Path& path, const dht::IpKey& origin, const 
     loaded_until_ = now + duration_cast<microseconds>(config_.load_hold);
   }
   if (now >= loaded_until_) {
-    hello_tokens_ -= 1;  // at least half the burst is left: never below zero
+    if (hello_tokens_ < 1) {  // a burst below 2 leaves no load mode to speak of
+      ++counters_.drop_rate_limited;
+      return false;
+    }
+    hello_tokens_ -= 1;
     return true;
   }
   const auto source = source_bytes(path);
