@@ -49,8 +49,8 @@ median() { sort -n | awk '{a[NR]=$1} END {if (NR == 0) print "nan"; else if (NR 
 # phase NAME [hello_flood args...]: ASKS honest asks while the attack (if any) runs.
 phase() {
   local name="$1"; shift
-  local ok=0 i out rc hs="$QMN_DIR/hs-$name" apid=""
-  : >"$hs"
+  local ok=0 i out rc hs="$QMN_DIR/hs-$name" tt="$QMN_DIR/ttft-$name" apid=""
+  : >"$hs"; : >"$tt"
   if [ $# -gt 0 ]; then
     bg_ns atk "$QMN_DIR/flood-$name.log" "$flood" --bootstrap "$BOOT" --duration 600 $FLOOD_ARGS "$@"
     apid=$BG_PID
@@ -64,6 +64,7 @@ phase() {
     if [ $rc -eq 0 ]; then
       ok=$((ok + 1))
       json_field "$out" handshake_ms >>"$hs"
+      json_field "$out" ttft_ms >>"$tt"
     else
       echo "ask $i: exit $rc" >>"$QMN_DIR/ask-$name.err"
     fi
@@ -71,7 +72,7 @@ phase() {
   [ -n "$apid" ] && bg_stop "$apid"
   local med; med="$(median <"$hs")"
   echo "$name $med" >>"$QMN_DIR/medians"
-  local line="$ok/$ASKS asks answered, handshake median $med ms"
+  local line="$ok/$ASKS asks answered, handshake median $med ms, time to first token median $(median <"$tt") ms"
   [ -n "$apid" ] && line="$line; attacker: $(grep -h '^hello_flood' "$QMN_DIR/flood-$name.log" | tail -n 1)"
   if [ "$ok" -eq "$ASKS" ]; then pass "$name" "$line"; else fail "$name" "$line; $(tail -n 2 "$QMN_DIR/ask-$name.err" | tr '\n' ' ')"; fi
 }
