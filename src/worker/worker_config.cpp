@@ -169,7 +169,10 @@ core::Result<WorkerConfig> load_worker_config_json(std::string_view text, const 
   if (!j.is_object()) return core::make_error("config must be a JSON object, got " + shown(j));
 
   WorkerConfig c = base;
-  for (const auto& [key, v] : j.items()) {
+  for (const auto& item : j.items()) {
+    // Not a structured binding: clang before 16 (the fuzz build's) cannot capture one in a lambda.
+    const std::string& key = item.key();
+    const auto& v = item.value();
     if (const auto* s = [&]() -> const IntSetting* {
           for (const auto& x : kIntSettings)
             if (x.name == key) return &x;
