@@ -28,11 +28,31 @@ std::string_view gguf_type_name(GgufType t);
 
 struct GgufValue;
 
+// Bytes per element of a fixed-width type (numbers, bool); 0 for strings and arrays.
+std::size_t gguf_fixed_width(GgufType t);
+
+// An array held compactly: vocabularies carry 32k-150k strings and a file may carry millions of
+// numbers, which as one variant per element cost ~48x their size in memory. Numbers and bools are
+// kept packed little-endian as in the file, strings as one blob with end offsets, arrays of
+// arrays (rare: llama.cpp rejects them) as child arrays. Read elements through at()/string_at().
 struct GgufArray {
   GgufType elem_type = GgufType::U8;
-  std::vector<GgufValue> items;
+  std::uint64_t count = 0;
+  std::vector<std::uint8_t> bytes;         // fixed-width elements; or the strings back to back
+  std::vector<std::uint64_t> string_ends;  // strings: where each one ends in `bytes`
+  std::vector<GgufArray> arrays;           // arrays of arrays
 
-  bool operator==(const GgufArray&) const;  // defined once GgufValue is complete
+  GgufArray() = default;
+  // Packs values of type `elem` (for writers and tests).
+  GgufArray(GgufType elem, const std::vector<GgufValue>& items);
+
+  std::size_t size() const { return static_cast<std::size_t>(count); }
+  bool empty() const { return count == 0; }
+  GgufValue at(std::size_t i) const;  // a copy of element i; i < size()
+  std::string_view string_at(std::size_t i) const;  // "" unless a string array
+  const GgufArray* array_at(std::size_t i) const;   // nullptr unless an array of arrays
+
+  bool operator==(const GgufArray&) const = default;
 };
 
 // One metadata value. The variant index is not the GGUF type (several types share a C++ type
@@ -55,9 +75,10 @@ struct GgufValue {
   static GgufValue u64(std::uint64_t x) { return {GgufType::U64, x}; }
   static GgufValue i64(std::int64_t x) { return {GgufType::I64, x}; }
   static GgufValue f64(double x) { return {GgufType::F64, x}; }
-  static GgufValue array(GgufType elem, std::vector<GgufValue> items) {
-    return {GgufType::Array, GgufArray{elem, std::move(items)}};
+  static GgufValue array(GgufType elem, const std::vector<GgufValue>& items) {
+    return {GgufType::Array, GgufArray{elem, items}};
   }
+  static GgufValue array(GgufArray a) { return {GgufType::Array, std::move(a)}; }
 
   // Any integer (or bool) as unsigned / signed; nullopt for other types or out-of-range values.
   std::optional<std::uint64_t> as_uint() const;
@@ -69,10 +90,6 @@ struct GgufValue {
 
   bool operator==(const GgufValue&) const = default;
 };
-
-inline bool GgufArray::operator==(const GgufArray& o) const {
-  return elem_type == o.elem_type && items == o.items;
-}
 
 struct GgufKv {
   std::string key;

@@ -107,11 +107,14 @@ TEST(Gguf, RoundTripsEveryValueType) {
   EXPECT_EQ(f.get_float("v.f64"), -0.125);
   const GgufArray* nested = f.find("v.arr_nested")->as_array();
   ASSERT_NE(nested, nullptr);
-  ASSERT_EQ(nested->items.size(), 2u);
-  EXPECT_EQ(nested->items[0].as_array()->items[1].as_int(), -2);
-  EXPECT_EQ(nested->items[1].as_array()->elem_type, GgufType::F64);
-  EXPECT_TRUE(nested->items[1].as_array()->items.empty());
+  ASSERT_EQ(nested->size(), 2u);
+  EXPECT_EQ(nested->array_at(0)->at(1).as_int(), -2);
+  EXPECT_EQ(nested->at(0), GgufValue::array(GgufType::I32, {GgufValue::i32(1), GgufValue::i32(-2)}));
+  EXPECT_EQ(nested->array_at(1)->elem_type, GgufType::F64);
+  EXPECT_TRUE(nested->array_at(1)->empty());
   EXPECT_EQ(*f.find("v.arr_str")->as_array(), (GgufArray{GgufType::String, {GgufValue::str("a"), GgufValue::str("")}}));
+  EXPECT_EQ(f.find("v.arr_str")->as_array()->string_at(0), "a");
+  EXPECT_EQ(f.find("v.arr_str")->as_array()->at(1), GgufValue::str(""));
 
   // Re-encoding what was read gives the same bytes: every value survived exactly.
   GgufWriter w2(32, 3);
