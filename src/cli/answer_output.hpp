@@ -1,7 +1,8 @@
 // The answer's text as it streams to stdout. It is the user's content, so a pipe or a file gets it
-// unchanged; a terminal does not get control characters other than \n and \t (a model or a
-// malicious worker could otherwise clear the screen, move the cursor, set the title or the
-// clipboard with escape sequences). Documented in docs/user-guide.md.
+// unchanged; a terminal does not get control characters other than \n and \t, C1 controls
+// (U+0080-U+009F, UTF-8 C2 80-9F) included (a model or a malicious worker could otherwise clear
+// the screen, move the cursor, set the title or the clipboard with escape sequences).
+// Documented in docs/user-guide.md.
 #pragma once
 
 #include <unistd.h>
@@ -21,6 +22,15 @@ class AnswerOutput {
       buf_.clear();
       for (char ch : piece) {
         const auto u = static_cast<unsigned char>(ch);
+        if (pending_c2_) {  // a C2 lead byte ended the previous piece or byte
+          pending_c2_ = false;
+          if (u >= 0x80 && u <= 0x9F) continue;
+          buf_ += '\xC2';
+        }
+        if (u == 0xC2) {
+          pending_c2_ = true;
+          continue;
+        }
         if ((u >= 0x20 && u != 0x7F) || ch == '\n' || ch == '\t') buf_ += ch;
       }
       piece = buf_;
@@ -31,6 +41,7 @@ class AnswerOutput {
 
  private:
   bool tty_;
+  bool pending_c2_ = false;
   std::string buf_;
 };
 
