@@ -7,6 +7,7 @@
 #include <map>
 
 #include "core/byte_reader.hpp"
+#include "core/gguf_writer.hpp"
 #include "core/printable.hpp"
 
 namespace qmesh::core {
@@ -68,9 +69,11 @@ bool valid_type(std::uint32_t t) { return t <= static_cast<std::uint32_t>(GgufTy
 
 class Parser {
  public:
-  explicit Parser(std::span<const std::uint8_t> bytes) : r_(bytes) {}
+  explicit Parser(std::span<const std::uint8_t> bytes) : bytes_(bytes), r_(bytes) {}
 
   Result<GgufFile> run();
+  // One array (element type, count, elements) into `out`; only checked when `out` is null.
+  bool read_array(GgufArray* out, int depth);
 
  private:
   bool fail(std::string what, std::size_t at) {
@@ -86,9 +89,9 @@ class Parser {
   bool read_string(std::string& out, const char* what);
   bool read_string_view(std::span<const std::uint8_t>& out, const char* what);
   bool read_value(GgufType type, GgufValue& out, int depth);
-  bool read_array(GgufArray& out, int depth);
   bool read_string_array(GgufArray& out);
 
+  std::span<const std::uint8_t> bytes_;
   ByteReader r_;
   std::string error_;
 };
@@ -123,17 +126,17 @@ bool Parser::read_string_array(GgufArray& out) {
     total += len;  // cannot overflow: bounded by the bytes left
   }
   out.bytes.reserve(static_cast<std::size_t>(total));
-  out.string_ends.reserve(static_cast<std::size_t>(out.count));
+  out.ends.reserve(static_cast<std::size_t>(out.count));
   for (std::uint64_t i = 0; i < out.count; ++i) {
     std::span<const std::uint8_t> b;
     if (!read_string_view(b, "string value")) return false;
     out.bytes.insert(out.bytes.end(), b.begin(), b.end());
-    out.string_ends.push_back(out.bytes.size());
+    out.ends.push_back(out.bytes.size());
   }
   return true;
 }
 
-bool Parser::read_array(GgufArray& out, int depth) {
+bool Parser::read_array(GgufArray* out, int depth) {
   std::size_t at = r_.offset();
   if (depth >= kGgufMaxArrayDepth) {
     return fail("arrays nested deeper than " + std::to_string(kGgufMaxArrayDepth), at);
@@ -141,31 +144,49 @@ bool Parser::read_array(GgufArray& out, int depth) {
   std::uint32_t et = 0;
   if (!read(et, "array element type")) return false;
   if (!valid_type(et)) return fail("unknown array element type " + std::to_string(et), at);
+  const auto elem = static_cast<GgufType>(et);
   at = r_.offset();
   std::uint64_t n = 0;
   if (!read(n, "array count")) return false;
-  out.elem_type = static_cast<GgufType>(et);
-  if (n > r_.remaining() / min_encoded_size(out.elem_type)) {
+  if (n > r_.remaining() / min_encoded_size(elem)) {
     return fail("array count " + std::to_string(n) + " cannot fit in the " +
                     std::to_string(r_.remaining()) + " bytes left",
                 at);
   }
-  out.count = n;
-  if (const std::size_t width = gguf_fixed_width(out.elem_type)) {
+  if (out) {
+    out->elem_type = elem;
+    out->count = n;
+  }
+  if (const std::size_t width = gguf_fixed_width(elem)) {
     at = r_.offset();
     const auto b = r_.read_bytes(static_cast<std::size_t>(n) * width);  // fits: checked above
-    if (out.elem_type == GgufType::Bool) {
+    if (elem == GgufType::Bool) {
       for (std::size_t i = 0; i < b.size(); ++i) {
         if (b[i] > 1) return fail("bool value " + std::to_string(b[i]) + " is not 0 or 1", at + i);
       }
     }
-    out.bytes.assign(b.begin(), b.end());
+    if (out) out->bytes.assign(b.begin(), b.end());
     return true;
   }
-  if (out.elem_type == GgufType::String) return read_string_array(out);
-  out.arrays.resize(static_cast<std::size_t>(n));
-  for (auto& child : out.arrays) {
-    if (!read_array(child, depth + 1)) return false;
+  if (elem == GgufType::String && out) return read_string_array(*out);
+  if (elem == GgufType::String) {
+    std::span<const std::uint8_t> b;
+    for (std::uint64_t i = 0; i < n; ++i) {
+      if (!read_string_view(b, "string value")) return false;
+    }
+    return true;
+  }
+  // Arrays of arrays: each child is checked, then all of them are kept as they are encoded (they
+  // lie back to back in the file), so nesting never multiplies the memory.
+  const std::size_t first = r_.offset();
+  if (out) out->ends.reserve(static_cast<std::size_t>(n));
+  for (std::uint64_t i = 0; i < n; ++i) {
+    if (!read_array(nullptr, depth + 1)) return false;
+    if (out) out->ends.push_back(r_.offset() - first);
+  }
+  if (out) {
+    const auto all = bytes_.subspan(first, r_.offset() - first);
+    out->bytes.assign(all.begin(), all.end());
   }
   return true;
 }
@@ -199,8 +220,8 @@ bool Parser::read_value(GgufType type, GgufValue& out, int depth) {
     }
     case GgufType::Array: {
       GgufArray arr;
-      if (!read_array(arr, depth)) return false;
-      out.v = std::move(arr);
+      if (!read_array(&arr, depth)) return false;
+      out = GgufValue::array(std::move(arr));
       return true;
     }
   }
@@ -351,20 +372,23 @@ GgufArray::GgufArray(GgufType elem, const std::vector<GgufValue>& items) : elem_
       else if (const auto* i = std::get_if<std::int64_t>(&item.v)) bits = static_cast<std::uint64_t>(*i);
       else bits = item.as_uint().value_or(0);
       for (std::size_t k = 0; k < width; ++k) bytes.push_back(static_cast<std::uint8_t>(bits >> (8 * k)));
-    } else if (elem == GgufType::String) {
-      if (const std::string* str = item.as_string()) bytes.insert(bytes.end(), str->begin(), str->end());
-      string_ends.push_back(bytes.size());
-    } else {
-      const GgufArray* child = item.as_array();
-      arrays.push_back(child ? *child : GgufArray{});
+      continue;
     }
+    if (elem == GgufType::String) {
+      if (const std::string* str = item.as_string()) bytes.insert(bytes.end(), str->begin(), str->end());
+    } else {
+      ByteWriter w;
+      encode_gguf_array(item.as_array() ? *item.as_array() : GgufArray{}, w);
+      bytes.insert(bytes.end(), w.bytes().begin(), w.bytes().end());
+    }
+    ends.push_back(bytes.size());
   }
 }
 
 GgufValue GgufArray::at(std::size_t i) const {
   const std::size_t width = gguf_fixed_width(elem_type);
   if (elem_type == GgufType::String) return GgufValue::str(std::string(string_at(i)));
-  if (!width) return GgufValue::array(*array_at(i));
+  if (!width) return GgufValue::array(array_at(i));
   std::uint64_t bits = 0;
   for (std::size_t k = 0; k < width; ++k) bits |= std::uint64_t{bytes[i * width + k]} << (8 * k);
   switch (elem_type) {
@@ -383,15 +407,30 @@ GgufValue GgufArray::at(std::size_t i) const {
   }
 }
 
+namespace {
+// Element i of a string array or an array of arrays: bytes [ends[i-1], ends[i]).
+std::span<const std::uint8_t> element_bytes(const GgufArray& a, std::size_t i) {
+  if (i >= a.ends.size()) return {};
+  const auto begin = static_cast<std::size_t>(i == 0 ? 0 : a.ends[i - 1]);
+  const auto end = static_cast<std::size_t>(a.ends[i]);
+  if (begin > end || end > a.bytes.size()) return {};
+  return std::span<const std::uint8_t>(a.bytes).subspan(begin, end - begin);
+}
+}  // namespace
+
 std::string_view GgufArray::string_at(std::size_t i) const {
-  if (elem_type != GgufType::String || i >= string_ends.size()) return {};
-  const std::size_t begin = i == 0 ? 0 : static_cast<std::size_t>(string_ends[i - 1]);
-  const std::size_t end = static_cast<std::size_t>(string_ends[i]);
-  return {reinterpret_cast<const char*>(bytes.data()) + begin, end - begin};
+  if (elem_type != GgufType::String) return {};
+  const auto b = element_bytes(*this, i);
+  return {reinterpret_cast<const char*>(b.data()), b.size()};
 }
 
-const GgufArray* GgufArray::array_at(std::size_t i) const {
-  return elem_type == GgufType::Array && i < arrays.size() ? &arrays[i] : nullptr;
+GgufArray GgufArray::array_at(std::size_t i) const {
+  GgufArray out;
+  if (elem_type != GgufType::Array) return out;
+  // Checked when the file was read; decoded again here (arrays of arrays are rare and small).
+  Parser p(element_bytes(*this, i));
+  if (!p.read_array(&out, 0)) return {};
+  return out;
 }
 
 std::optional<std::uint64_t> GgufValue::as_uint() const {

@@ -31,7 +31,7 @@ void encode_gguf_value(const GgufValue& v, ByteWriter& w) {
     case GgufType::F64: w.write_le(std::get<double>(v.v)); break;
     case GgufType::Bool: w.write_le(static_cast<std::uint8_t>(std::get<bool>(v.v) ? 1 : 0)); break;
     case GgufType::String: write_string(w, std::get<std::string>(v.v)); break;
-    case GgufType::Array: encode_gguf_array(std::get<GgufArray>(v.v), w); break;
+    case GgufType::Array: encode_gguf_array(v.as_array() ? *v.as_array() : GgufArray{}, w); break;
   }
 }
 
@@ -47,7 +47,7 @@ void encode_gguf_array(const GgufArray& a, ByteWriter& w) {
       w.write_bytes(s);
     }
   } else {
-    for (const auto& child : a.arrays) encode_gguf_array(child, w);
+    w.write_bytes(a.bytes);  // the children as encoded
   }
 }
 
