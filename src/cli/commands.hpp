@@ -4,6 +4,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace CLI {
 class App;
@@ -16,6 +17,10 @@ struct CommandError : std::runtime_error {
       : std::runtime_error(message), code(exit_code) {}
   int code;
 };
+
+// Prompts must be UTF-8: a bad byte is a usage error (exit 2) naming its offset, not text the
+// model gets with the byte replaced.
+void check_utf8(std::string_view text, const std::string& what);
 
 void add_model_commands(CLI::App& app);  // model inspect, model synth
 void add_run_command(CLI::App& app);     // run: the local inference path

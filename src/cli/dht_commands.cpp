@@ -17,6 +17,7 @@
 #include "cli/commands.hpp"
 #include "cli/waiter.hpp"
 #include "core/hex.hpp"
+#include "core/printable.hpp"
 #include "net/bootstrap_node.hpp"
 #include "net/dht_service.hpp"
 #include "net/peer_service.hpp"
@@ -241,7 +242,8 @@ void run_lookup(const LookupOpts& o) {
   for (const auto& r : records)
     std::printf("%s seq %s expires in %ss: %s\n", r["pubkey"].get<std::string>().substr(0, 16).c_str(),
                 r["seq"].dump().c_str(), r["remaining_s"].dump().c_str(),
-                r["payload"].dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+                core::printable_line(r["payload"].dump(-1, ' ', false, nlohmann::json::error_handler_t::replace))
+                    .c_str());  // a record's payload is anyone's text: no C1 controls on the terminal
 }
 
 }  // namespace

@@ -16,8 +16,10 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "cli/answer_output.hpp"
 #include "cli/commands.hpp"
 #include "core/hex.hpp"
+#include "core/printable.hpp"
 #include "net/identity.hpp"
 #include "client/worker_json.hpp"
 #include "qmesh/client.hpp"
@@ -112,6 +114,8 @@ void run_ask(const AskOpts& o) {
     if (!std::cin.eof() && std::cin.fail()) throw CommandError("cannot read the prompt from stdin", kExitUsage);
   }
   if (prompt.empty()) throw CommandError("the prompt is empty", kExitUsage);
+  check_utf8(prompt, "the prompt");
+  check_utf8(o.system, "--system");
   // Signals go to the watcher thread below; block them before any thread starts.
   sigset_t sigs;
   sigemptyset(&sigs);
@@ -166,18 +170,9 @@ void run_ask(const AskOpts& o) {
   }
   AskStream& s = *stream;
   try {
-    const bool tty = isatty(STDOUT_FILENO) != 0;
+    AnswerOutput out;  // a worker's text must not drive the terminal
     while (auto piece = s.next()) {
-      if (!o.json) {
-        // A worker's text must not drive the terminal (escape sequences can rewrite the screen,
-        // the title or the clipboard): on a terminal, control characters other than \n and \t go.
-        if (tty) std::erase_if(*piece, [](char ch) {
-          const auto u = static_cast<unsigned char>(ch);
-          return (u < 0x20 && ch != '\n' && ch != '\t') || u == 0x7F;
-        });
-        std::fwrite(piece->data(), 1, piece->size(), stdout);
-        std::fflush(stdout);
-      }
+      if (!o.json) out.write(*piece);
     }
     const AskResult& r = s.result();
     stop_watcher();
@@ -230,7 +225,8 @@ void run_workers(const CommonOpts& o) {
               "QUEUE", "CPU", "MEM", "TOK/S", "NAT", "READY", "SCORE");
   for (const auto& w : ws) {
     std::printf("%-12s  %-20.20s  %-8.8s  %2d/%-2d  %2d/%-2d  %3.0f%%  %3.0f%%  %7.1f  %-10s  %-5s  %6.1f\n",
-                w.id.substr(0, 12).c_str(), w.model.c_str(), w.quantization.c_str(), w.slots_busy, w.slots_total,
+                w.id.substr(0, 12).c_str(), core::printable_line(w.model).c_str(),
+                core::printable_line(w.quantization).c_str(), w.slots_busy, w.slots_total,
                 w.queue_length, w.queue_capacity, w.cpu * 100, w.memory * 100, w.generation_tokens_per_second,
                 w.nat.c_str(), w.available ? "yes" : "no", w.score);
   }

@@ -13,6 +13,7 @@
 #include "cli/commands.hpp"
 #include "core/gguf.hpp"
 #include "core/model_synth.hpp"
+#include "core/printable.hpp"
 #include "core/rng.hpp"
 #include "sidecar/model_file.hpp"
 
@@ -60,11 +61,13 @@ void print_summary(const core::ModelSummary& s, bool json) {
     std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     return;
   }
+  // The file wrote these strings: no escape sequence, CR or NUL of theirs reaches the terminal.
+  const auto text = [](const std::string& v) { return v.empty() ? std::string("-") : core::printable_line(v); };
   std::string types;
   for (const auto& [name, count] : s.tensor_types) types += (types.empty() ? "" : ", ") + name + "=" + std::to_string(count);
   std::cout << "gguf_version: " << s.version << "\n"
-            << "architecture: " << (s.architecture.empty() ? "-" : s.architecture) << "\n"
-            << "name: " << (s.name.empty() ? "-" : s.name) << "\n"
+            << "architecture: " << text(s.architecture) << "\n"
+            << "name: " << text(s.name) << "\n"
             << "parameters: " << s.parameter_count << "\n"
             << "context_length: " << opt(s.context_length) << "\n"
             << "block_count: " << opt(s.block_count) << "\n"
@@ -76,7 +79,7 @@ void print_summary(const core::ModelSummary& s, bool json) {
             << "tensor_types: " << (types.empty() ? "-" : types) << "\n"
             << "file_type: " << (s.file_type ? s.file_type_name : "-") << "\n"
             << "vocab_size: " << opt(s.vocab_size) << "\n"
-            << "tokenizer_model: " << (s.tokenizer_model.empty() ? "-" : s.tokenizer_model) << "\n"
+            << "tokenizer_model: " << text(s.tokenizer_model) << "\n"
             << "chat_template: " << (s.has_chat_template ? "yes" : "no") << "\n"
             << "file_size: " << s.file_size << "\n";
 }

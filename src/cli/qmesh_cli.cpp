@@ -5,7 +5,13 @@
 #include <exception>
 
 #include "cli/commands.hpp"
+#include "core/printable.hpp"
 #include "sidecar/exec_shim.hpp"
+
+void qmesh::cli::check_utf8(std::string_view text, const std::string& what) {
+  if (auto at = qmesh::core::invalid_utf8_offset(text))
+    throw CommandError(what + " is not valid UTF-8 (byte offset " + std::to_string(*at) + ")", 2);
+}
 
 int main(int argc, char** argv) {
   qmesh::sidecar::maybe_run_exec_shim(argc, argv);
@@ -25,12 +31,16 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
+    // Bad usage: one line and exit 2 (docs/user-guide.md), not CLI11's two lines and own codes.
+    std::fprintf(stderr, "qmesh-cli: %s (see --help)\n", qmesh::core::printable_line(e.what()).c_str());
+    return 2;
   } catch (const qmesh::cli::CommandError& e) {
-    std::fprintf(stderr, "qmesh-cli: %s\n", e.what());
+    // Messages may quote a file or a peer: one printable line (core/printable.hpp).
+    std::fprintf(stderr, "qmesh-cli: %s\n", qmesh::core::printable_line(e.what()).c_str());
     return e.code;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "qmesh-cli: %s\n", e.what());
+    std::fprintf(stderr, "qmesh-cli: %s\n", qmesh::core::printable_line(e.what()).c_str());
     return 1;
   }
   return 0;

@@ -1,12 +1,16 @@
 // qmesh-worker: shares this machine's llama-server with the QMesh network.
 #include <CLI/CLI.hpp>
+#include <sys/socket.h>
+#include <unistd.h>
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <csignal>
 #include <cstdio>
 #include <future>
@@ -16,11 +20,14 @@
 
 #include "core/health.hpp"
 #include "core/hex.hpp"
+#include "core/printable.hpp"
 #include "sidecar/exec_shim.hpp"
 #include "sidecar/llama_locator.hpp"
 #include "sidecar/model_file.hpp"
 #include "net/bootstrap_list.hpp"
 #include "net/bootstrap_node.hpp"
+#include "net/identity.hpp"
+#include "net/sockaddr.hpp"
 #include "worker/mesh_server.hpp"
 #include "worker/worker.hpp"
 #include "worker/worker_config.hpp"
@@ -69,14 +76,31 @@ std::unique_ptr<qmesh::net::BootstrapNode> start_embedded_node() {
   return nullptr;
 }
 
+// The --listen address can be bound here (a socket bound and closed again): a typo or an address
+// of another host is reported before llama-server spends minutes loading the model.
+qmesh::core::Result<std::monostate> check_bindable(const qmesh::core::dht::Endpoint& at, const std::string& text) {
+  sockaddr_storage sa{};
+  if (!qmesh::net::to_sockaddr(at, sa)) return qmesh::core::make_error("setting 'listen': " + text + " is not an address");
+  const int fd = ::socket(sa.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return qmesh::core::make_error("setting 'listen': " + text + ": " + std::strerror(errno));
+  const socklen_t len = sa.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+  const bool bound = ::bind(fd, reinterpret_cast<const sockaddr*>(&sa), len) == 0;
+  const int e = errno;
+  ::close(fd);
+  if (!bound) return qmesh::core::make_error("setting 'listen': cannot bind " + text + ": " + std::strerror(e));
+  return std::monostate{};
+}
+
 int fail(const std::string& msg, int code = 1) {
-  std::fprintf(stderr, "qmesh-worker: %s\n", msg.c_str());
+  // Messages may quote a model file or a peer: one printable line.
+  std::fprintf(stderr, "qmesh-worker: %s\n", qmesh::core::printable_line(msg).c_str());
   return code;
 }
 
 // The parts of the worker record that do not change while the worker runs.
 qmesh::core::Result<std::unique_ptr<qmesh::worker::MeshServer>> make_server(qmesh::worker::Worker& worker,
                                                                            const qmesh::worker::WorkerConfig& cfg,
+                                                                           const qmesh::net::Identity& id,
                                                                            qmesh::core::mesh::WorkerRecord& record) {
   namespace dht = qmesh::core::dht;
   auto summary = qmesh::sidecar::inspect_model_file(cfg.model);
@@ -100,25 +124,16 @@ qmesh::core::Result<std::unique_ptr<qmesh::worker::MeshServer>> make_server(qmes
   record.max_tokens = static_cast<std::uint32_t>(cfg.max_tokens);
   record.software = std::string("qmesh-worker ") + QMESH_VERSION;
 
-  auto id = cfg.identity.empty() ? qmesh::net::load_or_create_identity(qmesh::net::default_identity_path())
-                                 : qmesh::net::load_or_create_identity(cfg.identity);
-  if (!id) return id.error();
-  if (id->created) spdlog::info("created identity {}", id->path);
   qmesh::worker::MeshServerOptions o;
   for (const auto& b : cfg.bootstrap) o.bootstrap.push_back(*dht::Endpoint::parse(b));  // validate() checked
-  if (!cfg.listen.empty()) {
-    auto at = dht::Endpoint::parse(cfg.listen.find(':') == std::string::npos || cfg.listen.back() == ']'
-                                       ? cfg.listen + ":0" : cfg.listen);
-    if (!at) return qmesh::core::make_error("--listen " + cfg.listen + ": expected HOST[:PORT]");
-    o.listen = *at;
-  }
+  if (!cfg.listen.empty()) o.listen = *qmesh::worker::listen_endpoint(cfg.listen);     // validate() checked
   o.topic = cfg.topic;
-  o.identity = *id;
+  o.identity = id;
   auto server = qmesh::worker::MeshServer::start(worker, o);
   if (!server) return server.error();
   (*server)->set_model(record.model, record.model_hash);
   const auto at = (*server)->local_endpoint();
-  spdlog::info("joined the network as {} on {}, topic '{}', model {} ({})", qmesh::core::to_hex(id->sign.public_key),
+  spdlog::info("joined the network as {} on {}, topic '{}', model {} ({})", qmesh::core::to_hex(id.sign.public_key),
                at ? at->to_string() : "?", cfg.topic, record.model, qmesh::core::to_hex(record.model_hash).substr(0, 16));
   return server;
 }
@@ -190,7 +205,12 @@ int main(int argc, char** argv) {
   app.add_option("--bootstrap", bootstrap, "HOST:PORT of a DHT node to join (repeat for several)");
   app.add_option("--listen", listen, "HOST[:PORT] of the UDP socket (default: any address, any port)");
   app.add_option("--identity", identity, "key file (default: ~/.config/qmesh/identity, created on first run)");
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help
+    return fail(std::string(e.what()) + " (see --help)", 2);  // bad usage: one line, exit 2
+  }
 
   if (version) {
     std::printf("qmesh-worker %s\n", QMESH_VERSION);
@@ -207,7 +227,7 @@ int main(int argc, char** argv) {
   WorkerConfig cfg;
   if (!config_path.empty()) {
     auto loaded = qmesh::worker::load_worker_config_file(config_path);
-    if (!loaded) return fail(config_path + ": " + loaded.error().message);
+    if (!loaded) return fail(loaded.error().message, 2);  // the message names the file
     cfg = *loaded;
   }
   if (model) cfg.model = *model;
@@ -227,8 +247,25 @@ int main(int argc, char** argv) {
   const bool bootstrap_given = !cfg.bootstrap.empty();
   if (listen) cfg.listen = *listen;
   if (identity) cfg.identity = *identity;
-  if (cfg.model.empty()) return fail("no model given: pass --model FILE or set \"model\" in --config");
-  if (auto v = qmesh::worker::validate(cfg); !v) return fail(v.error().message);
+  if (cfg.model.empty()) return fail("no model given: pass --model FILE or set \"model\" in --config", 2);
+  if (auto v = qmesh::worker::validate(cfg); !v) return fail(v.error().message, 2);
+  // Everything that can be checked is checked before llama-server loads the model (minutes for
+  // a large one): the listen address binds, the identity loads, the config file's list parses.
+  if (!cfg.listen.empty()) {
+    if (auto b = check_bindable(*qmesh::worker::listen_endpoint(cfg.listen), cfg.listen); !b) return fail(b.error().message);
+  }
+  auto node_id = qmesh::net::load_or_create_identity(cfg.identity.empty() ? qmesh::net::default_identity_path()
+                                                                          : cfg.identity);
+  if (!node_id) return fail(node_id.error().message);
+  std::vector<std::string> listed_bootstrap;
+  if (cfg.bootstrap.empty()) {
+    auto listed = qmesh::net::config_file_bootstrap();
+    if (!listed) return fail(listed.error().message);
+    WorkerConfig with_list = cfg;
+    with_list.bootstrap = *listed;
+    if (auto v = qmesh::worker::validate(with_list); !v) return fail(v.error().message, 2);
+    listed_bootstrap = *listed;
+  }
 
   // Signals are taken synchronously by the main thread (sigtimedwait); block them before any
   // thread starts so that no other thread receives them.
@@ -239,6 +276,7 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
 
   setup_logging(cfg.log_level);
+  if (node_id->created) spdlog::info("created identity {}", node_id->path);
   qmesh::worker::Worker worker(cfg);
   // Start-up (loading a large model) may take a while: keep answering signals meanwhile.
   auto started = std::async(std::launch::async, [&worker] { return worker.start(); });
@@ -263,12 +301,7 @@ int main(int argc, char** argv) {
   qmesh::core::mesh::WorkerRecord record;
   // Zero configuration: the config file's list, else DHT nodes announcing themselves on the LAN.
   if (cfg.bootstrap.empty() && !bootstrap_given) {
-    auto listed = qmesh::net::config_file_bootstrap();
-    if (!listed) {
-      worker.stop();
-      return fail(listed.error().message);
-    }
-    cfg.bootstrap = *listed;
+    cfg.bootstrap = listed_bootstrap;
     if (cfg.bootstrap.empty()) {
       for (const auto& e : qmesh::net::discover_lan_dht_nodes(std::chrono::seconds(3))) cfg.bootstrap.push_back(e.to_string());
       if (!cfg.bootstrap.empty()) spdlog::info("found {} DHT node(s) on the LAN", cfg.bootstrap.size());
@@ -287,7 +320,7 @@ int main(int argc, char** argv) {
     }
   }
   if (!cfg.bootstrap.empty()) {
-    auto made = make_server(worker, cfg, record);
+    auto made = make_server(worker, cfg, *node_id, record);
     if (!made) {
       worker.stop();
       return fail(made.error().message);

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "cli/answer_output.hpp"
 #include "cli/commands.hpp"
 #include "worker/worker.hpp"
 
@@ -75,7 +76,8 @@ void run(const RunOptions& o) {
   cfg.gpu_layers = o.gpu_layers;
   cfg.max_tokens = o.max_tokens;
   cfg.temperature = o.temperature;
-  if (auto v = worker::validate(cfg); !v) throw CommandError(v.error().message);
+  if (auto v = worker::validate(cfg); !v) throw CommandError(v.error().message, 2);
+  check_utf8(o.prompt, "the prompt");
 
   worker::Worker w(cfg);
   SignalWatch signals([&w] { w.stop(); });  // declared after w: gone before w is
@@ -91,12 +93,9 @@ void run(const RunOptions& o) {
   req.temperature = o.temperature;
   req.ignore_eos = o.ignore_eos;
   req.seed = o.seed;
+  AnswerOutput out;  // the model's text must not drive the terminal
   auto r = w.submit(
-      req,
-      [](std::string_view piece) {
-        std::fwrite(piece.data(), 1, piece.size(), stdout);
-        std::fflush(stdout);
-      },
+      req, [&out](std::string_view piece) { out.write(piece); },
       [&] { return signals.cancelled(); });
   std::fputc('\n', stdout);
   w.stop();

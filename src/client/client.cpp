@@ -21,6 +21,7 @@
 #include "core/hex.hpp"
 #include "core/mesh_frame.hpp"
 #include "core/mesh_record.hpp"
+#include "core/printable.hpp"
 #include "core/rng.hpp"
 #include "core/stream_event.hpp"
 #include "core/worker_select.hpp"
@@ -473,7 +474,16 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
 
 namespace {
 
+// A prompt that is not UTF-8 would reach the model with its bad bytes replaced: refuse it instead.
+void check_utf8(std::string_view text, const char* what) {
+  if (auto at = core::invalid_utf8_offset(text))
+    throw Error("bad_request", std::string(what) + " is not valid UTF-8 (byte offset " + std::to_string(*at) + ")");
+}
+
 mesh::Request base_request(const AskOptions& o) {
+  check_utf8(o.prompt, "the prompt");
+  check_utf8(o.system, "the system message");
+  for (const auto& m : o.messages) check_utf8(m.content, "a message");
   if (o.max_tokens < 1 || o.max_tokens > mesh::kMaxAskTokens)
     throw Error("bad_request", "max_tokens must be 1.." + std::to_string(mesh::kMaxAskTokens));
   if (o.temperature && !(*o.temperature >= 0 && *o.temperature <= 2))

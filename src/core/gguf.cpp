@@ -2,10 +2,13 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <limits>
 #include <map>
 
 #include "core/byte_reader.hpp"
+#include "core/gguf_writer.hpp"
+#include "core/printable.hpp"
 
 namespace qmesh::core {
 namespace {
@@ -59,19 +62,18 @@ std::size_t min_encoded_size(GgufType t) {
 
 // Names come from the file: keep error messages on one printable, short line.
 std::string printable(std::string_view s) {
-  std::string out;
-  for (char c : s.substr(0, 64)) out += (c >= 0x20 && c < 0x7f) ? c : '?';
-  if (s.size() > 64) out += "...";
-  return out;
+  return printable_line(s.substr(0, 64)) + (s.size() > 64 ? "..." : "");
 }
 
 bool valid_type(std::uint32_t t) { return t <= static_cast<std::uint32_t>(GgufType::F64); }
 
 class Parser {
  public:
-  explicit Parser(std::span<const std::uint8_t> bytes) : r_(bytes) {}
+  explicit Parser(std::span<const std::uint8_t> bytes) : bytes_(bytes), r_(bytes) {}
 
   Result<GgufFile> run();
+  // One array (element type, count, elements) into `out`; only checked when `out` is null.
+  bool read_array(GgufArray* out, int depth);
 
  private:
   bool fail(std::string what, std::size_t at) {
@@ -85,13 +87,16 @@ class Parser {
     return true;
   }
   bool read_string(std::string& out, const char* what);
+  bool read_string_view(std::span<const std::uint8_t>& out, const char* what);
   bool read_value(GgufType type, GgufValue& out, int depth);
+  bool read_string_array(GgufArray& out);
 
+  std::span<const std::uint8_t> bytes_;
   ByteReader r_;
   std::string error_;
 };
 
-bool Parser::read_string(std::string& out, const char* what) {
+bool Parser::read_string_view(std::span<const std::uint8_t>& out, const char* what) {
   const std::size_t at = r_.offset();
   std::uint64_t len = 0;
   if (!read(len, what)) return false;
@@ -100,8 +105,89 @@ bool Parser::read_string(std::string& out, const char* what) {
                     std::to_string(r_.remaining()) + " bytes left",
                 at);
   }
-  const auto b = r_.read_bytes(static_cast<std::size_t>(len));
+  out = r_.read_bytes(static_cast<std::size_t>(len));
+  return true;
+}
+
+bool Parser::read_string(std::string& out, const char* what) {
+  std::span<const std::uint8_t> b;
+  if (!read_string_view(b, what)) return false;
   out.assign(reinterpret_cast<const char*>(b.data()), b.size());
+  return true;
+}
+
+// Strings go into one blob sized by a first pass, so it is allocated once at its exact size.
+bool Parser::read_string_array(GgufArray& out) {
+  std::uint64_t total = 0;
+  ByteReader scan = r_;
+  for (std::uint64_t i = 0; i < out.count; ++i) {
+    std::uint64_t len = 0;
+    if (!scan.read_le(len) || len > scan.remaining() || !scan.skip(static_cast<std::size_t>(len))) break;
+    total += len;  // cannot overflow: bounded by the bytes left
+  }
+  out.bytes.reserve(static_cast<std::size_t>(total));
+  out.ends.reserve(static_cast<std::size_t>(out.count));
+  for (std::uint64_t i = 0; i < out.count; ++i) {
+    std::span<const std::uint8_t> b;
+    if (!read_string_view(b, "string value")) return false;
+    out.bytes.insert(out.bytes.end(), b.begin(), b.end());
+    out.ends.push_back(out.bytes.size());
+  }
+  return true;
+}
+
+bool Parser::read_array(GgufArray* out, int depth) {
+  std::size_t at = r_.offset();
+  if (depth >= kGgufMaxArrayDepth) {
+    return fail("arrays nested deeper than " + std::to_string(kGgufMaxArrayDepth), at);
+  }
+  std::uint32_t et = 0;
+  if (!read(et, "array element type")) return false;
+  if (!valid_type(et)) return fail("unknown array element type " + std::to_string(et), at);
+  const auto elem = static_cast<GgufType>(et);
+  at = r_.offset();
+  std::uint64_t n = 0;
+  if (!read(n, "array count")) return false;
+  if (n > r_.remaining() / min_encoded_size(elem)) {
+    return fail("array count " + std::to_string(n) + " cannot fit in the " +
+                    std::to_string(r_.remaining()) + " bytes left",
+                at);
+  }
+  if (out) {
+    out->elem_type = elem;
+    out->count = n;
+  }
+  if (const std::size_t width = gguf_fixed_width(elem)) {
+    at = r_.offset();
+    const auto b = r_.read_bytes(static_cast<std::size_t>(n) * width);  // fits: checked above
+    if (elem == GgufType::Bool) {
+      for (std::size_t i = 0; i < b.size(); ++i) {
+        if (b[i] > 1) return fail("bool value " + std::to_string(b[i]) + " is not 0 or 1", at + i);
+      }
+    }
+    if (out) out->bytes.assign(b.begin(), b.end());
+    return true;
+  }
+  if (elem == GgufType::String && out) return read_string_array(*out);
+  if (elem == GgufType::String) {
+    std::span<const std::uint8_t> b;
+    for (std::uint64_t i = 0; i < n; ++i) {
+      if (!read_string_view(b, "string value")) return false;
+    }
+    return true;
+  }
+  // Arrays of arrays: each child is checked, then all of them are kept as they are encoded (they
+  // lie back to back in the file), so nesting never multiplies the memory.
+  const std::size_t first = r_.offset();
+  if (out) out->ends.reserve(static_cast<std::size_t>(n));
+  for (std::uint64_t i = 0; i < n; ++i) {
+    if (!read_array(nullptr, depth + 1)) return false;
+    if (out) out->ends.push_back(r_.offset() - first);
+  }
+  if (out) {
+    const auto all = bytes_.subspan(first, r_.offset() - first);
+    out->bytes.assign(all.begin(), all.end());
+  }
   return true;
 }
 
@@ -133,29 +219,9 @@ bool Parser::read_value(GgufType type, GgufValue& out, int depth) {
       return true;
     }
     case GgufType::Array: {
-      std::size_t at = r_.offset();
-      if (depth >= kGgufMaxArrayDepth) {
-        return fail("arrays nested deeper than " + std::to_string(kGgufMaxArrayDepth), at);
-      }
-      std::uint32_t et = 0;
-      if (!read(et, "array element type")) return false;
-      if (!valid_type(et)) return fail("unknown array element type " + std::to_string(et), at);
-      at = r_.offset();
-      std::uint64_t n = 0;
-      if (!read(n, "array count")) return false;
-      const auto elem = static_cast<GgufType>(et);
-      if (n > r_.remaining() / min_encoded_size(elem)) {
-        return fail("array count " + std::to_string(n) + " cannot fit in the " +
-                        std::to_string(r_.remaining()) + " bytes left",
-                    at);
-      }
       GgufArray arr;
-      arr.elem_type = elem;
-      arr.items.resize(static_cast<std::size_t>(n));
-      for (auto& item : arr.items) {
-        if (!read_value(elem, item, depth + 1)) return false;
-      }
-      out.v = std::move(arr);
+      if (!read_array(&arr, depth)) return false;
+      out = GgufValue::array(std::move(arr));
       return true;
     }
   }
@@ -287,6 +353,86 @@ std::string_view gguf_type_name(GgufType t) {
   return i < names.size() ? names[i] : "unknown";
 }
 
+std::size_t gguf_fixed_width(GgufType t) {
+  switch (t) {
+    case GgufType::String: case GgufType::Array: return 0;
+    default: return min_encoded_size(t);
+  }
+}
+
+GgufArray::GgufArray(GgufType elem, const std::vector<GgufValue>& items) : elem_type(elem), count(items.size()) {
+  const std::size_t width = gguf_fixed_width(elem);
+  for (const auto& item : items) {
+    if (width) {
+      // The value's bits, little-endian, as many bytes as the type has (two's complement for
+      // signed, IEEE for floats).
+      std::uint64_t bits = 0;
+      if (elem == GgufType::F32) bits = std::bit_cast<std::uint32_t>(static_cast<float>(item.as_float().value_or(0)));
+      else if (elem == GgufType::F64) bits = std::bit_cast<std::uint64_t>(item.as_float().value_or(0));
+      else if (const auto* i = std::get_if<std::int64_t>(&item.v)) bits = static_cast<std::uint64_t>(*i);
+      else bits = item.as_uint().value_or(0);
+      for (std::size_t k = 0; k < width; ++k) bytes.push_back(static_cast<std::uint8_t>(bits >> (8 * k)));
+      continue;
+    }
+    if (elem == GgufType::String) {
+      if (const std::string* str = item.as_string()) bytes.insert(bytes.end(), str->begin(), str->end());
+    } else {
+      ByteWriter w;
+      encode_gguf_array(item.as_array() ? *item.as_array() : GgufArray{}, w);
+      bytes.insert(bytes.end(), w.bytes().begin(), w.bytes().end());
+    }
+    ends.push_back(bytes.size());
+  }
+}
+
+GgufValue GgufArray::at(std::size_t i) const {
+  const std::size_t width = gguf_fixed_width(elem_type);
+  if (elem_type == GgufType::String) return GgufValue::str(std::string(string_at(i)));
+  if (!width) return GgufValue::array(array_at(i));
+  std::uint64_t bits = 0;
+  for (std::size_t k = 0; k < width; ++k) bits |= std::uint64_t{bytes[i * width + k]} << (8 * k);
+  switch (elem_type) {
+    case GgufType::U8: return GgufValue::u8(static_cast<std::uint8_t>(bits));
+    case GgufType::I8: return GgufValue::i8(static_cast<std::int8_t>(bits));
+    case GgufType::U16: return GgufValue::u16(static_cast<std::uint16_t>(bits));
+    case GgufType::I16: return GgufValue::i16(static_cast<std::int16_t>(bits));
+    case GgufType::U32: return GgufValue::u32(static_cast<std::uint32_t>(bits));
+    case GgufType::I32: return GgufValue::i32(static_cast<std::int32_t>(bits));
+    case GgufType::F32: return GgufValue::f32(std::bit_cast<float>(static_cast<std::uint32_t>(bits)));
+    case GgufType::Bool: return GgufValue::boolean(bits != 0);
+    case GgufType::U64: return GgufValue::u64(bits);
+    case GgufType::I64: return GgufValue::i64(static_cast<std::int64_t>(bits));
+    case GgufType::F64: return GgufValue::f64(std::bit_cast<double>(bits));
+    default: return {};
+  }
+}
+
+namespace {
+// Element i of a string array or an array of arrays: bytes [ends[i-1], ends[i]).
+std::span<const std::uint8_t> element_bytes(const GgufArray& a, std::size_t i) {
+  if (i >= a.ends.size()) return {};
+  const auto begin = static_cast<std::size_t>(i == 0 ? 0 : a.ends[i - 1]);
+  const auto end = static_cast<std::size_t>(a.ends[i]);
+  if (begin > end || end > a.bytes.size()) return {};
+  return std::span<const std::uint8_t>(a.bytes).subspan(begin, end - begin);
+}
+}  // namespace
+
+std::string_view GgufArray::string_at(std::size_t i) const {
+  if (elem_type != GgufType::String) return {};
+  const auto b = element_bytes(*this, i);
+  return {reinterpret_cast<const char*>(b.data()), b.size()};
+}
+
+GgufArray GgufArray::array_at(std::size_t i) const {
+  GgufArray out;
+  if (elem_type != GgufType::Array) return out;
+  // Checked when the file was read; decoded again here (arrays of arrays are rare and small).
+  Parser p(element_bytes(*this, i));
+  if (!p.read_array(&out, 0)) return {};
+  return out;
+}
+
 std::optional<std::uint64_t> GgufValue::as_uint() const {
   if (const auto* u = std::get_if<std::uint64_t>(&v)) return *u;
   if (const auto* i = std::get_if<std::int64_t>(&v)) {
@@ -382,8 +528,9 @@ std::optional<std::uint64_t> uint_or_max(const GgufFile& f, const std::string& k
   if (!v) return std::nullopt;
   if (const GgufArray* a = v->as_array()) {
     std::optional<std::uint64_t> best;
-    for (const auto& item : a->items) {
-      if (auto u = item.as_uint(); u && (!best || *u > *best)) best = u;
+    if (!gguf_fixed_width(a->elem_type)) return std::nullopt;
+    for (std::size_t i = 0; i < a->size(); ++i) {
+      if (auto u = a->at(i).as_uint(); u && (!best || *u > *best)) best = u;
     }
     return best;
   }
@@ -416,7 +563,7 @@ ModelSummary summarize(const GgufFile& f) {
     s.file_type_name = ftype_name(*s.file_type);
   }
   if (const GgufValue* tokens = f.find("tokenizer.ggml.tokens"); tokens && tokens->as_array()) {
-    s.vocab_size = tokens->as_array()->items.size();
+    s.vocab_size = tokens->as_array()->size();
   } else {
     s.vocab_size = f.get_uint(p + "vocab_size");
   }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -28,17 +29,44 @@ std::string_view gguf_type_name(GgufType t);
 
 struct GgufValue;
 
+// Bytes per element of a fixed-width type (numbers, bool); 0 for strings and arrays.
+std::size_t gguf_fixed_width(GgufType t);
+
+// An array held compactly: vocabularies carry 32k-150k strings and a file may carry millions of
+// numbers, which as one variant per element cost ~48x their size in memory. Numbers and bools are
+// kept packed little-endian as in the file, strings back to back with their ends, arrays of
+// arrays (rare: llama.cpp rejects them) as their encodings back to back with their ends. So an
+// array costs at most about twice its size in the file. Read elements through the accessors.
 struct GgufArray {
   GgufType elem_type = GgufType::U8;
-  std::vector<GgufValue> items;
+  std::uint64_t count = 0;
+  std::vector<std::uint8_t> bytes;  // the elements (see above)
+  std::vector<std::uint64_t> ends;  // strings and arrays: where element i ends in `bytes`
 
-  bool operator==(const GgufArray&) const;  // defined once GgufValue is complete
+  GgufArray() = default;
+  // Packs values of type `elem` (for writers and tests).
+  GgufArray(GgufType elem, const std::vector<GgufValue>& items);
+
+  std::size_t size() const { return static_cast<std::size_t>(count); }
+  bool empty() const { return count == 0; }
+  GgufValue at(std::size_t i) const;                // a copy of element i; i < size()
+  std::string_view string_at(std::size_t i) const;  // "" unless a string array
+  GgufArray array_at(std::size_t i) const;          // decoded; empty unless an array of arrays
+
+  bool operator==(const GgufArray&) const = default;
+};
+
+// Arrays sit behind a shared, immutable pointer so that a scalar value stays as small as a
+// string (a file may hold millions of key-values) and copies stay cheap. Compares by content.
+struct GgufArrayRef {
+  std::shared_ptr<const GgufArray> p;
+  bool operator==(const GgufArrayRef& o) const { return p == o.p || (p && o.p && *p == *o.p); }
 };
 
 // One metadata value. The variant index is not the GGUF type (several types share a C++ type
 // width), so the GGUF type is kept alongside.
 struct GgufValue {
-  using Storage = std::variant<std::uint64_t, std::int64_t, double, bool, std::string, GgufArray>;
+  using Storage = std::variant<std::uint64_t, std::int64_t, double, bool, std::string, GgufArrayRef>;
 
   GgufType type = GgufType::U8;
   Storage v = std::uint64_t{0};
@@ -55,8 +83,11 @@ struct GgufValue {
   static GgufValue u64(std::uint64_t x) { return {GgufType::U64, x}; }
   static GgufValue i64(std::int64_t x) { return {GgufType::I64, x}; }
   static GgufValue f64(double x) { return {GgufType::F64, x}; }
-  static GgufValue array(GgufType elem, std::vector<GgufValue> items) {
-    return {GgufType::Array, GgufArray{elem, std::move(items)}};
+  static GgufValue array(GgufType elem, const std::vector<GgufValue>& items) {
+    return array(GgufArray{elem, items});
+  }
+  static GgufValue array(GgufArray a) {
+    return {GgufType::Array, GgufArrayRef{std::make_shared<const GgufArray>(std::move(a))}};
   }
 
   // Any integer (or bool) as unsigned / signed; nullopt for other types or out-of-range values.
@@ -64,15 +95,14 @@ struct GgufValue {
   std::optional<std::int64_t> as_int() const;
   std::optional<double> as_float() const;  // floats and integers
   const std::string* as_string() const { return std::get_if<std::string>(&v); }
-  const GgufArray* as_array() const { return std::get_if<GgufArray>(&v); }
+  const GgufArray* as_array() const {
+    const auto* a = std::get_if<GgufArrayRef>(&v);
+    return a ? a->p.get() : nullptr;
+  }
   std::optional<bool> as_bool() const;
 
   bool operator==(const GgufValue&) const = default;
 };
-
-inline bool GgufArray::operator==(const GgufArray& o) const {
-  return elem_type == o.elem_type && items == o.items;
-}
 
 struct GgufKv {
   std::string key;

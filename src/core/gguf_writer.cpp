@@ -31,13 +31,23 @@ void encode_gguf_value(const GgufValue& v, ByteWriter& w) {
     case GgufType::F64: w.write_le(std::get<double>(v.v)); break;
     case GgufType::Bool: w.write_le(static_cast<std::uint8_t>(std::get<bool>(v.v) ? 1 : 0)); break;
     case GgufType::String: write_string(w, std::get<std::string>(v.v)); break;
-    case GgufType::Array: {
-      const auto& a = std::get<GgufArray>(v.v);
-      w.write_le(static_cast<std::uint32_t>(a.elem_type));
-      w.write_le<std::uint64_t>(a.items.size());
-      for (const auto& item : a.items) encode_gguf_value(item, w);
-      break;
+    case GgufType::Array: encode_gguf_array(v.as_array() ? *v.as_array() : GgufArray{}, w); break;
+  }
+}
+
+void encode_gguf_array(const GgufArray& a, ByteWriter& w) {
+  w.write_le(static_cast<std::uint32_t>(a.elem_type));
+  w.write_le<std::uint64_t>(a.count);
+  if (gguf_fixed_width(a.elem_type)) {
+    w.write_bytes(a.bytes);  // already little-endian, as in a file
+  } else if (a.elem_type == GgufType::String) {
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      const std::string_view s = a.string_at(i);
+      w.write_le<std::uint64_t>(s.size());
+      w.write_bytes(s);
     }
+  } else {
+    w.write_bytes(a.bytes);  // the children as encoded
   }
 }
 

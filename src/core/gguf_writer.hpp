@@ -70,6 +70,7 @@ class GgufStream {
 };
 
 void encode_gguf_value(const GgufValue& v, ByteWriter& w);  // without the type tag
+void encode_gguf_array(const GgufArray& a, ByteWriter& w);  // element type, count, elements
 
 // IEEE binary16 from binary32, round to nearest even; subnormals, infinities and NaN handled.
 std::uint16_t f32_to_f16(float f);

@@ -5,6 +5,7 @@
 
 #include "core/byte_reader.hpp"
 #include "core/health.hpp"
+#include "core/printable.hpp"
 
 namespace qmesh::core::mesh {
 namespace {
@@ -25,12 +26,7 @@ std::optional<json> parse_object(std::string_view text, std::size_t max_bytes) {
 // Keeps a network-supplied message safe to print on one line.
 std::string one_line(std::string s) {
   if (s.size() > kMaxErrorMessage) s.resize(kMaxErrorMessage);
-  if (!valid_utf8_printable(s)) {
-    for (auto& c : s) {
-      if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7F) c = '?';
-    }
-  }
-  return s;
+  return printable_line(s);
 }
 
 }  // namespace

@@ -63,8 +63,8 @@ std::vector<bool> special_tokens(const GgufFile& vocab, std::size_t n_vocab) {
   std::vector<bool> special(n_vocab, false);
   const GgufValue* types = vocab.find("tokenizer.ggml.token_type");
   if (const GgufArray* a = types ? types->as_array() : nullptr) {
-    for (std::size_t i = 0; i < n_vocab && i < a->items.size(); ++i) {
-      special[i] = a->items[i].as_int().value_or(1) != 1;
+    for (std::size_t i = 0; i < n_vocab && i < a->size(); ++i) {
+      special[i] = a->at(i).as_int().value_or(1) != 1;
     }
   }
   for (const char* key : {"tokenizer.ggml.eos_token_id", "tokenizer.ggml.bos_token_id",
@@ -77,7 +77,7 @@ std::vector<bool> special_tokens(const GgufFile& vocab, std::size_t n_vocab) {
 std::size_t vocab_size(const GgufFile& vocab) {
   const GgufValue* tokens = vocab.find("tokenizer.ggml.tokens");
   const GgufArray* a = tokens ? tokens->as_array() : nullptr;
-  return a ? a->items.size() : 0;
+  return a ? a->size() : 0;
 }
 
 }  // namespace

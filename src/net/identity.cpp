@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -19,6 +20,19 @@ constexpr const char* kMagic = "qmesh-identity-v1 ";
 
 core::Error fail(const std::string& path, const std::string& why) {
   return core::make_error("identity " + path + ": " + why);
+}
+
+// Creates the missing directories of `dir` with mode 0700 each, whatever the umask (a umask of
+// 000 must not leave ~/.config writable by all). Returns "" or what went wrong.
+std::string make_private_dirs(const std::filesystem::path& dir) {
+  if (dir.empty()) return "";
+  std::error_code ec;
+  if (std::filesystem::exists(dir, ec)) return "";
+  if (auto parent = make_private_dirs(dir.parent_path()); !parent.empty()) return parent;
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return "cannot create " + dir.string() + ": " + std::strerror(errno);
+  }
+  return "";
 }
 
 }  // namespace
@@ -60,8 +74,9 @@ core::Result<Identity> load_identity(const std::string& path) {
   }
   if (st.st_mode & 077) {
     ::close(fd);
-    return fail(path, "readable by others (mode " + std::to_string(st.st_mode & 0777) +
-                          " decimal); run: chmod 600 " + path);
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 0777));
+    return fail(path, std::string("readable by others (mode ") + mode + "); run: chmod 600 " + path);
   }
   char buf[256];
   const auto n = ::read(fd, buf, sizeof buf);
@@ -88,13 +103,7 @@ core::Result<Identity> load_identity(const std::string& path) {
 }
 
 core::Result<Identity> create_identity(const std::string& path, bool overwrite) {
-  std::error_code ec;
-  const auto dir = std::filesystem::path(path).parent_path();
-  if (!dir.empty() && !std::filesystem::exists(dir, ec)) {
-    std::filesystem::create_directories(dir, ec);
-    if (ec) return fail(path, "cannot create " + dir.string() + ": " + ec.message());
-    ::chmod(dir.c_str(), 0700);
-  }
+  if (auto made = make_private_dirs(std::filesystem::path(path).parent_path()); !made.empty()) return fail(path, made);
   // Write a temporary file with 0600 and rename it over, so a reader never sees half a key.
   // A name of our own: another process creating the identity at the same moment has its own.
   std::uint32_t r = 0;
@@ -102,6 +111,7 @@ core::Result<Identity> create_identity(const std::string& path, bool overwrite) 
   const std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(r);
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) return fail(path, std::string("cannot write: ") + std::strerror(errno));
+  ::fchmod(fd, 0600);  // whatever the umask took away, the key is the owner's alone
   std::array<std::uint8_t, 32> seed;
   randombytes_buf(seed.data(), seed.size());
   std::string line = kMagic + core::to_hex(seed) + "\n";

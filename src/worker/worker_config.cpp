@@ -149,6 +149,10 @@ core::Result<std::monostate> validate(const WorkerConfig& c) {
     if (!e || e->port == 0)
       return core::make_error("setting 'bootstrap': " + b + " is not IP:PORT (e.g. 127.0.0.1:49737 or [::1]:49737)");
   }
+  if (!c.listen.empty() && !listen_endpoint(c.listen)) {
+    return core::make_error("setting 'listen': " + printable_key(c.listen) +
+                            " is not HOST[:PORT] with an IP address (e.g. 0.0.0.0:49740 or [::]:49740)");
+  }
   if (c.ctx_size / c.parallel < kMinCtxSize) {
     return core::make_error("setting 'ctx-size' (" + std::to_string(c.ctx_size) + ") divided among " +
                             std::to_string(c.parallel) + " parallel slots leaves fewer than " +
@@ -251,6 +255,11 @@ json to_json(const WorkerConfig& c) {
   if (!c.listen.empty()) j["listen"] = c.listen;
   if (!c.identity.empty()) j["identity"] = c.identity;
   return j;
+}
+
+std::optional<core::dht::Endpoint> listen_endpoint(const std::string& listen) {
+  const bool has_port = listen.find(':') != std::string::npos && listen.back() != ']';
+  return core::dht::Endpoint::parse(has_port ? listen : listen + ":0");
 }
 
 std::string gpu_layers_arg(int gpu_layers) { return gpu_layers < 0 ? "all" : std::to_string(gpu_layers); }

@@ -10,6 +10,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "core/dht_types.hpp"
 #include "core/result.hpp"
 
 namespace qmesh::worker {
@@ -68,6 +69,10 @@ core::Result<WorkerConfig> load_worker_config_file(const std::string& path, cons
 // Every setting under its JSON key ("model" only when non-empty, "llama-server" only when set);
 // load_worker_config_json reads it back to an equal config.
 nlohmann::json to_json(const WorkerConfig& config);
+
+// The worker's UDP socket address from the "listen" setting: "HOST" (any port) or "HOST:PORT",
+// an IPv6 host in brackets. nullopt when malformed.
+std::optional<core::dht::Endpoint> listen_endpoint(const std::string& listen);
 
 // The value for llama-server's -ngl: "all" for -1, otherwise the number.
 std::string gpu_layers_arg(int gpu_layers);

@@ -107,11 +107,14 @@ TEST(Gguf, RoundTripsEveryValueType) {
   EXPECT_EQ(f.get_float("v.f64"), -0.125);
   const GgufArray* nested = f.find("v.arr_nested")->as_array();
   ASSERT_NE(nested, nullptr);
-  ASSERT_EQ(nested->items.size(), 2u);
-  EXPECT_EQ(nested->items[0].as_array()->items[1].as_int(), -2);
-  EXPECT_EQ(nested->items[1].as_array()->elem_type, GgufType::F64);
-  EXPECT_TRUE(nested->items[1].as_array()->items.empty());
+  ASSERT_EQ(nested->size(), 2u);
+  EXPECT_EQ(nested->array_at(0).at(1).as_int(), -2);
+  EXPECT_EQ(nested->at(0), GgufValue::array(GgufType::I32, {GgufValue::i32(1), GgufValue::i32(-2)}));
+  EXPECT_EQ(nested->array_at(1).elem_type, GgufType::F64);
+  EXPECT_TRUE(nested->array_at(1).empty());
   EXPECT_EQ(*f.find("v.arr_str")->as_array(), (GgufArray{GgufType::String, {GgufValue::str("a"), GgufValue::str("")}}));
+  EXPECT_EQ(f.find("v.arr_str")->as_array()->string_at(0), "a");
+  EXPECT_EQ(f.find("v.arr_str")->as_array()->at(1), GgufValue::str(""));
 
   // Re-encoding what was read gives the same bytes: every value survived exactly.
   GgufWriter w2(32, 3);
@@ -297,6 +300,42 @@ TEST(Gguf, RejectsCorruptCounts) {
     poke<std::int64_t>(b, a_info + 4 + 8, std::int64_t{1} << 40);
     expect_rejected(b, "runs past the end");
   }
+}
+
+// Arrays are held packed (about their size in the file), and a value stays as small as a string
+// (files may hold millions of key-values): no variant per element (issue 11).
+TEST(Gguf, ArraysAreHeldPacked) {
+  static_assert(sizeof(GgufValue) <= sizeof(std::string) + 16);
+  GgufArray numbers;
+  numbers.elem_type = GgufType::U16;
+  numbers.count = 100000;
+  numbers.bytes.assign(200000, 0);
+  numbers.bytes[2] = 0x34;
+  numbers.bytes[3] = 0x12;
+  std::vector<GgufValue> strings, children;
+  for (int i = 0; i < 1000; ++i) strings.push_back(GgufValue::str(std::string(i % 7, 'x')));
+  for (int i = 0; i < 1000; ++i) children.push_back(GgufValue::array(GgufType::F32, {}));
+  children[5] = GgufValue::array(GgufType::I8, {GgufValue::i8(-3)});
+  GgufWriter w(32);
+  w.add("numbers", GgufValue::array(numbers));
+  w.add("strings", GgufValue::array(GgufType::String, strings));
+  w.add("nested", GgufValue::array(GgufType::Array, children));
+  auto f = parse_gguf(w.header_bytes());
+  ASSERT_TRUE(f.ok()) << f.error().message;
+  const GgufArray* n = f->find("numbers")->as_array();
+  EXPECT_EQ(n->size(), 100000u);
+  EXPECT_EQ(n->bytes.size(), 200000u);
+  EXPECT_TRUE(n->ends.empty());
+  EXPECT_EQ(n->at(1), GgufValue::u16(0x1234));
+  const GgufArray* s = f->find("strings")->as_array();
+  EXPECT_EQ(s->bytes.size(), 2997u);  // the characters alone: the sum of i % 7
+  EXPECT_EQ(s->ends.size(), 1000u);
+  EXPECT_EQ(s->string_at(13), "xxxxxx");
+  const GgufArray* nested = f->find("nested")->as_array();
+  EXPECT_EQ(nested->bytes.size(), 1000u * 12 + 1);  // each child as encoded: type, count, elements
+  EXPECT_EQ(nested->array_at(5).at(0), GgufValue::i8(-3));
+  EXPECT_EQ(nested->array_at(6).elem_type, GgufType::F32);
+  EXPECT_EQ(*f->find("nested")->as_array(), *GgufValue::array(GgufType::Array, children).as_array());
 }
 
 TEST(Gguf, RejectsBadAlignmentAndDeepNesting) {

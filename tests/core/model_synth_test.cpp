@@ -121,7 +121,7 @@ TEST_F(ModelSynth, SpecialTokensGetTheNegativeFeature) {
   int normal = 0, special = 0;
   for (std::uint64_t t = 0; t < 32000; ++t) {
     const float w0 = f32_at(bytes, base + 4 * 64 * t);
-    const bool is_special = types->items[t].as_int() != 1 || t == eos;
+    const bool is_special = types->at(t).as_int() != 1 || t == eos;
     EXPECT_EQ(w0, is_special ? -30.0f : 0.0f) << t;
     (is_special ? special : normal)++;
   }

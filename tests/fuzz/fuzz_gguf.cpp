@@ -11,6 +11,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (parsed.ok()) {
     const auto summary = qmesh::core::summarize(*parsed);
     if (summary.file_size != size) __builtin_trap();
+    for (const auto& kv : parsed->kvs) {  // every element of a packed array reads inside it
+      const qmesh::core::GgufArray* a = kv.value.as_array();
+      for (std::size_t i = 0; a && i < a->size() && i < 4096; ++i) {
+        if (a->at(i).type != a->elem_type) __builtin_trap();
+      }
+    }
     for (const auto& t : parsed->tensors) {
       if (parsed->data_offset + t.offset + t.n_bytes > size) __builtin_trap();  // bounds promise
     }

@@ -71,6 +71,13 @@ int main(int argc, char** argv) {
   qmesh_result_clear(&r);
 
   a.max_tokens = 8;
+  a.prompt = "ab\xff";
+  s = qmesh_ask(c, &a, NULL, NULL, &r);
+  check(s == QMESH_ERR_BAD_REQUEST && strstr(qmesh_last_error(), "not valid UTF-8 (byte offset 2)") && r.text == NULL,
+        "a prompt that is not UTF-8: QMESH_ERR_BAD_REQUEST naming the byte offset");
+  qmesh_result_clear(&r);
+
+  a.prompt = "hello";
   s = qmesh_ask(c, &a, NULL, NULL, &r);
   check(s == QMESH_OK && r.tokens > 0 && r.text && strlen(r.text) == r.text_len && strlen(r.worker) == 64,
         "blocking ask without a callback fills the result");

@@ -236,3 +236,22 @@ TEST(WorkerConfig, GpuLayersArg) {
   EXPECT_EQ(gpu_layers_arg(0), "0");
   EXPECT_EQ(gpu_layers_arg(33), "33");
 }
+
+// A bad "listen" is a validation error, so the worker reports it before it starts llama-server.
+TEST(WorkerConfig, ValidateChecksListen) {
+  WorkerConfig c;
+  c.model = "m.gguf";
+  for (const char* good : {"0.0.0.0:49740", "127.0.0.1", "[::1]:5", "[::]"}) {
+    c.listen = good;
+    EXPECT_TRUE(validate(c).ok()) << good;
+    EXPECT_TRUE(listen_endpoint(good).has_value()) << good;
+  }
+  EXPECT_EQ(listen_endpoint("127.0.0.1")->port, 0);
+  EXPECT_EQ(listen_endpoint("[::1]:5")->port, 5);
+  for (const char* bad : {"localhost:5", "1.2.3.4:99999", "999.1.1.1", "::1", "[::1]:x"}) {
+    c.listen = bad;
+    auto v = validate(c);
+    ASSERT_FALSE(v.ok()) << bad;
+    EXPECT_EQ(v.error().message.rfind("setting 'listen': ", 0), 0u) << v.error().message;
+  }
+}
