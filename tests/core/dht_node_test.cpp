@@ -855,7 +855,8 @@ struct OneSeedNet {
     net.pass(seconds(5));
     std::vector<LookupRecord> recs;
     net.done(*client, q, &recs);
-    return std::any_of(recs.begin(), recs.end(), [&](const auto& r) { return r.record.body.pubkey == key(9).public_key; });
+    const auto mine = key(9).public_key;
+    return std::any_of(recs.begin(), recs.end(), [&](const auto& r) { return r.record.body.pubkey == mine; });
   }
   // B comes back on the same address with a fresh token secret and an empty store.
   void restart_boot() {
