@@ -846,7 +846,8 @@ void DhtNode::note_outcome(Kind kind, bool answered, TimePoint now) {
   }
   if (seeds_.empty() || rejoining_) return;
   if (kind == Kind::Rejoin || kind == Kind::Bootstrap) {
-    rejoin_backoff_ = std::clamp(rejoin_backoff_ * 2, config_.rejoin_min, std::max(config_.rejoin_min, config_.rejoin_max));
+    const auto most = std::max(config_.rejoin_min, config_.rejoin_max);
+    rejoin_backoff_ = std::clamp(rejoin_backoff_ * 2, config_.rejoin_min, most);
     rejoin_at_ = now + rejoin_backoff_;
   } else if (rejoin_at_ == TimePoint::max()) {
     rejoin_at_ = now;  // not sooner than a backoff already running says
