@@ -1,5 +1,6 @@
 // A long-lived client (one qmesh::Client for the whole run, as an app holds one) that asks every
-// half second until the stop file appears, printing one line per ask: "ok" or "error KIND". The
+// half second until the stop file appears, printing one line per ask: "ok" or "error KIND: ...",
+// then "(t=SECONDS)" since start. The
 // rejoin test keeps it running while the only bootstrap node is killed and restarted.
 //   rejoin_client --bootstrap HOST:PORT --stop FILE
 #include <chrono>
@@ -26,6 +27,8 @@ int main(int argc, char** argv) {
     qmesh::ClientOptions opts;
     opts.bootstrap = {bootstrap};
     qmesh::Client client(opts);
+    const auto t0 = std::chrono::steady_clock::now();
+    auto t = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
     struct stat st;
     while (::stat(stop.c_str(), &st) != 0) {
       qmesh::AskOptions a;
@@ -34,9 +37,9 @@ int main(int argc, char** argv) {
       a.timeout = std::chrono::seconds(10);
       try {
         client.ask(a, [](std::string_view) {});
-        std::printf("ok\n");
+        std::printf("ok (t=%.1f)\n", t());
       } catch (const qmesh::Error& e) {
-        std::printf("error %s: %s\n", e.kind().c_str(), e.what());
+        std::printf("error %s: %s (t=%.1f)\n", e.kind().c_str(), e.what(), t());
       }
       std::fflush(stdout);
       std::this_thread::sleep_for(std::chrono::milliseconds(500));
