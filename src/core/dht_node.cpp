@@ -21,7 +21,8 @@ DhtNode::DhtNode(DhtConfig config, std::uint64_t seed, TimePoint now)
       tokens_(rng_, now, config_.token_rotation),
       store_(config_.store),
       tables_{RoutingTable(NodeId{}, config_.routing), RoutingTable(NodeId{}, config_.routing)},
-      next_maintenance_(now + kMaintenanceEvery) {
+      next_maintenance_(now + kMaintenanceEvery),
+      last_tick_(now) {
   config_.alpha = std::clamp<std::size_t>(config_.alpha, 1, 10);
   config_.routing.k = config_.k;
   const std::optional<Endpoint>* pub[2] = {&config_.public_v4, &config_.public_v6};
@@ -126,6 +127,7 @@ TimePoint DhtNode::next_wakeup() const {
     if (!a.active) t = std::min(t, a.next_refresh);
   for (int f = 0; f < 2; ++f)
     if (wants_promotion(f)) t = std::min(t, reach_[f].probing ? reach_[f].deadline : reach_[f].next_try);
+  if (!rejoining_) t = std::min(t, rejoin_at_);
   return t;
 }
 
@@ -532,6 +534,10 @@ QueryId DhtNode::start_query(Kind kind, const NodeId& target, std::span<const En
   }
   for (const auto& s : seeds)
     if (on_family(fam(s))) add_candidate(q, NodeInfo{NodeId{}, s}, false, 1);
+  // With nobody in the table (all timed out, or never joined) the kept seeds are the only way in.
+  if (routing_table_size() == 0)
+    for (const auto& s : seeds_)
+      if (on_family(fam(s))) add_candidate(q, NodeInfo{NodeId{}, s}, false, 1);
   advance(q, now);
   return id;
 }
@@ -594,11 +600,13 @@ void DhtNode::emit_done(Query& q, bool ok, TimePoint now) {
         a.next_refresh = now + std::chrono::seconds(std::max<int>(1, a.ttl_s / 3));
       }
   }
-  if (q.kind == Kind::Bootstrap && ok && config_.join_refresh) pending_join_refresh_ = true;
-  if (q.kind == Kind::Bootstrap && ok)  // helpers for the reachability check may be in the table now
+  const bool join = q.kind == Kind::Bootstrap || q.kind == Kind::Rejoin;
+  if (join && ok && config_.join_refresh) pending_join_refresh_ = true;
+  if (join && ok)  // helpers for the reachability check may be in the table now
     for (auto& r : reach_)
       if (!r.probing && r.next_try == TimePoint::max()) r.next_try = now;
-  const bool internal = q.kind == Kind::Refresh;
+  note_outcome(q.kind, !d.closest.empty(), now);
+  const bool internal = q.kind == Kind::Refresh || q.kind == Kind::Rejoin;
   const QueryId id = q.id;
   queries_.erase(id);
   if (!internal) events_.push(std::move(d));
@@ -628,6 +636,8 @@ void DhtNode::start_store_phase(Query& q, TimePoint now) {
 }
 
 QueryId DhtNode::bootstrap(std::span<const Endpoint> seeds, TimePoint now) {
+  for (const auto& s : seeds)
+    if (seeds_.size() < kMaxSeeds && std::find(seeds_.begin(), seeds_.end(), s) == seeds_.end()) seeds_.push_back(s);
   const int f = config_.ipv4 ? 0 : 1;
   return start_query(Kind::Bootstrap, ids_[f] ? *ids_[f] : tables_[f].self(), seeds, now);
 }
@@ -714,7 +724,12 @@ void DhtNode::on_rpc_failed(const Rpc& rpc, std::uint32_t txid, TimePoint now) {
 }
 
 void DhtNode::on_tick(TimePoint now) {
+  // Ticks come at least every kMaintenanceEvery: a longer gap means we were not run (the host
+  // slept, the process was stopped), and the network may have moved on meanwhile.
+  if (now - last_tick_ > config_.sleep_gap) rejoin(now);
+  last_tick_ = now;
   tokens_.on_tick(now);
+  if (!rejoining_ && rejoin_at_ <= now) start_rejoin(now);
   for (int f = 0; f < 2; ++f) step_reachability(f, now);
   for (int f = 0; f < 2; ++f)
     if (pending_self_refresh_[f]) {
@@ -799,11 +814,51 @@ void DhtNode::on_tick(TimePoint now) {
   release_idle();
 }
 
+// ---- rejoin -------------------------------------------------------------------------------------
+
+void DhtNode::rejoin(TimePoint now) {
+  // Tokens prove the address they were given to; after a sleep or a move they are stale anyway.
+  std::vector<std::pair<Endpoint, Token>>().swap(remote_tokens_);
+  remote_tokens_next_ = 0;
+  rejoin_backoff_ = milliseconds(0);
+  if (!seeds_.empty() && !rejoining_) rejoin_at_ = std::min(rejoin_at_, now);
+}
+
+void DhtNode::start_rejoin(TimePoint now) {
+  rejoin_at_ = TimePoint::max();
+  if (seeds_.empty()) return;
+  rejoining_ = true;
+  ++counters_.rejoins;
+  const int f = config_.ipv4 ? 0 : 1;
+  start_query(Kind::Rejoin, ids_[f] ? *ids_[f] : tables_[f].self(), seeds_, now);
+}
+
+// A query ended: an answer from any node with an ID means we are on the network; none means we
+// lost it (or never got on): ask the seeds again, at once after an ordinary query, backing off
+// after a (re-)bootstrap that found nobody (a dead seed costs one request a minute at most).
+void DhtNode::note_outcome(Kind kind, bool answered, TimePoint now) {
+  if (kind == Kind::Unannounce) return;  // on the way out: its failure changes nothing
+  if (kind == Kind::Rejoin) rejoining_ = false;
+  if (answered) {
+    rejoin_backoff_ = milliseconds(0);
+    if (!rejoining_) rejoin_at_ = TimePoint::max();
+    return;
+  }
+  if (seeds_.empty() || rejoining_) return;
+  if (kind == Kind::Rejoin || kind == Kind::Bootstrap) {
+    const auto most = std::max(config_.rejoin_min, config_.rejoin_max);
+    rejoin_backoff_ = std::clamp(rejoin_backoff_ * 2, config_.rejoin_min, most);
+    rejoin_at_ = now + rejoin_backoff_;
+  } else if (rejoin_at_ == TimePoint::max()) {
+    rejoin_at_ = now;  // not sooner than a backoff already running says
+  }
+}
+
 std::size_t DhtNode::memory_estimate() const {
   std::size_t n = sizeof(*this) + tables_[0].memory_estimate() + tables_[1].memory_estimate() + store_.memory_estimate();
   n += rpcs_.bucket_count() * sizeof(void*);
   for (const auto& [t, r] : rpcs_) n += sizeof(t) + sizeof(r) + 16 + r.bytes.capacity();
-  n += remote_tokens_.capacity() * sizeof(remote_tokens_[0]);
+  n += remote_tokens_.capacity() * sizeof(remote_tokens_[0]) + seeds_.capacity() * sizeof(Endpoint);
   n += rate_.bucket_count() * sizeof(void*) + rate_.size() * (sizeof(IpKey) + sizeof(RateBucket) + 16);
   for (const auto& [id, q] : queries_) n += sizeof(q) + 48 + q.cands.capacity() * sizeof(Candidate);
   for (const auto& [t, a] : announcements_) n += sizeof(a) + 48 + a.payload.capacity() + a.stored_at.capacity() * 80;

@@ -71,6 +71,15 @@ struct DhtConfig {
   RoutingConfig routing;
   StoreLimits store;
   std::chrono::milliseconds bucket_refresh{std::chrono::minutes(15)};
+  // Rejoin: the seeds given to bootstrap() are kept. A query that no node with an ID answered
+  // (the network is gone: every entry timed out, or the table is empty) starts a re-bootstrap
+  // from them at once; while they stay silent it is retried after rejoin_min, doubling up to
+  // rejoin_max. A query started with an empty table asks the seeds itself. A tick more than
+  // sleep_gap after the previous one (the host slept: ticks come at least every 10 s) and
+  // rejoin() (the caller saw the local address change) re-bootstrap at once.
+  std::chrono::milliseconds rejoin_min{1000};
+  std::chrono::milliseconds rejoin_max{std::chrono::seconds(60)};
+  std::chrono::milliseconds sleep_gap{std::chrono::seconds(30)};
   std::chrono::milliseconds token_rotation{std::chrono::minutes(5)};
   std::uint16_t default_ttl_s = 60;
 
@@ -153,6 +162,7 @@ struct DhtCounters {
   std::uint64_t promote_inconclusive = 0;  // too few helpers answered: asked again soon, others
   std::uint64_t promotions = 0;
   std::uint64_t probes_sent = 0;
+  std::uint64_t rejoins = 0;  // re-bootstraps from the kept seeds (network lost, sleep, rejoin())
 };
 
 class DhtNode {
@@ -169,8 +179,14 @@ class DhtNode {
   std::optional<AddressReport> next_address_report();
   static constexpr std::size_t kMaxAddressReports = 64;
 
-  // find_node(self) through the given endpoints (and whatever the table holds).
+  // find_node(self) through the given endpoints (and whatever the table holds). The seeds are
+  // kept (up to kMaxSeeds) for rejoining: see DhtConfig::rejoin_min.
   QueryId bootstrap(std::span<const Endpoint> seeds, TimePoint now);
+  static constexpr std::size_t kMaxSeeds = 64;
+  // The network changed under us (a new local address): forget the tokens others gave us (they
+  // prove an address we no longer have) and re-bootstrap from the seeds at the next tick.
+  void rejoin(TimePoint now);
+  const std::vector<Endpoint>& seeds() const { return seeds_; }
   QueryId find_node(const NodeId& target, TimePoint now);
   QueryId lookup(const Topic& topic, TimePoint now);
   // Lookup to collect tokens from the k closest, then ANNOUNCE to them; re-announced every ttl/3
@@ -208,7 +224,7 @@ class DhtNode {
   bool announced_at(const Topic& topic, const PublicKey& pubkey, const Endpoint& node) const;
 
  private:
-  enum class Kind : std::uint8_t { Bootstrap, FindNode, Refresh, Lookup, Announce, Unannounce };
+  enum class Kind : std::uint8_t { Bootstrap, Rejoin, FindNode, Refresh, Lookup, Announce, Unannounce };
   // Stalled: its first try timed out and the retry is out; it no longer holds an alpha slot.
   enum class CandState : std::uint8_t { Fresh, InFlight, Stalled, Replied, Failed };
   struct Candidate {
@@ -323,6 +339,8 @@ class DhtNode {
   void on_rpc_failed(const Rpc& rpc, std::uint32_t txid, TimePoint now);
   Candidate* find_candidate(Query& q, const Endpoint& ep);
   void emit_done(Query& q, bool ok, TimePoint now);
+  void note_outcome(Kind kind, bool answered, TimePoint now);
+  void start_rejoin(TimePoint now);
 
   DhtConfig config_;
   Rng rng_;
@@ -350,6 +368,13 @@ class DhtNode {
   TimePoint rpc_deadline_hint_ = TimePoint::max();  // after bootstrap: fill the buckets farther than our neighbours
   QueryId next_query_ = 1;
   TimePoint next_maintenance_{};
+  // Rejoin: the kept seeds, when the next re-bootstrap is due (max: none), the wait after the
+  // last one that found nobody, whether one runs, and the last tick (to notice a sleep).
+  std::vector<Endpoint> seeds_;
+  TimePoint rejoin_at_ = TimePoint::max();
+  std::chrono::milliseconds rejoin_backoff_{0};
+  bool rejoining_ = false;
+  TimePoint last_tick_{};
 };
 
 }  // namespace qmesh::core::dht

@@ -19,6 +19,7 @@
 #include <netinet/in.h>
 #include <netinet/udp.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 #endif
 
@@ -51,6 +52,22 @@ constexpr std::size_t kMaxGsoBytes = 65000;    // below the 65507-byte UDP paylo
 #define QMESH_UDP_GRO 1
 constexpr int kRecvRounds = 8;  // recvmmsg() calls per readable event at most
 #endif
+// How often the loop looks for a changed local address or a sleep of the host, and the sleep
+// that counts (the loop's clock stands still while the host is suspended).
+constexpr std::uint64_t kNetCheckEveryMs = 5000;
+constexpr std::int64_t kSleepNoticedMs = 5000;
+
+// Time the host spent suspended since boot, in ms (Linux: CLOCK_BOOTTIME runs on in suspend,
+// CLOCK_MONOTONIC does not); 0 where unknown.
+std::int64_t suspended_ms() {
+#ifdef __linux__
+  timespec b{}, m{};
+  if (clock_gettime(CLOCK_BOOTTIME, &b) != 0 || clock_gettime(CLOCK_MONOTONIC, &m) != 0) return 0;
+  return (b.tv_sec - m.tv_sec) * 1000 + (b.tv_nsec - m.tv_nsec) / 1000000;
+#else
+  return 0;
+#endif
+}
 
 }  // namespace
 
@@ -104,6 +121,9 @@ struct PeerService::Impl {
   uv_loop_t loop{};
   uv_async_t wake{};
   uv_timer_t timer{};
+  uv_timer_t netcheck{};  // every kNetCheckEveryMs: moved to another network, or slept?
+  std::vector<Endpoint> addresses_seen;
+  std::int64_t suspended_seen = 0;
   uv_check_t check{};  // runs once per loop iteration, after the I/O callbacks: one flush per batch
   unsigned rx_pending = 0;  // datagrams that went into the peer since the last flush
   std::uint64_t timer_due = 0;  // loop time (ms) the timer is armed for
@@ -455,6 +475,37 @@ struct PeerService::Impl {
   }
 #endif
 
+  // The interface addresses behind the main sockets bound to an unspecified address (a socket
+  // on a concrete address keeps it or fails), sorted.
+  std::vector<Endpoint> local_addresses() const {
+    std::vector<Endpoint> out;
+    for (const auto& l : main_local) {
+      if (!l || !is_unspecified(*l)) continue;
+      for (auto& e : interface_endpoints(l->family, 0)) out.push_back(e);
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+  // A new local address (another network, a VPN, the cable back) or a sleep of the host: the
+  // DHT entries and tokens we hold may be worthless now, so the node re-bootstraps from its seeds.
+  static void netcheck_cb(uv_timer_t* t) {
+    auto* self = static_cast<Impl*>(t->data);
+    const char* why = nullptr;
+    if (auto now_addrs = self->local_addresses(); now_addrs != self->addresses_seen) {
+      self->addresses_seen = std::move(now_addrs);
+      why = "local addresses changed";
+    }
+    const auto slept = suspended_ms();
+    if (slept - self->suspended_seen > kSleepNoticedMs) why = "the host slept";
+    self->suspended_seen = slept;
+    if (!why) return;
+    auto& dht = self->node->dht();
+    if (!dht.seeds().empty()) self->log->info("{}: rejoining the DHT through its bootstrap nodes", why);
+    dht.rejoin(std::chrono::duration_cast<core::dht::TimePoint>(self->now()));
+    self->flush();
+  }
+
   static void wake_cb(uv_async_t* a) {
     auto* self = static_cast<Impl*>(a->data);
     std::deque<Task> run;
@@ -489,7 +540,7 @@ struct PeerService::Impl {
       if (s) close_socket_handles(s.get(), false);
     }
     for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&timer), reinterpret_cast<uv_handle_t*>(&wake),
-                           reinterpret_cast<uv_handle_t*>(&check)}) {
+                           reinterpret_cast<uv_handle_t*>(&check), reinterpret_cast<uv_handle_t*>(&netcheck)}) {
       if (!uv_is_closing(h)) uv_close(h, nullptr);
     }
   }
@@ -571,6 +622,8 @@ core::Result<std::unique_ptr<PeerService>> PeerService::start(PeerServiceOptions
   s.wake.data = &s;
   uv_timer_init(&s.loop, &s.timer);
   s.timer.data = &s;
+  uv_timer_init(&s.loop, &s.netcheck);
+  s.netcheck.data = &s;
   uv_check_init(&s.loop, &s.check);
   s.check.data = &s;
   uv_check_start(&s.check, &Impl::check_cb);
@@ -618,6 +671,9 @@ core::Result<std::unique_ptr<PeerService>> PeerService::start(PeerServiceOptions
   }
   s.node = std::make_unique<peer::Peer>(
       cfg, [](std::span<std::uint8_t> b) { randombytes_buf(b.data(), b.size()); }, s.now());
+  s.addresses_seen = s.local_addresses();
+  s.suspended_seen = suspended_ms();
+  uv_timer_start(&s.netcheck, &Impl::netcheck_cb, kNetCheckEveryMs, kNetCheckEveryMs);
   s.thread = std::thread([&s] {
     s.flush();
     uv_run(&s.loop, UV_RUN_DEFAULT);

@@ -80,6 +80,8 @@ struct MeshServer::Impl {
   std::map<core::noise::PublicKey, int> admitted_by;  // asks running or queued, per client key
   std::size_t partial_bytes = 0;    // bytes of REQUESTs begun and not complete, all streams
 
+  int announce_failures = 0;  // in a row; announce()'s caller only
+
   // Any thread.
   mutable std::mutex mu;
   std::condition_variable cv;
@@ -457,8 +459,21 @@ core::Result<std::uint32_t> MeshServer::announce(const mesh::WorkerRecord& recor
     return id;
   });
   auto done = impl_->await.wait(q, wait);
-  if (!done) return core::make_error("announcing took longer than " + std::to_string(wait.count()) + " ms", "timeout");
-  if (!done->ok || done->stats.stored == 0) return core::make_error("no DHT node stored the worker record");
+  // The DHT node rejoins through the bootstrap list by itself (docs/protocol.md, "Rejoin"); the
+  // log says when the record is out there again after failures.
+  auto& failures = impl_->announce_failures;
+  if (!done) {
+    ++failures;
+    return core::make_error("announcing took longer than " + std::to_string(wait.count()) + " ms", "timeout");
+  }
+  if (!done->ok || done->stats.stored == 0) {
+    ++failures;
+    return core::make_error("no DHT node stored the worker record");
+  }
+  if (failures > 0)
+    impl_->log->info("worker record stored again, at {} node(s), after {} failed announce(s)", done->stats.stored,
+                     failures);
+  failures = 0;
   return done->stats.stored;
 }
 
