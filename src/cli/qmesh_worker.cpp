@@ -154,7 +154,8 @@ qmesh::core::Health announce(qmesh::worker::MeshServer& server, qmesh::worker::W
   r.memory_permille = h.mem_total_bytes > 0
                           ? static_cast<std::uint16_t>(1000 - h.mem_available_bytes * 1000 / h.mem_total_bytes)
                           : 0;
-  const double gen = stats.generation_tps > 0 ? stats.generation_tps : h.tokens_per_second;
+  // 0 until the worker has measured enough of its own answers: clients then count it as the median.
+  const double gen = worker.generation_tps().value_or(0);
   r.generation_tps_centi = static_cast<std::uint32_t>(std::clamp(gen * 100, 0.0, 1e8));
   r.prompt_tps_centi = static_cast<std::uint32_t>(std::clamp(h.prompt_tokens_per_second * 100, 0.0, 1e8));
   if (auto st = server.announce(r); !st) {

@@ -18,6 +18,7 @@
 #include <set>
 #include <thread>
 
+#include "core/generation_rate.hpp"
 #include "core/hex.hpp"
 #include "core/mesh_frame.hpp"
 #include "core/mesh_record.hpp"
@@ -127,7 +128,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
   };
   std::map<dht::PublicKey, Sess> sessions;  // by worker key
   std::map<dht::PublicKey, Clock::time_point> busy_until;
-  std::map<dht::PublicKey, double> measured_tps;  // tokens/s this client got from each worker (EWMA)
+  std::map<dht::PublicKey, core::GenerationRate> measured;  // tokens/s this client got from each worker
   std::vector<dht::LookupRecord> records;  // newest per worker from the last lookup
   Clock::time_point looked_up{};
   bool refreshing = false;  // a background lookup runs
@@ -424,7 +425,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     });
   }
 
-  WorkerInfo info(const dht::LookupRecord& r, const mesh::Candidate& c, double tps_cap) const {
+  WorkerInfo info(const dht::LookupRecord& r, const mesh::Candidate& c, double tps_cap, double median) const {
     const auto& w = c.record;
     WorkerInfo i;
     i.id = core::to_hex(r.record.body.pubkey);
@@ -448,23 +449,26 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     i.software = w.software;
     i.nat = std::string(core::nat::to_string(w.nat));
     i.expires_in_s = r.record.remaining_s;
-    i.score = mesh::ineligible(c, "").empty() ? mesh::score(c, {}, tps_cap) : 0;
+    i.score = mesh::ineligible(c, "").empty() ? mesh::score(c, {}, tps_cap, median) : 0;
     return i;
   }
 
-  // Keeps what this client measured from a worker's answer (at least 8 tokens): selection counts
-  // the worker's claimed speed only up to a multiple of it.
+  // Keeps what this client measured from a worker's answers: selection counts the worker's
+  // claimed speed only up to a multiple of it. Summed over answers (GenerationRate): one short
+  // answer whose tokens came in one packet says nothing about the worker's speed.
   void note_speed(const dht::PublicKey& key, std::optional<Clock::time_point> first, std::size_t tokens,
                   Clock::time_point end) {
-    if (!first || tokens < 8) return;
-    const double s = ms_since(*first, end) / 1000.0;
-    if (s <= 0) return;
-    const double tps = static_cast<double>(tokens - 1) / s;
+    if (!first || tokens < 2) return;
     std::lock_guard lk(mu);
-    auto [it, fresh] = measured_tps.emplace(key, tps);
-    if (!fresh) it->second = 0.7 * it->second + 0.3 * tps;
-    if (measured_tps.size() > 4096) measured_tps.erase(measured_tps.begin());  // bounded
+    if (!measured.count(key) && measured.size() >= 4096) measured.erase(measured.begin());  // bounded
+    measured[key].add(tokens - 1, ms_since(*first, end) / 1000.0, since_start(end));
   }
+  std::optional<double> measured_tps(const dht::PublicKey& key) {  // under mu
+    auto m = measured.find(key);
+    return m == measured.end() ? std::nullopt : m->second.tokens_per_second(since_start(Clock::now()));
+  }
+  Clock::time_point started = Clock::now();
+  milliseconds since_start(Clock::time_point t) const { return std::chrono::duration_cast<milliseconds>(t - started); }
 
   AskResult run_ask(const AskOptions& o, const std::function<void(std::string_view)>& emit,
                     const std::atomic<bool>& cancelled);
@@ -543,7 +547,7 @@ AskResult Client::Impl::run_ask(const AskOptions& o, const std::function<void(st
         if (w->available && mesh::model_matches(*w, o.model)) ++usable;
         auto it = rtt.find(key);
         mesh::Candidate c{*w, it != rtt.end() ? std::optional(it->second) : std::nullopt, busy || failed.count(key) > 0, std::nullopt};
-        if (auto m = measured_tps.find(key); m != measured_tps.end()) c.measured_tps = m->second;
+        c.measured_tps = measured_tps(key);
         cands.push_back(std::move(c));
         of.push_back(&r);
       }
@@ -815,15 +819,16 @@ std::vector<WorkerInfo> Client::workers() {
       const auto& key = r.record.body.pubkey;
       auto it = rtt.find(key);
       mesh::Candidate c{*w, it != rtt.end() ? std::optional(it->second) : std::nullopt, false, std::nullopt};
-      if (auto m = impl_->measured_tps.find(key); m != impl_->measured_tps.end()) c.measured_tps = m->second;
+      c.measured_tps = impl_->measured_tps(key);
       cands.emplace_back(&r, std::move(c));
     }
   }
   std::vector<mesh::Candidate> all;
   for (const auto& [r, c] : cands) all.push_back(c);
   const double cap = mesh::claim_limit(all, "");
+  const double median = mesh::median_claim(all, "");
   std::vector<WorkerInfo> out;
-  for (const auto& [r, c] : cands) out.push_back(impl_->info(*r, c, cap));
+  for (const auto& [r, c] : cands) out.push_back(impl_->info(*r, c, cap, median));
   std::stable_sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.score > b.score; });
   return out;
 }

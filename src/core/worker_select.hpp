@@ -1,7 +1,9 @@
-// Picking a worker for an ask: a score from its health record and the measured RTT, then the
-// better of two random picks among the near-best ("power of two choices"), so that many clients
-// reading the same records do not all pile onto the single best worker. docs/mesh.md explains
-// the formula and its constants.
+// Picking a worker for an ask: a score from its health record and the measured RTT, then a random
+// pick among the near-best with odds proportional to a weight (the score with its speed taken as
+// the square root), so that many clients reading the same records do not all pile onto the
+// single best worker, and workers whose speeds differ only by measurement noise share the asks
+// (a "better of two" pick gave the lowest of three equal workers 1/9 of them, and none once it
+// fell below half the best). docs/mesh.md explains the formula and its constants.
 #pragma once
 
 #include <cstdint>
@@ -22,9 +24,9 @@ struct Candidate {
 };
 
 struct SelectConfig {
-  double near_best = 0.5;          // candidates scoring at least this share of the best one
+  double near_best = 0.5;          // candidates weighing at least this share of the heaviest one
   double rtt_scale_ms = 50;        // RTT that halves the score
-  double default_tps = 10;         // a worker that has not measured its speed yet
+  double default_tps = 10;         // the claim of every candidate when none has measured its speed
   // A worker's tokens/s is its own claim: select_worker() counts a claim up to claim_cap times the
   // median claim of the eligible candidates, and up to measured_slack times what this client
   // measured from the worker, so that a worker cannot draw the asks by lying about its speed.
@@ -41,9 +43,23 @@ std::string ineligible(const Candidate& c, const std::string& model);
 //   tps   = min(claimed, tps_cap if > 0, measured_slack × measured if measured)
 //   load  = (slots_busy + queue_length) / slots_total
 //   p_cpu = 1 − 0.5·max(0, cpu − 0.8)/0.2,  p_mem = 1 − 0.5·max(0, mem − 0.9)/0.1
-double score(const Candidate& c, const SelectConfig& cfg = {}, double tps_cap = 0);
+// claimed: the record's speed; a worker that has not measured its speed yet claims `unclaimed`
+// (the median claim, see median_claim()), or default_tps when that is 0.
+double score(const Candidate& c, const SelectConfig& cfg = {}, double tps_cap = 0, double unclaimed = 0);
 
-// claim_cap × the (lower) median claimed tokens/s of the eligible candidates; 0 when there are none.
+// What select_worker() draws by: sqrt(tps) / (1 + load) / (1 + rtt / rtt_scale) × p_cpu × p_mem,
+// with tps as in score(). The square root: speeds that identical workers measure on a busy host
+// differ by up to 4x (a short answer's decode time is a few ms, the scale of CPU scheduling), and
+// a worker measured at a quarter of the best keeps half the odds, not a quarter; one ten times
+// slower (weight 0.32 of the best) is out. Load counts in full: between equal speeds it decides.
+double pick_weight(const Candidate& c, const SelectConfig& cfg = {}, double tps_cap = 0, double unclaimed = 0);
+
+// The (lower) median of the speeds claimed by the eligible candidates that have measured theirs;
+// default_tps when none has. A worker without a figure yet counts as this much: counted as slow
+// it would never be picked, so never measure, so never claim more.
+double median_claim(const std::vector<Candidate>& candidates, const std::string& model, const SelectConfig& cfg = {});
+
+// claim_cap × median_claim(); 0 when no candidate is eligible.
 double claim_limit(const std::vector<Candidate>& candidates, const std::string& model, const SelectConfig& cfg = {});
 
 // Whether the record's model matches a requested one: empty matches any; else the model name,

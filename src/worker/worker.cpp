@@ -3,12 +3,19 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cmath>
 #include <thread>
 
 #include "sidecar/llama_locator.hpp"
 #include "sidecar/model_file.hpp"
 
 namespace qmesh::worker {
+
+namespace {
+std::chrono::milliseconds since_epoch() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch());
+}
+}  // namespace
 
 Worker::Worker(WorkerConfig cfg) : cfg_(std::move(cfg)) {}
 
@@ -99,7 +106,24 @@ core::Result<sidecar::CompletionStats> Worker::submit(const sidecar::CompletionR
   } slot{*this};
   auto r = engine->complete(capped, on_token, cancel);
   if (!r && stopping_) return core::make_error("worker is shutting down", "cancelled");
+  if (r && r->tokens > 1) {
+    // llama-server's own decode rate when it reports one: the rate at which the engine read the
+    // tokens also counts this process's scheduling (a short answer read in one burst looks
+    // infinitely fast). Both are tokens after the first over the time after the first.
+    const double tps = std::isfinite(r->server_tokens_per_second) && r->server_tokens_per_second > 0
+                           ? r->server_tokens_per_second
+                           : r->tokens_per_second;
+    if (tps > 0) {
+      std::lock_guard lk(rate_mu_);
+      rate_.add(r->tokens - 1, static_cast<double>(r->tokens - 1) / tps, since_epoch());
+    }
+  }
   return r;
+}
+
+std::optional<double> Worker::generation_tps() {
+  std::lock_guard lk(rate_mu_);
+  return rate_.tokens_per_second(since_epoch());
 }
 
 bool Worker::acquire_slot(const std::function<bool()>& cancelled) {
@@ -140,6 +164,7 @@ core::Health Worker::health() {
   core::Health h = host ? *host : core::Health{};
   if (sup && sup->state() == sidecar::SidecarState::Ready)
     (void)sampler_.sample_llama("127.0.0.1", sup->port(), h);  // partial fields on error
+  if (auto tps = generation_tps()) h.tokens_per_second = std::min(*tps, core::kMaxTokensPerSecond);
   h.queue_capacity = cfg_.queue_capacity;
   const int admitted = admitted_.load();
   h.queue_depth = admitted > cfg_.parallel ? admitted - cfg_.parallel : 0;

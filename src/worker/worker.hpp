@@ -11,6 +11,7 @@
 #include <mutex>
 #include <string>
 
+#include "core/generation_rate.hpp"
 #include "core/health.hpp"
 #include "core/result.hpp"
 #include "sidecar/llama_engine.hpp"
@@ -38,7 +39,14 @@ class Worker {
                                                 const sidecar::LlamaEngine::TokenSink& on_token,
                                                 const sidecar::LlamaEngine::CancelCheck& cancelled = {});
 
+  // Host and llama-server health; tokens_per_second is generation_tps() once it has a figure.
   core::Health health();
+  // Decode tokens/s over this worker's recent answers, from llama-server's own timings
+  // (core::GenerationRate: summed over the newest answers holding 256 tokens, none older than
+  // 2 minutes); nullopt until they hold 64. What the worker announces: an average of per-answer
+  // rates as the engine read them, or llama-server's /metrics gauge (only the asks since the last
+  // scrape), put identical workers 50x apart.
+  std::optional<double> generation_tps();
   const WorkerConfig& config() const { return cfg_; }
   const std::string& llama_server_path() const { return llama_server_; }
   const sidecar::Supervisor* supervisor() const { return supervisor_.get(); }
@@ -54,6 +62,8 @@ class Worker {
   HealthSampler sampler_;
   std::mutex sampler_mu_;
   std::atomic<int> admitted_{0};  // running + waiting
+  std::mutex rate_mu_;
+  core::GenerationRate rate_;  // under rate_mu_
 
   // llama-server gets at most `parallel` requests at once; the others wait here, in order, where
   // a cancel frees them at once (llama-server notices a client that left its own queue late).

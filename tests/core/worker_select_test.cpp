@@ -88,8 +88,8 @@ TEST(WorkerSelect, AWorkerLyingAboutItsSpeedDoesNotDrawTheAsks) {
   Rng rng(3);
   std::map<std::size_t, int> n;
   for (int i = 0; i < 4000; ++i) ++n[*select_worker(cs, "", rng)];
-  // Capped at twice the median, the liar is one of four near-best: the better of two random
-  // picks is the liar when either pick is, 1 − (3/4)² ≈ 44 %.
+  // Capped at twice the median, the liar is one of four near-best, with odds √100 : √50 : √50 :
+  // √50, i.e. 32 %.
   EXPECT_LT(n[0], 4000 * 0.5);
   for (std::size_t i = 1; i < 4; ++i) EXPECT_GT(n[i], 4000 * 0.14) << i;
   // Once this client has measured the liar's real speed, its claim counts for little.
@@ -103,4 +103,60 @@ TEST(WorkerSelect, AWorkerLyingAboutItsSpeedDoesNotDrawTheAsks) {
   EXPECT_DOUBLE_EQ(score(w), 30);
   w.measured_tps = 45;
   EXPECT_DOUBLE_EQ(score(w), 50);
+}
+
+TEST(WorkerSelect, EqualWorkersWithNoisyClaimsShareTheAsksFairly) {
+  // Three identical workers whose measured speeds came out 30, 45 and 60 tokens/s: all within
+  // twice of each other, i.e. within the noise of a measurement. Each gets at least half of an
+  // equal share; the better of two random picks gave the lowest only 1/9 of the asks.
+  std::vector<Candidate> cs = {worker("a", 30, 0, 0), worker("a", 45, 0, 0), worker("a", 60, 0, 0)};
+  Rng rng(11);
+  std::map<std::size_t, int> n;
+  for (int i = 0; i < 3000; ++i) ++n[*select_worker(cs, "", rng)];
+  for (std::size_t i = 0; i < 3; ++i) EXPECT_GE(n[i], 3000 / 6) << i;
+  // The shares still follow the speeds, as √30 : √45 : √60.
+  EXPECT_LT(n[0], n[1]);
+  EXPECT_LT(n[1], n[2]);
+}
+
+TEST(WorkerSelect, LoadDecidesBetweenEqualSpeeds) {
+  // Equal speeds: the idle worker draws more than the busy one, and the busy one still gets some.
+  std::vector<Candidate> cs = {worker("a", 50, 0, 0), worker("a", 50, 1, 0, 1)};
+  Rng rng(5);
+  std::map<std::size_t, int> n;
+  for (int i = 0; i < 3000; ++i) ++n[*select_worker(cs, "", rng)];
+  EXPECT_GT(n[0], n[1]);
+  EXPECT_GT(n[1], 3000 / 6);
+}
+
+TEST(WorkerSelect, AWorkerThatHasNotMeasuredItsSpeedYetCountsAsTheMedian) {
+  // A worker announces 0 tokens/s until it has measured enough of its own answers. Counted as
+  // slow (default_tps) it would never be picked, so never measure, so never be picked.
+  std::vector<Candidate> cs = {worker("a", 5000, 0, 0), worker("a", 4000, 0, 0), worker("a", 0, 0, 0)};
+  EXPECT_DOUBLE_EQ(median_claim(cs, ""), 4000);
+  EXPECT_DOUBLE_EQ(score(cs[2], {}, 0, median_claim(cs, "")), 4000);
+  Rng rng(9);
+  std::map<std::size_t, int> n;
+  for (int i = 0; i < 3000; ++i) ++n[*select_worker(cs, "", rng)];
+  for (std::size_t i = 0; i < 3; ++i) EXPECT_GE(n[i], 3000 / 6) << i;
+  // When none has measured, all count as default_tps and share equally.
+  for (auto& c : cs) c.record.generation_tps_centi = 0;
+  EXPECT_DOUBLE_EQ(median_claim(cs, ""), SelectConfig{}.default_tps);
+  n.clear();
+  for (int i = 0; i < 3000; ++i) ++n[*select_worker(cs, "", rng)];
+  for (std::size_t i = 0; i < 3; ++i) EXPECT_GT(n[i], 800) << i;
+}
+
+TEST(WorkerSelect, SpeedsMeasuredFourTimesApartOnABusyHostStillShare) {
+  // What three identical workers (tiny model, one busy 2-core host) announced at one moment of
+  // integration.mesh_fairness: 3,501, 802 and 918 tokens/s. The fast figure counts as twice the
+  // median (1,836); the old cut at half the best then dropped the 802 worker altogether.
+  std::vector<Candidate> cs = {worker("a", 3501, 0, 0), worker("a", 802, 0, 0), worker("a", 918, 0, 0)};
+  Rng rng(13);
+  std::map<std::size_t, int> n;
+  for (int i = 0; i < 3000; ++i) ++n[*select_worker(cs, "", rng)];
+  for (std::size_t i = 0; i < 3; ++i) EXPECT_GE(n[i], 3000 / 6) << i;
+  // A quarter of the best speed keeps half the odds; a tenth is out (see the test above).
+  EXPECT_DOUBLE_EQ(pick_weight(worker("a", 25, 0, 0)), pick_weight(worker("a", 100, 0, 0)) / 2);
+  EXPECT_DOUBLE_EQ(pick_weight(worker("a", 100, 1, 0, 1)), pick_weight(worker("a", 100, 0, 0)) / 2);  // load in full
 }
