@@ -8,7 +8,8 @@
 // the topic, picks a healthy one, reaches it through NATs over an end-to-end encrypted session and
 // streams the answer. A worker that fails before the first token is replaced without the caller
 // noticing; one lost mid-answer is replaced too, and the new worker continues from the text so
-// far, so the caller sees one unbroken stream (AskResult::resumed says it happened).
+// far, so the caller sees one unbroken stream (AskResult::resumed says it happened). A worker
+// whose llama-server crashed and is coming back gets the ask again when no other is left.
 //
 // Every ask ends in exactly one AskResult or one qmesh::Error. All methods are thread-safe; many
 // asks may run at once on one Client. Token callbacks run on the thread that called ask().
@@ -93,8 +94,8 @@ struct AskResult {
   double total_ms = 0;  // ask() called -> done
   double handshake_ms = 0;  // the session handshake this ask had to open (0: it reused an open session)
   double tokens_per_second = 0;  // after the first token
-  int retries = 0;               // times the ask moved to another worker
-  bool resumed = false;          // a worker was lost mid-answer and another continued it
+  int retries = 0;               // times the ask moved to another worker (or back to the same one)
+  bool resumed = false;          // a worker was lost mid-answer and another (or it, back) continued it
   std::string stop_reason;       // "eos", "limit", ...
 };
 

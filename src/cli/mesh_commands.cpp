@@ -7,6 +7,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <iostream>
@@ -186,7 +187,10 @@ void run_ask(const AskOpts& o) {
                    r.worker.substr(0, 12).c_str(), static_cast<unsigned long long>(r.tokens), r.ttft_ms,
                    r.tokens_per_second, r.total_ms,
                    r.retries ? (", " + std::to_string(r.retries) + " retries").c_str() : "",
-                   r.resumed ? ", resumed on another worker" : "");
+                   !r.resumed ? ""
+                   : std::count(r.workers_tried.begin(), r.workers_tried.end(), r.worker) > 1
+                       ? ", resumed on the same worker"
+                       : ", resumed on another worker");
     }
   } catch (const Error& e) {
     if (watcher.joinable()) stop_watcher();

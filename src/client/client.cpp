@@ -510,6 +510,27 @@ mesh::Request base_request(const AskOptions& o) {
   return r;
 }
 
+// When every other worker is out of this ask, a worker that lost its llama-server and said it is
+// coming back gets the ask again after its hint (bounded by the deadline): its index in `of`.
+// Its record may say "not available" meanwhile; the worker itself waits for llama-server.
+std::optional<std::size_t> wait_for_comeback(const std::vector<const dht::LookupRecord*>& of,
+                                             std::map<dht::PublicKey, std::uint32_t>& coming_back,
+                                             std::set<dht::PublicKey>& failed, Clock::time_point deadline,
+                                             const std::atomic<bool>& cancelled) {
+  for (std::size_t i = 0; i < of.size(); ++i) {
+    const auto key = of[i]->record.body.pubkey;
+    auto it = coming_back.find(key);
+    if (it == coming_back.end()) continue;
+    const auto until = std::min(deadline, Clock::now() + milliseconds(it->second));
+    while (Clock::now() < until && !cancelled) std::this_thread::sleep_for(milliseconds(10));
+    if (cancelled) throw Error("cancelled", "the ask was cancelled");
+    coming_back.erase(it);
+    failed.erase(key);
+    return i;
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 AskResult Client::Impl::run_ask(const AskOptions& o, const std::function<void(std::string_view)>& emit,
@@ -520,6 +541,9 @@ AskResult Client::Impl::run_ask(const AskOptions& o, const std::function<void(st
   close_idle_sessions();
   AskResult res;
   std::set<dht::PublicKey> failed;  // workers that failed this ask
+  // Workers that lost their llama-server in this ask and said when to retry: the supervisor is
+  // bringing it back. Tried again, after the hint, when no other worker is left.
+  std::map<dht::PublicKey, std::uint32_t> coming_back;
   std::optional<Clock::time_point> first_token;
   std::string last_error = "no worker could be reached";
   std::string last_kind = "network";
@@ -556,6 +580,7 @@ AskResult Client::Impl::run_ask(const AskOptions& o, const std::function<void(st
       std::lock_guard lk(mu);
       return mesh::select_worker(cands, o.model, *rng);
     }();
+    if (!pick) pick = wait_for_comeback(of, coming_back, failed, deadline, cancelled);
     if (!pick) {
       if (recs.empty()) throw Error("no_workers", "no worker announces '" + opts.topic + "'");
       if (usable == 0)
@@ -673,6 +698,7 @@ AskResult Client::Impl::run_ask(const AskOptions& o, const std::function<void(st
         // The client checked the request already, so one worker's "bad request" may be its own
         // limit (a smaller context): a second worker decides.
         if (kind == "bad_request" && ++bad_requests >= 2) throw Error("bad_request", msg);
+        if (kind == "worker_lost" && e && e->retry_after_ms > 0) coming_back[key] = e->retry_after_ms;
         if (kind == "busy") {
           saw_busy = true;
           busy_retry_ms = std::max(busy_retry_ms, e ? e->retry_after_ms : 1000u);

@@ -316,7 +316,7 @@ struct MeshServer::Impl {
       const std::string kind = e.kind.empty() ? "internal" : e.kind;
       const bool tell = kind == "busy" || kind == "bad_request" || kind == "cancelled";
       mesh::ErrorReply er{kind, tell ? e.message : "the worker could not finish the answer (" + kind + ")",
-                          kind == "busy" ? retry_hint() : 0};
+                          kind == "busy" ? retry_hint() : kind == "worker_lost" ? worker.lost_retry_ms() : 0};
       svc->post([this, key, body = mesh::to_json(er), client = shared->client](peer::Peer& p, peer::Instant) {
         finish_ask(p, key, client, mesh::FrameType::Error, body);
       });

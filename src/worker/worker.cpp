@@ -121,6 +121,13 @@ core::Result<sidecar::CompletionStats> Worker::submit(const sidecar::CompletionR
   return r;
 }
 
+std::uint32_t Worker::lost_retry_ms() {
+  auto [sup, engine] = parts();
+  if (!sup || stopping_) return 0;
+  const auto st = sup->state();
+  return st == sidecar::SidecarState::Failed || st == sidecar::SidecarState::Stopped ? 0 : 500;
+}
+
 std::optional<double> Worker::generation_tps() {
   std::lock_guard lk(rate_mu_);
   return rate_.tokens_per_second(since_epoch());

@@ -39,6 +39,11 @@ class Worker {
                                                 const sidecar::LlamaEngine::TokenSink& on_token,
                                                 const sidecar::LlamaEngine::CancelCheck& cancelled = {});
 
+  // After a request failed with "worker_lost": in how many ms the client may ask again because
+  // the supervisor is bringing llama-server back (a request then waits for it to be ready), or 0
+  // when it will not come back (gave up after a crash loop, or the worker is stopping).
+  std::uint32_t lost_retry_ms();
+
   // Host and llama-server health; tokens_per_second is generation_tps() once it has a figure.
   core::Health health();
   // Decode tokens/s over this worker's recent answers, from llama-server's own timings
