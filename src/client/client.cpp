@@ -577,8 +577,10 @@ AskResult Client::Impl::run_ask(const AskOptions& o, const std::function<void(st
       }
     }
     auto pick = [&] {
+      mesh::SelectConfig sc;
+      sc.ask_tokens = std::max(1, req.max_tokens - static_cast<int>(res.tokens));  // what is left to generate
       std::lock_guard lk(mu);
-      return mesh::select_worker(cands, o.model, *rng);
+      return mesh::select_worker(cands, o.model, *rng, sc);
     }();
     if (!pick) pick = wait_for_comeback(of, coming_back, failed, deadline, cancelled);
     if (!pick) {

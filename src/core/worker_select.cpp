@@ -1,7 +1,6 @@
 #include "core/worker_select.hpp"
 
 #include <algorithm>
-#include <cmath>
 
 #include "core/hex.hpp"
 
@@ -55,7 +54,7 @@ double score(const Candidate& c, const SelectConfig& cfg, double tps_cap, double
 
 double pick_weight(const Candidate& c, const SelectConfig& cfg, double tps_cap, double unclaimed) {
   const auto f = factors(c, cfg, tps_cap, unclaimed);
-  return std::sqrt(f.tps) * f.share;
+  return f.share / (cfg.overhead_ms / 1000 + cfg.ask_tokens / f.tps);
 }
 
 double median_claim(const std::vector<Candidate>& candidates, const std::string& model, const SelectConfig& cfg) {

@@ -1,9 +1,9 @@
-// Picking a worker for an ask: a score from its health record and the measured RTT, then a random
-// pick among the near-best with odds proportional to a weight (the score with its speed taken as
-// the square root), so that many clients reading the same records do not all pile onto the
-// single best worker, and workers whose speeds differ only by measurement noise share the asks
-// (a "better of two" pick gave the lowest of three equal workers 1/9 of them, and none once it
-// fell below half the best). docs/mesh.md explains the formula and its constants.
+// Picking a worker for an ask: from its health record and the measured RTT, how long the ask can
+// be expected to take there; then a random pick among the near-best with odds proportional to
+// the inverse, so that many clients reading the same records do not all pile onto the single
+// best worker, and workers whose figures differ only by measurement noise share the asks (a
+// "better of two" pick gave the lowest of three equal workers 1/9 of them, and none once it fell
+// below half the best). docs/mesh.md explains the formula and its constants.
 #pragma once
 
 #include <cstdint>
@@ -26,6 +26,10 @@ struct Candidate {
 struct SelectConfig {
   double near_best = 0.5;          // candidates weighing at least this share of the heaviest one
   double rtt_scale_ms = 50;        // RTT that halves the score
+  // The ask: how many tokens it wants, and what it costs besides them (session, prompt, first
+  // token), so that a speed difference counts as much as it changes the ask's time.
+  double ask_tokens = 256;
+  double overhead_ms = 50;
   double default_tps = 10;         // the claim of every candidate when none has measured its speed
   // A worker's tokens/s is its own claim: select_worker() counts a claim up to claim_cap times the
   // median claim of the eligible candidates, and up to measured_slack times what this client
@@ -47,11 +51,12 @@ std::string ineligible(const Candidate& c, const std::string& model);
 // (the median claim, see median_claim()), or default_tps when that is 0.
 double score(const Candidate& c, const SelectConfig& cfg = {}, double tps_cap = 0, double unclaimed = 0);
 
-// What select_worker() draws by: sqrt(tps) / (1 + load) / (1 + rtt / rtt_scale) × p_cpu × p_mem,
-// with tps as in score(). The square root: speeds that identical workers measure on a busy host
-// differ by up to 4x (a short answer's decode time is a few ms, the scale of CPU scheduling), and
-// a worker measured at a quarter of the best keeps half the odds, not a quarter; one ten times
-// slower (weight 0.32 of the best) is out. Load counts in full: between equal speeds it decides.
+// What select_worker() draws by, 1 / the ask's expected time there (seconds):
+//   weight = p_cpu × p_mem / ((1 + load) × (overhead + ask_tokens / tps) × (1 + rtt / rtt_scale))
+// with tps and the rest as in score(). For a long ask it is proportional to the score; for a
+// short one the speed barely matters (16 tokens at 800 or 5,000 tokens/s: 70 or 53 ms) and load
+// decides, so that the figures of identical workers, which on a busy host differ several times
+// (a short answer's decode is a few ms, the scale of CPU scheduling), do not decide either.
 double pick_weight(const Candidate& c, const SelectConfig& cfg = {}, double tps_cap = 0, double unclaimed = 0);
 
 // The (lower) median of the speeds claimed by the eligible candidates that have measured theirs;

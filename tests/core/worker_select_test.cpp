@@ -88,8 +88,8 @@ TEST(WorkerSelect, AWorkerLyingAboutItsSpeedDoesNotDrawTheAsks) {
   Rng rng(3);
   std::map<std::size_t, int> n;
   for (int i = 0; i < 4000; ++i) ++n[*select_worker(cs, "", rng)];
-  // Capped at twice the median, the liar is one of four near-best, with odds √100 : √50 : √50 :
-  // √50, i.e. 32 %.
+  // Capped at twice the median, the liar is one of four near-best; for a 256-token ask it takes
+  // 2.6 s there against 5.2 s at the others: odds 2 : 1 : 1 : 1, i.e. 40 %.
   EXPECT_LT(n[0], 4000 * 0.5);
   for (std::size_t i = 1; i < 4; ++i) EXPECT_GT(n[i], 4000 * 0.14) << i;
   // Once this client has measured the liar's real speed, its claim counts for little.
@@ -114,7 +114,7 @@ TEST(WorkerSelect, EqualWorkersWithNoisyClaimsShareTheAsksFairly) {
   std::map<std::size_t, int> n;
   for (int i = 0; i < 3000; ++i) ++n[*select_worker(cs, "", rng)];
   for (std::size_t i = 0; i < 3; ++i) EXPECT_GE(n[i], 3000 / 6) << i;
-  // The shares still follow the speeds, as √30 : √45 : √60.
+  // The shares still follow the speeds (for a 256-token ask: 8.6, 5.7 and 4.3 s).
   EXPECT_LT(n[0], n[1]);
   EXPECT_LT(n[1], n[2]);
 }
@@ -156,7 +156,27 @@ TEST(WorkerSelect, SpeedsMeasuredFourTimesApartOnABusyHostStillShare) {
   std::map<std::size_t, int> n;
   for (int i = 0; i < 3000; ++i) ++n[*select_worker(cs, "", rng)];
   for (std::size_t i = 0; i < 3; ++i) EXPECT_GE(n[i], 3000 / 6) << i;
-  // A quarter of the best speed keeps half the odds; a tenth is out (see the test above).
-  EXPECT_DOUBLE_EQ(pick_weight(worker("a", 25, 0, 0)), pick_weight(worker("a", 100, 0, 0)) / 2);
-  EXPECT_DOUBLE_EQ(pick_weight(worker("a", 100, 1, 0, 1)), pick_weight(worker("a", 100, 0, 0)) / 2);  // load in full
+}
+
+TEST(WorkerSelect, ForAShortAskSpeedMattersLittleAndLoadDecides) {
+  // Speeds 817, 5,000 and 38,671 tokens/s (figures identical workers once announced). A 16-token
+  // ask takes 70, 53 and 52 ms (50 ms of it besides the tokens): each gets at least half an
+  // equal share. A 256-token ask takes 0.36, 0.10 and 0.08 s: the slow one is out.
+  std::vector<Candidate> cs = {worker("a", 817, 0, 0), worker("a", 5000, 0, 0), worker("a", 38671, 0, 0)};
+  SelectConfig short_ask{.ask_tokens = 16};
+  Rng rng(17);
+  std::map<std::size_t, int> n;
+  for (int i = 0; i < 3000; ++i) ++n[*select_worker(cs, "", rng, short_ask)];
+  for (std::size_t i = 0; i < 3; ++i) EXPECT_GE(n[i], 3000 / 6) << i;
+  n.clear();
+  for (int i = 0; i < 3000; ++i) ++n[*select_worker(cs, "", rng)];
+  EXPECT_EQ(n[0], 0);
+  // For a short ask the load decides: the idle worker of two equal ones draws twice the odds.
+  EXPECT_DOUBLE_EQ(pick_weight(worker("a", 5000, 0, 0), short_ask),
+                   2 * pick_weight(worker("a", 5000, 1, 0, 1), short_ask));
+  // Without the overhead, the weight is the score per token asked: proportional to the score.
+  SelectConfig bare{.overhead_ms = 0};
+  auto w = worker("a", 40, 1, 0);
+  w.rtt_ms = 25;
+  EXPECT_DOUBLE_EQ(pick_weight(w, bare) * bare.ask_tokens, score(w, bare));
 }

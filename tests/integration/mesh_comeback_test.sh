@@ -44,7 +44,7 @@ if [ -n "$child" ]; then
   cat "$tmp/fault.err"
   check "ask with the only worker's llama-server killed mid-answer exits 0" test "$rc" -eq 0
   check "...the worker lost llama-server mid-answer" grep -q "ask from .*worker_lost" "$tmp/w.log"
-  check "...restarted it" grep -q "ready (pid [0-9]*, restarts 1)" "$tmp/w.log"
+  check "...restarted it" wait_line "$tmp/w.log" "ready (pid [0-9]*, restarts 1)" 30
   check "...and the ask resumed there with every token asked for" \
     grep -q "^worker [0-9a-f]*: $tokens tokens, .*, [0-9]* retries, resumed on the same worker" "$tmp/fault.err"
   # Nothing lost or replaced: the answer goes on from what the caller had. The continuation

@@ -23,6 +23,15 @@ listed() { [ "$("$cli" workers --bootstrap "$boot" --json 2>/dev/null | jq '[.wo
 n=0; until listed || [ $n -ge 60 ]; do sleep 1; n=$((n + 1)); done
 check "three workers are listed" listed
 
+# Warm-up, as on a mesh that has run a while: every worker has served asks and announces the speed
+# it measured. Only the asks after it count.
+"$load" --bootstrap "$boot" --clients 3 --asks 60 --max-tokens 16 >"$tmp/warm.out" ||
+  { bad "warm-up asks"; cat "$tmp/warm.out"; }
+sleep 2  # two status intervals: the records carry the measured speeds
+answered() { grep -c 'ask from [0-9a-f]*: [0-9]* tokens' "$1"; }
+warm=(); for i in 1 2 3; do warm+=("$(answered "$tmp/w$i.log")"); done
+echo "warm-up asks answered per worker: ${warm[*]}"
+
 # The speeds the workers announce, sampled while the asks run (for the log: how far apart they are).
 ( while :; do "$cli" workers --bootstrap "$boot" --json 2>/dev/null |
     jq -c '[.workers[] | {(.id[0:6]): .generation_tokens_per_second}] | add' 2>/dev/null; sleep 2; done ) >"$tmp/speeds.log" &
@@ -50,7 +59,7 @@ completed=$(( $(grep -o 'completed [0-9]*' "$tmp/load.out" | awk '{print $2}') +
 sleep 1  # the workers' last log lines
 echo "announced generation tokens/s, every 2 s:"; cat "$tmp/speeds.log"
 counts=()
-for i in 1 2 3; do counts+=("$(grep -c 'ask from [0-9a-f]*: [0-9]* tokens' "$tmp/w$i.log")"); done
+for i in 1 2 3; do counts+=("$(( $(answered "$tmp/w$i.log") - warm[i - 1] ))"); done
 for i in 1 2 3; do echo "worker $i: $(grep -o 'joined the network as [0-9a-f]\{6\}' "$tmp/w$i.log" | awk '{print $5}')"; done
 total=$((counts[0] + counts[1] + counts[2]))
 echo "asks answered per worker: ${counts[*]} (of $total; clients saw $completed complete)"
