@@ -24,7 +24,7 @@ struct Candidate {
 };
 
 struct SelectConfig {
-  double near_best = 0.5;          // candidates weighing at least this share of the heaviest one
+  double near_best = 0.25;         // candidates weighing at least this share of the heaviest one
   double rtt_scale_ms = 50;        // RTT that halves the score
   // The ask: how many tokens it wants, and what it costs besides them (session, prompt, first
   // token), so that a speed difference counts as much as it changes the ask's time.

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Fairness: three identical workers (same model, same flags, same host) share 300 asks from
-# concurrent clients, and each answers at least half of an equal share (>= 50 of 300). Before,
-# they answered 101, 92 and 7 of 200: their announced speeds came out up to 50x apart (a mean of
+# Fairness: three identical workers (same model, same flags, same host, one llama-server thread
+# each: three on a 2-core host) share 300 asks from concurrent clients, and each answers at least
+# half of an equal share (>= 50 of 300), also of each kind of client's asks. Before, they
+# answered 101, 92 and 7 of 200: their announced speeds came out up to 50x apart (a mean of
 # per-answer rates over short answers) and the better-of-two pick starved the lowest one.
-#   usage: mesh_fairness_test.sh QMESH_WORKER QMESH_CLI MESH_LOAD TINY_MODEL [ASKS] [CLIENTS]
+#   usage: mesh_fairness_test.sh QMESH_WORKER QMESH_CLI MESH_LOAD TINY_MODEL [ASKS]
 set -uo pipefail
-worker="$1"; cli="$2"; load="$3"; model="$4"; asks="${5:-300}"; clients="${6:-6}"
+worker="$1"; cli="$2"; load="$3"; model="$4"; asks="${5:-300}"
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 export QMESH_CONFIG_DIR="$tmp/cfg"
 port=$((48000 + RANDOM % 200))
@@ -63,11 +64,22 @@ for i in 1 2 3; do counts+=("$(( $(answered "$tmp/w$i.log") - warm[i - 1] ))"); 
 for i in 1 2 3; do echo "worker $i: $(grep -o 'joined the network as [0-9a-f]\{6\}' "$tmp/w$i.log" | awk '{print $5}')"; done
 total=$((counts[0] + counts[1] + counts[2]))
 echo "asks answered per worker: ${counts[*]} (of $total; clients saw $completed complete)"
+by_cli=()
+for i in 1 2 3; do
+  id="$(grep -o 'joined the network as [0-9a-f]*' "$tmp/w$i.log" | awk '{print $5}')"
+  by_cli+=("$(jq -s --arg id "$id" '[.[] | select(.worker == $id)] | length' "$tmp/cli.json")")
+done
+echo "...of which from qmesh-cli ask: ${by_cli[*]}; from mesh_load: $((counts[0] - by_cli[0])) $((counts[1] - by_cli[1])) $((counts[2] - by_cli[2]))"
 check "the workers completed exactly the asks the clients saw complete" test "$total" = "${completed:-x}"
 check "nearly every ask completed" test "$total" -ge $((asks * 9 / 10))
+cli_total=$((by_cli[0] + by_cli[1] + by_cli[2]))
 for i in 0 1 2; do
-  # at least half of the mean share: count * 3 * 2 >= total
+  # At least half of the mean share (count * 3 * 2 >= total), of all asks and of each kind of
+  # client's: fresh processes choose by the records alone, long-lived clients by what they measured.
   check "worker $((i + 1)) answered at least half of an equal share (${counts[$i]} of $total)" \
     test $((counts[i] * 6)) -ge "$total"
+  check "...of the qmesh-cli asks (${by_cli[$i]} of $cli_total)" test $((by_cli[i] * 6)) -ge "$cli_total"
+  check "...of the mesh_load asks ($((counts[i] - by_cli[i])) of $((total - cli_total)))" \
+    test $(((counts[i] - by_cli[i]) * 6)) -ge $((total - cli_total))
 done
 finish
