@@ -4,7 +4,7 @@
 #    kept open by keepalive pings, and replace at once every stream the worker refuses. Honest
 #    `qmesh-cli ask`s meanwhile all complete. The worker's RSS (qmesh-worker alone, VmRSS) is
 #    sampled before, during and after; without sanitizers it must stay within 20 MB of its
-#    baseline during the attack and come back within 2 MB of it after.
+#    baseline during the attack and come back within 2 MB of it after (within 15 s).
 # 2. Two REQUEST frames on one stream get bad_request: both at once, and the second while the
 #    first is being answered (the ask ends there).
 #   usage: mesh_hoard_test.sh QMESH_WORKER QMESH_CLI HOARD_ATTACK TINY_MODEL SANITIZED(0|1)
@@ -58,8 +58,9 @@ echo "honest asks' retries: $(cat "$tmp"/h?.json 2>/dev/null | jq -s -c '[.[].re
 wait "$apid"
 cat "$tmp/attack.out"
 check "the worker refused the hoarded requests (busy or timeout)" grep -Eq "answered [1-9][0-9]* \(.*(busy|timeout)=" "$tmp/attack.out"
-sleep 3  # the attacker closed its sessions
-after=$(rss)
+# The attacker closed its sessions; the worker frees them after their linger (3 s) and then
+# gives the memory back: allow it 15 s.
+for ((i = 0; i < 30; i++)); do after=$(rss); [ "$after" -le $((base + 2048)) ] && break; sleep 0.5; done
 during=$(sort -n "$tmp/rss.during" | tail -1)
 echo "worker RSS (kB): before $base, during max $during, after $after"
 check "the worker is still up" kill -0 "$wpid"
