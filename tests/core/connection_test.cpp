@@ -462,7 +462,8 @@ struct Pair {
         any = true;
       }
       while (auto p = c1.next_packet(now)) {
-        for (const auto& f : *decode(p->payload)) stops_sent += std::holds_alternative<StopSending>(f);
+        const auto frames = decode(p->payload);
+        for (const auto& f : *frames) stops_sent += std::holds_alternative<StopSending>(f);
         c0.on_packet(p->pn, p->payload, now);
         any = true;
       }
