@@ -24,7 +24,9 @@ struct IntakeLimits {
   // At least one REQUEST of the largest size (kMaxRequestBytes plus its header) must fit a session.
   std::size_t per_session = 512 * 1024;
   std::size_t per_source = 2 << 20;  // one IPv4 address / IPv6 /64 (a relay counts as its source)
-  std::size_t total = 8 << 20;
+  // Small enough that a worker under attack stays near 30 MB (the stream buffers of the requests
+  // held cost about as much again); 16 largest requests, or thousands of ordinary ones, at once.
+  std::size_t total = 4 << 20;
   std::chrono::microseconds deadline = std::chrono::seconds(5);
 };
 

@@ -3,8 +3,9 @@
 # 1. 72 identities x 16 streams each write the first 64 KiB of a REQUEST that never completes,
 #    kept open by keepalive pings, and replace at once every stream the worker refuses. Honest
 #    `qmesh-cli ask`s meanwhile all complete. The worker's RSS (qmesh-worker alone, VmRSS) is
-#    sampled before, during and after; without sanitizers it must stay within 20 MB of its
-#    baseline during the attack and come back within 2 MB of it after (within 15 s).
+#    sampled before, during and after; without sanitizers it must stay within 15 MB of its
+#    baseline during the attack (90 % of samples; every sample within 30 MB) and come back within
+#    2 MB of it after (within 15 s).
 # 2. Two REQUEST frames on one stream get bad_request: both at once, and the second while the
 #    first is being answered (the ask ends there).
 #   usage: mesh_hoard_test.sh QMESH_WORKER QMESH_CLI HOARD_ATTACK TINY_MODEL SANITIZED(0|1)
@@ -62,12 +63,16 @@ check "the worker refused the hoarded requests (busy or timeout)" grep -Eq "answ
 # gives the memory back: allow it 15 s.
 for ((i = 0; i < 30; i++)); do after=$(rss); [ "$after" -le $((base + 2048)) ] && break; sleep 0.5; done
 during=$(sort -n "$tmp/rss.during" | tail -1)
-echo "worker RSS (kB): before $base, during max $during, after $after"
+p90=$(sort -n "$tmp/rss.during" | awk '{v[NR] = $1} END {i = int(NR * 0.9); if (i < 1) i = 1; print v[i]}')
+echo "worker RSS samples during the attack (kB, every 0.2 s): $(tr "\n" " " <"$tmp/rss.during")"
+echo "worker RSS (kB): before $base, during: 90th percentile $p90, max $during; after $after"
 check "the worker is still up" kill -0 "$wpid"
 if [ "$sanitized" = 1 ] || [ "$sanitized" = ON ]; then
   echo "sanitizer build: RSS bounds not checked (ASan's own memory dominates)"
 else
-  check "RSS during the attack within 20 MB of the baseline" test "$during" -le $((base + 20480))
+  # Steady state within 15 MB; the brief peaks when a wave of reopened streams lands, within 30.
+  check "RSS during the attack (90th percentile) within 15 MB of the baseline" test "$p90" -le $((base + 15360))
+  check "RSS during the attack (max) within 30 MB of the baseline" test "$during" -le $((base + 30720))
   check "RSS after the attack within 2 MB of the baseline" test "$after" -le $((base + 2048))
 fi
 "$cli" ask --bootstrap "$boot" --raw --max-tokens 4 "Still there?" >/dev/null 2>"$tmp/last.err"; rc=$?
