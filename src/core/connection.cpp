@@ -245,6 +245,14 @@ void Connection::requeue_records(const SentPacket& p) {
       case RecKind::MaxStreams:
         max_streams_pending_ = true;
         break;
+      case RecKind::StopSending: {
+        Stream* s = find(r.id);
+        if (s && s->final_size == kNone) {
+          s->stop_pending = true;
+          queue_ctrl(*s, r.id);
+        }
+        break;
+      }
     }
   }
 }
@@ -541,6 +549,14 @@ bool Connection::write_control_frames(ByteWriter& w, std::size_t limit) {
       s->reset_pending = false;
       any = true;
     }
+    if (s->stop_pending && s->final_size == kNone) {
+      const Frame f = StopSending{id, s->stop_code};
+      if (!fits(f)) break;
+      encode(f, w);
+      scratch_.push_back({id, 0, 0, RecKind::StopSending, false});
+      any = true;
+    }
+    s->stop_pending = false;
     if (s->max_stream_data_pending) {
       const Frame f = MaxStreamData{id, s->max_adv};
       if (!fits(f)) break;

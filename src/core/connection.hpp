@@ -140,6 +140,11 @@ class Connection {
   std::size_t write(StreamId id, std::span<const std::uint8_t> data);
   Status finish(StreamId id);
   Status reset(StreamId id, std::uint64_t code);
+  // Ends only the receiving side (QUIC's STOP_SENDING): what the peer sent or still sends on the
+  // stream is dropped (counted for flow control, never buffered) and, unless its FIN or reset is
+  // in already, the peer is asked to reset its side. Our sending side goes on: an answer can
+  // still be written and finished. The stream is forgotten once both sides are over.
+  Status stop_reading(StreamId id, std::uint64_t code);
   std::size_t read(StreamId id, std::span<std::uint8_t> out);
   std::optional<Event> next_event();
 
@@ -182,6 +187,9 @@ class Connection {
     bool readable_armed = true, finished_emitted = false;
     bool discard = false;          // reset either way: data is counted, not kept
     bool peer_reset = false;
+    bool reading_stopped = false;  // stop_reading(): the peer's reset ends only its side
+    bool stop_pending = false;     // a STOP_SENDING to send
+    std::uint64_t stop_code = 0;
     bool max_stream_data_pending = false;
   };
 
@@ -196,7 +204,7 @@ class Connection {
     bool eliciting = false, in_flight = false, cwnd_limited = false;
     std::uint32_t loss_episode = 0;  // the congestion episode it was declared lost in (0: none)
   };
-  enum class RecKind : std::uint8_t { Stream, Reset, MaxData, MaxStreamData, MaxStreams };
+  enum class RecKind : std::uint8_t { Stream, Reset, MaxData, MaxStreamData, MaxStreams, StopSending };
   // What a packet carried that must be sent again if it is lost.
   struct SentRecord {
     StreamId id = 0;

@@ -89,7 +89,10 @@ void Connection::on_stream_acked(Stream& s, StreamId id, const SentRecord& r) {
     s.want_writable = false;
     events_.push_back(Writable{id});
   }
-  if (send_done(s)) maybe_forget(id);
+  if (send_done(s)) {
+    s.sbuf.release();  // never needed again, while the receiving side may last much longer
+    maybe_forget(id);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -159,6 +162,26 @@ Status Connection::reset(StreamId id, std::uint64_t code) {
   return Ok{};
 }
 
+Status Connection::stop_reading(StreamId id, std::uint64_t code) {
+  if (state_ != State::Open) return make_error("the connection is closed", "closed");
+  Stream* s = find(id);
+  if (!s) return make_error("no such stream", "unknown_stream");
+  if (s->discard) return Ok{};
+  s->discard = true;
+  s->reading_stopped = true;
+  consume(*s, s->highest);
+  s->rbuf.release();
+  s->received.clear();
+  s->max_stream_data_pending = false;
+  if (s->final_size == kNone) {  // the peer still sends: ask it to stop
+    s->stop_pending = true;
+    s->stop_code = code;
+    queue_ctrl(*s, id);
+  }
+  maybe_forget(id);
+  return Ok{};
+}
+
 std::size_t Connection::read(StreamId id, std::span<std::uint8_t> out) {
   Stream* s = find(id);
   if (!s || s->discard) return 0;
@@ -177,7 +200,10 @@ std::size_t Connection::read(StreamId id, std::span<std::uint8_t> out) {
     s->max_stream_data_pending = true;
     queue_ctrl(*s, id);
   }
-  if (s->finished_emitted && s->read_off >= s->final_size) maybe_forget(id);
+  if (s->finished_emitted && s->read_off >= s->final_size) {
+    s->rbuf.release();  // all read: our side may go on sending for long
+    maybe_forget(id);
+  }
   return n;
 }
 
@@ -307,8 +333,9 @@ void Connection::on_reset_frame(const ResetStream& f) {
   }
   s->max_stream_data_pending = false;
   if (notify) events_.push_back(StreamReset{f.id, f.code});
-  // The reset aborts both directions: answer with ours, which carries our final size.
-  if (!s->send_aborted) abort_sending(*s, f.id, f.code);
+  // The reset aborts both directions: answer with ours, which carries our final size. Unless it
+  // answers our STOP_SENDING: then it ends only the side we stopped reading.
+  if (!s->send_aborted && !s->reading_stopped) abort_sending(*s, f.id, f.code);
   maybe_forget(f.id);
 }
 

@@ -10,8 +10,14 @@
 #include <mutex>
 #include <thread>
 
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+
 #include "core/hex.hpp"
 #include "core/mesh_frame.hpp"
+#include "core/mesh_intake.hpp"
+#include "core/mesh_request_reader.hpp"
 #include "core/stream_event.hpp"
 #include "net/dht_await.hpp"
 #include "net/logger.hpp"
@@ -32,6 +38,7 @@ namespace {
 constexpr std::size_t kMaxOutbox = 4 << 20;   // answer bytes a slow reader may leave unread
 constexpr std::uint64_t kResetProtocol = 1;   // stream reset codes
 constexpr std::uint64_t kResetOverflow = 2;
+constexpr std::uint64_t kStopAnswered = 3;    // STOP_SENDING: the ask is answered, send no more
 
 dht::TimePoint ms(peer::Instant t) { return std::chrono::duration_cast<dht::TimePoint>(t); }
 
@@ -47,22 +54,18 @@ struct MeshServer::Impl {
   };
   // One ask on one stream (loop thread only).
   struct Ask {
-    mesh::FrameDecoder dec;
-    bool requested = false;  // a REQUEST arrived: the ask runs or was answered
+    mesh::RequestReader reader;
+    bool requested = false;  // the REQUEST was read (or refused): the ask runs or was answered
     bool answered = false;   // DONE or ERROR queued
     std::string out;         // frames not yet accepted by the stream
     std::size_t out_off = 0;
     bool finished = false;   // our FIN is queued
-    bool peer_fin = false;   // the client's FIN arrived
-    std::size_t fed = 0;     // request bytes read so far (counted in partial_bytes until complete)
+    bool peer_fin = false;   // the client's FIN arrived, or we stopped reading: nothing more comes
     std::shared_ptr<Shared> shared;
   };
-  // REQUEST bytes all unfinished asks may hold: a client that opens many streams and never
-  // completes its requests gets "busy", not the worker's memory.
-  static constexpr std::size_t kMaxPartialBytes = 64 << 20;
 
   void forget(std::map<Key, Ask>::iterator it) {
-    if (!it->second.requested) partial_bytes -= it->second.fed;
+    intake.end(it->first);
     asks.erase(it);
   }
 
@@ -76,9 +79,15 @@ struct MeshServer::Impl {
   // Loop thread.
   std::map<Key, Ask> asks;
   std::map<session::SessionId, core::noise::PublicKey> clients;
+  std::map<session::SessionId, dht::IpKey> sources;  // where a session's packets come from now
   std::atomic<int> admitted{0};     // changed on the loop thread; retry_hint() reads it anywhere
   std::map<core::noise::PublicKey, int> admitted_by;  // asks running or queued, per client key
-  std::size_t partial_bytes = 0;    // bytes of REQUESTs begun and not complete, all streams
+  // REQUESTs still arriving: bounded per session, per source and in all, oldest given up first,
+  // and each must be whole within a deadline (core/mesh_intake.hpp).
+  mesh::RequestIntake intake;
+  std::size_t freed_since_trim = 0;  // bytes given back since the last malloc_trim
+  bool session_dropped = false;      // its connection is freed after the session host's linger
+  peer::Instant trim_at = peer::Instant::max();
 
   int announce_failures = 0;  // in a row; announce()'s caller only
 
@@ -88,6 +97,8 @@ struct MeshServer::Impl {
   int threads = 0;
   MeshStats st;
   bool stopped = false;
+  std::thread sweeper;  // posts housekeeping() to the loop: the intake's deadlines need a clock
+  std::condition_variable sweep_cv;
 
   Impl(Worker& w, MeshServerOptions o) : worker(w), opts(std::move(o)), topic(dht::topic_from_name(opts.topic)) {}
 
@@ -105,13 +116,17 @@ struct MeshServer::Impl {
     if (!he) return;
     if (const auto* a = std::get_if<session::Accepted>(he)) {
       clients[a->sid] = a->remote_static;
+      sources[a->sid] = dht::ip_key(a->path.to);
       bump(&MeshStats::sessions);
       log->debug("session {} from {} ({})", a->sid, short_key(a->remote_static), a->path.relayed() ? "relayed" : "direct");
     } else if (const auto* s = std::get_if<session::StreamActivity>(he)) {
       on_stream(p, s->sid, s->event, now);
+    } else if (const auto* pc = std::get_if<session::PathChanged>(he)) {
+      sources[pc->sid] = dht::ip_key(pc->path.to);
     } else if (const auto* c = std::get_if<session::SessionClosed>(he)) {
       drop_session(c->sid);
     }
+    expire(p, now);
   }
 
   void drop_session(session::SessionId sid) {
@@ -122,6 +137,8 @@ struct MeshServer::Impl {
       it = next;
     }
     clients.erase(sid);
+    sources.erase(sid);
+    session_dropped = true;
   }
 
   void on_stream(peer::Peer& p, session::SessionId sid, const stream::Event& ev, peer::Instant now) {
@@ -143,46 +160,94 @@ struct MeshServer::Impl {
       if (it != asks.end()) pump(p, key, it->second);
       return;
     }
-    if (it == asks.end()) it = asks.emplace(key, Ask{}).first;
-    Ask& a = it->second;
+    if (it == asks.end()) {
+      // Every stream the client opens starts with StreamOpened; a later event for an unknown one
+      // belongs to an ask already forgotten (e.g. data dropped after our answer) and is not new.
+      if (!std::holds_alternative<stream::StreamOpened>(ev)) return;
+      it = asks.emplace(key, Ask{}).first;
+    }
     stream::Connection* c = p.sessions().connection(sid);
     if (!c) return;
     std::uint8_t buf[16384];
     while (const auto n = c->read(*id, buf)) {
-      if (a.requested) continue;  // anything after the request is ignored
-      a.fed += n;
-      partial_bytes += n;
-      if (partial_bytes > kMaxPartialBytes) {
-        bump(&MeshStats::busy);
-        answer_error(p, key, a, {"busy", "worker is busy: too many requests arriving", retry_hint()});
-        return;
-      }
-      if (!a.dec.feed(std::span(buf, n))) {
-        bump(&MeshStats::bad_requests);
-        answer_error(p, key, a, {"bad_request", "bad request: " + a.dec.error(), 0});
-        return;
-      }
-      if (auto f = a.dec.next()) {
-        if (f->type != mesh::FrameType::Request) {
-          bump(&MeshStats::bad_requests);
-          answer_error(p, key, a, {"bad_request", "bad request: the first frame must be a REQUEST", 0});
-          return;
-        }
-        partial_bytes -= a.fed;
-        a.requested = true;
-        admit(p, key, a, f->body, now);
-        if (asks.find(key) == asks.end()) return;
-      }
+      Ask& a = it->second;
+      if (a.answered) continue;  // what the client sends after our answer is only drained
+      on_request_bytes(p, key, a.reader.feed(std::span(buf, n)), now);
+      if ((it = asks.find(key)) == asks.end()) return;
     }
     if (std::holds_alternative<stream::Finished>(ev)) {
+      Ask& a = it->second;
       a.peer_fin = true;
       if (!a.requested) {
-        bump(&MeshStats::bad_requests);
-        answer_error(p, key, a, {"bad_request", "bad request: the stream ended before a complete REQUEST", 0});
+        on_request_bytes(p, key, a.reader.finish(), now);
       } else if (a.finished) {
-        forget(asks.find(key));  // both sides are done
+        forget(it);  // both sides are done
       }
     }
+  }
+
+  // After the stream's bytes went into the ask's reader: a request still arriving is held within
+  // the intake's bounds (others may be given up for it), a whole one is admitted, a bad one (a
+  // second REQUEST too, even while the first runs) is answered bad_request.
+  void on_request_bytes(peer::Peer& p, const Key& key, mesh::RequestReader::State st, peer::Instant now) {
+    Ask& a = asks.at(key);
+    switch (st) {
+      case mesh::RequestReader::State::Reading: {
+        // The deadline runs from the first byte; a request whole in its first read is never held.
+        auto src = sources.find(key.first);
+        intake.begin(key, src != sources.end() ? src->second : dht::IpKey{}, now);
+        for (const auto& k : intake.hold(key, a.reader.held()))
+          give_up(p, k, {"busy", "worker is busy: too many unfinished requests (this one was the oldest)", retry_hint()});
+        return;
+      }
+      case mesh::RequestReader::State::Complete: {
+        intake.end(key);
+        a.requested = true;
+        freed_since_trim += a.reader.held();
+        auto body = a.reader.take_body();
+        admit(p, key, a, *body, now);
+        return;
+      }
+      case mesh::RequestReader::State::Failed:
+        if (a.shared) a.shared->cancelled = true;  // it was running: the ask ends here
+        bump(&MeshStats::bad_requests);
+        answer_error(p, key, a, {"bad_request", "bad request: " + a.reader.error(), 0});
+        return;
+    }
+  }
+
+  // A request still arriving that the intake gave up (or whose deadline passed): refused, freed.
+  void give_up(peer::Peer& p, const Key& key, const mesh::ErrorReply& e) {
+    auto it = asks.find(key);
+    if (it == asks.end()) return;
+    bump(e.kind == "busy" ? &MeshStats::busy : &MeshStats::bad_requests);
+    log->debug("unfinished request on session {} stream {} refused: {}", key.first, key.second, e.kind);
+    answer_error(p, key, it->second, e);
+  }
+
+  void expire(peer::Peer& p, peer::Instant now) {
+    if (intake.next_deadline() > now) return;
+    const auto secs = std::chrono::duration_cast<std::chrono::seconds>(intake.limits().deadline).count();
+    for (const auto& k : intake.expire(now))
+      give_up(p, k, {"timeout", "the REQUEST did not arrive whole within " + std::to_string(secs) + " s", 0});
+  }
+
+  // Periodic, on the loop thread: deadlines, and memory given back to the system after large frees
+  // (glibc keeps freed heap in its arenas otherwise).
+  void housekeeping(peer::Peer& p, peer::Instant now) {
+    expire(p, now);
+    if (session_dropped && trim_at == peer::Instant::max()) trim_at = now + std::chrono::seconds(4);
+    session_dropped = false;
+    if (now >= trim_at) {
+      trim_at = peer::Instant::max();
+      freed_since_trim = 1 << 20;
+    }
+#ifdef __GLIBC__
+    if (freed_since_trim >= (1u << 20)) {
+      freed_since_trim = 0;
+      malloc_trim(0);
+    }
+#endif
   }
 
   void admit(peer::Peer& p, const Key& key, Ask& a, const std::string& body, peer::Instant) {
@@ -342,8 +407,16 @@ struct MeshServer::Impl {
   }
 
   void answer_error(peer::Peer& p, const Key& key, Ask& a, const mesh::ErrorReply& e) {
-    if (!a.requested) partial_bytes -= a.fed;
+    intake.end(key);
+    freed_since_trim += a.reader.held();
+    a.reader.release();
     a.requested = true;
+    if (!a.peer_fin) {
+      // Whatever else the client sends on this stream is dropped by the connection, unbuffered,
+      // and it is asked to stop; the ask is forgotten once our answer is out.
+      if (auto* c = p.sessions().connection(key.first)) (void)c->stop_reading(key.second, kStopAnswered);
+      a.peer_fin = true;
+    }
     send(p, key, mesh::FrameType::Error, mesh::to_json(e), true);
   }
 
@@ -405,6 +478,12 @@ MeshServer::~MeshServer() {
 
 core::Result<std::unique_ptr<MeshServer>> MeshServer::start(Worker& worker, MeshServerOptions opts) {
   if (opts.bootstrap.empty()) return core::make_error("no bootstrap node given");
+#ifdef __GLIBC__
+  // Fixed thresholds: glibc raises both after large frees (up to 32 and 64 MiB), so memory a
+  // burst of requests used would stay in the heap for good; with them it goes back (housekeeping).
+  mallopt(M_MMAP_THRESHOLD, 128 << 10);
+  mallopt(M_TRIM_THRESHOLD, 128 << 10);
+#endif
   auto impl = std::make_unique<Impl>(worker, opts);
   if (auto m = sidecar::inspect_model_file(worker.config().model)) {
     impl->model_name = m->name;
@@ -441,6 +520,16 @@ core::Result<std::unique_ptr<MeshServer>> MeshServer::start(Worker& worker, Mesh
     impl->svc->stop();
     return core::make_error("no DHT node answered at " + list + " (is a bootstrap node running there?)");
   }
+  impl->sweeper = std::thread([raw] {
+    std::unique_lock lk(raw->mu);
+    while (!raw->stopped) {
+      raw->sweep_cv.wait_for(lk, milliseconds(250));
+      if (raw->stopped) break;
+      lk.unlock();
+      raw->svc->post([raw](peer::Peer& p, peer::Instant now) { raw->housekeeping(p, now); });
+      lk.lock();
+    }
+  });
   return std::unique_ptr<MeshServer>(new MeshServer(std::move(impl)));
 }
 
@@ -500,6 +589,8 @@ void MeshServer::stop() {
     if (impl_->stopped) return;
     impl_->stopped = true;
   }
+  impl_->sweep_cv.notify_all();
+  if (impl_->sweeper.joinable()) impl_->sweeper.join();
   auto& svc = *impl_->svc;
   try {
     svc.call([this](peer::Peer&, peer::Instant) { impl_->cancel_all(); });

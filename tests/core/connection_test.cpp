@@ -433,3 +433,127 @@ TEST(Connection, PacerSpreadsAWindowInsteadOfBursting) {
 }
 
 }  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// stop_reading: a server that has answered drops the rest of what a client sends (a worker that
+// refused an unfinished request), without buffering it and without cutting its own answer.
+
+namespace {
+
+// Two connections on a lossless link with no delay: moves packets both ways until both are quiet.
+// Counts the STOP_SENDING frames side 1 sends.
+struct Pair {
+  Connection c0{ConnectionConfig{}, Instant{0}};
+  Connection c1{[] {
+                  ConnectionConfig c;
+                  c.initiator = false;
+                  return c;
+                }(),
+                Instant{0}};
+  Instant now{1000};
+  std::uint64_t stops_sent = 0;
+  std::uint64_t pn[2] = {0, 0};
+
+  void shuttle() {
+    for (int round = 0; round < 1000; ++round) {
+      bool any = false;
+      while (auto p = c0.next_packet(now)) {
+        c1.on_packet(p->pn, p->payload, now);
+        any = true;
+      }
+      while (auto p = c1.next_packet(now)) {
+        const auto frames = decode(p->payload);
+        for (const auto& f : *frames) stops_sent += std::holds_alternative<StopSending>(f);
+        c0.on_packet(p->pn, p->payload, now);
+        any = true;
+      }
+      now += microseconds(30000);  // past the ACK delay: delayed ACKs go out too
+      c0.on_tick(now);
+      c1.on_tick(now);
+      if (!any && round > 4) return;
+    }
+  }
+  static std::vector<Event> events(Connection& c) {
+    std::vector<Event> out;
+    while (auto e = c.next_event()) out.push_back(*e);
+    return out;
+  }
+};
+
+template <class T>
+int count_of(const std::vector<Event>& es) {
+  int n = 0;
+  for (const auto& e : es) n += std::holds_alternative<T>(e);
+  return n;
+}
+
+}  // namespace
+
+TEST(Connection, StopReadingDropsThePeersDataButNotOurAnswer) {
+  Pair p;
+  const StreamId id = *p.c0.open_stream();
+  std::vector<std::uint8_t> prefix(60 * 1024, 'r');  // an unfinished request: no FIN
+  ASSERT_EQ(p.c0.write(id, prefix), prefix.size());
+  p.shuttle();
+  (void)Pair::events(p.c1);
+  const auto held = p.c1.memory_estimate();
+  ASSERT_GE(held, 60u * 1024);  // unread, in the receive buffer
+  // The server answers, finishes and stops reading: the buffered bytes go at once.
+  const std::string answer = "refused";
+  ASSERT_EQ(p.c1.write(id, std::span(reinterpret_cast<const std::uint8_t*>(answer.data()), answer.size())), answer.size());
+  ASSERT_TRUE(p.c1.finish(id).ok());
+  ASSERT_TRUE(p.c1.stop_reading(id, 3).ok());
+  EXPECT_LE(p.c1.memory_estimate() + 56 * 1024, held);
+  std::uint8_t buf[64];
+  EXPECT_EQ(p.c1.read(id, buf), 0u);
+  p.shuttle();
+  EXPECT_EQ(p.stops_sent, 1u);
+  // The client got the whole answer and its FIN; its own sending was reset, so it writes no more.
+  std::string got(64, '\0');
+  got.resize(p.c0.read(id, std::span(reinterpret_cast<std::uint8_t*>(got.data()), got.size())));
+  EXPECT_EQ(got, answer);
+  EXPECT_EQ(count_of<Finished>(Pair::events(p.c0)), 1);
+  EXPECT_EQ(p.c0.write(id, prefix), 0u);
+  // The server saw no reset (the client's RESET_STREAM answered our STOP_SENDING), and both
+  // sides forgot the stream.
+  EXPECT_EQ(count_of<StreamReset>(Pair::events(p.c1)), 0);
+  EXPECT_EQ(p.c1.stream_count(), 0u);
+  EXPECT_EQ(p.c0.stream_count(), 0u);
+  EXPECT_FALSE(p.c0.is_closed());
+  EXPECT_FALSE(p.c1.is_closed());
+}
+
+TEST(Connection, StopReadingAfterThePeersFinSendsNoStopSending) {
+  Pair p;
+  const StreamId id = *p.c0.open_stream();
+  std::vector<std::uint8_t> request(3000, 'q');
+  ASSERT_EQ(p.c0.write(id, request), request.size());
+  ASSERT_TRUE(p.c0.finish(id).ok());
+  p.shuttle();
+  ASSERT_TRUE(p.c1.stop_reading(id, 3).ok());  // unread, but the peer is done sending anyway
+  const std::uint8_t e[] = {'e'};
+  ASSERT_EQ(p.c1.write(id, e), 1u);
+  ASSERT_TRUE(p.c1.finish(id).ok());
+  p.shuttle();
+  EXPECT_EQ(p.stops_sent, 0u);
+  std::uint8_t buf[8];
+  EXPECT_EQ(p.c0.read(id, buf), 1u);
+  EXPECT_EQ(p.c1.stream_count(), 0u);
+  EXPECT_EQ(p.c0.stream_count(), 0u);
+}
+
+TEST(Connection, BuffersAreReleasedWhenADirectionIsOver) {
+  Pair p;
+  const StreamId id = *p.c0.open_stream();
+  std::vector<std::uint8_t> request(30 * 1024, 'q');
+  ASSERT_EQ(p.c0.write(id, request), request.size());
+  ASSERT_TRUE(p.c0.finish(id).ok());
+  p.shuttle();
+  // The client's sending is over (FIN acknowledged): its send buffer is gone though the stream lives on.
+  EXPECT_LT(p.c0.memory_estimate(), 16u * 1024);
+  std::vector<std::uint8_t> buf(64 * 1024);
+  EXPECT_EQ(p.c1.read(id, buf), request.size());
+  // The server read all of it and the FIN: its receive buffer is gone while it answers.
+  EXPECT_EQ(p.c1.stream_count(), 1u);
+  EXPECT_LT(p.c1.memory_estimate(), 16u * 1024);
+}
