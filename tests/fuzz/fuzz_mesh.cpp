@@ -1,11 +1,14 @@
 // Fuzz target: the mesh decoders a worker or client gets from the network: the worker record
-// (from a DHT lookup), the stream frame decoder and the JSON bodies (REQUEST, DONE, ERROR).
-// Whatever the record decoder accepts must re-encode to the same value.
+// (from a DHT lookup), the stream frame decoder and the JSON bodies (REQUEST, DONE, ERROR), and
+// the worker's RequestReader of an ask stream (fed in three pieces, then FIN). Whatever the record
+// decoder accepts must re-encode to the same value; the reader never holds more than it was fed
+// and gives a complete request's body once.
 #include <cstddef>
 #include <cstdint>
 
 #include "core/mesh_frame.hpp"
 #include "core/mesh_record.hpp"
+#include "core/mesh_request_reader.hpp"
 
 using namespace qmesh::core;
 
@@ -34,6 +37,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       case mesh::FrameType::Error: (void)mesh::parse_error_reply(f->body); break;
       case mesh::FrameType::Token: break;
     }
+  }
+  mesh::RequestReader reader;
+  const std::size_t a = size / 3, b = 2 * size / 3;
+  (void)reader.feed(in.first(a));
+  (void)reader.feed(in.subspan(a, b - a));
+  (void)reader.feed(in.subspan(b));
+  if (reader.held() > size + 64) __builtin_trap();
+  (void)reader.finish();
+  if (reader.state() == mesh::RequestReader::State::Complete) {
+    if (!reader.take_body() || reader.take_body()) __builtin_trap();
   }
   return 0;
 }
