@@ -169,6 +169,8 @@ core::Result<WorkerConfig> load_worker_config_json(std::string_view text, const 
     const auto [line, col] = line_column(text, e.byte == 0 ? 0 : e.byte - 1);
     return core::make_error("config is not valid JSON at line " + std::to_string(line) + ", column " +
                             std::to_string(col) + ": " + parse_reason(e.what()));
+  } catch (const json::exception& e) {  // e.g. a number too large for any type (found by fuzzing)
+    return core::make_error("config is not valid JSON: " + parse_reason(e.what()));
   }
   if (!j.is_object()) return core::make_error("config must be a JSON object, got " + shown(j));
 
