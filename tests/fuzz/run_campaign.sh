@@ -33,13 +33,15 @@ one() {
   seeds="$(seeds_of "$t")"
   mkdir -p "$corpus" "$work"
   local start; start=$(date +%s)
-  (cd "$out" && "$fuzz/fuzz_$t" -runs="$runs" -print_final_stats=1 -max_len=4096 -rss_limit_mb=4096 \
+  local max_len=4096
+  [ "$t" = gguf ] && max_len=65536  # real GGUF headers (a vocabulary) are tens of KiB
+  (cd "$out" && "$fuzz/fuzz_$t" -runs="$runs" -print_final_stats=1 -max_len="$max_len" -rss_limit_mb=4096 \
      -artifact_prefix="$out/crash-$t-" "$work" "$corpus" "$seeds" >"$log" 2>&1)
   local rc=$? secs=$(( $(date +%s) - start ))
   # Minimize what grew into the committed corpus (the seeds themselves stay generated).
   local fresh="$out/min-$t"
   mkdir -p "$fresh"
-  "$fuzz/fuzz_$t" -merge=1 -max_len=4096 "$fresh" "$corpus" "$work" >/dev/null 2>&1
+  "$fuzz/fuzz_$t" -merge=1 -max_len="$max_len" "$fresh" "$corpus" "$work" >/dev/null 2>&1
   rm -rf "$corpus" && mv "$fresh" "$corpus"
   local execs cov ft crashes
   execs="$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | awk '{print $2}')"
