@@ -222,7 +222,9 @@ TEST(SessionHost, UnderLoadAnHonestClientGetsInWithACookie) {
   while (auto d = p.worker.next_datagram(p.now)) {
     cookies += d->bytes[0] == 0x8a;
     welcomes += d->bytes[0] == 0x82;
-    if (d->bytes[0] == 0x8a) EXPECT_EQ(d->bytes.size(), kCookiePacketLen);
+    if (d->bytes[0] == 0x8a) {
+      EXPECT_EQ(d->bytes.size(), kCookiePacketLen);
+    }
   }
   EXPECT_EQ(welcomes, 6u);  // until half the burst is spent
   EXPECT_EQ(cookies, 194u);
