@@ -6,7 +6,7 @@
 #   usage: tests/fuzz/run_campaign.sh BUILD_DIR [RUNS] [TARGET...]
 #   build: CXX=clang++-14 CC=clang-14 cmake -S . -B build-fuzz -DQMESH_FUZZ=ON -DQMESH_SANITIZE=ON
 #          cmake --build build-fuzz --target <fuzz_* and *_fuzz_seed>   (then this script)
-# JOBS (default 2) targets run at once.
+# JOBS (default 2) targets run at once; MAX_TIME (s, default none) bounds each run.
 set -uo pipefail
 build="$(cd "${1:?usage: $0 BUILD_DIR [RUNS] [TARGET...]}" && pwd)"; runs="${2:-2000000}"; shift 2 2>/dev/null || shift $#
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -35,7 +35,7 @@ one() {
   local start; start=$(date +%s)
   local max_len=4096
   [ "$t" = gguf ] && max_len=65536  # real GGUF headers (a vocabulary) are tens of KiB
-  (cd "$out" && "$fuzz/fuzz_$t" -runs="$runs" -print_final_stats=1 -max_len="$max_len" -rss_limit_mb=4096 \
+  (cd "$out" && "$fuzz/fuzz_$t" -runs="$runs" -max_total_time="${MAX_TIME:-0}" -print_final_stats=1 -max_len="$max_len" -rss_limit_mb=4096 \
      -artifact_prefix="$out/crash-$t-" "$work" "$corpus" "$seeds" >"$log" 2>&1)
   local rc=$? secs=$(( $(date +%s) - start ))
   # Minimize what grew into the committed corpus (the seeds themselves stay generated).
