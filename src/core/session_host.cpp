@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "core/printable.hpp"
+
 namespace qmesh::core::session {
 
 using std::chrono::duration_cast;
@@ -83,11 +85,7 @@ std::string describe(const stream::Closed& c) {
     case stream::CloseReason::IdleTimeout: why = "no packet from the peer within the idle timeout"; break;
     case stream::CloseReason::ProtocolError: why = "protocol error"; break;
   }
-  if (!c.message.empty()) {
-    // The peer wrote this text: keep it printable and on one line.
-    why += ": ";
-    for (unsigned char ch : c.message) why += (ch >= 0x20 && ch < 0x7f) ? static_cast<char>(ch) : '?';
-  }
+  if (!c.message.empty()) why += ": " + printable_line(c.message);  // the peer wrote it
   return why;
 }
 
