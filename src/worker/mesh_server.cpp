@@ -366,8 +366,6 @@ struct MeshServer::Impl {
         std::lock_guard lk(mu);
         ++st.completed;
         avg_ask_ms = avg_ask_ms == 0 ? r->total_ms : 0.8 * avg_ask_ms + 0.2 * r->total_ms;
-        if (r->tokens > 1 && r->tokens_per_second > 0)
-          st.generation_tps = st.generation_tps == 0 ? r->tokens_per_second : 0.8 * st.generation_tps + 0.2 * r->tokens_per_second;
       }
       svc->post([this, key, body = mesh::to_json(d), client = shared->client](peer::Peer& p, peer::Instant) {
         finish_ask(p, key, client, mesh::FrameType::Done, body);

@@ -32,8 +32,7 @@ struct MeshServerOptions {
 
 struct MeshStats {
   std::uint64_t sessions = 0, asks = 0, completed = 0, failed = 0, busy = 0, cancelled = 0, bad_requests = 0;
-  double generation_tps = 0;  // recent asks' tokens/s (exponential average), 0 before the first
-  int running = 0;            // asks admitted and not yet answered
+  int running = 0;  // asks admitted and not yet answered
 };
 
 class MeshServer {
