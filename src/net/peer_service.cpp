@@ -11,6 +11,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -19,11 +20,11 @@
 #include <netinet/in.h>
 #include <netinet/udp.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 #endif
 
 #include "net/logger.hpp"
+#include "net/network_change.hpp"
 #include "net/sockaddr.hpp"
 #include "net/udp_send.hpp"
 
@@ -52,22 +53,8 @@ constexpr std::size_t kMaxGsoBytes = 65000;    // below the 65507-byte UDP paylo
 #define QMESH_UDP_GRO 1
 constexpr int kRecvRounds = 8;  // recvmmsg() calls per readable event at most
 #endif
-// How often the loop looks for a changed local address or a sleep of the host, and the sleep
-// that counts (the loop's clock stands still while the host is suspended).
+// How often the loop looks for a changed local address or a sleep of the host (network_change).
 constexpr std::uint64_t kNetCheckEveryMs = 5000;
-constexpr std::int64_t kSleepNoticedMs = 5000;
-
-// Time the host spent suspended since boot, in ms (Linux: CLOCK_BOOTTIME runs on in suspend,
-// CLOCK_MONOTONIC does not); 0 where unknown.
-std::int64_t suspended_ms() {
-#ifdef __linux__
-  timespec b{}, m{};
-  if (clock_gettime(CLOCK_BOOTTIME, &b) != 0 || clock_gettime(CLOCK_MONOTONIC, &m) != 0) return 0;
-  return (b.tv_sec - m.tv_sec) * 1000 + (b.tv_nsec - m.tv_nsec) / 1000000;
-#else
-  return 0;
-#endif
-}
 
 }  // namespace
 
@@ -122,8 +109,7 @@ struct PeerService::Impl {
   uv_async_t wake{};
   uv_timer_t timer{};
   uv_timer_t netcheck{};  // every kNetCheckEveryMs: moved to another network, or slept?
-  std::vector<Endpoint> addresses_seen;
-  std::int64_t suspended_seen = 0;
+  std::optional<NetworkChange> network;
   uv_check_t check{};  // runs once per loop iteration, after the I/O callbacks: one flush per batch
   unsigned rx_pending = 0;  // datagrams that went into the peer since the last flush
   std::uint64_t timer_due = 0;  // loop time (ms) the timer is armed for
@@ -476,29 +462,21 @@ struct PeerService::Impl {
 #endif
 
   // The interface addresses behind the main sockets bound to an unspecified address (a socket
-  // on a concrete address keeps it or fails), sorted.
+  // on a concrete address keeps it or fails).
   std::vector<Endpoint> local_addresses() const {
     std::vector<Endpoint> out;
     for (const auto& l : main_local) {
       if (!l || !is_unspecified(*l)) continue;
       for (auto& e : interface_endpoints(l->family, 0)) out.push_back(e);
     }
-    std::sort(out.begin(), out.end());
     return out;
   }
 
   // A new local address (another network, a VPN, the cable back) or a sleep of the host: the
-  // DHT entries and tokens we hold may be worthless now, so the node re-bootstraps from its seeds.
+  // node re-bootstraps from its seeds.
   static void netcheck_cb(uv_timer_t* t) {
     auto* self = static_cast<Impl*>(t->data);
-    const char* why = nullptr;
-    if (auto now_addrs = self->local_addresses(); now_addrs != self->addresses_seen) {
-      self->addresses_seen = std::move(now_addrs);
-      why = "local addresses changed";
-    }
-    const auto slept = suspended_ms();
-    if (slept - self->suspended_seen > kSleepNoticedMs) why = "the host slept";
-    self->suspended_seen = slept;
+    const char* why = self->network->check(self->local_addresses());
     if (!why) return;
     auto& dht = self->node->dht();
     if (!dht.seeds().empty()) self->log->info("{}: rejoining the DHT through its bootstrap nodes", why);
@@ -671,8 +649,7 @@ core::Result<std::unique_ptr<PeerService>> PeerService::start(PeerServiceOptions
   }
   s.node = std::make_unique<peer::Peer>(
       cfg, [](std::span<std::uint8_t> b) { randombytes_buf(b.data(), b.size()); }, s.now());
-  s.addresses_seen = s.local_addresses();
-  s.suspended_seen = suspended_ms();
+  s.network.emplace(s.local_addresses());
   uv_timer_start(&s.netcheck, &Impl::netcheck_cb, kNetCheckEveryMs, kNetCheckEveryMs);
   s.thread = std::thread([&s] {
     s.flush();
