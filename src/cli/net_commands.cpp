@@ -14,8 +14,8 @@
 
 #include "cli/commands.hpp"
 #include "cli/waiter.hpp"
-#include "core/hex.hpp"
-#include "core/stream_event.hpp"
+#include "core/base/hex.hpp"
+#include "core/stream/event.hpp"
 #include "net/peer_service.hpp"
 
 namespace qmesh::cli {
@@ -29,8 +29,8 @@ namespace noise = core::noise;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-dht::Endpoint parse_endpoint(const std::string& text, const char* what) {
-  auto e = dht::Endpoint::parse(text);
+core::Endpoint parse_endpoint(const std::string& text, const char* what) {
+  auto e = core::Endpoint::parse(text);
   if (!e || e->port == 0)
     throw CommandError(std::string(what) + " " + text + ": expected IP:PORT (e.g. 127.0.0.1:49737 or [::1]:49737)", 2);
   return *e;
@@ -56,9 +56,9 @@ struct NodeOpts {
   std::string log_level = "warn";
 };
 
-net::PeerServiceOptions client_options(const NodeOpts& o, const dht::Endpoint& seed) {
+net::PeerServiceOptions client_options(const NodeOpts& o, const core::Endpoint& seed) {
   net::PeerServiceOptions so;
-  dht::Endpoint at;
+  core::Endpoint at;
   if (!o.listen.empty()) {
     at = parse_endpoint(o.listen + (o.listen.find(':') == std::string::npos ? ":0" : ""), "--listen");
   } else {
@@ -73,7 +73,7 @@ net::PeerServiceOptions client_options(const NodeOpts& o, const dht::Endpoint& s
 }
 
 template <class W>
-void join(net::PeerService& svc, W& w, const dht::Endpoint& seed) {
+void join(net::PeerService& svc, W& w, const core::Endpoint& seed) {
   const auto q = svc.call([&](peer::Peer& p, peer::Instant now) {
     return p.dht().bootstrap(std::span(&seed, 1), std::chrono::duration_cast<dht::TimePoint>(now));
   });

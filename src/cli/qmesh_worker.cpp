@@ -18,9 +18,9 @@
 #include <filesystem>
 #include <optional>
 
-#include "core/health.hpp"
-#include "core/hex.hpp"
-#include "core/printable.hpp"
+#include "core/mesh/health.hpp"
+#include "core/base/hex.hpp"
+#include "core/base/printable.hpp"
 #include "sidecar/exec_shim.hpp"
 #include "sidecar/llama_locator.hpp"
 #include "sidecar/model_file.hpp"
@@ -45,7 +45,7 @@ void setup_logging(const std::string& level) {
 // The DHT node a worker runs when it finds none: on the default port on every IPv4 and IPv6
 // address (another port when that is taken), announced on the LAN by multicast.
 std::unique_ptr<qmesh::net::BootstrapNode> start_embedded_node() {
-  using qmesh::core::dht::Endpoint;
+  using qmesh::core::Endpoint;
   Endpoint v4 = Endpoint::v4(0, 0, 0, 0, qmesh::net::kDefaultDhtPort), v6;
   v6.family = 6;
   v6.port = qmesh::net::kDefaultDhtPort;
@@ -78,7 +78,7 @@ std::unique_ptr<qmesh::net::BootstrapNode> start_embedded_node() {
 
 // The --listen address can be bound here (a socket bound and closed again): a typo or an address
 // of another host is reported before llama-server spends minutes loading the model.
-qmesh::core::Result<std::monostate> check_bindable(const qmesh::core::dht::Endpoint& at, const std::string& text) {
+qmesh::core::Result<std::monostate> check_bindable(const qmesh::core::Endpoint& at, const std::string& text) {
   sockaddr_storage sa{};
   if (!qmesh::net::to_sockaddr(at, sa)) return qmesh::core::make_error("setting 'listen': " + text + " is not an address");
   const int fd = ::socket(sa.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -125,7 +125,7 @@ qmesh::core::Result<std::unique_ptr<qmesh::worker::MeshServer>> make_server(qmes
   record.software = std::string("qmesh-worker ") + QMESH_VERSION;
 
   qmesh::worker::MeshServerOptions o;
-  for (const auto& b : cfg.bootstrap) o.bootstrap.push_back(*dht::Endpoint::parse(b));  // validate() checked
+  for (const auto& b : cfg.bootstrap) o.bootstrap.push_back(*qmesh::core::Endpoint::parse(b));  // validate() checked
   if (!cfg.listen.empty()) o.listen = *qmesh::worker::listen_endpoint(cfg.listen);     // validate() checked
   o.topic = cfg.topic;
   o.identity = id;

@@ -28,9 +28,9 @@ Client::Client(ClientOptions options) : impl_(std::make_shared<Impl>()) {
     if (!listed) throw Error("config", listed.error().message);
     boot_texts = *listed;
   }
-  std::vector<dht::Endpoint> boot;
+  std::vector<core::Endpoint> boot;
   for (const auto& b : boot_texts) {
-    auto e = dht::Endpoint::parse(b);
+    auto e = core::Endpoint::parse(b);
     if (!e || e->port == 0) throw Error("config", "bootstrap " + b + ": expected IP:PORT (e.g. 127.0.0.1:49737 or [::1]:49737)");
     boot.push_back(*e);
   }
@@ -41,12 +41,12 @@ Client::Client(ClientOptions options) : impl_(std::make_shared<Impl>()) {
   net::PeerServiceOptions so;
   if (!m.opts.listen.empty()) {
     const auto& l = m.opts.listen;
-    auto at = dht::Endpoint::parse(l.find(':') == std::string::npos || l.back() == ']' ? l + ":0" : l);
+    auto at = core::Endpoint::parse(l.find(':') == std::string::npos || l.back() == ']' ? l + ":0" : l);
     if (!at) throw Error("config", "listen " + l + ": expected HOST[:PORT]");
     (at->family == 6 ? so.listen_v6 : so.listen_v4) = *at;
   } else {
     for (const auto& b : boot) {
-      dht::Endpoint any;
+      core::Endpoint any;
       any.family = b.family;
       (b.family == 6 ? so.listen_v6 : so.listen_v4) = any;
     }

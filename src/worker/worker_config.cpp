@@ -1,6 +1,6 @@
 #include "worker/worker_config.hpp"
 
-#include "core/dht_types.hpp"
+#include "core/dht/types.hpp"
 
 #include <algorithm>
 #include <thread>
@@ -145,7 +145,7 @@ core::Result<std::monostate> validate(const WorkerConfig& c) {
   if (c.model.empty()) return core::make_error("setting 'model' is required: the path of a GGUF model file");
   if (auto e = check_ranges(c)) return *e;
   for (const auto& b : c.bootstrap) {
-    auto e = core::dht::Endpoint::parse(b);
+    auto e = core::Endpoint::parse(b);
     if (!e || e->port == 0)
       return core::make_error("setting 'bootstrap': " + b + " is not IP:PORT (e.g. 127.0.0.1:49737 or [::1]:49737)");
   }
@@ -259,9 +259,9 @@ json to_json(const WorkerConfig& c) {
   return j;
 }
 
-std::optional<core::dht::Endpoint> listen_endpoint(const std::string& listen) {
+std::optional<core::Endpoint> listen_endpoint(const std::string& listen) {
   const bool has_port = listen.find(':') != std::string::npos && listen.back() != ']';
-  return core::dht::Endpoint::parse(has_port ? listen : listen + ":0");
+  return core::Endpoint::parse(has_port ? listen : listen + ":0");
 }
 
 std::string gpu_layers_arg(int gpu_layers) { return gpu_layers < 0 ? "all" : std::to_string(gpu_layers); }
