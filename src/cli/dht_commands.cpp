@@ -82,7 +82,7 @@ std::unique_ptr<net::DhtService> start_client(const std::vector<core::Endpoint>&
 }
 
 void join(net::DhtService& svc, DhtWaiter& w, const std::vector<core::Endpoint>& bootstrap, const std::string& names) {
-  const auto q = svc.call([&](dht::DhtNode& n, dht::TimePoint now) { return n.bootstrap(bootstrap, now); });
+  const auto q = svc.call([&](dht::DhtNode& n, core::Instant now) { return n.bootstrap(bootstrap, now); });
   auto d = w.done(q, std::chrono::seconds(10));
   if (w.signalled()) throw CommandError("interrupted", 130);
   if (!d || !d->ok) throw CommandError("no DHT node answered at " + names + " (is a bootstrap node running there?)");
@@ -123,8 +123,8 @@ void run_bootstrap(const BootstrapOpts& o) {
   // is loopback) find this node by its multicast beacon.
   if ((*node)->announced()) spdlog::info("announcing this node on the {} by multicast", (*node)->scope());
   if (!seeds.empty()) {
-    const auto q = svc->call([&](core::peer::Peer& p, core::peer::Instant now) {
-      return p.dht().bootstrap(seeds, std::chrono::duration_cast<dht::TimePoint>(now));
+    const auto q = svc->call([&](core::peer::Peer& p, core::Instant now) {
+      return p.dht().bootstrap(seeds, now);
     });
     auto d = w.done(q, std::chrono::seconds(10));
     if (d && d->ok) spdlog::info("joined the network: {} nodes answered", d->stats.replies);
@@ -134,7 +134,7 @@ void run_bootstrap(const BootstrapOpts& o) {
   std::uint64_t last_served = 0;
   while (!w.signalled()) {
     (void)w.next(std::chrono::seconds(1));
-    const auto [size, served] = svc->call([](core::peer::Peer& p, core::peer::Instant) {
+    const auto [size, served] = svc->call([](core::peer::Peer& p, core::Instant) {
       return std::pair{p.dht().routing_table_size(), p.counters().connects_served};
     });
     if (size != last_size) spdlog::debug("routing table: {} nodes", size);
@@ -174,7 +174,7 @@ void run_announce(const AnnounceOpts& o) {
   DhtWaiter w;
   auto svc = start_client(seeds, w);
   join(*svc, w, seeds, join_names(o.bootstrap));
-  const auto q = svc->call([&](dht::DhtNode& n, dht::TimePoint now) {
+  const auto q = svc->call([&](dht::DhtNode& n, core::Instant now) {
     return n.announce(topic, payload, key, now, static_cast<std::uint16_t>(o.ttl_s));
   });
   auto d = w.done(q, std::chrono::seconds(15));
@@ -184,10 +184,10 @@ void run_announce(const AnnounceOpts& o) {
               core::to_hex(key.public_key).c_str());
   std::fflush(stdout);
   while (!w.signalled()) (void)w.next(std::chrono::seconds(1));  // the node refreshes by itself
-  const auto uq = svc->call([&](dht::DhtNode& n, dht::TimePoint now) { return n.unannounce(topic, now); });
+  const auto uq = svc->call([&](dht::DhtNode& n, core::Instant now) { return n.unannounce(topic, now); });
   (void)uq;  // its QueryDone may never come if every storing node is gone: poll with a bound
   for (int i = 0; i < 30; ++i) {
-    const bool pending = svc->call([](dht::DhtNode& n, dht::TimePoint) { return n.pending_requests() > 0; });
+    const bool pending = svc->call([](dht::DhtNode& n, core::Instant) { return n.pending_requests() > 0; });
     if (!pending) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
@@ -212,7 +212,7 @@ void run_lookup(const LookupOpts& o) {
   join(*svc, w, seeds, join_names(o.bootstrap));
   // The newest record per announcer; several nodes return copies of the same one.
   std::map<dht::PublicKey, dht::LookupRecord> found;
-  const auto q = svc->call([&](dht::DhtNode& n, dht::TimePoint now) { return n.lookup(topic, now); });
+  const auto q = svc->call([&](dht::DhtNode& n, core::Instant now) { return n.lookup(topic, now); });
   auto d = w.done(q, std::chrono::seconds(15), [&](const dht::DhtEvent& e) {
     if (auto* r = std::get_if<dht::LookupRecord>(&e); r && r->query == q) {
       auto it = found.find(r->record.body.pubkey);

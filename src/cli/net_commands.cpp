@@ -43,7 +43,7 @@ void setup_logging(const std::string& level) {
   spdlog::set_level(spdlog::level::from_str(level));
 }
 
-double ms_between(peer::Instant a, peer::Instant b) { return static_cast<double>((b - a).count()) / 1000.0; }
+double ms_between(core::Instant a, core::Instant b) { return static_cast<double>((b - a).count()) / 1000.0; }
 
 std::string path_name(const session::Path& p) { return p.relayed() ? "relayed" : "direct"; }
 
@@ -74,8 +74,8 @@ net::PeerServiceOptions client_options(const NodeOpts& o, const core::Endpoint& 
 
 template <class W>
 void join(net::PeerService& svc, W& w, const core::Endpoint& seed) {
-  const auto q = svc.call([&](peer::Peer& p, peer::Instant now) {
-    return p.dht().bootstrap(std::span(&seed, 1), std::chrono::duration_cast<dht::TimePoint>(now));
+  const auto q = svc.call([&](peer::Peer& p, core::Instant now) {
+    return p.dht().bootstrap(std::span(&seed, 1), now);
   });
   const auto end = Clock::now() + std::chrono::seconds(10);
   while (Clock::now() < end) {
@@ -186,7 +186,7 @@ void run_listen(const NodeOpts& o) {
   using Ev = std::variant<peer::PeerEvent>;
   Waiter<Ev> w;
   auto echo = std::make_shared<Echo>();
-  auto svc = net::PeerService::start(so, [&w, echo](const peer::PeerEvent& e, peer::Peer& p, peer::Instant) {
+  auto svc = net::PeerService::start(so, [&w, echo](const peer::PeerEvent& e, peer::Peer& p, core::Instant) {
     echo->on_event(e, p);
     if (std::holds_alternative<dht::DhtEvent>(e)) w.push(Ev(e));
   });
@@ -194,9 +194,9 @@ void run_listen(const NodeOpts& o) {
   join(**svc, w, seed);
   const auto topic = dht::topic_from_name(o.topic);
   const std::string payload = R"({"service":"echo"})";
-  const auto q = (*svc)->call([&](peer::Peer& p, peer::Instant now) {
+  const auto q = (*svc)->call([&](peer::Peer& p, core::Instant now) {
     return p.dht().announce(topic, std::vector<std::uint8_t>(payload.begin(), payload.end()), key,
-                            std::chrono::duration_cast<dht::TimePoint>(now));
+                            now);
   });
   bool announced = false;
   const auto end = Clock::now() + std::chrono::seconds(15);
@@ -217,8 +217,8 @@ void run_listen(const NodeOpts& o) {
               core::to_hex(key.public_key).c_str(), o.topic.c_str());
   std::fflush(stdout);
   while (!w.signalled()) (void)w.next(std::chrono::seconds(1));
-  (*svc)->call([&](peer::Peer& p, peer::Instant now) {
-    (void)p.dht().unannounce(topic, std::chrono::duration_cast<dht::TimePoint>(now));
+  (*svc)->call([&](peer::Peer& p, core::Instant now) {
+    (void)p.dht().unannounce(topic, now);
   });
   std::this_thread::sleep_for(milliseconds(300));  // let the unannounce go out
   spdlog::info("stopped");
@@ -244,10 +244,10 @@ struct EchoClient {
   std::vector<std::uint8_t> data, got;
   std::size_t sent = 0;
   bool started = false, finished = false, over = false;
-  peer::Instant t0{}, t1{};
+  core::Instant t0{}, t1{};
 
   // Returns a result once the echo is over.
-  std::optional<EchoDone> on_event(const session::StreamActivity& a, peer::Peer& p, peer::Instant now) {
+  std::optional<EchoDone> on_event(const session::StreamActivity& a, peer::Peer& p, core::Instant now) {
     if (!started || over || a.sid != sid) return std::nullopt;
     if (auto* r = std::get_if<stream::StreamReset>(&a.event); r && r->id == id) {
       over = true;
@@ -255,7 +255,7 @@ struct EchoClient {
     }
     return pump(p, now, std::holds_alternative<stream::Finished>(a.event));
   }
-  std::optional<EchoDone> start(peer::Peer& p, peer::Instant now) {
+  std::optional<EchoDone> start(peer::Peer& p, core::Instant now) {
     auto* c = p.sessions().connection(sid);
     if (!c) return EchoDone{false, "the session closed before the echo"};
     auto s = c->open_stream();
@@ -265,7 +265,7 @@ struct EchoClient {
     t0 = now;
     return pump(p, now, false);
   }
-  std::optional<EchoDone> pump(peer::Peer& p, peer::Instant now, bool fin) {
+  std::optional<EchoDone> pump(peer::Peer& p, core::Instant now, bool fin) {
     auto* c = p.sessions().connection(sid);
     if (!c) {
       over = true;
@@ -313,7 +313,7 @@ void run_connect(const ConnectOpts& o) {
   auto echo = std::make_shared<EchoClient>();
   echo->data.resize(o.bytes);
   randombytes_buf(echo->data.data(), echo->data.size());
-  auto svc = net::PeerService::start(so, [&w, echo](const peer::PeerEvent& e, peer::Peer& p, peer::Instant now) {
+  auto svc = net::PeerService::start(so, [&w, echo](const peer::PeerEvent& e, peer::Peer& p, core::Instant now) {
     if (auto* he = std::get_if<session::HostEvent>(&e)) {
       if (auto* a = std::get_if<session::StreamActivity>(he)) {
         if (auto done = echo->on_event(*a, p, now)) w.push(Ev(*done));
@@ -337,8 +337,8 @@ void run_connect(const ConnectOpts& o) {
   join(**svc, w, seed);
   // Lookup: the newest record per announcer.
   const auto topic = dht::topic_from_name(o.topic);
-  const auto q = (*svc)->call([&](peer::Peer& p, peer::Instant now) {
-    return p.dht().lookup(topic, std::chrono::duration_cast<dht::TimePoint>(now));
+  const auto q = (*svc)->call([&](peer::Peer& p, core::Instant now) {
+    return p.dht().lookup(topic, now);
   });
   std::optional<dht::LookupRecord> found;
   for (bool done = false; !done;) {
@@ -356,8 +356,8 @@ void run_connect(const ConnectOpts& o) {
   }
   if (!found) throw fail("lookup", "nobody announces '" + o.topic + "'");
 
-  const auto cid = (*svc)->call([&](peer::Peer& p, peer::Instant now) { return p.connect(topic, *found, now); });
-  const auto connect_started = (*svc)->call([](peer::Peer&, peer::Instant now) { return now; });
+  const auto cid = (*svc)->call([&](peer::Peer& p, core::Instant now) { return p.connect(topic, *found, now); });
+  const auto connect_started = (*svc)->call([](peer::Peer&, core::Instant now) { return now; });
   std::optional<peer::SessionUp> up;
   while (!up) {
     if (Clock::now() >= deadline) throw fail("handshake", "no session within " + std::to_string(o.timeout_s) + " s");
@@ -382,7 +382,7 @@ void run_connect(const ConnectOpts& o) {
       if (auto* c = std::get_if<session::SessionClosed>(he); c && c->sid == up->sid) throw fail("session", c->reason);
     }
   }
-  if (auto r = (*svc)->call([echo](peer::Peer& p, peer::Instant now) { return echo->start(p, now); })) {
+  if (auto r = (*svc)->call([echo](peer::Peer& p, core::Instant now) { return echo->start(p, now); })) {
     if (!r->ok) throw fail("echo", r->error);
   }
   std::optional<EchoDone> result;
@@ -398,9 +398,9 @@ void run_connect(const ConnectOpts& o) {
     }
   }
   if (!result->ok) throw fail("echo", result->error);
-  auto info = (*svc)->call([sid = up->sid](peer::Peer& p, peer::Instant) { return p.sessions().info(sid); });
+  auto info = (*svc)->call([sid = up->sid](peer::Peer& p, core::Instant) { return p.sessions().info(sid); });
   if (!info) throw fail("echo", "the session is gone");
-  const auto local_nat = (*svc)->call([fam = seed.family](peer::Peer& p, peer::Instant now) { return p.nat_type(fam, now); });
+  const auto local_nat = (*svc)->call([fam = seed.family](peer::Peer& p, core::Instant now) { return p.nat_type(fam, now); });
   const double echo_ms = ms_between(echo->t0, echo->t1);
   nlohmann::json j{
       {"ok", true},
@@ -432,7 +432,7 @@ void run_connect(const ConnectOpts& o) {
                 j["handshake_ms"].get<double>(), j["connect_ms"].get<double>(), j["rtt_ms"].get<double>(), o.bytes,
                 echo_ms);
   }
-  (*svc)->call([sid = up->sid](peer::Peer& p, peer::Instant now) { p.sessions().close(sid, 0, "done", now); });
+  (*svc)->call([sid = up->sid](peer::Peer& p, core::Instant now) { p.sessions().close(sid, 0, "done", now); });
   std::this_thread::sleep_for(milliseconds(50));  // let the CLOSE go out
 }
 

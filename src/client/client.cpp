@@ -62,11 +62,11 @@ Client::Client(ClientOptions options) : impl_(std::make_shared<Impl>()) {
   so.config.sessions.connection.idle_timeout = milliseconds(5000);
   std::weak_ptr<Impl> weak = impl_;
   Impl* raw = impl_.get();
-  auto svc = net::PeerService::start(so, [raw](const peer::PeerEvent& e, peer::Peer& p, peer::Instant) { raw->on_event(e, p); });
+  auto svc = net::PeerService::start(so, [raw](const peer::PeerEvent& e, peer::Peer& p, core::Instant) { raw->on_event(e, p); });
   if (!svc) throw Error("network", svc.error().message);
   m.svc = std::move(*svc);
-  const auto q = m.svc->call([&](peer::Peer& p, peer::Instant now) {
-    auto id = p.dht().bootstrap(boot, ms(now));
+  const auto q = m.svc->call([&](peer::Peer& p, core::Instant now) {
+    auto id = p.dht().bootstrap(boot, now);
     m.await.expect(id);
     return id;
   });
@@ -96,7 +96,7 @@ Client::~Client() {
         if (s.state == Impl::Sess::Up) open.push_back(s.sid);
     }
     try {
-      impl_->svc->call([&open](peer::Peer& p, peer::Instant now) {
+      impl_->svc->call([&open](peer::Peer& p, core::Instant now) {
         for (auto sid : open) p.sessions().close(sid, 0, "client closing", now);
       });
       std::this_thread::sleep_for(milliseconds(20));  // let the CLOSEs go out

@@ -30,6 +30,7 @@
 #include "core/base/rng.hpp"
 #include "core/stream/event.hpp"
 #include "core/mesh/worker_select.hpp"
+#include "net/clock.hpp"
 #include "net/bootstrap_list.hpp"
 #include "net/dht_await.hpp"
 #include "net/identity.hpp"
@@ -52,7 +53,6 @@ constexpr auto kLookupFresh = milliseconds(2000);    // asks reuse a lookup this
 constexpr auto kLookupUsable = milliseconds(10000);  // and one this recent while a new one runs
 constexpr auto kSessionIdle = std::chrono::seconds(60);
 
-inline dht::TimePoint ms(peer::Instant t) { return std::chrono::duration_cast<dht::TimePoint>(t); }
 inline double ms_since(Clock::time_point a, Clock::time_point b = Clock::now()) {
   return std::chrono::duration<double, std::milli>(b - a).count();
 }
@@ -274,16 +274,16 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
       if (looked_up != Clock::time_point{} && age < usable && !records.empty()) {
         if (!refreshing) {
           refreshing = true;
-          svc->post([this](peer::Peer& p, peer::Instant now) {
-            refresh_query = p.dht().lookup(topic, ms(now));
+          svc->post([this](peer::Peer& p, core::Instant now) {
+            refresh_query = p.dht().lookup(topic, now);
             await.expect(refresh_query);
           });
         }
         return records;
       }
     }
-    const auto q = svc->call([&](peer::Peer& p, peer::Instant now) {
-      auto id = p.dht().lookup(topic, ms(now));
+    const auto q = svc->call([&](peer::Peer& p, core::Instant now) {
+      auto id = p.dht().lookup(topic, now);
       await.expect(id);
       return id;
     });
@@ -304,7 +304,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
         if (s.state == Sess::Up) up.emplace_back(k, s.sid);
     }
     if (up.empty()) return {};
-    return svc->call([&](peer::Peer& p, peer::Instant) {
+    return svc->call([&](peer::Peer& p, core::Instant) {
       std::map<dht::PublicKey, double> out;
       for (const auto& [k, sid] : up) {
         if (auto info = p.sessions().info(sid); info && info->stats.srtt.count() > 0)
@@ -329,7 +329,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
       s.state = Sess::Connecting;
       sessions[key] = s;
       lk.unlock();
-      const auto cid = svc->call([&](peer::Peer& p, peer::Instant now) {
+      const auto cid = svc->call([&](peer::Peer& p, core::Instant now) {
         const auto id = p.connect(topic, rec, now);
         std::lock_guard g(mu);  // before any outcome can be handled: we are on the loop thread
         sessions[key].cid = id;
@@ -365,7 +365,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     const auto frame = mesh::encode_frame(mesh::FrameType::Request, body);
     ch->out.assign(frame.begin(), frame.end());
     ch->fin_pending = true;
-    auto id = svc->call([&](peer::Peer& p, peer::Instant) -> std::optional<stream::StreamId> {
+    auto id = svc->call([&](peer::Peer& p, core::Instant) -> std::optional<stream::StreamId> {
       auto* c = p.sessions().connection(sid);
       if (!c) return std::nullopt;
       auto s = c->open_stream();
@@ -381,7 +381,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
   // The ask is done with the stream: forget its channel (later frames are dropped) and, unless
   // the answer arrived whole, reset it so the worker stops generating.
   void release_stream(session::SessionId sid, stream::StreamId id, bool reset) {
-    svc->post([this, sid, id, reset](peer::Peer& p, peer::Instant) {
+    svc->post([this, sid, id, reset](peer::Peer& p, core::Instant) {
       chans.erase({sid, id});
       if (reset) {
         if (auto* c = p.sessions().connection(sid)) (void)c->reset(id, kResetCancel);
@@ -425,7 +425,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
       }
     }
     if (idle.empty()) return;
-    svc->post([idle](peer::Peer& p, peer::Instant now) {
+    svc->post([idle](peer::Peer& p, core::Instant now) {
       for (auto sid : idle) p.sessions().close(sid, 0, "idle", now);
     });
   }
@@ -466,14 +466,12 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     if (!first || tokens < 2) return;
     std::lock_guard lk(mu);
     if (!measured.count(key) && measured.size() >= 4096) measured.erase(measured.begin());  // bounded
-    measured[key].add(tokens - 1, ms_since(*first, end) / 1000.0, since_start(end));
+    measured[key].add(tokens - 1, ms_since(*first, end) / 1000.0, net::to_instant(end));
   }
   std::optional<double> measured_tps(const dht::PublicKey& key) {  // under mu
     auto m = measured.find(key);
-    return m == measured.end() ? std::nullopt : m->second.tokens_per_second(since_start(Clock::now()));
+    return m == measured.end() ? std::nullopt : m->second.tokens_per_second(net::to_instant(Clock::now()));
   }
-  Clock::time_point started = Clock::now();
-  milliseconds since_start(Clock::time_point t) const { return std::chrono::duration_cast<milliseconds>(t - started); }
 
   AskResult run_ask(const AskOptions& o, const std::function<void(std::string_view)>& emit,
                     const std::atomic<bool>& cancelled);

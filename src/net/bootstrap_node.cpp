@@ -39,7 +39,7 @@ core::Result<std::unique_ptr<BootstrapNode>> BootstrapNode::start(const Bootstra
   so.config.sessions.identity = core::noise::KeyPair::from_private(x);
   so.config.sessions.accept_incoming = false;
   auto svc = PeerService::start(so, [h = std::move(on_dht)](const core::peer::PeerEvent& e, core::peer::Peer&,
-                                                              core::peer::Instant) {
+                                                              core::Instant) {
     if (const auto* de = std::get_if<dht::DhtEvent>(&e); de && h) h(*de);
   });
   if (!svc) return svc.error();

@@ -1,4 +1,5 @@
 #include "net/dht_service.hpp"
+#include "net/clock.hpp"
 #include "net/logger.hpp"
 #include "net/sockaddr.hpp"
 #include "net/udp_send.hpp"
@@ -41,10 +42,7 @@ struct DhtService::Impl {
   bool probe_failed[2] = {false, false};
   std::shared_ptr<spdlog::logger> log;
 
-  dht::TimePoint now() {
-    uv_update_time(&loop);
-    return dht::TimePoint(static_cast<std::int64_t>(uv_now(&loop)));
-  }
+  static core::Instant now() { return core_now(); }
 
   uv_udp_t* probe_socket(int fi) {
     if (probe_sock[fi] || probe_failed[fi]) return probe_sock[fi].get();
@@ -85,10 +83,8 @@ struct DhtService::Impl {
     }
     while (auto d = s.node->next_datagram()) send(s, std::move(*d));  // a handler may have queued more
     if (closing) return;
-    const auto wake_at = s.node->next_wakeup();
-    const auto t = now();
-    const auto delay = wake_at > t ? static_cast<std::uint64_t>((wake_at - t).count()) : 0;
-    uv_timer_start(&s.timer, &Impl::timer_cb, delay, 0);
+    // Ticks come at least every 10 s anyway (DhtNode's maintenance), so the cap never delays one.
+    uv_timer_start(&s.timer, &Impl::timer_cb, timer_delay_ms(s.node->next_wakeup(), now(), 60'000), 0);
   }
 
   static void timer_cb(uv_timer_t* t) {

@@ -27,7 +27,7 @@ class DhtService {
  public:
   using EventHandler = std::function<void(const dht::DhtEvent&)>;  // runs on the loop thread
   using MultiEventHandler = std::function<void(std::size_t node, const dht::DhtEvent&)>;
-  using Task = std::function<void(dht::DhtNode&, dht::TimePoint now)>;
+  using Task = std::function<void(dht::DhtNode&, core::Instant now)>;
 
   // Binds the sockets and starts the loop thread. Errors name the address that failed.
   static core::Result<std::unique_ptr<DhtService>> start(DhtServiceOptions opts, EventHandler on_event);
@@ -49,11 +49,11 @@ class DhtService {
     return call(0, std::move(fn));
   }
   template <class F>
-  auto call(std::size_t node, F fn) -> decltype(fn(std::declval<dht::DhtNode&>(), dht::TimePoint{})) {
-    using R = decltype(fn(std::declval<dht::DhtNode&>(), dht::TimePoint{}));
+  auto call(std::size_t node, F fn) -> decltype(fn(std::declval<dht::DhtNode&>(), core::Instant{})) {
+    using R = decltype(fn(std::declval<dht::DhtNode&>(), core::Instant{}));
     auto p = std::make_shared<std::promise<R>>();
     auto f = p->get_future();
-    post(node, [p, fn = std::move(fn)](dht::DhtNode& n, dht::TimePoint now) mutable {
+    post(node, [p, fn = std::move(fn)](dht::DhtNode& n, core::Instant now) mutable {
       if constexpr (std::is_void_v<R>) {
         fn(n, now);
         p->set_value();

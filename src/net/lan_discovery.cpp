@@ -1,4 +1,5 @@
 #include "net/lan_discovery.hpp"
+#include "net/clock.hpp"
 
 #include <arpa/inet.h>
 #include <ifaddrs.h>
@@ -123,7 +124,7 @@ struct LanDiscovery::Impl {
   core::lan::Counters counters_snapshot;
   char recv_buf[kRecvBuffer];
 
-  core::dht::TimePoint now() const { return core::dht::TimePoint(static_cast<std::int64_t>(uv_hrtime() / 1'000'000)); }
+  static core::Instant now() { return core_now(); }
   static std::int64_t unix_s() {
     return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
         .count();
@@ -336,11 +337,7 @@ struct LanDiscovery::Impl {
       nodes_snapshot = core->nodes();
       counters_snapshot = core->counters();
     }
-    const auto at = core->next_wakeup();
-    const auto t = now();
-    std::uint64_t delay = 60'000;
-    if (at != core::dht::TimePoint::max()) delay = at > t ? static_cast<std::uint64_t>((at - t).count()) : 0;
-    uv_timer_start(&timer, &Impl::timer_cb, std::min<std::uint64_t>(delay, 60'000), 0);
+    uv_timer_start(&timer, &Impl::timer_cb, timer_delay_ms(core->next_wakeup(), now(), 60'000), 0);
   }
 
   static void timer_cb(uv_timer_t* t) {

@@ -23,6 +23,7 @@
 #include <unistd.h>
 #endif
 
+#include "net/clock.hpp"
 #include "net/logger.hpp"
 #include "net/network_change.hpp"
 #include "net/sockaddr.hpp"
@@ -133,7 +134,7 @@ struct PeerService::Impl {
   std::size_t batch_socket = 0;
   std::shared_ptr<spdlog::logger> log;
 
-  peer::Instant now() const { return peer::Instant(static_cast<std::int64_t>(uv_hrtime() / 1000)); }
+  static core::Instant now() { return core_now(); }
 
   // One send-only socket per family for DHT reachability probes, opened at the first one.
   uv_udp_t* probe_socket(std::uint8_t family) {
@@ -332,14 +333,7 @@ struct PeerService::Impl {
     }
     flushing = false;
     rx_pending = 0;
-    const auto wake_at = node->next_wakeup();
-    const auto t = now();
-    std::uint64_t delay_ms = 0;
-    if (wake_at == peer::Instant::max()) {
-      delay_ms = 60000;
-    } else if (wake_at > t) {
-      delay_ms = static_cast<std::uint64_t>((wake_at - t).count() + 999) / 1000;  // round up: never early
-    }
+    const std::uint64_t delay_ms = timer_delay_ms(node->next_wakeup(), now(), 60'000);
     // Re-arming costs a timer-heap update: skip it when the deadline (in loop ms) is unchanged.
     const std::uint64_t due = uv_now(&loop) + delay_ms;
     if (due != timer_due || !uv_is_active(reinterpret_cast<uv_handle_t*>(&timer))) {
@@ -480,7 +474,7 @@ struct PeerService::Impl {
     if (!why) return;
     auto& dht = self->node->dht();
     if (!dht.seeds().empty()) self->log->info("{}: rejoining the DHT through its bootstrap nodes", why);
-    dht.rejoin(std::chrono::duration_cast<core::dht::TimePoint>(self->now()));
+    dht.rejoin(self->now());
     self->flush();
   }
 

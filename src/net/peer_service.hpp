@@ -1,6 +1,6 @@
 // PeerService: a core::peer::Peer (DHT, sessions, relay, punching) on real UDP sockets. A libuv
 // loop on its own thread owns the main sockets (one per address family) and the extra sockets the
-// peer asks for while punching; it feeds datagrams and time (microseconds from uv_hrtime) into the
+// peer asks for while punching; it feeds datagrams and time (core::Instant, net/clock.hpp) into the
 // peer, sends what it emits and arms one timer at its next_wakeup(). All access to the peer
 // happens on that thread: through the event handler, post() or call().
 #pragma once
@@ -27,8 +27,8 @@ struct PeerServiceOptions {
 class PeerService {
  public:
   // Runs on the loop thread for every event; may use the peer (e.g. answer on a stream).
-  using EventHandler = std::function<void(const peer::PeerEvent&, peer::Peer&, peer::Instant now)>;
-  using Task = std::function<void(peer::Peer&, peer::Instant now)>;
+  using EventHandler = std::function<void(const peer::PeerEvent&, peer::Peer&, core::Instant now)>;
+  using Task = std::function<void(peer::Peer&, core::Instant now)>;
 
   static core::Result<std::unique_ptr<PeerService>> start(PeerServiceOptions opts, EventHandler on_event);
   ~PeerService();
@@ -37,11 +37,11 @@ class PeerService {
 
   void post(Task task);
   template <class F>
-  auto call(F fn) -> decltype(fn(std::declval<peer::Peer&>(), peer::Instant{})) {
-    using R = decltype(fn(std::declval<peer::Peer&>(), peer::Instant{}));
+  auto call(F fn) -> decltype(fn(std::declval<peer::Peer&>(), core::Instant{})) {
+    using R = decltype(fn(std::declval<peer::Peer&>(), core::Instant{}));
     auto p = std::make_shared<std::promise<R>>();
     auto f = p->get_future();
-    post([p, fn = std::move(fn)](peer::Peer& n, peer::Instant now) mutable {
+    post([p, fn = std::move(fn)](peer::Peer& n, core::Instant now) mutable {
       if constexpr (std::is_void_v<R>) {
         fn(n, now);
         p->set_value();

@@ -40,8 +40,6 @@ constexpr std::uint64_t kResetProtocol = 1;   // stream reset codes
 constexpr std::uint64_t kResetOverflow = 2;
 constexpr std::uint64_t kStopAnswered = 3;    // STOP_SENDING: the ask is answered, send no more
 
-dht::TimePoint ms(peer::Instant t) { return std::chrono::duration_cast<dht::TimePoint>(t); }
-
 std::string short_key(const core::noise::PublicKey& k) { return core::to_hex(k).substr(0, 12); }
 
 }  // namespace
@@ -87,7 +85,7 @@ struct MeshServer::Impl {
   mesh::RequestIntake intake;
   std::size_t freed_since_trim = 0;  // bytes given back since the last malloc_trim
   bool session_dropped = false;      // its connection is freed after the session host's linger
-  peer::Instant trim_at = peer::Instant::max();
+  core::Instant trim_at = core::Instant::max();
 
   int announce_failures = 0;  // in a row; announce()'s caller only
 
@@ -107,7 +105,7 @@ struct MeshServer::Impl {
     ++(st.*field);
   }
 
-  void on_event(const peer::PeerEvent& e, peer::Peer& p, peer::Instant now) {
+  void on_event(const peer::PeerEvent& e, peer::Peer& p, core::Instant now) {
     if (const auto* de = std::get_if<dht::DhtEvent>(&e)) {
       await.on_event(*de);
       return;
@@ -141,7 +139,7 @@ struct MeshServer::Impl {
     session_dropped = true;
   }
 
-  void on_stream(peer::Peer& p, session::SessionId sid, const stream::Event& ev, peer::Instant now) {
+  void on_stream(peer::Peer& p, session::SessionId sid, const stream::Event& ev, core::Instant now) {
     const auto id = stream::stream_of(ev);
     if (!id) {  // the connection closed: SessionClosed follows
       drop_session(sid);
@@ -189,7 +187,7 @@ struct MeshServer::Impl {
   // After the stream's bytes went into the ask's reader: a request still arriving is held within
   // the intake's bounds (others may be given up for it), a whole one is admitted, a bad one (a
   // second REQUEST too, even while the first runs) is answered bad_request.
-  void on_request_bytes(peer::Peer& p, const Key& key, mesh::RequestReader::State st, peer::Instant now) {
+  void on_request_bytes(peer::Peer& p, const Key& key, mesh::RequestReader::State st, core::Instant now) {
     Ask& a = asks.at(key);
     switch (st) {
       case mesh::RequestReader::State::Reading: {
@@ -225,7 +223,7 @@ struct MeshServer::Impl {
     answer_error(p, key, it->second, e);
   }
 
-  void expire(peer::Peer& p, peer::Instant now) {
+  void expire(peer::Peer& p, core::Instant now) {
     if (intake.next_deadline() > now) return;
     const auto secs = std::chrono::duration_cast<std::chrono::seconds>(intake.limits().deadline).count();
     for (const auto& k : intake.expire(now))
@@ -234,12 +232,12 @@ struct MeshServer::Impl {
 
   // Periodic, on the loop thread: deadlines, and memory given back to the system after large frees
   // (glibc keeps freed heap in its arenas otherwise).
-  void housekeeping(peer::Peer& p, peer::Instant now) {
+  void housekeeping(peer::Peer& p, core::Instant now) {
     expire(p, now);
-    if (session_dropped && trim_at == peer::Instant::max()) trim_at = now + std::chrono::seconds(4);
+    if (session_dropped && trim_at == core::Instant::max()) trim_at = now + std::chrono::seconds(4);
     session_dropped = false;
     if (now >= trim_at) {
-      trim_at = peer::Instant::max();
+      trim_at = core::Instant::max();
       freed_since_trim = 1 << 20;
     }
 #ifdef __GLIBC__
@@ -250,7 +248,7 @@ struct MeshServer::Impl {
 #endif
   }
 
-  void admit(peer::Peer& p, const Key& key, Ask& a, const std::string& body, peer::Instant) {
+  void admit(peer::Peer& p, const Key& key, Ask& a, const std::string& body, core::Instant) {
     bump(&MeshStats::asks);
     auto req = mesh::parse_request(body);
     if (!req) {
@@ -352,7 +350,7 @@ struct MeshServer::Impl {
       if (!req.resume.empty()) cr.messages.push_back({"assistant", req.resume});
     }
     auto on_token = [this, key](std::string_view piece) {
-      svc->post([this, key, text = std::string(piece)](peer::Peer& p, peer::Instant) {
+      svc->post([this, key, text = std::string(piece)](peer::Peer& p, core::Instant) {
         send(p, key, mesh::FrameType::Token, text, false);
       });
     };
@@ -367,7 +365,7 @@ struct MeshServer::Impl {
         ++st.completed;
         avg_ask_ms = avg_ask_ms == 0 ? r->total_ms : 0.8 * avg_ask_ms + 0.2 * r->total_ms;
       }
-      svc->post([this, key, body = mesh::to_json(d), client = shared->client](peer::Peer& p, peer::Instant) {
+      svc->post([this, key, body = mesh::to_json(d), client = shared->client](peer::Peer& p, core::Instant) {
         finish_ask(p, key, client, mesh::FrameType::Done, body);
       });
     } else {
@@ -380,7 +378,7 @@ struct MeshServer::Impl {
       const bool tell = kind == "busy" || kind == "bad_request" || kind == "cancelled";
       mesh::ErrorReply er{kind, tell ? e.message : "the worker could not finish the answer (" + kind + ")",
                           kind == "busy" ? retry_hint() : kind == "worker_lost" ? worker.lost_retry_ms() : 0};
-      svc->post([this, key, body = mesh::to_json(er), client = shared->client](peer::Peer& p, peer::Instant) {
+      svc->post([this, key, body = mesh::to_json(er), client = shared->client](peer::Peer& p, core::Instant) {
         finish_ask(p, key, client, mesh::FrameType::Error, body);
       });
     }
@@ -501,13 +499,13 @@ core::Result<std::unique_ptr<MeshServer>> MeshServer::start(Worker& worker, Mesh
   so.config.sessions.identity = opts.identity.session;
   so.config.sessions.accept_incoming = true;
   Impl* raw = impl.get();
-  auto svc = net::PeerService::start(so, [raw](const peer::PeerEvent& e, peer::Peer& p, peer::Instant now) {
+  auto svc = net::PeerService::start(so, [raw](const peer::PeerEvent& e, peer::Peer& p, core::Instant now) {
     raw->on_event(e, p, now);
   });
   if (!svc) return svc.error();
   impl->svc = std::move(*svc);
-  const auto q = impl->svc->call([&](peer::Peer& p, peer::Instant now) {
-    auto id = p.dht().bootstrap(impl->opts.bootstrap, ms(now));
+  const auto q = impl->svc->call([&](peer::Peer& p, core::Instant now) {
+    auto id = p.dht().bootstrap(impl->opts.bootstrap, now);
     impl->await.expect(id);
     return id;
   });
@@ -524,7 +522,7 @@ core::Result<std::unique_ptr<MeshServer>> MeshServer::start(Worker& worker, Mesh
       raw->sweep_cv.wait_for(lk, milliseconds(250));
       if (raw->stopped) break;
       lk.unlock();
-      raw->svc->post([raw](peer::Peer& p, peer::Instant now) { raw->housekeeping(p, now); });
+      raw->svc->post([raw](peer::Peer& p, core::Instant now) { raw->housekeeping(p, now); });
       lk.lock();
     }
   });
@@ -532,7 +530,7 @@ core::Result<std::unique_ptr<MeshServer>> MeshServer::start(Worker& worker, Mesh
 }
 
 void MeshServer::set_model(const std::string& name, const std::array<std::uint8_t, 32>& hash) {
-  impl_->svc->call([&](peer::Peer&, peer::Instant) {
+  impl_->svc->call([&](peer::Peer&, core::Instant) {
     impl_->model_name = name;
     impl_->model_hash_hex = core::to_hex(hash);
   });
@@ -540,8 +538,8 @@ void MeshServer::set_model(const std::string& name, const std::array<std::uint8_
 
 core::Result<std::uint32_t> MeshServer::announce(const mesh::WorkerRecord& record, milliseconds wait) {
   const auto payload = mesh::encode(record);
-  const auto q = impl_->svc->call([&](peer::Peer& p, peer::Instant now) {
-    auto id = p.dht().announce(impl_->topic, payload, impl_->opts.identity.sign, ms(now));
+  const auto q = impl_->svc->call([&](peer::Peer& p, core::Instant now) {
+    auto id = p.dht().announce(impl_->topic, payload, impl_->opts.identity.sign, now);
     impl_->await.expect(id);
     return id;
   });
@@ -565,7 +563,7 @@ core::Result<std::uint32_t> MeshServer::announce(const mesh::WorkerRecord& recor
 }
 
 core::nat::NatType MeshServer::nat_type() const {
-  return impl_->svc->call([](peer::Peer& p, peer::Instant now) {
+  return impl_->svc->call([](peer::Peer& p, core::Instant now) {
     const auto v4 = p.nat_type(4, now);
     return v4 != core::nat::NatType::unknown ? v4 : p.nat_type(6, now);
   });
@@ -591,14 +589,14 @@ void MeshServer::stop() {
   if (impl_->sweeper.joinable()) impl_->sweeper.join();
   auto& svc = *impl_->svc;
   try {
-    svc.call([this](peer::Peer&, peer::Instant) { impl_->cancel_all(); });
+    svc.call([this](peer::Peer&, core::Instant) { impl_->cancel_all(); });
     // Asks see the cancel at llama-server's next byte; their ERROR frames go out before we leave.
     {
       std::unique_lock lk(impl_->mu);
       impl_->cv.wait_for(lk, std::chrono::seconds(5), [&] { return impl_->threads == 0; });
     }
-    svc.call([this](peer::Peer& p, peer::Instant now) {
-      (void)p.dht().unannounce(impl_->topic, ms(now));
+    svc.call([this](peer::Peer& p, core::Instant now) {
+      (void)p.dht().unannounce(impl_->topic, now);
       for (const auto& [sid, key] : impl_->clients) p.sessions().close(sid, 0, "worker stopping", now);
     });
     std::this_thread::sleep_for(milliseconds(200));  // let the UNANNOUNCE and CLOSEs go out

@@ -6,16 +6,11 @@
 #include <cmath>
 #include <thread>
 
+#include "net/clock.hpp"
 #include "sidecar/llama_locator.hpp"
 #include "sidecar/model_file.hpp"
 
 namespace qmesh::worker {
-
-namespace {
-std::chrono::milliseconds since_epoch() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch());
-}
-}  // namespace
 
 Worker::Worker(WorkerConfig cfg) : cfg_(std::move(cfg)) {}
 
@@ -115,7 +110,7 @@ core::Result<sidecar::CompletionStats> Worker::submit(const sidecar::CompletionR
                            : r->tokens_per_second;
     if (tps > 0) {
       std::lock_guard lk(rate_mu_);
-      rate_.add(r->tokens - 1, static_cast<double>(r->tokens - 1) / tps, since_epoch());
+      rate_.add(r->tokens - 1, static_cast<double>(r->tokens - 1) / tps, net::core_now());
     }
   }
   return r;
@@ -130,7 +125,7 @@ std::uint32_t Worker::lost_retry_ms() {
 
 std::optional<double> Worker::generation_tps() {
   std::lock_guard lk(rate_mu_);
-  return rate_.tokens_per_second(since_epoch());
+  return rate_.tokens_per_second(net::core_now());
 }
 
 bool Worker::acquire_slot(const std::function<bool()>& cancelled) {

@@ -14,6 +14,10 @@
 
 using namespace qmesh::core::stream;
 using Clock = std::chrono::steady_clock;
+using qmesh::core::Instant;
+using qmesh::core::instant_us;
+using qmesh::core::Duration;
+using qmesh::core::to_us;
 
 namespace {
 
@@ -29,9 +33,9 @@ struct Result {
   ConnectionStats sender;
 };
 
-Result run(std::uint64_t bytes, double loss, Instant delay, std::uint64_t seed) {
+Result run(std::uint64_t bytes, double loss, Duration delay, std::uint64_t seed) {
   qmesh::core::Rng rng(seed);
-  Instant now{0};
+  Instant now = instant_us(0);
   ConnectionConfig a, b;
   a.initiator = true;
   b.initiator = false;
@@ -81,7 +85,7 @@ Result run(std::uint64_t bytes, double loss, Instant delay, std::uint64_t seed) 
   for (std::size_t n; (n = c[1].read(id, dst)) > 0;) got += n;
   Result r;
   r.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-  r.virtual_seconds = static_cast<double>(now.count()) / 1e6;
+  r.virtual_seconds = static_cast<double>(to_us(now)) / 1e6;
   r.bytes = got;
   r.packets = packets;
   r.sender = c[0].stats();
@@ -111,16 +115,16 @@ int main(int argc, char** argv) {
   app.add_option("--seed", seed, "loss pattern seed");
   CLI11_PARSE(app, argc, argv);
 
-  print("0% loss", run(mb << 20, 0.0, Instant{delay_us}, seed));
-  print("1% loss", run(lossy_mb << 20, 0.01, Instant{delay_us}, seed));
+  print("0% loss", run(mb << 20, 0.0, Duration(delay_us), seed));
+  print("1% loss", run(lossy_mb << 20, 0.01, Duration(delay_us), seed));
 
   // An idle connection after its opening exchange.
-  Instant now{0};
+  Instant now = instant_us(0);
   ConnectionConfig a, b;
   b.initiator = false;
   Connection x(a, now), y(b, now);
   for (int round = 0; round < 4; ++round) {
-    now += Instant{1000};
+    now += Duration(1000);
     while (auto p = x.next_packet(now)) y.on_packet(p->pn, p->payload, now);
     while (auto p = y.next_packet(now)) x.on_packet(p->pn, p->payload, now);
     x.on_tick(now);

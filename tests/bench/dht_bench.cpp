@@ -29,6 +29,7 @@ namespace {
 using qmesh::bench::heap_bytes;
 using qmesh::bench::median;
 using qmesh::bench::rss_bytes;
+using qmesh::core::Instant;
 
 // Routes events from the loop thread to whoever waits for a query.
 struct Waits {
@@ -56,7 +57,7 @@ struct Waits {
 template <class Start>
 dht::QueryDone run(qmesh::net::DhtService& svc, Waits& w, std::size_t i, Start start) {
   std::future<dht::QueryDone> f;
-  svc.call(i, [&](dht::DhtNode& n, dht::TimePoint now) {
+  svc.call(i, [&](dht::DhtNode& n, Instant now) {
     const auto q = start(n, now);
     std::lock_guard lk(w.mu);
     f = w.done[Waits::Key{&svc, i, q}].get_future();
@@ -77,7 +78,7 @@ void bootstrap_all(qmesh::net::DhtService& svc, Waits& w, const std::vector<qmes
     std::vector<std::future<dht::QueryDone>> fs;
     for (std::size_t j = i; j < std::min(svc.size(), i + wave); ++j) {
       fs.push_back(std::async(std::launch::async, [&, j] {
-        return run(svc, w, j, [&](dht::DhtNode& n, dht::TimePoint now) { return n.bootstrap(seeds, now); });
+        return run(svc, w, j, [&](dht::DhtNode& n, Instant now) { return n.bootstrap(seeds, now); });
       }));
     }
     for (auto& f : fs) f.get();
@@ -128,7 +129,7 @@ int main(int argc, char** argv) {
   const auto key = dht::KeyPair::from_seed(seed);
   const std::string payload = R"({"model":"tinyllama","slots":1})";
   const std::size_t announcer = nodes / 2;
-  const auto ann = run(s, w, announcer, [&](dht::DhtNode& n, dht::TimePoint now) {
+  const auto ann = run(s, w, announcer, [&](dht::DhtNode& n, Instant now) {
     return n.announce(topic, std::span(reinterpret_cast<const std::uint8_t*>(payload.data()), payload.size()), key,
                       now);
   });
@@ -141,7 +142,7 @@ int main(int argc, char** argv) {
     ++done;
     dht::QueryId qid = 0;
     const auto t0 = Clock::now();
-    const auto d = run(s, w, idx, [&](dht::DhtNode& n, dht::TimePoint now) { return qid = n.lookup(topic, now); });
+    const auto d = run(s, w, idx, [&](dht::DhtNode& n, Instant now) { return qid = n.lookup(topic, now); });
     const auto t1 = Clock::now();
     full.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
     std::lock_guard lk(w.mu);
@@ -186,9 +187,9 @@ int main(int argc, char** argv) {
   const double per_node = static_cast<double>(after - base) / static_cast<double>(nodes);
   std::size_t estimate = 0, routing = 0, entries = 0;  // what the core counts of its own containers
   for (std::size_t i = 0; i < nodes; ++i) {
-    estimate += s.call(i, [](dht::DhtNode& n, dht::TimePoint) { return n.memory_estimate(); });
-    routing += s.call(i, [](dht::DhtNode& n, dht::TimePoint) { return n.routing_table(4).memory_estimate(); });
-    entries += s.call(i, [](dht::DhtNode& n, dht::TimePoint) { return n.routing_table_size(); });
+    estimate += s.call(i, [](dht::DhtNode& n, Instant) { return n.memory_estimate(); });
+    routing += s.call(i, [](dht::DhtNode& n, Instant) { return n.routing_table(4).memory_estimate(); });
+    entries += s.call(i, [](dht::DhtNode& n, Instant) { return n.routing_table_size(); });
   }
   std::printf("dht_bench: %zu nodes on 127.0.0.1, one libuv loop; %zu lookups (announce stored on %u nodes); "
               "bootstrap of all nodes %.0f ms\n", nodes, full.size(), ann.stats.stored, boot_ms);

@@ -59,8 +59,9 @@ namespace {
 using qmesh::bench::heap_bytes;
 using qmesh::bench::median;
 using qmesh::bench::rss_bytes;
+using qmesh::core::Instant;
 
-double ms_between(peer::Instant a, peer::Instant b) { return static_cast<double>((b - a).count()) / 1000.0; }
+double ms_between(Instant a, Instant b) { return static_cast<double>((b - a).count()) / 1000.0; }
 
 [[noreturn]] void die(const std::string& why) {
   std::fprintf(stderr, "session_bench: %s\n", why.c_str());
@@ -96,7 +97,7 @@ bool wait_until(PeerService& svc, Pred pred, milliseconds timeout) {
   const auto end = Clock::now() + timeout;
   for (;;) {
     const auto g = notifier.get();
-    if (svc.call([&](peer::Peer& p, peer::Instant now) -> bool { return pred(p, now); })) return true;
+    if (svc.call([&](peer::Peer& p, Instant now) -> bool { return pred(p, now); })) return true;
     const auto t = Clock::now();
     if (t >= end) return false;
     notifier.wait_past(g, std::min(end, t + milliseconds(50)));
@@ -129,11 +130,11 @@ struct Worker {
   };
   DhtState dht;
   std::map<std::pair<session::SessionId, stream::StreamId>, Stream> streams;
-  std::vector<std::pair<std::uint64_t, peer::Instant>> sinks;  // bytes, when the FIN was read
+  std::vector<std::pair<std::uint64_t, Instant>> sinks;  // bytes, when the FIN was read
   session::SessionId last_accepted = 0;
   std::uint8_t buf[1 << 16];
 
-  void on_event(const peer::PeerEvent& e, peer::Peer& p, peer::Instant now) {
+  void on_event(const peer::PeerEvent& e, peer::Peer& p, Instant now) {
     dht.on_event(e);
     auto* he = std::get_if<session::HostEvent>(&e);
     if (!he) return;
@@ -146,7 +147,7 @@ struct Worker {
     }
   }
 
-  void pump(peer::Peer& p, session::SessionId sid, const stream::Event& ev, peer::Instant now) {
+  void pump(peer::Peer& p, session::SessionId sid, const stream::Event& ev, Instant now) {
     stream::Connection* c = p.sessions().connection(sid);
     if (!c) return;
     const auto sid_stream = stream::stream_of(ev);
@@ -190,7 +191,7 @@ struct Worker {
 struct Client {
   struct Run {
     peer::ConnectId cid = 0;
-    peer::Instant t0{}, hs_start{}, up{}, echoed{};
+    Instant t0{}, hs_start{}, up{}, echoed{};
     session::SessionId sid = 0;
     stream::StreamId id = 0;
     bool echoed_ok = false, relayed = false;
@@ -201,7 +202,7 @@ struct Client {
     stream::StreamId id = 0;
     std::uint64_t total = 0, sent = 0;
     bool active = false, fin = false;
-    peer::Instant t0{};
+    Instant t0{};
   };
   DhtState dht;
   Run run;
@@ -212,7 +213,7 @@ struct Client {
   std::size_t idle_up = 0, idle_failed = 0;
   std::uint8_t buf[1 << 16];
 
-  void on_event(const peer::PeerEvent& e, peer::Peer& p, peer::Instant now) {
+  void on_event(const peer::PeerEvent& e, peer::Peer& p, Instant now) {
     dht.on_event(e);
     if (auto* u = std::get_if<peer::SessionUp>(&e); u && u->id == run.cid) {
       run.sid = u->sid;
@@ -397,10 +398,10 @@ qmesh::net::PeerServiceOptions edge_options() {
 }
 
 void join(PeerService& svc, DhtState& st, const qmesh::core::Endpoint& seed) {
-  const auto q = svc.call([&](peer::Peer& p, peer::Instant now) {
-    return p.dht().bootstrap(std::span(&seed, 1), std::chrono::duration_cast<dht::TimePoint>(now));
+  const auto q = svc.call([&](peer::Peer& p, Instant now) {
+    return p.dht().bootstrap(std::span(&seed, 1), now);
   });
-  if (!wait_until(svc, [&](peer::Peer&, peer::Instant) { return st.done.count(q) > 0; }, milliseconds(10000)))
+  if (!wait_until(svc, [&](peer::Peer&, Instant) { return st.done.count(q) > 0; }, milliseconds(10000)))
     die("bootstrap did not finish");
 }
 
@@ -418,16 +419,16 @@ struct SinkResult {
 
 SinkResult sink_once(PeerService& client, Client& cl, PeerService& worker, Worker& wk, session::SessionId sid,
                      std::uint64_t bytes) {
-  const auto sinks_before = worker.call([&](peer::Peer&, peer::Instant) { return wk.sinks.size(); });
+  const auto sinks_before = worker.call([&](peer::Peer&, Instant) { return wk.sinks.size(); });
   auto stats = [&] {
-    return client.call([&](peer::Peer& p, peer::Instant) {
+    return client.call([&](peer::Peer& p, Instant) {
       auto i = p.sessions().info(sid);
       return i ? i->stats : stream::ConnectionStats{};
     });
   };
   const auto before = stats();
   const double cpu0 = process_cpu_s();
-  const bool ok = client.call([&](peer::Peer& p, peer::Instant now) {
+  const bool ok = client.call([&](peer::Peer& p, Instant now) {
     auto* c = p.sessions().connection(sid);
     auto id = c ? c->open_stream() : qmesh::core::Result<stream::StreamId>(qmesh::core::Error{"", ""});
     if (!id) return false;
@@ -436,11 +437,11 @@ SinkResult sink_once(PeerService& client, Client& cl, PeerService& worker, Worke
     return true;
   });
   if (!ok) die("throughput: cannot open a stream");
-  if (!wait_until(worker, [&](peer::Peer&, peer::Instant) { return wk.sinks.size() > sinks_before; },
+  if (!wait_until(worker, [&](peer::Peer&, Instant) { return wk.sinks.size() > sinks_before; },
                   milliseconds(300000)))
     die("throughput: the sink did not finish in 300 s");
-  const auto [got, t_end] = worker.call([&](peer::Peer&, peer::Instant) { return wk.sinks.back(); });
-  const auto t0 = client.call([&](peer::Peer&, peer::Instant) {
+  const auto [got, t_end] = worker.call([&](peer::Peer&, Instant) { return wk.sinks.back(); });
+  const auto t0 = client.call([&](peer::Peer&, Instant) {
     cl.w.active = false;
     return cl.w.t0;
   });
@@ -532,7 +533,7 @@ int main(int argc, char** argv) {
   wo.config.sessions.max_unconfirmed = 100000;  // every peer here is 127.0.0.1
   wo.config.sessions.max_unconfirmed_per_ip = 100000;
   auto wk = std::make_unique<Worker>();
-  auto worker = start(wo, [w = wk.get()](const peer::PeerEvent& e, peer::Peer& p, peer::Instant now) {
+  auto worker = start(wo, [w = wk.get()](const peer::PeerEvent& e, peer::Peer& p, Instant now) {
     w->on_event(e, p, now);
   });
   const auto worker_ep = *worker->local_endpoint(4);
@@ -545,7 +546,7 @@ int main(int argc, char** argv) {
   cl->pattern.resize(1 << 20);
   randombytes_buf(cl->pattern.data(), cl->pattern.size());
   cl->pattern[0] = 'S';
-  auto client = start(co, [c = cl.get()](const peer::PeerEvent& e, peer::Peer& p, peer::Instant now) {
+  auto client = start(co, [c = cl.get()](const peer::PeerEvent& e, peer::Peer& p, Instant now) {
     c->on_event(e, p, now);
   });
 
@@ -553,19 +554,19 @@ int main(int argc, char** argv) {
   join(*client, cl->dht, seed_ep);
   const auto topic = dht::topic_from_name("qmesh-session-bench");
   const std::string payload = R"({"service":"bench"})";
-  const auto aq = worker->call([&](peer::Peer& p, peer::Instant now) {
+  const auto aq = worker->call([&](peer::Peer& p, Instant now) {
     return p.dht().announce(topic, std::span(reinterpret_cast<const std::uint8_t*>(payload.data()), payload.size()),
-                            key, std::chrono::duration_cast<dht::TimePoint>(now));
+                            key, now);
   });
-  if (!wait_until(*worker, [&](peer::Peer&, peer::Instant) { return wk->dht.done.count(aq) > 0; }, milliseconds(10000)) ||
-      !worker->call([&](peer::Peer&, peer::Instant) { return wk->dht.done[aq]; }))
+  if (!wait_until(*worker, [&](peer::Peer&, Instant) { return wk->dht.done.count(aq) > 0; }, milliseconds(10000)) ||
+      !worker->call([&](peer::Peer&, Instant) { return wk->dht.done[aq]; }))
     die("the announcement was not stored");
-  const auto lq = client->call([&](peer::Peer& p, peer::Instant now) {
-    return p.dht().lookup(topic, std::chrono::duration_cast<dht::TimePoint>(now));
+  const auto lq = client->call([&](peer::Peer& p, Instant now) {
+    return p.dht().lookup(topic, now);
   });
-  if (!wait_until(*client, [&](peer::Peer&, peer::Instant) { return cl->dht.done.count(lq) > 0; }, milliseconds(10000)))
+  if (!wait_until(*client, [&](peer::Peer&, Instant) { return cl->dht.done.count(lq) > 0; }, milliseconds(10000)))
     die("the lookup did not finish");
-  const auto found = client->call([&](peer::Peer&, peer::Instant) {
+  const auto found = client->call([&](peer::Peer&, Instant) {
     std::optional<dht::LookupRecord> f;
     for (const auto& r : cl->dht.records)
       if (r.query == lq && (!f || f->record.body.seq < r.record.body.seq)) f = r;
@@ -578,15 +579,15 @@ int main(int argc, char** argv) {
   std::size_t relayed = 0, direct = 0;
   session::SessionId last_sid = 0;
   for (std::size_t i = 0; i <= runs; ++i) {
-    client->call([&](peer::Peer& p, peer::Instant now) {
+    client->call([&](peer::Peer& p, Instant now) {
       cl->run = Client::Run{};
       cl->run.t0 = now;
       cl->run.cid = p.connect(topic, *found, now);
     });
-    if (!wait_until(*client, [&](peer::Peer&, peer::Instant) { return cl->run.echoed_ok || !cl->run.error.empty(); },
+    if (!wait_until(*client, [&](peer::Peer&, Instant) { return cl->run.echoed_ok || !cl->run.error.empty(); },
                     milliseconds(10000)))
       die("connect: no echo within 10 s");
-    const auto r = client->call([&](peer::Peer&, peer::Instant) { return cl->run; });
+    const auto r = client->call([&](peer::Peer&, Instant) { return cl->run; });
     if (!r.error.empty()) die("connect: " + r.error);
     if (i > 0) {
       connect_ms.push_back(ms_between(r.t0, r.echoed));
@@ -594,14 +595,14 @@ int main(int argc, char** argv) {
       relayed += r.relayed;
     }
     // The punch runs on after SessionUp; let it end so that runs do not overlap.
-    wait_until(*client, [&](peer::Peer&, peer::Instant) { return cl->decided.count(r.sid) > 0; }, milliseconds(3000));
-    const bool is_direct = client->call([&](peer::Peer&, peer::Instant) {
+    wait_until(*client, [&](peer::Peer&, Instant) { return cl->decided.count(r.sid) > 0; }, milliseconds(3000));
+    const bool is_direct = client->call([&](peer::Peer&, Instant) {
       auto it = cl->decided.find(r.sid);
       return it != cl->decided.end() && it->second.direct;
     });
     if (i > 0) direct += is_direct;
     if (i < runs) {
-      client->call([&](peer::Peer& p, peer::Instant now) { p.sessions().close(r.sid, 0, "done", now); });
+      client->call([&](peer::Peer& p, Instant now) { p.sessions().close(r.sid, 0, "done", now); });
       std::this_thread::sleep_for(milliseconds(5));
     } else {
       last_sid = r.sid;  // the throughput session
@@ -609,7 +610,7 @@ int main(int argc, char** argv) {
   }
 
   // The worker's id of the last session (the throughput session when its punch succeeded).
-  auto worker_sid = worker->call([&](peer::Peer&, peer::Instant) { return wk->last_accepted; });
+  auto worker_sid = worker->call([&](peer::Peer&, Instant) { return wk->last_accepted; });
 
   // ---- memory: idle sessions ----
   std::this_thread::sleep_for(milliseconds(3500));  // closed sessions linger 3 s
@@ -618,7 +619,7 @@ int main(int argc, char** argv) {
   const std::size_t batch = 50;
   for (std::size_t done = 0; done < sessions;) {
     const std::size_t n = std::min(batch, sessions - done);
-    client->call([&](peer::Peer& p, peer::Instant now) {
+    client->call([&](peer::Peer& p, Instant now) {
       for (std::size_t k = 0; k < n; ++k) {
         auto sid = p.sessions().connect(session::Path{worker_ep, std::nullopt, 0}, worker_static, now);
         if (!sid) die("idle session: " + sid.error().message);
@@ -626,7 +627,7 @@ int main(int argc, char** argv) {
       }
     });
     done += n;
-    if (!wait_until(*client, [&](peer::Peer&, peer::Instant) { return cl->idle_up + cl->idle_failed >= done; },
+    if (!wait_until(*client, [&](peer::Peer&, Instant) { return cl->idle_up + cl->idle_failed >= done; },
                     milliseconds(20000)))
       die("idle sessions: handshakes did not finish");
   }
@@ -637,39 +638,39 @@ int main(int argc, char** argv) {
     std::size_t host = 0, sessions = 0, conn = 0;
   };
   auto estimate = [](PeerService& svc, session::SessionId probe) {
-    return svc.call([&](peer::Peer& p, peer::Instant) {
+    return svc.call([&](peer::Peer& p, Instant) {
       Est e{p.sessions().memory_estimate(), p.sessions().size(), 0};
       if (auto* c = p.sessions().connection(probe)) e.conn = c->memory_estimate();
       return e;
     });
   };
-  const auto probe_sid = client->call([&](peer::Peer&, peer::Instant) { return *cl->idle.begin(); });
+  const auto probe_sid = client->call([&](peer::Peer&, Instant) { return *cl->idle.begin(); });
   const auto est_c = estimate(*client, probe_sid);
-  const auto worker_probe = worker->call([&](peer::Peer&, peer::Instant) { return wk->last_accepted; });
+  const auto worker_probe = worker->call([&](peer::Peer&, Instant) { return wk->last_accepted; });
   const auto est_w = estimate(*worker, worker_probe);
   // ---- throughput (the idle sessions stay open meanwhile: a worker with many clients) ----
-  const bool last_direct = client->call([&](peer::Peer&, peer::Instant) {
+  const bool last_direct = client->call([&](peer::Peer&, Instant) {
     auto it = cl->decided.find(last_sid);
     return it != cl->decided.end() && it->second.direct;
   });
   session::SessionId tsid = last_sid;
   if (!last_direct) {  // the punch did not open a direct path: a direct session, as the idle ones
-    tsid = client->call([&](peer::Peer& p, peer::Instant now) {
+    tsid = client->call([&](peer::Peer& p, Instant now) {
       auto sid = p.sessions().connect(session::Path{worker_ep, std::nullopt, 0}, worker_static, now);
       if (!sid) die("throughput session: " + sid.error().message);
       cl->idle.insert(*sid);
       return *sid;
     });
-    if (!wait_until(*client, [&](peer::Peer& p, peer::Instant) { return p.sessions().connection(tsid) != nullptr; },
+    if (!wait_until(*client, [&](peer::Peer& p, Instant) { return p.sessions().connection(tsid) != nullptr; },
                     milliseconds(5000)))
       die("throughput session: no handshake");
-    wait_until(*worker, [&](peer::Peer& p, peer::Instant) { return p.sessions().connection(wk->last_accepted); },
+    wait_until(*worker, [&](peer::Peer& p, Instant) { return p.sessions().connection(wk->last_accepted); },
                milliseconds(5000));
-    worker_sid = worker->call([&](peer::Peer&, peer::Instant) { return wk->last_accepted; });
+    worker_sid = worker->call([&](peer::Peer&, Instant) { return wk->last_accepted; });
   }
-  const auto tinfo = client->call([&](peer::Peer& p, peer::Instant) { return p.sessions().info(tsid); });
+  const auto tinfo = client->call([&](peer::Peer& p, Instant) { return p.sessions().info(tsid); });
   if (!tinfo || tinfo->path.relayed()) {
-    const auto why = client->call([&](peer::Peer&, peer::Instant) {
+    const auto why = client->call([&](peer::Peer&, Instant) {
       auto it = cl->decided.find(tsid);
       return it == cl->decided.end() ? std::string("no punch outcome")
                                      : std::string(it->second.direct ? "punched " : "punch failed: ") +
@@ -680,7 +681,7 @@ int main(int argc, char** argv) {
   const auto bytes = static_cast<std::uint64_t>(mb * 1e6), lossy_bytes = static_cast<std::uint64_t>(lossy_mb * 1e6);
   std::vector<SinkResult> direct_runs, fwd0_runs, lossy_runs;
   for (std::size_t i = 0; i < tput_runs; ++i) direct_runs.push_back(sink_once(*client, *cl, *worker, *wk, tsid, bytes));
-  client->call([&](peer::Peer& p, peer::Instant now) {
+  client->call([&](peer::Peer& p, Instant now) {
     for (auto sid : cl->idle)
       if (sid != tsid) p.sessions().close(sid, 0, "done", now);
   });
@@ -692,32 +693,32 @@ int main(int argc, char** argv) {
     bool moved = false;
     for (int tries = 0; tries < 10 && !moved; ++tries) {
       std::this_thread::sleep_for(milliseconds(50));
-      client->call([&](peer::Peer& p, peer::Instant now) {
+      client->call([&](peer::Peer& p, Instant now) {
         p.sessions().set_path(tsid, session::Path{fwd.endpoint(), std::nullopt, tinfo->path.socket}, now);
       });
-      moved = wait_until(*worker, [&](peer::Peer& p, peer::Instant) {
+      moved = wait_until(*worker, [&](peer::Peer& p, Instant) {
         auto i = p.sessions().info(worker_sid);
         return i && i->path.to == fwd.endpoint();
-      }, milliseconds(500)) && client->call([&](peer::Peer& p, peer::Instant) {
+      }, milliseconds(500)) && client->call([&](peer::Peer& p, Instant) {
         auto i = p.sessions().info(tsid);
         return i && i->path.to == fwd.endpoint();
       });
     }
     if (!moved) {
-      const auto wi = worker->call([&](peer::Peer& p, peer::Instant) { return p.sessions().info(worker_sid); });
+      const auto wi = worker->call([&](peer::Peer& p, Instant) { return p.sessions().info(worker_sid); });
       die("forwarder " + fwd.endpoint().to_string() + ": the worker did not move to it (worker session " +
           std::to_string(worker_sid) + (wi ? " on " + wi->path.to.to_string() : " gone") + ", " +
           std::to_string(fwd.forwarded()) + " datagrams forwarded)");
     }
     for (std::size_t i = 0; i < tput_runs; ++i) out.push_back(sink_once(*client, *cl, *worker, *wk, tsid, per_run));
-    const bool still = client->call([&](peer::Peer& p, peer::Instant) {
+    const bool still = client->call([&](peer::Peer& p, Instant) {
       auto i = p.sessions().info(tsid);
       return i && i->path.to == fwd.endpoint();
     });
     if (!still) die("forwarder: the client left it during the run");
     // Back to the direct path before the forwarder goes.
-    client->call([&](peer::Peer& p, peer::Instant now) { p.sessions().set_path(tsid, tinfo->path, now); });
-    wait_until(*worker, [&](peer::Peer& p, peer::Instant) {
+    client->call([&](peer::Peer& p, Instant now) { p.sessions().set_path(tsid, tinfo->path, now); });
+    wait_until(*worker, [&](peer::Peer& p, Instant) {
       auto i = p.sessions().info(worker_sid);
       return i && i->path.to != fwd.endpoint();
     }, milliseconds(2000));

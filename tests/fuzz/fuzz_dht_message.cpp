@@ -10,6 +10,7 @@
 
 using namespace qmesh::core::dht;
 using qmesh::core::Endpoint;
+using qmesh::core::instant_ms;
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::span<const std::uint8_t> bytes(data, size);
@@ -24,11 +25,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     c.public_v4 = Endpoint::parse("10.0.0.1:4000");
     c.ipv6 = true;
     return c;
-  }(), 1, TimePoint{0});
+  }(), 1, instant_ms(0));
   static std::int64_t t = 0;
   t += 7;
-  node.on_datagram(*Endpoint::parse("10.0.0.2:4000"), bytes, TimePoint{t});
-  node.on_tick(TimePoint{t});
+  node.on_datagram(*Endpoint::parse("10.0.0.2:4000"), bytes, instant_ms(t));
+  node.on_tick(instant_ms(t));
   while (node.next_datagram()) {
   }
   while (node.next_event()) {

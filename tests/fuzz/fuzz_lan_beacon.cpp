@@ -29,13 +29,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   cfg.key = key;
   cfg.port_v4 = 4000;
   cfg.max_nodes = 2;
-  lan::Discovery d(cfg, dht::TimePoint(0));
-  d.on_tick(dht::TimePoint(0), now_s);
+  lan::Discovery d(cfg, instant_ms(0));
+  d.on_tick(instant_ms(0), now_s);
   for (std::uint8_t last : {1, 2, 3}) {
-    d.on_datagram(qmesh::core::Endpoint::v4(10, 0, 0, last, 9), bytes, dht::TimePoint(last), now_s);
+    d.on_datagram(qmesh::core::Endpoint::v4(10, 0, 0, last, 9), bytes, instant_ms(last), now_s);
   }
-  d.on_datagram(*qmesh::core::Endpoint::parse("[fd00::1]:9"), bytes, dht::TimePoint(5), now_s);
-  d.on_tick(dht::TimePoint(2000), now_s);
+  d.on_datagram(*qmesh::core::Endpoint::parse("[fd00::1]:9"), bytes, instant_ms(5), now_s);
+  d.on_tick(instant_ms(2000), now_s);
   if (d.nodes().size() > 2) __builtin_trap();
   while (d.next_datagram()) {
   }

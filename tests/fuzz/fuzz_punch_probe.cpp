@@ -11,7 +11,8 @@
 
 using namespace qmesh::core::nat;
 using qmesh::core::Endpoint;
-using qmesh::core::dht::TimePoint;
+using qmesh::core::Instant;
+using qmesh::core::instant_ms;
 
 namespace {
 
@@ -21,7 +22,7 @@ struct Live {
   int outcomes = 0;
   std::uint64_t sends = 0;
 
-  void reset(TimePoint now) {
+  void reset(Instant now) {
     PunchParams pp;
     pp.role = role;
     pp.local_nat = role == Role::initiator ? NatType::random : NatType::consistent;
@@ -54,7 +55,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   static std::int64_t t = 0;
   static Live live[2] = {{Role::initiator, nullptr}, {Role::responder, nullptr}};
   t += 13;
-  const TimePoint now{t};
+  const Instant now = instant_ms(t);
   for (auto& l : live) {
     if (!l.p || l.p->finished()) l.reset(now);
     l.p->on_datagram(size % 10, Endpoint::v4(203, 0, 113, 7, static_cast<std::uint16_t>(size)), bytes, now);

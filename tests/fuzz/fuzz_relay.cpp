@@ -14,8 +14,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   relay::ChannelId id{};
   id.fill(0x5a);
   const auto a = qmesh::core::Endpoint::v4(198, 18, 0, 1, 1000), b = qmesh::core::Endpoint::v4(198, 18, 0, 2, 2000);
-  if (server.open(id, a, b, dht::TimePoint{0}) != relay::RelayServer::Opened::ok) __builtin_trap();
-  auto to = server.on_datagram(a, bytes, dht::TimePoint{1});
+  if (server.open(id, a, b, instant_ms(0)) != relay::RelayServer::Opened::ok) __builtin_trap();
+  auto to = server.on_datagram(a, bytes, instant_ms(1));
   if (to) {
     auto f = relay::decode_frame(bytes);
     if (!f || f->channel != id || *to != b) __builtin_trap();

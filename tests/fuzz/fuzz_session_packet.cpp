@@ -22,8 +22,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                                   [](std::span<std::uint8_t> b) { std::fill(b.begin(), b.end(), 7); });
     const std::uint8_t source[] = {4, 198, 18, 0, 1, 0, 80};
     (void)session::mac1_valid(h->bytes, jar.keys());
-    (void)jar.mac2_valid(h->bytes, source, std::chrono::seconds(1));
-    auto reply = session::decode_packet(jar.reply(h->sender_sid, h->bytes, source, std::chrono::seconds(1)));
+    (void)jar.mac2_valid(h->bytes, source, qmesh::core::Instant(std::chrono::seconds(1)));
+    auto reply = session::decode_packet(jar.reply(h->sender_sid, h->bytes, source, qmesh::core::Instant(std::chrono::seconds(1))));
     if (!reply || !std::get_if<session::CookieReply>(&*reply)) __builtin_trap();
     auto r = session::respond(session_fuzz::worker_static(), *h, noise_fuzz::key(noise_fuzz::kResponderEphemeral),
                               session_fuzz::kWorkerSid, {});

@@ -10,6 +10,7 @@
 #include "core/stream/frame.hpp"
 
 using namespace qmesh::core::stream;
+using qmesh::core::instant_us;
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::span<const std::uint8_t> bytes(data, size);
@@ -20,16 +21,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   for (bool initiator : {true, false}) {
     ConnectionConfig cfg;
     cfg.initiator = initiator;
-    Connection c(cfg, Instant{0});
+    Connection c(cfg, instant_us(0));
     for (int i = 0; i < 3; ++i) {
-      while (auto p = c.next_packet(Instant{i * 1000})) {
+      while (auto p = c.next_packet(instant_us(i * 1000))) {
         if (!decode(p->payload) || p->payload.size() > cfg.max_payload) __builtin_trap();
       }
     }
-    c.on_packet(0, bytes, Instant{5000});
-    c.on_packet(1, bytes, Instant{6000});  // the same frames again, in another packet
-    c.on_tick(Instant{7000});
-    while (auto p = c.next_packet(Instant{7000})) {
+    c.on_packet(0, bytes, instant_us(5000));
+    c.on_packet(1, bytes, instant_us(6000));  // the same frames again, in another packet
+    c.on_tick(instant_us(7000));
+    while (auto p = c.next_packet(instant_us(7000))) {
       if (!decode(p->payload) || p->payload.size() > cfg.max_payload) __builtin_trap();
     }
     std::uint8_t buf[4096];

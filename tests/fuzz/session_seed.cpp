@@ -27,7 +27,7 @@ int main(int argc, char** argv) {
   session::CookieJar jar(session_fuzz::worker_static().public_key,
                          [](std::span<std::uint8_t> b) { std::fill(b.begin(), b.end(), 7); });
   const std::uint8_t source[] = {4, 198, 18, 0, 1, 0, 80};
-  write(dir, "cookie", jar.reply(init.local_sid(), hello, source, std::chrono::seconds(1)));
+  write(dir, "cookie", jar.reply(init.local_sid(), hello, source, qmesh::core::Instant(std::chrono::seconds(1))));
   auto resp = session_fuzz::responded();
   write(dir, "welcome", resp.welcome);
   auto est = init.on_welcome(std::get<session::Welcome>(*session::decode_packet(resp.welcome)));

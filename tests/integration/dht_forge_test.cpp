@@ -31,6 +31,7 @@ namespace {
 namespace dht = qmesh::core::dht;
 using qmesh::net::DhtService;
 using qmesh::net::DhtServiceOptions;
+using qmesh::core::Instant;
 
 constexpr int kRecvTimeoutMs = 1000;
 
@@ -135,10 +136,10 @@ qmesh::core::Endpoint endpoint_of(DhtService& s) {
 }
 
 dht::DhtCounters counters(DhtService& s) {
-  return s.call([](dht::DhtNode& n, dht::TimePoint) { return n.counters(); });
+  return s.call([](dht::DhtNode& n, Instant) { return n.counters(); });
 }
 std::size_t stored(DhtService& s) {
-  return s.call([](dht::DhtNode& n, dht::TimePoint) { return n.stored_records(); });
+  return s.call([](dht::DhtNode& n, Instant) { return n.stored_records(); });
 }
 
 dht::KeyPair key(std::uint8_t seed_byte) {
@@ -212,7 +213,7 @@ Fixture node() {
   f.ep = endpoint_of(*f.svc);
   f.id = dht::node_id_for(f.ep);
   // The node must be persistent with its public endpoint = the bound address, else it stores nothing.
-  auto nid = f.svc->call([](dht::DhtNode& n, dht::TimePoint) { return n.node_id(4); });
+  auto nid = f.svc->call([](dht::DhtNode& n, Instant) { return n.node_id(4); });
   EXPECT_EQ(nid, std::optional<dht::NodeId>(f.id));
   return f;
 }
@@ -446,7 +447,7 @@ TEST(DhtForge, ExpiredRecordsAreNeverReturnedAndTtlIsBounded) {
   }
   // The store itself hands out nothing live for the topic at loop time (it may still hold the
   // record until its periodic sweep; that sweep is not on the wire).
-  auto live = n.svc->call([topic](dht::DhtNode& node, dht::TimePoint now) { return node.store().get(topic, now).size(); });
+  auto live = n.svc->call([topic](dht::DhtNode& node, Instant now) { return node.store().get(topic, now).size(); });
   EXPECT_EQ(live, 0u);
 }
 

@@ -42,6 +42,7 @@ namespace session = qmesh::core::session;
 namespace stream = qmesh::core::stream;
 using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
+using qmesh::core::Instant;
 
 noise::KeyPair fresh_identity() {
   noise::PrivateKey x;
@@ -77,7 +78,7 @@ std::optional<Target> find_worker(const qmesh::core::Endpoint& boot, const std::
   std::optional<Target> found;
   std::string failure;
   auto svc = qmesh::net::PeerService::start(options(milliseconds(1000), true), [&](const peer::PeerEvent& e, peer::Peer& p,
-                                                                                   peer::Instant) {
+                                                                                   Instant) {
     std::lock_guard lk(mu);
     if (const auto* de = std::get_if<dht::DhtEvent>(&e)) {
       await.on_event(*de);
@@ -96,10 +97,9 @@ std::optional<Target> find_worker(const qmesh::core::Endpoint& boot, const std::
     std::fprintf(stderr, "hoard_attack: %s\n", svc.error().message.c_str());
     return std::nullopt;
   }
-  const auto ms = [](peer::Instant t) { return std::chrono::duration_cast<dht::TimePoint>(t); };
-  auto q = (*svc)->call([&](peer::Peer& p, peer::Instant now) {
+  auto q = (*svc)->call([&](peer::Peer& p, Instant now) {
     const std::vector<qmesh::core::Endpoint> boots{boot};
-    auto id = p.dht().bootstrap(boots, ms(now));
+    auto id = p.dht().bootstrap(boots, now);
     await.expect(id);
     return id;
   });
@@ -108,8 +108,8 @@ std::optional<Target> find_worker(const qmesh::core::Endpoint& boot, const std::
     return std::nullopt;
   }
   const auto topic = dht::topic_from_name(topic_name);
-  q = (*svc)->call([&](peer::Peer& p, peer::Instant now) {
-    auto id = p.dht().lookup(topic, ms(now));
+  q = (*svc)->call([&](peer::Peer& p, Instant now) {
+    auto id = p.dht().lookup(topic, now);
     await.expect(id);
     return id;
   });
@@ -118,11 +118,11 @@ std::optional<Target> find_worker(const qmesh::core::Endpoint& boot, const std::
     std::fprintf(stderr, "hoard_attack: no worker announces '%s'\n", topic_name.c_str());
     return std::nullopt;
   }
-  (*svc)->call([&](peer::Peer& p, peer::Instant now) { (void)p.connect(topic, l->records.front(), now); });
+  (*svc)->call([&](peer::Peer& p, Instant now) { (void)p.connect(topic, l->records.front(), now); });
   std::unique_lock lk(mu);
   cv.wait_for(lk, std::chrono::seconds(15), [&] { return found.has_value() || !failure.empty(); });
   lk.unlock();
-  (*svc)->call([&](peer::Peer& p, peer::Instant now) {
+  (*svc)->call([&](peer::Peer& p, Instant now) {
     if (up) p.sessions().close(*up, 0, "found", now);
   });
   (*svc)->stop();
@@ -244,13 +244,13 @@ int hoard(const Target& t, int sessions, int streams, std::size_t prefix, int se
     h->bytes = bytes;
     Hoarder* raw = h.get();
     auto svc = qmesh::net::PeerService::start(options(keepalive, false),
-                                              [raw](const peer::PeerEvent& e, peer::Peer& p, peer::Instant) { raw->on_event(e, p); });
+                                              [raw](const peer::PeerEvent& e, peer::Peer& p, Instant) { raw->on_event(e, p); });
     if (!svc) {
       std::fprintf(stderr, "hoard_attack: %s\n", svc.error().message.c_str());
       break;
     }
     h->svc = std::move(*svc);
-    h->svc->call([raw](peer::Peer& p, peer::Instant now) {
+    h->svc->call([raw](peer::Peer& p, Instant now) {
       if (auto sid = p.sessions().connect(raw->target.path, raw->target.key, now)) raw->sid = *sid;
     });
     hs.push_back(std::move(h));
@@ -262,7 +262,7 @@ int hoard(const Target& t, int sessions, int streams, std::size_t prefix, int se
     std::this_thread::sleep_for(milliseconds(50));
     if (reopen && reopen_every.count() > 0 && Clock::now() >= next_reopen) {
       next_reopen += reopen_every;
-      for (auto& h : hs) h->svc->post([raw = h.get()](peer::Peer& p, peer::Instant) { raw->reopen_due(p); });
+      for (auto& h : hs) h->svc->post([raw = h.get()](peer::Peer& p, Instant) { raw->reopen_due(p); });
     }
     if (!announced && counts.sessions_up == sessions && counts.streams >= static_cast<long>(sessions) * streams) {
       announced = true;
@@ -273,7 +273,7 @@ int hoard(const Target& t, int sessions, int streams, std::size_t prefix, int se
   }
   long still_open = 0;
   for (auto& h : hs) {
-    still_open += h->svc->call([&](peer::Peer& p, peer::Instant now) {
+    still_open += h->svc->call([&](peer::Peer& p, Instant now) {
       const long n = static_cast<long>(h->open.size());
       if (h->up) p.sessions().close(h->sid, 0, "done", now);
       return n;
@@ -316,7 +316,7 @@ int two_requests(const Target& t, bool late) {
     return true;
   };
   auto svc = qmesh::net::PeerService::start(options(milliseconds(1000), false), [&](const peer::PeerEvent& e, peer::Peer& p,
-                                                                                    peer::Instant) {
+                                                                                    Instant) {
     const auto* he = std::get_if<session::HostEvent>(&e);
     if (!he) return;
     auto* c = p.sessions().connection(sid);
@@ -345,7 +345,7 @@ int two_requests(const Target& t, bool late) {
     }
   });
   if (!svc) return 2;
-  (*svc)->call([&](peer::Peer& p, peer::Instant now) {
+  (*svc)->call([&](peer::Peer& p, Instant now) {
     if (auto s = p.sessions().connect(t.path, t.key, now)) sid = *s;
   });
   std::unique_lock lk(mu);

@@ -26,6 +26,7 @@ namespace session = qmesh::core::session;
 namespace stream = qmesh::core::stream;
 namespace noise = qmesh::core::noise;
 using qmesh::net::PeerService;
+using qmesh::core::Instant;
 
 noise::KeyPair random_identity() {
   noise::PrivateKey x;
@@ -161,7 +162,7 @@ TEST(PeerService, StreamEchoedIntactOverLoopback) {
   const auto server_key = server_opts.config.sessions.identity.public_key;
   auto echo = std::make_unique<Echo>();
   auto server = PeerService::start(server_opts, [e = echo.get()](const peer::PeerEvent& ev, peer::Peer& p,
-                                                                 peer::Instant) { e->on_event(ev, p); });
+                                                                 Instant) { e->on_event(ev, p); });
   ASSERT_TRUE(server) << server.error().message;
   const auto server_ep = (*server)->local_endpoint(4);
   ASSERT_TRUE(server_ep);
@@ -173,9 +174,9 @@ TEST(PeerService, StreamEchoedIntactOverLoopback) {
   const std::array<std::uint8_t, randombytes_SEEDBYTES> seed{7};
   randombytes_buf_deterministic(w->data.data(), w->data.size(), seed.data());
   auto client = PeerService::start(options(false), [wr = w.get()](const peer::PeerEvent& ev, peer::Peer& p,
-                                                                  peer::Instant) { wr->on_event(ev, p); });
+                                                                  Instant) { wr->on_event(ev, p); });
   ASSERT_TRUE(client) << client.error().message;
-  (*client)->call([&](peer::Peer& p, peer::Instant now) {
+  (*client)->call([&](peer::Peer& p, Instant now) {
     auto sid = p.sessions().connect(session::Path{*server_ep, std::nullopt, 0}, server_key, now);
     if (!sid) return state.finish("connect: " + sid.error().message);
     w->sid = *sid;
@@ -184,7 +185,7 @@ TEST(PeerService, StreamEchoedIntactOverLoopback) {
   std::unique_lock lk(state.mu);
   const bool finished = state.cv.wait_for(lk, std::chrono::seconds(60), [&] { return state.done; });
   lk.unlock();
-  const auto echoed = (*client)->call([&](peer::Peer&, peer::Instant) { return w->echoed; });
+  const auto echoed = (*client)->call([&](peer::Peer&, Instant) { return w->echoed; });
   (*client)->stop();
   (*server)->stop();
   ASSERT_TRUE(finished) << "no echo FIN within 60 s; " << echoed << " of " << w->data.size() << " bytes back";

@@ -21,7 +21,7 @@ using std::chrono::milliseconds;
 
 namespace {
 
-constexpr TimePoint kNever{std::numeric_limits<std::int64_t>::max() / 2};
+constexpr Instant kNever{Duration(std::numeric_limits<std::int64_t>::max() / 2)};
 
 Endpoint endpoint_of(std::size_t i) {
   // 10.x.y.z: a distinct public IPv4 address per node (the per-IP bounds are exercised elsewhere).
@@ -45,13 +45,13 @@ struct SimNode {
   bool ephemeral = false;  // behind a NAT-like filter
   bool fresh = false;      // started ephemeral, reachable
   QueryId bootstrap_q = 0;
-  TimePoint scheduled = kNever;
+  Instant scheduled = kNever;
   std::unordered_set<Endpoint, EndpointHash> contacted;  // NAT filter of ephemeral nodes
   std::size_t measuring = 0;  // measured lookups in flight from this node
 };
 
 struct Event {
-  TimePoint at;
+  Instant at;
   std::uint64_t seq;
   std::uint32_t to;
   std::uint32_t from;  // index of the sender; ~0u for a timer
@@ -152,7 +152,7 @@ class Network {
       }
     }
     if (!sn.alive) return;
-    const TimePoint w = std::max(now_, sn.node->next_wakeup());
+    const Instant w = std::max(now_, sn.node->next_wakeup());
     if (w != sn.scheduled) {
       sn.scheduled = w;
       queue_.push(Event{w, seq_++, i, ~0u, {}});
@@ -160,7 +160,7 @@ class Network {
   }
 
   // Runs events up to `until` (inclusive).
-  void run_until(TimePoint until) {
+  void run_until(Instant until) {
     while (!queue_.empty() && queue_.top().at <= until) {
       Event ev = std::move(const_cast<Event&>(queue_.top()));
       queue_.pop();
@@ -190,7 +190,7 @@ class Network {
     return measured_.size() - 1;
   }
 
-  TimePoint now() const { return now_; }
+  Instant now() const { return now_; }
   Rng& rng() { return rng_; }
   std::vector<std::unique_ptr<SimNode>>& nodes() { return nodes_; }
   std::vector<Measured>& measured() { return measured_; }
@@ -213,7 +213,7 @@ class Network {
 
   SimConfig cfg_;
   Rng rng_;
-  TimePoint now_{0};
+  Instant now_ = instant_ms(0);
   std::vector<std::unique_ptr<SimNode>> nodes_;
   std::unordered_map<Endpoint, std::uint32_t, EndpointHash> index_;
   std::vector<std::uint32_t> bootstrap_pool_;  // joined, persistent, alive
@@ -282,12 +282,12 @@ SimResult run_dht_sim(const SimConfig& cfg) {
 
   // Phase 3: lookups from random joined nodes, spread over the window, while churn happens.
   struct Action {
-    TimePoint at;
+    Instant at;
     int kind;  // 0 lookup, 1 leave, 2 join
   };
   std::vector<Action> actions;
   const auto window = milliseconds(static_cast<std::int64_t>(cfg.lookup_window_s) * 1000);
-  const TimePoint t0 = net->now();
+  const Instant t0 = net->now();
   auto at = [&](std::size_t n, std::size_t i) {
     return t0 + milliseconds(static_cast<std::int64_t>((window.count() * (2 * i + 1)) / (2 * std::max<std::size_t>(n, 1))));
   };
@@ -379,7 +379,7 @@ SimResult run_dht_sim(const SimConfig& cfg) {
   }
   res.datagrams = net->datagrams();
   res.lost = net->lost();
-  res.virtual_s = static_cast<double>(net->now().count()) / 1000.0;
+  res.virtual_s = static_cast<double>(to_ms(net->now())) / 1000.0;
   net.reset();
   res.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
   return res;

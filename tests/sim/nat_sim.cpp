@@ -111,12 +111,12 @@ milliseconds NatNet::latency(const Endpoint& a, const Endpoint& b) const {
   return milliseconds(config_.min_latency_ms + static_cast<int>(x % span));
 }
 
-bool NatNet::mapping_alive(const Nat& nat, std::uint16_t port, TimePoint now) const {
+bool NatNet::mapping_alive(const Nat& nat, std::uint16_t port, Instant now) const {
   auto it = nat.by_port.find(port);
   return it != nat.by_port.end() && it->second.last + config_.conntrack_timeout >= now;
 }
 
-std::uint16_t NatNet::free_port(const Nat& nat, std::uint16_t preferred, TimePoint now) {
+std::uint16_t NatNet::free_port(const Nat& nat, std::uint16_t preferred, Instant now) {
   if (preferred >= 1024 && !mapping_alive(nat, preferred, now)) return preferred;
   while (true) {
     const auto p = static_cast<std::uint16_t>(1024 + rng_.below(65536 - 1024));
@@ -125,7 +125,7 @@ std::uint16_t NatNet::free_port(const Nat& nat, std::uint16_t preferred, TimePoi
 }
 
 std::optional<std::uint16_t> NatNet::outbound(Nat& nat, const Endpoint& internal, const Endpoint& remote,
-                                              TimePoint now) {
+                                              Instant now) {
   std::uint16_t port = 0;
   const auto usable = [&](std::uint16_t p) {
     return mapping_alive(nat, p, now) && nat.by_port[p].internal == internal;
@@ -162,7 +162,7 @@ std::optional<std::uint16_t> NatNet::outbound(Nat& nat, const Endpoint& internal
 }
 
 void NatNet::send(SocketId from, const Endpoint& to, std::span<const std::uint8_t> bytes, std::uint8_t ttl,
-                  TimePoint now) {
+                  Instant now) {
   ++counters_.sent;
   const auto& sock = sockets_[from];
   if (!sock.open) return;
@@ -207,9 +207,9 @@ void NatNet::send(SocketId from, const Endpoint& to, std::span<const std::uint8_
   queue_.push(InFlight{now + latency(seen_from, to), seq_++, seen_from, to, std::nullopt, false, std::move(payload)});
 }
 
-TimePoint NatNet::next_arrival_time() const { return queue_.empty() ? TimePoint::max() : queue_.top().at; }
+Instant NatNet::next_arrival_time() const { return queue_.empty() ? Instant::max() : queue_.top().at; }
 
-std::optional<Arrival> NatNet::pop_arrival(TimePoint until) {
+std::optional<Arrival> NatNet::pop_arrival(Instant until) {
   while (!queue_.empty() && queue_.top().at <= until) {
     InFlight ev = std::move(const_cast<InFlight&>(queue_.top()));
     queue_.pop();
@@ -247,7 +247,7 @@ std::optional<Arrival> NatNet::pop_arrival(TimePoint until) {
   return std::nullopt;
 }
 
-std::size_t NatNet::conntrack_entries(NatId nat, TimePoint now) const {
+std::size_t NatNet::conntrack_entries(NatId nat, Instant now) const {
   std::size_t n = 0;
   for (const auto& [k, c] : nats_[nat].conntrack)
     if (c.last + config_.conntrack_timeout >= now) ++n;
@@ -268,7 +268,7 @@ struct Party {
   std::unique_ptr<NatClassifier> classifier;
   std::optional<Endpoint> seen;  // by the rendezvous
   std::unique_ptr<Puncher> puncher;
-  TimePoint start_at{};
+  Instant start_at{};
   bool started = false;
   PunchSide* out = nullptr;
 };
@@ -316,8 +316,8 @@ PunchRun run_punch(const PunchScenario& sc) {
 
   // Phase 1: each side learns its NAT type from three reporters and says hello to the rendezvous.
   // Asked five times, 100 ms apart, as a DHT node keeps hearing from its peers (loss happens).
-  TimePoint now{0};
-  const auto ask = [&](TimePoint t) {
+  Instant now = instant_ms(0);
+  const auto ask = [&](Instant t) {
     for (std::uint8_t i = 0; i < 2; ++i) {
       const std::vector<std::uint8_t> who = {kWhoAmI};
       for (auto r : reporters) net.send(parties[i].sockets[0], net.local_endpoint(r), who, 0, t);
@@ -326,9 +326,9 @@ PunchRun run_punch(const PunchScenario& sc) {
     }
   };
   int asked = 0;
-  const TimePoint meet{1000};
+  const Instant meet = instant_ms(1000);
   while (true) {
-    const TimePoint next_ask = asked < 5 ? TimePoint{100 * asked} : TimePoint::max();
+    const Instant next_ask = asked < 5 ? instant_ms(100 * asked) : Instant::max();
     if (next_ask <= std::min(net.next_arrival_time(), meet)) {
       ask(next_ask);
       ++asked;
@@ -380,18 +380,18 @@ PunchRun run_punch(const PunchScenario& sc) {
     me.start_at = now + milliseconds(i == late ? skew : 0);
   }
 
-  const auto flush = [&](Party& p, TimePoint t) {
+  const auto flush = [&](Party& p, Instant t) {
     while (auto s = p.puncher->next_send()) net.send(p.sockets[s->socket], s->to, s->bytes, s->ttl, t);
     while (auto o = p.puncher->next_outcome()) {
       p.out->outcome = *o;
-      p.out->elapsed = t - p.start_at;
+      p.out->elapsed = std::chrono::duration_cast<milliseconds>(t - p.start_at);
       // Keep the main socket and the winner; release the rest.
       const std::size_t keep = std::holds_alternative<Punched>(*o) ? std::get<Punched>(*o).socket : 0;
       for (std::size_t k = 1; k < p.sockets.size(); ++k)
         if (k != keep) net.close_socket(p.sockets[k]);
     }
   };
-  const TimePoint end = now + std::chrono::seconds(20);
+  const Instant end = now + std::chrono::seconds(20);
   while (now <= end) {
     for (auto& p : parties) {
       if (p.started || now < p.start_at) continue;
@@ -418,9 +418,9 @@ PunchRun run_punch(const PunchScenario& sc) {
     }
     if (parties[0].started && parties[1].started && parties[0].puncher->finished() && parties[1].puncher->finished())
       break;
-    TimePoint next = net.next_arrival_time();
+    Instant next = net.next_arrival_time();
     for (auto& p : parties) next = std::min(next, p.started ? p.puncher->next_wakeup() : p.start_at);
-    if (next == TimePoint::max()) break;
+    if (next == Instant::max()) break;
     now = std::max(now, next);
   }
   for (auto& p : parties) p.out->sent = p.puncher->counters().sent();

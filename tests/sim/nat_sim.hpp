@@ -37,7 +37,7 @@
 namespace qmesh::sim {
 
 using qmesh::core::Endpoint;
-using core::dht::TimePoint;
+using qmesh::core::Instant;
 
 enum class NatKind : std::uint8_t { open, full_cone, cone, symmetric };
 std::string_view to_string(NatKind k);
@@ -56,12 +56,13 @@ struct NatNetConfig {
 using HostId = std::uint32_t;
 using NatId = std::uint32_t;
 using SocketId = std::uint32_t;
+using qmesh::core::Instant;
 
 struct Arrival {
   SocketId socket = 0;
   Endpoint from;  // as the receiving socket sees it (translated by the sender's NAT)
   std::vector<std::uint8_t> bytes;
-  TimePoint at{};
+  Instant at{};
 };
 
 struct NatNetCounters {
@@ -83,21 +84,21 @@ class NatNet {
   Endpoint local_endpoint(SocketId s) const;
 
   // Sends at `now`; ttl 0 means 64.
-  void send(SocketId from, const Endpoint& to, std::span<const std::uint8_t> bytes, std::uint8_t ttl, TimePoint now);
-  TimePoint next_arrival_time() const;  // TimePoint::max() when nothing is in flight
+  void send(SocketId from, const Endpoint& to, std::span<const std::uint8_t> bytes, std::uint8_t ttl, Instant now);
+  Instant next_arrival_time() const;  // Instant::max() when nothing is in flight
   // The earliest arrival at or before `until`, with inbound filtering applied at its arrival time.
-  std::optional<Arrival> pop_arrival(TimePoint until);
+  std::optional<Arrival> pop_arrival(Instant until);
 
   const NatNetCounters& counters() const { return counters_; }
-  std::size_t conntrack_entries(NatId nat, TimePoint now) const;
+  std::size_t conntrack_entries(NatId nat, Instant now) const;
 
  private:
   struct Conn {
-    TimePoint last{};
+    Instant last{};
   };
   struct Mapping {
     Endpoint internal;  // the LAN socket
-    TimePoint last{};
+    Instant last{};
   };
   struct Nat {
     NatKind kind = NatKind::cone;
@@ -120,7 +121,7 @@ class NatNet {
     bool open = false;
   };
   struct InFlight {
-    TimePoint at{};
+    Instant at{};
     std::uint64_t seq = 0;
     Endpoint from;  // what the receiver will see
     Endpoint to;    // public address (internet) or LAN address (lan)
@@ -130,9 +131,9 @@ class NatNet {
     bool operator>(const InFlight& o) const { return at != o.at ? at > o.at : seq > o.seq; }
   };
 
-  std::optional<std::uint16_t> outbound(Nat& nat, const Endpoint& internal, const Endpoint& remote, TimePoint now);
-  bool mapping_alive(const Nat& nat, std::uint16_t port, TimePoint now) const;
-  std::uint16_t free_port(const Nat& nat, std::uint16_t preferred, TimePoint now);
+  std::optional<std::uint16_t> outbound(Nat& nat, const Endpoint& internal, const Endpoint& remote, Instant now);
+  bool mapping_alive(const Nat& nat, std::uint16_t port, Instant now) const;
+  std::uint16_t free_port(const Nat& nat, std::uint16_t preferred, Instant now);
   std::optional<SocketId> socket_at(HostId h, std::uint16_t port) const;
   std::chrono::milliseconds latency(const Endpoint& a, const Endpoint& b) const;
 

@@ -24,7 +24,13 @@ using Instant = InjectedClock::time_point;
 
 // An Instant from a count of microseconds (tests, simulators, conversions at the I/O edge).
 constexpr Instant instant_us(std::int64_t us) { return Instant(Duration(us)); }
+// An Instant from a count of milliseconds (tests and simulators that count in milliseconds).
+constexpr Instant instant_ms(std::int64_t ms) { return Instant(std::chrono::milliseconds(ms)); }
 // Microseconds since the epoch, for logs and wire formats that carry a time.
 constexpr std::int64_t to_us(Instant t) { return t.time_since_epoch().count(); }
+// Whole milliseconds since the epoch (rounded towards zero), for values counted in milliseconds.
+constexpr std::int64_t to_ms(Instant t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
 
 }  // namespace qmesh::core

@@ -15,7 +15,7 @@ constexpr std::size_t kMaxVoteAddresses = 16;
 constexpr std::size_t kMinPingBack = 48;
 }  // namespace
 
-DhtNode::DhtNode(DhtConfig config, std::uint64_t seed, TimePoint now)
+DhtNode::DhtNode(DhtConfig config, std::uint64_t seed, Instant now)
     : config_(std::move(config)),
       rng_(seed),
       tokens_(rng_, now, config_.token_rotation),
@@ -93,7 +93,7 @@ void DhtNode::release_idle() {
 }
 
 std::uint32_t DhtNode::send_request(const Endpoint& to, std::optional<NodeId> id, Body body, QueryId q, Purpose p,
-                                    TimePoint now) {
+                                    Instant now) {
   const int f = fam(to);
   Message m;
   m.txid = new_txid();
@@ -119,9 +119,9 @@ std::optional<DhtEvent> DhtNode::next_event() {
   return events_.pop();
 }
 
-TimePoint DhtNode::next_wakeup() const {
-  TimePoint t = std::min(next_maintenance_, tokens_.next_rotation());
-  if (pending_self_refresh_[0] || pending_self_refresh_[1] || pending_join_refresh_) return TimePoint{0};
+Instant DhtNode::next_wakeup() const {
+  Instant t = std::min(next_maintenance_, tokens_.next_rotation());
+  if (pending_self_refresh_[0] || pending_self_refresh_[1] || pending_join_refresh_) return Instant{};
   if (!rpcs_.empty()) t = std::min(t, rpc_deadline_hint_);
   for (const auto& [topic, a] : announcements_)
     if (!a.active) t = std::min(t, a.next_refresh);
@@ -133,7 +133,7 @@ TimePoint DhtNode::next_wakeup() const {
 
 // ---- incoming -----------------------------------------------------------------------------------
 
-void DhtNode::on_datagram(const Endpoint& from, std::span<const std::uint8_t> bytes, TimePoint now) {
+void DhtNode::on_datagram(const Endpoint& from, std::span<const std::uint8_t> bytes, Instant now) {
   ++counters_.rx_datagrams;
   counters_.rx_bytes += bytes.size();
   if (!on_family(fam(from))) {
@@ -159,7 +159,7 @@ void DhtNode::on_datagram(const Endpoint& from, std::span<const std::uint8_t> by
   }
 }
 
-bool DhtNode::rate_allows(const Endpoint& from, TimePoint now) {
+bool DhtNode::rate_allows(const Endpoint& from, Instant now) {
   if (config_.rate_exempt_loopback && from.is_loopback()) return true;
   const auto key = ip_key(from);
   auto it = rate_.find(key);
@@ -169,14 +169,14 @@ bool DhtNode::rate_allows(const Endpoint& from, TimePoint now) {
   }
   auto& b = it->second;
   b.tokens = std::min(config_.rate_burst,
-                      b.tokens + config_.rate_per_s * static_cast<double>((now - b.last).count()) / 1000.0);
+                      b.tokens + config_.rate_per_s * std::chrono::duration<double>(now - b.last).count());
   b.last = now;
   if (b.tokens < 1.0) return false;
   b.tokens -= 1.0;
   return true;
 }
 
-void DhtNode::note_node(const Endpoint& from, const NodeId& id, TimePoint now) {
+void DhtNode::note_node(const Endpoint& from, const NodeId& id, Instant now) {
   const int f = fam(from);
   auto out = tables_[f].add(id, from, now);
   if (out.result == InsertResult::BadId) ++counters_.bad_id;
@@ -187,7 +187,7 @@ void DhtNode::note_node(const Endpoint& from, const NodeId& id, TimePoint now) {
   }
 }
 
-void DhtNode::note_address(const Endpoint& from, const Endpoint& seen_as, TimePoint now) {
+void DhtNode::note_address(const Endpoint& from, const Endpoint& seen_as, Instant now) {
   const int f = fam(from);
   if (seen_as.family != from.family || public_[f] || (config_.ephemeral && !config_.auto_promote)) return;
   auto& votes = votes_[f];
@@ -216,7 +216,7 @@ bool DhtNode::wants_promotion(int f) const {
 }
 
 // Starts a round of PING_BACKs when one is due, and ends a round whose time is up.
-void DhtNode::step_reachability(int f, TimePoint now) {
+void DhtNode::step_reachability(int f, Instant now) {
   if (!wants_promotion(f)) return;
   auto& r = reach_[f];
   const std::size_t needed = std::max<std::size_t>(1, config_.promote_confirmations);
@@ -251,7 +251,7 @@ void DhtNode::step_reachability(int f, TimePoint now) {
     if (!silent) helpers.push_back(n);
   }
   if (helpers.size() < needed) {
-    r.next_try = TimePoint::max();  // the next bootstrap that answers tries again
+    r.next_try = Instant::max();  // the next bootstrap that answers tries again
     return;
   }
   r.probing = true;
@@ -291,7 +291,7 @@ void DhtNode::handle_probe(const Endpoint& from, const Message& m) {
   ++counters_.probes_ignored;
 }
 
-void DhtNode::handle_request(const Endpoint& from, const Message& m, std::size_t request_bytes, TimePoint now) {
+void DhtNode::handle_request(const Endpoint& from, const Message& m, std::size_t request_bytes, Instant now) {
   const int f = fam(from);
   const bool proven = m.token && tokens_.check(from, *m.token);
   if (m.id) note_node(from, *m.id, now);
@@ -404,7 +404,7 @@ void DhtNode::handle_request(const Endpoint& from, const Message& m, std::size_t
 
 // ---- time ---------------------------------------------------------------------------------------
 
-void DhtNode::on_rpc_failed(const Rpc& rpc, std::uint32_t txid, TimePoint now) {
+void DhtNode::on_rpc_failed(const Rpc& rpc, std::uint32_t txid, Instant now) {
   (void)txid;
   ++counters_.timeouts;
   if (rpc.id) tables_[fam(rpc.to)].on_timeout(*rpc.id);
@@ -429,7 +429,7 @@ void DhtNode::on_rpc_failed(const Rpc& rpc, std::uint32_t txid, TimePoint now) {
   }
 }
 
-void DhtNode::on_tick(TimePoint now) {
+void DhtNode::on_tick(Instant now) {
   // Ticks come at least every kMaintenanceEvery: a longer gap means we were not run (the host
   // slept, the process was stopped), and the network may have moved on meanwhile.
   if (now - last_tick_ > config_.sleep_gap) rejoin(now);
@@ -459,7 +459,7 @@ void DhtNode::on_tick(TimePoint now) {
   for (const auto& [txid, rpc] : rpcs_)
     if (rpc.deadline <= now) due.push_back(txid);
   std::sort(due.begin(), due.end());  // unordered_map order is not part of the replay
-  rpc_deadline_hint_ = TimePoint::max();
+  rpc_deadline_hint_ = Instant::max();
   for (auto txid : due) {
     auto it = rpcs_.find(txid);
     if (it == rpcs_.end()) continue;
@@ -522,7 +522,7 @@ void DhtNode::on_tick(TimePoint now) {
 
 // ---- rejoin -------------------------------------------------------------------------------------
 
-void DhtNode::rejoin(TimePoint now) {
+void DhtNode::rejoin(Instant now) {
   // Tokens prove the address they were given to; after a sleep or a move they are stale anyway.
   std::vector<std::pair<Endpoint, Token>>().swap(remote_tokens_);
   remote_tokens_next_ = 0;
@@ -530,8 +530,8 @@ void DhtNode::rejoin(TimePoint now) {
   if (!seeds_.empty() && !rejoining_) rejoin_at_ = std::min(rejoin_at_, now);
 }
 
-void DhtNode::start_rejoin(TimePoint now) {
-  rejoin_at_ = TimePoint::max();
+void DhtNode::start_rejoin(Instant now) {
+  rejoin_at_ = Instant::max();
   if (seeds_.empty()) return;
   rejoining_ = true;
   ++counters_.rejoins;
@@ -542,12 +542,12 @@ void DhtNode::start_rejoin(TimePoint now) {
 // A query ended: an answer from any node with an ID means we are on the network; none means we
 // lost it (or never got on): ask the seeds again, at once after an ordinary query, backing off
 // after a (re-)bootstrap that found nobody (a dead seed costs one request a minute at most).
-void DhtNode::note_outcome(Kind kind, bool answered, TimePoint now) {
+void DhtNode::note_outcome(Kind kind, bool answered, Instant now) {
   if (kind == Kind::Unannounce) return;  // on the way out: its failure changes nothing
   if (kind == Kind::Rejoin) rejoining_ = false;
   if (answered) {
     rejoin_backoff_ = milliseconds(0);
-    if (!rejoining_) rejoin_at_ = TimePoint::max();
+    if (!rejoining_) rejoin_at_ = Instant::max();
     return;
   }
   if (seeds_.empty() || rejoining_) return;
@@ -555,7 +555,7 @@ void DhtNode::note_outcome(Kind kind, bool answered, TimePoint now) {
     const auto most = std::max(config_.rejoin_min, config_.rejoin_max);
     rejoin_backoff_ = std::clamp(rejoin_backoff_ * 2, config_.rejoin_min, most);
     rejoin_at_ = now + rejoin_backoff_;
-  } else if (rejoin_at_ == TimePoint::max()) {
+  } else if (rejoin_at_ == Instant::max()) {
     rejoin_at_ = now;  // not sooner than a backoff already running says
   }
 }
@@ -587,7 +587,7 @@ std::optional<Token> DhtNode::token_for(const Endpoint& node) const {
   return *t;
 }
 
-std::optional<Endpoint> DhtNode::announcer(const Topic& topic, const PublicKey& pubkey, TimePoint now) const {
+std::optional<Endpoint> DhtNode::announcer(const Topic& topic, const PublicKey& pubkey, Instant now) const {
   const StoredRecord* r = store_.find(topic, pubkey, now);
   if (!r || r->announcer.port == 0) return std::nullopt;
   return r->announcer;

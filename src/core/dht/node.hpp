@@ -131,7 +131,7 @@ using DhtEvent = std::variant<LookupRecord, QueryDone>;
 struct AddressReport {
   Endpoint reporter;
   Endpoint seen_as;
-  TimePoint at{};
+  Instant at{};
 };
 
 // Every reason a datagram or request was dropped or refused, and traffic totals.
@@ -167,12 +167,12 @@ struct DhtCounters {
 
 class DhtNode {
  public:
-  DhtNode(DhtConfig config, std::uint64_t seed, TimePoint now);
+  DhtNode(DhtConfig config, std::uint64_t seed, Instant now);
 
-  void on_datagram(const Endpoint& from, std::span<const std::uint8_t> bytes, TimePoint now);
-  void on_tick(TimePoint now);
+  void on_datagram(const Endpoint& from, std::span<const std::uint8_t> bytes, Instant now);
+  void on_tick(Instant now);
   std::optional<OutDatagram> next_datagram();
-  TimePoint next_wakeup() const;
+  Instant next_wakeup() const;
   std::optional<DhtEvent> next_event();
   // Reports from replies, oldest first; at most kMaxAddressReports wait (later ones are dropped
   // until the caller drains them).
@@ -181,21 +181,21 @@ class DhtNode {
 
   // find_node(self) through the given endpoints (and whatever the table holds). The seeds are
   // kept (up to kMaxSeeds) for rejoining: see DhtConfig::rejoin_min.
-  QueryId bootstrap(std::span<const Endpoint> seeds, TimePoint now);
+  QueryId bootstrap(std::span<const Endpoint> seeds, Instant now);
   static constexpr std::size_t kMaxSeeds = 64;
   // The network changed under us (a new local address): forget the tokens others gave us (they
   // prove an address we no longer have) and re-bootstrap from the seeds at the next tick.
-  void rejoin(TimePoint now);
+  void rejoin(Instant now);
   const std::vector<Endpoint>& seeds() const { return seeds_; }
-  QueryId find_node(const NodeId& target, TimePoint now);
-  QueryId lookup(const Topic& topic, TimePoint now);
+  QueryId find_node(const NodeId& target, Instant now);
+  QueryId lookup(const Topic& topic, Instant now);
   // Lookup to collect tokens from the k closest, then ANNOUNCE to them; re-announced every ttl/3
   // (with seq + 1) until unannounce(topic). seq 0 means max(now in ms, previous + 1). A payload
   // over kMaxPayload is refused: QueryDone{ok = false} at once, nothing sent.
-  QueryId announce(const Topic& topic, std::span<const std::uint8_t> payload, const KeyPair& key, TimePoint now,
+  QueryId announce(const Topic& topic, std::span<const std::uint8_t> payload, const KeyPair& key, Instant now,
                    std::uint16_t ttl_s = 0, std::uint64_t seq = 0);
   // Stops refreshing and sends a signed UNANNOUNCE to the nodes that stored the record.
-  QueryId unannounce(const Topic& topic, TimePoint now);
+  QueryId unannounce(const Topic& topic, Instant now);
 
   const DhtCounters& counters() const { return counters_; }
   std::size_t routing_table_size() const { return tables_[0].size() + tables_[1].size(); }
@@ -218,7 +218,7 @@ class DhtNode {
   // The write token `node` last gave us, if any (a lookup collects them).
   std::optional<Token> token_for(const Endpoint& node) const;
   // Where the live record of `pubkey` under `topic` was announced from, if we store it.
-  std::optional<Endpoint> announcer(const Topic& topic, const PublicKey& pubkey, TimePoint now) const;
+  std::optional<Endpoint> announcer(const Topic& topic, const PublicKey& pubkey, Instant now) const;
   // Whether we announce `topic` under `pubkey` and `node` stored it: only such a node may
   // introduce clients to us.
   bool announced_at(const Topic& topic, const PublicKey& pubkey, const Endpoint& node) const;
@@ -239,7 +239,7 @@ class DhtNode {
     QueryId id = 0;
     Kind kind = Kind::FindNode;
     NodeId target{};
-    TimePoint started{};
+    Instant started{};
     std::vector<Candidate> cands;  // sorted by distance; unknown IDs (seeds) first
     std::size_t inflight = 0;
     QueryStats stats;
@@ -252,7 +252,7 @@ class DhtNode {
     std::optional<NodeId> id;
     QueryId query = 0;
     Purpose purpose = Purpose::Query;
-    TimePoint deadline{};
+    Instant deadline{};
     int tries = 1;
     std::vector<std::uint8_t> bytes;
   };
@@ -261,7 +261,7 @@ class DhtNode {
     std::vector<std::uint8_t> payload;
     std::uint16_t ttl_s = 60;
     std::uint64_t seq = 0;
-    TimePoint next_refresh{};
+    Instant next_refresh{};
     QueryId active = 0;
     std::vector<std::pair<NodeInfo, Token>> stored_at;
   };
@@ -275,15 +275,15 @@ class DhtNode {
     };
     bool promoted = false;
     bool probing = false;
-    TimePoint next_try = TimePoint::max();  // max: not scheduled (no address or no helpers yet)
-    TimePoint deadline{};
+    Instant next_try = Instant::max();  // max: not scheduled (no address or no helpers yet)
+    Instant deadline{};
     std::size_t confirmed = 0;
     std::uint8_t inconclusive = 0;  // rounds in a row where too few helpers answered at all
     std::vector<Ask> asks;          // this round's helpers (kept after it, to avoid the silent ones)
   };
   struct RateBucket {
     double tokens = 0;
-    TimePoint last{};
+    Instant last{};
   };
   // A FIFO on a vector that gives its memory back once drained (an empty std::deque still holds
   // about 600 bytes, and every node has two).
@@ -312,17 +312,17 @@ class DhtNode {
   bool on_family(int f) const { return f == 0 ? config_.ipv4 : config_.ipv6; }
   std::optional<NodeId> wire_id(int f) const;
 
-  void handle_request(const Endpoint& from, const Message& m, std::size_t request_bytes, TimePoint now);
-  void handle_reply(const Endpoint& from, const Message& m, TimePoint now);
-  void note_node(const Endpoint& from, const NodeId& id, TimePoint now);
-  void note_address(const Endpoint& from, const Endpoint& seen_as, TimePoint now);
+  void handle_request(const Endpoint& from, const Message& m, std::size_t request_bytes, Instant now);
+  void handle_reply(const Endpoint& from, const Message& m, Instant now);
+  void note_node(const Endpoint& from, const NodeId& id, Instant now);
+  void note_address(const Endpoint& from, const Endpoint& seen_as, Instant now);
   bool wants_promotion(int f) const;
-  void step_reachability(int f, TimePoint now);
+  void step_reachability(int f, Instant now);
   void handle_probe(const Endpoint& from, const Message& m);
-  bool rate_allows(const Endpoint& from, TimePoint now);
+  bool rate_allows(const Endpoint& from, Instant now);
 
   std::uint32_t send_request(const Endpoint& to, std::optional<NodeId> id, Body body, QueryId q, Purpose p,
-                             TimePoint now);
+                             Instant now);
   void send(const Endpoint& to, std::vector<std::uint8_t> bytes, bool probe = false);
   std::uint32_t new_txid();
   const Token* remote_token(const Endpoint& ep) const;
@@ -331,16 +331,16 @@ class DhtNode {
   // Gives back what idle containers still hold (hash tables keep their bucket arrays).
   void release_idle();
 
-  QueryId start_query(Kind kind, const NodeId& target, std::span<const Endpoint> seeds, TimePoint now);
+  QueryId start_query(Kind kind, const NodeId& target, std::span<const Endpoint> seeds, Instant now);
   void add_candidate(Query& q, const NodeInfo& n, bool id_known, std::uint8_t depth);
-  void advance(Query& q, TimePoint now);
-  void finish(Query& q, TimePoint now);
-  void start_store_phase(Query& q, TimePoint now);
-  void on_rpc_failed(const Rpc& rpc, std::uint32_t txid, TimePoint now);
+  void advance(Query& q, Instant now);
+  void finish(Query& q, Instant now);
+  void start_store_phase(Query& q, Instant now);
+  void on_rpc_failed(const Rpc& rpc, std::uint32_t txid, Instant now);
   Candidate* find_candidate(Query& q, const Endpoint& ep);
-  void emit_done(Query& q, bool ok, TimePoint now);
-  void note_outcome(Kind kind, bool answered, TimePoint now);
-  void start_rejoin(TimePoint now);
+  void emit_done(Query& q, bool ok, Instant now);
+  void note_outcome(Kind kind, bool answered, Instant now);
+  void start_rejoin(Instant now);
 
   DhtConfig config_;
   Rng rng_;
@@ -365,16 +365,16 @@ class DhtNode {
   bool pending_self_refresh_[2] = {false, false};
   bool pending_join_refresh_ = false;
   // Earliest request deadline, or earlier (replies do not raise it; on_tick recomputes it).
-  TimePoint rpc_deadline_hint_ = TimePoint::max();  // after bootstrap: fill the buckets farther than our neighbours
+  Instant rpc_deadline_hint_ = Instant::max();  // after bootstrap: fill the buckets farther than our neighbours
   QueryId next_query_ = 1;
-  TimePoint next_maintenance_{};
+  Instant next_maintenance_{};
   // Rejoin: the kept seeds, when the next re-bootstrap is due (max: none), the wait after the
   // last one that found nobody, whether one runs, and the last tick (to notice a sleep).
   std::vector<Endpoint> seeds_;
-  TimePoint rejoin_at_ = TimePoint::max();
+  Instant rejoin_at_ = Instant::max();
   std::chrono::milliseconds rejoin_backoff_{0};
   bool rejoining_ = false;
-  TimePoint last_tick_{};
+  Instant last_tick_{};
 };
 
 }  // namespace qmesh::core::dht

@@ -79,7 +79,7 @@ bool verify_unannounce(const Topic& topic, const NodeId& storing_id, const Token
 }
 
 StoreResult RecordStore::put(const Topic& topic, const NodeId& self_id, const Token& token, const RecordBody& body,
-                             TimePoint now, const Endpoint& announcer) {
+                             Instant now, const Endpoint& announcer) {
   if (body.payload.size() > kMaxPayload || body.ttl_s == 0 || body.ttl_s > limits_.max_ttl_s)
     return StoreResult::TooLarge;
   auto it = topics_.find(topic);
@@ -122,7 +122,7 @@ StoreResult RecordStore::put(const Topic& topic, const NodeId& self_id, const To
   return replaced ? StoreResult::Replaced : StoreResult::Stored;
 }
 
-const StoredRecord* RecordStore::find(const Topic& topic, const PublicKey& pubkey, TimePoint now) const {
+const StoredRecord* RecordStore::find(const Topic& topic, const PublicKey& pubkey, Instant now) const {
   auto it = topics_.find(topic);
   if (it == topics_.end()) return nullptr;
   for (const auto& r : it->second) {
@@ -144,7 +144,7 @@ StoreResult RecordStore::remove(const Topic& topic, const NodeId& self_id, const
   return StoreResult::NotFound;
 }
 
-std::vector<const StoredRecord*> RecordStore::get(const Topic& topic, TimePoint now) const {
+std::vector<const StoredRecord*> RecordStore::get(const Topic& topic, Instant now) const {
   std::vector<const StoredRecord*> out;
   auto it = topics_.find(topic);
   if (it == topics_.end()) return out;
@@ -181,7 +181,7 @@ void RecordStore::evict_oldest_where(const std::function<bool(const Topic&, cons
   }
 }
 
-void RecordStore::expire(TimePoint now) {
+void RecordStore::expire(Instant now) {
   std::vector<std::pair<Topic, std::uint64_t>> dead;
   for (const auto& [topic, v] : topics_)
     for (const auto& r : v)
@@ -196,8 +196,8 @@ void RecordStore::expire(TimePoint now) {
   }
 }
 
-std::optional<TimePoint> RecordStore::next_expiry() const {
-  std::optional<TimePoint> t;
+std::optional<Instant> RecordStore::next_expiry() const {
+  std::optional<Instant> t;
   for (const auto& [topic, v] : topics_)
     for (const auto& r : v)
       if (!t || r.expires < *t) t = r.expires;

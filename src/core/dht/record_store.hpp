@@ -48,8 +48,8 @@ enum class StoreResult { Stored, Replaced, BadSignature, StaleSeq, TooLarge, Not
 struct StoredRecord {
   RecordBody body;
   Token token{};
-  TimePoint stored_at{};
-  TimePoint expires{};
+  Instant stored_at{};
+  Instant expires{};
   std::uint64_t order = 0;  // insertion order, for oldest-first eviction
   Endpoint announcer;       // where the ANNOUNCE came from (a rendezvous introduces clients there)
 };
@@ -69,19 +69,19 @@ class RecordStore {
 
   // Verifies the signature against self_id and token (the caller has checked the token belongs to
   // the sender), then stores or replaces.
-  StoreResult put(const Topic& topic, const NodeId& self_id, const Token& token, const RecordBody& body, TimePoint now,
+  StoreResult put(const Topic& topic, const NodeId& self_id, const Token& token, const RecordBody& body, Instant now,
                   const Endpoint& announcer = {});
   StoreResult remove(const Topic& topic, const NodeId& self_id, const Token& token, const Unannounce& u);
   // Live records of a topic, newest first.
-  std::vector<const StoredRecord*> get(const Topic& topic, TimePoint now) const;
+  std::vector<const StoredRecord*> get(const Topic& topic, Instant now) const;
   // The live record of one announcer under a topic, or nullptr.
-  const StoredRecord* find(const Topic& topic, const PublicKey& pubkey, TimePoint now) const;
-  void expire(TimePoint now);
+  const StoredRecord* find(const Topic& topic, const PublicKey& pubkey, Instant now) const;
+  void expire(Instant now);
   std::size_t size() const { return total_; }
   std::size_t evictions() const { return evictions_; }
   std::size_t memory_estimate() const;
   // Earliest expiry, or nullopt when empty.
-  std::optional<TimePoint> next_expiry() const;
+  std::optional<Instant> next_expiry() const;
 
  private:
   void erase_at(const Topic& topic, std::size_t index);

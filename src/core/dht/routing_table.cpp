@@ -10,10 +10,10 @@ std::uint64_t be64(const NodeId& id) {
   for (int i = 0; i < 8; ++i) x = (x << 8) | id[i];
   return x;
 }
-std::uint32_t to_seconds(TimePoint t) { return static_cast<std::uint32_t>(std::max<std::int64_t>(0, t.count() / 1000)); }
+std::uint32_t to_seconds(Instant t) { return static_cast<std::uint32_t>(std::max<std::int64_t>(0, to_ms(t) / 1000)); }
 }  // namespace
 
-RoutingTable::Entry RoutingTable::Entry::pack(const NodeId& id, const Endpoint& ep, TimePoint now) {
+RoutingTable::Entry RoutingTable::Entry::pack(const NodeId& id, const Endpoint& ep, Instant now) {
   Entry e;
   e.prefix = be64(id);
   e.addr = ep.addr;
@@ -37,7 +37,7 @@ bool RoutingTable::Entry::same_endpoint(const Endpoint& ep) const {
 
 RoutingEntry RoutingTable::Entry::unpack() const {
   const Endpoint ep = endpoint();
-  return RoutingEntry{node_id_for(ep), ep, fails(), std::chrono::seconds(last_seen_s)};
+  return RoutingEntry{node_id_for(ep), ep, fails(), Instant(std::chrono::seconds(last_seen_s))};
 }
 
 int RoutingTable::bucket_index(const NodeId& self, const NodeId& id) { return common_prefix_bits(self, id); }
@@ -84,7 +84,7 @@ bool RoutingTable::take_replacement(Bucket& b) {
   return true;
 }
 
-InsertOutcome RoutingTable::add(const NodeId& id, const Endpoint& ep, TimePoint now) {
+InsertOutcome RoutingTable::add(const NodeId& id, const Endpoint& ep, Instant now) {
   if (id == self_) return {InsertResult::Self, std::nullopt};
   const int idx = bucket_index(self_, id);
   const std::uint64_t p = be64(id);
@@ -127,12 +127,12 @@ InsertOutcome RoutingTable::add(const NodeId& id, const Endpoint& ep, TimePoint 
     if (e.pinging()) return {InsertResult::Pending, std::nullopt};
   auto oldest = std::min_element(b.nodes.begin(), b.nodes.end(),
                                  [](const auto& x, const auto& y) { return x.last_seen_s < y.last_seen_s; });
-  if (now - std::chrono::seconds(oldest->last_seen_s) < config_.good_for) return {InsertResult::Pending, std::nullopt};
+  if (now - Instant(std::chrono::seconds(oldest->last_seen_s)) < config_.good_for) return {InsertResult::Pending, std::nullopt};
   oldest->state |= Entry::kPinging;
   return {InsertResult::Pending, oldest->unpack()};
 }
 
-InsertResult RoutingTable::add_unconfirmed(const NodeId& id, const Endpoint& ep, TimePoint now) {
+InsertResult RoutingTable::add_unconfirmed(const NodeId& id, const Endpoint& ep, Instant now) {
   if (id == self_) return InsertResult::Self;
   const int idx = bucket_index(self_, id);
   if (static_cast<std::size_t>(idx) < buckets_.size()) {
@@ -223,7 +223,7 @@ void RoutingTable::rebind(const NodeId& self) {
   }
 }
 
-std::vector<NodeId> RoutingTable::refresh_targets(TimePoint now, std::chrono::milliseconds stale_after, Rng& rng) {
+std::vector<NodeId> RoutingTable::refresh_targets(Instant now, std::chrono::milliseconds stale_after, Rng& rng) {
   std::vector<NodeId> out;
   for (std::size_t i = 0; i < buckets_.size(); ++i) {
     auto& b = buckets_[i];

@@ -39,7 +39,7 @@ struct RoutingEntry {
   NodeId id{};
   Endpoint endpoint;
   std::uint8_t fails = 0;
-  TimePoint last_seen{};  // whole seconds
+  Instant last_seen{};  // whole seconds
 };
 
 enum class InsertResult { Added, Updated, Pending, Self, BadId, IpLimit };
@@ -58,10 +58,10 @@ class RoutingTable {
   void rebind(const NodeId& self);
 
   // A node was heard from (a verified reply or request).
-  InsertOutcome add(const NodeId& id, const Endpoint& ep, TimePoint now);
+  InsertOutcome add(const NodeId& id, const Endpoint& ep, Instant now);
   // A node another node told us about (its ID checked against its address, liveness unknown): it
   // enters only a bucket with room, never displacing or pinging anyone.
-  InsertResult add_unconfirmed(const NodeId& id, const Endpoint& ep, TimePoint now);
+  InsertResult add_unconfirmed(const NodeId& id, const Endpoint& ep, Instant now);
   // A query to id timed out: counts a failure; a pinged eviction candidate is replaced.
   void on_timeout(const NodeId& id);
   bool contains(const NodeId& id) const;
@@ -74,7 +74,7 @@ class RoutingTable {
   static int bucket_index(const NodeId& self, const NodeId& id);
 
   // Random targets inside every non-empty bucket that has not changed since stale_after.
-  std::vector<NodeId> refresh_targets(TimePoint now, std::chrono::milliseconds stale_after, Rng& rng);
+  std::vector<NodeId> refresh_targets(Instant now, std::chrono::milliseconds stale_after, Rng& rng);
   // A random ID that shares exactly `bucket` leading bits with ours.
   NodeId random_id_in_bucket(std::size_t bucket, Rng& rng) const;
   std::size_t memory_estimate() const;
@@ -98,7 +98,7 @@ class RoutingTable {
     std::uint8_t state = 0;
     std::uint32_t last_seen_s = 0;
 
-    static Entry pack(const NodeId& id, const Endpoint& ep, TimePoint now);
+    static Entry pack(const NodeId& id, const Endpoint& ep, Instant now);
     Endpoint endpoint() const;
     bool same_endpoint(const Endpoint& ep) const;
     std::uint8_t fails() const { return state & kFails; }
@@ -109,7 +109,7 @@ class RoutingTable {
   struct Bucket {
     std::vector<Entry> nodes;
     std::optional<Entry> replacement;
-    TimePoint last_changed{};
+    Instant last_changed{};
   };
   bool ip_allows(const Endpoint& ep) const;
   void erase(Bucket& b, std::size_t i);

@@ -6,7 +6,7 @@
 
 namespace qmesh::core::dht {
 
-TokenIssuer::TokenIssuer(Rng& rng, TimePoint now, std::chrono::milliseconds rotate_every)
+TokenIssuer::TokenIssuer(Rng& rng, Instant now, std::chrono::milliseconds rotate_every)
     : rng_(rng), every_(rotate_every), rotated_at_(now) {
   rotate();
   rotate();
@@ -21,7 +21,7 @@ void TokenIssuer::rotate() {
   }
 }
 
-void TokenIssuer::on_tick(TimePoint now) {
+void TokenIssuer::on_tick(Instant now) {
   int n = 0;
   while (now - rotated_at_ >= every_ && n < 2) {
     rotate();

@@ -14,13 +14,13 @@ namespace qmesh::core::dht {
 
 class TokenIssuer {
  public:
-  TokenIssuer(Rng& rng, TimePoint now, std::chrono::milliseconds rotate_every = std::chrono::minutes(5));
+  TokenIssuer(Rng& rng, Instant now, std::chrono::milliseconds rotate_every = std::chrono::minutes(5));
 
   Token make(const Endpoint& requester) const;
   bool check(const Endpoint& requester, const Token& token) const;
   // Rotates when due (possibly several times after a long pause).
-  void on_tick(TimePoint now);
-  TimePoint next_rotation() const { return rotated_at_ + every_; }
+  void on_tick(Instant now);
+  Instant next_rotation() const { return rotated_at_ + every_; }
 
  private:
   using Secret = std::array<std::uint8_t, 32>;
@@ -29,7 +29,7 @@ class TokenIssuer {
 
   Rng& rng_;
   std::chrono::milliseconds every_;
-  TimePoint rotated_at_;
+  Instant rotated_at_;
   Secret current_{};
   Secret previous_{};
 };

@@ -14,7 +14,7 @@ DhtNode::Candidate* DhtNode::find_candidate(Query& q, const Endpoint& ep) {
   return nullptr;
 }
 
-void DhtNode::handle_reply(const Endpoint& from, const Message& m, TimePoint now) {
+void DhtNode::handle_reply(const Endpoint& from, const Message& m, Instant now) {
   auto it = rpcs_.find(m.txid);
   if (it == rpcs_.end() || it->second.to != from) {
     ++counters_.drop_unexpected_reply;
@@ -127,7 +127,7 @@ void DhtNode::add_candidate(Query& q, const NodeInfo& n, bool id_known, std::uin
   }
 }
 
-QueryId DhtNode::start_query(Kind kind, const NodeId& target, std::span<const Endpoint> seeds, TimePoint now) {
+QueryId DhtNode::start_query(Kind kind, const NodeId& target, std::span<const Endpoint> seeds, Instant now) {
   const QueryId id = next_query_++;
   Query& q = queries_[id];
   q.id = id;
@@ -148,7 +148,7 @@ QueryId DhtNode::start_query(Kind kind, const NodeId& target, std::span<const En
   return id;
 }
 
-void DhtNode::advance(Query& q, TimePoint now) {
+void DhtNode::advance(Query& q, Instant now) {
   if (q.storing) return;
   // Query the closest candidates not asked yet, alpha at a time; done when the k closest live
   // candidates have all answered.
@@ -176,7 +176,7 @@ void DhtNode::advance(Query& q, TimePoint now) {
   if (!pending_in_top) finish(q, now);
 }
 
-void DhtNode::finish(Query& q, TimePoint now) {
+void DhtNode::finish(Query& q, Instant now) {
   // Rounds: the deepest hop among the k closest that answered.
   std::size_t n = 0;
   for (const auto& c : q.cands) {
@@ -188,11 +188,11 @@ void DhtNode::finish(Query& q, TimePoint now) {
   emit_done(q, q.stats.replies > 0, now);
 }
 
-void DhtNode::emit_done(Query& q, bool ok, TimePoint now) {
+void DhtNode::emit_done(Query& q, bool ok, Instant now) {
   QueryDone d;
   d.query = q.id;
   d.ok = ok;
-  q.stats.elapsed = now - q.started;
+  q.stats.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(now - q.started);
   d.stats = q.stats;
   for (const auto& c : q.cands) {
     if (c.state != CandState::Replied || !c.id_known) continue;
@@ -210,7 +210,7 @@ void DhtNode::emit_done(Query& q, bool ok, TimePoint now) {
   if (join && ok && config_.join_refresh) pending_join_refresh_ = true;
   if (join && ok)  // helpers for the reachability check may be in the table now
     for (auto& r : reach_)
-      if (!r.probing && r.next_try == TimePoint::max()) r.next_try = now;
+      if (!r.probing && r.next_try == Instant::max()) r.next_try = now;
   note_outcome(q.kind, !d.closest.empty(), now);
   const bool internal = q.kind == Kind::Refresh || q.kind == Kind::Rejoin;
   const QueryId id = q.id;
@@ -218,7 +218,7 @@ void DhtNode::emit_done(Query& q, bool ok, TimePoint now) {
   if (!internal) events_.push(std::move(d));
 }
 
-void DhtNode::start_store_phase(Query& q, TimePoint now) {
+void DhtNode::start_store_phase(Query& q, Instant now) {
   q.storing = true;
   auto ait = announcements_.find(q.target);
   if (ait == announcements_.end()) return emit_done(q, false, now);
@@ -241,19 +241,19 @@ void DhtNode::start_store_phase(Query& q, TimePoint now) {
   if (sent == 0) emit_done(q, false, now);
 }
 
-QueryId DhtNode::bootstrap(std::span<const Endpoint> seeds, TimePoint now) {
+QueryId DhtNode::bootstrap(std::span<const Endpoint> seeds, Instant now) {
   for (const auto& s : seeds)
     if (seeds_.size() < kMaxSeeds && std::find(seeds_.begin(), seeds_.end(), s) == seeds_.end()) seeds_.push_back(s);
   const int f = config_.ipv4 ? 0 : 1;
   return start_query(Kind::Bootstrap, ids_[f] ? *ids_[f] : tables_[f].self(), seeds, now);
 }
 
-QueryId DhtNode::find_node(const NodeId& target, TimePoint now) { return start_query(Kind::FindNode, target, {}, now); }
+QueryId DhtNode::find_node(const NodeId& target, Instant now) { return start_query(Kind::FindNode, target, {}, now); }
 
-QueryId DhtNode::lookup(const Topic& topic, TimePoint now) { return start_query(Kind::Lookup, topic, {}, now); }
+QueryId DhtNode::lookup(const Topic& topic, Instant now) { return start_query(Kind::Lookup, topic, {}, now); }
 
 QueryId DhtNode::announce(const Topic& topic, std::span<const std::uint8_t> payload, const KeyPair& key,
-                          TimePoint now, std::uint16_t ttl_s, std::uint64_t seq) {
+                          Instant now, std::uint16_t ttl_s, std::uint64_t seq) {
   if (payload.size() > kMaxPayload) {  // refused outright: a cut JSON payload is worse than none
     const QueryId id = next_query_++;
     QueryDone d;
@@ -265,7 +265,7 @@ QueryId DhtNode::announce(const Topic& topic, std::span<const std::uint8_t> payl
   a.key = key;
   a.payload.assign(payload.begin(), payload.end());
   a.ttl_s = std::min<std::uint16_t>(ttl_s ? ttl_s : config_.default_ttl_s, config_.store.max_ttl_s);
-  a.seq = seq ? seq : std::max<std::uint64_t>(static_cast<std::uint64_t>(now.count()), a.seq + 1);
+  a.seq = seq ? seq : std::max<std::uint64_t>(static_cast<std::uint64_t>(to_ms(now)), a.seq + 1);
   a.active = 0;
   a.next_refresh = now + std::chrono::seconds(std::max<int>(1, a.ttl_s / 3));
   const QueryId id = start_query(Kind::Announce, topic, {}, now);
@@ -273,7 +273,7 @@ QueryId DhtNode::announce(const Topic& topic, std::span<const std::uint8_t> payl
   return id;
 }
 
-QueryId DhtNode::unannounce(const Topic& topic, TimePoint now) {
+QueryId DhtNode::unannounce(const Topic& topic, Instant now) {
   const QueryId id = next_query_++;
   Query& q = queries_[id];
   q.id = id;

@@ -1,4 +1,4 @@
-// Basic DHT vocabulary: time, node IDs and the XOR metric, topics (endpoints are in base/endpoint).
+// Basic DHT vocabulary: node IDs and the XOR metric, topics (endpoints are in base/endpoint).
 // A node's routing ID is BLAKE2b-256(address bytes || port big-endian) of its public endpoint, so
 // a node cannot choose where it sits and any receiver can check an ID against the sender address.
 #pragma once
@@ -15,11 +15,9 @@
 
 #include "core/base/endpoint.hpp"
 #include "core/base/rng.hpp"
+#include "core/base/time.hpp"
 
 namespace qmesh::core::dht {
-
-// Milliseconds since an arbitrary epoch chosen by the caller (the core never reads a clock).
-using TimePoint = std::chrono::milliseconds;
 
 inline constexpr std::size_t kIdBytes = 32;
 using NodeId = std::array<std::uint8_t, kIdBytes>;

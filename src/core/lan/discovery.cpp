@@ -23,10 +23,10 @@ bool usable_source(const Endpoint& e) {
 
 }  // namespace
 
-Discovery::Discovery(DiscoveryConfig cfg, TimePoint now) : cfg_(std::move(cfg)), rng_(cfg_.seed) {
+Discovery::Discovery(DiscoveryConfig cfg, Instant now) : cfg_(std::move(cfg)), rng_(cfg_.seed) {
   if (cfg_.expire_after.count() <= 0) {
     const double ms = 3.0 * static_cast<double>(cfg_.interval.count()) * (1.0 + cfg_.jitter);
-    cfg_.expire_after = TimePoint(static_cast<std::int64_t>(ms)) + 1s;
+    cfg_.expire_after = std::chrono::milliseconds(static_cast<std::int64_t>(ms)) + 1s;
   }
   budget_window_ = now;
   if (announcing()) next_beacon_ = now;
@@ -36,12 +36,12 @@ Discovery::Discovery(DiscoveryConfig cfg, TimePoint now) : cfg_(std::move(cfg)),
   }
 }
 
-TimePoint Discovery::jittered(TimePoint base) {
+std::chrono::milliseconds Discovery::jittered(std::chrono::milliseconds base) {
   const double f = 1.0 + cfg_.jitter * (2.0 * rng_.uniform() - 1.0);
-  return TimePoint(static_cast<std::int64_t>(static_cast<double>(base.count()) * f));
+  return std::chrono::milliseconds(static_cast<std::int64_t>(static_cast<double>(base.count()) * f));
 }
 
-bool Discovery::spend_verify(TimePoint now) {
+bool Discovery::spend_verify(Instant now) {
   if (now - budget_window_ >= 1s || now < budget_window_) {
     budget_window_ = now;
     budget_used_ = 0;
@@ -51,7 +51,7 @@ bool Discovery::spend_verify(TimePoint now) {
   return true;
 }
 
-void Discovery::on_datagram(const Endpoint& from, std::span<const std::uint8_t> bytes, TimePoint now,
+void Discovery::on_datagram(const Endpoint& from, std::span<const std::uint8_t> bytes, Instant now,
                             std::int64_t unix_s) {
   if (!is_lan_beacon(bytes)) return;
   ++counters_.received;
@@ -101,10 +101,10 @@ void Discovery::on_datagram(const Endpoint& from, std::span<const std::uint8_t> 
     ++counters_.queries_received;
     if (!announcing() || answer_at_) return;  // an answer is already on its way: it serves them all
     const auto delay = cfg_.answer_delay.count() > 0
-                           ? TimePoint(static_cast<std::int64_t>(rng_.below(
+                           ? std::chrono::milliseconds(static_cast<std::int64_t>(rng_.below(
                                  static_cast<std::uint64_t>(cfg_.answer_delay.count()) + 1)))
-                           : TimePoint(0);
-    TimePoint at = now + delay;
+                           : std::chrono::milliseconds(0);
+    Instant at = now + delay;
     if (last_answer_ && at < *last_answer_ + cfg_.answer_gap) at = *last_answer_ + cfg_.answer_gap;
     answer_at_ = at;
     return;
@@ -112,7 +112,7 @@ void Discovery::on_datagram(const Endpoint& from, std::span<const std::uint8_t> 
   receive_beacon(from, *b, now);
 }
 
-void Discovery::receive_beacon(const Endpoint& from, const Beacon& b, TimePoint now) {
+void Discovery::receive_beacon(const Endpoint& from, const Beacon& b, Instant now) {
   Endpoint at = from;
   at.port = b.port_for(from.family);
   // kAnswer describes the datagram, not the node.
@@ -173,7 +173,7 @@ void Discovery::send(Kind kind, std::uint8_t extra_flags, std::int64_t unix_s) {
   out_.push_back(std::move(d));
 }
 
-void Discovery::on_tick(TimePoint now, std::int64_t unix_s) {
+void Discovery::on_tick(Instant now, std::int64_t unix_s) {
   for (auto it = nodes_.begin(); it != nodes_.end();) {
     if (now - it->last_heard >= cfg_.expire_after) {
       events_.push_back(Lost{it->endpoint, it->pubkey});
@@ -202,14 +202,14 @@ void Discovery::on_tick(TimePoint now, std::int64_t unix_s) {
     last_query_ = now;
     next_query_.reset();
     if (queries_left_ > 0 && --queries_left_ > 0) {
-      next_query_ = now + (queries_left_ == 2 ? TimePoint(1s) : TimePoint(2s));  // at 0, 1 s, 3 s
+      next_query_ = now + (queries_left_ == 2 ? 1s : 2s);  // at 0, 1 s, 3 s
     }
   }
 }
 
-void Discovery::query(TimePoint now) {
+void Discovery::query(Instant now) {
   queries_left_ = 0;  // an explicit query replaces what is left of the start-up series
-  TimePoint at = now;
+  Instant at = now;
   if (last_query_ && at < *last_query_ + cfg_.query_gap) at = *last_query_ + cfg_.query_gap;
   if (!next_query_ || at < *next_query_) next_query_ = at;
 }
@@ -228,8 +228,8 @@ std::optional<Event> Discovery::next_event() {
   return e;
 }
 
-TimePoint Discovery::next_wakeup() const {
-  TimePoint t = TimePoint::max();
+Instant Discovery::next_wakeup() const {
+  Instant t = Instant::max();
   for (const auto& o : {next_beacon_, answer_at_, next_query_}) {
     if (o) t = std::min(t, *o);
   }

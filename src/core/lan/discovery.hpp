@@ -32,7 +32,6 @@
 
 namespace qmesh::core::lan {
 
-using dht::TimePoint;
 
 struct DiscoveryConfig {
   dht::KeyPair key;             // signs what this node sends
@@ -40,12 +39,12 @@ struct DiscoveryConfig {
   std::uint16_t port_v4 = 0;    // DHT ports to announce; both 0: listen only
   std::uint16_t port_v6 = 0;
   bool query_at_start = true;   // ask "who is there?" at start (and after 1 s, 3 s) until a node is found
-  TimePoint interval = std::chrono::seconds(30);     // between periodic beacons
+  std::chrono::milliseconds interval = std::chrono::seconds(30);  // between periodic beacons
   double jitter = 0.1;          // each interval is interval * (1 +- jitter)
-  TimePoint expire_after{0};    // 0: 3 intervals (with jitter) + 1 s
-  TimePoint answer_gap = std::chrono::seconds(1);    // at most one answer to queries per this
-  TimePoint answer_delay = std::chrono::milliseconds(500);  // answers wait a random 0..this (spreads the answers of many nodes)
-  TimePoint query_gap = std::chrono::seconds(1);     // at most one query per this (query() included)
+  std::chrono::milliseconds expire_after{0};  // 0: 3 intervals (with jitter) + 1 s
+  std::chrono::milliseconds answer_gap = std::chrono::seconds(1);  // at most one answer to queries per this
+  std::chrono::milliseconds answer_delay{500};  // answers wait a random 0..this (spreads the answers of many nodes)
+  std::chrono::milliseconds query_gap = std::chrono::seconds(1);  // at most one query per this (query() included)
   std::size_t max_nodes = 64;
   std::size_t max_per_ip = 4;
   std::uint32_t max_verify_per_s = 200;  // signature checks per second; beyond: dropped unread
@@ -94,34 +93,34 @@ struct Node {
   Endpoint endpoint;
   dht::PublicKey pubkey{};
   std::uint8_t flags = 0;
-  TimePoint last_heard{};
+  Instant last_heard{};
   std::uint64_t timestamp_s = 0;  // of the newest beacon
   dht::Signature last_sig{};      // of the newest beacon (duplicates are recognised by it)
 };
 
 class Discovery {
  public:
-  Discovery(DiscoveryConfig cfg, TimePoint now);
+  Discovery(DiscoveryConfig cfg, Instant now);
 
-  void on_datagram(const Endpoint& from, std::span<const std::uint8_t> bytes, TimePoint now, std::int64_t unix_s);
-  void on_tick(TimePoint now, std::int64_t unix_s);
+  void on_datagram(const Endpoint& from, std::span<const std::uint8_t> bytes, Instant now, std::int64_t unix_s);
+  void on_tick(Instant now, std::int64_t unix_s);
   // Ask again ("who is there?"), e.g. when the DHT lost all its nodes; sent at the next tick,
   // no sooner than query_gap after the last query.
-  void query(TimePoint now);
+  void query(Instant now);
 
   std::optional<Datagram> next_datagram();
   std::optional<Event> next_event();
-  TimePoint next_wakeup() const;
+  Instant next_wakeup() const;
 
   bool announcing() const { return cfg_.port_v4 != 0 || cfg_.port_v6 != 0; }
   const std::vector<Node>& nodes() const { return nodes_; }
   const Counters& counters() const { return counters_; }
 
  private:
-  void receive_beacon(const Endpoint& from, const Beacon& b, TimePoint now);
+  void receive_beacon(const Endpoint& from, const Beacon& b, Instant now);
   void send(Kind kind, std::uint8_t extra_flags, std::int64_t unix_s);
-  TimePoint jittered(TimePoint base);
-  bool spend_verify(TimePoint now);
+  std::chrono::milliseconds jittered(std::chrono::milliseconds base);
+  bool spend_verify(Instant now);
 
   DiscoveryConfig cfg_;
   Rng rng_;
@@ -129,13 +128,13 @@ class Discovery {
   std::deque<Datagram> out_;
   std::deque<Event> events_;
   Counters counters_;
-  std::optional<TimePoint> next_beacon_;
-  std::optional<TimePoint> answer_at_;
-  std::optional<TimePoint> last_answer_;
-  std::optional<TimePoint> next_query_;
-  std::optional<TimePoint> last_query_;
+  std::optional<Instant> next_beacon_;
+  std::optional<Instant> answer_at_;
+  std::optional<Instant> last_answer_;
+  std::optional<Instant> next_query_;
+  std::optional<Instant> last_query_;
   int queries_left_ = 0;  // start-up queries still to send (while nothing is found)
-  TimePoint budget_window_{};
+  Instant budget_window_{};
   std::uint32_t budget_used_ = 0;
 };
 

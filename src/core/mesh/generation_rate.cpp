@@ -4,7 +4,7 @@
 
 namespace qmesh::core {
 
-void GenerationRate::add(std::uint64_t tokens, double seconds, std::chrono::milliseconds now) {
+void GenerationRate::add(std::uint64_t tokens, double seconds, Instant now) {
   if (tokens == 0 || !std::isfinite(seconds) || seconds < 0) return;
   samples_.push_back({tokens, seconds, now});
   tokens_ += tokens;
@@ -12,13 +12,13 @@ void GenerationRate::add(std::uint64_t tokens, double seconds, std::chrono::mill
   forget(now);
 }
 
-std::optional<double> GenerationRate::tokens_per_second(std::chrono::milliseconds now) {
+std::optional<double> GenerationRate::tokens_per_second(Instant now) {
   forget(now);
   if (tokens_ < cfg_.min_tokens || seconds_ <= 0) return std::nullopt;
   return static_cast<double>(tokens_) / seconds_;
 }
 
-void GenerationRate::forget(std::chrono::milliseconds now) {
+void GenerationRate::forget(Instant now) {
   auto drop = [&] {
     tokens_ -= samples_.front().tokens;
     seconds_ -= samples_.front().seconds;

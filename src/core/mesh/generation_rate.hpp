@@ -10,6 +10,8 @@
 #include <deque>
 #include <optional>
 
+#include "core/base/time.hpp"
+
 namespace qmesh::core {
 
 struct GenerationRateConfig {
@@ -23,20 +25,20 @@ class GenerationRate {
   explicit GenerationRate(GenerationRateConfig cfg = {}) : cfg_(cfg) {}
 
   // One answer: `tokens` generated in `seconds` after its first token (the decode phase, so that
-  // neither the prompt's length nor a prompt-cache hit counts). `now`: any monotonic clock.
-  void add(std::uint64_t tokens, double seconds, std::chrono::milliseconds now);
+  // neither the prompt's length nor a prompt-cache hit counts). `now` never goes back.
+  void add(std::uint64_t tokens, double seconds, Instant now);
 
   // Tokens per second over the window, or nullopt while it holds fewer than min_tokens tokens
   // (or no measurable time).
-  std::optional<double> tokens_per_second(std::chrono::milliseconds now);
+  std::optional<double> tokens_per_second(Instant now);
 
  private:
   struct Sample {
     std::uint64_t tokens;
     double seconds;
-    std::chrono::milliseconds at;
+    Instant at;
   };
-  void forget(std::chrono::milliseconds now);
+  void forget(Instant now);
 
   GenerationRateConfig cfg_;
   std::deque<Sample> samples_;  // oldest first; at most about window_tokens of them

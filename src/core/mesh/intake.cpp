@@ -78,7 +78,7 @@ std::vector<RequestIntake::Key> RequestIntake::expire(Instant now) {
   return out;
 }
 
-RequestIntake::Instant RequestIntake::next_deadline() const {
+Instant RequestIntake::next_deadline() const {
   if (by_age_.empty()) return Instant::max();
   return entries_.at(by_age_.begin()->second).deadline;
 }

@@ -37,7 +37,6 @@ struct IntakeCounters {
 class RequestIntake {
  public:
   using Key = std::pair<std::uint32_t, std::uint64_t>;  // (session id, stream id)
-  using Instant = std::chrono::microseconds;
 
   explicit RequestIntake(IntakeLimits limits = {});
 

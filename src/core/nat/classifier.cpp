@@ -34,7 +34,7 @@ void NatClassifier::set_local_endpoints(std::span<const Endpoint> local) {
     if (e.family == family_) local_.push_back(e);
 }
 
-bool NatClassifier::add_sample(const Endpoint& reporter, const Endpoint& seen_as, TimePoint now) {
+bool NatClassifier::add_sample(const Endpoint& reporter, const Endpoint& seen_as, Instant now) {
   if (reporter.family != family_ || seen_as.family != family_ || seen_as.port == 0) {
     ++refused_;
     return false;
@@ -52,7 +52,7 @@ bool NatClassifier::is_local(const Endpoint& e) const {
   return std::find(local_.begin(), local_.end(), e) != local_.end();
 }
 
-NatClassifier::Verdict NatClassifier::evaluate(TimePoint now) const {
+NatClassifier::Verdict NatClassifier::evaluate(Instant now) const {
   std::vector<const AddressSample*> fresh;
   for (const auto& s : samples_)
     if (s.at + config_.max_age >= now) fresh.push_back(&s);
@@ -85,8 +85,8 @@ NatClassifier::Verdict NatClassifier::evaluate(TimePoint now) const {
   return guess;
 }
 
-NatType NatClassifier::classify(TimePoint now) const { return evaluate(now).type; }
+NatType NatClassifier::classify(Instant now) const { return evaluate(now).type; }
 
-std::optional<Endpoint> NatClassifier::public_endpoint(TimePoint now) const { return evaluate(now).endpoint; }
+std::optional<Endpoint> NatClassifier::public_endpoint(Instant now) const { return evaluate(now).endpoint; }
 
 }  // namespace qmesh::core::nat

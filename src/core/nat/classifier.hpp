@@ -25,7 +25,6 @@
 
 namespace qmesh::core::nat {
 
-using dht::TimePoint;
 
 // Values travel in the connect exchange: never renumber.
 enum class NatType : std::uint8_t { unknown = 0, open = 1, consistent = 2, random = 3 };
@@ -42,7 +41,7 @@ struct ClassifierConfig {
 struct AddressSample {
   Endpoint reporter;
   Endpoint seen_as;
-  TimePoint at{};
+  Instant at{};
 };
 
 class NatClassifier {
@@ -55,13 +54,13 @@ class NatClassifier {
   void set_local_endpoints(std::span<const Endpoint> local);
   // One report: `reporter` said it saw this socket as `seen_as`. Returns false (and keeps nothing)
   // for a sample of the wrong family or with port 0.
-  bool add_sample(const Endpoint& reporter, const Endpoint& seen_as, TimePoint now);
+  bool add_sample(const Endpoint& reporter, const Endpoint& seen_as, Instant now);
 
-  NatType classify(TimePoint now) const;
+  NatType classify(Instant now) const;
   // The majority seen-as endpoint (open/consistent); for `random`, the majority address with the
   // port of its newest sample (the port means little there; the address is what a peer needs);
   // for `unknown`, the newest fresh report, a guess. nullopt without fresh samples.
-  std::optional<Endpoint> public_endpoint(TimePoint now) const;
+  std::optional<Endpoint> public_endpoint(Instant now) const;
 
   std::size_t sample_count() const { return samples_.size(); }
   std::uint8_t family() const { return family_; }
@@ -72,7 +71,7 @@ class NatClassifier {
     NatType type = NatType::unknown;
     std::optional<Endpoint> endpoint;
   };
-  Verdict evaluate(TimePoint now) const;
+  Verdict evaluate(Instant now) const;
   bool is_local(const Endpoint& e) const;
 
   std::uint8_t family_;

@@ -139,7 +139,7 @@ Strategy choose_strategy(const PunchParams& p) {
   return strategy_for(p, !usable_locals(p, PunchConfig{}.max_remote_locals).empty());
 }
 
-Puncher::Puncher(PunchParams params, TimePoint now, PunchConfig config)
+Puncher::Puncher(PunchParams params, Instant now, PunchConfig config)
     : params_(std::move(params)), config_(config), rng_(params_.seed) {
   (void)now;
   config_.max_probes_per_target = std::max<std::uint32_t>(config_.max_probes_per_target, 1);
@@ -166,7 +166,7 @@ std::uint8_t Puncher::my_flags(bool ack, bool nominate) const {
                                    (params_.role == Role::responder ? probe_flag::kResponder : 0));
 }
 
-void Puncher::start(std::size_t extra_sockets, TimePoint now) {
+void Puncher::start(std::size_t extra_sockets, Instant now) {
   if (started_ || outcome_) return;
   started_ = true;
   extra_sockets_ = std::min(extra_sockets, sockets_wanted());
@@ -219,7 +219,7 @@ std::uint16_t Puncher::next_spray_port() {
   return static_cast<std::uint16_t>(kFirstSprayPort + vj);
 }
 
-void Puncher::on_tick(TimePoint now) {
+void Puncher::on_tick(Instant now) {
   if (finished_) return;
   if (probing()) {
     if (now >= next_round_ && rounds_ < config_.max_probes_per_target) {
@@ -228,7 +228,7 @@ void Puncher::on_tick(TimePoint now) {
         ++t.sent;
       }
       ++rounds_;
-      next_round_ = rounds_ < config_.max_probes_per_target ? next_round_ + config_.interval : TimePoint::max();
+      next_round_ = rounds_ < config_.max_probes_per_target ? next_round_ + config_.interval : Instant::max();
     }
     if (strategy_ == Strategy::birthday_spray && now >= next_spray_) {
       for (std::uint32_t b = 0; b < config_.spray_batch && sprayed_ < config_.spray_probes; ++b) {
@@ -236,7 +236,7 @@ void Puncher::on_tick(TimePoint now) {
         to.port = next_spray_port();
         send_probe(0, to);
       }
-      next_spray_ = sprayed_ < config_.spray_probes ? next_spray_ + config_.spray_interval : TimePoint::max();
+      next_spray_ = sprayed_ < config_.spray_probes ? next_spray_ + config_.spray_interval : Instant::max();
     }
     if (now >= deadline_) fail(FailReason::timed_out);
     return;
@@ -245,16 +245,16 @@ void Puncher::on_tick(TimePoint now) {
     if (confirms_left_ > 0 && now >= next_confirm_) {
       send_probe(p->socket, p->remote, 0, true);
       --confirms_left_;
-      next_confirm_ = confirms_left_ > 0 ? now + config_.interval : TimePoint::max();
+      next_confirm_ = confirms_left_ > 0 ? now + config_.interval : Instant::max();
     }
     if (now >= linger_until_) finished_ = true;
   }
 }
 
-TimePoint Puncher::next_wakeup() const {
-  if (finished_ || !started_) return TimePoint::max();
+Instant Puncher::next_wakeup() const {
+  if (finished_ || !started_) return Instant::max();
   if (probing()) {
-    TimePoint w = std::min(next_round_, deadline_);
+    Instant w = std::min(next_round_, deadline_);
     if (strategy_ == Strategy::birthday_spray) w = std::min(w, next_spray_);
     return w;
   }
@@ -262,7 +262,7 @@ TimePoint Puncher::next_wakeup() const {
 }
 
 bool Puncher::on_datagram(std::size_t socket, const Endpoint& from, std::span<const std::uint8_t> bytes,
-                          TimePoint now) {
+                          Instant now) {
   if (bytes.empty() || bytes[0] != kProbeTag) return false;
   const auto probe = decode_probe(bytes);
   if (!probe) {
@@ -307,28 +307,28 @@ bool Puncher::on_datagram(std::size_t socket, const Endpoint& from, std::span<co
     if (params_.role == Role::initiator || probe->nominates()) succeed(socket, from, now);
   } else if (probe->is_ack() && from == won->remote && nominations_.count(probe->nonce)) {
     confirms_left_ = 0;  // the responder has taken this path
-    next_confirm_ = TimePoint::max();
+    next_confirm_ = Instant::max();
   }
   return true;
 }
 
-void Puncher::succeed(std::size_t socket, const Endpoint& from, TimePoint now) {
+void Puncher::succeed(std::size_t socket, const Endpoint& from, Instant now) {
   outcome_ = Punched{socket, from};
   linger_until_ = now + config_.linger;
-  next_round_ = next_spray_ = deadline_ = TimePoint::max();
+  next_round_ = next_spray_ = deadline_ = Instant::max();
   confirms_left_ = params_.role == Role::initiator ? config_.confirm_probes : 0;
-  next_confirm_ = TimePoint::max();
+  next_confirm_ = Instant::max();
   if (confirms_left_ > 0) {
     send_probe(socket, from, 0, true);
     --confirms_left_;
-    next_confirm_ = confirms_left_ > 0 ? now + config_.interval : TimePoint::max();
+    next_confirm_ = confirms_left_ > 0 ? now + config_.interval : Instant::max();
   }
 }
 
 void Puncher::fail(FailReason reason) {
   outcome_ = Failed{reason};
   finished_ = true;
-  next_round_ = next_spray_ = deadline_ = TimePoint::max();
+  next_round_ = next_spray_ = deadline_ = Instant::max();
 }
 
 std::optional<Send> Puncher::next_send() {

@@ -167,19 +167,19 @@ struct PunchCounters {
 
 class Puncher {
  public:
-  Puncher(PunchParams params, TimePoint now, PunchConfig config = {});
+  Puncher(PunchParams params, Instant now, PunchConfig config = {});
 
   Strategy strategy() const { return strategy_; }
   // Extra sockets to open before start() (non-zero only for birthday_sockets).
   std::size_t sockets_wanted() const;
   // Begins probing; extra_sockets: how many of sockets_wanted() the caller opened (indices 1..n).
-  void start(std::size_t extra_sockets, TimePoint now);
+  void start(std::size_t extra_sockets, Instant now);
 
   // Returns true when the bytes were a probe packet (valid or not) and are consumed.
-  bool on_datagram(std::size_t socket, const Endpoint& from, std::span<const std::uint8_t> bytes, TimePoint now);
-  void on_tick(TimePoint now);
-  // A wakeup at or before now means "tick now"; TimePoint::max() when nothing is pending.
-  TimePoint next_wakeup() const;
+  bool on_datagram(std::size_t socket, const Endpoint& from, std::span<const std::uint8_t> bytes, Instant now);
+  void on_tick(Instant now);
+  // A wakeup at or before now means "tick now"; Instant::max() when nothing is pending.
+  Instant next_wakeup() const;
   std::optional<Send> next_send();
   // Exactly one outcome per attempt; nullopt before it and after it was taken.
   std::optional<PunchOutcome> next_outcome();
@@ -198,7 +198,7 @@ class Puncher {
   };
 
   void send_probe(std::size_t socket, const Endpoint& to, std::uint8_t ttl = 0, bool nominate = false);
-  void succeed(std::size_t socket, const Endpoint& from, TimePoint now);
+  void succeed(std::size_t socket, const Endpoint& from, Instant now);
   void fail(FailReason reason);
   bool probing() const { return started_ && !outcome_; }
   std::uint16_t next_spray_port();
@@ -211,20 +211,20 @@ class Puncher {
   std::vector<Target> targets_;  // probed from socket 0, LAN endpoints first
   std::size_t extra_sockets_ = 0;
   bool started_ = false;
-  TimePoint next_round_ = TimePoint::max();
+  Instant next_round_ = Instant::max();
   std::uint32_t rounds_ = 0;
-  TimePoint next_spray_ = TimePoint::max();
+  Instant next_spray_ = Instant::max();
   std::uint32_t sprayed_ = 0;
   std::unordered_map<std::uint32_t, std::uint32_t> spray_swaps_;  // sparse Fisher-Yates over the port range
-  TimePoint deadline_ = TimePoint::max();
+  Instant deadline_ = Instant::max();
   std::set<ProbeNonce> sent_nonces_;
   std::set<ProbeNonce> nominations_;
   std::deque<Send> out_;
   std::optional<PunchOutcome> outcome_;
   bool outcome_taken_ = false;
   bool finished_ = false;
-  TimePoint linger_until_ = TimePoint::max();
-  TimePoint next_confirm_ = TimePoint::max();
+  Instant linger_until_ = Instant::max();
+  Instant next_confirm_ = Instant::max();
   std::uint32_t confirms_left_ = 0;
   std::uint32_t acks_left_ = 0;
   PunchCounters counters_;

@@ -42,7 +42,7 @@ std::size_t RelayServer::IdHash::operator()(const ChannelId& c) const noexcept {
   return h;
 }
 
-RelayServer::Opened RelayServer::open(const ChannelId& id, const Endpoint& a, const Endpoint& b, TimePoint now) {
+RelayServer::Opened RelayServer::open(const ChannelId& id, const Endpoint& a, const Endpoint& b, Instant now) {
   expire(now);
   if (channels_.size() >= limits_.max_channels || channels_.count(id) || a == b) {
     ++counters_.refused_full;
@@ -78,7 +78,7 @@ bool RelayServer::close(const ChannelId& id, const Endpoint& from) {
 }
 
 std::optional<Endpoint> RelayServer::on_datagram(const Endpoint& from, std::span<const std::uint8_t> bytes,
-                                                 TimePoint now) {
+                                                 Instant now) {
   auto f = decode_frame(bytes);
   if (!f) {
     ++counters_.drop_malformed;
@@ -109,7 +109,7 @@ std::optional<Endpoint> RelayServer::on_datagram(const Endpoint& from, std::span
   return *to;
 }
 
-void RelayServer::expire(TimePoint now) {
+void RelayServer::expire(Instant now) {
   for (auto it = channels_.begin(); it != channels_.end();) {
     if (now - it->second.last > limits_.idle) {
       release_ip(it->second.a);
@@ -121,10 +121,10 @@ void RelayServer::expire(TimePoint now) {
   }
 }
 
-std::optional<TimePoint> RelayServer::next_expiry() const {
-  std::optional<TimePoint> t;
+std::optional<Instant> RelayServer::next_expiry() const {
+  std::optional<Instant> t;
   for (const auto& [id, c] : channels_) {
-    const TimePoint e = c.last + limits_.idle + std::chrono::milliseconds(1);
+    const Instant e = c.last + limits_.idle + std::chrono::milliseconds(1);
     if (!t || e < *t) t = e;
   }
   return t;

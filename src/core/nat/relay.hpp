@@ -26,7 +26,6 @@
 
 namespace qmesh::core::relay {
 
-using dht::TimePoint;
 
 inline constexpr std::uint8_t kRelayType = 0x85;
 inline constexpr std::uint8_t kRelayClose = 0x8b;
@@ -68,13 +67,13 @@ class RelayServer {
   enum class Opened { ok, full, per_ip };
   // Opens a channel between a and b (the channel id comes from the caller's CSPRNG). Refused when
   // the relay is full or the id is taken (full), or when a's IP holds too many channels (per_ip).
-  Opened open(const ChannelId& id, const Endpoint& a, const Endpoint& b, TimePoint now);
+  Opened open(const ChannelId& id, const Endpoint& a, const Endpoint& b, Instant now);
   // RELAY_CLOSE from `from`: the channel ends if `from` is one of its two ends.
   bool close(const ChannelId& id, const Endpoint& from);
   // The endpoint to forward a RELAY datagram to (send `bytes` unchanged), or nullopt: dropped.
-  std::optional<Endpoint> on_datagram(const Endpoint& from, std::span<const std::uint8_t> bytes, TimePoint now);
-  void expire(TimePoint now);
-  std::optional<TimePoint> next_expiry() const;
+  std::optional<Endpoint> on_datagram(const Endpoint& from, std::span<const std::uint8_t> bytes, Instant now);
+  void expire(Instant now);
+  std::optional<Instant> next_expiry() const;
 
   bool has_channel(const ChannelId& id) const { return channels_.count(id) != 0; }
   std::size_t channels() const { return channels_.size(); }
@@ -83,9 +82,9 @@ class RelayServer {
  private:
   struct Channel {
     Endpoint a, b;
-    TimePoint last{};
+    Instant last{};
     double tokens = 0;
-    TimePoint refill{};
+    Instant refill{};
   };
   struct IdHash {
     std::size_t operator()(const ChannelId& c) const noexcept;

@@ -44,7 +44,7 @@ Peer::Peer(PeerConfig config, RandomBytes random, Instant now)
              random_(b);
              return u64_from(b);
            }(),
-           duration_cast<dht::TimePoint>(now)),
+           now),
       sessions_(config_.sessions, random_, now),
       relay_(config_.relay),
       nat_{nat::NatClassifier(4, config_.classifier), nat::NatClassifier(6, config_.classifier)} {
@@ -64,7 +64,7 @@ Peer::Peer(PeerConfig config, RandomBytes random, Instant now)
 Peer::~Peer() = default;
 
 nat::NatType Peer::nat_type(std::uint8_t family, Instant now) const {
-  return nat_[family == 6 ? 1 : 0].classify(ms(now));
+  return nat_[family == 6 ? 1 : 0].classify(now);
 }
 
 rendezvous::PeerInfo Peer::my_info(std::uint8_t family, Instant now) const {
@@ -103,7 +103,7 @@ void Peer::on_datagram(std::size_t socket, const Endpoint& from, std::span<const
   const std::uint8_t t = bytes[0];
   if (t == dht::kWireVersion) {
     if (socket >= kFirstExtraSocket) return;  // extra sockets serve punching and sessions only
-    dht_.on_datagram(from, bytes, ms(now));
+    dht_.on_datagram(from, bytes, now);
     drain_dht(now);
   } else if (session::is_session_packet(bytes)) {
     sessions_.on_datagram(socket, from, bytes, now);
@@ -133,7 +133,7 @@ void Peer::on_relay_frame(std::size_t socket, const Endpoint& from, std::span<co
     return;
   }
   if (config_.serve_relay && relay_.has_channel(f->channel)) {
-    if (auto to = relay_.on_datagram(from, bytes, ms(now))) {
+    if (auto to = relay_.on_datagram(from, bytes, now)) {
       send(main_socket(*to), *to, std::vector<std::uint8_t>(bytes.begin(), bytes.end()));
     }
     return;
@@ -259,7 +259,7 @@ void Peer::serve_connect(std::size_t socket, const Endpoint& from, const rendezv
     send(socket, from, rendezvous::encode(reply));
     return;
   }
-  auto announcer = dht_.announcer(c.topic, c.pubkey, ms(now));
+  auto announcer = dht_.announcer(c.topic, c.pubkey, now);
   if (!announcer || announcer->family != from.family) {
     reply.status = rendezvous::Status::NoRecord;
     ++counters_.connects_refused;
@@ -268,7 +268,7 @@ void Peer::serve_connect(std::size_t socket, const Endpoint& from, const rendezv
   }
   relay::ChannelId channel{};
   random_(channel);
-  if (auto o = relay_.open(channel, from, *announcer, ms(now)); o != relay::RelayServer::Opened::ok) {
+  if (auto o = relay_.open(channel, from, *announcer, now); o != relay::RelayServer::Opened::ok) {
     reply.status = o == relay::RelayServer::Opened::per_ip ? rendezvous::Status::RelayPerIp : rendezvous::Status::RelayFull;
     ++counters_.connects_refused;
     send(socket, from, rendezvous::encode(reply));
@@ -371,7 +371,7 @@ void Peer::start_punch(SessionId sid, const session::Path& path, const noise::Ha
   p.family = fam;
   p.local_nat = pp.local_nat;
   p.remote_nat = pp.remote_nat;
-  p.puncher = std::make_unique<nat::Puncher>(pp, ms(now), config_.punching);
+  p.puncher = std::make_unique<nat::Puncher>(pp, now, config_.punching);
   ++counters_.punches;
   (void)path;
   auto& slot = punches_[sid] = std::move(p);
@@ -380,7 +380,7 @@ void Peer::start_punch(SessionId sid, const session::Path& path, const noise::Ha
     events_.push_back(OpenSockets{slot.request, fam, want});
     return;  // starts in sockets_opened()
   }
-  slot.puncher->start(0, ms(now));
+  slot.puncher->start(0, now);
   run_punch(slot, now);
 }
 
@@ -389,7 +389,7 @@ void Peer::sockets_opened(std::uint64_t request, std::vector<std::size_t> socket
     if (p.request != request || !p.puncher) continue;
     p.request = 0;
     p.extras = std::move(sockets);
-    p.puncher->start(p.extras.size(), ms(now));
+    p.puncher->start(p.extras.size(), now);
     run_punch(p, now);
     return;
   }
@@ -457,7 +457,7 @@ void Peer::on_probe(std::size_t socket, const Endpoint& from, std::span<const st
       if (it == p.extras.end()) continue;
       local = static_cast<std::size_t>(it - p.extras.begin()) + 1;
     }
-    p.puncher->on_datagram(local, from, bytes, ms(now));
+    p.puncher->on_datagram(local, from, bytes, now);
     run_punch(p, now);
     return;
   }
@@ -502,7 +502,7 @@ void Peer::drain_sessions(Instant now) {
           // repliers of our DHT traffic agree they saw (the NAT classifier).
           const std::uint8_t fam = it->second.client.family;
           auto mine = dht_.public_endpoint(fam);
-          if (!mine) mine = nat_[fam == 6 ? 1 : 0].public_endpoint(ms(now));
+          if (!mine) mine = nat_[fam == 6 ? 1 : 0].public_endpoint(now);
           start_punch(a->sid, a->path, a->handshake_hash, nat::Role::responder,
                       mine.value_or(Endpoint{}), it->second.client, remote, now);
           it->second.accepted = true;
@@ -530,11 +530,11 @@ void Peer::drain_sessions(Instant now) {
 }
 
 void Peer::on_tick(Instant now) {
-  dht_.on_tick(ms(now));
+  dht_.on_tick(now);
   drain_dht(now);
   sessions_.on_tick(now);
   drain_sessions(now);
-  relay_.expire(ms(now));
+  relay_.expire(now);
   release_relays(now);
   for (auto it = connects_.begin(); it != connects_.end();) {
     PendingConnect& c = it->second;
@@ -559,7 +559,7 @@ void Peer::on_tick(Instant now) {
   for (auto it = punches_.begin(); it != punches_.end();) {
     Punch& p = it->second;
     if (p.puncher && p.request == 0) {
-      p.puncher->on_tick(ms(now));
+      p.puncher->on_tick(now);
       run_punch(p, now);
       if (p.puncher->finished()) {
         // Done answering probes; the session keeps its (maybe extra) socket until it closes.
@@ -591,18 +591,15 @@ std::optional<Datagram> Peer::next_datagram(Instant now) {
 
 Instant Peer::next_wakeup() const {
   if (!out_.empty() || !events_.empty()) return Instant::min();
-  const auto dw = dht_.next_wakeup();
-  Instant t = dw == dht::TimePoint::max() ? Instant::max() : duration_cast<microseconds>(dw);
-  t = std::min(t, sessions_.next_wakeup());
-  if (auto r = relay_.next_expiry()) t = std::min(t, duration_cast<microseconds>(*r));
+  Instant t = std::min(dht_.next_wakeup(), sessions_.next_wakeup());
+  if (auto r = relay_.next_expiry()) t = std::min(t, *r);
   for (const auto& [id, c] : connects_) {
     t = std::min(t, c.deadline);
     if (!c.reply && c.tries < 3) t = std::min(t, c.next_try);
   }
   for (const auto& [sid, p] : punches_) {
     if (!p.puncher || p.request) continue;
-    const auto w = p.puncher->next_wakeup();
-    if (w != dht::TimePoint::max()) t = std::min(t, duration_cast<microseconds>(w));
+    t = std::min(t, p.puncher->next_wakeup());
   }
   for (const auto& [ch, i] : intros_) t = std::min(t, i.expires);
   for (const auto& [sid, u] : relay_uses_) {

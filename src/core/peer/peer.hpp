@@ -32,7 +32,6 @@
 
 namespace qmesh::core::peer {
 
-using session::Instant;
 using session::SessionId;
 
 inline constexpr std::size_t kSocketV4 = 0, kSocketV6 = 1, kFirstExtraSocket = 2;
@@ -180,7 +179,6 @@ class Peer {
     bool decided = false;
   };
 
-  dht::TimePoint ms(Instant t) const { return std::chrono::duration_cast<dht::TimePoint>(t); }
   std::size_t main_socket(const Endpoint& e) const { return e.family == 6 ? kSocketV6 : kSocketV4; }
   rendezvous::PeerInfo my_info(std::uint8_t family, Instant now) const;
   void refresh_payload(Instant now);

@@ -79,7 +79,7 @@ CookieJar::CookieJar(const noise::PublicKey& local_static, RandomBytes random)
 
 void CookieJar::set_local_static(const noise::PublicKey& local_static) { keys_ = mac_keys(local_static); }
 
-void CookieJar::rotate(Micros now) {
+void CookieJar::rotate(Instant now) {
   if (rotated_ && now - *rotated_ < kRotate) return;
   // A gap of two periods or more leaves no previous secret worth keeping.
   has_previous_ = rotated_ && now - *rotated_ < 2 * kRotate;
@@ -92,7 +92,7 @@ Cookie CookieJar::cookie_for(const std::array<std::uint8_t, 32>& secret, std::sp
   return mac(secret, source);
 }
 
-bool CookieJar::mac2_valid(std::span<const std::uint8_t> hello, std::span<const std::uint8_t> source, Micros now) {
+bool CookieJar::mac2_valid(std::span<const std::uint8_t> hello, std::span<const std::uint8_t> source, Instant now) {
   if (hello.size() < kHelloMacs) return false;
   rotate(now);
   const std::uint8_t* got = hello.data() + hello.size() - kMacLen;
@@ -105,7 +105,7 @@ bool CookieJar::mac2_valid(std::span<const std::uint8_t> hello, std::span<const 
 }
 
 std::vector<std::uint8_t> CookieJar::reply(std::uint32_t receiver_sid, std::span<const std::uint8_t> hello,
-                                           std::span<const std::uint8_t> source, Micros now) {
+                                           std::span<const std::uint8_t> source, Instant now) {
   rotate(now);
   const Cookie c = cookie_for(secret_, source);
   const auto m1 = hello_mac1(hello);

@@ -29,6 +29,7 @@
 #include <span>
 #include <vector>
 
+#include "core/base/time.hpp"
 #include "core/session/noise.hpp"
 #include "core/session/packet.hpp"
 
@@ -60,8 +61,7 @@ std::optional<Cookie> open_cookie(const CookieReply& reply, std::span<const std:
 class CookieJar {
  public:
   using RandomBytes = std::function<void(std::span<std::uint8_t>)>;
-  using Micros = std::chrono::microseconds;
-  static constexpr Micros kRotate = std::chrono::minutes(2);
+  static constexpr Duration kRotate = std::chrono::minutes(2);
 
   CookieJar(const noise::PublicKey& local_static, RandomBytes random);
   const MacKeys& keys() const { return keys_; }
@@ -70,20 +70,20 @@ class CookieJar {
 
   // Whether the HELLO's mac2 is the one a cookie for `source` gives (the current or the previous
   // secret, so a cookie stays good across one rotation).
-  bool mac2_valid(std::span<const std::uint8_t> hello, std::span<const std::uint8_t> source, Micros now);
+  bool mac2_valid(std::span<const std::uint8_t> hello, std::span<const std::uint8_t> source, Instant now);
   // The COOKIE datagram answering `hello` (whose sender_sid is `receiver_sid`) from `source`.
   std::vector<std::uint8_t> reply(std::uint32_t receiver_sid, std::span<const std::uint8_t> hello,
-                                  std::span<const std::uint8_t> source, Micros now);
+                                  std::span<const std::uint8_t> source, Instant now);
 
  private:
-  void rotate(Micros now);
+  void rotate(Instant now);
   Cookie cookie_for(const std::array<std::uint8_t, 32>& secret, std::span<const std::uint8_t> source) const;
 
   MacKeys keys_;
   RandomBytes random_;
   std::array<std::uint8_t, 32> secret_{}, previous_{};
   bool has_previous_ = false;
-  std::optional<Micros> rotated_;
+  std::optional<Instant> rotated_;
 };
 
 }  // namespace qmesh::core::session

@@ -117,7 +117,7 @@ Result<SessionId> SessionHost::connect(const Path& path, const noise::PublicKey&
   if (sessions_.size() >= config_.max_sessions) return Error{"session: too many sessions", "full"};
   const SessionId sid = new_sid();
   const noise::PrivateKey eph = new_ephemeral();
-  const std::uint64_t clock = config_.clock_us ? config_.clock_us() : static_cast<std::uint64_t>(now.count());
+  const std::uint64_t clock = config_.clock_us ? config_.clock_us() : static_cast<std::uint64_t>(to_us(now));
   last_sent_ts_ = std::max(clock, last_sent_ts_ + 1);
   HandshakePayload payload = config_.payload;
   payload.timestamp = last_sent_ts_;

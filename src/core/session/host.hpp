@@ -42,7 +42,6 @@
 
 namespace qmesh::core::session {
 
-using stream::Instant;
 using SessionId = std::uint32_t;  // this side's receive id
 
 struct Path {

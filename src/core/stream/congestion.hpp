@@ -6,10 +6,10 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "core/base/time.hpp"
+
 namespace qmesh::core::stream {
 
-using Instant = std::chrono::microseconds;  // since an arbitrary epoch; injected, never read
-using Duration = std::chrono::microseconds;
 
 // Slow start until the first loss, then additive increase of one packet per window. A loss
 // episode (every loss of a packet sent before the reduction) halves the window once; persistent

@@ -14,9 +14,9 @@
 #include <chrono>
 #include <cstdint>
 
-namespace qmesh::core::stream {
+#include "core/base/time.hpp"
 
-using Duration = std::chrono::microseconds;
+namespace qmesh::core::stream {
 
 class RttEstimator {
  public:

@@ -35,7 +35,7 @@ Endpoint probe_port_of(Endpoint e) {
 // from endpoints they sent to.
 struct TinyNet {
   std::map<Endpoint, std::unique_ptr<DhtNode>> nodes;
-  TimePoint now{1000};
+  Instant now = instant_ms(1000);
   std::vector<std::pair<Endpoint, OutDatagram>> captured;  // datagrams to endpoints not in the map
   std::set<Endpoint> natted;
   std::map<Endpoint, std::set<Endpoint>> contacted;
@@ -53,7 +53,7 @@ struct TinyNet {
   }
   // Delivers until nothing is in flight, then runs timers until everything settles or `until`.
   void run(milliseconds for_at_most = seconds(30)) {
-    const TimePoint end = now + for_at_most;
+    const Instant end = now + for_at_most;
     while (now < end) {
       bool any = false;
       for (auto& [self, n] : nodes) {
@@ -74,7 +74,7 @@ struct TinyNet {
         now += milliseconds(1);
         continue;
       }
-      TimePoint wake = end;
+      Instant wake = end;
       for (auto& [self, n] : nodes) wake = std::min(wake, std::max(now, n->next_wakeup()));
       bool pending = false;
       for (auto& [self, n] : nodes) pending = pending || n->pending_requests() > 0;
@@ -99,7 +99,7 @@ struct TinyNet {
   // Lets `span` pass, ticking the nodes when they are due (run() stops early once only
   // maintenance timers are left).
   void pass(milliseconds span) {
-    const TimePoint end = now + span;
+    const Instant end = now + span;
     while (now < end) {
       run(std::chrono::duration_cast<milliseconds>(end - now));
       if (now < end) now = std::min(end, now + seconds(1));
@@ -457,7 +457,7 @@ struct DualNet {
   };
   std::vector<N> nodes;
   std::map<Endpoint, std::size_t> by_ep;
-  TimePoint now{1000};
+  Instant now = instant_ms(1000);
 
   std::size_t add(std::optional<Endpoint> v4, std::optional<Endpoint> v6) {
     DhtConfig c;
@@ -695,7 +695,7 @@ TEST(DhtNode, EphemeralWithoutAutoPromoteNeverAsks) {
 // helper it asked, counts; promote_confirmations of them promote it.
 TEST(DhtNode, ProbeCountsOnlyFromAnotherPortWithItsNonce) {
   auto c = promoting(/*public_known=*/true, 50);
-  TimePoint now{1000};
+  Instant now = instant_ms(1000);
   DhtNode n(c, 7, now);
   const std::vector<Endpoint> seeds = {ep(1), ep(2), ep(3)};
   n.bootstrap(seeds, now);
@@ -756,7 +756,7 @@ TEST(DhtNode, ProbeCountsOnlyFromAnotherPortWithItsNonce) {
 // The helper's side: a PROBE only to the asker's observed address, from the probe socket, and
 // never more than 3x the bytes the PING_BACK brought.
 TEST(DhtNode, PingBackAnswerIsBoundedAndGoesOnlyToTheAsker) {
-  TimePoint now{1000};
+  Instant now = instant_ms(1000);
   DhtConfig c;
   c.public_v4 = ep(1);
   DhtNode helper(c, 9, now);
@@ -842,7 +842,7 @@ struct OneSeedNet {
   // The worker's status loop: announce every `interval` for `span`; how many stored somewhere.
   int announce_for(milliseconds span, milliseconds interval = seconds(2)) {
     int stored = 0;
-    const TimePoint end = net.now + span;
+    const Instant end = net.now + span;
     while (net.now < end) {
       const auto q = worker->announce(topic, std::vector<std::uint8_t>{'w'}, key(9), net.now);
       net.pass(interval);

@@ -26,7 +26,7 @@ std::vector<Endpoint> endpoints_in_bucket(const NodeId& self, int bucket, std::s
 TEST(DhtRoutingTable, BucketPlacementAndClosest) {
   const NodeId self = node_id_for(ep(0));
   RoutingTable t(self);
-  for (std::uint32_t i = 1; i <= 200; ++i) t.add(node_id_for(ep(i)), ep(i), TimePoint{i});
+  for (std::uint32_t i = 1; i <= 200; ++i) t.add(node_id_for(ep(i)), ep(i), instant_ms(i));
   EXPECT_GT(t.size(), 40u);
   EXPECT_LE(t.bucket_size(0), 20u);
   std::size_t total = 0;
@@ -38,14 +38,14 @@ TEST(DhtRoutingTable, BucketPlacementAndClosest) {
   auto c = t.closest(target, 20);
   ASSERT_EQ(c.size(), 20u);
   for (std::size_t i = 1; i < c.size(); ++i) EXPECT_FALSE(closer(target, c[i].id, c[i - 1].id));
-  EXPECT_EQ(t.add(self, ep(0), TimePoint{0}).result, InsertResult::Self);
+  EXPECT_EQ(t.add(self, ep(0), instant_ms(0)).result, InsertResult::Self);
 }
 
 TEST(DhtRoutingTable, IdMustMatchEndpoint) {
   RoutingTable t(node_id_for(ep(0)));
-  EXPECT_EQ(t.add(node_id_for(ep(2)), ep(1), TimePoint{0}).result, InsertResult::BadId);
-  EXPECT_EQ(t.add(node_id_for(ep(1)), ep(1), TimePoint{0}).result, InsertResult::Added);
-  EXPECT_EQ(t.add(node_id_for(ep(1)), ep(1), TimePoint{1}).result, InsertResult::Updated);
+  EXPECT_EQ(t.add(node_id_for(ep(2)), ep(1), instant_ms(0)).result, InsertResult::BadId);
+  EXPECT_EQ(t.add(node_id_for(ep(1)), ep(1), instant_ms(0)).result, InsertResult::Added);
+  EXPECT_EQ(t.add(node_id_for(ep(1)), ep(1), instant_ms(1)).result, InsertResult::Updated);
   EXPECT_EQ(t.size(), 1u);
 }
 
@@ -53,7 +53,7 @@ TEST(DhtRoutingTable, PerIpBoundAndLoopbackExemption) {
   RoutingTable t(node_id_for(ep(0)));
   int added = 0;
   for (std::uint16_t port = 1; port <= 10; ++port) {
-    auto r = t.add(node_id_for(ep(7, port)), ep(7, port), TimePoint{0}).result;
+    auto r = t.add(node_id_for(ep(7, port)), ep(7, port), instant_ms(0)).result;
     if (r == InsertResult::Added) ++added;
     else EXPECT_EQ(r, InsertResult::IpLimit);
   }
@@ -62,14 +62,14 @@ TEST(DhtRoutingTable, PerIpBoundAndLoopbackExemption) {
   int v6 = 0;
   for (int i = 1; i <= 5; ++i) {
     auto e = *Endpoint::parse("[2001:db8:0:1::" + std::to_string(i) + "]:4000");
-    if (t.add(node_id_for(e), e, TimePoint{0}).result == InsertResult::Added) ++v6;
+    if (t.add(node_id_for(e), e, instant_ms(0)).result == InsertResult::Added) ++v6;
   }
   EXPECT_EQ(v6, 2);
   // Loopback: many nodes on 127.0.0.1 (tests) are fine.
   int lo = 0;
   for (std::uint16_t port = 1; port <= 10; ++port) {
     auto e = Endpoint::v4(127, 0, 0, 1, port);
-    if (t.add(node_id_for(e), e, TimePoint{0}).result == InsertResult::Added) ++lo;
+    if (t.add(node_id_for(e), e, instant_ms(0)).result == InsertResult::Added) ++lo;
   }
   EXPECT_GE(lo, 9);  // all but any that land in a full bucket
   RoutingConfig strict;
@@ -78,7 +78,7 @@ TEST(DhtRoutingTable, PerIpBoundAndLoopbackExemption) {
   int lo2 = 0;
   for (std::uint16_t port = 1; port <= 10; ++port) {
     auto e = Endpoint::v4(127, 0, 0, 1, port);
-    if (t2.add(node_id_for(e), e, TimePoint{0}).result == InsertResult::Added) ++lo2;
+    if (t2.add(node_id_for(e), e, instant_ms(0)).result == InsertResult::Added) ++lo2;
   }
   EXPECT_EQ(lo2, 2);
 }
@@ -88,13 +88,13 @@ TEST(DhtRoutingTable, PingBeforeEvict) {
   RoutingTable t(self);
   auto eps = endpoints_in_bucket(self, 0, 23);
   for (std::size_t i = 0; i < 20; ++i)
-    ASSERT_EQ(t.add(node_id_for(eps[i]), eps[i], TimePoint{static_cast<long>(i)}).result, InsertResult::Added);
+    ASSERT_EQ(t.add(node_id_for(eps[i]), eps[i], instant_ms(static_cast<long>(i))).result, InsertResult::Added);
   // Full of good (recently seen) entries: the newcomer is only remembered, nobody is pinged.
-  auto good = t.add(node_id_for(eps[20]), eps[20], TimePoint{100});
+  auto good = t.add(node_id_for(eps[20]), eps[20], instant_ms(100));
   EXPECT_EQ(good.result, InsertResult::Pending);
   EXPECT_FALSE(good.ping);
   // Later, when the entries are questionable: the least recently seen (eps[0]) gets pinged.
-  const TimePoint later{std::chrono::minutes(20)};
+  const Instant later{std::chrono::minutes(20)};
   auto out = t.add(node_id_for(eps[20]), eps[20], later);
   EXPECT_EQ(out.result, InsertResult::Pending);
   ASSERT_TRUE(out.ping);
@@ -121,16 +121,16 @@ TEST(DhtRoutingTable, FailingEntriesDropAndRefreshTargetsStayInBucket) {
   const NodeId self = node_id_for(ep(0));
   RoutingTable t(self);
   auto eps = endpoints_in_bucket(self, 1, 2);
-  t.add(node_id_for(eps[0]), eps[0], TimePoint{0});
+  t.add(node_id_for(eps[0]), eps[0], instant_ms(0));
   t.on_timeout(node_id_for(eps[0]));
   EXPECT_TRUE(t.contains(node_id_for(eps[0])));
   t.on_timeout(node_id_for(eps[0]));
   EXPECT_FALSE(t.contains(node_id_for(eps[0])));
 
-  for (std::uint32_t i = 1; i <= 100; ++i) t.add(node_id_for(ep(i)), ep(i), TimePoint{0});
+  for (std::uint32_t i = 1; i <= 100; ++i) t.add(node_id_for(ep(i)), ep(i), instant_ms(0));
   Rng rng(3);
-  EXPECT_TRUE(t.refresh_targets(TimePoint{milliseconds(1000)}, milliseconds(5000), rng).empty());
-  auto targets = t.refresh_targets(TimePoint{milliseconds(10000)}, milliseconds(5000), rng);
+  EXPECT_TRUE(t.refresh_targets(Instant(milliseconds(1000)), milliseconds(5000), rng).empty());
+  auto targets = t.refresh_targets(Instant(milliseconds(10000)), milliseconds(5000), rng);
   EXPECT_FALSE(targets.empty());
   std::vector<int> buckets;
   for (std::size_t b = 0; b < t.bucket_count(); ++b)
@@ -143,20 +143,20 @@ TEST(DhtRoutingTable, UnconfirmedNodesOnlyFillRoom) {
   const NodeId self = node_id_for(ep(0));
   RoutingTable t(self);
   auto eps = endpoints_in_bucket(self, 0, 21);
-  EXPECT_EQ(t.add_unconfirmed(node_id_for(eps[1]), eps[0], TimePoint{5}), InsertResult::BadId);
+  EXPECT_EQ(t.add_unconfirmed(node_id_for(eps[1]), eps[0], instant_ms(5)), InsertResult::BadId);
   for (std::size_t i = 0; i < 20; ++i)
-    EXPECT_EQ(t.add_unconfirmed(node_id_for(eps[i]), eps[i], TimePoint{5}), InsertResult::Added);
+    EXPECT_EQ(t.add_unconfirmed(node_id_for(eps[i]), eps[i], instant_ms(5)), InsertResult::Added);
   // Full: an unconfirmed node neither enters nor triggers a ping.
-  EXPECT_EQ(t.add_unconfirmed(node_id_for(eps[20]), eps[20], TimePoint{5}), InsertResult::Pending);
+  EXPECT_EQ(t.add_unconfirmed(node_id_for(eps[20]), eps[20], instant_ms(5)), InsertResult::Pending);
   EXPECT_FALSE(t.contains(node_id_for(eps[20])));
   // A node we heard from ourselves displaces an unconfirmed one without a ping.
-  auto out = t.add(node_id_for(eps[20]), eps[20], TimePoint{6});
+  auto out = t.add(node_id_for(eps[20]), eps[20], instant_ms(6));
   EXPECT_EQ(out.result, InsertResult::Added);
   EXPECT_FALSE(out.ping);
   EXPECT_TRUE(t.contains(node_id_for(eps[20])));
   EXPECT_EQ(t.size(), 20u);
   // An unconfirmed entry that answers becomes a normal one; one that times out is dropped.
-  t.add(node_id_for(eps[1]), eps[1], TimePoint{7});
+  t.add(node_id_for(eps[1]), eps[1], instant_ms(7));
   t.on_timeout(node_id_for(eps[1]));
   EXPECT_TRUE(t.contains(node_id_for(eps[1])));
   t.on_timeout(node_id_for(eps[2]));
@@ -168,7 +168,7 @@ TEST(DhtRoutingTable, UnconfirmedNodesOnlyFillRoom) {
 TEST(DhtRoutingTable, CompactEntriesGiveBackFullIds) {
   const NodeId self = node_id_for(ep(0));
   RoutingTable t(self);
-  for (std::uint32_t i = 1; i <= 2000; ++i) t.add(node_id_for(ep(i)), ep(i), TimePoint{std::chrono::seconds(i)});
+  for (std::uint32_t i = 1; i <= 2000; ++i) t.add(node_id_for(ep(i)), ep(i), Instant(std::chrono::seconds(i)));
   ASSERT_GT(t.size(), 100u);
   std::size_t seen = 0;
   t.for_each([&](const RoutingEntry& e) {
@@ -190,5 +190,5 @@ TEST(DhtRoutingTable, CompactEntriesGiveBackFullIds) {
   NodeId fake = t.closest(self, 1)[0].id;
   fake[31] ^= 1;
   EXPECT_FALSE(t.contains(fake));
-  EXPECT_EQ(t.add(fake, ep(1), TimePoint{0}).result, InsertResult::BadId);
+  EXPECT_EQ(t.add(fake, ep(1), instant_ms(0)).result, InsertResult::BadId);
 }

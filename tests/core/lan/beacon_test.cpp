@@ -44,6 +44,8 @@ Beacon query(const dht::KeyPair& k, std::int64_t ts = kNow, std::uint8_t nonce =
 
 Endpoint v4(std::uint8_t last, std::uint16_t port = 49738) { return Endpoint::v4(10, 0, 0, last, port); }
 Endpoint v6(const char* text) { return *Endpoint::parse(text); }
+// The discovery state machine's time: `d` after an arbitrary start.
+constexpr Instant at(std::chrono::milliseconds d) { return Instant{} + d; }
 
 }  // namespace
 
@@ -187,10 +189,10 @@ std::vector<Event> events(Discovery& d) {
 }
 
 // Runs d's timers from `from` to `to` (ms steps of 10), collecting what it sends.
-std::vector<std::pair<TimePoint, Datagram>> run(Discovery& d, TimePoint from, TimePoint to) {
-  std::vector<std::pair<TimePoint, Datagram>> out;
-  for (TimePoint t = from; t <= to; t += 10ms) {
-    if (d.next_wakeup() <= t) d.on_tick(t, kNow + t.count() / 1000);
+std::vector<std::pair<Instant, Datagram>> run(Discovery& d, Instant from, Instant to) {
+  std::vector<std::pair<Instant, Datagram>> out;
+  for (Instant t = from; t <= to; t += 10ms) {
+    if (d.next_wakeup() <= t) d.on_tick(t, kNow + to_ms(t) / 1000);
     for (auto& g : drain(d)) out.emplace_back(t, std::move(g));
   }
   return out;
@@ -199,14 +201,14 @@ std::vector<std::pair<TimePoint, Datagram>> run(Discovery& d, TimePoint from, Ti
 }  // namespace
 
 TEST(LanDiscovery, AnnouncerBeaconsAtStartThenEveryIntervalWithJitter) {
-  Discovery d(announcer(), 0ms);
-  EXPECT_EQ(d.next_wakeup(), 0ms);
-  auto sent = run(d, 0ms, 200s);
+  Discovery d(announcer(), at(0ms));
+  EXPECT_EQ(d.next_wakeup(), at(0ms));
+  auto sent = run(d, at(0ms), at(200s));
   ASSERT_GE(sent.size(), 6u);
-  EXPECT_EQ(sent[0].first, 0ms);
+  EXPECT_EQ(sent[0].first, at(0ms));
   std::set<std::int64_t> gaps;
   for (std::size_t i = 0; i < sent.size(); ++i) {
-    auto c = check(sent[i].second.bytes, kNow + sent[i].first.count() / 1000);
+    auto c = check(sent[i].second.bytes, kNow + to_ms(sent[i].first) / 1000);
     ASSERT_EQ(c.verdict, Verdict::Ok);
     EXPECT_EQ(c.beacon.kind, Kind::Beacon);
     EXPECT_EQ(c.beacon.port_v4, 4000);
@@ -224,8 +226,8 @@ TEST(LanDiscovery, AnnouncerBeaconsAtStartThenEveryIntervalWithJitter) {
 }
 
 TEST(LanDiscovery, SameSeedSameDatagrams) {
-  Discovery a(announcer(), 0ms), b(announcer(), 0ms);
-  auto sa = run(a, 0ms, 100s), sb = run(b, 0ms, 100s);
+  Discovery a(announcer(), at(0ms)), b(announcer(), at(0ms));
+  auto sa = run(a, at(0ms), at(100s)), sb = run(b, at(0ms), at(100s));
   ASSERT_EQ(sa.size(), sb.size());
   for (std::size_t i = 0; i < sa.size(); ++i) {
     EXPECT_EQ(sa[i].first, sb[i].first);
@@ -234,25 +236,25 @@ TEST(LanDiscovery, SameSeedSameDatagrams) {
 }
 
 TEST(LanDiscovery, ListenerQueriesAtStartAndStopsOnceSomethingIsFound) {
-  Discovery d(listener(), 0ms);
-  auto sent = run(d, 0ms, 10s);
+  Discovery d(listener(), at(0ms));
+  auto sent = run(d, at(0ms), at(10s));
   ASSERT_EQ(sent.size(), 3u);
-  EXPECT_EQ(sent[0].first, 0ms);
-  EXPECT_EQ(sent[1].first, 1s);
-  EXPECT_EQ(sent[2].first, 3s);
+  EXPECT_EQ(sent[0].first, at(0ms));
+  EXPECT_EQ(sent[1].first, at(1s));
+  EXPECT_EQ(sent[2].first, at(3s));
   for (auto& [t, g] : sent) {
     EXPECT_EQ(decode(g.bytes)->kind, Kind::Query);
     EXPECT_TRUE(g.v4 && g.v6);
   }
   // Found before the second query: no more start-up queries.
-  Discovery e(listener(), 0ms);
-  e.on_tick(0ms, kNow);
+  Discovery e(listener(), at(0ms));
+  e.on_tick(at(0ms), kNow);
   EXPECT_EQ(drain(e).size(), 1u);
-  e.on_datagram(v4(5), encode(beacon(key(1))), 500ms, kNow);
-  EXPECT_EQ(run(e, 500ms, 10s).size(), 0u);
+  e.on_datagram(v4(5), encode(beacon(key(1))), at(500ms), kNow);
+  EXPECT_EQ(run(e, at(500ms), at(10s)).size(), 0u);
   // query() asks again, no sooner than a second after the last one.
-  e.query(10s);
-  auto again = run(e, 10s, 20s);
+  e.query(at(10s));
+  auto again = run(e, at(10s), at(20s));
   ASSERT_EQ(again.size(), 1u);
   e.query(again[0].first);
   auto next = run(e, again[0].first, again[0].first + 5s);
@@ -261,10 +263,10 @@ TEST(LanDiscovery, ListenerQueriesAtStartAndStopsOnceSomethingIsFound) {
 }
 
 TEST(LanDiscovery, ABeaconIsFoundAtItsSourceAddressWithTheAnnouncedPort) {
-  Discovery d(listener(), 0ms);
+  Discovery d(listener(), at(0ms));
   const auto k = key(1);
-  d.on_datagram(v4(5), encode(beacon(k, 4000, 4001)), 1ms, kNow);
-  d.on_datagram(v6("[fd00:18::1:1]:49738"), encode(beacon(k, 4000, 4001, kNow, 2)), 2ms, kNow);
+  d.on_datagram(v4(5), encode(beacon(k, 4000, 4001)), at(1ms), kNow);
+  d.on_datagram(v6("[fd00:18::1:1]:49738"), encode(beacon(k, 4000, 4001, kNow, 2)), at(2ms), kNow);
   auto ev = events(d);
   ASSERT_EQ(ev.size(), 2u);
   EXPECT_EQ(std::get<Found>(ev[0]), (Found{Endpoint::v4(10, 0, 0, 5, 4000), k.public_key, flag::kDhtNode}));
@@ -272,8 +274,8 @@ TEST(LanDiscovery, ABeaconIsFoundAtItsSourceAddressWithTheAnnouncedPort) {
   EXPECT_EQ(d.nodes().size(), 2u);
 
   // The same beacon again (another interface's copy) and an older one: nothing new.
-  d.on_datagram(v4(5), encode(beacon(k, 4000, 4001)), 3ms, kNow);
-  d.on_datagram(v4(5), encode(beacon(k, 4000, 4001, kNow - 10, 3)), 3ms, kNow);
+  d.on_datagram(v4(5), encode(beacon(k, 4000, 4001)), at(3ms), kNow);
+  d.on_datagram(v4(5), encode(beacon(k, 4000, 4001, kNow - 10, 3)), at(3ms), kNow);
   EXPECT_EQ(d.counters().duplicate, 1u);
   EXPECT_EQ(d.counters().stale, 1u);
   EXPECT_TRUE(events(d).empty());
@@ -282,49 +284,49 @@ TEST(LanDiscovery, ABeaconIsFoundAtItsSourceAddressWithTheAnnouncedPort) {
   // a worker is reported again.
   Beacon answer = beacon(k, 4000, 4001, kNow + 1, 4);
   answer.flags |= flag::kAnswer;
-  d.on_datagram(v4(5), encode(sign(answer, k)), 4ms, kNow);
+  d.on_datagram(v4(5), encode(sign(answer, k)), at(4ms), kNow);
   EXPECT_TRUE(events(d).empty());
   Beacon worker = beacon(k, 4000, 4001, kNow + 2, 5);
   worker.flags |= flag::kWorker;
-  d.on_datagram(v4(5), encode(sign(worker, k)), 5ms, kNow);
+  d.on_datagram(v4(5), encode(sign(worker, k)), at(5ms), kNow);
   auto again = events(d);
   ASSERT_EQ(again.size(), 1u);
   EXPECT_EQ(std::get<Found>(again[0]).flags, flag::kDhtNode | flag::kWorker);
 }
 
 TEST(LanDiscovery, UnusableOwnForgedAndStaleBeaconsAreIgnored) {
-  Discovery d(announcer(10), 0ms);
+  Discovery d(announcer(10), at(0ms));
   const auto k = key(1);
-  d.on_datagram(v6("[fd00::5]:1"), encode(beacon(k, 4000, 0)), 1ms, kNow);        // no IPv6 port
-  d.on_datagram(v4(5), encode(beacon(k, 0, 4001)), 1ms, kNow);                    // no IPv4 port
-  d.on_datagram(v6("[fe80::1]:1"), encode(beacon(k, 4000, 4001)), 1ms, kNow);     // link-local source
-  d.on_datagram(Endpoint::v4(0, 0, 0, 0, 1), encode(beacon(k)), 1ms, kNow);       // unspecified source
+  d.on_datagram(v6("[fd00::5]:1"), encode(beacon(k, 4000, 0)), at(1ms), kNow);        // no IPv6 port
+  d.on_datagram(v4(5), encode(beacon(k, 0, 4001)), at(1ms), kNow);                    // no IPv4 port
+  d.on_datagram(v6("[fe80::1]:1"), encode(beacon(k, 4000, 4001)), at(1ms), kNow);     // link-local source
+  d.on_datagram(Endpoint::v4(0, 0, 0, 0, 1), encode(beacon(k)), at(1ms), kNow);       // unspecified source
   EXPECT_EQ(d.counters().unusable, 4u);
-  d.on_datagram(v4(6), encode(beacon(key(10))), 1ms, kNow);  // our own, looped back
+  d.on_datagram(v4(6), encode(beacon(key(10))), at(1ms), kNow);  // our own, looped back
   EXPECT_EQ(d.counters().own, 1u);
   auto forged = beacon(k);
   forged.port_v4 = 5000;  // altered after signing
-  d.on_datagram(v4(7), encode(forged), 1ms, kNow);
+  d.on_datagram(v4(7), encode(forged), at(1ms), kNow);
   EXPECT_EQ(d.counters().bad_signature, 1u);
-  d.on_datagram(v4(8), encode(beacon(k, 4000, 4001, kNow - 500)), 1ms, kNow);
+  d.on_datagram(v4(8), encode(beacon(k, 4000, 4001, kNow - 500)), at(1ms), kNow);
   EXPECT_EQ(d.counters().stale, 1u);
-  d.on_datagram(v4(9), std::vector<std::uint8_t>{0x89, 1, 1}, 1ms, kNow);
+  d.on_datagram(v4(9), std::vector<std::uint8_t>{0x89, 1, 1}, at(1ms), kNow);
   EXPECT_EQ(d.counters().malformed, 1u);
-  d.on_datagram(v4(9), std::vector<std::uint8_t>{0x01, 2, 3}, 1ms, kNow);  // not a beacon at all
+  d.on_datagram(v4(9), std::vector<std::uint8_t>{0x01, 2, 3}, at(1ms), kNow);  // not a beacon at all
   EXPECT_EQ(d.counters().received, 8u);
   EXPECT_TRUE(d.nodes().empty());
   EXPECT_TRUE(events(d).empty());
 }
 
 TEST(LanDiscovery, QueriesAreAnsweredByMulticastAtMostOncePerSecond) {
-  Discovery d(announcer(), 0ms);
-  d.on_tick(0ms, kNow);
+  Discovery d(announcer(), at(0ms));
+  d.on_tick(at(0ms), kNow);
   EXPECT_EQ(drain(d).size(), 1u);  // the start-up beacon
   // 1000 queries from 1000 keys over 10 s (one every 10 ms).
   std::size_t answers = 0, answer_bytes = 0, query_bytes = 0;
-  std::optional<TimePoint> last;
+  std::optional<Instant> last;
   for (int i = 0; i < 1000; ++i) {
-    const TimePoint t = 10ms * i + 1ms;
+    const Instant t = at(10ms * i + 1ms);
     auto q = encode(query(key(static_cast<std::uint8_t>(100 + i % 100)), kNow, static_cast<std::uint8_t>(i)));
     query_bytes += q.size();
     d.on_datagram(Endpoint::v4(10, 0, static_cast<std::uint8_t>(i / 250), static_cast<std::uint8_t>(i % 250), 9), q,
@@ -349,21 +351,21 @@ TEST(LanDiscovery, QueriesAreAnsweredByMulticastAtMostOncePerSecond) {
   EXPECT_LE(answers, 10u);
   EXPECT_LE(answer_bytes * 50, query_bytes);
   // A listener does not answer.
-  Discovery l(listener(), 0ms);
-  l.on_tick(0ms, kNow);
+  Discovery l(listener(), at(0ms));
+  l.on_tick(at(0ms), kNow);
   drain(l);
-  l.on_datagram(v4(5), encode(query(key(1))), 1ms, kNow);
-  EXPECT_EQ(run(l, 1ms, 900ms).size(), 0u);
+  l.on_datagram(v4(5), encode(query(key(1))), at(1ms), kNow);
+  EXPECT_EQ(run(l, at(1ms), at(900ms)).size(), 0u);
 }
 
 TEST(LanDiscovery, AnAnswerWaitsARandomDelayAndAPeriodicBeaconCountsAsOne) {
-  Discovery d(announcer(), 0ms);
-  d.on_tick(0ms, kNow);
+  Discovery d(announcer(), at(0ms));
+  d.on_tick(at(0ms), kNow);
   drain(d);
-  d.on_datagram(v4(5), encode(query(key(1))), 5s, kNow);
-  auto sent = run(d, 5s, 6s);
+  d.on_datagram(v4(5), encode(query(key(1))), at(5s), kNow);
+  auto sent = run(d, at(5s), at(6s));
   ASSERT_EQ(sent.size(), 1u);
-  EXPECT_LE(sent[0].first, 5s + 510ms);
+  EXPECT_LE(sent[0].first, at(5s + 510ms));
   // A query just after a beacon waits out the gap.
   d.on_datagram(v4(5), encode(query(key(1), kNow, 9)), sent[0].first + 10ms, kNow);
   auto next = run(d, sent[0].first + 10ms, sent[0].first + 3s);
@@ -374,15 +376,15 @@ TEST(LanDiscovery, AnAnswerWaitsARandomDelayAndAPeriodicBeaconCountsAsOne) {
 TEST(LanDiscovery, TableIsBoundedInAllAndPerAddress) {
   DiscoveryConfig c = listener();
   c.max_verify_per_s = 100000;
-  Discovery d(c, 0ms);
+  Discovery d(c, at(0ms));
   // Ten keys from one address: four entries.
-  for (int i = 0; i < 10; ++i) d.on_datagram(v4(1), encode(beacon(key(static_cast<std::uint8_t>(i + 1)))), 1ms, kNow);
+  for (int i = 0; i < 10; ++i) d.on_datagram(v4(1), encode(beacon(key(static_cast<std::uint8_t>(i + 1)))), at(1ms), kNow);
   EXPECT_EQ(d.nodes().size(), 4u);
   EXPECT_EQ(d.counters().per_ip_refused, 6u);
   // 100 more from 100 addresses: 64 in all, the least recently heard forgotten (and reported lost).
   for (int i = 0; i < 100; ++i) {
     d.on_datagram(Endpoint::v4(10, 1, 0, static_cast<std::uint8_t>(i + 1), 9),
-                  encode(beacon(key(static_cast<std::uint8_t>(50 + i)))), TimePoint(2 + i), kNow);
+                  encode(beacon(key(static_cast<std::uint8_t>(50 + i)))), instant_ms(2 + i), kNow);
   }
   EXPECT_EQ(d.nodes().size(), 64u);
   EXPECT_EQ(d.counters().evicted, 104u - 64u);
@@ -395,39 +397,39 @@ TEST(LanDiscovery, TableIsBoundedInAllAndPerAddress) {
 }
 
 TEST(LanDiscovery, EntriesExpireAfterThreeMissedBeacons) {
-  Discovery d(listener(), 0ms);
-  run(d, 0ms, 5s);
+  Discovery d(listener(), at(0ms));
+  run(d, at(0ms), at(5s));
   const auto k = key(1);
-  d.on_datagram(v4(5), encode(beacon(k, 4000, 0, kNow + 5)), 5s, kNow + 5);
+  d.on_datagram(v4(5), encode(beacon(k, 4000, 0, kNow + 5)), at(5s), kNow + 5);
   ASSERT_EQ(events(d).size(), 1u);
   // Refreshed at 35 s: still there at 120 s, gone by 35 + 3 * 33 + 1 s.
-  d.on_datagram(v4(5), encode(beacon(k, 4000, 0, kNow + 35, 7)), 35s, kNow + 35);
-  run(d, 5s, 120s);
+  d.on_datagram(v4(5), encode(beacon(k, 4000, 0, kNow + 35, 7)), at(35s), kNow + 35);
+  run(d, at(5s), at(120s));
   EXPECT_EQ(d.nodes().size(), 1u);
   EXPECT_TRUE(events(d).empty());
-  EXPECT_LE(d.next_wakeup(), 35s + 3 * 33s + 1s);
-  run(d, 120s, 136s);
+  EXPECT_LE(d.next_wakeup(), at(35s + 3 * 33s + 1s));
+  run(d, at(120s), at(136s));
   EXPECT_TRUE(d.nodes().empty());
   auto ev = events(d);
   ASSERT_EQ(ev.size(), 1u);
   EXPECT_EQ(std::get<Lost>(ev[0]).endpoint, Endpoint::v4(10, 0, 0, 5, 4000));
-  EXPECT_EQ(d.next_wakeup(), TimePoint::max());
+  EXPECT_EQ(d.next_wakeup(), Instant::max());
 }
 
 TEST(LanDiscovery, SignatureChecksAreBudgeted) {
   DiscoveryConfig c = listener();
   c.max_verify_per_s = 50;
-  Discovery d(c, 0ms);
+  Discovery d(c, at(0ms));
   auto forged = beacon(key(1));
   forged.sig[0] ^= 1;
   for (int i = 0; i < 300; ++i) {
     forged.nonce[0] = static_cast<std::uint8_t>(i);
     d.on_datagram(Endpoint::v4(10, 2, static_cast<std::uint8_t>(i / 200), static_cast<std::uint8_t>(i % 200 + 1), 9),
-                  encode(forged), 100ms, kNow);
+                  encode(forged), at(100ms), kNow);
   }
   EXPECT_EQ(d.counters().bad_signature, 50u);
   EXPECT_EQ(d.counters().over_budget, 250u);
   // The next second has a fresh budget.
-  d.on_datagram(v4(5), encode(beacon(key(2))), 1100ms, kNow);
+  d.on_datagram(v4(5), encode(beacon(key(2))), at(1100ms), kNow);
   EXPECT_EQ(d.nodes().size(), 1u);
 }

@@ -11,7 +11,7 @@ using std::chrono::seconds;
 namespace {
 
 IpKey ip(std::uint8_t last) { return ip_key(Endpoint::v4(10, 0, 0, last, 4000)); }
-constexpr RequestIntake::Instant t0{1'000'000};
+constexpr Instant t0 = instant_us(1'000'000);
 constexpr std::size_t KiB = 1024;
 
 }  // namespace
@@ -36,7 +36,7 @@ TEST(RequestIntake, CountsPerSessionSourceAndInAll) {
   EXPECT_EQ(in.total(), 0u);
   EXPECT_EQ(in.count(), 0u);
   EXPECT_EQ(in.session_bytes(1), 0u);
-  EXPECT_EQ(in.next_deadline(), RequestIntake::Instant::max());
+  EXPECT_EQ(in.next_deadline(), Instant::max());
 }
 
 // The attack of issue 11: many sessions x many streams, each a 64 KiB prefix that never

@@ -6,7 +6,8 @@
 
 using namespace qmesh::core::nat;
 using qmesh::core::Endpoint;
-using qmesh::core::dht::TimePoint;
+using qmesh::core::Instant;
+using qmesh::core::instant_ms;
 using std::chrono::milliseconds;
 using std::chrono::minutes;
 using std::chrono::seconds;
@@ -24,7 +25,7 @@ NatClassifier behind_nat() {
   return c;
 }
 
-const TimePoint t0{1'000'000};
+const Instant t0 = instant_ms(1'000'000);
 
 }  // namespace
 
@@ -110,7 +111,7 @@ TEST(NatClassifier, MappingChangeReclassifies) {
   auto c = behind_nat();
   for (std::uint8_t i = 1; i <= 3; ++i) c.add_sample(reporter(i), pub(4000), t0);
   ASSERT_EQ(c.public_endpoint(t0), pub(4000));
-  const TimePoint t1 = t0 + minutes(1);
+  const Instant t1 = t0 + minutes(1);
   c.add_sample(reporter(1), pub(33333), t1);
   EXPECT_EQ(c.public_endpoint(t1), pub(4000));  // 1 new vs 2 old: the old one still holds
   c.add_sample(reporter(2), pub(33333), t1);
@@ -123,7 +124,7 @@ TEST(NatClassifier, NatTypeChangeReclassifies) {
   auto c = behind_nat();
   for (std::uint8_t i = 1; i <= 3; ++i) c.add_sample(reporter(i), pub(4000), t0);
   ASSERT_EQ(c.classify(t0), NatType::consistent);
-  const TimePoint t1 = t0 + minutes(2);
+  const Instant t1 = t0 + minutes(2);
   for (std::uint8_t i = 1; i <= 3; ++i) c.add_sample(reporter(i), pub(static_cast<std::uint16_t>(20000 + i)), t1);
   EXPECT_EQ(c.classify(t1), NatType::random);
 }

@@ -8,7 +8,7 @@
 using namespace qmesh::core;
 using namespace qmesh::core::nat;
 using qmesh::core::Endpoint;
-using qmesh::core::dht::TimePoint;
+using qmesh::core::Instant;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
@@ -58,7 +58,7 @@ std::vector<Send> drain(Puncher& p) {
 }
 
 // Runs a Puncher that hears nothing until it ends; returns every datagram it sent.
-std::vector<Send> run_alone(Puncher& p, TimePoint now, std::size_t extra = 0) {
+std::vector<Send> run_alone(Puncher& p, Instant now, std::size_t extra = 0) {
   p.start(extra, now);
   std::vector<Send> all = drain(p);
   for (int guard = 0; guard < 100000 && !p.finished(); ++guard) {
@@ -73,7 +73,7 @@ std::vector<std::uint8_t> probe_bytes(const PunchKey& k, std::uint8_t flags, con
   return encode(seal_probe(k, flags, n));
 }
 
-const TimePoint t0{50'000};
+const Instant t0 = instant_ms(50'000);
 
 }  // namespace
 
@@ -166,7 +166,7 @@ TEST(Puncher, HopelessFailsAtOnceWithoutPackets) {
   EXPECT_FALSE(p.next_outcome());
   EXPECT_TRUE(p.finished());
   EXPECT_EQ(p.counters().sent(), 0u);
-  EXPECT_EQ(p.next_wakeup(), TimePoint::max());
+  EXPECT_EQ(p.next_wakeup(), Instant::max());
 }
 
 TEST(Puncher, DirectProbesBothEndpointsBoundedThenTimesOut) {
@@ -190,13 +190,13 @@ TEST(Puncher, DirectProbesBothEndpointsBoundedThenTimesOut) {
   ASSERT_TRUE(std::holds_alternative<Failed>(*o));
   EXPECT_EQ(std::get<Failed>(*o).reason, FailReason::timed_out);
   EXPECT_FALSE(p.next_outcome());
-  EXPECT_EQ(p.next_wakeup(), TimePoint::max());
+  EXPECT_EQ(p.next_wakeup(), Instant::max());
 }
 
 TEST(Puncher, TimeBounded) {
   Puncher p(params(Role::initiator, NatType::consistent, NatType::consistent), t0);
   p.start(0, t0);
-  TimePoint now = t0;
+  Instant now = t0;
   while (!p.finished()) {
     now = p.next_wakeup();
     ASSERT_LE(now, t0 + seconds(3));  // 39 x 50 ms of probes + 500 ms for late answers
@@ -238,7 +238,7 @@ TEST(Puncher, TwoSidesPunchExactlyOnceAndStopProbing) {
   b.start(0, t0);
   const Endpoint a_pub = ep("203.0.113.1:4000"), b_pub = ep("198.51.100.2:4000");
   int outcomes_a = 0, outcomes_b = 0;
-  TimePoint now = t0;
+  Instant now = t0;
   for (int step = 0; step < 1000 && !(a.finished() && b.finished()); ++step) {
     bool any = false;
     for (auto& s : drain(a))
@@ -358,7 +358,7 @@ TEST(Puncher, LingersAnsweringProbesThenStops) {
   EXPECT_TRUE(decode_probe(again[0].bytes)->is_ack());
   EXPECT_FALSE(p.next_outcome());
   // Unanswered nominations repeat on the won path, confirm_probes in all, no more rounds elsewhere.
-  TimePoint now = t0;
+  Instant now = t0;
   std::vector<Send> later;
   while (!p.finished()) {
     now = p.next_wakeup();
@@ -459,7 +459,7 @@ TEST(Puncher, BirthdaySprayDistinctPortsPacedAndBounded) {
   p.start(0, t0);
   std::set<std::uint16_t> ports;
   std::size_t spray = 0, lan = 0, first_second = 0;
-  TimePoint now = t0;
+  Instant now = t0;
   while (!p.finished()) {
     for (const auto& s : drain(p)) {
       EXPECT_EQ(s.socket, 0u);

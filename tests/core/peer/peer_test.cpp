@@ -38,7 +38,7 @@ struct Net {
   std::map<Endpoint, Host*> by_ep;
   std::vector<std::unique_ptr<Host>> hosts;
   std::deque<InFlight> wire;
-  Instant now{1'000'000};
+  Instant now = instant_us(1'000'000);
   Rng rng{7};
   std::uint16_t next_port = 20000;
   relay::RelayLimits relay_limits;  // of the bootstrap nodes added
@@ -192,14 +192,14 @@ struct World {
     }
     for (auto* h : {worker, client}) {
       const Endpoint seed = boot->at;
-      auto q = h->peer->dht().bootstrap(std::span(&seed, 1), std::chrono::duration_cast<dht::TimePoint>(net.now));
+      auto q = h->peer->dht().bootstrap(std::span(&seed, 1), net.now);
       EXPECT_TRUE(net.run_until([&] { return net.query_done(*h, q).has_value(); }));
     }
     auto qa = worker->peer->dht().announce(topic, std::vector<std::uint8_t>{'{', '}'}, wk,
-                                           std::chrono::duration_cast<dht::TimePoint>(net.now));
+                                           net.now);
     EXPECT_TRUE(net.run_until([&] { return net.query_done(*worker, qa).has_value(); }));
     EXPECT_TRUE(net.query_done(*worker, qa)->ok);
-    auto ql = client->peer->dht().lookup(topic, std::chrono::duration_cast<dht::TimePoint>(net.now));
+    auto ql = client->peer->dht().lookup(topic, net.now);
     EXPECT_TRUE(net.run_until([&] { return net.query_done(*client, ql).has_value(); }));
     for (auto& e : client->events) {
       if (auto* de = std::get_if<dht::DhtEvent>(&e)) {

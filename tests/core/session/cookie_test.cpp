@@ -53,7 +53,7 @@ TEST(SessionCookie, ACookieGivesMac2ForItsSourceOnly) {
   CookieJar jar(pub(2), rng(1));
   auto h = hello();
   seal_hello(h, jar.keys(), std::nullopt);
-  const auto now = seconds(10);
+  const Instant now{seconds(10)};
   EXPECT_FALSE(jar.mac2_valid(h, kSourceA, now));
   auto reply = jar.reply(77, h, kSourceA, now);
   ASSERT_EQ(reply.size(), kCookiePacketLen);
@@ -79,12 +79,12 @@ TEST(SessionCookie, SecretsRotateAndTheLastOneStillCounts) {
   CookieJar jar(pub(2), rng(1));
   auto h = hello();
   seal_hello(h, jar.keys(), std::nullopt);
-  const auto bytes = jar.reply(77, h, kSourceA, seconds(0));
+  const auto bytes = jar.reply(77, h, kSourceA, Instant(seconds(0)));
   auto pkt = decode_packet(bytes);
   auto cookie = open_cookie(std::get<CookieReply>(*pkt), hello_mac1(h), jar.keys());
   ASSERT_TRUE(cookie);
   seal_hello(h, jar.keys(), cookie);
-  EXPECT_TRUE(jar.mac2_valid(h, kSourceA, seconds(100)));
-  EXPECT_TRUE(jar.mac2_valid(h, kSourceA, seconds(130)));   // one rotation later: the previous secret
-  EXPECT_FALSE(jar.mac2_valid(h, kSourceA, seconds(250)));  // two: gone
+  EXPECT_TRUE(jar.mac2_valid(h, kSourceA, Instant(seconds(100))));
+  EXPECT_TRUE(jar.mac2_valid(h, kSourceA, Instant(seconds(130))));   // one rotation later: the previous secret
+  EXPECT_FALSE(jar.mac2_valid(h, kSourceA, Instant(seconds(250))));  // two: gone
 }

@@ -42,13 +42,13 @@ SessionHost::RandomBytes rng(std::uint64_t seed) {
 }
 
 struct Pair {
-  Instant now{1'000'000};
+  Instant now = instant_us(1'000'000);
   SessionHost client;
   SessionHost worker;
   std::vector<HostEvent> cev, wev;
   explicit Pair(HostConfig wc = {}, HostConfig cc = {})
-      : client((cc.identity = key(1), cc.accept_incoming = false, cc), rng(1), Instant{1'000'000}),
-        worker((wc.identity = key(2), wc), rng(2), Instant{1'000'000}) {}
+      : client((cc.identity = key(1), cc.accept_incoming = false, cc), rng(1), instant_us(1'000'000)),
+        worker((wc.identity = key(2), wc), rng(2), instant_us(1'000'000)) {}
 
   // Moves every datagram from one host to the other (optionally dropping some), n rounds.
   void pump(int rounds = 20, const std::function<bool(const OutDatagram&)>& drop = {}) {

@@ -7,6 +7,10 @@
 using namespace qmesh::test;
 using namespace qmesh::core::stream;
 using qmesh::core::ByteWriter;
+using qmesh::core::Instant;
+using qmesh::core::instant_us;
+using qmesh::core::Duration;
+using qmesh::core::to_us;
 
 namespace {
 
@@ -65,7 +69,7 @@ TEST_P(Transfer, EveryByteArrivesOnceInOrderOnEveryStream) {
   const auto s1 = sim.conn(1).stats();
   std::printf("loss %.2f: %.2f s virtual; side0 read %llu B, side1 read %llu B; sent %llu pkts, lost %llu, retx %llu B, "
               "srtt %lld us, cwnd %llu; side1 sent %llu pkts, lost %llu, dropped %llu/%llu\n",
-              loss, sim.now.count() / 1e6, (unsigned long long)sim.app(0).bytes_read, (unsigned long long)sim.app(1).bytes_read,
+              loss, to_us(sim.now) / 1e6, (unsigned long long)sim.app(0).bytes_read, (unsigned long long)sim.app(1).bytes_read,
               (unsigned long long)s0.packets_sent, (unsigned long long)s0.packets_lost,
               (unsigned long long)s0.stream_bytes_retransmitted, (long long)s0.srtt.count(), (unsigned long long)s0.cwnd,
               (unsigned long long)s1.packets_sent, (unsigned long long)s1.packets_lost, (unsigned long long)sim.dropped[0],
@@ -339,19 +343,19 @@ Closed expect_closed(Connection& c) {
 TEST(Connection, PeerExceedingStreamCreditIsClosedWithAProtocolError) {
   ConnectionConfig c0 = cfg();
   c0.stream_window = kInitialStreamCredit;  // the credit stays the protocol's initial one
-  Connection c(c0, Instant{0});
+  Connection c(c0, instant_us(0));
   std::vector<std::uint8_t> big(1000, 1);
   // The responder opens stream 1 and fills its 64 KiB of credit, then sends one byte more.
-  c.on_packet(0, payload({StreamFrame{1, kInitialStreamCredit - 1000, false, big}}), Instant{1000});
+  c.on_packet(0, payload({StreamFrame{1, kInitialStreamCredit - 1000, false, big}}), instant_us(1000));
   EXPECT_FALSE(c.is_closed());
   c.on_packet(1, payload({StreamFrame{1, kInitialStreamCredit, false, std::span<const std::uint8_t>(big).first(1)}}),
-              Instant{2000});
+              instant_us(2000));
   ASSERT_TRUE(c.is_closed());
   const Closed cl = expect_closed(c);
   EXPECT_EQ(cl.reason, CloseReason::ProtocolError);
   EXPECT_EQ(cl.code, kProtocolError);
   // It tells the peer: the next packet is a CLOSE with the protocol-error code.
-  auto p = c.next_packet(Instant{2000});
+  auto p = c.next_packet(instant_us(2000));
   ASSERT_TRUE(p);
   auto frames = decode(p->payload);
   ASSERT_TRUE(frames);
@@ -362,7 +366,7 @@ TEST(Connection, PeerExceedingStreamCreditIsClosedWithAProtocolError) {
 TEST(Connection, PeerExceedingConnectionCreditIsClosed) {
   ConnectionConfig c0 = cfg();
   c0.conn_window = kInitialConnCredit;  // no raise either
-  Connection c(c0, Instant{0});
+  Connection c(c0, instant_us(0));
   std::vector<std::uint8_t> chunk(1000, 2);
   std::uint64_t pn = 0, total = 0;
   StreamId id = 1;
@@ -370,18 +374,18 @@ TEST(Connection, PeerExceedingConnectionCreditIsClosed) {
   for (; total + chunk.size() <= kInitialConnCredit; id += 2) {
     for (std::uint64_t off = 0; off + chunk.size() <= kInitialStreamCredit && total + chunk.size() <= kInitialConnCredit;
          off += chunk.size(), total += chunk.size())
-      c.on_packet(pn++, payload({StreamFrame{id, off, false, chunk}}), Instant{1000});
+      c.on_packet(pn++, payload({StreamFrame{id, off, false, chunk}}), instant_us(1000));
   }
   ASSERT_FALSE(c.is_closed());
-  c.on_packet(pn++, payload({StreamFrame{id, 0, false, chunk}}), Instant{1000});
+  c.on_packet(pn++, payload({StreamFrame{id, 0, false, chunk}}), instant_us(1000));
   ASSERT_TRUE(c.is_closed());
   EXPECT_EQ(expect_closed(c).reason, CloseReason::ProtocolError);
 }
 
 TEST(Connection, OtherViolationsAreProtocolErrors) {
   auto closes_on = [](std::vector<std::uint8_t> bytes) {
-    Connection c(cfg(), Instant{0});
-    c.on_packet(0, bytes, Instant{1000});
+    Connection c(cfg(), instant_us(0));
+    c.on_packet(0, bytes, instant_us(1000));
     return c.is_closed() && expect_closed(c).reason == CloseReason::ProtocolError;
   };
   EXPECT_TRUE(closes_on({0x03}));                                      // unknown frame type
@@ -398,8 +402,8 @@ TEST(Connection, OtherViolationsAreProtocolErrors) {
 // Acknowledgement timing and pacing, observed on one connection.
 
 TEST(Connection, AcksEverySecondPacketOrAfterTheDelayOrAtOnceOnAGap) {
-  Connection c(cfg(), Instant{0});
-  while (c.next_packet(Instant{0})) {
+  Connection c(cfg(), instant_us(0));
+  while (c.next_packet(instant_us(0))) {
   }  // initial credit frames
   const std::vector<std::uint8_t> ping = payload({Ping{}});
   auto only_ack = [&](Instant now) {
@@ -408,28 +412,28 @@ TEST(Connection, AcksEverySecondPacketOrAfterTheDelayOrAtOnceOnAGap) {
     auto f = decode(p->payload);
     return f && std::holds_alternative<Ack>(f->front());
   };
-  c.on_packet(0, ping, Instant{1000});
-  EXPECT_FALSE(only_ack(Instant{1000}));  // one packet: wait
-  EXPECT_EQ(c.next_wakeup(), Instant{1000} + kMaxAckDelay);
-  c.on_tick(Instant{1000} + kMaxAckDelay);
-  EXPECT_TRUE(only_ack(Instant{1000} + kMaxAckDelay));
-  c.on_packet(1, ping, Instant{30000});
-  c.on_packet(2, ping, Instant{30001});
-  EXPECT_TRUE(only_ack(Instant{30001}));  // the second one: at once
-  c.on_packet(5, ping, Instant{40000});   // a gap (3 and 4 missing): at once
-  EXPECT_TRUE(only_ack(Instant{40000}));
+  c.on_packet(0, ping, instant_us(1000));
+  EXPECT_FALSE(only_ack(instant_us(1000)));  // one packet: wait
+  EXPECT_EQ(c.next_wakeup(), instant_us(1000) + kMaxAckDelay);
+  c.on_tick(instant_us(1000) + kMaxAckDelay);
+  EXPECT_TRUE(only_ack(instant_us(1000) + kMaxAckDelay));
+  c.on_packet(1, ping, instant_us(30000));
+  c.on_packet(2, ping, instant_us(30001));
+  EXPECT_TRUE(only_ack(instant_us(30001)));  // the second one: at once
+  c.on_packet(5, ping, instant_us(40000));   // a gap (3 and 4 missing): at once
+  EXPECT_TRUE(only_ack(instant_us(40000)));
 }
 
 TEST(Connection, PacerSpreadsAWindowInsteadOfBursting) {
-  Connection c(cfg(), Instant{0});
+  Connection c(cfg(), instant_us(0));
   auto id = c.open_stream();
   ASSERT_TRUE(id.ok());
   std::vector<std::uint8_t> data(100'000, 3);
   ASSERT_EQ(c.write(*id, data), data.size());
   int burst = 0;
-  while (c.next_packet(Instant{0})) ++burst;
+  while (c.next_packet(instant_us(0))) ++burst;
   EXPECT_EQ(burst, 10);  // initial window of 10 packets = the pacer's burst
-  EXPECT_GT(c.next_wakeup(), Instant{0});
+  EXPECT_GT(c.next_wakeup(), instant_us(0));
 }
 
 }  // namespace
@@ -443,14 +447,14 @@ namespace {
 // Two connections on a lossless link with no delay: moves packets both ways until both are quiet.
 // Counts the STOP_SENDING frames side 1 sends.
 struct Pair {
-  Connection c0{ConnectionConfig{}, Instant{0}};
+  Connection c0{ConnectionConfig{}, instant_us(0)};
   Connection c1{[] {
                   ConnectionConfig c;
                   c.initiator = false;
                   return c;
                 }(),
-                Instant{0}};
-  Instant now{1000};
+                instant_us(0)};
+  Instant now = instant_us(1000);
   std::uint64_t stops_sent = 0;
   std::uint64_t pn[2] = {0, 0};
 

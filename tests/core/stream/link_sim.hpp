@@ -24,6 +24,10 @@ namespace qmesh::test {
 using namespace qmesh::core::stream;
 using std::chrono::microseconds;
 using std::chrono::milliseconds;
+using qmesh::core::Instant;
+using qmesh::core::instant_us;
+using qmesh::core::Duration;
+using qmesh::core::to_us;
 
 // The byte at `off` of stream `id` in direction `dir` (0: sent by the initiator).
 inline std::uint8_t pattern_byte(StreamId id, int dir, std::uint64_t off) {
@@ -79,7 +83,7 @@ class LinkSim {
   Connection& conn(int i) { return *conn_[i]; }
   SideApp& app(int i) { return app_[i]; }
   LinkParams link[2];  // link[i]: from side i to side 1 - i
-  Instant now{0};
+  Instant now = instant_us(0);
   std::uint64_t delivered[2] = {0, 0}, dropped[2] = {0, 0};
   // Optional hook: sees each packet leaving side i; return false to drop it.
   std::function<bool(int, const OutPacket&)> tap;
@@ -114,7 +118,7 @@ class LinkSim {
       now = std::max(now, t);
       if (now == last) {
         if (++same_time > 200000) {
-          ADD_FAILURE() << "simulation stuck at t=" << now.count();
+          ADD_FAILURE() << "simulation stuck at t=" << to_us(now);
           return false;
         }
       } else {
@@ -287,7 +291,7 @@ class LinkSim {
   SideApp app_[2];
   std::priority_queue<Pkt, std::vector<Pkt>, std::greater<Pkt>> q_;
   std::uint64_t seq_ = 0;
-  Instant free_at_[2] = {Instant{0}, Instant{0}};
+  Instant free_at_[2] = {instant_us(0), instant_us(0)};
 };
 
 }  // namespace qmesh::test

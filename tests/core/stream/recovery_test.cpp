@@ -6,6 +6,10 @@
 
 using namespace qmesh::core::stream;
 using std::chrono::milliseconds;
+using qmesh::core::Instant;
+using qmesh::core::instant_us;
+using qmesh::core::Duration;
+using qmesh::core::to_us;
 
 TEST(RttEstimator, MatchesRfc6298OnAHandComputedSequence) {
   RttEstimator r(milliseconds(100), milliseconds(1), milliseconds(60000));
@@ -73,32 +77,32 @@ TEST(NewReno, SlowStartThenOneReductionPerEpisodeThenLinearGrowth) {
   const std::size_t mss = 1000;
   NewReno cc(mss, 10);
   EXPECT_EQ(cc.cwnd(), 10'000u);
-  Instant t{0};
+  Instant t = instant_us(0);
   cc.on_ack(5000, t, true);
   EXPECT_EQ(cc.cwnd(), 15'000u);  // slow start: + acknowledged bytes
   cc.on_ack(5000, t, false);
   EXPECT_EQ(cc.cwnd(), 15'000u);  // not window-limited: no growth
   // Loss at t=100 of a packet sent at 50: halve once.
-  EXPECT_TRUE(cc.on_loss(Instant{50}, Instant{100}));
+  EXPECT_TRUE(cc.on_loss(instant_us(50), instant_us(100)));
   EXPECT_EQ(cc.cwnd(), 7'500u);
   EXPECT_EQ(cc.ssthresh(), 7'500u);
   // More losses of packets sent before the reduction belong to the same episode.
-  EXPECT_FALSE(cc.on_loss(Instant{90}, Instant{120}));
+  EXPECT_FALSE(cc.on_loss(instant_us(90), instant_us(120)));
   EXPECT_EQ(cc.cwnd(), 7'500u);
   // ACKs of packets sent before the reduction do not grow the window.
-  cc.on_ack(5000, Instant{99}, true);
+  cc.on_ack(5000, instant_us(99), true);
   EXPECT_EQ(cc.cwnd(), 7'500u);
   // Congestion avoidance: one MSS per window of acknowledged bytes.
-  cc.on_ack(7'000, Instant{200}, true);
+  cc.on_ack(7'000, instant_us(200), true);
   EXPECT_EQ(cc.cwnd(), 7'500u);
-  cc.on_ack(500, Instant{200}, true);
+  cc.on_ack(500, instant_us(200), true);
   EXPECT_EQ(cc.cwnd(), 8'500u);
   // A loss of a packet sent after the reduction is a new episode.
-  EXPECT_TRUE(cc.on_loss(Instant{300}, Instant{400}));
+  EXPECT_TRUE(cc.on_loss(instant_us(300), instant_us(400)));
   EXPECT_EQ(cc.cwnd(), 4'250u);
   cc.undo();  // every loss of it was spurious
   EXPECT_EQ(cc.cwnd(), 8'500u);
-  cc.on_persistent_congestion(Instant{500});
+  cc.on_persistent_congestion(instant_us(500));
   EXPECT_EQ(cc.cwnd(), cc.min_window());
   EXPECT_EQ(cc.min_window(), 2u * mss);
 }
@@ -106,21 +110,21 @@ TEST(NewReno, SlowStartThenOneReductionPerEpisodeThenLinearGrowth) {
 TEST(Pacer, BurstThenTokensAtGainTimesCwndOverSrtt) {
   const std::size_t mss = 1000;
   Pacer p(mss, 10);
-  p.reset(Instant{0});
+  p.reset(instant_us(0));
   const std::uint64_t cwnd = 100'000;        // 100 KB per 100 ms RTT: 1.25 MB/s paced
   const Duration srtt = milliseconds(100);
   int sent = 0;
-  while (p.next_send_time(Instant{0}, cwnd, srtt) <= Instant{0}) {
+  while (p.next_send_time(instant_us(0), cwnd, srtt) <= instant_us(0)) {
     p.on_sent(mss);
     ++sent;
   }
   EXPECT_EQ(sent, 10);
   // The next packet needs 1000 bytes at 1.25 bytes/us: 800 us.
-  EXPECT_EQ(p.next_send_time(Instant{0}, cwnd, srtt), Instant{800});
-  EXPECT_EQ(p.next_send_time(Instant{800}, cwnd, srtt), Instant{800});
+  EXPECT_EQ(p.next_send_time(instant_us(0), cwnd, srtt), instant_us(800));
+  EXPECT_EQ(p.next_send_time(instant_us(800), cwnd, srtt), instant_us(800));
   // Over a long run the rate holds: ~1250 packets in one second.
   sent = 0;
-  for (Instant t{800}; t < Instant{1'000'800}; t = std::max(t + Duration{1}, p.next_send_time(t, cwnd, srtt))) {
+  for (Instant t = instant_us(800); t < instant_us(1'000'800); t = std::max(t + Duration{1}, p.next_send_time(t, cwnd, srtt))) {
     if (p.next_send_time(t, cwnd, srtt) <= t) {
       p.on_sent(mss);
       ++sent;
