@@ -139,7 +139,7 @@ qmesh::core::Result<std::unique_ptr<qmesh::worker::MeshServer>> make_server(qmes
 }
 
 // Samples health, fills the record's live fields and announces it. Returns the health sampled.
-qmesh::core::Health announce(qmesh::worker::MeshServer& server, qmesh::worker::Worker& worker,
+qmesh::core::mesh::Health announce(qmesh::worker::MeshServer& server, qmesh::worker::Worker& worker,
                              const qmesh::worker::WorkerConfig& cfg, qmesh::core::mesh::WorkerRecord& r) {
   const auto h = worker.health();
   const auto stats = server.stats();
