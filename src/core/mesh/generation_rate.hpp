@@ -12,7 +12,7 @@
 
 #include "core/base/time.hpp"
 
-namespace qmesh::core {
+namespace qmesh::core::mesh {
 
 struct GenerationRateConfig {
   std::uint64_t window_tokens = 256;           // the newest answers holding at least this many tokens
@@ -46,4 +46,4 @@ class GenerationRate {
   double seconds_ = 0;
 };
 
-}  // namespace qmesh::core
+}  // namespace qmesh::core::mesh
