@@ -40,6 +40,7 @@ Connection::Connection(ConnectionConfig config, Instant now)
     max_streams_adv_ = max_streams_;
     max_streams_pending_ = true;
   }
+  arm_timers();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -50,6 +51,7 @@ void Connection::on_packet(std::uint64_t pn, std::span<const std::uint8_t> paylo
   if (state_ != State::Open) return;
   if (!decode_frames(payload, frames_)) {
     protocol_error("malformed frame");
+    arm_timers();
     return;
   }
   ++st_.packets_received;
@@ -57,6 +59,7 @@ void Connection::on_packet(std::uint64_t pn, std::span<const std::uint8_t> paylo
   last_rx_ = now;
   if (received_pns_.contains(pn)) {  // the session filters replays; stay correct regardless
     ++st_.duplicate_packets;
+    arm_timers();
     return;
   }
   const bool eliciting = std::any_of(frames_.begin(), frames_.end(), [](const Frame& f) { return is_ack_eliciting(f); });
@@ -73,13 +76,14 @@ void Connection::on_packet(std::uint64_t pn, std::span<const std::uint8_t> paylo
     ++eliciting_since_ack_;
     if (out_of_order || eliciting_since_ack_ >= 2)
       ack_now_ = true;
-    else if (ack_deadline_ == kNever)
-      ack_deadline_ = now + kMaxAckDelay;
+    else if (!timers_.armed(Timer::Ack))
+      timers_.set(Timer::Ack, now + kMaxAckDelay);
   }
   for (const auto& f : frames_) {
     handle_frame(f, now);
     if (state_ != State::Open) break;
   }
+  arm_timers();
 }
 
 void Connection::handle_frame(const Frame& frame, Instant now) {
@@ -113,43 +117,51 @@ void Connection::on_close_frame(const Close& f) { enter_closed(CloseReason::Peer
 void Connection::on_tick(Instant now) {
   now_ = now;
   if (state_ != State::Open) return;
-  if (now >= last_rx_ + cfg_.idle_timeout) {
+  if (timers_.due(Timer::Idle, now)) {
     enter_closed(CloseReason::IdleTimeout, 0, "idle timeout", State::Drained);
+    arm_timers();
     return;
   }
-  if (ack_deadline_ <= now) ack_now_ = true;
-  if (loss_time_ <= now) {
+  if (timers_.due(Timer::Ack, now)) ack_now_ = true;  // stays armed until the ACK goes out
+  if (timers_.due(Timer::Loss, now)) {
     detect_lost(now);
     pop_resolved();
+    arm_timers();  // losses change what is outstanding, so the RTO, TLP and keepalive timers
   }
-  if (outstanding_eliciting_ > 0) {
-    if (now >= rto_deadline()) {
-      on_rto(now);
-    } else if (!tlp_done_ && now >= tlp_deadline()) {
-      tlp_done_ = true;
-      ++st_.tlp_probes;
-      probes_ = 1;
-      queue_probe(true);
-    }
-  } else if (now >= std::max(last_rx_, last_eliciting_sent_) + cfg_.keepalive) {
+  if (timers_.due(Timer::Rto, now)) {
+    on_rto(now);
+  } else if (timers_.due(Timer::Tlp, now)) {
+    tlp_done_ = true;
+    ++st_.tlp_probes;
+    probes_ = 1;
+    queue_probe(true);
+  } else if (timers_.due(Timer::Keepalive, now)) {
     ping_pending_ = true;
+  }
+  arm_timers();
+}
+
+void Connection::arm_timers() {
+  if (state_ != State::Open) {
+    // Closing: only the CLOSE repeats (close_packet keeps that timer); drained: nothing.
+    const auto close = timers_.get(Timer::Close);
+    timers_.stop_all();
+    if (state_ == State::Closing && close_left_ > 0 && close) timers_.set(Timer::Close, *close);
+    return;
+  }
+  timers_.set(Timer::Idle, last_rx_ + cfg_.idle_timeout);
+  if (outstanding_eliciting_ > 0) {
+    timers_.set(Timer::Rto, rto_deadline());
+    timers_.set(Timer::Tlp, tlp_done_ ? kNever : tlp_deadline());
+    timers_.stop(Timer::Keepalive);
+  } else {
+    timers_.stop(Timer::Rto);
+    timers_.stop(Timer::Tlp);
+    timers_.set(Timer::Keepalive, std::max(last_rx_, last_eliciting_sent_) + cfg_.keepalive);
   }
 }
 
-Instant Connection::next_wakeup() const {
-  if (state_ == State::Drained) return kNever;
-  if (state_ == State::Closing) return close_left_ > 0 ? next_close_send_ : kNever;
-  Instant t = last_rx_ + cfg_.idle_timeout;
-  if (ack_pending_) t = std::min(t, ack_deadline_);
-  t = std::min(t, loss_time_);
-  if (outstanding_eliciting_ > 0) {
-    t = std::min(t, rto_deadline());
-    if (!tlp_done_) t = std::min(t, tlp_deadline());
-  } else {
-    t = std::min(t, std::max(last_rx_, last_eliciting_sent_) + cfg_.keepalive);
-  }
-  return std::min(t, pacing_wakeup_);
-}
+Instant Connection::next_wakeup() const { return timers_.next(); }
 
 // ---------------------------------------------------------------------------------------------
 // Sending
@@ -160,9 +172,15 @@ bool Connection::has_eliciting_to_send() const {
 
 std::optional<OutPacket> Connection::next_packet(Instant now) {
   now_ = now;
+  auto p = build_packet(now);
+  arm_timers();
+  return p;
+}
+
+std::optional<OutPacket> Connection::build_packet(Instant now) {
   if (state_ == State::Drained) return std::nullopt;
   if (state_ == State::Closing) return close_packet(now);
-  pacing_wakeup_ = kNever;
+  timers_.stop(Timer::Pacing);
   bool allowed = false;
   if (has_eliciting_to_send()) {
     if (probes_ > 0) {
@@ -172,7 +190,7 @@ std::optional<OutPacket> Connection::next_packet(Instant now) {
       if (t <= now)
         allowed = true;
       else
-        pacing_wakeup_ = t;
+        timers_.set(Timer::Pacing, t);
     }
   }
   const bool send_ack = ack_pending_ && (ack_now_ || allowed);
@@ -187,7 +205,7 @@ std::optional<OutPacket> Connection::next_packet(Instant now) {
     if (!has_ack) {  // everything pending was pruned: nothing to acknowledge after all
       ack_pending_ = ack_now_ = false;
       eliciting_since_ack_ = 0;
-      ack_deadline_ = kNever;
+      timers_.stop(Timer::Ack);
     }
   }
   bool eliciting = false;
@@ -217,7 +235,7 @@ OutPacket Connection::finish_packet(ByteWriter& w, bool eliciting, bool has_ack,
     p.ack_upto = ack_upto_;
     ack_pending_ = ack_now_ = false;
     eliciting_since_ack_ = 0;
-    ack_deadline_ = kNever;
+    timers_.stop(Timer::Ack);
   }
   if (eliciting) {
     p.in_flight = true;
@@ -382,11 +400,11 @@ std::optional<OutPacket> Connection::close_packet(Instant now) {
     state_ = State::Drained;
     return std::nullopt;
   }
-  if (now < next_close_send_) return std::nullopt;
+  if (!timers_.due(Timer::Close, now)) return std::nullopt;
   ByteWriter w;
   encode_frame(Frame{close_frame_}, w);
   --close_left_;
-  next_close_send_ = now + std::max<Duration>(rtt_.srtt(), kMinCloseInterval);
+  timers_.set(Timer::Close, now + std::max<Duration>(rtt_.srtt(), kMinCloseInterval));
   if (close_left_ == 0) state_ = State::Drained;
   SentPacket p;
   p.state = PacketState::Acked;  // never acknowledged, never resent
@@ -414,16 +432,18 @@ void Connection::close(std::uint64_t code, std::string reason) {
   if (reason.size() > kMaxCloseReason) reason.resize(kMaxCloseReason);
   close_frame_ = Close{code, reason};
   close_left_ = std::max<std::size_t>(1, cfg_.close_repeats);
-  next_close_send_ = now_;
+  timers_.set(Timer::Close, now_);
   enter_closed(CloseReason::Local, code, std::move(reason), State::Closing);
+  arm_timers();
 }
 
 void Connection::protocol_error(std::string why) {
   if (state_ != State::Open) return;
   close_frame_ = Close{kProtocolError, why};
   close_left_ = std::max<std::size_t>(1, cfg_.close_repeats);
-  next_close_send_ = now_;
+  timers_.set(Timer::Close, now_);
   enter_closed(CloseReason::ProtocolError, kProtocolError, std::move(why), State::Closing);
+  arm_timers();
 }
 
 void Connection::on_path_changed(Instant now) {
@@ -444,6 +464,7 @@ void Connection::on_path_changed(Instant now) {
   rto_anchor_ = now;
   ping_pending_ = true;  // a first RTT sample on the new path
   if (ack_pending_) ack_now_ = true;
+  arm_timers();
 }
 
 ConnectionStats Connection::stats() const {

@@ -41,6 +41,7 @@
 #include <variant>
 #include <vector>
 
+#include "core/base/timer_table.hpp"
 #include "core/stream/congestion.hpp"
 #include "core/base/result.hpp"
 #include "core/stream/rtt_estimator.hpp"
@@ -161,6 +162,10 @@ class Connection {
 
  private:
   enum class State : std::uint8_t { Open, Closing, Drained };
+  // Every deadline the connection has; next_wakeup() is the earliest. Idle, RTO, TLP and
+  // keepalive follow from the state (arm_timers() after every input); the others are set where
+  // their cause is: a delayed ACK, the loss time threshold, the pacer, the next CLOSE.
+  enum class Timer : std::uint8_t { Idle, Ack, Loss, Rto, Tlp, Keepalive, Pacing, Close, Count };
   static constexpr std::uint64_t kNone = std::numeric_limits<std::uint64_t>::max();
 
   struct Stream {
@@ -240,6 +245,7 @@ class Connection {
   static bool send_done(const Stream& s);
   bool write_ack(ByteWriter& w, Instant now);  // false: nothing left to acknowledge
   OutPacket finish_packet(ByteWriter& w, bool eliciting, bool has_ack, Instant now);
+  std::optional<OutPacket> build_packet(Instant now);  // next_packet() but for the timers
   std::optional<OutPacket> close_packet(Instant now);
 
   // Recovery.
@@ -265,6 +271,7 @@ class Connection {
   void maybe_forget(StreamId id);
   bool is_local(StreamId id) const { return (id & 1) == (cfg_.initiator ? 0u : 1u); }
   void protocol_error(std::string why);
+  void arm_timers();
   void enter_closed(CloseReason reason, std::uint64_t code, std::string message, State next);
   void update_conn_credit();
 
@@ -306,7 +313,7 @@ class Connection {
   std::uint32_t episode_ = 0;
   std::uint64_t episode_lost_ = 0, episode_spurious_ = 0;
   std::vector<std::uint64_t> lost_scratch_;
-  Instant last_eliciting_sent_{}, rto_anchor_{}, loss_time_ = kNever;
+  Instant last_eliciting_sent_{}, rto_anchor_{};
   bool tlp_done_ = false;
   unsigned rto_count_ = 0;
   unsigned probes_ = 0;
@@ -314,7 +321,6 @@ class Connection {
   RttEstimator rtt_;
   NewReno cc_;
   Pacer pacer_;
-  Instant pacing_wakeup_ = kNever;
 
   // Packets we received.
   RangeSet received_pns_;
@@ -322,7 +328,6 @@ class Connection {
   Instant largest_recv_time_{};
   bool ack_pending_ = false, ack_now_ = false;
   unsigned eliciting_since_ack_ = 0;
-  Instant ack_deadline_ = kNever;
   Instant last_rx_{};
   std::vector<Frame> frames_;  // reused decode buffer
   Ack ack_scratch_;            // reused ACK being built
@@ -331,7 +336,8 @@ class Connection {
   // Closing.
   Close close_frame_;
   std::size_t close_left_ = 0;
-  Instant next_close_send_{};
+
+  TimerTable<Timer> timers_;
 
   ConnectionStats st_;
 };

@@ -161,7 +161,7 @@ void Connection::requeue_records(const SentPacket& p) {
 }
 
 void Connection::detect_lost(Instant now) {
-  loss_time_ = kNever;
+  timers_.stop(Timer::Loss);
   if (largest_acked_ == kNone || sent_.empty()) return;
   // Time threshold: 9/8 of the larger of SRTT and the latest RTT (RFC 9002 §6.1.2).
   const Duration rtt = std::max(rtt_.srtt(), rtt_.latest_rtt());
@@ -174,7 +174,7 @@ void Connection::detect_lost(Instant now) {
     if (largest_acked_ >= pn + reorder_threshold_ || p.sent + delay <= now)
       lost_scratch_.push_back(pn);
     else
-      loss_time_ = std::min(loss_time_, p.sent + delay);
+      timers_.set_earlier(Timer::Loss, p.sent + delay);
   }
   if (lost_scratch_.empty()) return;
   auto counts = [&](std::uint64_t pn) {
