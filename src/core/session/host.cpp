@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/base/printable.hpp"
+#include "core/base/timer_table.hpp"
 
 namespace qmesh::core::session {
 
@@ -23,8 +24,10 @@ struct SessionHost::Session {
   std::array<std::uint8_t, kMacLen> sent_mac1{};
   noise::PrivateKey ephemeral;
   HandshakePayload payload;  // as sent in the HELLO (with its timestamp)
-  Instant hs_deadline{};
-  Instant next_hello{};
+  // Handshake: the initiator's handshake, or the responder's wait for the first DATA, times out.
+  // Hello: the initiator's next HELLO (re)send. Linger: a closed session is forgotten.
+  enum class Timer : std::uint8_t { Handshake, Hello, Linger, Count };
+  TimerTable<Timer> timers;
   microseconds hello_rto{};
   // Responder, until the initiator's first DATA: the WELCOME to repeat for a resent HELLO.
   std::vector<std::uint8_t> welcome;
@@ -35,7 +38,6 @@ struct SessionHost::Session {
   std::optional<stream::Connection> conn;
   std::optional<std::uint64_t> max_rx_pn;
   bool closed = false;
-  Instant linger_until{};
   // Out of active_ until this entry of sleeping_ (its connection's next timer) comes due.
   std::optional<std::multimap<Instant, SessionId>::iterator> sleep_it;
 };
@@ -132,9 +134,9 @@ Result<SessionId> SessionHost::connect(const Path& path, const noise::PublicKey&
   s->macs = mac_keys(remote_static);
   s->ephemeral = eph;
   s->payload = std::move(payload);
-  s->hs_deadline = now + duration_cast<microseconds>(config_.handshake_timeout);
+  s->timers.set(Session::Timer::Handshake, now + duration_cast<microseconds>(config_.handshake_timeout));
   s->hello_rto = duration_cast<microseconds>(config_.hello_rto);
-  s->next_hello = now;  // the first HELLO goes out with the next next_datagram()
+  s->timers.set(Session::Timer::Hello, now);  // the first HELLO goes out with the next next_datagram()
   sessions_.emplace(sid, std::move(s));
   active_.insert(sid);
   return sid;
@@ -320,7 +322,7 @@ void SessionHost::on_hello(const Path& path, const core::IpKey& origin, const He
   s->hello_ephemeral = eph;
   s->origin = origin;
   s->accepted_at = now;
-  s->hs_deadline = now + duration_cast<microseconds>(config_.handshake_timeout);
+  s->timers.set(Session::Timer::Handshake, now + duration_cast<microseconds>(config_.handshake_timeout));
   s->prot.emplace(std::move(r->session.keys), r->session.peer_sid);
   auto cc = config_.connection;
   cc.initiator = false;
@@ -348,6 +350,8 @@ void SessionHost::on_welcome(const Welcome& w, Instant now) {
     return;
   }
   s->hs.reset();
+  s->timers.stop(Session::Timer::Handshake);
+  s->timers.stop(Session::Timer::Hello);
   s->prot.emplace(std::move(est->keys), est->peer_sid);
   auto cc = config_.connection;
   cc.initiator = true;
@@ -370,7 +374,7 @@ void SessionHost::on_cookie(const CookieReply& c, Instant now) {
   }
   ++counters_.cookies_received;
   s->cookie = *cookie;
-  s->next_hello = now;  // again at once, now with mac2
+  s->timers.set(Session::Timer::Hello, now);  // again at once, now with mac2
 }
 
 void SessionHost::on_data(const Path& path, const Data& d, Instant now) {
@@ -387,6 +391,7 @@ void SessionHost::on_data(const Path& path, const Data& d, Instant now) {
   if (s->hello_ephemeral) {  // the initiator has our WELCOME: no more repeats
     pending_hellos_.erase(*s->hello_ephemeral);
     s->hello_ephemeral.reset();
+    s->timers.stop(Session::Timer::Handshake);
     s->welcome.clear();
     s->welcome.shrink_to_fit();
   }
@@ -405,7 +410,7 @@ void SessionHost::on_data(const Path& path, const Data& d, Instant now) {
   }
   s->conn->on_packet(d.pn, scratch_, now);
   wake(*s);
-  drain_connection(*s);
+  drain_connection(*s, now);
 }
 
 void SessionHost::wake(Session& s) {
@@ -422,11 +427,11 @@ void SessionHost::sleep(Session& s, Instant until) {
   if (until != Instant::max()) s.sleep_it = sleeping_.emplace(until, s.sid);
 }
 
-void SessionHost::drain_connection(Session& s) {
+void SessionHost::drain_connection(Session& s, Instant now) {
   while (auto e = s.conn->next_event()) {
     if (auto* c = std::get_if<stream::Closed>(&*e); c && !s.closed) {
       s.closed = true;
-      s.linger_until = Instant::min();  // set by on_tick from its own clock
+      s.timers.set(Session::Timer::Linger, now + duration_cast<microseconds>(config_.linger));
       events_.push_back(SessionClosed{s.sid, describe(*c)});
       continue;
     }
@@ -437,13 +442,14 @@ void SessionHost::drain_connection(Session& s) {
 void SessionHost::on_tick(Instant now) {
   std::vector<SessionId> gone;
   for (auto& [sid, s] : sessions_) {
-    if (s->hs && now >= s->hs_deadline) {
+    const bool handshake_over = s->timers.due(Session::Timer::Handshake, now);
+    if (s->hs && handshake_over) {
       events_.push_back(HandshakeFailed{sid, "no answer to the handshake within " +
                                                  std::to_string(config_.handshake_timeout.count()) + " ms"});
       gone.push_back(sid);
       continue;
     }
-    if (s->hello_ephemeral && now >= s->hs_deadline) {  // answered, never confirmed
+    if (s->hello_ephemeral && handshake_over) {  // answered, never confirmed
       ++counters_.unconfirmed_expired;
       events_.push_back(SessionClosed{sid, "the initiator never confirmed the handshake"});
       gone.push_back(sid);
@@ -452,12 +458,9 @@ void SessionHost::on_tick(Instant now) {
     if (s->conn) {
       if (now >= s->conn->next_wakeup()) wake(*s);  // a timer is due
       s->conn->on_tick(now);
-      drain_connection(*s);
+      drain_connection(*s, now);
     }
-    if (s->closed) {
-      if (s->linger_until == Instant::min()) s->linger_until = now + duration_cast<microseconds>(config_.linger);
-      if (now >= s->linger_until) gone.push_back(sid);
-    }
+    if (s->closed && s->timers.due(Session::Timer::Linger, now)) gone.push_back(sid);
   }
   for (auto sid : gone) erase(sid);
 }
@@ -495,11 +498,11 @@ std::optional<OutDatagram> SessionHost::next_datagram(Instant now) {
     }
     Session& s = *sp;
     if (s.hs) {  // stays active until the handshake ends (handshakes are few and short)
-      if (now < s.next_hello) {
+      if (!s.timers.due(Session::Timer::Hello, now)) {
         ++it;
         continue;
       }
-      s.next_hello = now + s.hello_rto;
+      s.timers.set(Session::Timer::Hello, now + s.hello_rto);
       s.hello_rto *= 2;
       rr_ = sid;
       ++counters_.tx;
@@ -528,18 +531,11 @@ std::optional<OutDatagram> SessionHost::next_datagram(Instant now) {
 
 Instant SessionHost::next_wakeup() const {
   if (!outbox_.empty() || !events_.empty()) return Instant::min();
+  // Each session's own timers, and its connection's once the handshake is confirmed.
   Instant t = Instant::max();
   for (const auto& [sid, s] : sessions_) {
-    if (s->hs) {
-      t = std::min({t, s->next_hello, s->hs_deadline});
-      continue;
-    }
-    if (s->hello_ephemeral) {
-      t = std::min(t, s->hs_deadline);
-      continue;
-    }
-    if (s->conn) t = std::min(t, s->conn->next_wakeup());
-    if (s->closed) t = std::min(t, s->linger_until);
+    t = std::min(t, s->timers.next());
+    if (s->conn && !s->hs && !s->hello_ephemeral) t = std::min(t, s->conn->next_wakeup());
   }
   return t;
 }
@@ -574,14 +570,13 @@ void SessionHost::close(SessionId sid, std::uint64_t code, const std::string& re
   if (s->conn && !s->closed) {
     s->conn->close(code, reason);
     wake(*s);
-    drain_connection(*s);
+    drain_connection(*s, now);
     return;
   }
   if (s->hs) {
     events_.push_back(HandshakeFailed{sid, "closed before the handshake finished"});
     erase(sid);
   }
-  (void)now;
 }
 
 std::optional<SessionInfo> SessionHost::info(SessionId sid) const {

@@ -190,7 +190,7 @@ class SessionHost {
   void on_data(const Path& path, const Data& d, Instant now);
   void handle_packet(std::size_t socket, const Endpoint& from, std::optional<relay::ChannelId> via,
                      std::span<const std::uint8_t> bytes, Instant now, const std::optional<Endpoint>& origin);
-  void drain_connection(Session& s);
+  void drain_connection(Session& s, Instant now);
   // Puts the session in active_: it may have something to send.
   void wake(Session& s);
   // Files the session (just taken out of active_) under its next timer in sleeping_.
