@@ -1,10 +1,26 @@
-// DhtNode: one QMesh DHT node as a sans-I/O state machine. The caller feeds it datagrams and time,
-// drains next_datagram() and calls on_tick() at next_wakeup() (a wakeup at or before now means
-// "tick now"); results of operations come out of next_event(). Nothing here reads a clock, draws
+// DhtNode: one QMesh DHT node as a sans-I/O state machine. Nothing here reads a clock, draws
 // entropy or touches a socket.
 //
+// Contract (as quinn-proto's Connection):
+//  - Inputs: on_datagram(from, bytes, now) for every datagram the node's sockets receive;
+//    on_tick(now) once next_wakeup() is at or before now; the operations (bootstrap, find_node,
+//    lookup, announce, unannounce, rejoin) whenever the application wants them.
+//  - Outputs, drained after every input until they return nullopt: next_datagram() (send it to
+//    `to`; a `probe` from another port), next_event() (LookupRecord, QueryDone),
+//    next_address_report() (only with report_addresses). Then ask next_wakeup() again: it is the
+//    earliest of the node's timers (maintenance, token rotation, request timeouts, announce
+//    refreshes, reachability rounds, rejoin, refreshes due at once), Instant::max() never.
+//  - Time: every `now` comes from one monotonic clock (the same for every call, never going back);
+//    the node keeps none of its own. A tick may come late: everything due by then happens at that
+//    tick (requests time out late, refreshes start late). A gap over sleep_gap between ticks is
+//    taken for a sleep of the host: the node rejoins through its seeds. Ticks come at least every
+//    10 s of their own accord (maintenance), so an idle node is never mistaken for a sleeping one.
+//
 // Operations are iterative Kademlia traversals (alpha parallel requests, k closest, per-request
-// timeout and retries); the node never recurses on behalf of others. Wire format: dht/message.hpp.
+// timeout and retries; dht/traversal.cpp); the node never recurses on behalf of others. Requests
+// are answered in dht/serve.cpp, limited per source by dht/rate_limit.hpp; the reachability check
+// of auto_promote is dht/reachability.cpp, refreshes and rejoining dht/refresh.cpp; this file's
+// .cpp holds dispatch, time and output. Wire format: docs/protocol.md (codec: dht/message.hpp).
 #pragma once
 
 #include <chrono>
@@ -18,7 +34,9 @@
 #include <variant>
 #include <vector>
 
+#include "core/base/timer_table.hpp"
 #include "core/dht/message.hpp"
+#include "core/dht/rate_limit.hpp"
 #include "core/dht/record_store.hpp"
 #include "core/dht/routing_table.hpp"
 #include "core/dht/token.hpp"
@@ -281,9 +299,12 @@ class DhtNode {
     std::uint8_t inconclusive = 0;  // rounds in a row where too few helpers answered at all
     std::vector<Ask> asks;          // this round's helpers (kept after it, to avoid the silent ones)
   };
-  struct RateBucket {
-    double tokens = 0;
-    Instant last{};
+  // The node's deadlines (next_wakeup() is the earliest). Refresh: refreshes asked for, due at
+  // once. Requests: the earliest request deadline, or earlier (replies do not move it; ticks do).
+  // Announce: the earliest refresh of an announcement not being refreshed. ReachV4/V6: the end
+  // of the reachability round in flight, else the next one.
+  enum class Timer : std::uint8_t {
+    Maintenance, Tokens, Refresh, Requests, Announce, ReachV4, ReachV6, Rejoin, Count
   };
   // A FIFO on a vector that gives its memory back once drained (an empty std::deque still holds
   // about 600 bytes, and every node has two).
@@ -318,8 +339,12 @@ class DhtNode {
   void note_address(const Endpoint& from, const Endpoint& seen_as, Instant now);
   bool wants_promotion(int f) const;
   void step_reachability(int f, Instant now);
-  void handle_probe(const Endpoint& from, const Message& m);
-  bool rate_allows(const Endpoint& from, Instant now);
+  void arm_reachability(int f);
+  void handle_probe(const Endpoint& from, const Message& m, Instant now);
+  void retry_requests(Instant now);
+  void arm_announce();
+  void run_pending_refreshes(Instant now);
+  void refresh_buckets(Instant now);
 
   std::uint32_t send_request(const Endpoint& to, std::optional<NodeId> id, Body body, QueryId q, Purpose p,
                              Instant now);
@@ -356,22 +381,19 @@ class DhtNode {
   std::size_t remote_tokens_next_ = 0;
   std::map<QueryId, Query> queries_;
   std::map<Topic, Announcement> announcements_;
-  std::unordered_map<IpKey, RateBucket, IpKeyHash> rate_;
+  RateLimiter rate_;
   Fifo<OutDatagram> outbox_;
   Fifo<DhtEvent> events_;
   Fifo<AddressReport> address_reports_;
   DhtCounters counters_;
   Reachability reach_[2];
   bool pending_self_refresh_[2] = {false, false};
-  bool pending_join_refresh_ = false;
-  // Earliest request deadline, or earlier (replies do not raise it; on_tick recomputes it).
-  Instant rpc_deadline_hint_ = Instant::max();  // after bootstrap: fill the buckets farther than our neighbours
+  bool pending_join_refresh_ = false;  // after bootstrap: fill the buckets farther than our neighbours
   QueryId next_query_ = 1;
-  Instant next_maintenance_{};
-  // Rejoin: the kept seeds, when the next re-bootstrap is due (max: none), the wait after the
-  // last one that found nobody, whether one runs, and the last tick (to notice a sleep).
+  TimerTable<Timer> timers_;
+  // Rejoin: the kept seeds (the Rejoin timer says when the next re-bootstrap is due), the wait
+  // after the last one that found nobody, whether one runs, and the last tick (to notice a sleep).
   std::vector<Endpoint> seeds_;
-  Instant rejoin_at_ = Instant::max();
   std::chrono::milliseconds rejoin_backoff_{0};
   bool rejoining_ = false;
   Instant last_tick_{};

@@ -1,7 +1,7 @@
 // DhtNode's iterative queries (libtorrent's traversal_algorithm): a lookup, find-node, bootstrap,
 // rejoin, announce or unannounce walks towards its target alpha requests at a time, keeps the k
 // closest candidates, then (announce, unannounce) stores at the closest that answered. The rest of
-// the node (dispatch, reachability, rate limits, time) is in dht/node.cpp.
+// the node is in dht/node.cpp.
 #include <algorithm>
 
 #include "core/dht/node.hpp"
@@ -22,6 +22,7 @@ void DhtNode::handle_reply(const Endpoint& from, const Message& m, Instant now) 
   }
   Rpc rpc = std::move(it->second);
   rpcs_.erase(it);
+  if (rpcs_.empty()) timers_.stop(Timer::Requests);
   const auto& rep = std::get<Reply>(m.body);
   const int f = fam(from);
 
@@ -205,12 +206,19 @@ void DhtNode::emit_done(Query& q, bool ok, Instant now) {
         a.active = 0;
         a.next_refresh = now + std::chrono::seconds(std::max<int>(1, a.ttl_s / 3));
       }
+    arm_announce();
   }
   const bool join = q.kind == Kind::Bootstrap || q.kind == Kind::Rejoin;
-  if (join && ok && config_.join_refresh) pending_join_refresh_ = true;
+  if (join && ok && config_.join_refresh) {
+    pending_join_refresh_ = true;
+    timers_.set_earlier(Timer::Refresh, now);
+  }
   if (join && ok)  // helpers for the reachability check may be in the table now
-    for (auto& r : reach_)
+    for (int f = 0; f < 2; ++f) {
+      auto& r = reach_[f];
       if (!r.probing && r.next_try == Instant::max()) r.next_try = now;
+      arm_reachability(f);
+    }
   note_outcome(q.kind, !d.closest.empty(), now);
   const bool internal = q.kind == Kind::Refresh || q.kind == Kind::Rejoin;
   const QueryId id = q.id;
@@ -270,6 +278,7 @@ QueryId DhtNode::announce(const Topic& topic, std::span<const std::uint8_t> payl
   a.next_refresh = now + std::chrono::seconds(std::max<int>(1, a.ttl_s / 3));
   const QueryId id = start_query(Kind::Announce, topic, {}, now);
   if (queries_.count(id)) a.active = id;
+  arm_announce();
   return id;
 }
 
@@ -288,6 +297,7 @@ QueryId DhtNode::unannounce(const Topic& topic, Instant now) {
   }
   Announcement a = std::move(it->second);
   announcements_.erase(it);
+  arm_announce();
   if (a.active) queries_.erase(a.active);
   const std::uint64_t seq = a.seq + 1;
   for (const auto& [info, token] : a.stored_at) {
