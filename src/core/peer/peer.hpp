@@ -10,6 +10,22 @@
 // one opens. docs/protocol.md describes it message by message.
 //
 // Sockets: index 0 is the main IPv4 socket, 1 the main IPv6 socket, 2 and up extra sockets.
+//
+// Contract:
+//  - Inputs: on_datagram(socket, from, bytes, now) for every datagram any of its sockets receives;
+//    on_tick(now) once next_wakeup() is at or before now; sockets_opened() answering OpenSockets;
+//    connect() and the parts' own operations (dht(): bootstrap, lookup, announce; sessions():
+//    streams, close) whenever the application wants them.
+//  - Outputs, drained after every input (after a call into dht() or sessions() too) until they
+//    return nullopt: next_datagram(now) (send it from `socket`, or from a separate port when
+//    `probe`), next_event() (results of the parts, connects, punches, OpenSockets/CloseSockets).
+//    Then next_wakeup(): Instant::min() while output waits, else the earliest of the peer's own
+//    timers (connects, introductions, relay releases) and its parts' (DHT node, sessions, relay,
+//    punchers); Instant::max() when nothing is pending.
+//  - Time: every `now` from one monotonic clock, the same for every call and every part (the
+//    peer hands its own `now` to its parts), never going back. A late tick does late everything
+//    that came due (retransmissions, timeouts, punch rounds); a host sleep shows as a long gap,
+//    which the DHT node answers by rejoining and the sessions by their idle timeouts.
 #pragma once
 
 #include <chrono>
@@ -23,6 +39,7 @@
 #include <variant>
 #include <vector>
 
+#include "core/base/timer_table.hpp"
 #include "core/dht/node.hpp"
 #include "core/nat/holepunch.hpp"
 #include "core/nat/classifier.hpp"
@@ -179,6 +196,11 @@ class Peer {
     bool decided = false;
   };
 
+  // The peer's own deadlines, each at or before the earliest of its kind (inputs move them earlier;
+  // on_tick sets a fired one exactly again with arm()).
+  enum class Timer : std::uint8_t { Connects, Introductions, RelayRelease, Count };
+  void arm(Timer t);
+
   std::size_t main_socket(const Endpoint& e) const { return e.family == 6 ? kSocketV6 : kSocketV4; }
   rendezvous::PeerInfo my_info(std::uint8_t family, Instant now) const;
   void refresh_payload(Instant now);
@@ -186,6 +208,7 @@ class Peer {
   void on_rendezvous(std::size_t socket, const Endpoint& from, std::span<const std::uint8_t> bytes, Instant now);
   void serve_connect(std::size_t socket, const Endpoint& from, const rendezvous::Connect& c, Instant now);
   void on_connect_reply(const Endpoint& from, const rendezvous::ConnectReply& r, Instant now);
+  void tick_connects(Instant now);
   void on_relay_frame(std::size_t socket, const Endpoint& from, std::span<const std::uint8_t> bytes, Instant now);
   void note_relay_use(SessionId sid, const session::Path& path);
   void schedule_release(SessionId sid, bool closed, Instant now);
@@ -198,6 +221,7 @@ class Peer {
                    const rendezvous::PeerInfo& remote, Instant now);
   void run_punch(Punch& p, Instant now);
   void finish_punch(Punch& p, const nat::PunchOutcome& o, Instant now);
+  void tick_punches(Instant now);
   void send(std::size_t socket, const Endpoint& to, std::vector<std::uint8_t> bytes, std::uint8_t ttl = 0);
 
   PeerConfig config_;
@@ -219,6 +243,7 @@ class Peer {
   std::map<SessionId, Punch> punches_;
   std::deque<Datagram> out_;
   std::deque<PeerEvent> events_;
+  TimerTable<Timer> timers_;
   PeerCounters counters_;
   ConnectId next_connect_ = 1;
   std::uint64_t next_request_ = 1;
