@@ -1,9 +1,8 @@
-#include "core/session/host.hpp"
+#include "core/session/host_session.hpp"
 
 #include <algorithm>
 
 #include "core/base/printable.hpp"
-#include "core/base/timer_table.hpp"
 
 namespace qmesh::core::session {
 
@@ -11,36 +10,7 @@ using std::chrono::duration_cast;
 
 static_assert(relay::kRelayOverhead == kRelayHeaderRoom, "session packets keep room for exactly a relay header");
 using std::chrono::microseconds;
-
-struct SessionHost::Session {
-  SessionId sid = 0;
-  bool initiator = false;
-  Path path;
-  noise::PublicKey remote_static{};
-  // Initiator, until the WELCOME; what rebuilds it if a forged WELCOME spoils it.
-  std::optional<HandshakeInitiator> hs;
-  MacKeys macs;                   // the responder's, for mac1 and for opening its COOKIE
-  std::optional<Cookie> cookie;   // from the responder's COOKIE: mac2 in later HELLOs
-  std::array<std::uint8_t, kMacLen> sent_mac1{};
-  noise::PrivateKey ephemeral;
-  HandshakePayload payload;  // as sent in the HELLO (with its timestamp)
-  // Handshake: the initiator's handshake, or the responder's wait for the first DATA, times out.
-  // Hello: the initiator's next HELLO (re)send. Linger: a closed session is forgotten.
-  enum class Timer : std::uint8_t { Handshake, Hello, Linger, Count };
-  TimerTable<Timer> timers;
-  microseconds hello_rto{};
-  // Responder, until the initiator's first DATA: the WELCOME to repeat for a resent HELLO.
-  std::vector<std::uint8_t> welcome;
-  std::optional<noise::PublicKey> hello_ephemeral;
-  core::IpKey origin;  // whom the unconfirmed session is charged to
-  Instant accepted_at{};
-  std::optional<PacketProtection> prot;
-  std::optional<stream::Connection> conn;
-  std::optional<std::uint64_t> max_rx_pn;
-  bool closed = false;
-  // Out of active_ until this entry of sleeping_ (its connection's next timer) comes due.
-  std::optional<std::multimap<Instant, SessionId>::iterator> sleep_it;
-};
+using host_detail::on_path;
 
 SessionHost::SessionHost(HostConfig config, RandomBytes random, Instant now)
     : config_(std::move(config)),
@@ -90,29 +60,6 @@ std::string describe(const stream::Closed& c) {
   if (!c.message.empty()) why += ": " + printable_line(c.message);  // the peer wrote it
   return why;
 }
-
-OutDatagram on_path(const Path& p, std::vector<std::uint8_t> bytes) {
-  if (p.relay) bytes = relay::encode_frame(*p.relay, bytes);
-  return OutDatagram{p.socket, p.to, std::move(bytes)};
-}
-
-// One machine's processes all share the loopback address: per-origin limits do not apply to it.
-bool is_loopback(const core::IpKey& k) {
-  static const core::IpKey v6{6, {0, 0, 0, 0, 0, 0, 0, 0}};
-  return (k.family == 4 && k.bytes[0] == 127) || k == v6;
-}
-
-// What a cookie is bound to: the address and port a HELLO came from, and its relay channel.
-std::vector<std::uint8_t> source_bytes(const Path& p) {
-  std::vector<std::uint8_t> b;
-  b.reserve(1 + 16 + 2 + relay::kChannelBytes);
-  b.push_back(p.to.family);
-  b.insert(b.end(), p.to.addr.begin(), p.to.addr.end());
-  b.push_back(static_cast<std::uint8_t>(p.to.port >> 8));
-  b.push_back(static_cast<std::uint8_t>(p.to.port));
-  if (p.relay) b.insert(b.end(), p.relay->begin(), p.relay->end());
-  return b;
-}
 }  // namespace
 
 Result<SessionId> SessionHost::connect(const Path& path, const noise::PublicKey& remote_static, Instant now) {
@@ -140,40 +87,6 @@ Result<SessionId> SessionHost::connect(const Path& path, const noise::PublicKey&
   sessions_.emplace(sid, std::move(s));
   active_.insert(sid);
   return sid;
-}
-
-bool SessionHost::hello_is_fresh(const noise::PublicKey& who, std::uint64_t ts) {
-  auto it = last_hello_.find(who);
-  if (it == last_hello_.end()) {
-    if (last_hello_.size() >= config_.replay_keys) {
-      last_hello_.erase(std::min_element(last_hello_.begin(), last_hello_.end(), [](const auto& a, const auto& b) {
-        return a.second.newest < b.second.newest;
-      }));
-    }
-    it = last_hello_.emplace(who, HelloTimes{}).first;
-  }
-  HelloTimes& t = it->second;
-  if (ts <= t.floor || (t.newest > kHelloWindowUs && ts < t.newest - kHelloWindowUs) ||
-      std::find(t.recent.begin(), t.recent.end(), ts) != t.recent.end()) {
-    return false;
-  }
-  t.recent.push_back(ts);
-  t.newest = std::max(t.newest, ts);
-  if (t.recent.size() > kRecentHellos) {
-    auto oldest = std::min_element(t.recent.begin(), t.recent.end());
-    t.floor = std::max(t.floor, *oldest);
-    t.recent.erase(oldest);
-  }
-  return true;
-}
-
-bool SessionHost::take(Bucket& b, double rate, double burst, Instant now) {
-  const double dt = std::chrono::duration<double>(now - b.refill).count();
-  b.tokens = std::min(burst, b.tokens + std::max(0.0, dt) * rate);
-  b.refill = now;
-  if (b.tokens < 1) return false;
-  b.tokens -= 1;
-  return true;
 }
 
 void SessionHost::on_datagram(std::size_t socket, const Endpoint& from, std::span<const std::uint8_t> bytes,
@@ -209,129 +122,6 @@ void SessionHost::handle_packet(std::size_t socket, const Endpoint& from, std::o
   } else {
     on_data(path, std::get<Data>(*p), now);
   }
-}
-
-bool SessionHost::admit_hello(const Path& path, const core::IpKey& origin, const Hello& h, Instant now) {
-  const double dt = std::chrono::duration<double>(now - hello_refill_).count();
-  hello_tokens_ = std::min(config_.handshake_burst, hello_tokens_ + std::max(0.0, dt) * config_.handshakes_per_s);
-  hello_refill_ = now;
-  if (hello_tokens_ < config_.handshake_burst / 2 || pending_hellos_.size() * 2 >= config_.max_unconfirmed) {
-    loaded_until_ = now + duration_cast<microseconds>(config_.load_hold);
-  }
-  if (now >= loaded_until_) {
-    if (hello_tokens_ < 1) {  // a burst below 2 leaves no load mode to speak of
-      ++counters_.drop_rate_limited;
-      return false;
-    }
-    hello_tokens_ -= 1;
-    return true;
-  }
-  const auto source = source_bytes(path);
-  if (!cookies_.mac2_valid(h.bytes, source, now)) {
-    ++counters_.cookies_sent;
-    emit(on_path(path, cookies_.reply(h.sender_sid, h.bytes, source, now)));
-    return false;
-  }
-  if (!is_loopback(origin)) {
-    if (origin_buckets_.size() >= 4 * config_.replay_keys) {
-      // Buckets that have refilled are worth nothing: drop them.
-      const double full = config_.origin_handshake_burst / std::max(1e-9, config_.origin_handshakes_per_s);
-      std::erase_if(origin_buckets_, [&](const auto& kv) {
-        return std::chrono::duration<double>(now - kv.second.refill).count() > full;
-      });
-    }
-    auto [it, fresh] = origin_buckets_.try_emplace(origin, Bucket{config_.origin_handshake_burst, now});
-    if (!take(it->second, config_.origin_handshakes_per_s, config_.origin_handshake_burst, now)) {
-      ++counters_.drop_rate_limited;
-      return false;
-    }
-  }
-  if (!take(verified_, config_.verified_handshakes_per_s, config_.handshake_burst, now)) {
-    ++counters_.drop_rate_limited;
-    return false;
-  }
-  return true;
-}
-
-bool SessionHost::make_room(const core::IpKey& origin, bool exempt) {
-  std::map<core::IpKey, std::pair<std::size_t, Session*>> held;  // per origin: count, oldest
-  for (const auto& [e, id] : pending_hellos_) {
-    Session* s = find(id);
-    if (!s) continue;
-    auto& [n, oldest] = held[s->origin];
-    ++n;
-    if (!oldest || s->accepted_at < oldest->accepted_at) oldest = s;
-  }
-  if (!exempt && held[origin].first >= config_.max_unconfirmed_per_ip) return false;
-  if (pending_hellos_.size() < config_.max_unconfirmed) return true;
-  // Full: the origin holding the most loses its oldest. Honest initiators confirm within a round
-  // trip, so the oldest unconfirmed sessions are the ones that never will be.
-  auto top = std::max_element(held.begin(), held.end(),
-                              [](const auto& a, const auto& b) { return a.second.first < b.second.first; });
-  if (top == held.end() || !top->second.second) return false;
-  const SessionId victim = top->second.second->sid;
-  ++counters_.unconfirmed_evicted;
-  events_.push_back(SessionClosed{victim, "unconfirmed handshake evicted for another origin's"});
-  erase(victim);
-  return true;
-}
-
-void SessionHost::on_hello(const Path& path, const core::IpKey& origin, const Hello& h, Instant now) {
-  if (!config_.accept_incoming) {
-    ++counters_.hello_refused;
-    return;
-  }
-  if (!mac1_valid(h.bytes, cookies_.keys())) {
-    ++counters_.drop_mac1;
-    return;
-  }
-  noise::PublicKey eph{};
-  std::copy_n(h.noise.begin(), eph.size(), eph.begin());  // IK message 1 starts with e in the clear
-  if (auto it = pending_hellos_.find(eph); it != pending_hellos_.end()) {
-    // A resent HELLO (our WELCOME was lost): repeat the WELCOME, create nothing.
-    ++counters_.hello_duplicate;
-    // Only to the path the first HELLO came on: a copy from elsewhere is not the initiator asking.
-    if (Session* s = find(it->second); s && !s->welcome.empty() && s->path == path) emit(on_path(path, s->welcome));
-    return;
-  }
-  if (sessions_.size() >= config_.max_sessions) {
-    ++counters_.drop_full;
-    return;
-  }
-  if (!admit_hello(path, origin, h, now)) return;
-  if (!make_room(origin, is_loopback(origin))) {
-    ++counters_.drop_full;
-    return;
-  }
-  const SessionId sid = new_sid();
-  auto r = respond(config_.identity, h, new_ephemeral(), sid, config_.payload);
-  if (!r) {
-    ++counters_.drop_auth;
-    return;
-  }
-  // A replayed HELLO authenticates too: only one newer than the last from this key opens a session.
-  if (!hello_is_fresh(r->session.remote_static, r->session.remote.timestamp)) {
-    ++counters_.hello_replayed;
-    return;
-  }
-  auto s = std::make_unique<Session>();
-  s->sid = sid;
-  s->path = path;
-  s->remote_static = r->session.remote_static;
-  s->welcome = std::move(r->welcome);
-  s->hello_ephemeral = eph;
-  s->origin = origin;
-  s->accepted_at = now;
-  s->timers.set(Session::Timer::Handshake, now + duration_cast<microseconds>(config_.handshake_timeout));
-  s->prot.emplace(std::move(r->session.keys), r->session.peer_sid);
-  auto cc = config_.connection;
-  cc.initiator = false;
-  cc.max_payload = kMaxFramesPerPacket;
-  s->conn.emplace(cc, now);
-  emit(on_path(path, s->welcome));
-  events_.push_back(Accepted{sid, s->remote_static, std::move(r->session.remote), path, r->session.handshake_hash});
-  pending_hellos_[eph] = sid;
-  sessions_.emplace(sid, std::move(s));
 }
 
 void SessionHost::on_welcome(const Welcome& w, Instant now) {

@@ -1,8 +1,23 @@
 // SessionHost: every encrypted session of one node, as a sans-I/O state machine. It owns the
-// handshakes (session_handshake), packet protection (session_crypto) and one stream::Connection per
-// session, and routes datagrams by session id. The caller feeds it session and relay datagrams from
-// its sockets and time, drains next_datagram(), calls on_tick() at next_wakeup(), and reads
-// next_event(). Entropy for session ids and ephemeral keys comes from an injected source.
+// handshakes (session/handshake), packet protection (session/crypto) and one stream::Connection
+// per session, and routes datagrams by session id. Entropy for session ids and ephemeral keys
+// comes from an injected source.
+//
+// Contract:
+//  - Inputs: on_datagram(socket, from, bytes, now) for every session (0x81-0x83, 0x8a) and RELAY
+//    (0x85) datagram; on_tick(now) once next_wakeup() is at or before now; connect(), close(),
+//    set_path() when the application or the punch wants them. connection(sid) hands out a
+//    session's streams: call next_datagram() after using it.
+//  - Outputs, drained after every input until they return nullopt: next_datagram(now) (send it
+//    from `socket` to `to`), next_event() (handshake outcomes, stream activity, path changes,
+//    closes). Then next_wakeup(): Instant::min() while output waits, else the earliest of the
+//    sessions' timers (handshake timeout, HELLO resend, linger after close) and their
+//    connections' next_wakeup(); Instant::max() when nothing is pending.
+//  - Time: every `now` from one monotonic clock, the same for every call (HELLO timestamps come
+//    from clock_us, a wall clock, not from `now`), never going back. A late tick does late what
+//    came due: HELLOs resend late, a handshake or an idle connection times out at that tick.
+//
+// The HELLO admission rules (below) are session/admission.cpp; the rest is session/host.cpp.
 //
 // Paths: a session sends either straight to the peer or through a blind relay (RELAY frames to the
 // relay's endpoint). Like WireGuard's roaming, an authenticated, non-replayed DATA packet that

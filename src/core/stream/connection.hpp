@@ -4,8 +4,19 @@
 // keys or sockets: the session layer hands it decrypted payloads with their packet numbers and
 // encrypts what next_packet() returns under the packet number it carries.
 //
-// The caller's loop: feed on_packet()/on_tick(now) (tick at or after next_wakeup()), then drain
-// next_packet(now) until nullopt and next_event() until nullopt. Frames: stream/frame.hpp.
+// Contract (the caller is the session layer):
+//  - Inputs: on_packet(pn, payload, now) for every decrypted, replay-checked packet of the
+//    session; on_tick(now) once next_wakeup() is at or before now; on_path_changed(now) when the
+//    session moves; the stream API (open_stream, write, read, finish, reset, stop_reading, close)
+//    whenever the application wants it.
+//  - Outputs, after every input: next_packet(now) until nullopt (seal each under its pn), then
+//    next_event() until nullopt. next_wakeup() is then the earliest of the connection's timers
+//    (idle, delayed ACK, loss, RTO, TLP, keepalive, pacing, CLOSE repeats); Instant::max() once
+//    drained.
+//  - Time: every `now` from one monotonic clock, the same for every call, never going back (the
+//    API calls without one use the last `now` given). A late tick acts late: a loss or an RTO
+//    is declared then, the RTT samples it takes are larger, the idle timeout may close it.
+// Frames: stream/frame.hpp.
 //
 // Reliability follows QUIC: packets are never retransmitted, their frames are. Packet numbers
 // count up from 0 and each is used once (it is the AEAD nonce). ACK frames carry up to 64 SACK
