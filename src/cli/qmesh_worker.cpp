@@ -248,7 +248,12 @@ int main(int argc, char** argv) {
   const bool bootstrap_given = !cfg.bootstrap.empty();
   if (listen) cfg.listen = *listen;
   if (identity) cfg.identity = *identity;
-  if (cfg.model.empty()) return fail("no model given: pass --model FILE or set \"model\" in --config", 2);
+  if (cfg.model.empty()) {
+    // The packaged service's config file ships without a model: the line says which file to edit.
+    return fail(config_path.empty() ? "no model given: pass --model FILE or set \"model\" in --config"
+                                    : "no model given: set \"model\" in " + config_path + " (or pass --model FILE)",
+                2);
+  }
   if (auto v = qmesh::worker::validate(cfg); !v) return fail(v.error().message, 2);
   // Everything that can be checked is checked before llama-server loads the model (minutes for
   // a large one): the listen address binds, the identity loads, the config file's list parses.
