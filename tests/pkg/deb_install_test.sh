@@ -127,9 +127,13 @@ t0=$(date +%s)
 systemd-nspawn -q -D "$root" -M "qmesh-pkg-$$" -b --private-network --register=no --keep-unit \
   --console=read-only >"$tmp/boot.log" 2>&1 &
 nspawn_pid=$!
+# The container's PID 1 (nspawn's child that is PID 1 in its own namespace; nspawn forks an
+# intermediate child first, which must not be taken for it).
 leader=""
-for _ in $(seq 1 300); do
-  leader="$(ps -o pid= --ppid "$nspawn_pid" | head -n 1 | tr -d ' ')"
+for _ in $(seq 1 600); do
+  for c in $(ps -o pid= --ppid "$nspawn_pid"); do
+    awk '/^NSpid:/ { exit !(NF > 2 && $NF == 1) }' "/proc/$c/status" 2>/dev/null && leader="$c"
+  done
   [ -n "$leader" ] && break; sleep 0.1
 done
 # A command inside the container (its namespaces), with a plain environment; 2 minutes at most.
@@ -146,7 +150,11 @@ for _ in $(seq 1 900); do
   sleep 0.1
 done
 check "systemd boots in the container ($state, $(secs "$t0") s)" grep -qxE 'running|degraded' <<<"$state"
-if ! grep -qxE 'running|degraded' <<<"$state"; then tail -n 30 "$tmp/boot.log"; finish; exit 1; fi
+if ! grep -qxE 'running|degraded' <<<"$state"; then
+  echo "container PID 1: ${leader:-not found}"; tail -n 30 "$tmp/boot.log"
+  [ -n "$leader" ] && inside systemctl list-jobs --no-pager
+  finish; exit 1
+fi
 [ "$state" = running ] || inside systemctl --failed --no-legend --no-pager
 
 source "$src/tests/pkg/deb_checks.sh"
