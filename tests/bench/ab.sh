@@ -338,7 +338,12 @@ awk -F'\t' '
     for (i = 2; i <= k; i++) { t = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
     return (k % 2) ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
   }
-  function fmt(m, p,   t) { t = sprintf("%." p "f", m); if (t + 0 != m) t = sprintf("%." (p + 1) "f", m); return t }
+  function abs(x) { return x < 0 ? -x : x }
+  function fmt(m, p,   t) {  # as precise as the inputs, one digit more for a median between two values
+    t = sprintf("%." p "f", m)
+    if (abs(t - m) > 1e-9 * (abs(m) + 1)) t = sprintf("%." (p + 1) "f", m)
+    return t
+  }
   function numeric(key) { return vals[key] !~ /fail|n\/a/ }
   function cell(key) {
     if (!(key in vals)) return "-"
@@ -349,11 +354,11 @@ awk -F'\t' '
     id = $1 SUBSEP $2
     if (!(id in seen)) { seen[id] = 1; order[++n] = id; bench[n] = $1; fig[n] = $2 }
     key = id SUBSEP $3
-    vals[key] = (key in vals) ? vals[key] " " $5 : $5
+    # (mawk creates vals[key] before it evaluates the right-hand side: count, do not test "in")
+    vals[key] = cnt[key] ? vals[key] " " $5 : $5
     cnt[key]++
     if (dec($5) > prec[key]) prec[key] = dec($5)
-    all[id] = (id in all) ? all[id] " " $5 : $5
-    if (!(id in first)) first[id] = $5; else if (first[id] != $5) differs[id] = 1
+    if (!ncnt[id]++) first[id] = $5; else if (first[id] != $5) differs[id] = 1
   }
   END {
     for (i = 1; i <= n; i++) {
@@ -362,7 +367,8 @@ awk -F'\t' '
       if ((kb in vals) && (kn in vals) && numeric(kb) && numeric(kn)) {
         mb = median(vals[kb]); mn = median(vals[kn])
         if (!(id in differs)) r = "identical"
-        else if (mb != 0) r = sprintf("%.3f", mn / mb)
+        else if (mb > 0 && mn >= 0) r = sprintf("%.3f", mn / mb)
+        else r = sprintf("%+." (prec[kn] > prec[kb] ? prec[kn] : prec[kb]) "f (new - base)", mn - mb)
       }
       if (fig[i] ~ /^\(run failed/) r = ""
       printf "| %s | %s | %s | %s | %s |\n", (bench[i] == last ? "" : bench[i]), fig[i], cell(kb), cell(kn), r
@@ -371,7 +377,8 @@ awk -F'\t' '
   }' "$results"
 echo
 echo "Cells: median over the rounds (each round's value in run order). Lower is better for times, CPU and"
-echo "memory, higher for rates; \"control\" rows time llama-server alone (the same binary on both sides),"
+echo "memory, higher for rates; a figure that can be 0 or below gets the difference instead of a ratio;"
+echo "\"control\" rows time llama-server alone (the same binary on both sides),"
 echo "so they show the noise of the run. Took $(((t1 - t0) / 60)) min $(((t1 - t0) % 60)) s; load average at the end"
 echo "$(cut -d' ' -f1-3 /proc/loadavg). Each run's output: $logdir"
 exit $failed
