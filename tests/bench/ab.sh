@@ -33,10 +33,6 @@ only="${AB_ONLY:-dht session sim sidecar mesh}"
 for b in $only; do
   case "$b" in dht|session|sim|sidecar|mesh) ;; *) die "AB_ONLY: unknown benchmark $b (known: dht session sim sidecar mesh)" ;; esac
 done
-logdir="${AB_LOG_DIR:-$(mktemp -d /tmp/qmesh-ab.XXXXXX)}"
-mkdir -p "$logdir" || die "cannot create $logdir"
-results="$logdir/results.tsv"  # bench, figure, side, round, value
-: >"$results"
 export QMESH_NO_LAN=1  # no multicast on the LAN from any worker
 
 # ---- the two builds ----
@@ -89,6 +85,10 @@ need_flags dht_sim --nodes --lookups --churn --loss --seed --reachable-ephemeral
 need_flags sidecar_bench --model --prompts --tokens --threads --worker
 need_flags mesh_bench --asks --tokens --ttft-asks --clients --concurrent-asks --idle-seconds
 
+logdir="${AB_LOG_DIR:-$(mktemp -d /tmp/qmesh-ab.XXXXXX)}"
+mkdir -p "$logdir" || die "cannot create $logdir"
+results="$logdir/results.tsv"  # bench, figure, side, round, value
+: >"$results"
 llama="$(QMESH_CACHE="${QMESH_CACHE:-$HOME/.cache/qmesh}" "$here/../../scripts/get-llama-server.sh" 2>/dev/null | tail -n 1)"
 [ -x "$llama" ] || die "no llama-server (scripts/get-llama-server.sh failed)"
 export QMESH_LLAMA_SERVER="$llama"
@@ -230,7 +230,7 @@ bench_sim() {
     local b="dht_sim $sim_nodes nodes, $name"
     for r in $(seq 1 "$rounds"); do
       for s in $(order "$r"); do
-        log="$logdir/sim-$(tr -c 'a-z0-9' '_' <<<"$name")-${sides[$s]}-$r.log"
+        log="$logdir/sim-$(printf '%s' "$name" | tr -c 'a-z0-9' '_')-${sides[$s]}-$r.log"
         # shellcheck disable=SC2086  # $args: the row's flags, split on purpose
         run_one "$b" "$s" "$r" "$log" "${bin[$s,dht_sim]}" --nodes "$sim_nodes" --lookups 200 --seed 1 $args || continue
         put "$b" "lookup success (%)" "$s" "$r" "$(field "$log" 's/^lookup success: \([0-9.]*\)%.*/\1/p')"
