@@ -258,6 +258,12 @@ int main(int argc, char** argv) {
   auto node_id = qmesh::net::load_or_create_identity(cfg.identity.empty() ? qmesh::net::default_identity_path()
                                                                           : cfg.identity);
   if (!node_id) return fail(node_id.error().message);
+  // One running worker per key (docs/user-guide.md): a second one would announce a record under
+  // the same key, and each would overwrite the other's.
+  auto id_lock = qmesh::net::lock_identity(node_id->path);
+  if (!id_lock && id_lock.error().kind == "in_use")
+    return fail(id_lock.error().message + "; give this one its own key file: --identity FILE (created on first run)");
+  if (!id_lock) return fail(id_lock.error().message);
   std::vector<std::string> listed_bootstrap;
   if (cfg.bootstrap.empty()) {
     auto listed = qmesh::net::config_file_bootstrap();
