@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "net/resolve.hpp"
 #include "worker/health_sampler.hpp"  // read_small_file
 
 namespace qmesh::worker {
@@ -232,9 +233,8 @@ core::Result<std::monostate> validate(const WorkerConfig& c) {
   if (c.model.empty()) return core::make_error("setting 'model' is required: the path of a GGUF model file");
   if (auto e = check_ranges(c)) return *e;
   for (const auto& b : c.bootstrap) {
-    auto e = core::dht::Endpoint::parse(b);
-    if (!e || e->port == 0)
-      return core::make_error("setting 'bootstrap': " + b + " is not IP:PORT (e.g. 127.0.0.1:49737 or [::1]:49737)");
+    if (!net::parse_host_port(b))
+      return core::make_error("setting 'bootstrap': " + printable_key(b) + " is not " + net::kHostPortExample);
   }
   if (!c.listen.empty() && !listen_endpoint(c.listen)) {
     return core::make_error("setting 'listen': " + printable_key(c.listen) +
