@@ -16,8 +16,8 @@
 
 #include "cli/commands.hpp"
 #include "cli/waiter.hpp"
-#include "core/hex.hpp"
-#include "core/printable.hpp"
+#include "core/base/hex.hpp"
+#include "core/base/printable.hpp"
 #include "net/bootstrap_node.hpp"
 #include "net/dht_service.hpp"
 #include "net/peer_service.hpp"
@@ -28,21 +28,21 @@ namespace {
 
 namespace dht = core::dht;
 
-dht::Endpoint parse_endpoint(const std::string& text, const char* what) {
-  auto e = dht::Endpoint::parse(text);
+core::Endpoint parse_endpoint(const std::string& text, const char* what) {
+  auto e = core::Endpoint::parse(text);
   if (!e || e->port == 0)
     throw CommandError(std::string(what) + " " + text + ": expected IP:PORT (e.g. 127.0.0.1:49737 or [::1]:49737)", 2);
   return *e;
 }
 
-std::vector<dht::Endpoint> parse_endpoints(const std::vector<std::string>& texts, const char* what) {
-  std::vector<dht::Endpoint> out;
+std::vector<core::Endpoint> parse_endpoints(const std::vector<std::string>& texts, const char* what) {
+  std::vector<core::Endpoint> out;
   for (const auto& t : texts) out.push_back(parse_endpoint(t, what));
   return out;
 }
 
 // --bootstrap: addresses or host names, resolved here, before the loop thread starts.
-std::vector<dht::Endpoint> resolve_seeds(const std::vector<std::string>& texts) {
+std::vector<core::Endpoint> resolve_seeds(const std::vector<std::string>& texts) {
   auto r = net::resolve_host_ports(texts);
   if (!r) throw CommandError("--bootstrap " + r.error().message, r.error().kind == "config" ? 2 : 1);
   return *r;
@@ -73,13 +73,13 @@ class DhtWaiter : public Waiter<dht::DhtEvent> {
 };
 
 // A client-side node: ephemeral, on an OS-picked port of the bootstrap nodes' families.
-std::unique_ptr<net::DhtService> start_client(const std::vector<dht::Endpoint>& bootstrap, DhtWaiter& waiter) {
+std::unique_ptr<net::DhtService> start_client(const std::vector<core::Endpoint>& bootstrap, DhtWaiter& waiter) {
   net::DhtServiceOptions o;
   o.config.ephemeral = true;
   for (const auto& b : bootstrap) {
-    if (b.family == 4 && !o.listen_v4) o.listen_v4 = dht::Endpoint::v4(0, 0, 0, 0, 0);
+    if (b.family == 4 && !o.listen_v4) o.listen_v4 = core::Endpoint::v4(0, 0, 0, 0, 0);
     if (b.family == 6 && !o.listen_v6) {
-      dht::Endpoint any6;
+      core::Endpoint any6;
       any6.family = 6;
       o.listen_v6 = any6;
     }
@@ -89,7 +89,7 @@ std::unique_ptr<net::DhtService> start_client(const std::vector<dht::Endpoint>& 
   return std::move(*svc);
 }
 
-void join(net::DhtService& svc, DhtWaiter& w, const std::vector<dht::Endpoint>& bootstrap, const std::string& names) {
+void join(net::DhtService& svc, DhtWaiter& w, const std::vector<core::Endpoint>& bootstrap, const std::string& names) {
   const auto q = svc.call([&](dht::DhtNode& n, dht::TimePoint now) { return n.bootstrap(bootstrap, now); });
   auto d = w.done(q, std::chrono::seconds(10));
   if (w.signalled()) throw CommandError("interrupted", 130);

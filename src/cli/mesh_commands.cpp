@@ -19,8 +19,8 @@
 
 #include "cli/answer_output.hpp"
 #include "cli/commands.hpp"
-#include "core/hex.hpp"
-#include "core/printable.hpp"
+#include "core/base/hex.hpp"
+#include "core/base/printable.hpp"
 #include "net/identity.hpp"
 #include "client/worker_json.hpp"
 #include "qmesh/client.hpp"

@@ -11,10 +11,10 @@
 #include <string>
 
 #include "cli/commands.hpp"
-#include "core/gguf.hpp"
-#include "core/model_synth.hpp"
-#include "core/printable.hpp"
-#include "core/rng.hpp"
+#include "core/model/gguf.hpp"
+#include "core/model/synth.hpp"
+#include "core/base/printable.hpp"
+#include "core/base/rng.hpp"
 #include "sidecar/model_file.hpp"
 
 namespace qmesh::cli {

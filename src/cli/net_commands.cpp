@@ -15,8 +15,8 @@
 
 #include "cli/commands.hpp"
 #include "cli/waiter.hpp"
-#include "core/hex.hpp"
-#include "core/stream_event.hpp"
+#include "core/base/hex.hpp"
+#include "core/stream/event.hpp"
 #include "net/peer_service.hpp"
 #include "net/resolve.hpp"
 
@@ -31,8 +31,8 @@ namespace noise = core::noise;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-dht::Endpoint parse_endpoint(const std::string& text, const char* what) {
-  auto e = dht::Endpoint::parse(text);
+core::Endpoint parse_endpoint(const std::string& text, const char* what) {
+  auto e = core::Endpoint::parse(text);
   if (!e || e->port == 0)
     throw CommandError(std::string(what) + " " + text + ": expected IP:PORT (e.g. 127.0.0.1:49737 or [::1]:49737)", 2);
   return *e;
@@ -59,7 +59,7 @@ struct NodeOpts {
 };
 
 // --bootstrap: an address or a host name (all its addresses), resolved before the loop thread starts.
-std::vector<dht::Endpoint> resolve_seeds(const std::string& text) {
+std::vector<core::Endpoint> resolve_seeds(const std::string& text) {
   auto r = net::resolve_host_port(text);
   if (!r) throw CommandError("--bootstrap " + r.error().message, r.error().kind == "config" ? 2 : 1);
   return *r;
@@ -67,19 +67,19 @@ std::vector<dht::Endpoint> resolve_seeds(const std::string& text) {
 
 // The family the command reports on (its address, its NAT type): --listen's, else IPv4 when a
 // seed has it.
-std::uint8_t main_family(const NodeOpts& o, const std::vector<dht::Endpoint>& seeds) {
+std::uint8_t main_family(const NodeOpts& o, const std::vector<core::Endpoint>& seeds) {
   if (!o.listen.empty()) return o.listen.front() == '[' ? 6 : 4;
-  return std::any_of(seeds.begin(), seeds.end(), [](const dht::Endpoint& e) { return e.family == 4; }) ? 4 : 6;
+  return std::any_of(seeds.begin(), seeds.end(), [](const core::Endpoint& e) { return e.family == 4; }) ? 4 : 6;
 }
 
-net::PeerServiceOptions client_options(const NodeOpts& o, const std::vector<dht::Endpoint>& seeds) {
+net::PeerServiceOptions client_options(const NodeOpts& o, const std::vector<core::Endpoint>& seeds) {
   net::PeerServiceOptions so;
   if (!o.listen.empty()) {
     const auto at = parse_endpoint(o.listen + (o.listen.find(':') == std::string::npos ? ":0" : ""), "--listen");
     (at.family == 6 ? so.listen_v6 : so.listen_v4) = at;
   } else {
     for (const auto& seed : seeds) {  // any address, any port, of each family the seeds have
-      dht::Endpoint any;
+      core::Endpoint any;
       any.family = seed.family;
       (any.family == 6 ? so.listen_v6 : so.listen_v4) = any;
     }
@@ -92,7 +92,7 @@ net::PeerServiceOptions client_options(const NodeOpts& o, const std::vector<dht:
 }
 
 template <class W>
-void join(net::PeerService& svc, W& w, const std::vector<dht::Endpoint>& seeds) {
+void join(net::PeerService& svc, W& w, const std::vector<core::Endpoint>& seeds) {
   const auto q = svc.call([&](peer::Peer& p, peer::Instant now) {
     return p.dht().bootstrap(seeds, std::chrono::duration_cast<dht::TimePoint>(now));
   });

@@ -18,9 +18,9 @@
 #include <filesystem>
 #include <optional>
 
-#include "core/health.hpp"
-#include "core/hex.hpp"
-#include "core/printable.hpp"
+#include "core/mesh/health.hpp"
+#include "core/base/hex.hpp"
+#include "core/base/printable.hpp"
 #include "sidecar/exec_shim.hpp"
 #include "sidecar/llama_locator.hpp"
 #include "sidecar/model_file.hpp"
@@ -46,7 +46,7 @@ void setup_logging(const std::string& level) {
 // The DHT node a worker runs when it finds none: on the default port on every IPv4 and IPv6
 // address (another port when that is taken), announced on the LAN by multicast.
 std::unique_ptr<qmesh::net::BootstrapNode> start_embedded_node() {
-  using qmesh::core::dht::Endpoint;
+  using qmesh::core::Endpoint;
   Endpoint v4 = Endpoint::v4(0, 0, 0, 0, qmesh::net::kDefaultDhtPort), v6;
   v6.family = 6;
   v6.port = qmesh::net::kDefaultDhtPort;
@@ -79,7 +79,7 @@ std::unique_ptr<qmesh::net::BootstrapNode> start_embedded_node() {
 
 // The --listen address can be bound here (a socket bound and closed again): a typo or an address
 // of another host is reported before llama-server spends minutes loading the model.
-qmesh::core::Result<std::monostate> check_bindable(const qmesh::core::dht::Endpoint& at, const std::string& text) {
+qmesh::core::Result<std::monostate> check_bindable(const qmesh::core::Endpoint& at, const std::string& text) {
   sockaddr_storage sa{};
   if (!qmesh::net::to_sockaddr(at, sa)) return qmesh::core::make_error("setting 'listen': " + text + " is not an address");
   const int fd = ::socket(sa.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -95,7 +95,7 @@ qmesh::core::Result<std::monostate> check_bindable(const qmesh::core::dht::Endpo
 // The DHT nodes to join: the bootstrap setting (flags, --config), else the config directory's
 // list; host names are resolved here, once, before anything runs. Errors of kind "config" are
 // the user's to fix (exit 2).
-qmesh::core::Result<std::vector<qmesh::core::dht::Endpoint>> bootstrap_seeds(qmesh::worker::WorkerConfig& cfg, bool given) {
+qmesh::core::Result<std::vector<qmesh::core::Endpoint>> bootstrap_seeds(qmesh::worker::WorkerConfig& cfg, bool given) {
   if (!given) {
     auto listed = qmesh::net::config_file_bootstrap();
     if (!listed) return listed.error();
@@ -118,7 +118,7 @@ int fail(const std::string& msg, int code = 1) {
 // The parts of the worker record that do not change while the worker runs.
 qmesh::core::Result<std::unique_ptr<qmesh::worker::MeshServer>> make_server(qmesh::worker::Worker& worker,
                                                                            const qmesh::worker::WorkerConfig& cfg,
-                                                                           const std::vector<qmesh::core::dht::Endpoint>& seeds,
+                                                                           const std::vector<qmesh::core::Endpoint>& seeds,
                                                                            const qmesh::net::Identity& id,
                                                                            qmesh::core::mesh::WorkerRecord& record) {
   namespace dht = qmesh::core::dht;
@@ -285,7 +285,7 @@ int main(int argc, char** argv) {
   if (!id_lock) return fail(id_lock.error().message);
   auto resolved = bootstrap_seeds(cfg, bootstrap_given);
   if (!resolved) return fail(resolved.error().message, resolved.error().kind == "config" ? 2 : 1);
-  std::vector<qmesh::core::dht::Endpoint> seeds = *resolved;
+  std::vector<qmesh::core::Endpoint> seeds = *resolved;
 
   // Signals are taken synchronously by the main thread (sigtimedwait); block them before any
   // thread starts so that no other thread receives them.

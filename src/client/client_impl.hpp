@@ -22,14 +22,14 @@
 #include <set>
 #include <thread>
 
-#include "core/generation_rate.hpp"
-#include "core/hex.hpp"
-#include "core/mesh_frame.hpp"
-#include "core/mesh_record.hpp"
-#include "core/printable.hpp"
-#include "core/rng.hpp"
-#include "core/stream_event.hpp"
-#include "core/worker_select.hpp"
+#include "core/mesh/generation_rate.hpp"
+#include "core/base/hex.hpp"
+#include "core/mesh/frame.hpp"
+#include "core/mesh/record.hpp"
+#include "core/base/printable.hpp"
+#include "core/base/rng.hpp"
+#include "core/stream/event.hpp"
+#include "core/mesh/worker_select.hpp"
 #include "net/bootstrap_list.hpp"
 #include "net/resolve.hpp"
 #include "net/dht_await.hpp"

@@ -12,7 +12,7 @@
 #include <cstring>
 #include <filesystem>
 
-#include "core/hex.hpp"
+#include "core/base/hex.hpp"
 
 namespace qmesh::net {
 namespace {

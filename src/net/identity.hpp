@@ -8,9 +8,9 @@
 #include <string>
 #include <utility>
 
-#include "core/dht_record_store.hpp"
-#include "core/noise.hpp"
-#include "core/result.hpp"
+#include "core/dht/record_store.hpp"
+#include "core/session/noise.hpp"
+#include "core/base/result.hpp"
 
 namespace qmesh::net {
 

@@ -6,7 +6,7 @@
 #include <algorithm>
 #include <cctype>
 
-#include "core/printable.hpp"
+#include "core/base/printable.hpp"
 #include "net/sockaddr.hpp"
 
 namespace qmesh::net {
@@ -21,7 +21,7 @@ bool valid_host_name(std::string_view h) {
   });
 }
 
-void add_unique(std::vector<core::dht::Endpoint>& out, const core::dht::Endpoint& e) {
+void add_unique(std::vector<core::Endpoint>& out, const core::Endpoint& e) {
   if (std::find(out.begin(), out.end(), e) == out.end()) out.push_back(e);
 }
 
@@ -31,7 +31,7 @@ std::optional<HostPort> parse_host_port(std::string_view text) {
   HostPort hp;
   std::string_view port;
   if (!text.empty() && text.front() == '[') {  // [IPv6]:PORT
-    auto e = core::dht::Endpoint::parse(text);
+    auto e = core::Endpoint::parse(text);
     if (!e || e->port == 0) return std::nullopt;
     hp.host = std::string(text.substr(1, text.find(']') - 1));
     hp.port = e->port;
@@ -40,7 +40,7 @@ std::optional<HostPort> parse_host_port(std::string_view text) {
   }
   const auto colon = text.rfind(':');
   if (colon == std::string_view::npos) return std::nullopt;
-  if (auto e = core::dht::Endpoint::parse(text)) {  // IPv4:PORT
+  if (auto e = core::Endpoint::parse(text)) {  // IPv4:PORT
     if (e->port == 0) return std::nullopt;
     hp.host = std::string(text.substr(0, colon));
     hp.port = e->port;
@@ -64,10 +64,10 @@ std::optional<HostPort> parse_host_port(std::string_view text) {
   return hp;
 }
 
-core::Result<std::vector<core::dht::Endpoint>> resolve_host_port(std::string_view text) {
+core::Result<std::vector<core::Endpoint>> resolve_host_port(std::string_view text) {
   auto hp = parse_host_port(text);
   if (!hp) return core::make_error(core::printable_line(std::string(text)) + ": expected " + kHostPortExample, "config");
-  if (hp->address) return std::vector<core::dht::Endpoint>{*hp->address};
+  if (hp->address) return std::vector<core::Endpoint>{*hp->address};
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_DGRAM;
@@ -87,7 +87,7 @@ core::Result<std::vector<core::dht::Endpoint>> resolve_host_port(std::string_vie
     return core::make_error(std::string(text) + ": cannot resolve host '" + hp->host + "': " + ::gai_strerror(rc),
                             absent ? "config" : "network");
   }
-  std::vector<core::dht::Endpoint> out;
+  std::vector<core::Endpoint> out;
   for (const addrinfo* a = res; a && out.size() < kMaxAddressesPerName; a = a->ai_next) {
     if (auto e = from_sockaddr(a->ai_addr)) add_unique(out, *e);
   }
@@ -97,8 +97,8 @@ core::Result<std::vector<core::dht::Endpoint>> resolve_host_port(std::string_vie
   return out;
 }
 
-core::Result<std::vector<core::dht::Endpoint>> resolve_host_ports(const std::vector<std::string>& texts) {
-  std::vector<core::dht::Endpoint> out;
+core::Result<std::vector<core::Endpoint>> resolve_host_ports(const std::vector<std::string>& texts) {
+  std::vector<core::Endpoint> out;
   for (const auto& t : texts) {
     auto r = resolve_host_port(t);
     if (!r) return r.error();

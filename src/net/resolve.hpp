@@ -9,8 +9,8 @@
 #include <string_view>
 #include <vector>
 
-#include "core/dht_types.hpp"
-#include "core/result.hpp"
+#include "core/base/endpoint.hpp"
+#include "core/base/result.hpp"
 
 namespace qmesh::net {
 
@@ -19,7 +19,7 @@ namespace qmesh::net {
 struct HostPort {
   std::string host;       // without brackets
   std::uint16_t port = 0;
-  std::optional<core::dht::Endpoint> address;  // set when the host is an IP address
+  std::optional<core::Endpoint> address;  // set when the host is an IP address
 };
 std::optional<HostPort> parse_host_port(std::string_view text);
 
@@ -32,9 +32,9 @@ inline constexpr const char* kHostPortExample =
 // starts with the text ("boot.example:1: cannot resolve host 'boot.example': ..."): kind "config"
 // for a malformed text or a name that does not exist, "network" when the name could not be
 // resolved now (no DNS server answered).
-core::Result<std::vector<core::dht::Endpoint>> resolve_host_port(std::string_view text);
+core::Result<std::vector<core::Endpoint>> resolve_host_port(std::string_view text);
 
 // Every text's addresses, in order, duplicates dropped; the first error.
-core::Result<std::vector<core::dht::Endpoint>> resolve_host_ports(const std::vector<std::string>& texts);
+core::Result<std::vector<core::Endpoint>> resolve_host_ports(const std::vector<std::string>& texts);
 
 }  // namespace qmesh::net

@@ -8,7 +8,7 @@
 #include <system_error>
 #include <thread>
 
-#include "core/sse_parser.hpp"
+#include "core/model/sse_parser.hpp"
 
 namespace qmesh::sidecar {
 namespace {

@@ -7,8 +7,8 @@
 #include <span>
 #include <string>
 
-#include "core/gguf.hpp"
-#include "core/result.hpp"
+#include "core/model/gguf.hpp"
+#include "core/base/result.hpp"
 
 namespace qmesh::sidecar {
 

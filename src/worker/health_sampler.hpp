@@ -1,5 +1,5 @@
 // Samples the worker's health: the host from /proc (Linux) and llama-server over localhost HTTP.
-// The parsing lives in core/health.hpp; this file only fetches text.
+// The parsing lives in core/mesh/health.hpp; this file only fetches text.
 //
 // Platforms: Linux only for now. Elsewhere sample_host() returns the error
 // "health sampling: not supported on this platform yet" (same interface), while sample_llama()
@@ -11,8 +11,8 @@
 #include <string>
 #include <variant>
 
-#include "core/health.hpp"
-#include "core/result.hpp"
+#include "core/mesh/health.hpp"
+#include "core/base/result.hpp"
 
 namespace qmesh::worker {
 

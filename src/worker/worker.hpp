@@ -11,9 +11,9 @@
 #include <mutex>
 #include <string>
 
-#include "core/generation_rate.hpp"
-#include "core/health.hpp"
-#include "core/result.hpp"
+#include "core/mesh/generation_rate.hpp"
+#include "core/mesh/health.hpp"
+#include "core/base/result.hpp"
 #include "sidecar/llama_engine.hpp"
 #include "sidecar/supervisor.hpp"
 #include "worker/health_sampler.hpp"

@@ -1,6 +1,6 @@
 #include "worker/worker_config.hpp"
 
-#include "core/dht_types.hpp"
+#include "core/dht/types.hpp"
 
 #include <algorithm>
 #include <thread>
@@ -313,9 +313,9 @@ json to_json(const WorkerConfig& c) {
   return j;
 }
 
-std::optional<core::dht::Endpoint> listen_endpoint(const std::string& listen) {
+std::optional<core::Endpoint> listen_endpoint(const std::string& listen) {
   const bool has_port = listen.find(':') != std::string::npos && listen.back() != ']';
-  return core::dht::Endpoint::parse(has_port ? listen : listen + ":0");
+  return core::Endpoint::parse(has_port ? listen : listen + ":0");
 }
 
 std::string gpu_layers_arg(int gpu_layers) { return gpu_layers < 0 ? "all" : std::to_string(gpu_layers); }

@@ -10,8 +10,8 @@
 
 #include <nlohmann/json_fwd.hpp>
 
-#include "core/dht_types.hpp"
-#include "core/result.hpp"
+#include "core/dht/types.hpp"
+#include "core/base/result.hpp"
 
 namespace qmesh::worker {
 
@@ -72,7 +72,7 @@ nlohmann::json to_json(const WorkerConfig& config);
 
 // The worker's UDP socket address from the "listen" setting: "HOST" (any port) or "HOST:PORT",
 // an IPv6 host in brackets. nullopt when malformed.
-std::optional<core::dht::Endpoint> listen_endpoint(const std::string& listen);
+std::optional<core::Endpoint> listen_endpoint(const std::string& listen);
 
 // The value for llama-server's -ngl: "all" for -1, otherwise the number.
 std::string gpu_layers_arg(int gpu_layers);

@@ -5,10 +5,11 @@
 #include <string>
 #include <vector>
 
-#include "core/dht_message.hpp"
-#include "core/dht_record_store.hpp"
+#include "core/dht/message.hpp"
+#include "core/dht/record_store.hpp"
 
 using namespace qmesh::core::dht;
+using qmesh::core::Endpoint;
 
 int main(int argc, char** argv) {
   if (argc != 2) {

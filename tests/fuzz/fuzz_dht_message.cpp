@@ -5,10 +5,11 @@
 #include <cstdint>
 #include <span>
 
-#include "core/dht_message.hpp"
-#include "core/dht_node.hpp"
+#include "core/dht/message.hpp"
+#include "core/dht/node.hpp"
 
 using namespace qmesh::core::dht;
+using qmesh::core::Endpoint;
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::span<const std::uint8_t> bytes(data, size);

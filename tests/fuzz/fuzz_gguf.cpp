@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <span>
 
-#include "core/gguf.hpp"
+#include "core/model/gguf.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   auto parsed = qmesh::core::parse_gguf(std::span<const std::uint8_t>(data, size));

@@ -6,7 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/health.hpp"
+#include "core/mesh/health.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size == 0) return 0;

@@ -6,9 +6,9 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "core/mesh_frame.hpp"
-#include "core/mesh_record.hpp"
-#include "core/mesh_request_reader.hpp"
+#include "core/mesh/frame.hpp"
+#include "core/mesh/record.hpp"
+#include "core/mesh/request_reader.hpp"
 
 using namespace qmesh::core;
 

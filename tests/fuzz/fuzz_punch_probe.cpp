@@ -6,11 +6,11 @@
 #include <memory>
 #include <span>
 
-#include "core/holepunch.hpp"
+#include "core/nat/holepunch.hpp"
 #include "fuzz_punch_key.hpp"
 
 using namespace qmesh::core::nat;
-using qmesh::core::dht::Endpoint;
+using qmesh::core::Endpoint;
 using qmesh::core::dht::TimePoint;
 
 namespace {

@@ -3,7 +3,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "core/rendezvous.hpp"
+#include "core/nat/rendezvous.hpp"
 
 using namespace qmesh::core;
 

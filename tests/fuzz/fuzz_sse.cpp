@@ -5,7 +5,7 @@
 #include <string_view>
 #include <vector>
 
-#include "core/sse_parser.hpp"
+#include "core/model/sse_parser.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size == 0) return 0;

@@ -6,8 +6,8 @@
 #include <cstdint>
 #include <span>
 
-#include "core/connection.hpp"
-#include "core/stream_frame.hpp"
+#include "core/stream/connection.hpp"
+#include "core/stream/frame.hpp"
 
 using namespace qmesh::core::stream;
 

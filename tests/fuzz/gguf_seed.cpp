@@ -3,7 +3,7 @@
 #include <cstdio>
 #include <vector>
 
-#include "core/gguf_writer.hpp"
+#include "core/model/gguf_writer.hpp"
 
 using namespace qmesh::core;
 

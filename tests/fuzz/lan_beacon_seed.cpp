@@ -3,7 +3,7 @@
 #include <fstream>
 #include <string>
 
-#include "core/lan_beacon.hpp"
+#include "core/lan/beacon.hpp"
 
 using namespace qmesh::core;
 

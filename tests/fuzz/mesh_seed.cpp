@@ -3,8 +3,8 @@
 #include <fstream>
 #include <string>
 
-#include "core/mesh_frame.hpp"
-#include "core/mesh_record.hpp"
+#include "core/mesh/frame.hpp"
+#include "core/mesh/record.hpp"
 
 using namespace qmesh::core;
 

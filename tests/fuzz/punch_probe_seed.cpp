@@ -3,7 +3,7 @@
 #include <cstdio>
 #include <string>
 
-#include "core/holepunch.hpp"
+#include "core/nat/holepunch.hpp"
 #include "fuzz_punch_key.hpp"
 
 using namespace qmesh::core::nat;

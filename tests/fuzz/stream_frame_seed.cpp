@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "core/stream_frame.hpp"
+#include "core/stream/frame.hpp"
 
 using namespace qmesh::core::stream;
 

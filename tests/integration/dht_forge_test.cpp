@@ -21,9 +21,9 @@
 #include <thread>
 #include <vector>
 
-#include "core/dht_message.hpp"
-#include "core/dht_record_store.hpp"
-#include "core/dht_types.hpp"
+#include "core/dht/message.hpp"
+#include "core/dht/record_store.hpp"
+#include "core/dht/types.hpp"
 #include "net/dht_service.hpp"
 
 namespace {
@@ -37,7 +37,7 @@ constexpr int kRecvTimeoutMs = 1000;
 // A plain UDP socket on 127.0.0.1:0 that talks to one node.
 class RawPeer {
  public:
-  explicit RawPeer(const dht::Endpoint& node) {
+  explicit RawPeer(const qmesh::core::Endpoint& node) {
     fd_ = ::socket(AF_INET, SOCK_DGRAM, 0);
     EXPECT_GE(fd_, 0);
     sockaddr_in local{};
@@ -47,7 +47,7 @@ class RawPeer {
     EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&local), sizeof local), 0);
     socklen_t len = sizeof local;
     EXPECT_EQ(::getsockname(fd_, reinterpret_cast<sockaddr*>(&local), &len), 0);
-    self_ = dht::Endpoint::v4(127, 0, 0, 1, ntohs(local.sin_port));
+    self_ = qmesh::core::Endpoint::v4(127, 0, 0, 1, ntohs(local.sin_port));
     target(node);
   }
   ~RawPeer() {
@@ -56,7 +56,7 @@ class RawPeer {
   RawPeer(const RawPeer&) = delete;
   RawPeer& operator=(const RawPeer&) = delete;
 
-  void target(const dht::Endpoint& node) {
+  void target(const qmesh::core::Endpoint& node) {
     EXPECT_EQ(node.family, 4);
     EXPECT_TRUE(node.is_loopback());  // only ever 127.0.0.1
     to_ = {};
@@ -65,7 +65,7 @@ class RawPeer {
     to_.sin_port = htons(node.port);
   }
 
-  const dht::Endpoint& self() const { return self_; }
+  const qmesh::core::Endpoint& self() const { return self_; }
 
   void send_bytes(const std::vector<std::uint8_t>& bytes) {
     const auto n = ::sendto(fd_, bytes.data(), bytes.size(), 0, reinterpret_cast<const sockaddr*>(&to_), sizeof to_);
@@ -113,13 +113,13 @@ class RawPeer {
  private:
   int fd_ = -1;
   sockaddr_in to_{};
-  dht::Endpoint self_;
+  qmesh::core::Endpoint self_;
   std::uint32_t txid_ = 0x1000;
 };
 
 std::unique_ptr<DhtService> start_node() {
   DhtServiceOptions o;
-  o.listen_v4 = dht::Endpoint::v4(127, 0, 0, 1, 0);
+  o.listen_v4 = qmesh::core::Endpoint::v4(127, 0, 0, 1, 0);
   auto r = DhtService::start(std::move(o), nullptr);
   if (!r) {
     ADD_FAILURE() << "DhtService::start: " << r.error().message;
@@ -128,10 +128,10 @@ std::unique_ptr<DhtService> start_node() {
   return std::move(r).value();
 }
 
-dht::Endpoint endpoint_of(DhtService& s) {
+qmesh::core::Endpoint endpoint_of(DhtService& s) {
   auto e = s.local_endpoint(4);
   EXPECT_TRUE(e.has_value());
-  return e.value_or(dht::Endpoint{});
+  return e.value_or(qmesh::core::Endpoint{});
 }
 
 dht::DhtCounters counters(DhtService& s) {
@@ -201,7 +201,7 @@ bool ping(RawPeer& p, std::size_t pad_to = dht::kMinPaddedRequest, std::vector<s
 
 struct Fixture {
   std::unique_ptr<DhtService> svc;
-  dht::Endpoint ep;
+  qmesh::core::Endpoint ep;
   dht::NodeId id{};
 };
 

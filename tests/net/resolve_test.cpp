@@ -4,7 +4,7 @@
 
 #include <gtest/gtest.h>
 
-using qmesh::core::dht::Endpoint;
+using qmesh::core::Endpoint;
 using qmesh::net::parse_host_port;
 using qmesh::net::resolve_host_port;
 

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <memory>
 
-#include "core/dht_message.hpp"
+#include "core/dht/message.hpp"
 
 namespace qmesh::sim {
 
