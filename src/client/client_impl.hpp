@@ -31,6 +31,7 @@
 #include "core/stream/event.hpp"
 #include "core/mesh/worker_select.hpp"
 #include "net/bootstrap_list.hpp"
+#include "net/resolve.hpp"
 #include "net/dht_await.hpp"
 #include "net/identity.hpp"
 #include "net/peer_service.hpp"
@@ -133,7 +134,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
   };
   std::map<dht::PublicKey, Sess> sessions;  // by worker key
   std::map<dht::PublicKey, Clock::time_point> busy_until;
-  std::map<dht::PublicKey, core::GenerationRate> measured;  // tokens/s this client got from each worker
+  std::map<dht::PublicKey, core::mesh::GenerationRate> measured;  // tokens/s this client got from each worker
   std::vector<dht::LookupRecord> records;  // newest per worker from the last lookup
   Clock::time_point looked_up{};
   bool refreshing = false;  // a background lookup runs
