@@ -14,7 +14,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/waiter.hpp"
-#include "core/hex.hpp"
+#include "core/base/hex.hpp"
 #include "net/lan_discovery.hpp"
 
 namespace qmesh::cli {
@@ -77,7 +77,7 @@ struct ListenOpts : CommonOpts {
 };
 
 struct FoundNode {
-  dht::Endpoint endpoint;
+  core::Endpoint endpoint;
   dht::PublicKey pubkey{};
   std::uint8_t flags = 0;
 };
@@ -87,14 +87,14 @@ void run_listen(const ListenOpts& o) {
   auto so = base_options(o);
   so.query = true;
   Waiter<FoundNode> w;
-  auto d = net::LanDiscovery::start(so, [&w](const dht::Endpoint& e, const dht::PublicKey& k, std::uint8_t f) {
+  auto d = net::LanDiscovery::start(so, [&w](const core::Endpoint& e, const dht::PublicKey& k, std::uint8_t f) {
     w.push(FoundNode{e, k, f});
   });
   if (!d) throw CommandError("LAN discovery: " + d.error().message);
   if (!(*d)->available()) {
     throw CommandError("LAN discovery unavailable: no interface joined the multicast group (try --log-level debug)");
   }
-  std::set<std::pair<dht::Endpoint, dht::PublicKey>> seen;
+  std::set<std::pair<core::Endpoint, dht::PublicKey>> seen;
   const auto end = Clock::now() + std::chrono::seconds(o.timeout_s);
   while (Clock::now() < end) {
     auto left = std::chrono::duration_cast<milliseconds>(end - Clock::now());

@@ -5,7 +5,7 @@
 #include <exception>
 
 #include "cli/commands.hpp"
-#include "core/printable.hpp"
+#include "core/base/printable.hpp"
 #include "sidecar/exec_shim.hpp"
 
 void qmesh::cli::check_utf8(std::string_view text, const std::string& what) {
@@ -36,7 +36,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "qmesh-cli: %s (see --help)\n", qmesh::core::printable_line(e.what()).c_str());
     return 2;
   } catch (const qmesh::cli::CommandError& e) {
-    // Messages may quote a file or a peer: one printable line (core/printable.hpp).
+    // Messages may quote a file or a peer: one printable line (core/base/printable.hpp).
     std::fprintf(stderr, "qmesh-cli: %s\n", qmesh::core::printable_line(e.what()).c_str());
     return e.code;
   } catch (const std::exception& e) {

@@ -22,15 +22,16 @@
 #include <set>
 #include <thread>
 
-#include "core/generation_rate.hpp"
-#include "core/hex.hpp"
-#include "core/mesh_frame.hpp"
-#include "core/mesh_record.hpp"
-#include "core/printable.hpp"
-#include "core/rng.hpp"
-#include "core/stream_event.hpp"
-#include "core/worker_select.hpp"
+#include "core/mesh/generation_rate.hpp"
+#include "core/base/hex.hpp"
+#include "core/mesh/frame.hpp"
+#include "core/mesh/record.hpp"
+#include "core/base/printable.hpp"
+#include "core/base/rng.hpp"
+#include "core/stream/event.hpp"
+#include "core/mesh/worker_select.hpp"
 #include "net/bootstrap_list.hpp"
+#include "net/resolve.hpp"
 #include "net/dht_await.hpp"
 #include "net/identity.hpp"
 #include "net/peer_service.hpp"
@@ -133,7 +134,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
   };
   std::map<dht::PublicKey, Sess> sessions;  // by worker key
   std::map<dht::PublicKey, Clock::time_point> busy_until;
-  std::map<dht::PublicKey, core::GenerationRate> measured;  // tokens/s this client got from each worker
+  std::map<dht::PublicKey, core::mesh::GenerationRate> measured;  // tokens/s this client got from each worker
   std::vector<dht::LookupRecord> records;  // newest per worker from the last lookup
   Clock::time_point looked_up{};
   bool refreshing = false;  // a background lookup runs

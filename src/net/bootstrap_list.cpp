@@ -7,7 +7,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 
-#include "core/lan_beacon.hpp"
+#include "core/lan/beacon.hpp"
 #include "net/identity.hpp"
 #include "net/lan_discovery.hpp"
 
@@ -37,15 +37,15 @@ bool lan_disabled() {
   return off && *off && std::string(off) != "0";
 }
 
-std::vector<core::dht::Endpoint> discover_lan_dht_nodes(std::chrono::milliseconds wait) {
+std::vector<core::Endpoint> discover_lan_dht_nodes(std::chrono::milliseconds wait) {
   if (lan_disabled()) return {};
   std::mutex mu;
   std::condition_variable cv;
-  std::vector<core::dht::Endpoint> found;
+  std::vector<core::Endpoint> found;
   LanDiscoveryOptions o;
   o.key = LanDiscovery::fresh_key();
   o.query = true;
-  auto lan = LanDiscovery::start(o, [&](const core::dht::Endpoint& e, const core::dht::PublicKey&, std::uint8_t flags) {
+  auto lan = LanDiscovery::start(o, [&](const core::Endpoint& e, const core::dht::PublicKey&, std::uint8_t flags) {
     if (!(flags & core::lan::flag::kDhtNode)) return;
     std::lock_guard lk(mu);
     if (std::find(found.begin(), found.end(), e) == found.end()) found.push_back(e);

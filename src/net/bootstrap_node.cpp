@@ -2,7 +2,7 @@
 
 #include <sodium.h>
 
-#include "core/lan_beacon.hpp"
+#include "core/lan/beacon.hpp"
 #include "net/sockaddr.hpp"
 
 namespace qmesh::net {
@@ -13,10 +13,10 @@ core::Result<std::unique_ptr<BootstrapNode>> BootstrapNode::start(const Bootstra
                                                                   std::function<void(const dht::DhtEvent&)> on_dht) {
   if (sodium_init() < 0) return core::make_error("libsodium failed to initialize");
   PeerServiceOptions so;
-  std::vector<dht::Endpoint> reachable;
+  std::vector<core::Endpoint> reachable;
   for (const auto& l : opts.listen) {
     (l.family == 6 ? so.listen_v6 : so.listen_v4) = l;
-    dht::Endpoint at = l;
+    core::Endpoint at = l;
     if (is_unspecified(l)) {
       if (!opts.interface_identity) continue;
       // A DHT node's ID is derived from the address others see it at: pick that address now.
@@ -25,7 +25,7 @@ core::Result<std::unique_ptr<BootstrapNode>> BootstrapNode::start(const Bootstra
       if (!ifs.empty()) {
         at = ifs.front();
       } else {
-        at = l.family == 6 ? dht::Endpoint::parse("[::1]:0").value() : dht::Endpoint::v4(127, 0, 0, 1, 0);
+        at = l.family == 6 ? core::Endpoint::parse("[::1]:0").value() : core::Endpoint::v4(127, 0, 0, 1, 0);
         at.port = l.port;
       }
       (l.family == 6 ? so.config.dht.public_v6 : so.config.dht.public_v4) = at;
@@ -63,7 +63,7 @@ core::Result<std::unique_ptr<BootstrapNode>> BootstrapNode::start(const Bootstra
     if (auto e = node->svc_->local_endpoint(4)) lo.announce_v4 = e->port;
     if (auto e = node->svc_->local_endpoint(6)) lo.announce_v6 = e->port;
     // Without multicast (no interface up) the node still serves whoever is given its address.
-    if (auto started = LanDiscovery::start(lo, [](const dht::Endpoint&, const dht::PublicKey&, std::uint8_t) {}))
+    if (auto started = LanDiscovery::start(lo, [](const core::Endpoint&, const dht::PublicKey&, std::uint8_t) {}))
       node->lan_ = std::move(*started);
   }
   return node;

@@ -9,8 +9,8 @@
 #include <memory>
 #include <vector>
 
-#include "core/dht_node.hpp"
-#include "core/result.hpp"
+#include "core/dht/node.hpp"
+#include "core/base/result.hpp"
 #include "net/lan_discovery.hpp"
 #include "net/peer_service.hpp"
 
@@ -20,7 +20,7 @@ namespace qmesh::net {
 inline constexpr std::uint16_t kDefaultDhtPort = 49737;
 
 struct BootstrapNodeOptions {
-  std::vector<core::dht::Endpoint> listen;  // at most one per family; an unspecified address needs a port
+  std::vector<core::Endpoint> listen;  // at most one per family; an unspecified address needs a port
   // Announce it by multicast: on this host only when every listen address is loopback.
   bool lan = true;
   // An unspecified listen address (0.0.0.0, ::) takes this host's first interface address of the
@@ -40,7 +40,7 @@ class BootstrapNode {
   // Where others reach it (its DHT identity is derived from these): the listen address, or with
   // interface_identity for an unspecified one (0.0.0.0, ::) this host's first interface address of
   // the family with the same port (loopback when it has none). Unspecified ones are left out.
-  const std::vector<core::dht::Endpoint>& reachable() const { return reachable_; }
+  const std::vector<core::Endpoint>& reachable() const { return reachable_; }
   // Whether the multicast announcement runs; where: "host" or "LAN".
   bool announced() const { return lan_ && lan_->available(); }
   const char* scope() const { return loopback_only_ ? "host" : "LAN"; }
@@ -51,7 +51,7 @@ class BootstrapNode {
   std::unique_ptr<PeerService> svc_;
   std::unique_ptr<LanDiscovery> lan_;
   bool loopback_only_ = false;
-  std::vector<core::dht::Endpoint> reachable_;
+  std::vector<core::Endpoint> reachable_;
 };
 
 }  // namespace qmesh::net

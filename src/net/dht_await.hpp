@@ -11,7 +11,7 @@
 #include <optional>
 #include <vector>
 
-#include "core/dht_node.hpp"
+#include "core/dht/node.hpp"
 
 namespace qmesh::net {
 

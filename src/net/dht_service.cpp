@@ -20,7 +20,7 @@ struct DhtService::Impl {
     std::size_t index = 0;
     // [0] IPv4, [1] IPv6; allocated only for the families the node listens on (most nodes use one).
     std::unique_ptr<uv_udp_t> sock[2];
-    std::optional<dht::Endpoint> local[2];
+    std::optional<core::Endpoint> local[2];
     uv_timer_t timer{};
     std::unique_ptr<dht::DhtNode> node;
   };
@@ -49,7 +49,7 @@ struct DhtService::Impl {
   uv_udp_t* probe_socket(int fi) {
     if (probe_sock[fi] || probe_failed[fi]) return probe_sock[fi].get();
     auto h = std::make_unique<uv_udp_t>();
-    dht::Endpoint any;
+    core::Endpoint any;
     any.family = fi == 1 ? 6 : 4;
     sockaddr_storage ss;
     to_sockaddr(any, ss);
@@ -149,7 +149,7 @@ struct DhtService::Impl {
     if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&wake))) uv_close(reinterpret_cast<uv_handle_t*>(&wake), nullptr);
   }
 
-  core::Status bind(Slot& s, int fi, const dht::Endpoint& at) {
+  core::Status bind(Slot& s, int fi, const core::Endpoint& at) {
     sockaddr_storage ss;
     to_sockaddr(at, ss);
     auto h = std::make_unique<uv_udp_t>();
@@ -251,7 +251,7 @@ void DhtService::post(std::size_t node, Task task) {
 
 std::size_t DhtService::size() const { return impl_->slots.size(); }
 
-std::optional<dht::Endpoint> DhtService::local_endpoint(std::uint8_t family, std::size_t node) const {
+std::optional<core::Endpoint> DhtService::local_endpoint(std::uint8_t family, std::size_t node) const {
   if (node >= impl_->slots.size()) return std::nullopt;
   return impl_->slots[node]->local[family == 6 ? 1 : 0];
 }

@@ -10,16 +10,16 @@
 #include <memory>
 #include <optional>
 
-#include "core/dht_node.hpp"
-#include "core/result.hpp"
+#include "core/dht/node.hpp"
+#include "core/base/result.hpp"
 
 namespace qmesh::net {
 
 namespace dht = core::dht;
 
 struct DhtServiceOptions {
-  std::optional<dht::Endpoint> listen_v4;  // bind address; port 0 picks a free one
-  std::optional<dht::Endpoint> listen_v6;
+  std::optional<core::Endpoint> listen_v4;  // bind address; port 0 picks a free one
+  std::optional<core::Endpoint> listen_v6;
   dht::DhtConfig config;                   // ipv4/ipv6 are set from the listen addresses
 };
 
@@ -65,7 +65,7 @@ class DhtService {
   }
 
   // The bound address of a family (with the port the kernel picked), if that socket exists.
-  std::optional<dht::Endpoint> local_endpoint(std::uint8_t family, std::size_t node = 0) const;
+  std::optional<core::Endpoint> local_endpoint(std::uint8_t family, std::size_t node = 0) const;
 
   // Stops the loop and closes the sockets. Idempotent.
   void stop();

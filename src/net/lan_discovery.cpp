@@ -24,7 +24,7 @@
 
 namespace qmesh::net {
 
-using core::dht::Endpoint;
+using core::Endpoint;
 
 namespace {
 

@@ -21,9 +21,9 @@
 #include <memory>
 #include <vector>
 
-#include "core/dht_record_store.hpp"
-#include "core/lan_discovery.hpp"
-#include "core/result.hpp"
+#include "core/dht/record_store.hpp"
+#include "core/lan/discovery.hpp"
+#include "core/base/result.hpp"
 
 namespace qmesh::net {
 
@@ -48,8 +48,8 @@ class LanDiscovery {
  public:
   // Run on the loop thread: keep them short (hand the endpoint to another thread to join the DHT).
   using FoundHandler =
-      std::function<void(const core::dht::Endpoint& dht_node, const core::dht::PublicKey& key, std::uint8_t flags)>;
-  using LostHandler = std::function<void(const core::dht::Endpoint& dht_node, const core::dht::PublicKey& key)>;
+      std::function<void(const core::Endpoint& dht_node, const core::dht::PublicKey& key, std::uint8_t flags)>;
+  using LostHandler = std::function<void(const core::Endpoint& dht_node, const core::dht::PublicKey& key)>;
 
   // Fails only when libsodium or the loop cannot start; a LAN without multicast is not an error.
   static core::Result<std::unique_ptr<LanDiscovery>> start(LanDiscoveryOptions opts, FoundHandler on_found,

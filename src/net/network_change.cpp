@@ -26,12 +26,12 @@ std::int64_t suspended_ms() {
 
 }  // namespace
 
-NetworkChange::NetworkChange(std::vector<core::dht::Endpoint> addresses)
+NetworkChange::NetworkChange(std::vector<core::Endpoint> addresses)
     : addresses_(std::move(addresses)), suspended_ms_(suspended_ms()) {
   std::sort(addresses_.begin(), addresses_.end());
 }
 
-const char* NetworkChange::check(std::vector<core::dht::Endpoint> addresses) {
+const char* NetworkChange::check(std::vector<core::Endpoint> addresses) {
   const char* why = nullptr;
   std::sort(addresses.begin(), addresses.end());
   if (addresses != addresses_) {

@@ -7,19 +7,19 @@
 #include <cstdint>
 #include <vector>
 
-#include "core/dht_types.hpp"
+#include "core/dht/types.hpp"
 
 namespace qmesh::net {
 
 class NetworkChange {
  public:
   // `addresses`: the interface addresses behind the sockets bound to an unspecified address.
-  explicit NetworkChange(std::vector<core::dht::Endpoint> addresses);
+  explicit NetworkChange(std::vector<core::Endpoint> addresses);
   // Why to rejoin now ("local addresses changed", "the host slept"), or nullptr.
-  const char* check(std::vector<core::dht::Endpoint> addresses);
+  const char* check(std::vector<core::Endpoint> addresses);
 
  private:
-  std::vector<core::dht::Endpoint> addresses_;  // sorted
+  std::vector<core::Endpoint> addresses_;  // sorted
   std::int64_t suspended_ms_ = 0;
 };
 

@@ -30,7 +30,7 @@
 
 namespace qmesh::net {
 
-using core::dht::Endpoint;
+using core::Endpoint;
 
 namespace {
 constexpr int kSocketBuffer = 8 << 20;

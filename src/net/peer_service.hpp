@@ -10,16 +10,16 @@
 #include <memory>
 #include <optional>
 
-#include "core/peer.hpp"
-#include "core/result.hpp"
+#include "core/peer/peer.hpp"
+#include "core/base/result.hpp"
 
 namespace qmesh::net {
 
 namespace peer = core::peer;
 
 struct PeerServiceOptions {
-  std::optional<core::dht::Endpoint> listen_v4;  // port 0 picks a free one
-  std::optional<core::dht::Endpoint> listen_v6;
+  std::optional<core::Endpoint> listen_v4;  // port 0 picks a free one
+  std::optional<core::Endpoint> listen_v6;
   peer::PeerConfig config;  // dht.ipv4/ipv6 come from the listen addresses; local_endpoints are
                             // filled from the interfaces when left empty
 };
@@ -52,7 +52,7 @@ class PeerService {
     return f.get();
   }
 
-  std::optional<core::dht::Endpoint> local_endpoint(std::uint8_t family) const;
+  std::optional<core::Endpoint> local_endpoint(std::uint8_t family) const;
   void stop();  // idempotent
 
   struct Impl;

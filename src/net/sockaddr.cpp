@@ -7,7 +7,7 @@
 
 namespace qmesh::net {
 
-bool to_sockaddr(const core::dht::Endpoint& e, sockaddr_storage& out) {
+bool to_sockaddr(const core::Endpoint& e, sockaddr_storage& out) {
   std::memset(&out, 0, sizeof out);
   if (e.family == 4) {
     auto* s = reinterpret_cast<sockaddr_in*>(&out);
@@ -26,8 +26,8 @@ bool to_sockaddr(const core::dht::Endpoint& e, sockaddr_storage& out) {
   return false;
 }
 
-std::optional<core::dht::Endpoint> from_sockaddr(const sockaddr* sa) {
-  core::dht::Endpoint e;
+std::optional<core::Endpoint> from_sockaddr(const sockaddr* sa) {
+  core::Endpoint e;
   if (sa->sa_family == AF_INET) {
     const auto* s = reinterpret_cast<const sockaddr_in*>(sa);
     e.family = 4;
@@ -45,10 +45,10 @@ std::optional<core::dht::Endpoint> from_sockaddr(const sockaddr* sa) {
   return std::nullopt;
 }
 
-bool is_unspecified(const core::dht::Endpoint& e) { return e.addr == core::dht::Endpoint{}.addr; }
+bool is_unspecified(const core::Endpoint& e) { return e.addr == core::Endpoint{}.addr; }
 
-std::vector<core::dht::Endpoint> interface_endpoints(std::uint8_t family, std::uint16_t port) {
-  std::vector<core::dht::Endpoint> out;
+std::vector<core::Endpoint> interface_endpoints(std::uint8_t family, std::uint16_t port) {
+  std::vector<core::Endpoint> out;
   uv_interface_address_t* list = nullptr;
   int n = 0;
   if (uv_interface_addresses(&list, &n) != 0) return out;

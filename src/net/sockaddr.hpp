@@ -8,15 +8,15 @@
 #include <optional>
 #include <vector>
 
-#include "core/dht_types.hpp"
+#include "core/dht/types.hpp"
 
 namespace qmesh::net {
 
-bool to_sockaddr(const core::dht::Endpoint& e, sockaddr_storage& out);
-std::optional<core::dht::Endpoint> from_sockaddr(const sockaddr* sa);
-bool is_unspecified(const core::dht::Endpoint& e);
+bool to_sockaddr(const core::Endpoint& e, sockaddr_storage& out);
+std::optional<core::Endpoint> from_sockaddr(const sockaddr* sa);
+bool is_unspecified(const core::Endpoint& e);
 // This host's interface addresses of a family (loopback and IPv6 link-local left out), each with
 // `port`: the endpoints a peer on the same LAN can reach a socket bound to a wildcard address at.
-std::vector<core::dht::Endpoint> interface_endpoints(std::uint8_t family, std::uint16_t port);
+std::vector<core::Endpoint> interface_endpoints(std::uint8_t family, std::uint16_t port);
 
 }  // namespace qmesh::net

@@ -11,7 +11,7 @@ struct SendReq {
 };
 }  // namespace
 
-SendResult send_datagram(uv_udp_t* socket, const core::dht::Endpoint& to, std::vector<std::uint8_t>&& bytes,
+SendResult send_datagram(uv_udp_t* socket, const core::Endpoint& to, std::vector<std::uint8_t>&& bytes,
                          std::size_t max_queued) {
   sockaddr_storage ss;
   if (!to_sockaddr(to, ss)) return SendResult::Failed;

@@ -14,11 +14,11 @@
 #include <malloc.h>
 #endif
 
-#include "core/hex.hpp"
-#include "core/mesh_frame.hpp"
-#include "core/mesh_intake.hpp"
-#include "core/mesh_request_reader.hpp"
-#include "core/stream_event.hpp"
+#include "core/base/hex.hpp"
+#include "core/mesh/frame.hpp"
+#include "core/mesh/intake.hpp"
+#include "core/mesh/request_reader.hpp"
+#include "core/stream/event.hpp"
 #include "net/dht_await.hpp"
 #include "net/logger.hpp"
 #include "net/peer_service.hpp"
@@ -79,11 +79,11 @@ struct MeshServer::Impl {
   // Loop thread.
   std::map<Key, Ask> asks;
   std::map<session::SessionId, core::noise::PublicKey> clients;
-  std::map<session::SessionId, dht::IpKey> sources;  // where a session's packets come from now
+  std::map<session::SessionId, core::IpKey> sources;  // where a session's packets come from now
   std::atomic<int> admitted{0};     // changed on the loop thread; retry_hint() reads it anywhere
   std::map<core::noise::PublicKey, int> admitted_by;  // asks running or queued, per client key
   // REQUESTs still arriving: bounded per session, per source and in all, oldest given up first,
-  // and each must be whole within a deadline (core/mesh_intake.hpp).
+  // and each must be whole within a deadline (core/mesh/intake.hpp).
   mesh::RequestIntake intake;
   std::size_t freed_since_trim = 0;  // bytes given back since the last malloc_trim
   bool session_dropped = false;      // its connection is freed after the session host's linger
@@ -116,13 +116,13 @@ struct MeshServer::Impl {
     if (!he) return;
     if (const auto* a = std::get_if<session::Accepted>(he)) {
       clients[a->sid] = a->remote_static;
-      sources[a->sid] = dht::ip_key(a->path.to);
+      sources[a->sid] = core::ip_key(a->path.to);
       bump(&MeshStats::sessions);
       log->debug("session {} from {} ({})", a->sid, short_key(a->remote_static), a->path.relayed() ? "relayed" : "direct");
     } else if (const auto* s = std::get_if<session::StreamActivity>(he)) {
       on_stream(p, s->sid, s->event, now);
     } else if (const auto* pc = std::get_if<session::PathChanged>(he)) {
-      sources[pc->sid] = dht::ip_key(pc->path.to);
+      sources[pc->sid] = core::ip_key(pc->path.to);
     } else if (const auto* c = std::get_if<session::SessionClosed>(he)) {
       drop_session(c->sid);
     }
@@ -195,7 +195,7 @@ struct MeshServer::Impl {
       case mesh::RequestReader::State::Reading: {
         // The deadline runs from the first byte; a request whole in its first read is never held.
         auto src = sources.find(key.first);
-        intake.begin(key, src != sources.end() ? src->second : dht::IpKey{}, now);
+        intake.begin(key, src != sources.end() ? src->second : core::IpKey{}, now);
         for (const auto& k : intake.hold(key, a.reader.held()))
           give_up(p, k, {"busy", "worker is busy: too many unfinished requests (this one was the oldest)", retry_hint()});
         return;
@@ -487,13 +487,15 @@ core::Result<std::unique_ptr<MeshServer>> MeshServer::start(Worker& worker, Mesh
     impl->model_name = m->name;
   }
   net::PeerServiceOptions so;
-  dht::Endpoint at;
   if (opts.listen) {
-    at = *opts.listen;
+    (opts.listen->family == 6 ? so.listen_v6 : so.listen_v4) = *opts.listen;
   } else {
-    at.family = opts.bootstrap.front().family;
+    for (const auto& b : opts.bootstrap) {  // a host name may give both families
+      core::Endpoint any;
+      any.family = b.family;
+      (any.family == 6 ? so.listen_v6 : so.listen_v4) = any;
+    }
   }
-  (at.family == 6 ? so.listen_v6 : so.listen_v4) = at;
   so.config.dht.ephemeral = true;
   so.config.dht.report_addresses = true;
   so.config.serve_relay = false;
@@ -539,7 +541,7 @@ void MeshServer::set_model(const std::string& name, const std::array<std::uint8_
 }
 
 core::Result<std::uint32_t> MeshServer::announce(const mesh::WorkerRecord& record, milliseconds wait) {
-  const auto payload = mesh::encode(record);
+  const auto payload = mesh::encode_worker_record(record);
   const auto q = impl_->svc->call([&](peer::Peer& p, peer::Instant now) {
     auto id = p.dht().announce(impl_->topic, payload, impl_->opts.identity.sign, ms(now));
     impl_->await.expect(id);
@@ -571,7 +573,7 @@ core::nat::NatType MeshServer::nat_type() const {
   });
 }
 
-std::optional<dht::Endpoint> MeshServer::local_endpoint() const {
+std::optional<core::Endpoint> MeshServer::local_endpoint() const {
   auto v4 = impl_->svc->local_endpoint(4);
   return v4 ? v4 : impl_->svc->local_endpoint(6);
 }

@@ -1,6 +1,6 @@
 // The worker on the QMesh network: joins the DHT through a net::PeerService, announces its worker
 // record under the topic (refreshed by the caller every status interval), accepts encrypted
-// sessions and serves each ask on its own stream (core/mesh_frame.hpp): admission against the
+// sessions and serves each ask on its own stream (core/mesh/frame.hpp): admission against the
 // worker's queue, tokens forwarded the moment llama-server produces them, exactly one DONE or
 // ERROR per ask, and a client that resets its stream or goes away cancels its generation.
 #pragma once
@@ -11,17 +11,17 @@
 #include <string>
 #include <vector>
 
-#include "core/dht_types.hpp"
-#include "core/mesh_record.hpp"
-#include "core/result.hpp"
+#include "core/dht/types.hpp"
+#include "core/mesh/record.hpp"
+#include "core/base/result.hpp"
 #include "net/identity.hpp"
 #include "worker/worker.hpp"
 
 namespace qmesh::worker {
 
 struct MeshServerOptions {
-  std::vector<core::dht::Endpoint> bootstrap;     // at least one
-  std::optional<core::dht::Endpoint> listen;      // default: any address of the first bootstrap's family
+  std::vector<core::Endpoint> bootstrap;     // at least one
+  std::optional<core::Endpoint> listen;      // default: any address of each family the bootstraps have
   std::string topic = "qmesh-inference";
   net::Identity identity;
   bool punch = true;
@@ -50,7 +50,7 @@ class MeshServer {
   // The model asks may name (by name or hash prefix); others are answered "bad_request".
   void set_model(const std::string& name, const std::array<std::uint8_t, 32>& hash);
   core::nat::NatType nat_type() const;
-  std::optional<core::dht::Endpoint> local_endpoint() const;
+  std::optional<core::Endpoint> local_endpoint() const;
   MeshStats stats() const;
   // Unannounces, ends asks in flight (their clients get an error), closes sessions. Idempotent.
   void stop();

@@ -10,8 +10,8 @@
 
 #include <nlohmann/json_fwd.hpp>
 
-#include "core/dht_types.hpp"
-#include "core/result.hpp"
+#include "core/dht/types.hpp"
+#include "core/base/result.hpp"
 
 namespace qmesh::worker {
 
@@ -45,7 +45,7 @@ struct WorkerConfig {
   int queue_capacity = 10;                  // "queue-capacity": requests waiting beyond the slots
   int status_interval_s = 10;               // "status-interval": seconds between health samples/logs
   std::string log_level = "info";           // "log-level": trace|debug|info|warn|error|critical|off
-  std::vector<std::string> bootstrap;       // "bootstrap": DHT nodes, "HOST:PORT" each
+  std::vector<std::string> bootstrap;       // "bootstrap": DHT nodes, "HOST:PORT" each (HOST: an address or a name)
   std::string listen;                       // "listen": "HOST[:PORT]" for the UDP socket; "" = any
   std::string identity;                     // "identity": key file; "" = the config directory's
 
@@ -72,7 +72,7 @@ nlohmann::json to_json(const WorkerConfig& config);
 
 // The worker's UDP socket address from the "listen" setting: "HOST" (any port) or "HOST:PORT",
 // an IPv6 host in brackets. nullopt when malformed.
-std::optional<core::dht::Endpoint> listen_endpoint(const std::string& listen);
+std::optional<core::Endpoint> listen_endpoint(const std::string& listen);
 
 // The value for llama-server's -ngl: "all" for -1, otherwise the number.
 std::string gpu_layers_arg(int gpu_layers);

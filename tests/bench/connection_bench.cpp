@@ -9,8 +9,8 @@
 #include <deque>
 #include <vector>
 
-#include "core/connection.hpp"
-#include "core/rng.hpp"
+#include "core/stream/connection.hpp"
+#include "core/base/rng.hpp"
 
 using namespace qmesh::core::stream;
 using Clock = std::chrono::steady_clock;

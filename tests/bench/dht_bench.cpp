@@ -66,12 +66,12 @@ dht::QueryDone run(qmesh::net::DhtService& svc, Waits& w, std::size_t i, Start s
 
 std::vector<qmesh::net::DhtServiceOptions> loopback_nodes(std::size_t n) {
   std::vector<qmesh::net::DhtServiceOptions> v(n);
-  for (auto& o : v) o.listen_v4 = dht::Endpoint::v4(127, 0, 0, 1, 0);
+  for (auto& o : v) o.listen_v4 = qmesh::core::Endpoint::v4(127, 0, 0, 1, 0);
   return v;
 }
 
 // Joins every node through node 0, in waves (several at once, as nodes come up in a real network).
-void bootstrap_all(qmesh::net::DhtService& svc, Waits& w, const std::vector<dht::Endpoint>& seeds, std::size_t from) {
+void bootstrap_all(qmesh::net::DhtService& svc, Waits& w, const std::vector<qmesh::core::Endpoint>& seeds, std::size_t from) {
   const std::size_t wave = 16;
   for (std::size_t i = from; i < svc.size(); i += wave) {
     std::vector<std::future<dht::QueryDone>> fs;
@@ -114,7 +114,7 @@ int main(int argc, char** argv) {
     std::lock_guard lk(w.mu);
     svc_tag = &s;
   }
-  const std::vector<dht::Endpoint> seeds = {*s.local_endpoint(4, 0)};
+  const std::vector<qmesh::core::Endpoint> seeds = {*s.local_endpoint(4, 0)};
   const auto t_boot = Clock::now();
   bootstrap_all(s, w, seeds, 1);
   // A second pass fills the tables of the early joiners, as their periodic refresh would.

@@ -40,9 +40,9 @@
 
 #include <spdlog/spdlog.h>
 
-#include "core/rng.hpp"
+#include "core/base/rng.hpp"
 #include "bench_util.hpp"
-#include "core/stream_event.hpp"
+#include "core/stream/event.hpp"
 #include "net/peer_service.hpp"
 
 namespace dht = qmesh::core::dht;
@@ -281,7 +281,7 @@ struct Client {
 // the client.
 class Forwarder {
  public:
-  Forwarder(const dht::Endpoint& worker, double loss, std::uint64_t seed)
+  Forwarder(const qmesh::core::Endpoint& worker, double loss, std::uint64_t seed)
       : loss_(loss), rng_{qmesh::core::Rng(seed), qmesh::core::Rng(seed + 1)} {
     fd_ = ::socket(AF_INET, SOCK_DGRAM, 0);
     if (fd_ < 0) die("forwarder: socket");
@@ -296,7 +296,7 @@ class Forwarder {
     if (::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) die("forwarder: bind");
     socklen_t len = sizeof a;
     ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
-    self_ = dht::Endpoint::v4(127, 0, 0, 1, ntohs(a.sin_port));
+    self_ = qmesh::core::Endpoint::v4(127, 0, 0, 1, ntohs(a.sin_port));
     worker_.sin_family = AF_INET;
     worker_.sin_port = htons(worker.port);
     std::memcpy(&worker_.sin_addr, worker.addr.data(), 4);
@@ -307,7 +307,7 @@ class Forwarder {
     thread_.join();
     ::close(fd_);
   }
-  const dht::Endpoint& endpoint() const { return self_; }
+  const qmesh::core::Endpoint& endpoint() const { return self_; }
   std::uint64_t forwarded() const { return forwarded_; }
   std::uint64_t dropped() const { return dropped_; }
 
@@ -366,7 +366,7 @@ class Forwarder {
   int fd_ = -1;
   double loss_;
   qmesh::core::Rng rng_[2];
-  dht::Endpoint self_;
+  qmesh::core::Endpoint self_;
   sockaddr_in worker_{};
   std::thread thread_;
   std::atomic<bool> stop_{false};
@@ -388,7 +388,7 @@ noise::KeyPair random_identity() {
 // An ephemeral peer on 127.0.0.1, as `qmesh-cli net listen/connect` runs one.
 qmesh::net::PeerServiceOptions edge_options() {
   qmesh::net::PeerServiceOptions so;
-  so.listen_v4 = dht::Endpoint::v4(127, 0, 0, 1, 0);
+  so.listen_v4 = qmesh::core::Endpoint::v4(127, 0, 0, 1, 0);
   so.config.dht.ephemeral = true;
   so.config.dht.report_addresses = true;
   so.config.serve_relay = false;
@@ -396,7 +396,7 @@ qmesh::net::PeerServiceOptions edge_options() {
   return so;
 }
 
-void join(PeerService& svc, DhtState& st, const dht::Endpoint& seed) {
+void join(PeerService& svc, DhtState& st, const qmesh::core::Endpoint& seed) {
   const auto q = svc.call([&](peer::Peer& p, peer::Instant now) {
     return p.dht().bootstrap(std::span(&seed, 1), std::chrono::duration_cast<dht::TimePoint>(now));
   });
@@ -508,7 +508,7 @@ int main(int argc, char** argv) {
   // 127.0.0.1, so its per-IP relay limit is raised (each connect opens a relay channel, which
   // lives until it has been idle for a minute).
   qmesh::net::PeerServiceOptions bo;
-  bo.listen_v4 = dht::Endpoint::v4(127, 0, 0, 1, 0);
+  bo.listen_v4 = qmesh::core::Endpoint::v4(127, 0, 0, 1, 0);
   bo.config.serve_relay = true;
   bo.config.punch = false;
   bo.config.relay.max_channels = 4096;

@@ -5,10 +5,11 @@
 #include <string>
 #include <vector>
 
-#include "core/dht_message.hpp"
-#include "core/dht_record_store.hpp"
+#include "core/dht/message.hpp"
+#include "core/dht/record_store.hpp"
 
 using namespace qmesh::core::dht;
+using qmesh::core::Endpoint;
 
 int main(int argc, char** argv) {
   if (argc != 2) {
@@ -53,7 +54,7 @@ int main(int argc, char** argv) {
       std::perror(path.c_str());
       return 1;
     }
-    const auto bytes = encode(msg, name == "ping" ? 300 : 0);
+    const auto bytes = encode_message(msg, name == "ping" ? 300 : 0);
     std::fwrite(bytes.data(), 1, bytes.size(), f);
     std::fclose(f);
   }

@@ -6,16 +6,16 @@
 #include <cstdint>
 #include <limits>
 
-#include "core/lan_beacon.hpp"
-#include "core/lan_discovery.hpp"
+#include "core/lan/beacon.hpp"
+#include "core/lan/discovery.hpp"
 
 using namespace qmesh::core;
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::span<const std::uint8_t> bytes(data, size);
-  auto b = lan::decode(bytes);
+  auto b = lan::decode_beacon(bytes);
   if (b) {
-    auto again = lan::encode(*b);
+    auto again = lan::encode_beacon(*b);
     if (again.size() != size || !std::equal(again.begin(), again.end(), data)) __builtin_trap();
   }
   const std::int64_t now_s =
@@ -32,9 +32,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   lan::Discovery d(cfg, dht::TimePoint(0));
   d.on_tick(dht::TimePoint(0), now_s);
   for (std::uint8_t last : {1, 2, 3}) {
-    d.on_datagram(dht::Endpoint::v4(10, 0, 0, last, 9), bytes, dht::TimePoint(last), now_s);
+    d.on_datagram(qmesh::core::Endpoint::v4(10, 0, 0, last, 9), bytes, dht::TimePoint(last), now_s);
   }
-  d.on_datagram(*dht::Endpoint::parse("[fd00::1]:9"), bytes, dht::TimePoint(5), now_s);
+  d.on_datagram(*qmesh::core::Endpoint::parse("[fd00::1]:9"), bytes, dht::TimePoint(5), now_s);
   d.on_tick(dht::TimePoint(2000), now_s);
   if (d.nodes().size() > 2) __builtin_trap();
   while (d.next_datagram()) {

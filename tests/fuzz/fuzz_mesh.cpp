@@ -6,16 +6,16 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "core/mesh_frame.hpp"
-#include "core/mesh_record.hpp"
-#include "core/mesh_request_reader.hpp"
+#include "core/mesh/frame.hpp"
+#include "core/mesh/record.hpp"
+#include "core/mesh/request_reader.hpp"
 
 using namespace qmesh::core;
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::span<const std::uint8_t> in(data, size);
   if (auto r = mesh::decode_worker_record(in)) {
-    auto again = mesh::decode_worker_record(mesh::encode(*r));
+    auto again = mesh::decode_worker_record(mesh::encode_worker_record(*r));
     if (!again || !(*again == *r)) __builtin_trap();
   }
   // Frames, fed in two pieces; every body goes to its parser.

@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <span>
 
-#include "core/noise.hpp"
+#include "core/session/noise.hpp"
 #include "noise_fuzz_keys.hpp"
 
 using namespace qmesh::core::noise;

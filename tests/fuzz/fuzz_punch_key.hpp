@@ -1,7 +1,7 @@
 // The punch key shared by the probe fuzz target and its seed writer, so seeds carry valid MACs.
 #pragma once
 
-#include "core/holepunch.hpp"
+#include "core/nat/holepunch.hpp"
 
 namespace qmesh_fuzz {
 inline qmesh::core::nat::PunchKey punch_key() {

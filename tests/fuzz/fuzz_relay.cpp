@@ -4,7 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "core/relay.hpp"
+#include "core/nat/relay.hpp"
 
 using namespace qmesh::core;
 
@@ -13,7 +13,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   relay::RelayServer server;
   relay::ChannelId id{};
   id.fill(0x5a);
-  const auto a = dht::Endpoint::v4(198, 18, 0, 1, 1000), b = dht::Endpoint::v4(198, 18, 0, 2, 2000);
+  const auto a = qmesh::core::Endpoint::v4(198, 18, 0, 1, 1000), b = qmesh::core::Endpoint::v4(198, 18, 0, 2, 2000);
   if (server.open(id, a, b, dht::TimePoint{0}) != relay::RelayServer::Opened::ok) __builtin_trap();
   auto to = server.on_datagram(a, bytes, dht::TimePoint{1});
   if (to) {
@@ -22,7 +22,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   (void)relay::decode_frame(bytes);
   if (auto c = relay::decode_close(bytes)) {
-    if (server.close(*c, dht::Endpoint::v4(198, 18, 0, 3, 1))) __builtin_trap();  // a third address
+    if (server.close(*c, qmesh::core::Endpoint::v4(198, 18, 0, 3, 1))) __builtin_trap();  // a third address
     if (server.close(*c, a) != (*c == id)) __builtin_trap();
   }
   return 0;

@@ -7,7 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "core/session_cookie.hpp"
+#include "core/session/cookie.hpp"
 #include "session_fuzz.hpp"
 
 using namespace qmesh::core;

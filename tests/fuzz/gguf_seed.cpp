@@ -3,9 +3,10 @@
 #include <cstdio>
 #include <vector>
 
-#include "core/gguf_writer.hpp"
+#include "core/model/gguf_writer.hpp"
 
 using namespace qmesh::core;
+using namespace qmesh::core::model;
 
 int main(int argc, char** argv) {
   if (argc != 2) {

@@ -4,7 +4,7 @@
 #include <array>
 #include <cstdint>
 
-#include "core/noise.hpp"
+#include "core/session/noise.hpp"
 
 namespace noise_fuzz {
 

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "core/noise.hpp"
+#include "core/session/noise.hpp"
 #include "noise_fuzz_keys.hpp"
 
 using namespace qmesh::core::noise;

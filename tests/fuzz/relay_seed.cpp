@@ -3,7 +3,7 @@
 #include <fstream>
 #include <string>
 
-#include "core/relay.hpp"
+#include "core/nat/relay.hpp"
 
 int main(int argc, char** argv) {
   if (argc != 2) {

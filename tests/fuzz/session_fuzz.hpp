@@ -5,8 +5,8 @@
 #include <cstdint>
 #include <optional>
 
-#include "core/session_crypto.hpp"
-#include "core/session_handshake.hpp"
+#include "core/session/crypto.hpp"
+#include "core/session/handshake.hpp"
 #include "noise_fuzz_keys.hpp"
 
 namespace session_fuzz {

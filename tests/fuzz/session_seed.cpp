@@ -3,7 +3,7 @@
 #include <fstream>
 #include <string>
 
-#include "core/session_cookie.hpp"
+#include "core/session/cookie.hpp"
 #include "session_fuzz.hpp"
 
 using namespace qmesh::core;

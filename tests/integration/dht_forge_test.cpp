@@ -21,9 +21,9 @@
 #include <thread>
 #include <vector>
 
-#include "core/dht_message.hpp"
-#include "core/dht_record_store.hpp"
-#include "core/dht_types.hpp"
+#include "core/dht/message.hpp"
+#include "core/dht/record_store.hpp"
+#include "core/dht/types.hpp"
 #include "net/dht_service.hpp"
 
 namespace {
@@ -37,7 +37,7 @@ constexpr int kRecvTimeoutMs = 1000;
 // A plain UDP socket on 127.0.0.1:0 that talks to one node.
 class RawPeer {
  public:
-  explicit RawPeer(const dht::Endpoint& node) {
+  explicit RawPeer(const qmesh::core::Endpoint& node) {
     fd_ = ::socket(AF_INET, SOCK_DGRAM, 0);
     EXPECT_GE(fd_, 0);
     sockaddr_in local{};
@@ -47,7 +47,7 @@ class RawPeer {
     EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&local), sizeof local), 0);
     socklen_t len = sizeof local;
     EXPECT_EQ(::getsockname(fd_, reinterpret_cast<sockaddr*>(&local), &len), 0);
-    self_ = dht::Endpoint::v4(127, 0, 0, 1, ntohs(local.sin_port));
+    self_ = qmesh::core::Endpoint::v4(127, 0, 0, 1, ntohs(local.sin_port));
     target(node);
   }
   ~RawPeer() {
@@ -56,7 +56,7 @@ class RawPeer {
   RawPeer(const RawPeer&) = delete;
   RawPeer& operator=(const RawPeer&) = delete;
 
-  void target(const dht::Endpoint& node) {
+  void target(const qmesh::core::Endpoint& node) {
     EXPECT_EQ(node.family, 4);
     EXPECT_TRUE(node.is_loopback());  // only ever 127.0.0.1
     to_ = {};
@@ -65,14 +65,14 @@ class RawPeer {
     to_.sin_port = htons(node.port);
   }
 
-  const dht::Endpoint& self() const { return self_; }
+  const qmesh::core::Endpoint& self() const { return self_; }
 
   void send_bytes(const std::vector<std::uint8_t>& bytes) {
     const auto n = ::sendto(fd_, bytes.data(), bytes.size(), 0, reinterpret_cast<const sockaddr*>(&to_), sizeof to_);
     ASSERT_EQ(n, static_cast<ssize_t>(bytes.size()));
   }
   std::vector<std::uint8_t> send(const dht::Message& m, std::size_t pad_to = 0) {
-    auto bytes = dht::encode(m, pad_to);
+    auto bytes = dht::encode_message(m, pad_to);
     send_bytes(bytes);
     return bytes;
   }
@@ -113,13 +113,13 @@ class RawPeer {
  private:
   int fd_ = -1;
   sockaddr_in to_{};
-  dht::Endpoint self_;
+  qmesh::core::Endpoint self_;
   std::uint32_t txid_ = 0x1000;
 };
 
 std::unique_ptr<DhtService> start_node() {
   DhtServiceOptions o;
-  o.listen_v4 = dht::Endpoint::v4(127, 0, 0, 1, 0);
+  o.listen_v4 = qmesh::core::Endpoint::v4(127, 0, 0, 1, 0);
   auto r = DhtService::start(std::move(o), nullptr);
   if (!r) {
     ADD_FAILURE() << "DhtService::start: " << r.error().message;
@@ -128,10 +128,10 @@ std::unique_ptr<DhtService> start_node() {
   return std::move(r).value();
 }
 
-dht::Endpoint endpoint_of(DhtService& s) {
+qmesh::core::Endpoint endpoint_of(DhtService& s) {
   auto e = s.local_endpoint(4);
   EXPECT_TRUE(e.has_value());
-  return e.value_or(dht::Endpoint{});
+  return e.value_or(qmesh::core::Endpoint{});
 }
 
 dht::DhtCounters counters(DhtService& s) {
@@ -201,7 +201,7 @@ bool ping(RawPeer& p, std::size_t pad_to = dht::kMinPaddedRequest, std::vector<s
 
 struct Fixture {
   std::unique_ptr<DhtService> svc;
-  dht::Endpoint ep;
+  qmesh::core::Endpoint ep;
   dht::NodeId id{};
 };
 
@@ -319,7 +319,7 @@ TEST(DhtForge, AnnounceForOneNodeIsRefusedByAnother) {
   ASSERT_TRUE(ta);
   auto rec = dht::sign_record(topic, a.id, *ta, 1, 60, payload_of(80), key(4));
   const auto m = announce_msg(pa, topic, ta, rec);
-  const auto bytes = dht::encode(m);
+  const auto bytes = dht::encode_message(m);
 
   // The exact datagram, from the same source address, to B: A's token means nothing to B.
   const auto b0 = counters(*b.svc);
@@ -485,7 +485,7 @@ TEST(DhtForge, OversizedDatagramsAndPayloadsAreDropped) {
   ASSERT_TRUE(token);
   auto rec = dht::sign_record(topic, n.id, *token, 1, 60, payload_of(dht::kMaxPayload + 1), key(7));
   auto m = announce_msg(p, topic, token, rec);
-  auto abytes = dht::encode(m);
+  auto abytes = dht::encode_message(m);
   ASSERT_LE(abytes.size(), dht::kMaxDatagram);
   EXPECT_FALSE(dht::decode_message(abytes));
   c0 = counters(*n.svc);
@@ -590,14 +590,14 @@ TEST(DhtForge, GarbageIsDroppedAndTheNodeKeepsAnswering) {
     m.txid = 7;
     m.token = token;
     m.body = dht::Announce{topic, dht::sign_record(topic, n.id, *token, 1, 60, payload_of(200), key(9))};
-    seeds.push_back(dht::encode(m));
+    seeds.push_back(dht::encode_message(m));
     m.body = dht::Lookup{topic};
-    seeds.push_back(dht::encode(m, dht::kMinPaddedRequest));
+    seeds.push_back(dht::encode_message(m, dht::kMinPaddedRequest));
     dht::Reply rep;
     rep.to = p.self();
     rep.nodes.push_back(dht::NodeInfo{n.id, n.ep});
     m.body = rep;
-    seeds.push_back(dht::encode(m));
+    seeds.push_back(dht::encode_message(m));
   }
 
   std::mt19937 rng(20240611u);

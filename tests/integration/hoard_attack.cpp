@@ -27,8 +27,8 @@
 #include <thread>
 #include <vector>
 
-#include "core/mesh_frame.hpp"
-#include "core/stream_event.hpp"
+#include "core/mesh/frame.hpp"
+#include "core/stream/event.hpp"
 #include "net/dht_await.hpp"
 #include "net/peer_service.hpp"
 
@@ -51,7 +51,7 @@ noise::KeyPair fresh_identity() {
 
 qmesh::net::PeerServiceOptions options(milliseconds keepalive, bool punch) {
   qmesh::net::PeerServiceOptions o;
-  o.listen_v4 = dht::Endpoint::v4(127, 0, 0, 1, 0);
+  o.listen_v4 = qmesh::core::Endpoint::v4(127, 0, 0, 1, 0);
   o.config.dht.ephemeral = true;
   o.config.dht.report_addresses = true;
   o.config.serve_relay = false;
@@ -69,7 +69,7 @@ struct Target {
   noise::PublicKey key{};
 };
 
-std::optional<Target> find_worker(const dht::Endpoint& boot, const std::string& topic_name) {
+std::optional<Target> find_worker(const qmesh::core::Endpoint& boot, const std::string& topic_name) {
   qmesh::net::DhtAwait await;
   std::mutex mu;
   std::condition_variable cv;
@@ -98,7 +98,7 @@ std::optional<Target> find_worker(const dht::Endpoint& boot, const std::string& 
   }
   const auto ms = [](peer::Instant t) { return std::chrono::duration_cast<dht::TimePoint>(t); };
   auto q = (*svc)->call([&](peer::Peer& p, peer::Instant now) {
-    const std::vector<dht::Endpoint> boots{boot};
+    const std::vector<qmesh::core::Endpoint> boots{boot};
     auto id = p.dht().bootstrap(boots, ms(now));
     await.expect(id);
     return id;
@@ -393,7 +393,7 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  auto boot = dht::Endpoint::parse(boot_text);
+  auto boot = qmesh::core::Endpoint::parse(boot_text);
   if (!boot || !boot->is_loopback() || sessions < 1 || streams < 1 || prefix < 6) {
     std::fprintf(stderr, "usage: hoard_attack --bootstrap 127.0.0.1:PORT [--sessions N] [--streams M] ... (loopback only)\n");
     return 2;

@@ -118,6 +118,13 @@ run_example "C (find_package, shared)" "$tmp/examples/ask_c"
 run_example "C pull API (find_package, shared)" "$tmp/examples/ask_c" --pull
 run_example "C (find_package, static)" "$tmp/examples/ask_c_static"
 run_example "C (pkg-config)" "$tmp/ask_c_pc"
+# $QMESH_BOOTSTRAP (read by the examples) with a host name: libqmesh-client resolves it.
+for ex in ask_cpp ask_c; do
+  QMESH_BOOTSTRAP="localhost:$port" "$tmp/examples/$ex" -n 8 "Hello" >"$tmp/env-$ex.out" 2>"$tmp/env-$ex.err"; rc=$?
+  check "$ex with QMESH_BOOTSTRAP=localhost:$port: exit 0 and an answer" \
+    test "$rc" -eq 0 -a -n "$(tr -d '[:space:]' <"$tmp/env-$ex.out")"
+  [ "$rc" -eq 0 ] || tail -n 3 "$tmp/env-$ex.err"
+done
 
 # The C ABI's corners (tests/integration/capi_test.c), built like a user would.
 # shellcheck disable=SC2046

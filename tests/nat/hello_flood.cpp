@@ -23,12 +23,12 @@
 #include <thread>
 #include <vector>
 
-#include "core/dht_message.hpp"
-#include "core/peer.hpp"
-#include "core/relay.hpp"
-#include "core/rendezvous.hpp"
-#include "core/session_cookie.hpp"
-#include "core/session_handshake.hpp"
+#include "core/dht/message.hpp"
+#include "core/peer/peer.hpp"
+#include "core/nat/relay.hpp"
+#include "core/nat/rendezvous.hpp"
+#include "core/session/cookie.hpp"
+#include "core/session/handshake.hpp"
 
 namespace {
 
@@ -65,7 +65,7 @@ class Report {
   std::exit(2);
 }
 
-sockaddr_in to_sockaddr(const dht::Endpoint& e) {
+sockaddr_in to_sockaddr(const qmesh::core::Endpoint& e) {
   sockaddr_in a{};
   a.sin_family = AF_INET;
   std::memcpy(&a.sin_addr, e.addr.data(), 4);
@@ -82,7 +82,7 @@ class Socket {
     if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&any), sizeof any) != 0) die("cannot open a UDP socket");
   }
   ~Socket() { ::close(fd_); }
-  void send(const dht::Endpoint& to, const std::vector<std::uint8_t>& b) {
+  void send(const qmesh::core::Endpoint& to, const std::vector<std::uint8_t>& b) {
     auto a = to_sockaddr(to);
     (void)::sendto(fd_, b.data(), b.size(), 0, reinterpret_cast<sockaddr*>(&a), sizeof a);
   }
@@ -108,12 +108,12 @@ struct Found {
   dht::PublicKey worker{};
 };
 
-Found lookup(Socket& s, const dht::Endpoint& node, const dht::Topic& topic) {
+Found lookup(Socket& s, const qmesh::core::Endpoint& node, const dht::Topic& topic) {
   for (int attempt = 0; attempt < 20; ++attempt) {
     dht::Message m;
     m.txid = random_u32();
     m.body = dht::Lookup{topic};
-    s.send(node, dht::encode(m, dht::kMinPaddedRequest));
+    s.send(node, dht::encode_message(m, dht::kMinPaddedRequest));
     while (auto b = s.recv(500)) {
       auto r = dht::decode_message(*b);
       if (!r || r->txid != m.txid || !r->token) continue;
@@ -125,7 +125,7 @@ Found lookup(Socket& s, const dht::Endpoint& node, const dht::Topic& topic) {
   die("no worker record found at " + node.to_string());
 }
 
-qmesh::core::rendezvous::ConnectReply connect(Socket& s, const dht::Endpoint& node, const dht::Topic& topic,
+qmesh::core::rendezvous::ConnectReply connect(Socket& s, const qmesh::core::Endpoint& node, const dht::Topic& topic,
                                                const Found& f) {
   namespace rv = qmesh::core::rendezvous;
   rv::Connect c;
@@ -134,9 +134,9 @@ qmesh::core::rendezvous::ConnectReply connect(Socket& s, const dht::Endpoint& no
   c.topic = topic;
   c.pubkey = f.worker;
   for (int attempt = 0; attempt < 10; ++attempt) {
-    s.send(node, rv::encode(c));
+    s.send(node, rv::encode_message(c));
     while (auto b = s.recv(500)) {
-      auto m = rv::decode(*b);
+      auto m = rv::decode_message(*b);
       auto* r = m ? std::get_if<rv::ConnectReply>(&*m) : nullptr;
       if (!r || r->txid != c.txid) continue;
       if (r->status != rv::Status::Ok) die("CONNECT refused, status " + std::to_string(int(r->status)));
@@ -172,7 +172,7 @@ Fake fake_hello(const noise::PublicKey& worker, const session::MacKeys& keys, bo
   return f;
 }
 
-int run_relayed(Socket& s, const Options& o, const dht::Endpoint& node, const relay::ChannelId& ch,
+int run_relayed(Socket& s, const Options& o, const qmesh::core::Endpoint& node, const relay::ChannelId& ch,
                 const noise::PublicKey& worker) {
   const auto keys = session::mac_keys(worker);
   std::map<std::uint32_t, Fake> sent;  // by sender sid, to answer COOKIEs
@@ -218,7 +218,7 @@ int run_relayed(Socket& s, const Options& o, const dht::Endpoint& node, const re
   return 0;
 }
 
-int run_flood(Socket& s, const Options& o, const dht::Endpoint& target, const noise::PublicKey& worker) {
+int run_flood(Socket& s, const Options& o, const qmesh::core::Endpoint& target, const noise::PublicKey& worker) {
   const auto keys = session::mac_keys(worker);
   const bool mac1 = o.mode == "mac1";
   std::vector<std::uint8_t> hello(1 + 4 + session::kHelloNoiseOverhead + 40 + (o.legacy ? 0 : session::kHelloMacs));
@@ -269,7 +269,7 @@ int main(int argc, char** argv) {
     else if (a == "--legacy") o.legacy = true;
     else die("unknown option " + a);
   }
-  auto node = dht::Endpoint::parse(o.bootstrap);
+  auto node = qmesh::core::Endpoint::parse(o.bootstrap);
   if (!node || node->family != 4) die("--bootstrap IPv4:PORT is required");
   if (o.mode != "relayed" && o.mode != "garbage" && o.mode != "mac1") die("--mode relayed|garbage|mac1");
   Socket s;

@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "core/stream_event.hpp"
+#include "core/stream/event.hpp"
 #include "net/peer_service.hpp"
 
 namespace {
@@ -35,7 +35,7 @@ noise::KeyPair random_identity() {
 
 qmesh::net::PeerServiceOptions options(bool accept) {
   qmesh::net::PeerServiceOptions o;
-  o.listen_v4 = dht::Endpoint::v4(127, 0, 0, 1, 0);
+  o.listen_v4 = qmesh::core::Endpoint::v4(127, 0, 0, 1, 0);
   o.config.dht.ephemeral = true;
   o.config.serve_relay = false;
   o.config.punch = false;

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "core/byte_reader.hpp"
+#include "core/base/byte_reader.hpp"
 #include "sidecar/model_file.hpp"
 
 namespace fs = std::filesystem;

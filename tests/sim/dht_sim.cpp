@@ -9,7 +9,7 @@
 #include <unordered_set>
 #include <vector>
 
-#include "core/dht_node.hpp"
+#include "core/dht/node.hpp"
 
 namespace qmesh::sim {
 

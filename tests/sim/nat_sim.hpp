@@ -29,14 +29,14 @@
 #include <unordered_map>
 #include <vector>
 
-#include "core/dht_types.hpp"
-#include "core/holepunch.hpp"
-#include "core/nat_classifier.hpp"
-#include "core/rng.hpp"
+#include "core/dht/types.hpp"
+#include "core/nat/holepunch.hpp"
+#include "core/nat/classifier.hpp"
+#include "core/base/rng.hpp"
 
 namespace qmesh::sim {
 
-using core::dht::Endpoint;
+using qmesh::core::Endpoint;
 using core::dht::TimePoint;
 
 enum class NatKind : std::uint8_t { open, full_cone, cone, symmetric };
