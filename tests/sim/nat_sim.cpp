@@ -343,7 +343,7 @@ PunchRun run_punch(const PunchScenario& sc) {
     if (std::find(reporters.begin(), reporters.end(), a->socket) != reporters.end()) {
       ByteWriter w;
       w.write_le(kWhoAmI);
-      dht::encode(a->from, w);
+      dht::encode_endpoint(a->from, w);
       net.send(a->socket, a->from, w.bytes(), 0, a->at);
       continue;
     }

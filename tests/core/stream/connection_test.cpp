@@ -325,7 +325,7 @@ TEST(Connection, CloseIsRepeatedSoOneLossDoesNotStrandThePeer) {
 
 std::vector<std::uint8_t> payload(std::initializer_list<Frame> frames) {
   std::vector<Frame> v(frames);
-  return encode(std::span<const Frame>(v));
+  return encode_frames(std::span<const Frame>(v));
 }
 
 Closed expect_closed(Connection& c) {
@@ -353,7 +353,7 @@ TEST(Connection, PeerExceedingStreamCreditIsClosedWithAProtocolError) {
   // It tells the peer: the next packet is a CLOSE with the protocol-error code.
   auto p = c.next_packet(Instant{2000});
   ASSERT_TRUE(p);
-  auto frames = decode(p->payload);
+  auto frames = decode_frames(p->payload);
   ASSERT_TRUE(frames);
   ASSERT_TRUE(std::holds_alternative<Close>(frames->front()));
   EXPECT_EQ(std::get<Close>(frames->front()).code, kProtocolError);
@@ -405,7 +405,7 @@ TEST(Connection, AcksEverySecondPacketOrAfterTheDelayOrAtOnceOnAGap) {
   auto only_ack = [&](Instant now) {
     auto p = c.next_packet(now);
     if (!p) return false;
-    auto f = decode(p->payload);
+    auto f = decode_frames(p->payload);
     return f && std::holds_alternative<Ack>(f->front());
   };
   c.on_packet(0, ping, Instant{1000});
@@ -462,7 +462,7 @@ struct Pair {
         any = true;
       }
       while (auto p = c1.next_packet(now)) {
-        const auto frames = decode(p->payload);
+        const auto frames = decode_frames(p->payload);
         for (const auto& f : *frames) stops_sent += std::holds_alternative<StopSending>(f);
         c0.on_packet(p->pn, p->payload, now);
         any = true;
