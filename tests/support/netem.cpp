@@ -89,7 +89,8 @@ Endpoint Network::local_endpoint(SocketId socket) const {
 }
 
 LinkConfig& Network::link(const Endpoint& from_ip, const Endpoint& to_ip) {
-  return links_.try_emplace({ip_of(from_ip), ip_of(to_ip)}, LinkState{config_.internet, Instant{}}).first->second.config;
+  auto it = links_.try_emplace({ip_of(from_ip), ip_of(to_ip)}, LinkState{config_.internet, Instant{}}).first;
+  return it->second.config;
 }
 
 std::optional<SocketId> Network::socket_at(HostId host, std::uint16_t port) const {
@@ -144,9 +145,10 @@ bool Network::send(SocketId from, const Endpoint& to, std::vector<std::uint8_t> 
 
   if (host.nat) {
     auto lan = lan_hosts_.find({*host.nat, to_ip});
-    if (lan != lan_hosts_.end())
-      return transmit(config_.lan, &lan_free_at_[*host.nat], local, to, Public{false, lan->second}, std::move(bytes), tag,
-                      now);
+    if (lan != lan_hosts_.end()) {
+      const Public target{false, lan->second};
+      return transmit(config_.lan, &lan_free_at_[*host.nat], local, to, target, std::move(bytes), tag, now);
+    }
   }
   const auto target = public_.find(to_ip);
   if (target == public_.end()) {
@@ -177,7 +179,8 @@ bool Network::send(SocketId from, const Endpoint& to, std::vector<std::uint8_t> 
   if (!links_.empty() || config_.internet.rate > 0) {
     const auto key = std::make_pair(ip_of(seen_from), to_ip);
     auto it = links_.find(key);
-    if (it == links_.end() && config_.internet.rate > 0) it = links_.emplace(key, LinkState{config_.internet, Instant{}}).first;
+    if (it == links_.end() && config_.internet.rate > 0)
+      it = links_.emplace(key, LinkState{config_.internet, Instant{}}).first;
     if (it != links_.end()) {
       link = &it->second.config;
       free_at = &it->second.free_at;
@@ -209,7 +212,8 @@ bool Network::transmit(const LinkConfig& link, Instant* free_at, const Endpoint&
     depart = *free_at;
   }
   Instant at = depart + link.delay + pair_spread(link, from, to);
-  if (link.jitter.count() > 0) at += Duration{static_cast<std::int64_t>(rng_.below(static_cast<std::uint64_t>(link.jitter.count())))};
+  if (link.jitter.count() > 0)
+    at += Duration{static_cast<std::int64_t>(rng_.below(static_cast<std::uint64_t>(link.jitter.count())))};
   if (link.reorder > 0 && rng_.uniform() < link.reorder) at += link.reorder_delay;
   if (link.duplicate > 0 && rng_.uniform() < link.duplicate) {
     ++counters_.duplicated;

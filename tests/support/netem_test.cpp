@@ -69,7 +69,8 @@ NetConfig rough(std::uint64_t seed) {
 std::string trace(const std::vector<Datagram>& got) {
   std::string s;
   for (const auto& d : got)
-    s += std::to_string(qmesh::core::to_us(d.at)) + ":" + std::to_string(number_of(d.bytes)) + ":" + d.from.to_string() + " ";
+    s += std::to_string(qmesh::core::to_us(d.at)) + ":" + std::to_string(number_of(d.bytes)) + ":" +
+         d.from.to_string() + " ";
   return s;
 }
 

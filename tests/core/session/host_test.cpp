@@ -193,7 +193,8 @@ TEST(SessionHost, ClientsRefuseHellosAndWorkersRateLimitThem) {
 }
 
 // A HELLO from `c` (a fresh initiator aimed at the worker's key 2), as bytes.
-std::vector<std::uint8_t> hello_from(std::uint8_t k, session::Instant now, const noise::PublicKey& to = key(2).public_key) {
+std::vector<std::uint8_t> hello_from(std::uint8_t k, session::Instant now,
+                                     const noise::PublicKey& to = key(2).public_key) {
   SessionHost c(config(k, false), rng(k), now);
   (void)c.connect(at(kWorker), to, now);
   return c.next_datagram(now)->bytes;

@@ -96,7 +96,8 @@ class LinkSim {
     while (!done()) {
       flush();
       if (done()) return true;
-      Instant t = std::min({conn(0).next_wakeup(), conn(1).next_wakeup(), test::from_instant<Instant>(net_.next_deadline())});
+      const Instant arrival = test::from_instant<Instant>(net_.next_deadline());
+      Instant t = std::min({conn(0).next_wakeup(), conn(1).next_wakeup(), arrival});
       if (t > end) {
         now = end;
         return done();
