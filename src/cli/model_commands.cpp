@@ -22,10 +22,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-core::GgufFile load_gguf(const std::string& path) {
+core::model::GgufFile load_gguf(const std::string& path) {
   auto m = sidecar::MappedFile::open(path);
   if (!m) throw CommandError(m.error().message);
-  auto parsed = core::parse_gguf(m->bytes());
+  auto parsed = core::model::parse_gguf(m->bytes());
   if (!parsed) throw CommandError(path + ": " + parsed.error().message);
   return std::move(parsed).value();  // owns its strings: safe after unmapping
 }
@@ -33,7 +33,7 @@ core::GgufFile load_gguf(const std::string& path) {
 std::string opt(const std::optional<std::uint64_t>& v) { return v ? std::to_string(*v) : "-"; }
 nlohmann::json opt_json(const std::optional<std::uint64_t>& v) { return v ? nlohmann::json(*v) : nlohmann::json(); }
 
-void print_summary(const core::ModelSummary& s, bool json) {
+void print_summary(const core::model::ModelSummary& s, bool json) {
   if (json) {
     nlohmann::json types = nlohmann::json::object();
     for (const auto& [name, count] : s.tensor_types) types[name] = count;
@@ -109,16 +109,16 @@ struct SynthArgs {
 };
 
 void run_synth(const SynthArgs& a) {
-  auto shape = core::llama_shape(a.shape);
+  auto shape = core::model::llama_shape(a.shape);
   if (!shape) throw CommandError("unknown shape '" + a.shape + "' (tiny or tinyllama)");
   const std::string type_name = a.type.empty() ? (a.shape == "tiny" ? "f16" : "q8_0") : a.type;
-  const core::GgmlTypeInfo* type = core::ggml_type_by_name(type_name);
+  const core::model::GgmlTypeInfo* type = core::model::ggml_type_by_name(type_name);
   if (!type || (type->id != 0 && type->id != 1 && type->id != 8)) {
     throw CommandError("unsupported --type '" + type_name + "' (f32, f16 or q8_0)");
   }
   const std::string vocab_path = a.vocab.empty() ? default_vocab_path() : a.vocab;
-  const core::GgufFile vocab = load_gguf(vocab_path);
-  auto plan = core::plan_llama_model(vocab, {*shape, type->id});
+  const core::model::GgufFile vocab = load_gguf(vocab_path);
+  auto plan = core::model::plan_llama_model(vocab, {*shape, type->id});
   if (!plan) throw CommandError(plan.error().message);
 
   const std::string tmp = a.out + ".tmp";
@@ -126,7 +126,7 @@ void run_synth(const SynthArgs& a) {
   if (!f) throw CommandError(tmp + ": " + std::strerror(errno));
   int write_errno = 0;
   core::Rng rng(a.seed);
-  auto written = core::write_llama_model(*plan, vocab, rng, [&](std::span<const std::uint8_t> b) {
+  auto written = core::model::write_llama_model(*plan, vocab, rng, [&](std::span<const std::uint8_t> b) {
     if (std::fwrite(b.data(), 1, b.size(), f) == b.size()) return true;
     write_errno = errno;
     return false;
@@ -157,7 +157,7 @@ void add_model_commands(CLI::App& app) {
   auto json = std::make_shared<bool>(false);
   inspect->add_option("file", *path, "GGUF file")->required();
   inspect->add_flag("--json", *json, "Print a JSON object");
-  inspect->callback([path, json] { print_summary(core::summarize(load_gguf(*path)), *json); });
+  inspect->callback([path, json] { print_summary(core::model::summarize(load_gguf(*path)), *json); });
 
   auto* synth = model->add_subcommand("synth", "Write a llama model with random weights and a real vocabulary");
   auto args = std::make_shared<SynthArgs>();

@@ -113,7 +113,7 @@ qmesh::core::Result<std::unique_ptr<qmesh::worker::MeshServer>> make_server(qmes
   if (!qmesh::core::valid_utf8_printable(name)) name = "model";
   qmesh::core::mesh::WorkerRecord named;
   named.model = name;
-  record.model = qmesh::core::mesh::decode_worker_record(qmesh::core::mesh::encode(named))->model;  // clipped as sent
+  record.model = qmesh::core::mesh::decode_worker_record(qmesh::core::mesh::encode_worker_record(named))->model;  // clipped as sent
   record.model_hash = *hash;
   record.architecture = summary->architecture;
   record.parameters = summary->parameter_count;
@@ -139,7 +139,7 @@ qmesh::core::Result<std::unique_ptr<qmesh::worker::MeshServer>> make_server(qmes
 }
 
 // Samples health, fills the record's live fields and announces it. Returns the health sampled.
-qmesh::core::Health announce(qmesh::worker::MeshServer& server, qmesh::worker::Worker& worker,
+qmesh::core::mesh::Health announce(qmesh::worker::MeshServer& server, qmesh::worker::Worker& worker,
                              const qmesh::worker::WorkerConfig& cfg, qmesh::core::mesh::WorkerRecord& r) {
   const auto h = worker.health();
   const auto stats = server.stats();

@@ -133,7 +133,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
   };
   std::map<dht::PublicKey, Sess> sessions;  // by worker key
   std::map<dht::PublicKey, Clock::time_point> busy_until;
-  std::map<dht::PublicKey, core::GenerationRate> measured;  // tokens/s this client got from each worker
+  std::map<dht::PublicKey, core::mesh::GenerationRate> measured;  // tokens/s this client got from each worker
   std::vector<dht::LookupRecord> records;  // newest per worker from the last lookup
   Clock::time_point looked_up{};
   bool refreshing = false;  // a background lookup runs

@@ -88,7 +88,7 @@ core::Result<CompletionStats> LlamaEngine::complete(const CompletionRequest& req
   cli.set_keep_alive(false);
 
   CompletionStats stats;
-  core::SseParser sse;
+  core::model::SseParser sse;
   std::optional<core::Error> stream_error;
   bool done = false;
   int status = 0;
@@ -97,7 +97,7 @@ core::Result<CompletionStats> LlamaEngine::complete(const CompletionRequest& req
   Clock::time_point t_first{}, t_last{};
   Clock::time_point t_last_byte = t0;  // a read error this long after the last byte is a timeout
 
-  auto handle_event = [&](const core::SseEvent& ev) {
+  auto handle_event = [&](const core::model::SseEvent& ev) {
     if (done || stream_error) return;
     if (ev.data == "[DONE]") {
       done = true;

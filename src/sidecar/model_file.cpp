@@ -42,15 +42,15 @@ MappedFile::~MappedFile() {
   if (data_) ::munmap(const_cast<std::uint8_t*>(data_), size_);
 }
 
-core::Result<core::ModelSummary> inspect_model_file(const std::string& path) {
+core::Result<core::model::ModelSummary> inspect_model_file(const std::string& path) {
   auto f = MappedFile::open(path);
   if (!f) return f.error();
-  auto g = core::parse_gguf(f->bytes());
+  auto g = core::model::parse_gguf(f->bytes());
   if (!g) return core::make_error(path + ": " + g.error().message);
-  return core::summarize(*g);
+  return core::model::summarize(*g);
 }
 
-core::Result<core::ModelSummary> validate_model_file(const std::string& path) {
+core::Result<core::model::ModelSummary> validate_model_file(const std::string& path) {
   auto s = inspect_model_file(path);
   if (!s) return s;
   if (s->tensor_count == 0)

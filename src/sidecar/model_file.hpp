@@ -28,10 +28,10 @@ class MappedFile {
 };
 
 // Parses and summarizes a GGUF file; errors are one line that starts with the path.
-core::Result<core::ModelSummary> inspect_model_file(const std::string& path);
+core::Result<core::model::ModelSummary> inspect_model_file(const std::string& path);
 
 // inspect_model_file plus what llama-server needs to run it: tensors (not vocabulary-only).
-core::Result<core::ModelSummary> validate_model_file(const std::string& path);
+core::Result<core::model::ModelSummary> validate_model_file(const std::string& path);
 
 // BLAKE2b-256 of the whole file: the model's identity on the network (workers announce it, clients
 // may ask for it). Reads the file once (about 1 GB/s).

@@ -46,15 +46,15 @@ HealthSampler::HealthSampler(HealthSamplerOptions options) : options_(std::move(
   }
 }
 
-core::Result<core::CpuTimes> HealthSampler::read_cpu() {
+core::Result<core::mesh::CpuTimes> HealthSampler::read_cpu() {
   auto text = read_small_file(options_.proc_root + "/stat");
   if (!text) return text.error();
-  return core::parse_proc_stat_cpu(*text);
+  return core::mesh::parse_proc_stat_cpu(*text);
 }
 
-core::Result<core::Health> HealthSampler::sample_host(std::optional<int> rss_pid) {
+core::Result<core::mesh::Health> HealthSampler::sample_host(std::optional<int> rss_pid) {
   if (!kHostSamplingSupported) return unsupported();
-  core::Health h;
+  core::mesh::Health h;
 
   if (!last_cpu_) {
     auto base = read_cpu();
@@ -66,14 +66,14 @@ core::Result<core::Health> HealthSampler::sample_host(std::optional<int> rss_pid
   if (since < options_.min_cpu_window) std::this_thread::sleep_for(options_.min_cpu_window - since);
   auto cpu = read_cpu();
   if (!cpu) return cpu.error();
-  h.cpu_percent = core::cpu_percent(*last_cpu_, *cpu);
+  h.cpu_percent = core::mesh::cpu_percent(*last_cpu_, *cpu);
   h.cpu_count = cpu->cpu_count;
   last_cpu_ = *cpu;
   last_cpu_at_ = std::chrono::steady_clock::now();
 
   auto meminfo_text = read_small_file(options_.proc_root + "/meminfo");
   if (!meminfo_text) return meminfo_text.error();
-  auto mem = core::parse_meminfo(*meminfo_text);
+  auto mem = core::mesh::parse_meminfo(*meminfo_text);
   if (!mem) return mem.error();
   h.mem_total_bytes = mem->total_bytes;
   h.mem_available_bytes = mem->available_bytes;
@@ -81,13 +81,13 @@ core::Result<core::Health> HealthSampler::sample_host(std::optional<int> rss_pid
   const std::string who = rss_pid ? std::to_string(*rss_pid) : std::string("self");
   auto status_text = read_small_file(options_.proc_root + "/" + who + "/status");
   if (!status_text) return status_text.error();
-  auto rss = core::parse_proc_status_rss(*status_text);
+  auto rss = core::mesh::parse_proc_status_rss(*status_text);
   if (!rss) return rss.error();
   h.process_rss_bytes = *rss;
   return h;
 }
 
-core::Result<std::monostate> HealthSampler::sample_llama(const std::string& host, int port, core::Health& health) {
+core::Result<std::monostate> HealthSampler::sample_llama(const std::string& host, int port, core::mesh::Health& health) {
   health.llama_ready = false;
   httplib::Client cli(host, port);
   const auto timeout = std::chrono::duration_cast<std::chrono::microseconds>(options_.http_timeout).count();
@@ -113,20 +113,20 @@ core::Result<std::monostate> HealthSampler::sample_llama(const std::string& host
 
   auto slots_text = get("/slots");
   if (!slots_text) return slots_text.error();
-  auto slots = core::parse_llama_slots(*slots_text);
+  auto slots = core::mesh::parse_llama_slots(*slots_text);
   if (!slots) return slots.error();
   health.slots_total = slots->total;
   health.slots_busy = slots->busy;
 
   auto metrics_text = get("/metrics");
   if (!metrics_text) return metrics_text.error();
-  auto metrics = core::parse_llama_metrics(*metrics_text);
+  auto metrics = core::mesh::parse_llama_metrics(*metrics_text);
   if (!metrics) return metrics.error();
   const double tps = metrics->generation_tokens_per_second();
-  health.tokens_per_second = tps > core::kMaxTokensPerSecond ? core::kMaxTokensPerSecond : tps;
-  health.prompt_tokens_per_second = std::min(metrics->prompt_processing_tokens_per_second(), core::kMaxTokensPerSecond);
+  health.tokens_per_second = tps > core::mesh::kMaxTokensPerSecond ? core::mesh::kMaxTokensPerSecond : tps;
+  health.prompt_tokens_per_second = std::min(metrics->prompt_processing_tokens_per_second(), core::mesh::kMaxTokensPerSecond);
   auto count = [](double v) {
-    return static_cast<std::uint64_t>(v > static_cast<double>(core::kMaxRequests) ? core::kMaxRequests : v);
+    return static_cast<std::uint64_t>(v > static_cast<double>(core::mesh::kMaxRequests) ? core::mesh::kMaxRequests : v);
   };
   health.requests_processing = count(metrics->requests_processing);
   health.requests_deferred = count(metrics->requests_deferred);

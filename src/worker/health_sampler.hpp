@@ -33,7 +33,7 @@ class HealthSampler {
   // call: since the constructor, which reads a baseline). A call made less than min_cpu_window
   // after that point sleeps for the remainder, so the first call blocks at most 100 ms and calls
   // at the status interval (seconds) never block.
-  core::Result<core::Health> sample_host(std::optional<int> rss_pid = std::nullopt);
+  core::Result<core::mesh::Health> sample_host(std::optional<int> rss_pid = std::nullopt);
 
   // Fills health's llama-server fields from GET /health, /slots and /metrics at host:port:
   // llama_ready (/health 200), slots_total/slots_busy, tokens_per_second
@@ -41,13 +41,13 @@ class HealthSampler {
   // On error the fields obtained so far are still filled (llama_ready is false when /health
   // failed) and the message names the endpoint. llama-server must run with --metrics for
   // /metrics; /slots is on by default.
-  core::Result<std::monostate> sample_llama(const std::string& host, int port, core::Health& health);
+  core::Result<std::monostate> sample_llama(const std::string& host, int port, core::mesh::Health& health);
 
  private:
-  core::Result<core::CpuTimes> read_cpu();
+  core::Result<core::mesh::CpuTimes> read_cpu();
 
   HealthSamplerOptions options_;
-  std::optional<core::CpuTimes> last_cpu_;
+  std::optional<core::mesh::CpuTimes> last_cpu_;
   std::chrono::steady_clock::time_point last_cpu_at_{};
 };
 

@@ -539,7 +539,7 @@ void MeshServer::set_model(const std::string& name, const std::array<std::uint8_
 }
 
 core::Result<std::uint32_t> MeshServer::announce(const mesh::WorkerRecord& record, milliseconds wait) {
-  const auto payload = mesh::encode(record);
+  const auto payload = mesh::encode_worker_record(record);
   const auto q = impl_->svc->call([&](peer::Peer& p, peer::Instant now) {
     auto id = p.dht().announce(impl_->topic, payload, impl_->opts.identity.sign, ms(now));
     impl_->await.expect(id);

@@ -163,15 +163,15 @@ void Worker::release_slot() {
   slot_cv_.notify_all();
 }
 
-core::Health Worker::health() {
+core::mesh::Health Worker::health() {
   auto [sup, engine] = parts();
   std::lock_guard lk(sampler_mu_);
   const int child = sup ? sup->pid() : 0;
   auto host = sampler_.sample_host(child > 0 ? std::optional<int>(child) : std::nullopt);
-  core::Health h = host ? *host : core::Health{};
+  core::mesh::Health h = host ? *host : core::mesh::Health{};
   if (sup && sup->state() == sidecar::SidecarState::Ready)
     (void)sampler_.sample_llama("127.0.0.1", sup->port(), h);  // partial fields on error
-  if (auto tps = generation_tps()) h.tokens_per_second = std::min(*tps, core::kMaxTokensPerSecond);
+  if (auto tps = generation_tps()) h.tokens_per_second = std::min(*tps, core::mesh::kMaxTokensPerSecond);
   h.queue_capacity = cfg_.queue_capacity;
   const int admitted = admitted_.load();
   h.queue_depth = admitted > cfg_.parallel ? admitted - cfg_.parallel : 0;

@@ -45,9 +45,9 @@ class Worker {
   std::uint32_t lost_retry_ms();
 
   // Host and llama-server health; tokens_per_second is generation_tps() once it has a figure.
-  core::Health health();
+  core::mesh::Health health();
   // Decode tokens/s over this worker's recent answers, from llama-server's own timings
-  // (core::GenerationRate: summed over the newest answers holding 256 tokens, none older than
+  // (core::mesh::GenerationRate: summed over the newest answers holding 256 tokens, none older than
   // 2 minutes); nullopt until they hold 64. What the worker announces: an average of per-answer
   // rates as the engine read them, or llama-server's /metrics gauge (only the asks since the last
   // scrape), put identical workers 50x apart.
@@ -68,7 +68,7 @@ class Worker {
   std::mutex sampler_mu_;
   std::atomic<int> admitted_{0};  // running + waiting
   std::mutex rate_mu_;
-  core::GenerationRate rate_;  // under rate_mu_
+  core::mesh::GenerationRate rate_;  // under rate_mu_
 
   // llama-server gets at most `parallel` requests at once; the others wait here, in order, where
   // a cancel frees them at once (llama-server notices a client that left its own queue late).

@@ -54,7 +54,7 @@ int main(int argc, char** argv) {
       std::perror(path.c_str());
       return 1;
     }
-    const auto bytes = encode(msg, name == "ping" ? 300 : 0);
+    const auto bytes = encode_message(msg, name == "ping" ? 300 : 0);
     std::fwrite(bytes.data(), 1, bytes.size(), f);
     std::fclose(f);
   }

@@ -14,7 +14,7 @@ using qmesh::core::Endpoint;
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::span<const std::uint8_t> bytes(data, size);
   if (auto m = decode_message(bytes)) {
-    const auto again = encode(*m);
+    const auto again = encode_message(*m);
     if (again.size() > size) __builtin_trap();  // padding is the only thing that may go
     auto m2 = decode_message(again);
     if (!m2 || !(*m2 == *m)) __builtin_trap();

@@ -11,7 +11,7 @@
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size == 0) return 0;
   const std::string_view text(reinterpret_cast<const char*>(data) + 1, size - 1);
-  using namespace qmesh::core;
+  using namespace qmesh::core::mesh;
   switch (data[0] % 6) {
     case 0: {
       auto h = parse_health_json(text);

@@ -13,9 +13,9 @@ using namespace qmesh::core;
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::span<const std::uint8_t> bytes(data, size);
-  auto b = lan::decode(bytes);
+  auto b = lan::decode_beacon(bytes);
   if (b) {
-    auto again = lan::encode(*b);
+    auto again = lan::encode_beacon(*b);
     if (again.size() != size || !std::equal(again.begin(), again.end(), data)) __builtin_trap();
   }
   const std::int64_t now_s =

@@ -47,7 +47,7 @@ struct Live {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::span<const std::uint8_t> bytes(data, size);
   if (auto probe = decode_probe(bytes)) {
-    const auto again = encode(*probe);
+    const auto again = encode_probe(*probe);
     if (again.size() != size || !std::equal(again.begin(), again.end(), bytes.begin())) __builtin_trap();
     (void)verify_probe(*probe, qmesh_fuzz::punch_key());
   }

@@ -8,9 +8,9 @@
 using namespace qmesh::core;
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  auto m = rendezvous::decode(std::span<const std::uint8_t>(data, size));
+  auto m = rendezvous::decode_message(std::span<const std::uint8_t>(data, size));
   if (!m) return 0;
-  auto again = rendezvous::decode(rendezvous::encode(*m));
+  auto again = rendezvous::decode_message(rendezvous::encode_message(*m));
   if (!again || !(*again == *m)) __builtin_trap();
   return 0;
 }

@@ -11,15 +11,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (size == 0) return 0;
   const std::string_view all(reinterpret_cast<const char*>(data) + 1, size - 1);
   const std::size_t cut = all.empty() ? 0 : data[0] % (all.size() + 1);
-  qmesh::core::SseLimits limits;
+  qmesh::core::model::SseLimits limits;
   limits.max_line_bytes = 256;
   limits.max_event_bytes = 512;
 
-  qmesh::core::SseParser whole(limits);
+  qmesh::core::model::SseParser whole(limits);
   auto a = whole.feed(all);
   const auto end_a = whole.finish();
 
-  qmesh::core::SseParser split(limits);
+  qmesh::core::model::SseParser split(limits);
   auto b = split.feed(all.substr(0, cut));
   for (auto& e : split.feed(all.substr(cut))) b.push_back(std::move(e));
   const auto end_b = split.finish();

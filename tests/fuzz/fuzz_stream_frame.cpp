@@ -13,8 +13,8 @@ using namespace qmesh::core::stream;
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::span<const std::uint8_t> bytes(data, size);
-  if (auto frames = decode(bytes)) {
-    const auto again = encode(std::span<const Frame>(*frames));
+  if (auto frames = decode_frames(bytes)) {
+    const auto again = encode_frames(std::span<const Frame>(*frames));
     if (again.size() != size || !std::equal(again.begin(), again.end(), bytes.begin())) __builtin_trap();
   }
   for (bool initiator : {true, false}) {
@@ -23,14 +23,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     Connection c(cfg, Instant{0});
     for (int i = 0; i < 3; ++i) {
       while (auto p = c.next_packet(Instant{i * 1000})) {
-        if (!decode(p->payload) || p->payload.size() > cfg.max_payload) __builtin_trap();
+        if (!decode_frames(p->payload) || p->payload.size() > cfg.max_payload) __builtin_trap();
       }
     }
     c.on_packet(0, bytes, Instant{5000});
     c.on_packet(1, bytes, Instant{6000});  // the same frames again, in another packet
     c.on_tick(Instant{7000});
     while (auto p = c.next_packet(Instant{7000})) {
-      if (!decode(p->payload) || p->payload.size() > cfg.max_payload) __builtin_trap();
+      if (!decode_frames(p->payload) || p->payload.size() > cfg.max_payload) __builtin_trap();
     }
     std::uint8_t buf[4096];
     while (auto e = c.next_event()) {

@@ -6,6 +6,7 @@
 #include "core/model/gguf_writer.hpp"
 
 using namespace qmesh::core;
+using namespace qmesh::core::model;
 
 int main(int argc, char** argv) {
   if (argc != 2) {

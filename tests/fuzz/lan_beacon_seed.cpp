@@ -24,7 +24,7 @@ int main(int argc, char** argv) {
   q.timestamp_s = 1'700'000'000;
   int n = 0;
   for (const auto& m : {lan::sign(b, key), lan::sign(q, key)}) {
-    auto bytes = lan::encode(m);
+    auto bytes = lan::encode_beacon(m);
     std::ofstream(std::string(argv[1]) + "/msg" + std::to_string(n++), std::ios::binary)
         .write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
   }

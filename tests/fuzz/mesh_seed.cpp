@@ -28,7 +28,7 @@ int main(int argc, char** argv) {
   r.slots_total = 2;
   r.queue_capacity = 10;
   r.software = "qmesh-worker 0.1.0";
-  write(dir + "/record", mesh::encode(r));
+  write(dir + "/record", mesh::encode_worker_record(r));
   mesh::Request q;
   q.messages = {{"user", "hi"}};
   q.temperature = 0.5;

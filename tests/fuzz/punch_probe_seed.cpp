@@ -23,7 +23,7 @@ int main(int argc, char** argv) {
   ProbeNonce nonce{};
   for (const auto& [name, flags] : kinds) {
     nonce[0] = static_cast<std::uint8_t>(nonce[0] + 1);
-    const auto bytes = encode(seal_probe(qmesh_fuzz::punch_key(), flags, nonce));
+    const auto bytes = encode_probe(seal_probe(qmesh_fuzz::punch_key(), flags, nonce));
     const std::string path = std::string(argv[1]) + "/" + name + ".bin";
     std::FILE* f = std::fopen(path.c_str(), "wb");
     if (!f) {

@@ -22,7 +22,7 @@ int main(int argc, char** argv) {
   i.info = c.info;
   int n = 0;
   for (const rendezvous::Message& m : {rendezvous::Message(c), rendezvous::Message(r), rendezvous::Message(i)}) {
-    auto b = rendezvous::encode(m);
+    auto b = rendezvous::encode_message(m);
     std::ofstream(std::string(argv[1]) + "/msg" + std::to_string(n++), std::ios::binary)
         .write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
   }

@@ -36,7 +36,7 @@ int main(int argc, char** argv) {
       std::perror(path.c_str());
       return 1;
     }
-    const auto bytes = encode(std::span<const Frame>(frames));
+    const auto bytes = encode_frames(std::span<const Frame>(frames));
     std::fwrite(bytes.data(), 1, bytes.size(), f);
     std::fclose(f);
   }

@@ -72,7 +72,7 @@ class RawPeer {
     ASSERT_EQ(n, static_cast<ssize_t>(bytes.size()));
   }
   std::vector<std::uint8_t> send(const dht::Message& m, std::size_t pad_to = 0) {
-    auto bytes = dht::encode(m, pad_to);
+    auto bytes = dht::encode_message(m, pad_to);
     send_bytes(bytes);
     return bytes;
   }
@@ -319,7 +319,7 @@ TEST(DhtForge, AnnounceForOneNodeIsRefusedByAnother) {
   ASSERT_TRUE(ta);
   auto rec = dht::sign_record(topic, a.id, *ta, 1, 60, payload_of(80), key(4));
   const auto m = announce_msg(pa, topic, ta, rec);
-  const auto bytes = dht::encode(m);
+  const auto bytes = dht::encode_message(m);
 
   // The exact datagram, from the same source address, to B: A's token means nothing to B.
   const auto b0 = counters(*b.svc);
@@ -485,7 +485,7 @@ TEST(DhtForge, OversizedDatagramsAndPayloadsAreDropped) {
   ASSERT_TRUE(token);
   auto rec = dht::sign_record(topic, n.id, *token, 1, 60, payload_of(dht::kMaxPayload + 1), key(7));
   auto m = announce_msg(p, topic, token, rec);
-  auto abytes = dht::encode(m);
+  auto abytes = dht::encode_message(m);
   ASSERT_LE(abytes.size(), dht::kMaxDatagram);
   EXPECT_FALSE(dht::decode_message(abytes));
   c0 = counters(*n.svc);
@@ -590,14 +590,14 @@ TEST(DhtForge, GarbageIsDroppedAndTheNodeKeepsAnswering) {
     m.txid = 7;
     m.token = token;
     m.body = dht::Announce{topic, dht::sign_record(topic, n.id, *token, 1, 60, payload_of(200), key(9))};
-    seeds.push_back(dht::encode(m));
+    seeds.push_back(dht::encode_message(m));
     m.body = dht::Lookup{topic};
-    seeds.push_back(dht::encode(m, dht::kMinPaddedRequest));
+    seeds.push_back(dht::encode_message(m, dht::kMinPaddedRequest));
     dht::Reply rep;
     rep.to = p.self();
     rep.nodes.push_back(dht::NodeInfo{n.id, n.ep});
     m.body = rep;
-    seeds.push_back(dht::encode(m));
+    seeds.push_back(dht::encode_message(m));
   }
 
   std::mt19937 rng(20240611u);

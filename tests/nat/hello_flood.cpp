@@ -113,7 +113,7 @@ Found lookup(Socket& s, const qmesh::core::Endpoint& node, const dht::Topic& top
     dht::Message m;
     m.txid = random_u32();
     m.body = dht::Lookup{topic};
-    s.send(node, dht::encode(m, dht::kMinPaddedRequest));
+    s.send(node, dht::encode_message(m, dht::kMinPaddedRequest));
     while (auto b = s.recv(500)) {
       auto r = dht::decode_message(*b);
       if (!r || r->txid != m.txid || !r->token) continue;
@@ -134,9 +134,9 @@ qmesh::core::rendezvous::ConnectReply connect(Socket& s, const qmesh::core::Endp
   c.topic = topic;
   c.pubkey = f.worker;
   for (int attempt = 0; attempt < 10; ++attempt) {
-    s.send(node, rv::encode(c));
+    s.send(node, rv::encode_message(c));
     while (auto b = s.recv(500)) {
-      auto m = rv::decode(*b);
+      auto m = rv::decode_message(*b);
       auto* r = m ? std::get_if<rv::ConnectReply>(&*m) : nullptr;
       if (!r || r->txid != c.txid) continue;
       if (r->status != rv::Status::Ok) die("CONNECT refused, status " + std::to_string(int(r->status)));

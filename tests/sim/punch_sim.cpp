@@ -130,7 +130,7 @@ struct World {
       if (std::find(reporters.begin(), reporters.end(), a->socket) != reporters.end()) {
         ByteWriter w;
         w.write_le(kWhoAmI);
-        dht::encode(a->from, w);
+        dht::encode_endpoint(a->from, w);
         net.send(a->socket, a->from, w.bytes(), a->at);
         continue;
       }

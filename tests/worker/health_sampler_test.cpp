@@ -10,7 +10,7 @@
 #include <fstream>
 #include <thread>
 
-using qmesh::core::Health;
+using qmesh::core::mesh::Health;
 using qmesh::worker::HealthSampler;
 using qmesh::worker::HealthSamplerOptions;
 
@@ -29,7 +29,7 @@ TEST(HealthSampler, RealProcHostSample) {
   EXPECT_GE(h->cpu_count, 1);
   EXPECT_GE(h->cpu_percent, 0.0);
   EXPECT_LE(h->cpu_percent, 100.0 * std::max(ncpu, 1));
-  EXPECT_TRUE(qmesh::core::validate_health(*h).ok());
+  EXPECT_TRUE(qmesh::core::mesh::validate_health(*h).ok());
 
   // Second sample: a delta since the first, no waiting needed; RSS of an explicit pid works too.
   auto h2 = s.sample_host(static_cast<int>(getpid()));

@@ -22,7 +22,7 @@ void write_array(ByteWriter& w, const std::array<std::uint8_t, N>& a) {
 
 }  // namespace
 
-void encode(const Endpoint& e, ByteWriter& w) {
+void encode_endpoint(const Endpoint& e, ByteWriter& w) {
   w.write_le<std::uint8_t>(e.family);
   w.write_bytes(std::span<const std::uint8_t>(e.addr.data(), e.addr_len()));
   w.write_le<std::uint16_t>(e.port);
@@ -43,7 +43,7 @@ std::size_t encoded_size(const Endpoint& e) { return 1 + e.addr_len() + 2; }
 std::size_t encoded_size(const NodeInfo& n) { return kIdBytes + encoded_size(n.endpoint); }
 std::size_t encoded_size(const ReplyRecord& rr) { return 32 + kTokenBytes + 8 + 2 + 2 + 2 + rr.body.payload.size() + 64; }
 
-void encode(const RecordBody& b, ByteWriter& w) {
+void encode_record_body(const RecordBody& b, ByteWriter& w) {
   write_array(w, b.pubkey);
   w.write_le(b.seq);
   w.write_le(b.ttl_s);
@@ -71,9 +71,9 @@ std::optional<RecordBody> decode_record_body(ByteReader& r) {
   return b;
 }
 
-void encode(const NodeInfo& n, ByteWriter& w) {
+void encode_node_info(const NodeInfo& n, ByteWriter& w) {
   write_array(w, n.id);
-  encode(n.endpoint, w);
+  encode_endpoint(n.endpoint, w);
 }
 
 std::optional<NodeInfo> decode_node_info(ByteReader& r) {
@@ -85,7 +85,7 @@ std::optional<NodeInfo> decode_node_info(ByteReader& r) {
   return n;
 }
 
-void encode(const ReplyRecord& rr, ByteWriter& w) {
+void encode_reply_record(const ReplyRecord& rr, ByteWriter& w) {
   write_array(w, rr.body.pubkey);
   write_array(w, rr.token);
   w.write_le(rr.body.seq);
@@ -105,7 +105,7 @@ std::optional<ReplyRecord> decode_reply_record(ByteReader& r) {
   return rr;
 }
 
-void encode(const Message& m, ByteWriter& w, std::size_t pad_to) {
+void encode_message(const Message& m, ByteWriter& w, std::size_t pad_to) {
   const std::size_t start = w.bytes().size();
   std::uint8_t flags = 0;
   if (m.id) flags |= flag::kHasId;
@@ -126,7 +126,7 @@ void encode(const Message& m, ByteWriter& w, std::size_t pad_to) {
           write_array(w, b.topic);
         } else if constexpr (std::is_same_v<T, Announce>) {
           write_array(w, b.topic);
-          encode(b.record, w);
+          encode_record_body(b.record, w);
         } else if constexpr (std::is_same_v<T, Unannounce>) {
           write_array(w, b.topic);
           write_array(w, b.pubkey);
@@ -135,21 +135,21 @@ void encode(const Message& m, ByteWriter& w, std::size_t pad_to) {
         } else if constexpr (std::is_same_v<T, PingBack> || std::is_same_v<T, Probe>) {
           w.write_le(b.nonce);
         } else if constexpr (std::is_same_v<T, Reply>) {
-          encode(b.to, w);
+          encode_endpoint(b.to, w);
           w.write_le(static_cast<std::uint8_t>(b.error));
           w.write_le(static_cast<std::uint8_t>(std::min(b.nodes.size(), kMaxReplyNodes)));
-          for (std::size_t i = 0; i < b.nodes.size() && i < kMaxReplyNodes; ++i) encode(b.nodes[i], w);
+          for (std::size_t i = 0; i < b.nodes.size() && i < kMaxReplyNodes; ++i) encode_node_info(b.nodes[i], w);
           w.write_le(static_cast<std::uint8_t>(std::min(b.records.size(), kMaxReplyRecords)));
-          for (std::size_t i = 0; i < b.records.size() && i < kMaxReplyRecords; ++i) encode(b.records[i], w);
+          for (std::size_t i = 0; i < b.records.size() && i < kMaxReplyRecords; ++i) encode_reply_record(b.records[i], w);
         }
       },
       m.body);
   while (w.bytes().size() - start < pad_to) w.write_le<std::uint8_t>(0);
 }
 
-std::vector<std::uint8_t> encode(const Message& m, std::size_t pad_to) {
+std::vector<std::uint8_t> encode_message(const Message& m, std::size_t pad_to) {
   ByteWriter w;
-  encode(m, w, pad_to);
+  encode_message(m, w, pad_to);
   return std::move(w.bytes());
 }
 

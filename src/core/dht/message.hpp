@@ -1,27 +1,6 @@
 // DHT wire format v1: compact binary, little-endian integers, one message per UDP datagram.
 //
-//   header      u8 version (=1), u8 type, u32 txid, u8 flags
-//   [id]        32 bytes when flags & kHasId (the sender's routing ID; absent for ephemeral nodes)
-//   [token]     16 bytes when flags & kHasToken (requests: the write token the receiver handed out
-//               earlier, echoed to prove the sender receives at its address; replies: a fresh
-//               write token for the requester)
-//   body        by type, below
-//   padding     zero bytes up to the end (requests are padded so the anti-amplification bound
-//               leaves room for a useful reply)
-//
-//   PING        -
-//   FIND_NODE   target 32
-//   LOOKUP      topic 32
-//   ANNOUNCE    topic 32, record (pubkey 32, seq u64, ttl_s u16, payload_len u16, payload, sig 64)
-//   UNANNOUNCE  topic 32, pubkey 32, seq u64, sig 64
-//   PING_BACK   nonce u64 (answered with a REPLY, plus a PROBE from another port; v1 addition)
-//   PROBE       nonce u64 (one-way, never answered; txid echoes the PING_BACK's)
-//   REPLY       flags & kTruncated when records were left out to respect a size bound (ask again
-//               echoing the token); nodes may be trimmed silently;
-//               to (endpoint the request was seen from), error u8, node count u8, nodes
-//               (id 32, endpoint), record count u8, records (pubkey 32, token 16, seq u64,
-//               ttl_s u16, remaining_s u16, payload_len u16, payload, sig 64)
-//   endpoint    u8 family (4|6), addr (4|16 bytes), u16 port
+// Layout, field by field: docs/protocol.md ("DHT over UDP", "Messages").
 //
 // Limits: a datagram is at most kMaxDatagram bytes; a payload at most kMaxPayload; a reply carries
 // at most kMaxReplyNodes nodes and kMaxReplyRecords records. Decoding checks every count and
@@ -165,18 +144,18 @@ struct Message {
   friend bool operator==(const Message&, const Message&) = default;
 };
 
-void encode(const Endpoint& e, ByteWriter& w);
+void encode_endpoint(const Endpoint& e, ByteWriter& w);
 std::optional<Endpoint> decode_endpoint(ByteReader& r);
-void encode(const RecordBody& b, ByteWriter& w);
+void encode_record_body(const RecordBody& b, ByteWriter& w);
 std::optional<RecordBody> decode_record_body(ByteReader& r);
-void encode(const NodeInfo& n, ByteWriter& w);
+void encode_node_info(const NodeInfo& n, ByteWriter& w);
 std::optional<NodeInfo> decode_node_info(ByteReader& r);
-void encode(const ReplyRecord& rr, ByteWriter& w);
+void encode_reply_record(const ReplyRecord& rr, ByteWriter& w);
 std::optional<ReplyRecord> decode_reply_record(ByteReader& r);
 
 // Encodes m; pads with zeros up to pad_to bytes when the message is shorter.
-void encode(const Message& m, ByteWriter& w, std::size_t pad_to = 0);
-std::vector<std::uint8_t> encode(const Message& m, std::size_t pad_to = 0);
+void encode_message(const Message& m, ByteWriter& w, std::size_t pad_to = 0);
+std::vector<std::uint8_t> encode_message(const Message& m, std::size_t pad_to = 0);
 // The one decode entry point for every type: nullopt on anything malformed.
 std::optional<Message> decode_message(std::span<const std::uint8_t> bytes);
 

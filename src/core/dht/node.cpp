@@ -103,7 +103,7 @@ std::uint32_t DhtNode::send_request(const Endpoint& to, std::optional<NodeId> id
   // Without a token the receiver may answer with at most amplification x our bytes: pad.
   std::size_t pad = m.token ? 0 : config_.min_request;
   if (std::holds_alternative<PingBack>(m.body)) pad = std::max(pad, kMinPingBack);
-  auto bytes = encode(m, pad);
+  auto bytes = encode_message(m, pad);
   Rpc rpc{to, id, q, p, now + config_.request_timeout, 1, bytes};
   rpc_deadline_hint_ = std::min(rpc_deadline_hint_, rpc.deadline);
   rpcs_.emplace(m.txid, std::move(rpc));
@@ -356,7 +356,7 @@ void DhtNode::handle_request(const Endpoint& from, const Message& m, std::size_t
   // amplification x the request's bytes. Records first (they are what a lookup is for), then nodes.
   const std::size_t budget = proven ? kMaxDatagram : std::min(kMaxDatagram, config_.amplification * request_bytes);
   out.body = rep;
-  std::size_t size = encode(out).size();
+  std::size_t size = encode_message(out).size();
   if (size > budget) {
     ++counters_.drop_amplification;
     return;
@@ -382,7 +382,7 @@ void DhtNode::handle_request(const Endpoint& from, const Message& m, std::size_t
     r.nodes.push_back(n);
   }
   if (trimmed) ++counters_.replies_trimmed;
-  auto reply = encode(out);
+  auto reply = encode_message(out);
   if (const auto* pb = std::get_if<PingBack>(&m.body); pb && config_.serve_ping_back) {
     // The PROBE goes only to the address the request came from, once per request, and the
     // REPLY and the PROBE together stay within amplification x the request's bytes (token or
@@ -390,7 +390,7 @@ void DhtNode::handle_request(const Endpoint& from, const Message& m, std::size_t
     Message probe;
     probe.txid = m.txid;
     probe.body = Probe{pb->nonce};
-    auto bytes = encode(probe);
+    auto bytes = encode_message(probe);
     if (reply.size() + bytes.size() <= config_.amplification * request_bytes) {
       send(from, std::move(reply));
       ++counters_.probes_sent;

@@ -56,14 +56,14 @@ bool verify(const Beacon& b) {
   return crypto_sign_ed25519_verify_detached(b.sig.data(), msg.data(), msg.size(), b.pubkey.data()) == 0;
 }
 
-std::vector<std::uint8_t> encode(const Beacon& b) {
+std::vector<std::uint8_t> encode_beacon(const Beacon& b) {
   ByteWriter w;
   put_signed_part(b, w);
   w.write_bytes(b.sig);
   return std::move(w.bytes());
 }
 
-std::optional<Beacon> decode(std::span<const std::uint8_t> bytes) {
+std::optional<Beacon> decode_beacon(std::span<const std::uint8_t> bytes) {
   if (bytes.size() != kBeaconSize) return std::nullopt;
   ByteReader r(bytes);
   std::uint8_t type = 0, version = 0, kind = 0;
@@ -105,7 +105,7 @@ bool fresh(const Beacon& b, std::int64_t now_unix_s, std::int64_t max_skew_s) {
 
 Checked check(std::span<const std::uint8_t> bytes, std::int64_t now_unix_s, std::int64_t max_skew_s) {
   Checked c;
-  auto b = decode(bytes);
+  auto b = decode_beacon(bytes);
   if (!b) return c;
   c.beacon = *b;
   if (!fresh(*b, now_unix_s, max_skew_s)) {

@@ -1,18 +1,6 @@
 // LAN beacon: "a QMesh DHT node listens on port P at my address", multicast on the local link so
 // that a worker or a client started without --bootstrap finds a DHT node to join (docs/protocol.md,
-// "LAN discovery"). One fixed-size, Ed25519-signed datagram of 120 bytes, little-endian:
-//
-//   off  size
-//   0    1    type 0x89 (other QMesh datagrams use 0x01 and 0x81..0x88)
-//   1    1    version (=1)
-//   2    1    kind: 1 BEACON (announces ports), 2 QUERY ("who is there?", announces nothing)
-//   3    32   Ed25519 public key of the sender
-//   35   1    flags (flag:: below; unknown bits are ignored, they are signed like the rest)
-//   36   2    DHT UDP port on IPv4 (0: none)
-//   38   2    DHT UDP port on IPv6 (0: none)
-//   40   8    timestamp, seconds since the Unix epoch (the sender's clock, injected)
-//   48   8    nonce (random; makes every beacon distinct)
-//   56   64   signature over "qmesh-lan-beacon-v1" || bytes 0..55
+// "LAN discovery", which has the layout). One fixed-size, Ed25519-signed datagram of 120 bytes.
 //
 // A receiver takes the datagram's source address and the port of that family as the node's
 // endpoint: the signature binds the key to the ports and the time, not to the address (a LAN host
@@ -68,10 +56,10 @@ inline bool is_lan_beacon(std::span<const std::uint8_t> b) { return !b.empty() &
 Beacon sign(Beacon b, const dht::KeyPair& key);
 bool verify(const Beacon& b);
 // Bytes as they go on the wire (the signature as it is: sign() first).
-std::vector<std::uint8_t> encode(const Beacon& b);
+std::vector<std::uint8_t> encode_beacon(const Beacon& b);
 // Structure only: exact size, type, version, kind, and the port rules (a BEACON announces at least
 // one port, a QUERY none). nullopt on anything else; never throws.
-std::optional<Beacon> decode(std::span<const std::uint8_t> bytes);
+std::optional<Beacon> decode_beacon(std::span<const std::uint8_t> bytes);
 
 enum class Verdict : std::uint8_t { Ok, Malformed, Stale, BadSignature };
 const char* to_string(Verdict v);

@@ -55,7 +55,7 @@ void Discovery::on_datagram(const Endpoint& from, std::span<const std::uint8_t> 
                             std::int64_t unix_s) {
   if (!is_lan_beacon(bytes)) return;
   ++counters_.received;
-  auto b = decode(bytes);
+  auto b = decode_beacon(bytes);
   if (!b) {
     ++counters_.malformed;
     return;
@@ -165,7 +165,7 @@ void Discovery::send(Kind kind, std::uint8_t extra_flags, std::int64_t unix_s) {
   for (std::size_t i = 0; i < b.nonce.size(); ++i) b.nonce[i] = static_cast<std::uint8_t>(n >> (8 * i));
   b = sign(b, cfg_.key);
   Datagram d;
-  d.bytes = encode(b);
+  d.bytes = encode_beacon(b);
   if (kind == Kind::Beacon) {
     d.v4 = cfg_.port_v4 != 0;
     d.v6 = cfg_.port_v6 != 0;

@@ -2,7 +2,7 @@
 
 #include <cmath>
 
-namespace qmesh::core {
+namespace qmesh::core::mesh {
 
 void GenerationRate::add(std::uint64_t tokens, double seconds, std::chrono::milliseconds now) {
   if (tokens == 0 || !std::isfinite(seconds) || seconds < 0) return;
@@ -30,4 +30,4 @@ void GenerationRate::forget(std::chrono::milliseconds now) {
   if (samples_.empty()) seconds_ = 0;  // no float residue from the subtractions
 }
 
-}  // namespace qmesh::core
+}  // namespace qmesh::core::mesh

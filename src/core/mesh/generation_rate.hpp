@@ -10,7 +10,7 @@
 #include <deque>
 #include <optional>
 
-namespace qmesh::core {
+namespace qmesh::core::mesh {
 
 struct GenerationRateConfig {
   std::uint64_t window_tokens = 256;           // the newest answers holding at least this many tokens
@@ -44,4 +44,4 @@ class GenerationRate {
   double seconds_ = 0;
 };
 
-}  // namespace qmesh::core
+}  // namespace qmesh::core::mesh

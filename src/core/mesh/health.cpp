@@ -9,7 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
-namespace qmesh::core {
+namespace qmesh::core::mesh {
 
 namespace {
 
@@ -475,4 +475,4 @@ Result<SlotsInfo> parse_llama_slots(std::string_view json_text) {
   return s;
 }
 
-}  // namespace qmesh::core
+}  // namespace qmesh::core::mesh

@@ -12,7 +12,7 @@
 
 #include "core/base/result.hpp"
 
-namespace qmesh::core {
+namespace qmesh::core::mesh {
 
 struct Health {
   // Host
@@ -137,4 +137,4 @@ struct SlotsInfo {
 // without a boolean is_processing, more than kMaxSlots slots, or text over 4 MiB.
 Result<SlotsInfo> parse_llama_slots(std::string_view json_text);
 
-}  // namespace qmesh::core
+}  // namespace qmesh::core::mesh

@@ -39,7 +39,7 @@ T clamp_to(std::uint64_t v, std::uint64_t max) {
 
 }  // namespace
 
-std::vector<std::uint8_t> encode(const WorkerRecord& r) {
+std::vector<std::uint8_t> encode_worker_record(const WorkerRecord& r) {
   ByteWriter w;
   w.write_le(kRecordVersion);
   w.write_le(static_cast<std::uint8_t>((r.available ? 1 : 0) | (r.chat_template ? 2 : 0)));

@@ -2,14 +2,6 @@
 // signed record), refreshed every status interval. Binary and small (about 110 bytes), so that a
 // lookup reply carries several workers' records in one datagram. docs/protocol.md ("Mesh") has
 // the layout byte by byte; the signature, key and expiry are the DHT record's.
-//
-//   version u8 (1), flags u8 (bit 0 available, bit 1 chat template), nat u8 (nat::NatType),
-//   model str8, model_hash 32, architecture str8, parameters u64, quantization str8,
-//   context u32 (tokens per slot), slots_total u16, slots_busy u16, queue_capacity u16,
-//   queue_length u16, cpu_permille u16, memory_permille u16 (used share of RAM),
-//   prompt_tps_centi u32, generation_tps_centi u32 (tokens/s x 100), max_tokens u32,
-//   software str8
-//   str8 = u8 length + UTF-8 bytes. Trailing bytes after software are ignored (later fields).
 #pragma once
 
 #include <array>
@@ -56,7 +48,7 @@ struct WorkerRecord {
 
 // Strings longer than kMaxRecordString are cut at a UTF-8 boundary; counts are clamped to the
 // bounds above, so what encode() writes always decodes.
-std::vector<std::uint8_t> encode(const WorkerRecord& r);
+std::vector<std::uint8_t> encode_worker_record(const WorkerRecord& r);
 // nullopt on anything malformed: a wrong version, a short read, a string that is not printable
 // UTF-8, busy > total, queue_length > queue_capacity, permille > 1000, values past the bounds.
 std::optional<WorkerRecord> decode_worker_record(std::span<const std::uint8_t> bytes);

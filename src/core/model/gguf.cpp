@@ -10,7 +10,7 @@
 #include "core/model/gguf_writer.hpp"
 #include "core/base/printable.hpp"
 
-namespace qmesh::core {
+namespace qmesh::core::model {
 namespace {
 
 // Values from ggml/include/ggml.h (enum ggml_type) and ggml/src/ggml.c (type_traits) at
@@ -574,4 +574,4 @@ ModelSummary summarize(const GgufFile& f) {
   return s;
 }
 
-}  // namespace qmesh::core
+}  // namespace qmesh::core::model

@@ -14,7 +14,7 @@
 
 #include "core/base/result.hpp"
 
-namespace qmesh::core {
+namespace qmesh::core::model {
 
 inline constexpr std::uint32_t kGgufMagic = 0x46554747;  // "GGUF" read little-endian
 inline constexpr std::uint32_t kGgufDefaultAlignment = 32;
@@ -179,4 +179,4 @@ struct ModelSummary {
 
 ModelSummary summarize(const GgufFile& file);
 
-}  // namespace qmesh::core
+}  // namespace qmesh::core::model

@@ -4,7 +4,7 @@
 #include <cmath>
 #include <cstring>
 
-namespace qmesh::core {
+namespace qmesh::core::model {
 
 namespace {
 std::uint64_t pad_up(std::uint64_t n, std::uint64_t a) { return (n + a - 1) / a * a; }
@@ -202,4 +202,4 @@ void quantize_q8_0(std::span<const float> x, std::uint8_t* out) {
   }
 }
 
-}  // namespace qmesh::core
+}  // namespace qmesh::core::model

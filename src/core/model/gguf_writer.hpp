@@ -13,7 +13,7 @@
 #include "core/model/gguf.hpp"
 #include "core/base/result.hpp"
 
-namespace qmesh::core {
+namespace qmesh::core::model {
 
 // Receives consecutive file bytes; returns false to abort (e.g. disk full).
 using ByteSink = std::function<bool(std::span<const std::uint8_t>)>;
@@ -80,4 +80,4 @@ float f16_to_f32(std::uint16_t h);
 // half away from zero. `out` gets 34 bytes per 32 inputs; x.size() must be a multiple of 32.
 void quantize_q8_0(std::span<const float> x, std::uint8_t* out);
 
-}  // namespace qmesh::core
+}  // namespace qmesh::core::model

@@ -2,7 +2,7 @@
 
 #include <charconv>
 
-namespace qmesh::core {
+namespace qmesh::core::model {
 
 namespace {
 
@@ -139,4 +139,4 @@ SseEnd SseParser::finish() {
   return truncated ? SseEnd::kTruncated : SseEnd::kClean;
 }
 
-}  // namespace qmesh::core
+}  // namespace qmesh::core::model

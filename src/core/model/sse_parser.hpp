@@ -16,7 +16,7 @@
 #include <string_view>
 #include <vector>
 
-namespace qmesh::core {
+namespace qmesh::core::model {
 
 struct SseEvent {
   std::string event = "message";  // the `event:` field, or "message" when the event had none
@@ -76,4 +76,4 @@ class SseParser {
   bool fields_pending_ = false;  // a field line was seen since the last blank line
 };
 
-}  // namespace qmesh::core
+}  // namespace qmesh::core::model

@@ -6,7 +6,7 @@
 #include <functional>
 #include <vector>
 
-namespace qmesh::core {
+namespace qmesh::core::model {
 
 namespace {
 
@@ -234,4 +234,4 @@ Result<std::uint64_t> write_llama_model(const SynthPlan& plan, const GgufFile& v
   return stream.written();
 }
 
-}  // namespace qmesh::core
+}  // namespace qmesh::core::model

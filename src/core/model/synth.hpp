@@ -12,7 +12,7 @@
 #include "core/base/result.hpp"
 #include "core/base/rng.hpp"
 
-namespace qmesh::core {
+namespace qmesh::core::model {
 
 struct LlamaShape {
   std::string name;  // "tiny" or "tinyllama"
@@ -48,4 +48,4 @@ Result<SynthPlan> plan_llama_model(const GgufFile& vocab, const SynthOptions& op
 // Streams the whole file (header and weights) into `sink`. Same plan and seed give the same bytes.
 Result<std::uint64_t> write_llama_model(const SynthPlan& plan, const GgufFile& vocab, Rng& rng, ByteSink sink);
 
-}  // namespace qmesh::core
+}  // namespace qmesh::core::model

@@ -19,16 +19,16 @@ bool open_or_consistent(NatType t) { return t == NatType::open || t == NatType::
 
 }  // namespace
 
-void encode(const Probe& p, ByteWriter& w) {
+void encode_probe(const Probe& p, ByteWriter& w) {
   w.write_le(kProbeTag);
   w.write_le(p.flags);
   w.write_bytes(p.nonce);
   w.write_bytes(p.mac);
 }
 
-std::vector<std::uint8_t> encode(const Probe& p) {
+std::vector<std::uint8_t> encode_probe(const Probe& p) {
   ByteWriter w;
-  encode(p, w);
+  encode_probe(p, w);
   return std::move(w.bytes());
 }
 
@@ -201,7 +201,7 @@ void Puncher::send_probe(std::size_t socket, const Endpoint& to, std::uint8_t tt
   }
   sent_nonces_.insert(nonce);
   if (nominate) nominations_.insert(nonce);
-  out_.push_back(Send{socket, to, ttl, encode(seal_probe(params_.key, my_flags(false, nominate), nonce))});
+  out_.push_back(Send{socket, to, ttl, encode_probe(seal_probe(params_.key, my_flags(false, nominate), nonce))});
   ++counters_.probes_sent;
 }
 
@@ -299,7 +299,7 @@ bool Puncher::on_datagram(std::size_t socket, const Endpoint& from, std::span<co
       return true;
     }
     --acks_left_;
-    out_.push_back(Send{socket, from, 0, encode(seal_probe(params_.key, my_flags(true), probe->nonce))});
+    out_.push_back(Send{socket, from, 0, encode_probe(seal_probe(params_.key, my_flags(true), probe->nonce))});
     ++counters_.acks_sent;
   }
   if (live) {

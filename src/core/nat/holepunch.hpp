@@ -4,9 +4,8 @@
 // reads exactly one outcome: Punched (keep that socket, talk to that endpoint) or Failed (use the
 // relay). Strategy table, timings and the birthday odds: docs/nat-traversal.md.
 //
-// Probe packet (34 bytes, on the node's shared UDP socket):
-//   u8 0x84 | u8 flags (bit0 ack, bit1 sent by the responder, bit2 nominate) | nonce 16 | mac 16
-//   mac = BLAKE2b-128 keyed with the 32-byte punch key over the first 18 bytes.
+// Probe packets (0x84, 34 bytes, layout in docs/protocol.md "Punch probes") carry a MAC under a
+// key both ends derive from the handshake.
 // The key comes from the Noise handshake, so an off-path attacker can neither forge a probe nor an
 // ack and cannot steer the path. An ack echoes the nonce of the probe it answers and is accepted
 // only for a nonce this Puncher sent; the role bit stops a reflected probe counting as the peer's.
@@ -71,8 +70,8 @@ struct Probe {
   friend bool operator==(const Probe&, const Probe&) = default;
 };
 
-void encode(const Probe& p, ByteWriter& w);
-std::vector<std::uint8_t> encode(const Probe& p);
+void encode_probe(const Probe& p, ByteWriter& w);
+std::vector<std::uint8_t> encode_probe(const Probe& p);
 // Exactly kProbeLen bytes, first byte 0x84, known flags (nominate only on an initiator's probe);
 // the MAC is not checked here.
 std::optional<Probe> decode_probe(ByteReader& r);

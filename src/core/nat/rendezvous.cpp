@@ -10,7 +10,7 @@ void put(const PeerInfo& p, ByteWriter& w) {
   w.write_le(p.nat);
   const std::size_t n = std::min(p.local.size(), kMaxLocalEndpoints);
   w.write_le(static_cast<std::uint8_t>(n));
-  for (std::size_t i = 0; i < n; ++i) dht::encode(p.local[i], w);
+  for (std::size_t i = 0; i < n; ++i) dht::encode_endpoint(p.local[i], w);
 }
 
 std::optional<PeerInfo> get_info(ByteReader& r) {
@@ -42,20 +42,20 @@ bool only_padding(ByteReader& r) {
 
 }  // namespace
 
-std::vector<std::uint8_t> encode_info(const PeerInfo& p) {
+std::vector<std::uint8_t> encode_peer_info(const PeerInfo& p) {
   ByteWriter w;
   put(p, w);
   return std::move(w.bytes());
 }
 
-std::optional<PeerInfo> decode_info(std::span<const std::uint8_t> bytes) {
+std::optional<PeerInfo> decode_peer_info(std::span<const std::uint8_t> bytes) {
   ByteReader r(bytes);
   auto p = get_info(r);
   if (!p || r.remaining() != 0) return std::nullopt;
   return p;
 }
 
-std::vector<std::uint8_t> encode(const Message& m) {
+std::vector<std::uint8_t> encode_message(const Message& m) {
   ByteWriter w;
   if (auto* c = std::get_if<Connect>(&m)) {
     w.write_le(kConnect);
@@ -70,21 +70,21 @@ std::vector<std::uint8_t> encode(const Message& m) {
     w.write_le(r->txid);
     w.write_le(static_cast<std::uint8_t>(r->status));
     w.write_bytes(r->channel);
-    dht::encode(r->worker, w);
-    dht::encode(r->client, w);
+    dht::encode_endpoint(r->worker, w);
+    dht::encode_endpoint(r->client, w);
   } else {
     const auto& i = std::get<Introduce>(m);
     w.write_le(kIntroduce);
     w.write_bytes(i.topic);
     w.write_bytes(i.pubkey);
     w.write_bytes(i.channel);
-    dht::encode(i.client, w);
+    dht::encode_endpoint(i.client, w);
     put(i.info, w);
   }
   return std::move(w.bytes());
 }
 
-std::optional<Message> decode(std::span<const std::uint8_t> bytes) {
+std::optional<Message> decode_message(std::span<const std::uint8_t> bytes) {
   if (bytes.size() > dht::kMaxDatagram) return std::nullopt;
   ByteReader r(bytes);
   std::uint8_t type = 0;

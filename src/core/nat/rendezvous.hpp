@@ -6,12 +6,7 @@
 // runs through the relay at once (it works for every NAT pair), and both sides try to punch a
 // direct path in parallel; the session moves to it when it opens (session/host.hpp roaming).
 //
-//   CONNECT       0x86  txid u32, token 16, topic 32, pubkey 32, PeerInfo          client -> R
-//   CONNECT_REPLY 0x87  txid u32, status u8, channel 16, worker endpoint,          R -> client
-//                       client endpoint (as R saw each)
-//   INTRODUCE     0x88  topic 32, pubkey 32, channel 16, client endpoint, PeerInfo R -> worker
-//   PeerInfo      nat u8 (nat::NatType), count u8 (<= 4), local endpoints
-//   endpoint      as the DHT encodes it (u8 family, 4|16 address bytes, u16 port)
+// CONNECT 0x86, CONNECT_REPLY 0x87, INTRODUCE 0x88; layouts: docs/protocol.md ("Connect, step by step").
 //
 // R answers CONNECT only with a valid write token for the sender's address (it proves the client
 // receives there: R never acts for an unverified address), only for a live record it stores, and
@@ -74,10 +69,10 @@ struct Introduce {
 };
 using Message = std::variant<Connect, ConnectReply, Introduce>;
 
-std::vector<std::uint8_t> encode(const Message& m);
+std::vector<std::uint8_t> encode_message(const Message& m);
 // PeerInfo alone (it also travels inside the session handshake payload).
-std::vector<std::uint8_t> encode_info(const PeerInfo& p);
-std::optional<PeerInfo> decode_info(std::span<const std::uint8_t> bytes);
-std::optional<Message> decode(std::span<const std::uint8_t> bytes);
+std::vector<std::uint8_t> encode_peer_info(const PeerInfo& p);
+std::optional<PeerInfo> decode_peer_info(std::span<const std::uint8_t> bytes);
+std::optional<Message> decode_message(std::span<const std::uint8_t> bytes);
 
 }  // namespace qmesh::core::rendezvous

@@ -85,7 +85,7 @@ void Peer::refresh_payload(Instant now) {
   for (const auto& e : v6.local) {
     if (both.local.size() < rendezvous::kMaxLocalEndpoints) both.local.push_back(e);
   }
-  p.app = rendezvous::encode_info(both);
+  p.app = rendezvous::encode_peer_info(both);
   payload_nat_[0] = nat_type(4, now);
   payload_nat_[1] = nat_type(6, now);
   sessions_.set_payload(std::move(p));
@@ -203,7 +203,7 @@ ConnectId Peer::connect(const dht::Topic& topic, const dht::LookupRecord& found,
   m.topic = topic;
   m.pubkey = c.pubkey;
   m.info = my_info(found.from.family, now);
-  c.request = rendezvous::encode(m);
+  c.request = rendezvous::encode_message(m);
   c.next_try = now;  // sent by on_tick / next_datagram
   const ConnectId id = c.id;
   connects_.emplace(id, std::move(c));
@@ -212,7 +212,7 @@ ConnectId Peer::connect(const dht::Topic& topic, const dht::LookupRecord& found,
 }
 
 void Peer::on_rendezvous(std::size_t socket, const Endpoint& from, std::span<const std::uint8_t> bytes, Instant now) {
-  auto m = rendezvous::decode(bytes);
+  auto m = rendezvous::decode_message(bytes);
   if (!m) {
     ++counters_.drop_malformed;
     return;
@@ -256,14 +256,14 @@ void Peer::serve_connect(std::size_t socket, const Endpoint& from, const rendezv
     // The sender has not shown it receives at `from`: a bare refusal, no larger than the request.
     reply.status = rendezvous::Status::BadToken;
     ++counters_.connects_refused;
-    send(socket, from, rendezvous::encode(reply));
+    send(socket, from, rendezvous::encode_message(reply));
     return;
   }
   auto announcer = dht_.announcer(c.topic, c.pubkey, ms(now));
   if (!announcer || announcer->family != from.family) {
     reply.status = rendezvous::Status::NoRecord;
     ++counters_.connects_refused;
-    send(socket, from, rendezvous::encode(reply));
+    send(socket, from, rendezvous::encode_message(reply));
     return;
   }
   relay::ChannelId channel{};
@@ -271,7 +271,7 @@ void Peer::serve_connect(std::size_t socket, const Endpoint& from, const rendezv
   if (auto o = relay_.open(channel, from, *announcer, ms(now)); o != relay::RelayServer::Opened::ok) {
     reply.status = o == relay::RelayServer::Opened::per_ip ? rendezvous::Status::RelayPerIp : rendezvous::Status::RelayFull;
     ++counters_.connects_refused;
-    send(socket, from, rendezvous::encode(reply));
+    send(socket, from, rendezvous::encode_message(reply));
     return;
   }
   ++counters_.connects_served;
@@ -283,8 +283,8 @@ void Peer::serve_connect(std::size_t socket, const Endpoint& from, const rendezv
   intro.channel = channel;
   intro.client = from;
   intro.info = c.info;
-  send(main_socket(*announcer), *announcer, rendezvous::encode(intro));
-  auto bytes = rendezvous::encode(reply);
+  send(main_socket(*announcer), *announcer, rendezvous::encode_message(intro));
+  auto bytes = rendezvous::encode_message(reply);
   if (served_.size() >= 256) served_.erase(served_.begin());
   served_.push_back(Served{from, c.txid, bytes, now + duration_cast<microseconds>(config_.connect_timeout)});
   send(socket, from, std::move(bytes));
@@ -484,7 +484,7 @@ void Peer::drain_sessions(Instant now) {
         PendingConnect& pc = it->second;
         if (pc.sid != c->sid || !pc.reply) continue;
         events_.push_back(SessionUp{pc.id, c->sid, pc.started, now});
-        auto remote = rendezvous::decode_info(c->remote.app).value_or(rendezvous::PeerInfo{});
+        auto remote = rendezvous::decode_peer_info(c->remote.app).value_or(rendezvous::PeerInfo{});
         auto info = sessions_.info(c->sid);
         if (info) note_relay_use(c->sid, info->path);
         start_punch(c->sid, info ? info->path : session::Path{}, c->handshake_hash, nat::Role::initiator,
@@ -497,7 +497,7 @@ void Peer::drain_sessions(Instant now) {
         note_relay_use(a->sid, a->path);
         auto it = intros_.find(*a->path.relay);
         if (it != intros_.end() && it->second.rendezvous == a->path.to && !it->second.accepted) {
-          auto remote = rendezvous::decode_info(a->remote.app).value_or(it->second.info);
+          auto remote = rendezvous::decode_peer_info(a->remote.app).value_or(it->second.info);
           // Our public endpoint: known to the DHT node when it is not ephemeral, else what the
           // repliers of our DHT traffic agree they saw (the NAT classifier).
           const std::uint8_t fam = it->second.client.family;

@@ -15,7 +15,7 @@ Result<HandshakeInitiator> HandshakeInitiator::start(const noise::KeyPair& local
   auto hs = noise::HandshakeState::create(noise::Pattern::IK, noise::Role::initiator, prologue(), local_static,
                                           remote_static, ephemeral);
   if (!hs) return hs.error();
-  auto msg = hs->write_message(encode(payload));
+  auto msg = hs->write_message(encode_handshake_payload(payload));
   if (!msg) return msg.error();
   return HandshakeInitiator(std::move(*hs), local_sid, encode_hello(local_sid, *msg));
 }
@@ -42,7 +42,7 @@ Result<Responded> respond(const noise::KeyPair& local_static, const Hello& hello
   if (!in) return Error{"session: HELLO does not authenticate: " + in.error().message, "handshake"};
   auto remote = decode_handshake_payload(*in);
   if (!remote) return Error{"session: HELLO carries a malformed payload", "handshake"};
-  auto out = hs->write_message(encode(payload));
+  auto out = hs->write_message(encode_handshake_payload(payload));
   if (!out) return out.error();
   auto keys = hs->split();
   if (!keys) return keys.error();

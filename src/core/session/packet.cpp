@@ -79,7 +79,7 @@ std::optional<Packet> decode_packet(std::span<const std::uint8_t> bytes) {
   return std::nullopt;
 }
 
-std::vector<std::uint8_t> encode(const HandshakePayload& p) {
+std::vector<std::uint8_t> encode_handshake_payload(const HandshakePayload& p) {
   ByteWriter w;
   w.write_le(p.version);
   w.write_le(p.max_streams);

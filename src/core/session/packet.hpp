@@ -2,12 +2,7 @@
 // The first byte tells them apart from DHT messages (0x01), hole-punch probes (0x84) and relay
 // frames (0x85). All integers little-endian.
 //
-//   HELLO    0x81  sender_sid u32, Noise IK message 1 (e, s, payload), mac1 16, mac2 16
-//                                                                          initiator -> responder
-//   WELCOME  0x82  receiver_sid u32, sender_sid u32, Noise IK message 2    responder -> initiator
-//   DATA     0x83  receiver_sid u32, pn u64, AEAD(frames) with pn as the nonce and these 13 header
-//                  bytes as associated data, under the sender's direction key
-//   COOKIE   0x8a  receiver_sid u32, nonce 24, encrypted cookie 16 + tag 16 responder -> initiator
+// HELLO 0x81, WELCOME 0x82, DATA 0x83 and COOKIE 0x8a; layouts: docs/protocol.md ("Session packets").
 //
 // mac1, mac2 and COOKIE protect the responder from handshake floods: session/cookie.hpp.
 //
@@ -91,7 +86,7 @@ struct HandshakePayload {
   std::vector<std::uint8_t> app;       // application data (e.g. the worker's model name), <= 200 bytes
   friend bool operator==(const HandshakePayload&, const HandshakePayload&) = default;
 };
-std::vector<std::uint8_t> encode(const HandshakePayload& p);
+std::vector<std::uint8_t> encode_handshake_payload(const HandshakePayload& p);
 std::optional<HandshakePayload> decode_handshake_payload(std::span<const std::uint8_t> bytes);
 
 }  // namespace qmesh::core::session

@@ -48,7 +48,7 @@ Connection::Connection(ConnectionConfig config, Instant now)
 void Connection::on_packet(std::uint64_t pn, std::span<const std::uint8_t> payload, Instant now) {
   now_ = now;
   if (state_ != State::Open) return;
-  if (!decode(payload, frames_)) {
+  if (!decode_frames(payload, frames_)) {
     protocol_error("malformed frame");
     return;
   }
@@ -196,7 +196,7 @@ std::optional<OutPacket> Connection::next_packet(Instant now) {
     eliciting |= write_control_frames(w, limit);
     eliciting |= write_stream_frames(w, limit);
     if (ping_pending_ && !eliciting && w.bytes().size() < limit) {
-      encode(Frame{Ping{}}, w);
+      encode_frame(Frame{Ping{}}, w);
       eliciting = true;
     }
     if (eliciting) ping_pending_ = false;
@@ -246,7 +246,7 @@ bool Connection::write_ack(ByteWriter& w, Instant now) {
   ack_scratch_.delay_us = largest_is_latest ? static_cast<std::uint64_t>(std::max<std::int64_t>(0, (now - largest_recv_time_).count())) : 0;
   // At most half a packet: the oldest ranges go first (the peer has long resolved them).
   while (ack_scratch_.ranges.size() > 1 && encoded_size(ack_scratch_) > cfg_.max_payload / 2) ack_scratch_.ranges.pop_back();
-  encode(ack_scratch_, w);
+  encode_ack(ack_scratch_, w);
   ack_upto_ = ack_scratch_.ranges.front().largest + 1;
   return true;
 }
@@ -257,7 +257,7 @@ bool Connection::write_control_frames(ByteWriter& w, std::size_t limit) {
   if (max_data_pending_) {
     const Frame f = MaxData{max_data_adv_};
     if (fits(f)) {
-      encode(f, w);
+      encode_frame(f, w);
       scratch_.push_back({0, 0, 0, RecKind::MaxData, false});
       max_data_pending_ = false;
       any = true;
@@ -266,7 +266,7 @@ bool Connection::write_control_frames(ByteWriter& w, std::size_t limit) {
   if (max_streams_pending_) {
     const Frame f = MaxStreams{max_streams_adv_};
     if (fits(f)) {
-      encode(f, w);
+      encode_frame(f, w);
       scratch_.push_back({0, 0, 0, RecKind::MaxStreams, false});
       max_streams_pending_ = false;
       any = true;
@@ -282,7 +282,7 @@ bool Connection::write_control_frames(ByteWriter& w, std::size_t limit) {
     if (s->reset_pending) {
       const Frame f = ResetStream{id, s->reset_code, s->next_new};
       if (!fits(f)) break;
-      encode(f, w);
+      encode_frame(f, w);
       scratch_.push_back({id, 0, 0, RecKind::Reset, false});
       s->reset_pending = false;
       any = true;
@@ -290,7 +290,7 @@ bool Connection::write_control_frames(ByteWriter& w, std::size_t limit) {
     if (s->stop_pending && s->final_size == kNone) {
       const Frame f = StopSending{id, s->stop_code};
       if (!fits(f)) break;
-      encode(f, w);
+      encode_frame(f, w);
       scratch_.push_back({id, 0, 0, RecKind::StopSending, false});
       any = true;
     }
@@ -298,7 +298,7 @@ bool Connection::write_control_frames(ByteWriter& w, std::size_t limit) {
     if (s->max_stream_data_pending) {
       const Frame f = MaxStreamData{id, s->max_adv};
       if (!fits(f)) break;
-      encode(f, w);
+      encode_frame(f, w);
       scratch_.push_back({id, 0, 0, RecKind::MaxStreamData, false});
       s->max_stream_data_pending = false;
       any = true;
@@ -384,7 +384,7 @@ std::optional<OutPacket> Connection::close_packet(Instant now) {
   }
   if (now < next_close_send_) return std::nullopt;
   ByteWriter w;
-  encode(Frame{close_frame_}, w);
+  encode_frame(Frame{close_frame_}, w);
   --close_left_;
   next_close_send_ = now + std::max<Duration>(rtt_.srtt(), kMinCloseInterval);
   if (close_left_ == 0) state_ = State::Drained;

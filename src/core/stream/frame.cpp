@@ -232,12 +232,12 @@ bool decode_one(ByteReader& r, std::span<const std::uint8_t> payload, std::vecto
 
 }  // namespace
 
-void encode(const Frame& f, ByteWriter& w) { std::visit(Encoder{w}, f); }
-void encode(const Ack& a, ByteWriter& w) { Encoder{w}(a); }
+void encode_frame(const Frame& f, ByteWriter& w) { std::visit(Encoder{w}, f); }
+void encode_ack(const Ack& a, ByteWriter& w) { Encoder{w}(a); }
 
-std::vector<std::uint8_t> encode(std::span<const Frame> frames) {
+std::vector<std::uint8_t> encode_frames(std::span<const Frame> frames) {
   ByteWriter w;
-  for (const auto& f : frames) encode(f, w);
+  for (const auto& f : frames) encode_frame(f, w);
   return std::move(w.bytes());
 }
 
@@ -259,7 +259,7 @@ bool is_ack_eliciting(const Frame& f) {
   return !std::holds_alternative<Padding>(f) && !std::holds_alternative<Ack>(f) && !std::holds_alternative<Close>(f);
 }
 
-bool decode(std::span<const std::uint8_t> payload, std::vector<Frame>& out) {
+bool decode_frames(std::span<const std::uint8_t> payload, std::vector<Frame>& out) {
   out.clear();
   if (payload.empty()) return false;
   ByteReader r(payload);
@@ -269,9 +269,9 @@ bool decode(std::span<const std::uint8_t> payload, std::vector<Frame>& out) {
   return r.ok();
 }
 
-std::optional<std::vector<Frame>> decode(std::span<const std::uint8_t> payload) {
+std::optional<std::vector<Frame>> decode_frames(std::span<const std::uint8_t> payload) {
   std::vector<Frame> out;
-  if (!decode(payload, out)) return std::nullopt;
+  if (!decode_frames(payload, out)) return std::nullopt;
   return out;
 }
 

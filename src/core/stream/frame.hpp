@@ -17,7 +17,7 @@
 //   0x1c CLOSE            code, reason_length, reason[reason_length]
 //
 // Limits: at most kMaxAckRanges ranges per ACK, a CLOSE reason of at most kMaxCloseReason bytes,
-// stream offset + length below 2^62. decode() of a whole payload returns nullopt on anything
+// stream offset + length below 2^62. decode_frames() of a whole payload returns nullopt on anything
 // malformed (unknown type, truncation, non-minimal varint, ACK range below zero, data past the
 // limits, an empty payload); it never throws. STREAM data is a view into the payload.
 #pragma once
@@ -119,9 +119,9 @@ void write_varint(ByteWriter& w, std::uint64_t v);
 bool read_varint(ByteReader& r, std::uint64_t& out);  // false on truncation or a non-minimal encoding
 
 // Encoding. Callers keep fields within the limits above (ACK ranges valid, reason short enough).
-void encode(const Frame& f, ByteWriter& w);
-void encode(const Ack& a, ByteWriter& w);  // ranges non-empty; saves building a Frame on the send path
-std::vector<std::uint8_t> encode(std::span<const Frame> frames);
+void encode_frame(const Frame& f, ByteWriter& w);
+void encode_ack(const Ack& a, ByteWriter& w);  // ranges non-empty; saves building a Frame on the send path
+std::vector<std::uint8_t> encode_frames(std::span<const Frame> frames);
 std::size_t encoded_size(const Frame& f);
 std::size_t encoded_size(const Ack& a);
 // A STREAM frame's header alone: the caller appends `length` data bytes right after it, which
@@ -133,7 +133,7 @@ bool is_ack_eliciting(const Frame& f);
 
 // Decodes a whole payload into `out` (cleared first; reusing it saves allocations). False, with
 // `out` unspecified, on anything malformed.
-bool decode(std::span<const std::uint8_t> payload, std::vector<Frame>& out);
-std::optional<std::vector<Frame>> decode(std::span<const std::uint8_t> payload);
+bool decode_frames(std::span<const std::uint8_t> payload, std::vector<Frame>& out);
+std::optional<std::vector<Frame>> decode_frames(std::span<const std::uint8_t> payload);
 
 }  // namespace qmesh::core::stream

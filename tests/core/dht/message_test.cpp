@@ -73,21 +73,21 @@ std::vector<Message> samples() {
 
 TEST(DhtMessage, RoundTripEveryType) {
   for (const auto& m : samples()) {
-    const auto bytes = encode(m);
+    const auto bytes = encode_message(m);
     auto d = decode_message(bytes);
     ASSERT_TRUE(d) << static_cast<int>(m.type());
     EXPECT_EQ(*d, m);
     // Padding is accepted and changes nothing.
-    auto padded = decode_message(encode(m, 300));
+    auto padded = decode_message(encode_message(m, 300));
     ASSERT_TRUE(padded);
     EXPECT_EQ(*padded, m);
-    EXPECT_EQ(encode(m, 300).size(), std::max<std::size_t>(300, bytes.size()));
+    EXPECT_EQ(encode_message(m, 300).size(), std::max<std::size_t>(300, bytes.size()));
   }
 }
 
 TEST(DhtMessage, TruncationAtEveryOffsetIsRejected) {
   for (const auto& m : samples()) {
-    const auto bytes = encode(m);
+    const auto bytes = encode_message(m);
     for (std::size_t n = 0; n < bytes.size(); ++n)
       EXPECT_FALSE(decode_message(std::span(bytes.data(), n))) << "type " << int(m.type()) << " cut at " << n;
   }
@@ -100,7 +100,7 @@ TEST(DhtMessage, GarbageAndBadFieldsAreRejected) {
     for (auto& x : b) x = static_cast<std::uint8_t>(rng.next_u64());
     (void)decode_message(b);  // must not crash; result does not matter
   }
-  auto base = encode(samples()[2]);
+  auto base = encode_message(samples()[2]);
   auto bad = base;
   bad[0] = 2;  // version
   EXPECT_FALSE(decode_message(bad));
@@ -122,24 +122,24 @@ TEST(DhtMessage, GarbageAndBadFieldsAreRejected) {
 TEST(DhtMessage, CountsAndLengthsAreBounded) {
   Message m;
   m.body = Announce{id_of(5), sample_record(kMaxPayload)};
-  auto ok = encode(m);
+  auto ok = encode_message(m);
   EXPECT_LE(ok.size(), kMaxDatagram);
   EXPECT_TRUE(decode_message(ok));
   m.body = Announce{id_of(5), sample_record(kMaxPayload + 1)};
-  EXPECT_FALSE(decode_message(encode(m)));
+  EXPECT_FALSE(decode_message(encode_message(m)));
 
   // A reply claiming 255 nodes with few bytes left.
   Reply r;
   r.to = Endpoint::v4(1, 1, 1, 1, 1);
   m.body = r;
-  auto bytes = encode(m);
+  auto bytes = encode_message(m);
   bytes[bytes.size() - 2] = 255;
   EXPECT_FALSE(decode_message(bytes));
   bytes[bytes.size() - 2] = 0;
   bytes[bytes.size() - 1] = 200;  // record count
   EXPECT_FALSE(decode_message(bytes));
   // Bad endpoint family.
-  bytes = encode(m);
+  bytes = encode_message(m);
   bytes[7] = 5;
   EXPECT_FALSE(decode_message(bytes));
 }
@@ -179,13 +179,13 @@ TEST(DhtMessage, PingBackAndProbeWireForm) {
   Message m;
   m.txid = 0x01020304;
   m.body = PingBack{0x0807060504030201ULL};
-  auto b = encode(m);
+  auto b = encode_message(m);
   // version, type 7, txid LE, flags, nonce LE: nothing else.
   const std::vector<std::uint8_t> want = {1, 7, 4, 3, 2, 1, 0, 1, 2, 3, 4, 5, 6, 7, 8};
   EXPECT_EQ(b, want);
   EXPECT_TRUE(m.is_request());
   m.body = Probe{1};
-  b = encode(m);
+  b = encode_message(m);
   EXPECT_EQ(b[1], 8);
   EXPECT_FALSE(m.is_request());  // never answered
   auto d = decode_message(b);

@@ -275,11 +275,11 @@ TEST(DhtNode, MalformedAndUnexpectedAreCountedDrops) {
   Message m;
   m.txid = 77;
   m.body = Reply{ep(1), ErrorCode::None, false, {}, {}};
-  n.on_datagram(ep(2), encode(m), net.now);
+  n.on_datagram(ep(2), encode_message(m), net.now);
   EXPECT_EQ(n.counters().drop_unexpected_reply, 1u);
   auto v6 = *Endpoint::parse("[2001:db8::1]:4000");
   m.body = Ping{};
-  n.on_datagram(v6, encode(m, 300), net.now);
+  n.on_datagram(v6, encode_message(m, 300), net.now);
   EXPECT_EQ(n.counters().drop_wrong_family, 1u);
   EXPECT_FALSE(n.next_datagram());
 }
@@ -294,15 +294,15 @@ TEST(DhtNode, PerIpRateLimit) {
     ping.txid = static_cast<std::uint32_t>(i);
     Endpoint from = ep(2);
     from.port = static_cast<std::uint16_t>(5000 + i);  // one IP, many ports
-    n.on_datagram(from, encode(ping, 300), net.now);
+    n.on_datagram(from, encode_message(ping, 300), net.now);
     while (n.next_datagram()) ++replies;
   }
   EXPECT_EQ(replies, 200);  // the burst
   EXPECT_EQ(n.counters().drop_rate_limited, 800u);
   // Refills with time; another IP is unaffected.
   net.now += seconds(1);
-  n.on_datagram(ep(2), encode(ping, 300), net.now);
-  n.on_datagram(ep(3), encode(ping, 300), net.now);
+  n.on_datagram(ep(2), encode_message(ping, 300), net.now);
+  n.on_datagram(ep(3), encode_message(ping, 300), net.now);
   int more = 0;
   while (n.next_datagram()) ++more;
   EXPECT_EQ(more, 2);
@@ -316,7 +316,7 @@ TEST(DhtNode, AmplificationBoundUntilTokenEchoed) {
   Message fn;
   fn.txid = 1;
   fn.body = FindNode{node_id_for(ep(5))};
-  const auto small = encode(fn);  // 39 bytes, unpadded
+  const auto small = encode_message(fn);  // 39 bytes, unpadded
   n.on_datagram(stranger, small, net.now);
   auto r = n.next_datagram();
   ASSERT_TRUE(r);
@@ -327,14 +327,14 @@ TEST(DhtNode, AmplificationBoundUntilTokenEchoed) {
   EXPECT_EQ(n.counters().replies_trimmed, 1u);
   EXPECT_EQ(std::get<Reply>(rep->body).to, stranger);
   // Padded: room for a useful reply.
-  n.on_datagram(stranger, encode(fn, 300), net.now);
+  n.on_datagram(stranger, encode_message(fn, 300), net.now);
   r = n.next_datagram();
   ASSERT_TRUE(r);
   EXPECT_LE(r->bytes.size(), 900u);
   EXPECT_GT(std::get<Reply>(decode_message(r->bytes)->body).nodes.size(), 5u);
   // Echoing the token proves the address: the full reply.
   fn.token = rep->token;
-  n.on_datagram(stranger, encode(fn), net.now);
+  n.on_datagram(stranger, encode_message(fn), net.now);
   r = n.next_datagram();
   ASSERT_TRUE(r);
   auto full = decode_message(r->bytes);
@@ -343,7 +343,7 @@ TEST(DhtNode, AmplificationBoundUntilTokenEchoed) {
   // A 7-byte ping: not even a bare reply fits 21 bytes.
   Message ping;
   ping.body = Ping{};
-  n.on_datagram(stranger, encode(ping), net.now);
+  n.on_datagram(stranger, encode_message(ping), net.now);
   EXPECT_FALSE(n.next_datagram());
   EXPECT_EQ(n.counters().drop_amplification, 1u);
 }
@@ -356,7 +356,7 @@ TEST(DhtNode, WritesNeedTokenAndValidSignature) {
   const Endpoint writer = ep(500);
   const Topic topic = topic_from_name("w");
   auto ask = [&](Message m, std::size_t pad = 0) {
-    n.on_datagram(writer, encode(m, pad), net.now);
+    n.on_datagram(writer, encode_message(m, pad), net.now);
     auto r = n.next_datagram();
     EXPECT_TRUE(r);
     return *decode_message(r->bytes);
@@ -382,7 +382,7 @@ TEST(DhtNode, WritesNeedTokenAndValidSignature) {
   EXPECT_EQ(std::get<Reply>(ask(a).body).error, ErrorCode::TooLarge);
   // A token made for another address does not work from this one.
   Message l2 = l;
-  n.on_datagram(ep(501), encode(l2, 300), net.now);
+  n.on_datagram(ep(501), encode_message(l2, 300), net.now);
   const Token tok501 = *decode_message(n.next_datagram()->bytes)->token;
   a.token = tok501;
   a.body = Announce{topic, sign_record(topic, nid, tok501, 3, 60, std::vector<std::uint8_t>{1}, key(1))};
@@ -406,7 +406,7 @@ TEST(DhtNode, ForgedRecordInLookupReplyIsNotReported) {
   rep.id = node_id_for(server);
   rep.token = Token{};
   rep.body = Reply{ep(1), ErrorCode::None, false, {}, {}};
-  client.on_datagram(server, encode(rep), net.now);
+  client.on_datagram(server, encode_message(rep), net.now);
   net.events(client);
   EXPECT_EQ(client.routing_table_size(), 1u);
 
@@ -426,7 +426,7 @@ TEST(DhtNode, ForgedRecordInLookupReplyIsNotReported) {
   r.records.push_back({good, t, 60});
   rep.txid = req->txid;
   rep.body = r;
-  client.on_datagram(server, encode(rep), net.now);
+  client.on_datagram(server, encode_message(rep), net.now);
   std::vector<LookupRecord> recs;
   auto done = net.done(client, q, &recs);
   ASSERT_TRUE(done);
@@ -710,7 +710,7 @@ TEST(DhtNode, ProbeCountsOnlyFromAnotherPortWithItsNonce) {
     rep.txid = req->txid;
     rep.id = node_id_for(d->to);
     rep.body = Reply{ep(50), ErrorCode::None, false, {}, {}};
-    n.on_datagram(d->to, encode(rep), now);
+    n.on_datagram(d->to, encode_message(rep), now);
   }
   while (n.next_datagram()) {
   }
@@ -730,7 +730,7 @@ TEST(DhtNode, ProbeCountsOnlyFromAnotherPortWithItsNonce) {
     Message m;
     m.txid = 1;
     m.body = Probe{v};
-    n.on_datagram(from, encode(m), now);
+    n.on_datagram(from, encode_message(m), now);
   };
   probe(ep(1), nonce[ep(1)]);                 // from the helper's own port: any NAT passes that
   probe(probe_port_of(ep(1)), nonce[ep(1)] + 1);  // a nonce nobody was given
@@ -769,11 +769,11 @@ TEST(DhtNode, PingBackAnswerIsBoundedAndGoesOnlyToTheAsker) {
       Message ping;
       ping.txid = 41;
       ping.body = Ping{};
-      helper.on_datagram(ep(9), encode(ping, 300), now);
+      helper.on_datagram(ep(9), encode_message(ping, 300), now);
       auto r = decode_message(helper.next_datagram()->bytes);
       m.token = r->token;
     }
-    const auto bytes = encode(m, pad_to);
+    const auto bytes = encode_message(m, pad_to);
     helper.on_datagram(ep(9), bytes, now);
     std::vector<OutDatagram> out;
     while (auto d = helper.next_datagram()) out.push_back(std::move(*d));
@@ -812,7 +812,7 @@ TEST(DhtNode, PingBackAnswerIsBoundedAndGoesOnlyToTheAsker) {
   Message m;
   m.txid = 5;
   m.body = PingBack{1};
-  quiet.on_datagram(ep(9), encode(m, 300), now);
+  quiet.on_datagram(ep(9), encode_message(m, 300), now);
   ASSERT_TRUE(quiet.next_datagram());
   EXPECT_FALSE(quiet.next_datagram());
 }

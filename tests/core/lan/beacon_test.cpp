@@ -51,11 +51,11 @@ Endpoint v6(const char* text) { return *Endpoint::parse(text); }
 
 TEST(LanBeacon, RoundTripsAtAFixedSmallSize) {
   for (const Beacon& b : {beacon(key(1)), query(key(2)), beacon(key(3), 0, 9), beacon(key(4), 9, 0)}) {
-    auto bytes = encode(b);
+    auto bytes = encode_beacon(b);
     EXPECT_EQ(bytes.size(), kBeaconSize);
     EXPECT_LT(bytes.size(), 200u);
     EXPECT_EQ(bytes[0], 0x89);
-    EXPECT_EQ(decode(bytes), b);
+    EXPECT_EQ(decode_beacon(bytes), b);
     EXPECT_TRUE(verify(b));
     auto c = check(bytes, kNow);
     EXPECT_EQ(c.verdict, Verdict::Ok);
@@ -68,7 +68,7 @@ TEST(LanBeacon, RoundTripsAtAFixedSmallSize) {
 
 TEST(LanBeacon, WireLayoutIsAsDocumented) {
   auto b = beacon(key(1), 0x1234, 0x5678, 0x0102030405060708);
-  auto w = encode(b);
+  auto w = encode_beacon(b);
   EXPECT_EQ(w[1], kVersion);
   EXPECT_EQ(w[2], 1);  // BEACON
   EXPECT_TRUE(std::equal(b.pubkey.begin(), b.pubkey.end(), w.begin() + 3));
@@ -81,41 +81,41 @@ TEST(LanBeacon, WireLayoutIsAsDocumented) {
   EXPECT_EQ(w[47], 0x01);
   EXPECT_EQ(w[48], 1);  // nonce
   EXPECT_TRUE(std::equal(b.sig.begin(), b.sig.end(), w.begin() + 56));
-  EXPECT_EQ(encode(query(key(1)))[2], 2);  // QUERY
+  EXPECT_EQ(encode_beacon(query(key(1)))[2], 2);  // QUERY
 }
 
 TEST(LanBeacon, MalformedAndOversizedInputIsRefused) {
-  const auto good = encode(beacon(key(1)));
-  for (std::size_t n = 0; n < good.size(); ++n) EXPECT_FALSE(decode(std::span(good).first(n))) << n;
+  const auto good = encode_beacon(beacon(key(1)));
+  for (std::size_t n = 0; n < good.size(); ++n) EXPECT_FALSE(decode_beacon(std::span(good).first(n))) << n;
   auto longer = good;
   longer.push_back(0);
-  EXPECT_FALSE(decode(longer));
-  EXPECT_FALSE(decode(std::vector<std::uint8_t>(1500, 0x89)));
-  EXPECT_FALSE(decode(std::vector<std::uint8_t>(64 * 1024, 0x89)));
+  EXPECT_FALSE(decode_beacon(longer));
+  EXPECT_FALSE(decode_beacon(std::vector<std::uint8_t>(1500, 0x89)));
+  EXPECT_FALSE(decode_beacon(std::vector<std::uint8_t>(64 * 1024, 0x89)));
   EXPECT_EQ(check(longer, kNow).verdict, Verdict::Malformed);
 
   auto bad = good;
   bad[0] = 0x88;  // a rendezvous INTRODUCE, not a beacon
-  EXPECT_FALSE(decode(bad));
+  EXPECT_FALSE(decode_beacon(bad));
   bad = good;
   bad[1] = 2;  // unknown version
-  EXPECT_FALSE(decode(bad));
+  EXPECT_FALSE(decode_beacon(bad));
   for (std::uint8_t kind : {0, 3, 0xff}) {
     bad = good;
     bad[2] = kind;
-    EXPECT_FALSE(decode(bad)) << int(kind);
+    EXPECT_FALSE(decode_beacon(bad)) << int(kind);
   }
   // A BEACON that announces no port, a QUERY that announces one.
   Beacon none = beacon(key(1), 0, 0);
-  EXPECT_FALSE(decode(encode(none)));
+  EXPECT_FALSE(decode_beacon(encode_beacon(none)));
   Beacon q = query(key(1));
   q.port_v4 = 5;
-  EXPECT_FALSE(decode(encode(sign(q, key(1)))));
-  EXPECT_FALSE(decode(std::span<const std::uint8_t>()));
+  EXPECT_FALSE(decode_beacon(encode_beacon(sign(q, key(1)))));
+  EXPECT_FALSE(decode_beacon(std::span<const std::uint8_t>()));
 }
 
 TEST(LanBeacon, ForgedOrAlteredBeaconsFailTheSignature) {
-  const auto good = encode(beacon(key(1)));
+  const auto good = encode_beacon(beacon(key(1)));
   // Flip each bit of every byte after the type/version/kind: structure may still parse, but then
   // the signature must fail (or the ports rule catches it).
   for (std::size_t i = 3; i < good.size(); ++i) {
@@ -130,25 +130,25 @@ TEST(LanBeacon, ForgedOrAlteredBeaconsFailTheSignature) {
   Beacon b = beacon(key(1));
   Beacon other = beacon(key(2));
   b.sig = other.sig;
-  EXPECT_EQ(check(encode(b), kNow).verdict, Verdict::BadSignature);
+  EXPECT_EQ(check(encode_beacon(b), kNow).verdict, Verdict::BadSignature);
   // A signature over the bytes without the context string does not verify (domain separation).
   Beacon raw = beacon(key(1));
-  auto bytes = encode(raw);
+  auto bytes = encode_beacon(raw);
   const auto k = key(1);
   crypto_sign_ed25519_detached(raw.sig.data(), nullptr, bytes.data(), kSignedBytes, k.secret_key.data());
   EXPECT_FALSE(verify(raw));
 }
 
 TEST(LanBeacon, OnlyFreshBeaconsAreAccepted) {
-  EXPECT_EQ(check(encode(beacon(key(1), 1, 1, kNow - 120)), kNow).verdict, Verdict::Ok);
-  EXPECT_EQ(check(encode(beacon(key(1), 1, 1, kNow + 120)), kNow).verdict, Verdict::Ok);
-  EXPECT_EQ(check(encode(beacon(key(1), 1, 1, kNow - 121)), kNow).verdict, Verdict::Stale);
-  EXPECT_EQ(check(encode(beacon(key(1), 1, 1, kNow + 121)), kNow).verdict, Verdict::Stale);
+  EXPECT_EQ(check(encode_beacon(beacon(key(1), 1, 1, kNow - 120)), kNow).verdict, Verdict::Ok);
+  EXPECT_EQ(check(encode_beacon(beacon(key(1), 1, 1, kNow + 120)), kNow).verdict, Verdict::Ok);
+  EXPECT_EQ(check(encode_beacon(beacon(key(1), 1, 1, kNow - 121)), kNow).verdict, Verdict::Stale);
+  EXPECT_EQ(check(encode_beacon(beacon(key(1), 1, 1, kNow + 121)), kNow).verdict, Verdict::Stale);
   Beacon far = beacon(key(1));
   far.timestamp_s = UINT64_MAX;
-  EXPECT_EQ(check(encode(sign(far, key(1))), kNow).verdict, Verdict::Stale);
-  EXPECT_EQ(check(encode(beacon(key(1), 1, 1, 0)), kNow).verdict, Verdict::Stale);
-  EXPECT_EQ(check(encode(beacon(key(1), 1, 1, 0)), -5).verdict, Verdict::Stale);
+  EXPECT_EQ(check(encode_beacon(sign(far, key(1))), kNow).verdict, Verdict::Stale);
+  EXPECT_EQ(check(encode_beacon(beacon(key(1), 1, 1, 0)), kNow).verdict, Verdict::Stale);
+  EXPECT_EQ(check(encode_beacon(beacon(key(1), 1, 1, 0)), -5).verdict, Verdict::Stale);
   EXPECT_STREQ(to_string(Verdict::BadSignature), "bad signature");
 }
 
@@ -241,14 +241,14 @@ TEST(LanDiscovery, ListenerQueriesAtStartAndStopsOnceSomethingIsFound) {
   EXPECT_EQ(sent[1].first, 1s);
   EXPECT_EQ(sent[2].first, 3s);
   for (auto& [t, g] : sent) {
-    EXPECT_EQ(decode(g.bytes)->kind, Kind::Query);
+    EXPECT_EQ(decode_beacon(g.bytes)->kind, Kind::Query);
     EXPECT_TRUE(g.v4 && g.v6);
   }
   // Found before the second query: no more start-up queries.
   Discovery e(listener(), 0ms);
   e.on_tick(0ms, kNow);
   EXPECT_EQ(drain(e).size(), 1u);
-  e.on_datagram(v4(5), encode(beacon(key(1))), 500ms, kNow);
+  e.on_datagram(v4(5), encode_beacon(beacon(key(1))), 500ms, kNow);
   EXPECT_EQ(run(e, 500ms, 10s).size(), 0u);
   // query() asks again, no sooner than a second after the last one.
   e.query(10s);
@@ -263,8 +263,8 @@ TEST(LanDiscovery, ListenerQueriesAtStartAndStopsOnceSomethingIsFound) {
 TEST(LanDiscovery, ABeaconIsFoundAtItsSourceAddressWithTheAnnouncedPort) {
   Discovery d(listener(), 0ms);
   const auto k = key(1);
-  d.on_datagram(v4(5), encode(beacon(k, 4000, 4001)), 1ms, kNow);
-  d.on_datagram(v6("[fd00:18::1:1]:49738"), encode(beacon(k, 4000, 4001, kNow, 2)), 2ms, kNow);
+  d.on_datagram(v4(5), encode_beacon(beacon(k, 4000, 4001)), 1ms, kNow);
+  d.on_datagram(v6("[fd00:18::1:1]:49738"), encode_beacon(beacon(k, 4000, 4001, kNow, 2)), 2ms, kNow);
   auto ev = events(d);
   ASSERT_EQ(ev.size(), 2u);
   EXPECT_EQ(std::get<Found>(ev[0]), (Found{Endpoint::v4(10, 0, 0, 5, 4000), k.public_key, flag::kDhtNode}));
@@ -272,8 +272,8 @@ TEST(LanDiscovery, ABeaconIsFoundAtItsSourceAddressWithTheAnnouncedPort) {
   EXPECT_EQ(d.nodes().size(), 2u);
 
   // The same beacon again (another interface's copy) and an older one: nothing new.
-  d.on_datagram(v4(5), encode(beacon(k, 4000, 4001)), 3ms, kNow);
-  d.on_datagram(v4(5), encode(beacon(k, 4000, 4001, kNow - 10, 3)), 3ms, kNow);
+  d.on_datagram(v4(5), encode_beacon(beacon(k, 4000, 4001)), 3ms, kNow);
+  d.on_datagram(v4(5), encode_beacon(beacon(k, 4000, 4001, kNow - 10, 3)), 3ms, kNow);
   EXPECT_EQ(d.counters().duplicate, 1u);
   EXPECT_EQ(d.counters().stale, 1u);
   EXPECT_TRUE(events(d).empty());
@@ -282,11 +282,11 @@ TEST(LanDiscovery, ABeaconIsFoundAtItsSourceAddressWithTheAnnouncedPort) {
   // a worker is reported again.
   Beacon answer = beacon(k, 4000, 4001, kNow + 1, 4);
   answer.flags |= flag::kAnswer;
-  d.on_datagram(v4(5), encode(sign(answer, k)), 4ms, kNow);
+  d.on_datagram(v4(5), encode_beacon(sign(answer, k)), 4ms, kNow);
   EXPECT_TRUE(events(d).empty());
   Beacon worker = beacon(k, 4000, 4001, kNow + 2, 5);
   worker.flags |= flag::kWorker;
-  d.on_datagram(v4(5), encode(sign(worker, k)), 5ms, kNow);
+  d.on_datagram(v4(5), encode_beacon(sign(worker, k)), 5ms, kNow);
   auto again = events(d);
   ASSERT_EQ(again.size(), 1u);
   EXPECT_EQ(std::get<Found>(again[0]).flags, flag::kDhtNode | flag::kWorker);
@@ -295,18 +295,18 @@ TEST(LanDiscovery, ABeaconIsFoundAtItsSourceAddressWithTheAnnouncedPort) {
 TEST(LanDiscovery, UnusableOwnForgedAndStaleBeaconsAreIgnored) {
   Discovery d(announcer(10), 0ms);
   const auto k = key(1);
-  d.on_datagram(v6("[fd00::5]:1"), encode(beacon(k, 4000, 0)), 1ms, kNow);        // no IPv6 port
-  d.on_datagram(v4(5), encode(beacon(k, 0, 4001)), 1ms, kNow);                    // no IPv4 port
-  d.on_datagram(v6("[fe80::1]:1"), encode(beacon(k, 4000, 4001)), 1ms, kNow);     // link-local source
-  d.on_datagram(Endpoint::v4(0, 0, 0, 0, 1), encode(beacon(k)), 1ms, kNow);       // unspecified source
+  d.on_datagram(v6("[fd00::5]:1"), encode_beacon(beacon(k, 4000, 0)), 1ms, kNow);        // no IPv6 port
+  d.on_datagram(v4(5), encode_beacon(beacon(k, 0, 4001)), 1ms, kNow);                    // no IPv4 port
+  d.on_datagram(v6("[fe80::1]:1"), encode_beacon(beacon(k, 4000, 4001)), 1ms, kNow);     // link-local source
+  d.on_datagram(Endpoint::v4(0, 0, 0, 0, 1), encode_beacon(beacon(k)), 1ms, kNow);       // unspecified source
   EXPECT_EQ(d.counters().unusable, 4u);
-  d.on_datagram(v4(6), encode(beacon(key(10))), 1ms, kNow);  // our own, looped back
+  d.on_datagram(v4(6), encode_beacon(beacon(key(10))), 1ms, kNow);  // our own, looped back
   EXPECT_EQ(d.counters().own, 1u);
   auto forged = beacon(k);
   forged.port_v4 = 5000;  // altered after signing
-  d.on_datagram(v4(7), encode(forged), 1ms, kNow);
+  d.on_datagram(v4(7), encode_beacon(forged), 1ms, kNow);
   EXPECT_EQ(d.counters().bad_signature, 1u);
-  d.on_datagram(v4(8), encode(beacon(k, 4000, 4001, kNow - 500)), 1ms, kNow);
+  d.on_datagram(v4(8), encode_beacon(beacon(k, 4000, 4001, kNow - 500)), 1ms, kNow);
   EXPECT_EQ(d.counters().stale, 1u);
   d.on_datagram(v4(9), std::vector<std::uint8_t>{0x89, 1, 1}, 1ms, kNow);
   EXPECT_EQ(d.counters().malformed, 1u);
@@ -325,13 +325,13 @@ TEST(LanDiscovery, QueriesAreAnsweredByMulticastAtMostOncePerSecond) {
   std::optional<TimePoint> last;
   for (int i = 0; i < 1000; ++i) {
     const TimePoint t = 10ms * i + 1ms;
-    auto q = encode(query(key(static_cast<std::uint8_t>(100 + i % 100)), kNow, static_cast<std::uint8_t>(i)));
+    auto q = encode_beacon(query(key(static_cast<std::uint8_t>(100 + i % 100)), kNow, static_cast<std::uint8_t>(i)));
     query_bytes += q.size();
     d.on_datagram(Endpoint::v4(10, 0, static_cast<std::uint8_t>(i / 250), static_cast<std::uint8_t>(i % 250), 9), q,
                   t, kNow);
     if (d.next_wakeup() <= t) d.on_tick(t, kNow);
     for (auto& g : drain(d)) {
-      auto b = decode(g.bytes);
+      auto b = decode_beacon(g.bytes);
       ASSERT_TRUE(b);
       EXPECT_EQ(b->kind, Kind::Beacon);
       EXPECT_TRUE(b->flags & flag::kAnswer);
@@ -352,7 +352,7 @@ TEST(LanDiscovery, QueriesAreAnsweredByMulticastAtMostOncePerSecond) {
   Discovery l(listener(), 0ms);
   l.on_tick(0ms, kNow);
   drain(l);
-  l.on_datagram(v4(5), encode(query(key(1))), 1ms, kNow);
+  l.on_datagram(v4(5), encode_beacon(query(key(1))), 1ms, kNow);
   EXPECT_EQ(run(l, 1ms, 900ms).size(), 0u);
 }
 
@@ -360,12 +360,12 @@ TEST(LanDiscovery, AnAnswerWaitsARandomDelayAndAPeriodicBeaconCountsAsOne) {
   Discovery d(announcer(), 0ms);
   d.on_tick(0ms, kNow);
   drain(d);
-  d.on_datagram(v4(5), encode(query(key(1))), 5s, kNow);
+  d.on_datagram(v4(5), encode_beacon(query(key(1))), 5s, kNow);
   auto sent = run(d, 5s, 6s);
   ASSERT_EQ(sent.size(), 1u);
   EXPECT_LE(sent[0].first, 5s + 510ms);
   // A query just after a beacon waits out the gap.
-  d.on_datagram(v4(5), encode(query(key(1), kNow, 9)), sent[0].first + 10ms, kNow);
+  d.on_datagram(v4(5), encode_beacon(query(key(1), kNow, 9)), sent[0].first + 10ms, kNow);
   auto next = run(d, sent[0].first + 10ms, sent[0].first + 3s);
   ASSERT_EQ(next.size(), 1u);
   EXPECT_GE(next[0].first - sent[0].first, 1s);
@@ -376,13 +376,13 @@ TEST(LanDiscovery, TableIsBoundedInAllAndPerAddress) {
   c.max_verify_per_s = 100000;
   Discovery d(c, 0ms);
   // Ten keys from one address: four entries.
-  for (int i = 0; i < 10; ++i) d.on_datagram(v4(1), encode(beacon(key(static_cast<std::uint8_t>(i + 1)))), 1ms, kNow);
+  for (int i = 0; i < 10; ++i) d.on_datagram(v4(1), encode_beacon(beacon(key(static_cast<std::uint8_t>(i + 1)))), 1ms, kNow);
   EXPECT_EQ(d.nodes().size(), 4u);
   EXPECT_EQ(d.counters().per_ip_refused, 6u);
   // 100 more from 100 addresses: 64 in all, the least recently heard forgotten (and reported lost).
   for (int i = 0; i < 100; ++i) {
     d.on_datagram(Endpoint::v4(10, 1, 0, static_cast<std::uint8_t>(i + 1), 9),
-                  encode(beacon(key(static_cast<std::uint8_t>(50 + i)))), TimePoint(2 + i), kNow);
+                  encode_beacon(beacon(key(static_cast<std::uint8_t>(50 + i)))), TimePoint(2 + i), kNow);
   }
   EXPECT_EQ(d.nodes().size(), 64u);
   EXPECT_EQ(d.counters().evicted, 104u - 64u);
@@ -398,10 +398,10 @@ TEST(LanDiscovery, EntriesExpireAfterThreeMissedBeacons) {
   Discovery d(listener(), 0ms);
   run(d, 0ms, 5s);
   const auto k = key(1);
-  d.on_datagram(v4(5), encode(beacon(k, 4000, 0, kNow + 5)), 5s, kNow + 5);
+  d.on_datagram(v4(5), encode_beacon(beacon(k, 4000, 0, kNow + 5)), 5s, kNow + 5);
   ASSERT_EQ(events(d).size(), 1u);
   // Refreshed at 35 s: still there at 120 s, gone by 35 + 3 * 33 + 1 s.
-  d.on_datagram(v4(5), encode(beacon(k, 4000, 0, kNow + 35, 7)), 35s, kNow + 35);
+  d.on_datagram(v4(5), encode_beacon(beacon(k, 4000, 0, kNow + 35, 7)), 35s, kNow + 35);
   run(d, 5s, 120s);
   EXPECT_EQ(d.nodes().size(), 1u);
   EXPECT_TRUE(events(d).empty());
@@ -423,11 +423,11 @@ TEST(LanDiscovery, SignatureChecksAreBudgeted) {
   for (int i = 0; i < 300; ++i) {
     forged.nonce[0] = static_cast<std::uint8_t>(i);
     d.on_datagram(Endpoint::v4(10, 2, static_cast<std::uint8_t>(i / 200), static_cast<std::uint8_t>(i % 200 + 1), 9),
-                  encode(forged), 100ms, kNow);
+                  encode_beacon(forged), 100ms, kNow);
   }
   EXPECT_EQ(d.counters().bad_signature, 50u);
   EXPECT_EQ(d.counters().over_budget, 250u);
   // The next second has a fresh budget.
-  d.on_datagram(v4(5), encode(beacon(key(2))), 1100ms, kNow);
+  d.on_datagram(v4(5), encode_beacon(beacon(key(2))), 1100ms, kNow);
   EXPECT_EQ(d.nodes().size(), 1u);
 }

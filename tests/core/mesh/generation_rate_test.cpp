@@ -7,6 +7,7 @@
 #include "core/base/rng.hpp"
 
 using namespace qmesh::core;
+using namespace qmesh::core::mesh;
 using std::chrono::milliseconds;
 
 TEST(GenerationRate, NoFigureUntilTheWindowHoldsEnoughTokens) {

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 using namespace qmesh::core;
+using namespace qmesh::core::mesh;
 using nlohmann::json;
 
 namespace {

@@ -35,7 +35,7 @@ WorkerRecord sample() {
 
 TEST(MeshRecord, RoundTripsAndStaysSmall) {
   const auto r = sample();
-  const auto b = encode(r);
+  const auto b = encode_worker_record(r);
   EXPECT_LT(b.size(), 150u);  // several records fit one lookup reply
   auto back = decode_worker_record(b);
   ASSERT_TRUE(back);
@@ -45,7 +45,7 @@ TEST(MeshRecord, RoundTripsAndStaysSmall) {
 }
 
 TEST(MeshRecord, TrailingBytesAreLaterFields) {
-  auto b = encode(sample());
+  auto b = encode_worker_record(sample());
   b.push_back(0x42);
   auto back = decode_worker_record(b);
   ASSERT_TRUE(back);
@@ -53,7 +53,7 @@ TEST(MeshRecord, TrailingBytesAreLaterFields) {
 }
 
 TEST(MeshRecord, EveryTruncationIsRejected) {
-  const auto b = encode(sample());
+  const auto b = encode_worker_record(sample());
   for (std::size_t n = 0; n < b.size(); ++n) {
     EXPECT_FALSE(decode_worker_record(std::span(b).first(n))) << "length " << n;
   }
@@ -63,11 +63,11 @@ TEST(MeshRecord, RejectsInconsistentValues) {
   auto bad = [](auto mutate) {
     auto r = sample();
     mutate(r);
-    // encode() clamps, so corrupt the bytes instead: find the field by re-encoding.
+    // encode_worker_record() clamps, so corrupt the bytes instead: find the field by re-encoding.
     return r;
   };
   (void)bad;
-  auto b = encode(sample());
+  auto b = encode_worker_record(sample());
   // Offsets of the fixed fields after the strings: locate via a known layout.
   const std::size_t after_quant = 3 + 1 + sample().model.size() + 32 + 1 + sample().architecture.size() + 8 + 1 +
                                   sample().quantization.size();
@@ -101,7 +101,7 @@ TEST(MeshRecord, EncodeClampsSoWhatItWritesDecodes) {
   r.cpu_permille = 5000;
   r.model = std::string(40, 'x') + std::string(20, '\xC3') + "\xA9";  // invalid UTF-8 is still cut safely
   r.model = std::string(63, 'a') + "\xC3\xA9";                        // 65 bytes: the é is not split
-  auto back = decode_worker_record(encode(r));
+  auto back = decode_worker_record(encode_worker_record(r));
   ASSERT_TRUE(back);
   EXPECT_EQ(back->slots_busy, 4);
   EXPECT_EQ(back->queue_length, 10);

@@ -6,10 +6,10 @@
 #include <string>
 #include <vector>
 
-using qmesh::core::SseEnd;
-using qmesh::core::SseEvent;
-using qmesh::core::SseLimits;
-using qmesh::core::SseParser;
+using qmesh::core::model::SseEnd;
+using qmesh::core::model::SseEvent;
+using qmesh::core::model::SseLimits;
+using qmesh::core::model::SseParser;
 using namespace std::literals;
 
 namespace {

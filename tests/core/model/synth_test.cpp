@@ -12,6 +12,7 @@
 #include "test_vocab.hpp"
 
 using namespace qmesh::core;
+using namespace qmesh::core::model;
 
 namespace {
 

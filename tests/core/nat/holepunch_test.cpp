@@ -70,7 +70,7 @@ std::vector<Send> run_alone(Puncher& p, TimePoint now, std::size_t extra = 0) {
 }
 
 std::vector<std::uint8_t> probe_bytes(const PunchKey& k, std::uint8_t flags, const ProbeNonce& n) {
-  return encode(seal_probe(k, flags, n));
+  return encode_probe(seal_probe(k, flags, n));
 }
 
 const TimePoint t0{50'000};
@@ -79,7 +79,7 @@ const TimePoint t0{50'000};
 
 TEST(ProbeCodec, RoundTrip) {
   const Probe p = seal_probe(key(1), probe_flag::kAck | probe_flag::kResponder, nonce(9));
-  const auto bytes = encode(p);
+  const auto bytes = encode_probe(p);
   ASSERT_EQ(bytes.size(), kProbeLen);
   EXPECT_EQ(bytes[0], 0x84);
   EXPECT_EQ(bytes[1], 0x03);
@@ -92,7 +92,7 @@ TEST(ProbeCodec, RoundTrip) {
 }
 
 TEST(ProbeCodec, RejectsAnythingElse) {
-  const auto good = encode(seal_probe(key(1), 0, nonce(1)));
+  const auto good = encode_probe(seal_probe(key(1), 0, nonce(1)));
   EXPECT_FALSE(decode_probe(std::span<const std::uint8_t>{}));
   auto shorter = good;
   shorter.pop_back();
@@ -114,7 +114,7 @@ TEST(ProbeCodec, RejectsAnythingElse) {
 }
 
 TEST(ProbeCodec, MacCoversEveryByte) {
-  const auto good = encode(seal_probe(key(1), 0, nonce(1)));
+  const auto good = encode_probe(seal_probe(key(1), 0, nonce(1)));
   ASSERT_TRUE(verify_probe(*decode_probe(good), key(1)));
   EXPECT_FALSE(verify_probe(*decode_probe(good), key(2)));
   for (std::size_t i = 1; i < good.size(); ++i) {

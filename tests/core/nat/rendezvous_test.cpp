@@ -26,41 +26,41 @@ Connect sample_connect() {
 
 TEST(Rendezvous, EveryMessageRoundTrips) {
   Connect c = sample_connect();
-  EXPECT_EQ(decode(encode(c)), Message(c));
+  EXPECT_EQ(decode_message(encode_message(c)), Message(c));
   ConnectReply r;
   r.txid = 77;
   r.status = Status::RelayFull;
   r.channel.fill(9);
   r.worker = Endpoint::v4(198, 18, 0, 7, 1000);
   r.client = v6(2000);
-  EXPECT_EQ(decode(encode(r)), Message(r));
+  EXPECT_EQ(decode_message(encode_message(r)), Message(r));
   Introduce i;
   i.topic.fill(4);
   i.pubkey.fill(5);
   i.channel.fill(6);
   i.client = Endpoint::v4(198, 18, 0, 8, 3000);
   i.info = c.info;
-  EXPECT_EQ(decode(encode(i)), Message(i));
+  EXPECT_EQ(decode_message(encode_message(i)), Message(i));
 }
 
 TEST(Rendezvous, MalformedInputIsRefused) {
   for (const Message& m : {Message(sample_connect()), Message(ConnectReply{}), Message(Introduce{})}) {
-    auto b = encode(m);
+    auto b = encode_message(m);
     // Every truncation fails (CONNECT's zero padding may be cut down to its end of content).
     std::size_t min_ok = b.size();
     if (std::holds_alternative<Connect>(m)) {
       min_ok = 1 + 4 + 16 + 32 + 32 + 2 + 7 + 19;
     }
-    for (std::size_t n = 0; n < min_ok; ++n) EXPECT_FALSE(decode(std::span(b).first(n))) << n;
+    for (std::size_t n = 0; n < min_ok; ++n) EXPECT_FALSE(decode_message(std::span(b).first(n))) << n;
     auto extra = b;
     extra.push_back(1);
-    EXPECT_FALSE(decode(extra));  // trailing non-padding byte
+    EXPECT_FALSE(decode_message(extra));  // trailing non-padding byte
   }
-  auto c = encode(sample_connect());
+  auto c = encode_message(sample_connect());
   c[1 + 4 + 16 + 32 + 32 + 1] = 5;  // more local endpoints than allowed
-  EXPECT_FALSE(decode(c));
-  EXPECT_FALSE(decode(std::vector<std::uint8_t>{0x89}));
-  EXPECT_FALSE(decode(std::vector<std::uint8_t>(1201, 0)));
+  EXPECT_FALSE(decode_message(c));
+  EXPECT_FALSE(decode_message(std::vector<std::uint8_t>{0x89}));
+  EXPECT_FALSE(decode_message(std::vector<std::uint8_t>(1201, 0)));
 }
 
 TEST(Rendezvous, RepliesAreNeverLargerThanTheConnectThatCausesThem) {
@@ -72,20 +72,20 @@ TEST(Rendezvous, RepliesAreNeverLargerThanTheConnectThatCausesThem) {
   Introduce i;
   i.client = v6(7);
   i.info = c.info;
-  const auto connect_size = encode(c).size();
+  const auto connect_size = encode_message(c).size();
   EXPECT_GE(connect_size, kMinConnect);
-  EXPECT_LE(encode(r).size(), connect_size);
-  EXPECT_LE(encode(i).size(), connect_size);
+  EXPECT_LE(encode_message(r).size(), connect_size);
+  EXPECT_LE(encode_message(i).size(), connect_size);
   // A minimal CONNECT is padded, so it still pays for the introduction it causes.
   Connect small;
-  EXPECT_EQ(encode(small).size(), kMinConnect);
-  EXPECT_LE(encode(r).size() + encode(Introduce{}).size(), 2 * kMinConnect);
+  EXPECT_EQ(encode_message(small).size(), kMinConnect);
+  EXPECT_LE(encode_message(r).size() + encode_message(Introduce{}).size(), 2 * kMinConnect);
 }
 
 TEST(Rendezvous, AnUnpaddedConnectIsRefused) {
-  auto b = encode(sample_connect());
+  auto b = encode_message(sample_connect());
   ASSERT_EQ(b.size(), kMinConnect);
   std::size_t end = b.size();
   while (b[end - 1] == 0) --end;  // strip the padding
-  EXPECT_FALSE(decode(std::span(b).first(end)));
+  EXPECT_FALSE(decode_message(std::span(b).first(end)));
 }

@@ -367,11 +367,11 @@ TEST(Peer, OnlyANodeStoringOurAnnouncementMayIntroduceClients) {
   intro.channel.fill(5);
   intro.client = ep(66);
   // From the client (not a storing node): refused. From the bootstrap that stores it: kept.
-  w.worker->peer->on_datagram(kSocketV4, w.client->at, rendezvous::encode(intro), w.net.now);
+  w.worker->peer->on_datagram(kSocketV4, w.client->at, rendezvous::encode_message(intro), w.net.now);
   EXPECT_EQ(w.worker->peer->counters().introductions_refused, 1u);
-  w.worker->peer->on_datagram(kSocketV4, w.boot->at, rendezvous::encode(intro), w.net.now);
+  w.worker->peer->on_datagram(kSocketV4, w.boot->at, rendezvous::encode_message(intro), w.net.now);
   EXPECT_EQ(w.worker->peer->counters().introductions, 1u);
   intro.topic = dht::topic_from_name("not ours");
-  w.worker->peer->on_datagram(kSocketV4, w.boot->at, rendezvous::encode(intro), w.net.now);
+  w.worker->peer->on_datagram(kSocketV4, w.boot->at, rendezvous::encode_message(intro), w.net.now);
   EXPECT_EQ(w.worker->peer->counters().introductions_refused, 2u);
 }

@@ -87,13 +87,13 @@ TEST(SessionPacket, HandshakePayloadRoundTripAndBounds) {
   HandshakePayload p;
   p.max_streams = 9;
   p.app.assign(200, 'x');
-  auto b = encode(p);
+  auto b = encode_handshake_payload(p);
   EXPECT_EQ(decode_handshake_payload(b), p);
   b.push_back(0);
   EXPECT_FALSE(decode_handshake_payload(b));  // trailing bytes
   p.app.assign(201, 'x');
-  EXPECT_FALSE(decode_handshake_payload(encode(p)));
-  b = encode(HandshakePayload{});
+  EXPECT_FALSE(decode_handshake_payload(encode_handshake_payload(p)));
+  b = encode_handshake_payload(HandshakePayload{});
   b[0] = 2;
   EXPECT_FALSE(decode_handshake_payload(b));  // unknown version
 }

@@ -328,7 +328,7 @@ TEST(Connection, CloseIsRepeatedSoOneLossDoesNotStrandThePeer) {
 
 std::vector<std::uint8_t> payload(std::initializer_list<Frame> frames) {
   std::vector<Frame> v(frames);
-  return encode(std::span<const Frame>(v));
+  return encode_frames(std::span<const Frame>(v));
 }
 
 Closed expect_closed(Connection& c) {
@@ -356,7 +356,7 @@ TEST(Connection, PeerExceedingStreamCreditIsClosedWithAProtocolError) {
   // It tells the peer: the next packet is a CLOSE with the protocol-error code.
   auto p = c.next_packet(Instant{2000});
   ASSERT_TRUE(p);
-  auto frames = decode(p->payload);
+  auto frames = decode_frames(p->payload);
   ASSERT_TRUE(frames);
   ASSERT_TRUE(std::holds_alternative<Close>(frames->front()));
   EXPECT_EQ(std::get<Close>(frames->front()).code, kProtocolError);
@@ -408,7 +408,7 @@ TEST(Connection, AcksEverySecondPacketOrAfterTheDelayOrAtOnceOnAGap) {
   auto only_ack = [&](Instant now) {
     auto p = c.next_packet(now);
     if (!p) return false;
-    auto f = decode(p->payload);
+    auto f = decode_frames(p->payload);
     return f && std::holds_alternative<Ack>(f->front());
   };
   c.on_packet(0, ping, Instant{1000});
@@ -464,7 +464,7 @@ struct Pair {
     bool any = false;
     while (auto p = from.next_packet(now)) {
       if (&from == &c1) {
-        const auto frames = decode(p->payload);
+        const auto frames = decode_frames(p->payload);
         for (const auto& f : *frames) stops_sent += std::holds_alternative<StopSending>(f);
       }
       net.send(sock, net.local_endpoint(to), std::move(p->payload), to_instant(now), 0, p->pn);

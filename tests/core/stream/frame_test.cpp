@@ -48,7 +48,7 @@ std::vector<Frame> samples() {
 
 std::vector<std::uint8_t> bytes_of(const Frame& f) {
   ByteWriter w;
-  encode(f, w);
+  encode_frame(f, w);
   return w.bytes();
 }
 
@@ -75,7 +75,7 @@ TEST(StreamFrame, EveryFrameRoundTrips) {
   for (const auto& f : samples()) {
     const auto b = bytes_of(f);
     EXPECT_EQ(b.size(), encoded_size(f)) << f.index();
-    const auto d = decode(b);
+    const auto d = decode_frames(b);
     ASSERT_TRUE(d) << "frame kind " << f.index();
     ASSERT_EQ(d->size(), 1u);
     EXPECT_TRUE((*d)[0] == f) << "frame kind " << f.index();
@@ -84,11 +84,11 @@ TEST(StreamFrame, EveryFrameRoundTrips) {
 
 TEST(StreamFrame, AWholePayloadRoundTripsByteForByte) {
   const auto frames = samples();
-  const auto b = encode(std::span<const Frame>(frames));
-  const auto d = decode(b);
+  const auto b = encode_frames(std::span<const Frame>(frames));
+  const auto d = decode_frames(b);
   ASSERT_TRUE(d);
   // Adjacent padding runs merge, so compare the re-encoding rather than the frame list.
-  EXPECT_EQ(encode(std::span<const Frame>(*d)), b);
+  EXPECT_EQ(encode_frames(std::span<const Frame>(*d)), b);
 }
 
 TEST(StreamFrame, EveryTruncationIsRejected) {
@@ -96,7 +96,7 @@ TEST(StreamFrame, EveryTruncationIsRejected) {
     if (std::holds_alternative<Padding>(f)) continue;  // a shorter run of zeros is still padding
     const auto b = bytes_of(f);
     for (std::size_t n = 0; n < b.size(); ++n) {
-      EXPECT_FALSE(decode(std::span<const std::uint8_t>(b.data(), n))) << "kind " << f.index() << " cut at " << n;
+      EXPECT_FALSE(decode_frames(std::span<const std::uint8_t>(b.data(), n))) << "kind " << f.index() << " cut at " << n;
     }
   }
 }
@@ -108,23 +108,23 @@ TEST(StreamFrame, RejectsMalformedInput) {
     for (auto v : varints) write_varint(w, v);
     return w.bytes();
   };
-  EXPECT_FALSE(decode(std::vector<std::uint8_t>{}));       // empty payload
-  EXPECT_FALSE(decode(std::vector<std::uint8_t>{0x03}));   // unknown frame type
-  EXPECT_FALSE(decode(std::vector<std::uint8_t>{0xff}));
+  EXPECT_FALSE(decode_frames(std::vector<std::uint8_t>{}));       // empty payload
+  EXPECT_FALSE(decode_frames(std::vector<std::uint8_t>{0x03}));   // unknown frame type
+  EXPECT_FALSE(decode_frames(std::vector<std::uint8_t>{0xff}));
   // STREAM whose length runs past the payload.
   auto s = enc({1, 0, 10}, 0x10);
   s.insert(s.end(), 9, 0xaa);
-  EXPECT_FALSE(decode(s));
+  EXPECT_FALSE(decode_frames(s));
   s.push_back(0xaa);
-  EXPECT_TRUE(decode(s));
+  EXPECT_TRUE(decode_frames(s));
   // STREAM ending past 2^62 - 1.
   auto big = enc({1, kMaxVarint, 1}, 0x10);
   big.push_back(1);
-  EXPECT_FALSE(decode(big));
+  EXPECT_FALSE(decode_frames(big));
   // CLOSE reason over the limit.
   auto c = enc({0, kMaxCloseReason + 1}, 0x1c);
   c.insert(c.end(), kMaxCloseReason + 1, 'x');
-  EXPECT_FALSE(decode(c));
+  EXPECT_FALSE(decode_frames(c));
   // ACK: too many ranges, first range below zero, a gap below zero.
   ByteWriter w;
   w.write_le<std::uint8_t>(0x02);
@@ -136,14 +136,14 @@ TEST(StreamFrame, RejectsMalformedInput) {
     write_varint(w, 0);
     write_varint(w, 0);
   }
-  EXPECT_FALSE(decode(w.bytes()));
-  EXPECT_FALSE(decode(enc({5, 0, 0, 6}, 0x02)));        // first range 6 below largest 5
-  EXPECT_FALSE(decode(enc({5, 0, 1, 0, 4, 0}, 0x02)));  // gap 4 from smallest 5: next largest -1
-  EXPECT_TRUE(decode(enc({5, 0, 1, 0, 3, 0}, 0x02)));   // ... gap 3: next range is {0}
+  EXPECT_FALSE(decode_frames(w.bytes()));
+  EXPECT_FALSE(decode_frames(enc({5, 0, 0, 6}, 0x02)));        // first range 6 below largest 5
+  EXPECT_FALSE(decode_frames(enc({5, 0, 1, 0, 4, 0}, 0x02)));  // gap 4 from smallest 5: next largest -1
+  EXPECT_TRUE(decode_frames(enc({5, 0, 1, 0, 3, 0}, 0x02)));   // ... gap 3: next range is {0}
   // A valid frame followed by garbage fails as a whole.
   auto p = enc({}, 0x01);
   p.push_back(0x7f);
-  EXPECT_FALSE(decode(p));
+  EXPECT_FALSE(decode_frames(p));
 }
 
 TEST(StreamFrame, AckElicitingClassification) {
