@@ -38,7 +38,8 @@ class Error : public std::runtime_error {
 };
 
 struct ClientOptions {
-  // DHT nodes ("HOST:PORT"). Empty: the "bootstrap" list of the config file
+  // DHT nodes ("HOST:PORT"; HOST an IPv4 address, [IPv6] or a DNS name, resolved once when the
+  // Client is made). Empty: the "bootstrap" list of the config file
   // (~/.config/qmesh/config.json), then nodes found on the LAN.
   std::vector<std::string> bootstrap;
   std::string topic = "qmesh-inference";

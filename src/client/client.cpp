@@ -28,12 +28,10 @@ Client::Client(ClientOptions options) : impl_(std::make_shared<Impl>()) {
     if (!listed) throw Error("config", listed.error().message);
     boot_texts = *listed;
   }
-  std::vector<core::Endpoint> boot;
-  for (const auto& b : boot_texts) {
-    auto e = core::Endpoint::parse(b);
-    if (!e || e->port == 0) throw Error("config", "bootstrap " + b + ": expected IP:PORT (e.g. 127.0.0.1:49737 or [::1]:49737)");
-    boot.push_back(*e);
-  }
+  // Host names resolve here, on the caller's thread, before the loop thread starts.
+  auto resolved = net::resolve_host_ports(boot_texts);
+  if (!resolved) throw Error(resolved.error().kind == "config" ? "config" : "network", "bootstrap " + resolved.error().message);
+  std::vector<core::Endpoint> boot = *resolved;
   if (boot.empty()) boot = net::discover_lan_dht_nodes(std::chrono::seconds(3));
   if (boot.empty())
     throw Error("config", "no bootstrap node: none found on the LAN; give --bootstrap HOST:PORT or list \"bootstrap\" in " +

@@ -32,6 +32,7 @@
 #include "core/stream/event.hpp"
 #include "core/mesh/worker_select.hpp"
 #include "net/bootstrap_list.hpp"
+#include "net/resolve.hpp"
 #include "net/dht_await.hpp"
 #include "net/identity.hpp"
 #include "net/peer_service.hpp"

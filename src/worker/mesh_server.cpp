@@ -485,13 +485,15 @@ core::Result<std::unique_ptr<MeshServer>> MeshServer::start(Worker& worker, Mesh
     impl->model_name = m->name;
   }
   net::PeerServiceOptions so;
-  core::Endpoint at;
   if (opts.listen) {
-    at = *opts.listen;
+    (opts.listen->family == 6 ? so.listen_v6 : so.listen_v4) = *opts.listen;
   } else {
-    at.family = opts.bootstrap.front().family;
+    for (const auto& b : opts.bootstrap) {  // a host name may give both families
+      core::Endpoint any;
+      any.family = b.family;
+      (any.family == 6 ? so.listen_v6 : so.listen_v4) = any;
+    }
   }
-  (at.family == 6 ? so.listen_v6 : so.listen_v4) = at;
   so.config.dht.ephemeral = true;
   so.config.dht.report_addresses = true;
   so.config.serve_relay = false;

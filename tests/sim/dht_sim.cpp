@@ -10,6 +10,8 @@
 #include <vector>
 
 #include "core/dht/node.hpp"
+#include "netem.hpp"
+#include "time_edge.hpp"
 
 namespace qmesh::sim {
 
@@ -21,7 +23,13 @@ using std::chrono::milliseconds;
 
 namespace {
 
-constexpr TimePoint kNever{std::numeric_limits<std::int64_t>::max() / 2};
+using netem::Instant;
+using test::from_instant;
+using test::to_instant;
+constexpr Instant kNever = Instant::max();
+
+// The DHT's own time type at its edge (milliseconds since the simulation's epoch).
+TimePoint dht_time(Instant t) { return from_instant<TimePoint>(t); }
 
 Endpoint endpoint_of(std::size_t i) {
   // 10.x.y.z: a distinct public IPv4 address per node (the per-IP bounds are exercised elsewhere).
@@ -29,35 +37,29 @@ Endpoint endpoint_of(std::size_t i) {
                       static_cast<std::uint8_t>(i), 4000);
 }
 
-// Where a node's PROBEs come from: another port on its host.
-Endpoint probe_port_of(Endpoint e) {
-  e.port = static_cast<std::uint16_t>(e.port + 1);
-  return e;
-}
+// Where a node's PROBEs come from: another port on its host, a send-only socket.
+constexpr std::uint16_t kPort = 4000, kProbePort = 4001;
 
 enum class Kind { Member, Natted, Fresh };  // Natted: ephemeral + filtered; Fresh: ephemeral, reachable
 
 struct SimNode {
-  Endpoint ep;
+  Endpoint ep;  // as others see it: its public address, or its NAT's
   std::unique_ptr<DhtNode> node;
   bool alive = false;
   bool joined = false;  // its bootstrap finished
-  bool ephemeral = false;  // behind a NAT-like filter
+  bool ephemeral = false;  // behind a NAT that filters what it did not ask for
   bool fresh = false;      // started ephemeral, reachable
   QueryId bootstrap_q = 0;
-  TimePoint scheduled = kNever;
-  std::unordered_set<Endpoint, EndpointHash> contacted;  // NAT filter of ephemeral nodes
+  Instant scheduled = kNever;
+  netem::SocketId socket = 0, probe_socket = 0;
   std::size_t measuring = 0;  // measured lookups in flight from this node
 };
 
-struct Event {
-  TimePoint at;
+struct Timer {
+  Instant at;
   std::uint64_t seq;
-  std::uint32_t to;
-  std::uint32_t from;  // index of the sender; ~0u for a timer
-  std::vector<std::uint8_t> bytes;
-  bool probe = false;  // sent from the sender's probe port
-  bool operator>(const Event& o) const { return at != o.at ? at > o.at : seq > o.seq; }
+  std::uint32_t node;
+  bool operator>(const Timer& o) const { return at != o.at ? at > o.at : seq > o.seq; }
 };
 
 struct Measured {
@@ -67,9 +69,21 @@ struct Measured {
   QueryStats stats;
 };
 
+// The emulated internet: one-way latency fixed per pair of addresses in [min, max], loss per
+// datagram. Ephemeral nodes that are not reachable sit behind their own port-restricted NAT
+// whose mappings never expire (its public address is the node's endpoint, the port kept).
+netem::NetConfig net_config(const SimConfig& c) {
+  netem::NetConfig n;
+  n.seed = c.seed;
+  n.internet.delay = milliseconds(c.min_latency_ms);
+  n.internet.delay_spread = milliseconds(c.max_latency_ms - c.min_latency_ms);
+  n.internet.loss = c.loss;
+  return n;
+}
+
 class Network {
  public:
-  explicit Network(const SimConfig& c) : cfg_(c), rng_(c.seed) {}
+  explicit Network(const SimConfig& c) : cfg_(c), rng_(c.seed), net_(net_config(c)) {}
 
   // One draw per node whatever the options, so runs without fresh nodes replay as before.
   Kind draw_kind() {
@@ -84,15 +98,24 @@ class Network {
     sn->ep = endpoint_of(i + 1);
     sn->ephemeral = kind == Kind::Natted;
     sn->fresh = kind == Kind::Fresh;
+    netem::HostId host;
+    if (kind == Kind::Natted) {
+      const auto nat = net_.add_nat({netem::NatType::port_restricted, sn->ep, netem::Duration::max()});
+      host = net_.add_host(Endpoint::v4(192, 168, 0, 2, 0), nat);
+    } else {
+      host = net_.add_host(sn->ep);
+    }
+    sn->socket = net_.bind(host, kPort);
+    sn->probe_socket = net_.bind(host, kProbePort);
+    owner_.resize(sn->probe_socket + 1, i);
     DhtConfig dc;
     dc.ephemeral = kind != Kind::Member;
     dc.auto_promote = cfg_.auto_promote;
     if (kind == Kind::Member) dc.public_v4 = sn->ep;
     dc.alpha = cfg_.alpha;
     dc.join_refresh = cfg_.join_refresh;
-    sn->node = std::make_unique<DhtNode>(dc, rng_.next_u64(), now_);
+    sn->node = std::make_unique<DhtNode>(dc, rng_.next_u64(), dht_time(now_));
     sn->alive = true;
-    index_.emplace(sn->ep, i);
     nodes_.push_back(std::move(sn));
     return i;
   }
@@ -104,7 +127,7 @@ class Network {
       seeds.push_back(nodes_[bootstrap_pool_[0]]->ep);  // the well-known first node, while it lives
       for (int k = 0; k < 2; ++k) seeds.push_back(nodes_[bootstrap_pool_[rng_.below(bootstrap_pool_.size())]]->ep);
     }
-    sn.bootstrap_q = sn.node->bootstrap(seeds, now_);
+    sn.bootstrap_q = sn.node->bootstrap(seeds, dht_time(now_));
     if (seeds.empty()) {
       sn.joined = true;
       if (!sn.ephemeral && !sn.fresh) bootstrap_pool_.push_back(i);
@@ -113,8 +136,11 @@ class Network {
   }
 
   void leave(std::uint32_t i) {
-    nodes_[i]->alive = false;
-    nodes_[i]->scheduled = kNever;
+    auto& sn = *nodes_[i];
+    sn.alive = false;
+    sn.scheduled = kNever;
+    net_.close(sn.socket);  // what is still on its way to it finds no socket
+    net_.close(sn.probe_socket);
     auto it = std::find(bootstrap_pool_.begin(), bootstrap_pool_.end(), i);
     if (it != bootstrap_pool_.end()) bootstrap_pool_.erase(it);
   }
@@ -122,17 +148,8 @@ class Network {
   // Drains a node's datagrams and events and reschedules its timer.
   void pump(std::uint32_t i) {
     auto& sn = *nodes_[i];
-    while (auto d = sn.node->next_datagram()) {
-      ++datagrams_;
-      if (sn.ephemeral) sn.contacted.insert(d->to);
-      if (cfg_.loss > 0 && rng_.uniform() < cfg_.loss) {
-        ++lost_;
-        continue;
-      }
-      auto it = index_.find(d->to);
-      if (it == index_.end()) continue;
-      queue_.push(Event{now_ + latency(i, it->second), seq_++, it->second, i, std::move(d->bytes), d->probe});
-    }
+    while (auto d = sn.node->next_datagram())
+      net_.send(d->probe ? sn.probe_socket : sn.socket, d->to, std::move(d->bytes), now_);
     while (auto e = sn.node->next_event()) {
       if (auto* done = std::get_if<QueryDone>(&*e)) {
         if (done->query == sn.bootstrap_q && !sn.joined) {
@@ -152,37 +169,42 @@ class Network {
       }
     }
     if (!sn.alive) return;
-    const TimePoint w = std::max(now_, sn.node->next_wakeup());
+    const Instant w = std::max(now_, to_instant(sn.node->next_wakeup()));
     if (w != sn.scheduled) {
       sn.scheduled = w;
-      queue_.push(Event{w, seq_++, i, ~0u, {}});
+      timers_.push(Timer{w, seq_++, i});
     }
   }
 
-  // Runs events up to `until` (inclusive).
-  void run_until(TimePoint until) {
-    while (!queue_.empty() && queue_.top().at <= until) {
-      Event ev = std::move(const_cast<Event&>(queue_.top()));
-      queue_.pop();
-      now_ = std::max(now_, ev.at);
-      auto& sn = *nodes_[ev.to];
-      if (!sn.alive) continue;
-      if (ev.from == ~0u) {
-        if (ev.at != sn.scheduled) continue;  // superseded timer
-        sn.scheduled = kNever;
-        sn.node->on_tick(now_);
+  // Runs datagrams and timers up to `until` (inclusive); at the same instant datagrams first.
+  void run_until(Instant until) {
+    for (;;) {
+      const Instant t_net = net_.next_deadline();
+      const Instant t_timer = timers_.empty() ? kNever : timers_.top().at;
+      if (std::min(t_net, t_timer) > until) break;
+      now_ = std::max(now_, std::min(t_net, t_timer));
+      if (t_net <= t_timer) {
+        auto d = net_.poll_deliver(now_);
+        if (!d) continue;  // filtered by a NAT, or its node is gone
+        const std::uint32_t i = owner_[d->socket];
+        if (d->socket != nodes_[i]->socket) continue;  // the probe socket only sends
+        nodes_[i]->node->on_datagram(d->from, d->bytes, dht_time(now_));
+        pump(i);
       } else {
-        const Endpoint from = ev.probe ? probe_port_of(nodes_[ev.from]->ep) : nodes_[ev.from]->ep;
-        if (sn.ephemeral && !sn.contacted.count(from)) continue;  // unsolicited: the NAT drops it
-        sn.node->on_datagram(from, ev.bytes, now_);
+        const Timer ev = timers_.top();
+        timers_.pop();
+        auto& sn = *nodes_[ev.node];
+        if (!sn.alive || ev.at != sn.scheduled) continue;  // superseded timer
+        sn.scheduled = kNever;
+        sn.node->on_tick(dht_time(now_));
+        pump(ev.node);
       }
-      pump(ev.to);
     }
     now_ = std::max(now_, until);
   }
 
   std::size_t start_measured_lookup(std::uint32_t i, const Topic& topic) {
-    const QueryId q = nodes_[i]->node->lookup(topic, now_);
+    const QueryId q = nodes_[i]->node->lookup(topic, dht_time(now_));
     measured_.push_back(Measured{i, false, false, {}});
     measured_by_query_.emplace(key(i, q), measured_.size() - 1);
     ++nodes_[i]->measuring;
@@ -190,36 +212,26 @@ class Network {
     return measured_.size() - 1;
   }
 
-  TimePoint now() const { return now_; }
+  Instant now() const { return now_; }
   Rng& rng() { return rng_; }
   std::vector<std::unique_ptr<SimNode>>& nodes() { return nodes_; }
   std::vector<Measured>& measured() { return measured_; }
   void set_announcer_key(const PublicKey& k) { announcer_key_ = k; }
-  std::uint64_t datagrams() const { return datagrams_; }
-  std::uint64_t lost() const { return lost_; }
-  bool idle() const { return queue_.empty(); }
+  std::uint64_t datagrams() const { return net_.counters().sent; }
+  std::uint64_t lost() const { return net_.counters().lost; }
 
  private:
   static std::uint64_t key(std::uint32_t node, QueryId q) { return (static_cast<std::uint64_t>(node) << 40) ^ q; }
-  milliseconds latency(std::uint32_t a, std::uint32_t b) const {
-    // Fixed per link, symmetric, spread between min and max.
-    std::uint64_t x = (static_cast<std::uint64_t>(std::min(a, b)) << 32 | std::max(a, b)) ^ cfg_.seed;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-    x ^= x >> 31;
-    const auto span = static_cast<std::uint64_t>(cfg_.max_latency_ms - cfg_.min_latency_ms + 1);
-    return milliseconds(cfg_.min_latency_ms + static_cast<int>(x % span));
-  }
 
   SimConfig cfg_;
   Rng rng_;
-  TimePoint now_{0};
+  netem::Network net_;
+  Instant now_{};
   std::vector<std::unique_ptr<SimNode>> nodes_;
-  std::unordered_map<Endpoint, std::uint32_t, EndpointHash> index_;
+  std::vector<std::uint32_t> owner_;  // socket -> node
   std::vector<std::uint32_t> bootstrap_pool_;  // joined, persistent, alive
-  std::priority_queue<Event, std::vector<Event>, std::greater<>> queue_;
+  std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers_;
   std::uint64_t seq_ = 0;
-  std::uint64_t datagrams_ = 0, lost_ = 0;
   std::vector<Measured> measured_;
   std::unordered_map<std::uint64_t, std::size_t> measured_by_query_;
   PublicKey announcer_key_{};
@@ -249,7 +261,7 @@ SimResult run_dht_sim(const SimConfig& cfg) {
   net->join(announcer);
   for (std::size_t i = 2; i < cfg.nodes; ++i) {
     const Kind kind = net->draw_kind();
-    net->run_until(net->now() + std::chrono::duration_cast<milliseconds>(std::chrono::microseconds(cfg.join_interval_us)));
+    net->run_until(net->now() + std::chrono::microseconds(cfg.join_interval_us));
     net->join(net->create(kind));
   }
   // Settle past one maintenance period, so per-IP rate-limit state of idle peers is pruned.
@@ -276,18 +288,18 @@ SimResult run_dht_sim(const SimConfig& cfg) {
   const KeyPair key = KeyPair::from_seed(seed);
   net->set_announcer_key(key.public_key);
   const std::vector<std::uint8_t> payload(120, 'x');
-  net->nodes()[announcer]->node->announce(topic, payload, key, net->now());
+  net->nodes()[announcer]->node->announce(topic, payload, key, dht_time(net->now()));
   net->pump(announcer);
   net->run_until(net->now() + milliseconds(3000));
 
   // Phase 3: lookups from random joined nodes, spread over the window, while churn happens.
   struct Action {
-    TimePoint at;
+    Instant at;
     int kind;  // 0 lookup, 1 leave, 2 join
   };
   std::vector<Action> actions;
   const auto window = milliseconds(static_cast<std::int64_t>(cfg.lookup_window_s) * 1000);
-  const TimePoint t0 = net->now();
+  const Instant t0 = net->now();
   auto at = [&](std::size_t n, std::size_t i) {
     return t0 + milliseconds(static_cast<std::int64_t>((window.count() * (2 * i + 1)) / (2 * std::max<std::size_t>(n, 1))));
   };
@@ -352,7 +364,7 @@ SimResult run_dht_sim(const SimConfig& cfg) {
   res.messages_per_lookup = res.lookups ? messages / static_cast<double>(res.lookups) : 0;
   for (auto& sn : net->nodes()) {
     if (!sn->alive) continue;
-    if (!sn->node->store().get(topic, net->now()).empty()) ++res.holders;
+    if (!sn->node->store().get(topic, dht_time(net->now())).empty()) ++res.holders;
     const auto& c = sn->node->counters();
     res.drops_rate_limited += c.drop_rate_limited;
     res.drops_amplification += c.drop_amplification;
@@ -379,7 +391,7 @@ SimResult run_dht_sim(const SimConfig& cfg) {
   }
   res.datagrams = net->datagrams();
   res.lost = net->lost();
-  res.virtual_s = static_cast<double>(net->now().count()) / 1000.0;
+  res.virtual_s = static_cast<double>(core::to_us(net->now())) / 1e6;
   net.reset();
   res.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
   return res;

@@ -1,8 +1,8 @@
-// A deterministic in-process network that drives many DhtNodes: virtual clock, an event queue of
-// in-flight datagrams with per-link latency, loss, churn (nodes leave, new ones join) and
-// ephemeral nodes behind NAT-like filters, and new nodes that start ephemeral while reachable
-// (auto_promote must make members of those, never of the filtered ones). The same config and seed
-// give the same figures.
+// The DHT simulator: many DhtNodes on the network emulator (tests/support/netem.hpp) on a virtual
+// clock: per-link latency, loss, churn (nodes leave, new ones join), ephemeral nodes behind
+// port-restricted NATs that drop unsolicited datagrams, and new nodes that start ephemeral while
+// reachable (auto_promote must make members of those, never of the filtered ones). The same config
+// and seed give the same figures.
 #pragma once
 
 #include <cstddef>

@@ -1,4 +1,5 @@
-// sim.punch: the NAT model itself, then two Punchers over every NAT pairing, 200 seeds a cell.
+// sim.punch: two Punchers over every NAT pairing, 200 seeds a cell (the NAT boxes themselves are
+// tested in tests/support/netem_test.cpp).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -6,131 +7,10 @@
 #include <string>
 #include <vector>
 
-#include "nat_sim.hpp"
+#include "punch_sim.hpp"
 
 using namespace qmesh::sim;
 using namespace qmesh::core::nat;
-using std::chrono::milliseconds;
-using std::chrono::seconds;
-
-namespace {
-
-Endpoint ep(const char* text) { return *Endpoint::parse(text); }
-const std::vector<std::uint8_t> kPing = {0x42};
-
-// A server on the internet and one host behind a NAT of the given kind.
-struct Net {
-  NatNet net{NatNetConfig{}};
-  NatId nat;
-  SocketId server, server2, inside;
-  explicit Net(NatKind kind) {
-    nat = net.add_nat(kind, ep("203.0.113.1:0"));
-    server = net.open_socket(net.add_host(ep("198.51.100.1:0")), 4000);
-    server2 = net.open_socket(net.add_host(ep("198.51.100.2:0")), 4000);
-    inside = net.open_socket(net.add_host(ep("192.168.1.10:0"), nat), 4000);
-  }
-  std::optional<Arrival> deliver(TimePoint until) { return net.pop_arrival(until); }
-};
-
-}  // namespace
-
-TEST(NatSimModel, ConeKeepsThePortForEveryDestination) {
-  Net n(NatKind::cone);
-  n.net.send(n.inside, ep("198.51.100.1:4000"), kPing, 0, TimePoint{0});
-  n.net.send(n.inside, ep("198.51.100.2:4000"), kPing, 0, TimePoint{0});
-  auto a = n.deliver(TimePoint{1000}), b = n.deliver(TimePoint{1000});
-  ASSERT_TRUE(a && b);
-  EXPECT_EQ(a->from, ep("203.0.113.1:4000"));
-  EXPECT_EQ(b->from, ep("203.0.113.1:4000"));
-}
-
-TEST(NatSimModel, SymmetricPicksAPortPerDestination) {
-  Net n(NatKind::symmetric);
-  n.net.send(n.inside, ep("198.51.100.1:4000"), kPing, 0, TimePoint{0});
-  n.net.send(n.inside, ep("198.51.100.2:4000"), kPing, 0, TimePoint{0});
-  n.net.send(n.inside, ep("198.51.100.1:4000"), kPing, 0, TimePoint{5});
-  std::vector<Endpoint> from;
-  while (auto a = n.deliver(TimePoint{1000})) from.push_back(a->from);
-  ASSERT_EQ(from.size(), 3u);
-  EXPECT_EQ(from[0].addr, ep("203.0.113.1:0").addr);
-  EXPECT_NE(from[0].port, from[1].port);
-  EXPECT_TRUE(from[0] == from[2] || from[1] == from[2]);  // same flow, same mapping
-}
-
-TEST(NatSimModel, FilteringIsAddressAndPortDependentAndExpires) {
-  Net n(NatKind::cone);
-  n.net.send(n.inside, ep("198.51.100.1:4000"), kPing, 0, TimePoint{0});
-  ASSERT_TRUE(n.deliver(TimePoint{1000}));
-  // The contacted server gets in, another one (or another port of it) does not.
-  n.net.send(n.server, ep("203.0.113.1:4000"), kPing, 0, TimePoint{1000});
-  n.net.send(n.server2, ep("203.0.113.1:4000"), kPing, 0, TimePoint{1000});
-  auto in = n.deliver(TimePoint{2000});
-  ASSERT_TRUE(in);
-  EXPECT_EQ(in->socket, n.inside);
-  EXPECT_FALSE(n.deliver(TimePoint{2000}));
-  EXPECT_EQ(n.net.counters().filtered, 1u);
-  // 30 s idle later the entry is gone.
-  n.net.send(n.server, ep("203.0.113.1:4000"), kPing, 0, TimePoint{1000 + 31'000});
-  EXPECT_FALSE(n.deliver(TimePoint{40'000}));
-  EXPECT_EQ(n.net.counters().filtered, 2u);
-}
-
-TEST(NatSimModel, FullConeFiltersOnTheMappingOnly) {
-  Net n(NatKind::full_cone);
-  n.net.send(n.server2, ep("203.0.113.1:4000"), kPing, 0, TimePoint{0});
-  EXPECT_FALSE(n.deliver(TimePoint{1000}));  // no mapping yet
-  n.net.send(n.inside, ep("198.51.100.1:4000"), kPing, 0, TimePoint{1000});
-  ASSERT_TRUE(n.deliver(TimePoint{2000}));
-  n.net.send(n.server2, ep("203.0.113.1:4000"), kPing, 0, TimePoint{2000});
-  auto in = n.deliver(TimePoint{3000});
-  ASSERT_TRUE(in);
-  EXPECT_EQ(in->socket, n.inside);
-}
-
-TEST(NatSimModel, NoHairpinButLanWorks) {
-  Net n(NatKind::cone);
-  const SocketId other = n.net.open_socket(n.net.add_host(ep("192.168.1.11:0"), n.nat), 4000);
-  n.net.send(other, ep("198.51.100.1:4000"), kPing, 0, TimePoint{0});  // other gets a mapping
-  auto out = n.deliver(TimePoint{1000});
-  ASSERT_TRUE(out);
-  n.net.send(n.inside, out->from, kPing, 0, TimePoint{1000});  // to our own public address
-  EXPECT_FALSE(n.deliver(TimePoint{2000}));
-  EXPECT_EQ(n.net.counters().hairpin, 1u);
-  n.net.send(n.inside, ep("192.168.1.11:4000"), kPing, 0, TimePoint{2000});
-  auto lan = n.deliver(TimePoint{3000});
-  ASSERT_TRUE(lan);
-  EXPECT_EQ(lan->socket, other);
-  EXPECT_EQ(lan->from, ep("192.168.1.10:4000"));
-  EXPECT_EQ(lan->at, TimePoint{2001});
-}
-
-TEST(NatSimModel, RouterAcceptingUnsolicitedMovesTheFlowToAnotherPort) {
-  NatNetConfig cfg;
-  cfg.router_accepts_unsolicited = true;
-  NatNet net(cfg);
-  const NatId nat = net.add_nat(NatKind::cone, ep("203.0.113.1:0"));
-  const SocketId server = net.open_socket(net.add_host(ep("198.51.100.1:0")), 4000);
-  const SocketId inside = net.open_socket(net.add_host(ep("192.168.1.10:0"), nat), 4000);
-  net.send(server, ep("203.0.113.1:4000"), kPing, 0, TimePoint{0});  // arrives first, unsolicited
-  EXPECT_FALSE(net.pop_arrival(TimePoint{1000}));
-  net.send(inside, ep("198.51.100.1:4000"), kPing, 0, TimePoint{1000});
-  auto out = net.pop_arrival(TimePoint{2000});
-  ASSERT_TRUE(out);
-  EXPECT_NE(out->from.port, 4000);  // the flow had to move
-  net.send(server, ep("203.0.113.1:4000"), kPing, 0, TimePoint{2000});
-  EXPECT_FALSE(net.pop_arrival(TimePoint{3000}));  // still the router's own flow
-  net.send(server, out->from, kPing, 0, TimePoint{3000});
-  EXPECT_TRUE(net.pop_arrival(TimePoint{4000}));
-}
-
-TEST(NatSimModel, LowTtlOpensTheMappingWithoutArriving) {
-  Net n(NatKind::cone);
-  n.net.send(n.inside, ep("198.51.100.1:4000"), kPing, 3, TimePoint{0});
-  EXPECT_FALSE(n.deliver(TimePoint{1000}));
-  EXPECT_EQ(n.net.counters().ttl_expired, 1u);
-  n.net.send(n.server, ep("203.0.113.1:4000"), kPing, 0, TimePoint{1000});  // the mapping exists
-  EXPECT_TRUE(n.deliver(TimePoint{2000}));
-}
 
 namespace {
 

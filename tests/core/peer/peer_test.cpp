@@ -1,51 +1,57 @@
-// Peer: the whole connect path in one process over a virtual network: a bootstrap node (DHT,
-// rendezvous, relay), a worker that announces, a client that looks it up, connects through the
-// rendezvous, gets its session up over the relay, punches a direct path and moves there, and
-// streams bytes both ways without loss or duplication.
+// Peer: the whole connect path in one process over the emulated network (tests/support/netem.hpp):
+// a bootstrap node (DHT, rendezvous, relay), a worker that announces, a client that looks it up,
+// connects through the rendezvous, gets its session up over the relay, punches a direct path and
+// moves there, and streams bytes both ways without loss or duplication.
 #include <gtest/gtest.h>
 #include <sodium.h>
 
 #include <map>
 #include <memory>
 
-#include "core/peer/peer.hpp"
 #include "core/base/rng.hpp"
+#include "core/peer/peer.hpp"
+#include "netem.hpp"
+#include "time_edge.hpp"
 
 using namespace qmesh::core;
 using namespace qmesh::core::peer;
+namespace netem = qmesh::netem;
+namespace test = qmesh::test;
 using std::chrono::microseconds;
 using std::chrono::milliseconds;
 
 namespace {
 
+using Instant = peer::Instant;  // the Peer's time, not the emulator's (they meet in to_instant)
+
 Endpoint ep(std::uint8_t host, std::uint16_t port = 4000) { return Endpoint::v4(198, 18, 0, host, port); }
 
-// Datagrams take 1 ms; a host can drop what it receives directly (to force the relay) or
-// everything but relay traffic.
+// Every datagram takes 1 ms over the emulated internet (tests/support/netem.hpp); a host can
+// drop what it receives directly (to force the relay) or everything but relay traffic.
 struct Net {
   struct Host {
     std::unique_ptr<Peer> peer;
     Endpoint at;
+    netem::HostId host = 0;
     std::vector<PeerEvent> events;
-    std::map<std::size_t, Endpoint> extra;  // extra socket index -> its endpoint
+    std::map<std::size_t, netem::SocketId> sockets;  // the Peer's socket index -> its socket
+    netem::SocketId probe = 0;               // DHT probes leave from this send-only socket
     bool drop_direct_sessions = false;      // refuse session/probe packets not from the relay
   };
-  struct InFlight {
-    Instant at;
-    Endpoint from, to;
-    std::vector<std::uint8_t> bytes;
-  };
-  std::map<Endpoint, Host*> by_ep;
+  netem::Network wire{netem::with_delay(milliseconds(1))};
+  std::map<netem::SocketId, std::pair<Host*, std::size_t>> by_socket;  // receiving sockets
   std::vector<std::unique_ptr<Host>> hosts;
-  std::deque<InFlight> wire;
   Instant now{1'000'000};
   Rng rng{7};
-  std::uint16_t next_port = 20000;
   relay::RelayLimits relay_limits;  // of the bootstrap nodes added
 
   Host& add(std::uint8_t host, bool bootstrap) {
     auto h = std::make_unique<Host>();
     h->at = ep(host);
+    h->host = wire.add_host(h->at);
+    h->sockets[kSocketV4] = wire.bind(h->host, h->at.port);
+    h->probe = wire.bind(h->host);
+    by_socket[h->sockets[kSocketV4]] = {h.get(), kSocketV4};
     PeerConfig c;
     c.dht.ephemeral = !bootstrap;
     c.dht.report_addresses = true;
@@ -63,7 +69,6 @@ struct Net {
           for (auto& x : b) x = static_cast<std::uint8_t>(s->next_u64());
         },
         now);
-    by_ep[h->at] = h.get();
     hosts.push_back(std::move(h));
     return *hosts.back();
   }
@@ -73,18 +78,17 @@ struct Net {
       bool any = false;
       while (auto d = h.peer->next_datagram(now)) {
         any = true;
-        Endpoint from = h.at;
-        if (d->socket >= kFirstExtraSocket) from = h.extra.at(d->socket);
-        wire.push_back(InFlight{now + milliseconds(1), from, d->to, std::move(d->bytes)});
+        const netem::SocketId from = d->probe ? h.probe : h.sockets.at(d->socket);
+        wire.send(from, d->to, std::move(d->bytes), test::to_instant(now), d->ttl);
       }
       while (auto e = h.peer->next_event()) {
         any = true;
         if (auto* o = std::get_if<OpenSockets>(&*e)) {
           std::vector<std::size_t> opened;
           for (std::size_t i = 0; i < o->count; ++i) {
-            const std::size_t idx = kFirstExtraSocket + h.extra.size();
-            h.extra[idx] = Endpoint::v4(198, 18, 0, h.at.addr[3], next_port++);
-            by_ep[h.extra[idx]] = &h;
+            const std::size_t idx = kFirstExtraSocket + h.sockets.size() - 1;
+            h.sockets[idx] = wire.bind(h.host);
+            by_socket[h.sockets[idx]] = {&h, idx};
             opened.push_back(idx);
           }
           h.peer->sockets_opened(o->request, opened, now);
@@ -95,17 +99,13 @@ struct Net {
     }
   }
 
-  void deliver(const InFlight& d) {
-    auto it = by_ep.find(d.to);
-    if (it == by_ep.end()) return;
-    Host& h = *it->second;
-    std::size_t socket = kSocketV4;
-    for (const auto& [i, e] : h.extra) {
-      if (e == d.to) socket = i;
-    }
-    if (h.drop_direct_sessions && !d.bytes.empty() && (d.bytes[0] == 0x83 || d.bytes[0] == 0x84)) return;
-    h.peer->on_datagram(socket, d.from, d.bytes, now);
-    flush(h);
+  void deliver(const netem::Datagram& d) {
+    auto it = by_socket.find(d.socket);
+    if (it == by_socket.end()) return;
+    auto [h, socket] = it->second;
+    if (h->drop_direct_sessions && !d.bytes.empty() && (d.bytes[0] == 0x83 || d.bytes[0] == 0x84)) return;
+    h->peer->on_datagram(socket, d.from, d.bytes, now);
+    flush(*h);
   }
 
   // Runs until `done` or `limit` of virtual time.
@@ -115,15 +115,10 @@ struct Net {
     for (auto& h : hosts) flush(*h);
     while (now < end) {
       if (done()) return true;
-      Instant next = end;
-      if (!wire.empty()) next = std::min(next, wire.front().at);
+      Instant next = std::min(end, test::from_instant<Instant>(wire.next_deadline()));
       for (auto& h : hosts) next = std::min(next, std::max(now, h->peer->next_wakeup()));
       now = std::max(now, next);
-      while (!wire.empty() && wire.front().at <= now) {
-        auto d = std::move(wire.front());
-        wire.pop_front();
-        deliver(d);
-      }
+      while (auto d = wire.poll_deliver(test::to_instant(now))) deliver(*d);
       for (auto& h : hosts) {
         if (h->peer->next_wakeup() <= now) {
           h->peer->on_tick(now);

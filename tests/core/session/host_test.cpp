@@ -2,16 +2,22 @@
 // routing by session id, relay-wrapped paths, and roaming to the path of the newest packet.
 #include <gtest/gtest.h>
 
-#include "core/nat/relay.hpp"
 #include "core/base/rng.hpp"
+#include "core/nat/relay.hpp"
 #include "core/session/host.hpp"
+#include "netem.hpp"
+#include "time_edge.hpp"
 
 using namespace qmesh::core;
 using namespace qmesh::core::session;
+namespace netem = qmesh::netem;
+namespace test = qmesh::test;
 using std::chrono::microseconds;
 using std::chrono::milliseconds;
 
 namespace {
+
+using Instant = session::Instant;  // the host's time, not the emulator's (they meet in to_instant)
 
 const Endpoint kClient = Endpoint::v4(198, 18, 0, 1, 1000);
 const Endpoint kWorker = Endpoint::v4(198, 18, 0, 2, 2000);
@@ -41,11 +47,15 @@ SessionHost::RandomBytes rng(std::uint64_t seed) {
   };
 }
 
+// A client and a worker host on the emulated network (tests/support/netem.hpp), no delay.
 struct Pair {
   Instant now{1'000'000};
   SessionHost client;
   SessionHost worker;
   std::vector<HostEvent> cev, wev;
+  netem::Network net;
+  netem::SocketId client_socket = net.bind(net.add_host(kClient), kClient.port);
+  netem::SocketId worker_socket = net.bind(net.add_host(kWorker), kWorker.port);
   explicit Pair(HostConfig wc = {}, HostConfig cc = {})
       : client((cc.identity = key(1), cc.accept_incoming = false, cc), rng(1), Instant{1'000'000}),
         worker((wc.identity = key(2), wc), rng(2), Instant{1'000'000}) {}
@@ -53,19 +63,24 @@ struct Pair {
   // Moves every datagram from one host to the other (optionally dropping some), n rounds.
   void pump(int rounds = 20, const std::function<bool(const OutDatagram&)>& drop = {}) {
     for (int i = 0; i < rounds; ++i) {
-      bool any = false;
-      while (auto d = client.next_datagram(now)) {
-        any = true;
-        if (!drop || !drop(*d)) worker.on_datagram(0, kClient, d->bytes, now);
-      }
-      while (auto d = worker.next_datagram(now)) {
-        any = true;
-        if (!drop || !drop(*d)) client.on_datagram(0, kWorker, d->bytes, now);
-      }
+      const bool any_client = carry(client, client_socket, drop);
+      const bool any_worker = carry(worker, worker_socket, drop);
       while (auto e = client.next_event()) cev.push_back(*e);
       while (auto e = worker.next_event()) wev.push_back(*e);
-      if (!any) break;
+      if (!any_client && !any_worker) break;
     }
+  }
+  // Puts what `from` has to send on the wire (unless `drop` says no), then hands out what arrived.
+  // True if it sent any.
+  bool carry(SessionHost& from, netem::SocketId socket, const std::function<bool(const OutDatagram&)>& drop) {
+    bool any = false;
+    while (auto d = from.next_datagram(now)) {
+      any = true;
+      if (!drop || !drop(*d)) net.send(socket, d->to, std::move(d->bytes), test::to_instant(now));
+    }
+    while (auto d = net.poll_deliver(test::to_instant(now)))
+      (d->socket == worker_socket ? worker : client).on_datagram(0, d->from, d->bytes, now);
+    return any;
   }
   void advance(milliseconds d) {
     now += d;
@@ -178,7 +193,8 @@ TEST(SessionHost, ClientsRefuseHellosAndWorkersRateLimitThem) {
 }
 
 // A HELLO from `c` (a fresh initiator aimed at the worker's key 2), as bytes.
-std::vector<std::uint8_t> hello_from(std::uint8_t k, Instant now, const noise::PublicKey& to = key(2).public_key) {
+std::vector<std::uint8_t> hello_from(std::uint8_t k, session::Instant now,
+                                     const noise::PublicKey& to = key(2).public_key) {
   SessionHost c(config(k, false), rng(k), now);
   (void)c.connect(at(kWorker), to, now);
   return c.next_datagram(now)->bytes;
@@ -256,7 +272,7 @@ TEST(SessionHost, UnderLoadAnHonestClientGetsInWithACookie) {
 // A fresh initiator (key k) sends one HELLO to the worker through `relay` on channel `ch`, charged
 // to `origin`; when the worker answers with a COOKIE the initiator sends it again with mac2.
 void relayed_hello(SessionHost& worker, std::uint8_t k, const Endpoint& relay, const relay::ChannelId& ch,
-                   const Endpoint& origin, Instant now) {
+                   const Endpoint& origin, session::Instant now) {
   SessionHost c(config(k, false), rng(k), now);
   ASSERT_TRUE(c.connect(Path{relay, ch, 0}, key(2).public_key, now));
   worker.on_datagram(0, relay, c.next_datagram(now)->bytes, now, origin);

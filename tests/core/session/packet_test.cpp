@@ -1,12 +1,8 @@
-// Session packets, packet protection and the IK session handshake (session_packet, replay_window,
-// session_crypto, session_handshake).
+// Session packets, packet protection and the IK session handshake (session_packet,
+// session_crypto, session_handshake); the replay window has its own, replay_window_test.cpp.
 #include <gtest/gtest.h>
 #include <sodium.h>
 
-#include <set>
-
-#include "core/session/replay_window.hpp"
-#include "core/base/rng.hpp"
 #include "core/session/crypto.hpp"
 #include "core/session/handshake.hpp"
 #include "core/session/packet.hpp"
@@ -55,63 +51,6 @@ Pair handshake(std::uint32_t client_sid = 7, std::uint32_t worker_sid = 9) {
 }
 
 }  // namespace
-
-TEST(ReplayWindow, AcceptsEachNumberOnceInAnyOrderWithinTheWindow) {
-  ReplayWindow w;
-  Rng rng(5);
-  std::vector<std::uint64_t> pns(1500);
-  for (std::size_t i = 0; i < pns.size(); ++i) pns[i] = i;
-  for (std::size_t i = pns.size() - 1; i > 0; --i) std::swap(pns[i], pns[rng.below(i + 1)]);
-  // Shuffled order within 1500 < window: every one accepted exactly once.
-  for (auto pn : pns) EXPECT_TRUE(w.commit(pn)) << pn;
-  for (auto pn : pns) EXPECT_FALSE(w.check(pn)) << pn;
-  EXPECT_EQ(w.highest(), 1499u);
-}
-
-TEST(ReplayWindow, RefusesNumbersOlderThanTheWindowAndSurvivesJumps) {
-  ReplayWindow w;
-  EXPECT_TRUE(w.commit(10));
-  EXPECT_TRUE(w.commit(100000));  // a jump clears the whole bitmap
-  EXPECT_FALSE(w.check(10));      // far below the window now
-  EXPECT_TRUE(w.check(100000 - 100));
-  EXPECT_FALSE(w.check(100000 - ReplayWindow::kWindow));
-  EXPECT_TRUE(w.commit(100000 - 100));
-  EXPECT_FALSE(w.commit(100000 - 100));
-  // Sliding by less than the window keeps recent bits and forgets old ones.
-  EXPECT_TRUE(w.commit(100000 + 70));
-  EXPECT_FALSE(w.check(100000));
-  EXPECT_FALSE(w.check(100000 - 100));
-  EXPECT_TRUE(w.check(100000 + 69));
-  // Zero is a valid first packet number.
-  ReplayWindow z;
-  EXPECT_TRUE(z.check(0));
-  EXPECT_TRUE(z.commit(0));
-  EXPECT_FALSE(z.commit(0));
-  EXPECT_TRUE(z.commit(1));
-}
-
-TEST(ReplayWindow, MatchesASetModelUnderRandomTraffic) {
-  ReplayWindow w;
-  std::set<std::uint64_t> seen;
-  std::uint64_t highest = 0;
-  bool any = false;
-  Rng rng(11);
-  std::uint64_t base = 0;
-  for (int i = 0; i < 200000; ++i) {
-    base += rng.below(3);
-    std::uint64_t pn = base + rng.below(64);
-    if (rng.below(10) == 0 && pn > 3000) pn -= rng.below(3000);  // late or replayed
-    bool fresh = !seen.count(pn);
-    bool in_window = !any || pn > highest || highest - pn < ReplayWindow::kWindow - 64;
-    bool expect = fresh && in_window;
-    ASSERT_EQ(w.commit(pn), expect) << "pn " << pn << " highest " << highest;
-    if (expect) {
-      seen.insert(pn);
-      if (!any || pn > highest) highest = pn;
-      any = true;
-    }
-  }
-}
 
 TEST(SessionPacket, CodecRoundTripsAndRejectsMalformed) {
   std::vector<std::uint8_t> noise(kHelloNoiseOverhead + 10, 0xab);

@@ -1,8 +1,11 @@
-// The stream connection over a simulated link: delivery (every byte once, in order) under loss,
-// reordering and duplication; resets; flow control; timers; path changes; rule violations.
+// The stream connection over an emulated link (tests/support/netem.hpp): delivery (every byte
+// once, in order) under loss, reordering and duplication; resets; flow control; timers; path
+// changes; rule violations.
 #include <gtest/gtest.h>
 
 #include "link_sim.hpp"
+#include "netem.hpp"
+#include "time_edge.hpp"
 
 using namespace qmesh::test;
 using namespace qmesh::core::stream;
@@ -44,12 +47,12 @@ TEST_P(Transfer, EveryByteArrivesOnceInOrderOnEveryStream) {
   const auto [loss, per_stream] = GetParam();
   LinkSim sim(cfg(), cfg(), 42, sizes(per_stream, per_stream / 2));
   for (int i = 0; i < 2; ++i) {
-    sim.link[i].delay = milliseconds(20);
-    sim.link[i].jitter = microseconds(300);  // reorders packets sent close together
-    sim.link[i].reorder = 0.01;              // and 1% arrive 3 ms late
-    sim.link[i].loss = loss;
-    sim.link[i].dup = 0.01;
-    sim.link[i].bytes_per_us = 25;  // 25 MB/s with a 256 KiB drop-tail queue: congestion loss too
+    sim.link(i).delay = milliseconds(20);
+    sim.link(i).jitter = microseconds(300);  // reorders packets sent close together
+    sim.link(i).reorder = 0.01;              // and 1% arrive 3 ms late
+    sim.link(i).loss = loss;
+    sim.link(i).duplicate = 0.01;
+    sim.link(i).rate = 25e6;  // 25 MB/s with a 256 KiB drop-tail queue: congestion loss too
   }
   for (int k = 0; k < 3; ++k) {
     sim.open(0);
@@ -85,8 +88,8 @@ INSTANTIATE_TEST_SUITE_P(Loss, Transfer,
 TEST(Connection, ResetOfOneStreamLeavesTheOthersIntact) {
   LinkSim sim(cfg(), cfg(), 7, sizes(300'000, 1000));
   for (int i = 0; i < 2; ++i) {
-    sim.link[i].delay = milliseconds(10);
-    sim.link[i].loss = 0.02;
+    sim.link(i).delay = milliseconds(10);
+    sim.link(i).loss = 0.02;
   }
   std::vector<StreamId> ids;
   for (int k = 0; k < 4; ++k) ids.push_back(sim.open(0));
@@ -151,7 +154,7 @@ TEST(Connection, IdleTimeoutFiresWhenTheLinkDies) {
   sim.open(0);
   ASSERT_TRUE(sim.run([&] { return sim.all_finished(); }, std::chrono::seconds(10)));
   const Instant died = sim.now;
-  sim.link[0].up = sim.link[1].up = false;
+  sim.link(0).up = sim.link(1).up = false;
   sim.run([&] { return !sim.app(0).closed.empty() && !sim.app(1).closed.empty(); }, std::chrono::seconds(60));
   for (int s = 0; s < 2; ++s) {
     ASSERT_EQ(sim.app(s).closed.size(), 1u);
@@ -185,7 +188,7 @@ TEST(Connection, RtoBacksOffExponentiallyWhileNothingComesBack) {
   ConnectionConfig c = cfg();
   c.max_rto = std::chrono::milliseconds(10000);
   LinkSim sim(c, c, 1, sizes(50'000, 0));
-  sim.link[0].delay = sim.link[1].delay = milliseconds(50);
+  sim.link(0).delay = sim.link(1).delay = milliseconds(50);
   sim.run_for(std::chrono::seconds(1));  // handshake-ish exchange: an RTT sample
   std::vector<Instant> sends;
   sim.tap = [&](int from, const OutPacket& p) {
@@ -218,17 +221,17 @@ TEST(Connection, RtoBacksOffExponentiallyWhileNothingComesBack) {
 TEST(Connection, TransferSurvivesABlackout) {
   LinkSim sim(cfg(), cfg(), 11, sizes(1'000'000, 200'000));
   for (int i = 0; i < 2; ++i) {
-    sim.link[i].delay = milliseconds(15);
-    sim.link[i].bytes_per_us = 10;
+    sim.link(i).delay = milliseconds(15);
+    sim.link(i).rate = 10e6;
   }
   sim.open(0);
   sim.open(1);
   sim.run([&] { return sim.app(1).bytes_read > 300'000; }, std::chrono::seconds(30));
-  sim.link[0].up = sim.link[1].up = false;
+  sim.link(0).up = sim.link(1).up = false;
   sim.run_for(std::chrono::seconds(8));
   EXPECT_GE(sim.conn(0).stats().rto_expiries, 2u);
   EXPECT_LT(sim.app(1).bytes_read, 1'200'000u);
-  sim.link[0].up = sim.link[1].up = true;
+  sim.link(0).up = sim.link(1).up = true;
   ASSERT_TRUE(sim.run([&] { return sim.all_finished(); }, std::chrono::seconds(60)));
   expect_clean_finish(sim);
 }
@@ -236,8 +239,8 @@ TEST(Connection, TransferSurvivesABlackout) {
 TEST(Connection, PathChangeMidTransferLosesAndDuplicatesNothing) {
   LinkSim sim(cfg(), cfg(), 5, sizes(1'500'000, 300'000));
   for (int i = 0; i < 2; ++i) {
-    sim.link[i].delay = milliseconds(80);  // relayed
-    sim.link[i].bytes_per_us = 5;
+    sim.link(i).delay = milliseconds(80);  // relayed
+    sim.link(i).rate = 5e6;
   }
   sim.open(0);
   sim.open(1);
@@ -246,8 +249,8 @@ TEST(Connection, PathChangeMidTransferLosesAndDuplicatesNothing) {
   // Switch to the direct path: what was on the relay is gone; the new path is faster.
   sim.drop_in_flight();
   for (int i = 0; i < 2; ++i) {
-    sim.link[i].delay = milliseconds(5);
-    sim.link[i].bytes_per_us = 20;
+    sim.link(i).delay = milliseconds(5);
+    sim.link(i).rate = 20e6;
     sim.conn(i).on_path_changed(sim.now);
   }
   EXPECT_EQ(sim.conn(0).stats().bytes_in_flight, 0u);
@@ -440,8 +443,8 @@ TEST(Connection, PacerSpreadsAWindowInsteadOfBursting) {
 
 namespace {
 
-// Two connections on a lossless link with no delay: moves packets both ways until both are quiet.
-// Counts the STOP_SENDING frames side 1 sends.
+// Two connections on an emulated link with no delay and no loss: moves packets both ways until
+// both are quiet. Counts the STOP_SENDING frames side 1 sends.
 struct Pair {
   Connection c0{ConnectionConfig{}, Instant{0}};
   Connection c1{[] {
@@ -452,25 +455,33 @@ struct Pair {
                 Instant{0}};
   Instant now{1000};
   std::uint64_t stops_sent = 0;
-  std::uint64_t pn[2] = {0, 0};
+  qmesh::netem::Network net;
+  qmesh::netem::SocketId s0 = net.bind(net.add_host(qmesh::core::Endpoint::v4(10, 0, 0, 1, 0)), 1);
+  qmesh::netem::SocketId s1 = net.bind(net.add_host(qmesh::core::Endpoint::v4(10, 0, 0, 2, 0)), 1);
+
+  // Puts what `from` has to send on the wire, then hands out what arrived. True if it sent any.
+  bool carry(Connection& from, qmesh::netem::SocketId sock, qmesh::netem::SocketId to) {
+    bool any = false;
+    while (auto p = from.next_packet(now)) {
+      if (&from == &c1) {
+        const auto frames = decode_frames(p->payload);
+        for (const auto& f : *frames) stops_sent += std::holds_alternative<StopSending>(f);
+      }
+      net.send(sock, net.local_endpoint(to), std::move(p->payload), to_instant(now), 0, p->pn);
+      any = true;
+    }
+    while (auto d = net.poll_deliver(to_instant(now))) (d->socket == s1 ? c1 : c0).on_packet(d->tag, d->bytes, now);
+    return any;
+  }
 
   void shuttle() {
     for (int round = 0; round < 1000; ++round) {
-      bool any = false;
-      while (auto p = c0.next_packet(now)) {
-        c1.on_packet(p->pn, p->payload, now);
-        any = true;
-      }
-      while (auto p = c1.next_packet(now)) {
-        const auto frames = decode_frames(p->payload);
-        for (const auto& f : *frames) stops_sent += std::holds_alternative<StopSending>(f);
-        c0.on_packet(p->pn, p->payload, now);
-        any = true;
-      }
+      const bool sent0 = carry(c0, s0, s1);
+      const bool sent1 = carry(c1, s1, s0);
       now += microseconds(30000);  // past the ACK delay: delayed ACKs go out too
       c0.on_tick(now);
       c1.on_tick(now);
-      if (!any && round > 4) return;
+      if (!sent0 && !sent1 && round > 4) return;
     }
   }
   static std::vector<Event> events(Connection& c) {

@@ -1,7 +1,7 @@
-// A deterministic simulated link between two stream Connections, for tests and the benchmark:
-// a virtual clock in microseconds, per-direction delay + jitter (which reorders), random loss,
-// duplication, a bandwidth limit with a drop-tail queue, and a switch to take a direction down.
-// Apps on each side open streams, write a pattern and check every byte they read against it.
+// Two stream Connections over the network emulator (tests/support/netem.hpp): one emulated link
+// per direction (delay, jitter, loss, reordering, duplication, a bandwidth limit with a drop-tail
+// queue, a switch to take it down) on a virtual clock in microseconds. Apps on each side open
+// streams, write a pattern and check every byte they read against it.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -11,13 +11,13 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <queue>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "core/stream/connection.hpp"
-#include "core/base/rng.hpp"
+#include "netem.hpp"
+#include "time_edge.hpp"
 
 namespace qmesh::test {
 
@@ -30,18 +30,6 @@ inline std::uint8_t pattern_byte(StreamId id, int dir, std::uint64_t off) {
   std::uint64_t x = (off >> 4) * 0x9E3779B97F4A7C15ULL ^ ((id << 1) | static_cast<std::uint64_t>(dir)) * 0xC2B2AE3D27D4EB4FULL;
   return static_cast<std::uint8_t>((x >> 56) + off);
 }
-
-struct LinkParams {
-  microseconds delay{10000};
-  microseconds jitter{0};     // uniform extra delay in [0, jitter): reorders packets
-  double loss = 0;            // probability a packet is dropped
-  double dup = 0;             // probability a packet arrives twice
-  double reorder = 0;         // probability a packet is held back by reorder_delay
-  microseconds reorder_delay{3000};
-  double bytes_per_us = 0;    // bandwidth; 0: unlimited
-  std::size_t queue_bytes = 256 * 1024;  // drop-tail bound on what waits for the bandwidth
-  bool up = true;             // false: everything is dropped (blackout)
-};
 
 struct StreamCheck {
   std::uint64_t expected_in = 0, got = 0;
@@ -67,7 +55,9 @@ class LinkSim {
   using SizeFn = std::function<std::uint64_t(StreamId, int)>;
 
   LinkSim(ConnectionConfig a, ConnectionConfig b, std::uint64_t seed, SizeFn sizes)
-      : rng_(seed), sizes_(std::move(sizes)) {
+      : net_(netem::with_delay(milliseconds(10), seed)), sizes_(std::move(sizes)) {
+    for (int i = 0; i < 2; ++i)
+      socket_[i] = net_.bind(net_.add_host(core::Endpoint::v4(10, 0, 0, static_cast<std::uint8_t>(i + 1), 0)), 1);
     a.initiator = true;
     b.initiator = false;
     conn_[0] = std::make_unique<Connection>(a, now);
@@ -78,7 +68,8 @@ class LinkSim {
 
   Connection& conn(int i) { return *conn_[i]; }
   SideApp& app(int i) { return app_[i]; }
-  LinkParams link[2];  // link[i]: from side i to side 1 - i
+  // From side i to side 1 - i: change it at any time (later packets only).
+  netem::LinkConfig& link(int i) { return net_.link(endpoint(i), endpoint(1 - i)); }
   Instant now{0};
   std::uint64_t delivered[2] = {0, 0}, dropped[2] = {0, 0};
   // Optional hook: sees each packet leaving side i; return false to drop it.
@@ -105,8 +96,8 @@ class LinkSim {
     while (!done()) {
       flush();
       if (done()) return true;
-      Instant t = std::min(conn(0).next_wakeup(), conn(1).next_wakeup());
-      if (!q_.empty()) t = std::min(t, q_.top().at);
+      const Instant arrival = test::from_instant<Instant>(net_.next_deadline());
+      Instant t = std::min({conn(0).next_wakeup(), conn(1).next_wakeup(), arrival});
       if (t > end) {
         now = end;
         return done();
@@ -121,12 +112,11 @@ class LinkSim {
         same_time = 0;
         last = now;
       }
-      while (!q_.empty() && q_.top().at <= now) {
-        Pkt p = q_.top();
-        q_.pop();
-        ++delivered[1 - p.to];
-        conn(p.to).on_packet(p.pn, p.payload, now);
-        handle_events(p.to);
+      while (auto d = net_.poll_deliver(test::to_instant(now))) {
+        const int to = d->socket == socket_[0] ? 0 : 1;
+        ++delivered[1 - to];
+        conn(to).on_packet(d->tag, d->bytes, now);  // the packet number rides as the tag
+        handle_events(to);
       }
       for (int i = 0; i < 2; ++i) {
         if (conn(i).next_wakeup() <= now) {
@@ -235,59 +225,23 @@ class LinkSim {
   }
 
   void send(int from, OutPacket p) {
-    if (tap && !tap(from, p)) {
+    if ((tap && !tap(from, p)) ||
+        !net_.send(socket_[from], endpoint(1 - from), std::move(p.payload), test::to_instant(now), 0, p.pn))
       ++dropped[from];
-      return;
-    }
-    const LinkParams& l = link[from];
-    if (!l.up || (l.loss > 0 && rng_.uniform() < l.loss)) {
-      ++dropped[from];
-      return;
-    }
-    Instant depart = now;
-    if (l.bytes_per_us > 0) {
-      Instant& free_at = free_at_[from];
-      if (free_at < now) free_at = now;
-      const double backlog = static_cast<double>((free_at - now).count()) * l.bytes_per_us;
-      if (backlog > static_cast<double>(l.queue_bytes)) {
-        ++dropped[from];
-        return;
-      }
-      free_at += microseconds{static_cast<std::int64_t>(static_cast<double>(p.payload.size() + 28) / l.bytes_per_us) + 1};
-      depart = free_at;
-    }
-    auto at = depart + l.delay;
-    if (l.jitter.count() > 0) at += microseconds{static_cast<std::int64_t>(rng_.below(static_cast<std::uint64_t>(l.jitter.count())))};
-    if (l.reorder > 0 && rng_.uniform() < l.reorder) at += l.reorder_delay;
-    if (l.dup > 0 && rng_.uniform() < l.dup) {
-      q_.push(Pkt{at + microseconds{static_cast<std::int64_t>(rng_.below(5000))}, seq_++, 1 - from, p.pn, p.payload});
-    }
-    q_.push(Pkt{at, seq_++, 1 - from, p.pn, std::move(p.payload)});
   }
 
   // Drops every packet still on the wire (a path that vanished).
-  void drop_in_flight() {
-    while (!q_.empty()) q_.pop();
-  }
-  std::size_t in_flight() const { return q_.size(); }
+  void drop_in_flight() { net_.drop_in_flight(); }
+  std::size_t in_flight() const { return net_.in_flight(); }
 
  private:
-  struct Pkt {
-    Instant at;
-    std::uint64_t seq;
-    int to;
-    std::uint64_t pn;
-    std::vector<std::uint8_t> payload;
-    bool operator>(const Pkt& o) const { return at != o.at ? at > o.at : seq > o.seq; }
-  };
+  core::Endpoint endpoint(int side) const { return net_.local_endpoint(socket_[side]); }
 
-  qmesh::core::Rng rng_;
+  netem::Network net_;
+  netem::SocketId socket_[2] = {0, 0};
   SizeFn sizes_;
   std::unique_ptr<Connection> conn_[2];
   SideApp app_[2];
-  std::priority_queue<Pkt, std::vector<Pkt>, std::greater<Pkt>> q_;
-  std::uint64_t seq_ = 0;
-  Instant free_at_[2] = {Instant{0}, Instant{0}};
 };
 
 }  // namespace qmesh::test

@@ -1,7 +1,7 @@
-// RTT estimation (RFC 6298) and congestion control (NewReno, pacer) of the stream connection.
+// RttEstimator: RFC 6298 on hand-computed sequences, the clamps, backoff and its end, the ACK
+// delay rule (RFC 9002 §5.3), the minimum RTT, and forgetting a path.
 #include <gtest/gtest.h>
 
-#include "core/stream/congestion.hpp"
 #include "core/stream/rtt_estimator.hpp"
 
 using namespace qmesh::core::stream;
@@ -69,62 +69,41 @@ TEST(RttEstimator, ResetForgetsThePath) {
   EXPECT_EQ(r.rto(), milliseconds(300));
 }
 
-TEST(NewReno, SlowStartThenOneReductionPerEpisodeThenLinearGrowth) {
-  const std::size_t mss = 1000;
-  NewReno cc(mss, 10);
-  EXPECT_EQ(cc.cwnd(), 10'000u);
-  Instant t{0};
-  cc.on_ack(5000, t, true);
-  EXPECT_EQ(cc.cwnd(), 15'000u);  // slow start: + acknowledged bytes
-  cc.on_ack(5000, t, false);
-  EXPECT_EQ(cc.cwnd(), 15'000u);  // not window-limited: no growth
-  // Loss at t=100 of a packet sent at 50: halve once.
-  EXPECT_TRUE(cc.on_loss(Instant{50}, Instant{100}));
-  EXPECT_EQ(cc.cwnd(), 7'500u);
-  EXPECT_EQ(cc.ssthresh(), 7'500u);
-  // More losses of packets sent before the reduction belong to the same episode.
-  EXPECT_FALSE(cc.on_loss(Instant{90}, Instant{120}));
-  EXPECT_EQ(cc.cwnd(), 7'500u);
-  // ACKs of packets sent before the reduction do not grow the window.
-  cc.on_ack(5000, Instant{99}, true);
-  EXPECT_EQ(cc.cwnd(), 7'500u);
-  // Congestion avoidance: one MSS per window of acknowledged bytes.
-  cc.on_ack(7'000, Instant{200}, true);
-  EXPECT_EQ(cc.cwnd(), 7'500u);
-  cc.on_ack(500, Instant{200}, true);
-  EXPECT_EQ(cc.cwnd(), 8'500u);
-  // A loss of a packet sent after the reduction is a new episode.
-  EXPECT_TRUE(cc.on_loss(Instant{300}, Instant{400}));
-  EXPECT_EQ(cc.cwnd(), 4'250u);
-  cc.undo();  // every loss of it was spurious
-  EXPECT_EQ(cc.cwnd(), 8'500u);
-  cc.on_persistent_congestion(Instant{500});
-  EXPECT_EQ(cc.cwnd(), cc.min_window());
-  EXPECT_EQ(cc.min_window(), 2u * mss);
+TEST(RttEstimator, TracksTheMinimumOverAllSamples) {
+  RttEstimator r(milliseconds(100), milliseconds(1), milliseconds(60000));
+  EXPECT_EQ(r.min_rtt(), Duration::max());  // none yet
+  r.on_sample(milliseconds(80));
+  r.on_sample(milliseconds(40));
+  r.on_sample(milliseconds(120));
+  EXPECT_EQ(r.min_rtt(), milliseconds(40));
+  EXPECT_EQ(r.latest_rtt(), milliseconds(120));
+  r.on_sample(Duration{0});  // a zero sample counts as the smallest measurable one
+  EXPECT_EQ(r.min_rtt(), Duration{1});
 }
 
-TEST(Pacer, BurstThenTokensAtGainTimesCwndOverSrtt) {
-  const std::size_t mss = 1000;
-  Pacer p(mss, 10);
-  p.reset(Instant{0});
-  const std::uint64_t cwnd = 100'000;        // 100 KB per 100 ms RTT: 1.25 MB/s paced
-  const Duration srtt = milliseconds(100);
-  int sent = 0;
-  while (p.next_send_time(Instant{0}, cwnd, srtt) <= Instant{0}) {
-    p.on_sent(mss);
-    ++sent;
+TEST(RttEstimator, BackoffDoublesFromTheBaseAndANewAckEndsIt) {
+  RttEstimator r(milliseconds(100), milliseconds(200), milliseconds(60000));
+  r.on_sample(milliseconds(100));  // RTO 300 ms
+  const Duration base = r.base_rto();
+  EXPECT_EQ(base, milliseconds(300));
+  for (unsigned i = 1; i <= 5; ++i) {
+    r.backoff();
+    EXPECT_EQ(r.backoff_count(), i);
+    EXPECT_EQ(r.rto(), base * (1 << i));
+    EXPECT_EQ(r.base_rto(), base);  // the estimate itself is untouched
   }
-  EXPECT_EQ(sent, 10);
-  // The next packet needs 1000 bytes at 1.25 bytes/us: 800 us.
-  EXPECT_EQ(p.next_send_time(Instant{0}, cwnd, srtt), Instant{800});
-  EXPECT_EQ(p.next_send_time(Instant{800}, cwnd, srtt), Instant{800});
-  // Over a long run the rate holds: ~1250 packets in one second.
-  sent = 0;
-  for (Instant t{800}; t < Instant{1'000'800}; t = std::max(t + Duration{1}, p.next_send_time(t, cwnd, srtt))) {
-    if (p.next_send_time(t, cwnd, srtt) <= t) {
-      p.on_sent(mss);
-      ++sent;
-    }
-  }
-  EXPECT_NEAR(sent, 1250, 15);
+  r.reset_backoff();
+  EXPECT_EQ(r.backoff_count(), 0u);
+  EXPECT_EQ(r.rto(), base);
+  // Many expiries in a row never overflow: the RTO stays at max_rto.
+  for (int i = 0; i < 100; ++i) r.backoff();
+  EXPECT_EQ(r.rto(), milliseconds(60000));
+}
+
+TEST(RttEstimator, ASteadyPathKeepsTheClockGranularityInTheRto) {
+  RttEstimator r(milliseconds(100), Duration{1}, milliseconds(60000));
+  for (int i = 0; i < 100; ++i) r.on_sample(Duration{5000});
+  EXPECT_EQ(r.srtt(), Duration{5000});
+  EXPECT_LT(4 * r.rttvar(), RttEstimator::kGranularity);
+  EXPECT_EQ(r.rto(), Duration{5000} + RttEstimator::kGranularity);
 }
