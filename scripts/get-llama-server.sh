@@ -38,13 +38,31 @@ mkdir -p "$CACHE"
 exec 9>"$CACHE/.get-llama-server.lock"
 flock 9 2>/dev/null || true
 
+# npm could not fetch the package (a proxy, a certificate, no network): npm's own error, without
+# its stack trace, and where to look.
+npm_failed() {
+  local tmp="$1" registry cafile proxy
+  log "npm could not fetch node-llama-cpp@$NLC_VERSION:"
+  grep -v -E '^npm (error|ERR!)( {2,}.*| \}|)$|A complete log of this run' "$tmp/npm.err" | head -n 8 | sed 's/^/  /' >&2 || true
+  registry="$(npm config get registry 2>/dev/null || echo '?')"
+  cafile="$(npm config get cafile 2>/dev/null || echo '?')"
+  proxy="$(npm config get https-proxy 2>/dev/null || echo '?')"
+  log "check the registry:     npm config get registry    -> $registry"
+  log "check the proxy:        npm config get https-proxy -> $proxy; HTTPS_PROXY=${HTTPS_PROXY:-${https_proxy:-unset}}"
+  log "check the certificates: npm config get cafile      -> $cafile; NODE_EXTRA_CA_CERTS=${NODE_EXTRA_CA_CERTS:-unset}"
+  rm -rf "$tmp"
+  exit 1
+}
+
 # The source is needed in either case: the vocabulary GGUFs that `qmesh-cli model synth` uses come from it.
 fetch_source() {
   if [ -d "$SRC/.git" ] && [ "$(git -C "$SRC" rev-parse HEAD)" = "$LLAMA_COMMIT" ]; then return 0; fi
   command -v npm >/dev/null || { log "npm is needed to fetch the llama.cpp source (apt-get install npm)"; exit 1; }
   local tmp; tmp="$(mktemp -d)"
   log "fetching llama.cpp source (node-llama-cpp@$NLC_VERSION from the npm registry)"
-  (cd "$tmp" && npm pack --silent "node-llama-cpp@$NLC_VERSION" >/dev/null)
+  if ! (cd "$tmp" && npm pack --loglevel=error "node-llama-cpp@$NLC_VERSION" >/dev/null 2>"$tmp/npm.err"); then
+    npm_failed "$tmp"
+  fi
   tar -xzf "$tmp/node-llama-cpp-$NLC_VERSION.tgz" -C "$tmp" package/llama/gitRelease.bundle
   local head; head="$(git bundle list-heads "$tmp/package/llama/gitRelease.bundle" | awk '$2=="HEAD"{print $1}')"
   if [ "$head" != "$LLAMA_COMMIT" ]; then

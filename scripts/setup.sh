@@ -15,8 +15,41 @@ for a in "$@"; do
   esac
 done
 
+# apt-get that waits while another apt/dpkg holds its lock (unattended-upgrades on a fresh machine,
+# apt in another terminal) instead of failing at once: DPkg::Lock::Timeout makes `install` wait for
+# the dpkg lock; `update`'s lock on the package lists has no such option, so it is retried here.
+# Gives up after $QMESH_APT_LOCK_WAIT seconds (default 1800). apt's messages in English, so that
+# a lock can be told from other failures.
+apt_get() {
+  local err start=$SECONDS said="" held timeout=0
+  err="$(mktemp)"
+  while :; do
+    if LC_ALL=C.UTF-8 apt-get -o DPkg::Lock::Timeout="$timeout" "$@" >/dev/null 2>"$err"; then
+      cat "$err" >&2; rm -f "$err"; return 0
+    fi
+    if ! grep -q -E 'Could not get lock|Unable to acquire the dpkg frontend lock|Unable to lock' "$err"; then
+      cat "$err" >&2; rm -f "$err"
+      echo "setup.sh: apt-get $1 failed" >&2
+      exit 1
+    fi
+    held="$(grep -o -m1 'held by process [0-9]* ([^)]*)' "$err" || true)"
+    if [ -z "$said" ]; then
+      echo "setup.sh: waiting for another apt/dpkg to finish${held:+ (lock $held)}..." >&2
+      said=1
+    fi
+    if [ $((SECONDS - start)) -ge "${QMESH_APT_LOCK_WAIT:-1800}" ]; then
+      rm -f "$err"
+      echo "setup.sh: gave up after $((SECONDS - start)) s waiting for another apt/dpkg${held:+ (lock $held)}; run setup.sh again when it is done" >&2
+      exit 1
+    fi
+    timeout=10
+    sleep 1
+  done
+}
+
 pkgs=(build-essential cmake pkg-config git ca-certificates curl util-linux procps
-      jq libuv1-dev nlohmann-json3-dev libcpp-httplib-dev libsodium-dev libspdlog-dev libcli11-dev libgtest-dev)
+      jq libuv1-dev nlohmann-json3-dev libcpp-httplib-dev libsodium-dev libspdlog-dev libcli11-dev libgtest-dev
+      debootstrap systemd-container zstd)  # the last three: the .deb test (tests/pkg)
 command -v npm >/dev/null || pkgs+=(npm)
 missing=()
 for p in "${pkgs[@]}"; do
@@ -28,8 +61,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     exit 1
   fi
   echo "setup.sh: installing ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  apt_get update -qq
+  DEBIAN_FRONTEND=noninteractive apt_get install -y -qq "${missing[@]}"
 fi
 
 "$root/scripts/get-llama-server.sh" >/dev/null

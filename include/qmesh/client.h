@@ -83,7 +83,8 @@ typedef struct qmesh_options qmesh_options;
 qmesh_options* qmesh_options_new(void);
 void qmesh_options_free(qmesh_options* options); /* NULL is fine */
 
-/* "HOST:PORT" of a DHT node; call again to add more. */
+/* "HOST:PORT" of a DHT node (HOST: an IPv4 address, [IPv6] or a DNS name, resolved by
+ * qmesh_client_new); call again to add more. */
 qmesh_status qmesh_options_add_bootstrap(qmesh_options* options, const char* host_port);
 qmesh_status qmesh_options_set_topic(qmesh_options* options, const char* topic);
 /* Key file of a long-term identity (created if missing); NULL or "": a fresh key per client. */

@@ -38,7 +38,8 @@ class Error : public std::runtime_error {
 };
 
 struct ClientOptions {
-  // DHT nodes ("HOST:PORT"). Empty: the "bootstrap" list of the config file
+  // DHT nodes ("HOST:PORT"; HOST an IPv4 address, [IPv6] or a DNS name, resolved once when the
+  // Client is made). Empty: the "bootstrap" list of the config file
   // (~/.config/qmesh/config.json), then nodes found on the LAN.
   std::vector<std::string> bootstrap;
   std::string topic = "qmesh-inference";
@@ -135,7 +136,9 @@ class Client {
   std::vector<WorkerInfo> workers();
   // Blocks until the answer is complete; on_token gets each piece as it arrives.
   AskResult ask(const AskOptions& options, const TokenCallback& on_token = {});
-  // Starts an ask on a background thread.
+  // Starts an ask on one of the client's background threads: up to 32 run at once, more wait for
+  // one (first come first served; the ask's timeout starts when it runs); beyond 1024 in flight
+  // the stream ends at once with Error("busy").
   AskStream stream(const AskOptions& options);
   // This client's public key (hex).
   std::string id() const;

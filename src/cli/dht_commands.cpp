@@ -21,6 +21,7 @@
 #include "net/bootstrap_node.hpp"
 #include "net/dht_service.hpp"
 #include "net/peer_service.hpp"
+#include "net/resolve.hpp"
 
 namespace qmesh::cli {
 namespace {
@@ -38,6 +39,13 @@ std::vector<core::Endpoint> parse_endpoints(const std::vector<std::string>& text
   std::vector<core::Endpoint> out;
   for (const auto& t : texts) out.push_back(parse_endpoint(t, what));
   return out;
+}
+
+// --bootstrap: addresses or host names, resolved here, before the loop thread starts.
+std::vector<core::Endpoint> resolve_seeds(const std::vector<std::string>& texts) {
+  auto r = net::resolve_host_ports(texts);
+  if (!r) throw CommandError("--bootstrap " + r.error().message, r.error().kind == "config" ? 2 : 1);
+  return *r;
 }
 
 void setup_logging(const std::string& level) {
@@ -107,7 +115,7 @@ struct BootstrapOpts {
 void run_bootstrap(const BootstrapOpts& o) {
   setup_logging(o.log_level);
   const auto listen = parse_endpoints(o.listen, "--listen");
-  const auto seeds = parse_endpoints(o.bootstrap, "--bootstrap");
+  const auto seeds = resolve_seeds(o.bootstrap);
   DhtWaiter w;
   net::BootstrapNodeOptions bo;
   bo.listen = listen;
@@ -158,7 +166,7 @@ struct AnnounceOpts {
 
 void run_announce(const AnnounceOpts& o) {
   setup_logging(o.log_level);
-  const auto seeds = parse_endpoints(o.bootstrap, "--bootstrap");
+  const auto seeds = resolve_seeds(o.bootstrap);
   if (!nlohmann::json::accept(o.payload)) throw CommandError("--payload is not valid JSON", 2);
   if (o.payload.size() > dht::kMaxPayload)
     throw CommandError("--payload is " + std::to_string(o.payload.size()) + " bytes; the limit is " +
@@ -205,7 +213,7 @@ struct LookupOpts {
 
 void run_lookup(const LookupOpts& o) {
   setup_logging(o.log_level);
-  const auto seeds = parse_endpoints(o.bootstrap, "--bootstrap");
+  const auto seeds = resolve_seeds(o.bootstrap);
   const auto topic = dht::topic_from_name(o.topic);
   DhtWaiter w;
   auto svc = start_client(seeds, w);
@@ -255,7 +263,7 @@ void add_dht_commands(CLI::App& app) {
   auto bo = std::make_shared<BootstrapOpts>();
   auto* b = dht_cmd->add_subcommand("bootstrap", "Run a long-lived DHT node (the first needs no --bootstrap)");
   b->add_option("--listen", bo->listen, "HOST:PORT to listen on (once per address family)")->required();
-  b->add_option("--bootstrap", bo->bootstrap, "HOST:PORT of a node already in the network");
+  b->add_option("--bootstrap", bo->bootstrap, "HOST:PORT of a node already in the network (HOST: an address or a name)");
   b->add_option("--log-level", bo->log_level, "trace, debug (peers joining), info, warn, error");
   b->add_flag("--no-lan", bo->no_lan, "do not announce this node by LAN multicast");
   b->callback([bo] { run_bootstrap(*bo); });
@@ -263,7 +271,7 @@ void add_dht_commands(CLI::App& app) {
   auto ao = std::make_shared<AnnounceOpts>();
   auto* a = dht_cmd->add_subcommand("announce", "Announce a signed record under TOPIC until stopped");
   a->add_option("topic", ao->topic, "topic name (any string)")->required();
-  a->add_option("--bootstrap", ao->bootstrap, "HOST:PORT of a DHT node")->required();
+  a->add_option("--bootstrap", ao->bootstrap, "HOST:PORT of a DHT node (HOST: an address or a name)")->required();
   a->add_option("--payload", ao->payload, "JSON payload of the record");
   a->add_option("--ttl", ao->ttl_s, "seconds the record lives without a refresh (refreshed every ttl/3)")
       ->check(CLI::Range(2, 600));
@@ -273,7 +281,7 @@ void add_dht_commands(CLI::App& app) {
   auto lo = std::make_shared<LookupOpts>();
   auto* l = dht_cmd->add_subcommand("lookup", "Print the live records under TOPIC");
   l->add_option("topic", lo->topic, "topic name (any string)")->required();
-  l->add_option("--bootstrap", lo->bootstrap, "HOST:PORT of a DHT node")->required();
+  l->add_option("--bootstrap", lo->bootstrap, "HOST:PORT of a DHT node (HOST: an address or a name)")->required();
   l->add_flag("--json", lo->json, "print {\"records\": [...]}");
   l->add_option("--log-level", lo->log_level, "log level on stderr");
   l->callback([lo] { run_lookup(*lo); });

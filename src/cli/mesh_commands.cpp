@@ -59,7 +59,7 @@ struct CommonOpts {
 };
 
 void add_common(CLI::App* c, CommonOpts& o) {
-  c->add_option("--bootstrap", o.bootstrap, "HOST:PORT of a DHT node (repeat for several; default: the config file's list)");
+  c->add_option("--bootstrap", o.bootstrap, "HOST:PORT of a DHT node, HOST an address or a name (repeat for several; default: the config file's list)");
   c->add_option("--topic", o.topic, "topic the workers announce under");
   c->add_option("--listen", o.listen, "HOST[:PORT] of the UDP socket (default: any address, any port)");
   c->add_flag("--no-punch", o.no_punch, "stay on the relay (no hole punching)");

@@ -6,6 +6,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <map>
@@ -17,6 +18,7 @@
 #include "core/base/hex.hpp"
 #include "core/stream/event.hpp"
 #include "net/peer_service.hpp"
+#include "net/resolve.hpp"
 
 namespace qmesh::cli {
 namespace {
@@ -56,15 +58,32 @@ struct NodeOpts {
   std::string log_level = "warn";
 };
 
-net::PeerServiceOptions client_options(const NodeOpts& o, const core::Endpoint& seed) {
+// --bootstrap: an address or a host name (all its addresses), resolved before the loop thread starts.
+std::vector<core::Endpoint> resolve_seeds(const std::string& text) {
+  auto r = net::resolve_host_port(text);
+  if (!r) throw CommandError("--bootstrap " + r.error().message, r.error().kind == "config" ? 2 : 1);
+  return *r;
+}
+
+// The family the command reports on (its address, its NAT type): --listen's, else IPv4 when a
+// seed has it.
+std::uint8_t main_family(const NodeOpts& o, const std::vector<core::Endpoint>& seeds) {
+  if (!o.listen.empty()) return o.listen.front() == '[' ? 6 : 4;
+  return std::any_of(seeds.begin(), seeds.end(), [](const core::Endpoint& e) { return e.family == 4; }) ? 4 : 6;
+}
+
+net::PeerServiceOptions client_options(const NodeOpts& o, const std::vector<core::Endpoint>& seeds) {
   net::PeerServiceOptions so;
-  core::Endpoint at;
   if (!o.listen.empty()) {
-    at = parse_endpoint(o.listen + (o.listen.find(':') == std::string::npos ? ":0" : ""), "--listen");
+    const auto at = parse_endpoint(o.listen + (o.listen.find(':') == std::string::npos ? ":0" : ""), "--listen");
+    (at.family == 6 ? so.listen_v6 : so.listen_v4) = at;
   } else {
-    at.family = seed.family;
+    for (const auto& seed : seeds) {  // any address, any port, of each family the seeds have
+      core::Endpoint any;
+      any.family = seed.family;
+      (any.family == 6 ? so.listen_v6 : so.listen_v4) = any;
+    }
   }
-  (at.family == 6 ? so.listen_v6 : so.listen_v4) = at;
   so.config.dht.ephemeral = true;
   so.config.dht.report_addresses = true;
   so.config.serve_relay = false;
@@ -73,9 +92,9 @@ net::PeerServiceOptions client_options(const NodeOpts& o, const core::Endpoint& 
 }
 
 template <class W>
-void join(net::PeerService& svc, W& w, const core::Endpoint& seed) {
+void join(net::PeerService& svc, W& w, const std::vector<core::Endpoint>& seeds) {
   const auto q = svc.call([&](peer::Peer& p, peer::Instant now) {
-    return p.dht().bootstrap(std::span(&seed, 1), std::chrono::duration_cast<dht::TimePoint>(now));
+    return p.dht().bootstrap(seeds, std::chrono::duration_cast<dht::TimePoint>(now));
   });
   const auto end = Clock::now() + std::chrono::seconds(10);
   while (Clock::now() < end) {
@@ -91,7 +110,9 @@ void join(net::PeerService& svc, W& w, const core::Endpoint& seed) {
       }
     }
   }
-  throw CommandError("no DHT node answered at " + seed.to_string() + " (is a bootstrap node running there?)");
+  std::string list;
+  for (const auto& s : seeds) list += (list.empty() ? "" : ", ") + s.to_string();
+  throw CommandError("no DHT node answered at " + list + " (is a bootstrap node running there?)");
 }
 
 // ---- net listen ---------------------------------------------------------------------------------
@@ -169,13 +190,13 @@ class Echo {
 
 void run_listen(const NodeOpts& o) {
   setup_logging(o.log_level);
-  const auto seed = parse_endpoint(o.bootstrap, "--bootstrap");
+  const auto seeds = resolve_seeds(o.bootstrap);
   if (sodium_init() < 0) throw CommandError("libsodium failed to initialize");
   std::array<std::uint8_t, 32> key_seed;
   randombytes_buf(key_seed.data(), key_seed.size());
   const auto key = dht::KeyPair::from_seed(key_seed);
   sodium_memzero(key_seed.data(), key_seed.size());
-  auto so = client_options(o, seed);
+  auto so = client_options(o, seeds);
   // The session identity is the X25519 form of the key that signs the announcement, so a client
   // that found the record knows whom it is talking to.
   noise::PrivateKey x;
@@ -191,7 +212,7 @@ void run_listen(const NodeOpts& o) {
     if (std::holds_alternative<dht::DhtEvent>(e)) w.push(Ev(e));
   });
   if (!svc) throw CommandError(svc.error().message);
-  join(**svc, w, seed);
+  join(**svc, w, seeds);
   const auto topic = dht::topic_from_name(o.topic);
   const std::string payload = R"({"service":"echo"})";
   const auto q = (*svc)->call([&](peer::Peer& p, peer::Instant now) {
@@ -212,7 +233,7 @@ void run_listen(const NodeOpts& o) {
   }
   if (w.signalled()) throw CommandError("interrupted", 128 + w.signal());
   if (!announced) throw CommandError("announcing '" + o.topic + "' did not finish in 15 s");
-  const auto local = (*svc)->local_endpoint(seed.family);
+  const auto local = (*svc)->local_endpoint(main_family(o, seeds));
   std::printf("listening on %s as %s, topic '%s'\n", local ? local->to_string().c_str() : "?",
               core::to_hex(key.public_key).c_str(), o.topic.c_str());
   std::fflush(stdout);
@@ -300,9 +321,9 @@ struct EchoClient {
 
 void run_connect(const ConnectOpts& o) {
   setup_logging(o.log_level);
-  const auto seed = parse_endpoint(o.bootstrap, "--bootstrap");
+  const auto seeds = resolve_seeds(o.bootstrap);
   if (sodium_init() < 0) throw CommandError("libsodium failed to initialize");
-  auto so = client_options(o, seed);
+  auto so = client_options(o, seeds);
   noise::PrivateKey x;
   randombytes_buf(x.bytes.data(), x.bytes.size());
   so.config.sessions.identity = noise::KeyPair::from_private(x);
@@ -334,7 +355,7 @@ void run_connect(const ConnectOpts& o) {
     return e;
   };
 
-  join(**svc, w, seed);
+  join(**svc, w, seeds);
   // Lookup: the newest record per announcer.
   const auto topic = dht::topic_from_name(o.topic);
   const auto q = (*svc)->call([&](peer::Peer& p, peer::Instant now) {
@@ -400,7 +421,7 @@ void run_connect(const ConnectOpts& o) {
   if (!result->ok) throw fail("echo", result->error);
   auto info = (*svc)->call([sid = up->sid](peer::Peer& p, peer::Instant) { return p.sessions().info(sid); });
   if (!info) throw fail("echo", "the session is gone");
-  const auto local_nat = (*svc)->call([fam = seed.family](peer::Peer& p, peer::Instant now) { return p.nat_type(fam, now); });
+  const auto local_nat = (*svc)->call([fam = main_family(o, seeds)](peer::Peer& p, peer::Instant now) { return p.nat_type(fam, now); });
   const double echo_ms = ms_between(echo->t0, echo->t1);
   nlohmann::json j{
       {"ok", true},
@@ -445,7 +466,7 @@ void add_net_commands(CLI::App& app) {
   auto lo = std::make_shared<NodeOpts>();
   auto* l = net_cmd->add_subcommand("listen", "Announce TOPIC and echo every stream back until stopped");
   l->add_option("--topic", lo->topic, "topic name (any string)")->required();
-  l->add_option("--bootstrap", lo->bootstrap, "HOST:PORT of a DHT node")->required();
+  l->add_option("--bootstrap", lo->bootstrap, "HOST:PORT of a DHT node (HOST: an address or a name)")->required();
   l->add_option("--listen", lo->listen, "HOST[:PORT] to bind (default: any address, any port)");
   l->add_flag("--no-punch", lo->no_punch, "stay on the relay (no hole punching)");
   l->add_option("--log-level", lo->log_level, "log level on stderr (info: sessions and paths)");
@@ -454,7 +475,7 @@ void add_net_commands(CLI::App& app) {
   auto co = std::make_shared<ConnectOpts>();
   auto* c = net_cmd->add_subcommand("connect", "Connect to TOPIC's announcer, echo bytes, report the path");
   c->add_option("--topic", co->topic, "topic name (any string)")->required();
-  c->add_option("--bootstrap", co->bootstrap, "HOST:PORT of a DHT node")->required();
+  c->add_option("--bootstrap", co->bootstrap, "HOST:PORT of a DHT node (HOST: an address or a name)")->required();
   c->add_option("--listen", co->listen, "HOST[:PORT] to bind (default: any address, any port)");
   c->add_option("--bytes", co->bytes, "bytes to echo through the session")->check(CLI::Range(std::size_t{1}, std::size_t{1} << 30));
   c->add_option("--timeout", co->timeout_s, "seconds for the whole run")->check(CLI::Range(1, 3600));

@@ -27,6 +27,7 @@
 #include "net/bootstrap_list.hpp"
 #include "net/bootstrap_node.hpp"
 #include "net/identity.hpp"
+#include "net/resolve.hpp"
 #include "net/sockaddr.hpp"
 #include "worker/mesh_server.hpp"
 #include "worker/worker.hpp"
@@ -91,6 +92,23 @@ qmesh::core::Result<std::monostate> check_bindable(const qmesh::core::Endpoint& 
   return std::monostate{};
 }
 
+// The DHT nodes to join: the bootstrap setting (flags, --config), else the config directory's
+// list; host names are resolved here, once, before anything runs. Errors of kind "config" are
+// the user's to fix (exit 2).
+qmesh::core::Result<std::vector<qmesh::core::Endpoint>> bootstrap_seeds(qmesh::worker::WorkerConfig& cfg, bool given) {
+  if (!given) {
+    auto listed = qmesh::net::config_file_bootstrap();
+    if (!listed) return listed.error();
+    auto with_list = cfg;
+    with_list.bootstrap = *listed;
+    if (auto v = qmesh::worker::validate(with_list); !v) return qmesh::core::make_error(v.error().message, "config");
+    cfg.bootstrap = *listed;
+  }
+  auto resolved = qmesh::net::resolve_host_ports(cfg.bootstrap);
+  if (!resolved) return qmesh::core::make_error("setting 'bootstrap': " + resolved.error().message, resolved.error().kind);
+  return resolved;
+}
+
 int fail(const std::string& msg, int code = 1) {
   // Messages may quote a model file or a peer: one printable line.
   std::fprintf(stderr, "qmesh-worker: %s\n", qmesh::core::printable_line(msg).c_str());
@@ -100,6 +118,7 @@ int fail(const std::string& msg, int code = 1) {
 // The parts of the worker record that do not change while the worker runs.
 qmesh::core::Result<std::unique_ptr<qmesh::worker::MeshServer>> make_server(qmesh::worker::Worker& worker,
                                                                            const qmesh::worker::WorkerConfig& cfg,
+                                                                           const std::vector<qmesh::core::Endpoint>& seeds,
                                                                            const qmesh::net::Identity& id,
                                                                            qmesh::core::mesh::WorkerRecord& record) {
   namespace dht = qmesh::core::dht;
@@ -125,7 +144,7 @@ qmesh::core::Result<std::unique_ptr<qmesh::worker::MeshServer>> make_server(qmes
   record.software = std::string("qmesh-worker ") + QMESH_VERSION;
 
   qmesh::worker::MeshServerOptions o;
-  for (const auto& b : cfg.bootstrap) o.bootstrap.push_back(*qmesh::core::Endpoint::parse(b));  // validate() checked
+  o.bootstrap = seeds;
   if (!cfg.listen.empty()) o.listen = *qmesh::worker::listen_endpoint(cfg.listen);     // validate() checked
   o.topic = cfg.topic;
   o.identity = id;
@@ -203,7 +222,7 @@ int main(int argc, char** argv) {
   app.add_option("--queue-capacity", queue_capacity, "requests that may wait behind the running ones");
   app.add_option("--status-interval", status_interval, "seconds between status lines");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error");
-  app.add_option("--bootstrap", bootstrap, "HOST:PORT of a DHT node to join (repeat for several)");
+  app.add_option("--bootstrap", bootstrap, "HOST:PORT of a DHT node to join, HOST an address or a name (repeat for several)");
   app.add_option("--listen", listen, "HOST[:PORT] of the UDP socket (default: any address, any port)");
   app.add_option("--identity", identity, "key file (default: ~/.config/qmesh/identity, created on first run)");
   try {
@@ -248,7 +267,12 @@ int main(int argc, char** argv) {
   const bool bootstrap_given = !cfg.bootstrap.empty();
   if (listen) cfg.listen = *listen;
   if (identity) cfg.identity = *identity;
-  if (cfg.model.empty()) return fail("no model given: pass --model FILE or set \"model\" in --config", 2);
+  if (cfg.model.empty()) {
+    // The packaged service's config file ships without a model: the line says which file to edit.
+    return fail(config_path.empty() ? "no model given: pass --model FILE or set \"model\" in --config"
+                                    : "no model given: set \"model\" in " + config_path + " (or pass --model FILE)",
+                2);
+  }
   if (auto v = qmesh::worker::validate(cfg); !v) return fail(v.error().message, 2);
   // Everything that can be checked is checked before llama-server loads the model (minutes for
   // a large one): the listen address binds, the identity loads, the config file's list parses.
@@ -258,15 +282,15 @@ int main(int argc, char** argv) {
   auto node_id = qmesh::net::load_or_create_identity(cfg.identity.empty() ? qmesh::net::default_identity_path()
                                                                           : cfg.identity);
   if (!node_id) return fail(node_id.error().message);
-  std::vector<std::string> listed_bootstrap;
-  if (cfg.bootstrap.empty()) {
-    auto listed = qmesh::net::config_file_bootstrap();
-    if (!listed) return fail(listed.error().message);
-    WorkerConfig with_list = cfg;
-    with_list.bootstrap = *listed;
-    if (auto v = qmesh::worker::validate(with_list); !v) return fail(v.error().message, 2);
-    listed_bootstrap = *listed;
-  }
+  // One running worker per key (docs/user-guide.md): a second one would announce a record under
+  // the same key, and each would overwrite the other's.
+  auto id_lock = qmesh::net::lock_identity(node_id->path);
+  if (!id_lock && id_lock.error().kind == "in_use")
+    return fail(id_lock.error().message + "; give this one its own key file: --identity FILE (created on first run)");
+  if (!id_lock) return fail(id_lock.error().message);
+  auto resolved = bootstrap_seeds(cfg, bootstrap_given);
+  if (!resolved) return fail(resolved.error().message, resolved.error().kind == "config" ? 2 : 1);
+  std::vector<qmesh::core::Endpoint> seeds = *resolved;
 
   // Signals are taken synchronously by the main thread (sigtimedwait); block them before any
   // thread starts so that no other thread receives them.
@@ -300,28 +324,19 @@ int main(int argc, char** argv) {
   std::unique_ptr<qmesh::net::BootstrapNode> embedded;  // declared first: stopped after the server
   std::unique_ptr<qmesh::worker::MeshServer> server;
   qmesh::core::mesh::WorkerRecord record;
-  // Zero configuration: the config file's list, else DHT nodes announcing themselves on the LAN.
-  if (cfg.bootstrap.empty() && !bootstrap_given) {
-    cfg.bootstrap = listed_bootstrap;
-    if (cfg.bootstrap.empty()) {
-      for (const auto& e : qmesh::net::discover_lan_dht_nodes(std::chrono::seconds(3))) cfg.bootstrap.push_back(e.to_string());
-      if (!cfg.bootstrap.empty()) spdlog::info("found {} DHT node(s) on the LAN", cfg.bootstrap.size());
-    }
-    if (cfg.bootstrap.empty() && !qmesh::net::lan_disabled()) {
+  // Zero configuration: none given or listed: DHT nodes announcing themselves on the LAN.
+  if (seeds.empty()) {
+    seeds = qmesh::net::discover_lan_dht_nodes(std::chrono::seconds(3));
+    if (!seeds.empty()) spdlog::info("found {} DHT node(s) on the LAN", seeds.size());
+    if (seeds.empty() && !qmesh::net::lan_disabled()) {
       // Nobody to join: this worker starts the network itself, as `qmesh-cli dht bootstrap` would,
       // so that clients and other workers on the LAN find it.
       embedded = start_embedded_node();
-      if (embedded) {
-        for (const auto& e : embedded->reachable()) cfg.bootstrap.push_back(e.to_string());
-      }
-    }
-    if (auto v = qmesh::worker::validate(cfg); !v) {
-      worker.stop();
-      return fail(v.error().message);
+      if (embedded) seeds = embedded->reachable();
     }
   }
-  if (!cfg.bootstrap.empty()) {
-    auto made = make_server(worker, cfg, *node_id, record);
+  if (!seeds.empty()) {
+    auto made = make_server(worker, cfg, seeds, *node_id, record);
     if (!made) {
       worker.stop();
       return fail(made.error().message);

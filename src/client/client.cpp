@@ -28,12 +28,10 @@ Client::Client(ClientOptions options) : impl_(std::make_shared<Impl>()) {
     if (!listed) throw Error("config", listed.error().message);
     boot_texts = *listed;
   }
-  std::vector<core::Endpoint> boot;
-  for (const auto& b : boot_texts) {
-    auto e = core::Endpoint::parse(b);
-    if (!e || e->port == 0) throw Error("config", "bootstrap " + b + ": expected IP:PORT (e.g. 127.0.0.1:49737 or [::1]:49737)");
-    boot.push_back(*e);
-  }
+  // Host names resolve here, on the caller's thread, before the loop thread starts.
+  auto resolved = net::resolve_host_ports(boot_texts);
+  if (!resolved) throw Error(resolved.error().kind == "config" ? "config" : "network", "bootstrap " + resolved.error().message);
+  std::vector<core::Endpoint> boot = *resolved;
   if (boot.empty()) boot = net::discover_lan_dht_nodes(std::chrono::seconds(3));
   if (boot.empty())
     throw Error("config", "no bootstrap node: none found on the LAN; give --bootstrap HOST:PORT or list \"bootstrap\" in " +
@@ -80,14 +78,14 @@ Client::Client(ClientOptions options) : impl_(std::make_shared<Impl>()) {
 }
 
 Client::~Client() {
-  std::list<std::pair<std::thread, std::shared_ptr<AskStream::State>>> ts;
+  std::vector<std::shared_ptr<AskStream::State>> live;
   {
     std::lock_guard lk(impl_->mu);
     impl_->closing = true;
-    ts.swap(impl_->threads);
+    live.assign(impl_->streams.begin(), impl_->streams.end());
   }
-  for (auto& t : ts) t.second->cancelled = true;  // nobody will read them any more
-  for (auto& t : ts) t.first.join();  // AskStreams end: their owners cancel them or they time out
+  for (auto& st : live) st->cancelled = true;  // nobody will read them any more
+  impl_->pool.close();  // waiting asks end "cancelled" here, running ones at their next check
   if (impl_->svc) {
     std::vector<session::SessionId> open;
     {
@@ -142,42 +140,45 @@ AskResult Client::ask(const AskOptions& options, const TokenCallback& on_token) 
 AskStream Client::stream(const AskOptions& options) {
   auto st = std::make_shared<AskStream::State>();
   auto impl = impl_;
+  auto end = [impl, st](std::optional<AskResult> r, std::optional<Error> e) {
+    {
+      std::lock_guard lk(impl->mu);
+      impl->streams.erase(st);
+    }
+    std::lock_guard g(st->mu);
+    st->result = std::move(r);
+    st->error = std::move(e);
+    st->done = true;
+    st->cv.notify_all();
+  };
   std::lock_guard lk(impl->mu);
   if (impl->closing) throw Error("cancelled", "the client is closing");
-  // Join the threads of asks that ended, so a long-lived client does not collect them.
-  for (auto it = impl->threads.begin(); it != impl->threads.end();) {
-    bool done;
-    {
-      std::lock_guard g(it->second->mu);
-      done = it->second->done;
-    }
-    if (done) {
-      it->first.join();
-      it = impl->threads.erase(it);
-    } else {
-      ++it;
-    }
-  }
-  impl->threads.emplace_back(std::thread([impl, st, options] {
+  impl->streams.insert(st);
+  const auto ticket = impl->pool.submit([impl, st, options, end](bool start) {
+    if (!start) return end(std::nullopt, Error("cancelled", "the ask was cancelled before it started"));
     try {
       auto r = impl->run_ask(options, [&](std::string_view piece) {
         std::lock_guard g(st->mu);
         st->pieces.emplace_back(piece);
         st->cv.notify_all();
       }, st->cancelled);
-      std::lock_guard g(st->mu);
-      st->result = std::move(r);
+      end(std::move(r), std::nullopt);
     } catch (const Error& e) {
-      std::lock_guard g(st->mu);
-      st->error = e;
+      end(std::nullopt, e);
     } catch (const std::exception& e) {
-      std::lock_guard g(st->mu);
-      st->error = Error("network", e.what());
+      end(std::nullopt, Error("network", e.what()));
     }
+  });
+  if (ticket == 0) {
+    impl->streams.erase(st);
     std::lock_guard g(st->mu);
+    st->error = Error("busy", "this client has " + std::to_string(kMaxStreams) + " asks in flight; retry when some end");
     st->done = true;
-    st->cv.notify_all();
-  }), st);
+  } else {
+    std::lock_guard g(st->mu);
+    st->owner = impl;
+    st->ticket = ticket;
+  }
   return AskStream(st);
 }
 
@@ -207,8 +208,16 @@ const AskResult& AskStream::result() {
 }
 
 void AskStream::cancel() {
-  std::lock_guard lk(s_->mu);
-  if (!s_->done) s_->cancelled = true;
+  std::shared_ptr<Client::Impl> owner;
+  net::TaskPool::Ticket ticket = 0;
+  {
+    std::lock_guard lk(s_->mu);
+    if (s_->done) return;
+    s_->cancelled = true;
+    owner = s_->owner.lock();
+    ticket = s_->ticket;
+  }
+  if (owner) owner->pool.withdraw(ticket);  // one still waiting for a thread ends now
 }
 
 }  // namespace qmesh

@@ -25,7 +25,7 @@ struct qmesh_options {
 namespace {
 
 // The client's unfinished pull-style asks, so that qmesh_client_free can cancel them (the C++
-// Client waits for its AskStreams' threads). Shared with the asks: they may outlive the client.
+// Client waits for its AskStreams). Shared with the asks: they may outlive the client.
 struct AskRegistry {
   std::mutex mu;
   std::set<qmesh_stream*> asks;
@@ -235,7 +235,7 @@ void qmesh_client_free(qmesh_client* client) {
       for (auto* a : client->registry->asks) a->stream->cancel();
       client->registry->asks.clear();  // the asks no longer need the client
     }
-    delete client;  // ~Client waits for the asks' threads, which end at once now
+    delete client;  // ~Client waits for the asks, which end at once now
   } catch (...) {
     // Only a mutex can throw here (std::system_error): nothing sensible is left to do.
   }

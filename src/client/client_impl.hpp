@@ -1,8 +1,9 @@
 // libqmesh-client's insides (include/qmesh/client.hpp is its API), private to src/client: the
 // per-ask channel between the loop thread and an ask's thread, and Client::Impl (discovery,
 // sessions, streams). The network runs on the PeerService's loop thread; each ask's control flow
-// runs on the thread that asked (or the AskStream's thread) and talks to the loop through
-// call()/post() and a per-ask channel the loop fills with the answer's frames. client_ask.cpp
+// runs on the thread that asked (or, for an AskStream, on one of the client's pool threads) and
+// talks to the loop through call()/post() and a per-ask channel the loop fills with the answer's
+// frames (the loop never waits for an ask's thread, so a full pool cannot stall it). client_ask.cpp
 // holds an ask's selection, failover and resume; client.cpp the Client and AskStream API.
 #pragma once
 
@@ -31,9 +32,11 @@
 #include "core/stream/event.hpp"
 #include "core/mesh/worker_select.hpp"
 #include "net/bootstrap_list.hpp"
+#include "net/resolve.hpp"
 #include "net/dht_await.hpp"
 #include "net/identity.hpp"
 #include "net/peer_service.hpp"
+#include "net/task_pool.hpp"
 
 namespace qmesh {
 
@@ -51,6 +54,10 @@ constexpr std::uint64_t kResetCancel = 8;
 constexpr auto kLookupFresh = milliseconds(2000);    // asks reuse a lookup this recent as it is,
 constexpr auto kLookupUsable = milliseconds(10000);  // and one this recent while a new one runs
 constexpr auto kSessionIdle = std::chrono::seconds(60);
+// AskStreams run on at most this many threads (more wait for one, first come first served; a
+// thread idle this long ends); beyond this many in flight, stream() answers "busy".
+constexpr std::size_t kStreamThreads = 32, kMaxStreams = 1024;
+constexpr auto kStreamThreadIdle = std::chrono::seconds(10);
 
 inline dht::TimePoint ms(peer::Instant t) { return std::chrono::duration_cast<dht::TimePoint>(t); }
 inline double ms_since(Clock::time_point a, Clock::time_point b = Clock::now()) {
@@ -110,6 +117,8 @@ struct AskStream::State {
   std::optional<AskResult> result;
   std::optional<Error> error;
   std::atomic<bool> cancelled{false};
+  std::weak_ptr<Client::Impl> owner;  // under mu, with the ticket: cancel() withdraws a waiting ask
+  net::TaskPool::Ticket ticket = 0;
 };
 
 struct Client::Impl : std::enable_shared_from_this<Impl> {
@@ -137,8 +146,9 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
   std::vector<dht::LookupRecord> records;  // newest per worker from the last lookup
   Clock::time_point looked_up{};
   bool refreshing = false;  // a background lookup runs
-  std::list<std::pair<std::thread, std::shared_ptr<AskStream::State>>> threads;  // stream() asks
+  std::set<std::shared_ptr<AskStream::State>> streams;  // stream() asks not ended
   bool closing = false;
+  net::TaskPool pool{kStreamThreads, kMaxStreams, kStreamThreadIdle};  // stream() asks run here
 
   // Loop thread only.
   std::map<std::pair<session::SessionId, stream::StreamId>, std::shared_ptr<Channel>> chans;

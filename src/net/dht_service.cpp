@@ -1,5 +1,6 @@
 #include "net/dht_service.hpp"
 #include "net/logger.hpp"
+#include "net/loop_thread.hpp"
 #include "net/sockaddr.hpp"
 #include "net/udp_send.hpp"
 
@@ -8,9 +9,6 @@
 #include <uv.h>
 
 #include <cstring>
-#include <deque>
-#include <mutex>
-#include <thread>
 
 namespace qmesh::net {
 struct DhtService::Impl {
@@ -25,14 +23,8 @@ struct DhtService::Impl {
     std::unique_ptr<dht::DhtNode> node;
   };
 
-  uv_loop_t loop{};
-  uv_async_t wake{};
   std::vector<std::unique_ptr<Slot>> slots;
   MultiEventHandler on_event;
-  std::thread thread;
-  std::mutex mu;
-  std::deque<std::pair<std::size_t, Task>> tasks;
-  bool stopping = false;  // under mu: set by stop()
   bool closing = false;   // loop thread only: handles are being closed
   alignas(16) char recv_buf[65536];  // one loop thread: one receive buffer for every socket
   // One send-only socket per family for the whole loop, opened at the first ping-back probe: the
@@ -40,11 +32,10 @@ struct DhtService::Impl {
   std::unique_ptr<uv_udp_t> probe_sock[2];
   bool probe_failed[2] = {false, false};
   std::shared_ptr<spdlog::logger> log;
+  LoopThread thread{[this] { close_handles(); }};  // last: stopped before the rest goes
+  uv_loop_t& loop = *thread.loop();
 
-  dht::TimePoint now() {
-    uv_update_time(&loop);
-    return dht::TimePoint(static_cast<std::int64_t>(uv_now(&loop)));
-  }
+  static dht::TimePoint now() { return std::chrono::duration_cast<dht::TimePoint>(steady_now().time_since_epoch()); }
 
   uv_udp_t* probe_socket(int fi) {
     if (probe_sock[fi] || probe_failed[fi]) return probe_sock[fi].get();
@@ -114,28 +105,14 @@ struct DhtService::Impl {
     s->owner->flush(*s);
   }
 
-  static void wake_cb(uv_async_t* a) {
-    auto* self = static_cast<Impl*>(a->data);
-    std::deque<std::pair<std::size_t, Task>> run;
-    bool stop_now;
-    {
-      std::lock_guard lk(self->mu);
-      run.swap(self->tasks);
-      stop_now = self->stopping;
-    }
-    for (auto& [i, t] : run) {
-      Slot& s = *self->slots[i];
-      t(*s.node, self->now());
-      if (!stop_now) self->flush(s);
-    }
-    if (stop_now) {
-      self->closing = true;
-      std::lock_guard lk(self->mu);  // no uv_async_send can follow the close of `wake`
-      self->close_handles();
-    }
+  void run(std::size_t i, const Task& t) {
+    Slot& s = *slots[i];
+    t(*s.node, now());
+    flush(s);
   }
 
   void close_handles() {
+    closing = true;
     for (auto& s : slots) {
       for (int i = 0; i < 2; ++i)
         if (s->sock[i] && !uv_is_closing(reinterpret_cast<uv_handle_t*>(s->sock[i].get())))
@@ -146,7 +123,6 @@ struct DhtService::Impl {
     for (auto& p : probe_sock)
       if (p && !uv_is_closing(reinterpret_cast<uv_handle_t*>(p.get())))
         uv_close(reinterpret_cast<uv_handle_t*>(p.get()), nullptr);
-    if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&wake))) uv_close(reinterpret_cast<uv_handle_t*>(&wake), nullptr);
   }
 
   core::Status bind(Slot& s, int fi, const core::Endpoint& at) {
@@ -197,11 +173,6 @@ struct DhtService::Impl {
     return core::Ok{};
   }
 
-  void fail_cleanup() {
-    close_handles();
-    uv_run(&loop, UV_RUN_DEFAULT);
-    uv_loop_close(&loop);
-  }
 };
 
 core::Result<std::unique_ptr<DhtService>> DhtService::start(DhtServiceOptions opts, EventHandler on_event) {
@@ -218,21 +189,14 @@ core::Result<std::unique_ptr<DhtService>> DhtService::start(std::vector<DhtServi
   if (nodes.empty()) return core::make_error("no DHT node to start");
   auto impl = std::make_unique<Impl>();
   Impl& s = *impl;
+  if (auto st = s.thread.status(); !st) return st.error();
   s.log = component_logger("dht");
   s.on_event = std::move(on_event);
-  uv_loop_init(&s.loop);
-  uv_async_init(&s.loop, &s.wake, &Impl::wake_cb);
-  s.wake.data = &s;
   for (auto& o : nodes) {
-    if (auto st = s.add(std::move(o)); !st) {
-      s.fail_cleanup();
-      return st.error();
-    }
+    if (auto st = s.add(std::move(o)); !st) return st.error();  // ~Impl closes what was opened
   }
-  s.thread = std::thread([&s] {
+  s.thread.start([&s] {
     for (auto& slot : s.slots) s.flush(*slot);
-    uv_run(&s.loop, UV_RUN_DEFAULT);
-    uv_loop_close(&s.loop);
   });
   return std::unique_ptr<DhtService>(new DhtService(std::move(impl)));
 }
@@ -242,11 +206,13 @@ DhtService::DhtService(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 DhtService::~DhtService() { stop(); }
 
 void DhtService::post(std::size_t node, Task task) {
-  // Send under the lock: the loop closes `wake` only while holding it, after seeing `stopping`.
-  std::lock_guard lk(impl_->mu);
-  if (impl_->stopping || node >= impl_->slots.size()) return;
-  impl_->tasks.emplace_back(node, std::move(task));
-  uv_async_send(&impl_->wake);
+  if (node >= impl_->slots.size()) return;
+  impl_->thread.post([s = impl_.get(), node, task = std::move(task)] { s->run(node, task); });
+}
+
+void DhtService::run(std::size_t node, const Task& task) {
+  if (node >= impl_->slots.size()) throw std::out_of_range("no DHT node " + std::to_string(node));
+  impl_->thread.call([&] { impl_->run(node, task); });
 }
 
 std::size_t DhtService::size() const { return impl_->slots.size(); }
@@ -257,13 +223,7 @@ std::optional<core::Endpoint> DhtService::local_endpoint(std::uint8_t family, st
 }
 
 void DhtService::stop() {
-  if (!impl_ || !impl_->thread.joinable()) return;
-  {
-    std::lock_guard lk(impl_->mu);
-    if (!impl_->stopping) uv_async_send(&impl_->wake);
-    impl_->stopping = true;
-  }
-  impl_->thread.join();
+  if (impl_) impl_->thread.stop();
 }
 
 }  // namespace qmesh::net

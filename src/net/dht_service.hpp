@@ -1,12 +1,11 @@
 // DhtService: core::dht::DhtNode(s) on real UDP sockets. A libuv loop on its own thread reads each
 // node's sockets (one per address family), feeds datagrams and loop time into the node, sends what
 // it emits, and arms the node's timer at its next_wakeup(). All access to a node happens on that
-// thread, through post() or call(). Usually one node per service; benchmarks run hundreds on one
-// loop, as HyperDHT's testnet does.
+// thread (a net::LoopThread), through post() or call(). Usually one node per service; benchmarks
+// run hundreds on one loop, as HyperDHT's testnet does.
 #pragma once
 
 #include <functional>
-#include <future>
 #include <memory>
 #include <optional>
 
@@ -38,12 +37,14 @@ class DhtService {
   DhtService(const DhtService&) = delete;
   DhtService& operator=(const DhtService&) = delete;
 
-  // Runs task on the loop thread with node `node`, then sends what it produced and re-arms its timer.
+  // Runs task on the loop thread with node `node`, then sends what it produced and re-arms its
+  // timer. Dropped once stop() has begun.
   void post(Task task) { post(0, std::move(task)); }
   void post(std::size_t node, Task task);
   std::size_t size() const;
 
-  // Runs fn on the loop thread and waits for its result.
+  // Runs fn on the loop thread and returns its result (at once on the loop thread itself);
+  // throws net::LoopStopped once stop() has begun (loop_thread.hpp).
   template <class F>
   auto call(F fn) {
     return call(0, std::move(fn));
@@ -51,17 +52,13 @@ class DhtService {
   template <class F>
   auto call(std::size_t node, F fn) -> decltype(fn(std::declval<dht::DhtNode&>(), dht::TimePoint{})) {
     using R = decltype(fn(std::declval<dht::DhtNode&>(), dht::TimePoint{}));
-    auto p = std::make_shared<std::promise<R>>();
-    auto f = p->get_future();
-    post(node, [p, fn = std::move(fn)](dht::DhtNode& n, dht::TimePoint now) mutable {
-      if constexpr (std::is_void_v<R>) {
-        fn(n, now);
-        p->set_value();
-      } else {
-        p->set_value(fn(n, now));
-      }
-    });
-    return f.get();
+    if constexpr (std::is_void_v<R>) {
+      run(node, fn);
+    } else {
+      std::optional<R> out;
+      run(node, [&](dht::DhtNode& n, dht::TimePoint now) { out.emplace(fn(n, now)); });
+      return std::move(*out);
+    }
   }
 
   // The bound address of a family (with the port the kernel picked), if that socket exists.
@@ -74,6 +71,7 @@ class DhtService {
 
  private:
   explicit DhtService(std::unique_ptr<Impl> impl);
+  void run(std::size_t node, const Task& task);  // call(): on the loop thread, waits
   std::unique_ptr<Impl> impl_;
 };
 

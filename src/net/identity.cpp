@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sodium.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -143,6 +144,29 @@ core::Result<Identity> create_identity(const std::string& path, bool overwrite) 
   id.path = path;
   id.created = true;
   return id;
+}
+
+IdentityLock& IdentityLock::operator=(IdentityLock&& o) noexcept {
+  if (this != &o) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = std::exchange(o.fd_, -1);
+  }
+  return *this;
+}
+
+IdentityLock::~IdentityLock() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+core::Result<IdentityLock> lock_identity(const std::string& path) {
+  // O_CLOEXEC: llama-server and other children must not inherit (and so keep) the lock.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return fail(path, std::strerror(errno));
+  if (::flock(fd, LOCK_EX | LOCK_NB) == 0) return IdentityLock(fd);
+  const int e = errno;
+  ::close(fd);
+  if (e == EWOULDBLOCK) return core::make_error("identity " + path + " is in use by another running worker", "in_use");
+  return fail(path, std::string("cannot lock: ") + std::strerror(e));
 }
 
 core::Result<Identity> load_or_create_identity(const std::string& path) {

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <string>
+#include <utility>
 
 #include "core/dht/record_store.hpp"
 #include "core/session/noise.hpp"
@@ -35,5 +36,27 @@ core::Result<Identity> create_identity(const std::string& path, bool overwrite);
 Identity ephemeral_identity();
 
 Identity identity_from_seed(const std::array<std::uint8_t, 32>& seed);
+
+// An exclusive lock on an identity file, held while it lives (flock on the file itself; the kernel
+// drops it when the process ends, however it ends). Workers take it: two workers with one key
+// would announce records that overwrite each other, and only one of them would be seen.
+// Clients do not: any number of them may share a key.
+class IdentityLock {
+ public:
+  IdentityLock() = default;
+  explicit IdentityLock(int fd) : fd_(fd) {}
+  IdentityLock(IdentityLock&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  IdentityLock& operator=(IdentityLock&& o) noexcept;
+  IdentityLock(const IdentityLock&) = delete;
+  IdentityLock& operator=(const IdentityLock&) = delete;
+  ~IdentityLock();
+  bool held() const { return fd_ >= 0; }
+
+ private:
+  int fd_ = -1;
+};
+
+// Locks the identity file at path; an error of kind "in_use" when another process holds it.
+core::Result<IdentityLock> lock_identity(const std::string& path);
 
 }  // namespace qmesh::net

@@ -17,9 +17,9 @@
 #include <optional>
 #include <set>
 #include <string>
-#include <thread>
 
 #include "net/logger.hpp"
+#include "net/loop_thread.hpp"
 #include "net/sockaddr.hpp"
 
 namespace qmesh::net {
@@ -100,8 +100,6 @@ struct LanDiscovery::Impl {
   LostHandler on_lost;
   std::shared_ptr<spdlog::logger> log;
 
-  uv_loop_t loop{};
-  uv_async_t wake{};
   uv_timer_t timer{};
   uv_timer_t rescan{};
   RecvSocket* recv4 = nullptr;                 // owned by the loop (freed in its close callback)
@@ -115,15 +113,17 @@ struct LanDiscovery::Impl {
   std::atomic<bool> is_available{false};
 
   std::unique_ptr<core::lan::Discovery> core;
-  std::thread thread;
   mutable std::mutex mu;  // guards the fields below
-  bool stopping = false;
-  bool query_requested = false;
   std::vector<core::lan::Node> nodes_snapshot;
   core::lan::Counters counters_snapshot;
   char recv_buf[kRecvBuffer];
+  // Last: destroyed first, so the loop has stopped and closed every handle before the rest goes.
+  LoopThread thread{[this] { close_handles(); }};
+  uv_loop_t& loop = *thread.loop();
 
-  core::dht::TimePoint now() const { return core::dht::TimePoint(static_cast<std::int64_t>(uv_hrtime() / 1'000'000)); }
+  static core::dht::TimePoint now() {
+    return std::chrono::duration_cast<core::dht::TimePoint>(steady_now().time_since_epoch());
+  }
   static std::int64_t unix_s() {
     return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
         .count();
@@ -351,22 +351,10 @@ struct LanDiscovery::Impl {
 
   static void rescan_cb(uv_timer_t* t) { static_cast<Impl*>(t->data)->refresh_interfaces(); }
 
-  static void wake_cb(uv_async_t* a) {
-    auto* self = static_cast<Impl*>(a->data);
-    bool stop_now, ask;
-    {
-      std::lock_guard lk(self->mu);
-      stop_now = self->stopping;
-      ask = self->query_requested;
-      self->query_requested = false;
-    }
-    if (!stop_now) {
-      if (ask) self->core->query(self->now());
-      self->core->on_tick(self->now(), unix_s());
-      self->flush();
-      return;
-    }
-    self->close_handles();
+  void query() {
+    core->query(now());
+    core->on_tick(now(), unix_s());
+    flush();
   }
 
   void close_handles() {
@@ -381,7 +369,6 @@ struct LanDiscovery::Impl {
     if (send6_ok) close(reinterpret_cast<uv_handle_t*>(&send6));
     close(reinterpret_cast<uv_handle_t*>(&timer));
     close(reinterpret_cast<uv_handle_t*>(&rescan));
-    close(reinterpret_cast<uv_handle_t*>(&wake));
   }
 };
 
@@ -402,9 +389,7 @@ core::Result<std::unique_ptr<LanDiscovery>> LanDiscovery::start(LanDiscoveryOpti
   s.on_found = std::move(on_found);
   s.on_lost = std::move(on_lost);
   s.log = component_logger("lan");
-  if (int rc = uv_loop_init(&s.loop); rc != 0) return core::make_error(std::string("event loop: ") + uv_strerror(rc));
-  uv_async_init(&s.loop, &s.wake, &Impl::wake_cb);
-  s.wake.data = &s;
+  if (auto st = s.thread.status(); !st) return st.error();
   uv_timer_init(&s.loop, &s.timer);
   s.timer.data = &s;
   uv_timer_init(&s.loop, &s.rescan);
@@ -432,11 +417,9 @@ core::Result<std::unique_ptr<LanDiscovery>> LanDiscovery::start(LanDiscoveryOpti
   s.core = std::make_unique<core::lan::Discovery>(cfg, s.now());
 
   uv_timer_start(&s.rescan, &Impl::rescan_cb, kRescanMs, kRescanMs);
-  s.thread = std::thread([&s] {
+  s.thread.start([&s] {
     s.core->on_tick(s.now(), Impl::unix_s());
     s.flush();
-    uv_run(&s.loop, UV_RUN_DEFAULT);
-    uv_loop_close(&s.loop);
   });
   return std::unique_ptr<LanDiscovery>(new LanDiscovery(std::move(impl)));
 }
@@ -448,10 +431,7 @@ LanDiscovery::~LanDiscovery() { stop(); }
 bool LanDiscovery::available() const { return impl_->is_available.load(); }
 
 void LanDiscovery::query() {
-  std::lock_guard lk(impl_->mu);
-  if (impl_->stopping) return;
-  impl_->query_requested = true;
-  uv_async_send(&impl_->wake);
+  impl_->thread.post([s = impl_.get()] { s->query(); });
 }
 
 std::vector<core::lan::Node> LanDiscovery::nodes() const {
@@ -465,13 +445,7 @@ core::lan::Counters LanDiscovery::counters() const {
 }
 
 void LanDiscovery::stop() {
-  if (!impl_ || !impl_->thread.joinable()) return;
-  {
-    std::lock_guard lk(impl_->mu);
-    if (!impl_->stopping) uv_async_send(&impl_->wake);
-    impl_->stopping = true;
-  }
-  impl_->thread.join();
+  if (impl_) impl_->thread.stop();
 }
 
 }  // namespace qmesh::net

@@ -8,11 +8,8 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <deque>
 #include <map>
-#include <mutex>
 #include <optional>
-#include <thread>
 #include <vector>
 
 #ifdef __linux__
@@ -24,8 +21,10 @@
 #endif
 
 #include "net/logger.hpp"
+#include "net/loop_thread.hpp"
 #include "net/network_change.hpp"
 #include "net/sockaddr.hpp"
+#include "net/udp_batch.hpp"
 #include "net/udp_send.hpp"
 
 namespace qmesh::net {
@@ -37,15 +36,7 @@ constexpr int kSocketBuffer = 8 << 20;
 // With UV_UDP_RECVMMSG libuv splits the receive buffer into 64 KB slots, at most 20 per call: one
 // recvmmsg() then reads up to 20 datagrams. Only the pages datagrams land in become resident.
 constexpr std::size_t kRecvSlot = 64 * 1024, kRecvSlots = 20;
-constexpr std::size_t kMaxSendBatch = 64;  // datagrams per sendmmsg()
 constexpr unsigned kFlushEvery = 8;        // received datagrams per flush at most
-#if defined(__linux__) && defined(UDP_SEGMENT)
-// UDP GSO: one sendmmsg() entry carries a run of equal-size datagrams (the last may be shorter)
-// to one destination; the kernel cuts it into those datagrams (on the wire: as sent one by one).
-constexpr std::size_t kMaxGsoSegments = 64;    // the kernel's limit (UDP_MAX_SEGMENTS) in older kernels
-constexpr std::size_t kMaxGsoBytes = 65000;    // below the 65507-byte UDP payload limit
-#define QMESH_UDP_GSO 1
-#endif
 #if defined(__linux__) && defined(UDP_GRO)
 // UDP GRO: the kernel hands a run of equal-size datagrams from one sender over in one buffer and
 // says the size in a cmsg. libuv's receive callback passes no cmsgs, so a socket with GRO is read
@@ -105,22 +96,17 @@ struct PeerService::Impl {
     if (--s->handles == 0 && s->free_on_close) delete s;
   }
 
-  uv_loop_t loop{};
-  uv_async_t wake{};
   uv_timer_t timer{};
   uv_timer_t netcheck{};  // every kNetCheckEveryMs: moved to another network, or slept?
   std::optional<NetworkChange> network;
   uv_check_t check{};  // runs once per loop iteration, after the I/O callbacks: one flush per batch
   unsigned rx_pending = 0;  // datagrams that went into the peer since the last flush
+  bool tasks_ran = false;   // posted tasks ran since the last flush (check_cb flushes once for all)
   std::uint64_t timer_due = 0;  // loop time (ms) the timer is armed for
   std::map<std::size_t, std::unique_ptr<Socket>> sockets;  // 0: IPv4, 1: IPv6, 2+: extra
   std::size_t next_extra = peer::kFirstExtraSocket;
   std::unique_ptr<peer::Peer> node;
   EventHandler on_event;
-  std::thread thread;
-  std::mutex mu;
-  std::deque<Task> tasks;
-  bool stopping = false;  // under mu
   bool closing = false;   // loop thread only
   bool flushing = false;
   std::optional<Endpoint> listen[2];
@@ -133,7 +119,7 @@ struct PeerService::Impl {
   std::size_t batch_socket = 0;
   std::shared_ptr<spdlog::logger> log;
 
-  peer::Instant now() const { return peer::Instant(static_cast<std::int64_t>(uv_hrtime() / 1000)); }
+  static peer::Instant now() { return std::chrono::duration_cast<peer::Instant>(steady_now().time_since_epoch()); }
 
   // One send-only socket per family for DHT reachability probes, opened at the first one.
   uv_udp_t* probe_socket(std::uint8_t family) {
@@ -210,7 +196,7 @@ struct PeerService::Impl {
 #ifdef __linux__
     uv_os_fd_t fd;
     if (uv_udp_get_send_queue_count(&s.udp) == 0 && uv_fileno(reinterpret_cast<uv_handle_t*>(&s.udp), &fd) == 0) {
-      done = send_direct(s, fd);
+      done = send_direct(fd, batch, s.gso, *log);
     }
 #endif
     for (; done < batch.size(); ++done) {
@@ -218,94 +204,6 @@ struct PeerService::Impl {
     }
     batch.clear();
   }
-
-#ifdef __linux__
-  // sendmmsg() of the batch on the socket's fd; returns how many of the batch's datagrams are done
-  // (sent, or dropped as a failed uv_udp_try_send drops them). With GSO one message carries a run
-  // of equal-size datagrams to one destination; a kernel or device that refuses GSO (EIO, EINVAL)
-  // turns it off for the socket and the run goes again as single datagrams.
-  std::size_t send_direct(Socket& s, uv_os_fd_t fd) {
-    mmsghdr msgs[kMaxSendBatch];
-    iovec iov[kMaxSendBatch];
-    sockaddr_storage to[kMaxSendBatch];
-    std::size_t begin[kMaxSendBatch + 1];  // message m carries batch[begin[m], begin[m + 1])
-#ifdef QMESH_UDP_GSO
-    union Control {
-      cmsghdr align;
-      char buf[CMSG_SPACE(sizeof(std::uint16_t))];
-    };
-    Control ctrl[kMaxSendBatch];
-#endif
-    std::size_t done = 0;
-    while (done < batch.size()) {
-      std::size_t m = 0, i = done, v = 0;
-      while (i < batch.size() && m < kMaxSendBatch) {
-        const auto& d = batch[i];
-        if (d.bytes.empty() || !to_sockaddr(d.to, to[m])) {  // nothing to send, or no address: dropped
-          if (m == 0) done = ++i;
-          else break;
-          continue;
-        }
-        const std::size_t start = i, seg = d.bytes.size();
-        std::size_t total = seg;
-        ++i;
-#ifdef QMESH_UDP_GSO
-        while (s.gso && i < batch.size() && i - start < kMaxGsoSegments && batch[i].to == d.to) {
-          const std::size_t n = batch[i].bytes.size();
-          if (n == 0 || n > seg || total + n > kMaxGsoBytes) break;
-          total += n;
-          ++i;
-          if (n < seg) break;  // only the last of a run may be shorter
-        }
-#endif
-        msgs[m] = {};
-        msgs[m].msg_hdr.msg_name = &to[m];
-        msgs[m].msg_hdr.msg_namelen = d.to.family == 6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
-        msgs[m].msg_hdr.msg_iov = &iov[v];
-        msgs[m].msg_hdr.msg_iovlen = i - start;
-        for (std::size_t k = start; k < i; ++k) iov[v++] = {batch[k].bytes.data(), batch[k].bytes.size()};
-#ifdef QMESH_UDP_GSO
-        if (i - start > 1) {
-          msgs[m].msg_hdr.msg_control = ctrl[m].buf;
-          msgs[m].msg_hdr.msg_controllen = sizeof ctrl[m].buf;
-          cmsghdr* c = CMSG_FIRSTHDR(&msgs[m].msg_hdr);
-          c->cmsg_level = SOL_UDP;
-          c->cmsg_type = UDP_SEGMENT;
-          c->cmsg_len = CMSG_LEN(sizeof(std::uint16_t));
-          const auto size = static_cast<std::uint16_t>(seg);
-          std::memcpy(CMSG_DATA(c), &size, sizeof size);
-        }
-#endif
-        begin[m++] = start;
-      }
-      begin[m] = i;
-      if (m == 0) break;
-      std::size_t sent = 0;
-      bool blocked = false;
-      while (sent < m) {
-        const int r = ::sendmmsg(fd, msgs + sent, static_cast<unsigned>(m - sent), 0);
-        if (r > 0) {
-          sent += static_cast<std::size_t>(r);
-        } else if (r < 0 && errno == EINTR) {
-          continue;
-        } else if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-          blocked = true;
-          break;
-        } else if (r < 0 && (errno == EIO || errno == EINVAL) && msgs[sent].msg_hdr.msg_controllen != 0) {
-          log->debug("UDP GSO refused ({}): off for this socket", uv_strerror(uv_translate_sys_error(errno)));
-          s.gso = false;
-          break;  // the rest goes again, one datagram per message
-        } else {
-          log->debug("send failed: {}", uv_strerror(uv_translate_sys_error(errno)));
-          ++sent;  // the message's datagrams are dropped, as a failed uv_udp_try_send drops one
-        }
-      }
-      done = begin[sent];
-      if (blocked) break;
-    }
-    return done;
-  }
-#endif
 
   // Sends what the peer produced, hands out its events (a handler may produce more), re-arms.
   void flush() {
@@ -332,6 +230,7 @@ struct PeerService::Impl {
     }
     flushing = false;
     rx_pending = 0;
+    tasks_ran = false;
     const auto wake_at = node->next_wakeup();
     const auto t = now();
     std::uint64_t delay_ms = 0;
@@ -350,7 +249,7 @@ struct PeerService::Impl {
 
   static void check_cb(uv_check_t* c) {
     auto* self = static_cast<Impl*>(c->data);
-    if (self->rx_pending) self->flush();
+    if (self->rx_pending || self->tasks_ran) self->flush();
   }
 
   static void timer_cb(uv_timer_t* t) {
@@ -484,23 +383,9 @@ struct PeerService::Impl {
     self->flush();
   }
 
-  static void wake_cb(uv_async_t* a) {
-    auto* self = static_cast<Impl*>(a->data);
-    std::deque<Task> run;
-    bool stop_now;
-    {
-      std::lock_guard lk(self->mu);
-      run.swap(self->tasks);
-      stop_now = self->stopping;
-    }
-    for (auto& t : run) t(*self->node, self->now());
-    if (!stop_now) {
-      self->flush();
-      return;
-    }
-    self->closing = true;
-    std::lock_guard lk(self->mu);  // no uv_async_send can follow the close of `wake`
-    self->close_handles();
+  void run(const Task& t) {
+    t(*node, now());
+    tasks_ran = true;
   }
 
   void close_socket(std::size_t i) {
@@ -513,12 +398,13 @@ struct PeerService::Impl {
   }
 
   void close_handles() {
+    closing = true;
     for (auto& [i, s] : sockets) close_socket_handles(s.get(), false);
     for (auto& s : probe_sock) {
       if (s) close_socket_handles(s.get(), false);
     }
-    for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&timer), reinterpret_cast<uv_handle_t*>(&wake),
-                           reinterpret_cast<uv_handle_t*>(&check), reinterpret_cast<uv_handle_t*>(&netcheck)}) {
+    for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&timer), reinterpret_cast<uv_handle_t*>(&check),
+                           reinterpret_cast<uv_handle_t*>(&netcheck)}) {
       if (!uv_is_closing(h)) uv_close(h, nullptr);
     }
   }
@@ -541,14 +427,8 @@ struct PeerService::Impl {
     int len = sizeof bound;
     uv_udp_getsockname(&raw->udp, reinterpret_cast<sockaddr*>(&bound), &len);
     raw->local = from_sockaddr(reinterpret_cast<const sockaddr*>(&bound));
-#ifdef QMESH_UDP_GSO
-    // A kernel that knows UDP_SEGMENT (4.18+) answers this; an older one would ignore the cmsg.
     uv_os_fd_t fd;
-    int gso_size = 0;
-    socklen_t gso_len = sizeof gso_size;
-    raw->gso = uv_fileno(reinterpret_cast<uv_handle_t*>(&raw->udp), &fd) == 0 &&
-               ::getsockopt(fd, SOL_UDP, UDP_SEGMENT, &gso_size, &gso_len) == 0;
-#endif
+    raw->gso = uv_fileno(reinterpret_cast<uv_handle_t*>(&raw->udp), &fd) == 0 && gso_supported(fd);
     // The default buffers (about 200 KB) overflow within a congestion window on a fast path (even
     // loopback drops then); the kernel caps these at net.core.[rw]mem_max.
     int rcv = kSocketBuffer, snd = kSocketBuffer;
@@ -581,11 +461,10 @@ struct PeerService::Impl {
     return out;
   }
 
-  void fail_cleanup() {
-    close_handles();
-    uv_run(&loop, UV_RUN_DEFAULT);
-    uv_loop_close(&loop);
-  }
+
+  // Last: destroyed first, so the loop has stopped and closed every handle before the rest goes.
+  LoopThread thread{[this] { close_handles(); }};  // last: stopped before the rest goes
+  uv_loop_t& loop = *thread.loop();
 };
 
 core::Result<std::unique_ptr<PeerService>> PeerService::start(PeerServiceOptions opts, EventHandler on_event) {
@@ -593,11 +472,9 @@ core::Result<std::unique_ptr<PeerService>> PeerService::start(PeerServiceOptions
   if (!opts.listen_v4 && !opts.listen_v6) return core::make_error("no address to listen on");
   auto impl = std::make_unique<Impl>();
   Impl& s = *impl;
+  if (auto st = s.thread.status(); !st) return st.error();
   s.log = component_logger("net");
   s.on_event = std::move(on_event);
-  uv_loop_init(&s.loop);
-  uv_async_init(&s.loop, &s.wake, &Impl::wake_cb);
-  s.wake.data = &s;
   uv_timer_init(&s.loop, &s.timer);
   s.timer.data = &s;
   uv_timer_init(&s.loop, &s.netcheck);
@@ -613,10 +490,7 @@ core::Result<std::unique_ptr<PeerService>> PeerService::start(PeerServiceOptions
     const auto& at = s.listen[fi];
     if (!at) continue;
     auto r = s.bind(fi == 0 ? peer::kSocketV4 : peer::kSocketV6, *at);
-    if (!r) {
-      s.fail_cleanup();
-      return r.error();
-    }
+    if (!r) return r.error();  // ~Impl closes what was opened
   }
   const auto local4 = s.sockets.count(peer::kSocketV4) ? s.sockets[peer::kSocketV4]->local : std::nullopt;
   const auto local6 = s.sockets.count(peer::kSocketV6) ? s.sockets[peer::kSocketV6]->local : std::nullopt;
@@ -651,12 +525,7 @@ core::Result<std::unique_ptr<PeerService>> PeerService::start(PeerServiceOptions
       cfg, [](std::span<std::uint8_t> b) { randombytes_buf(b.data(), b.size()); }, s.now());
   s.network.emplace(s.local_addresses());
   uv_timer_start(&s.netcheck, &Impl::netcheck_cb, kNetCheckEveryMs, kNetCheckEveryMs);
-  s.thread = std::thread([&s] {
-    s.flush();
-    uv_run(&s.loop, UV_RUN_DEFAULT);
-    // Extra sockets closed by close_handles free themselves only through close_socket; free the rest.
-    uv_loop_close(&s.loop);
-  });
+  s.thread.start([&s] { s.flush(); });
   return std::unique_ptr<PeerService>(new PeerService(std::move(impl)));
 }
 
@@ -665,10 +534,17 @@ PeerService::PeerService(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 PeerService::~PeerService() { stop(); }
 
 void PeerService::post(Task task) {
-  std::lock_guard lk(impl_->mu);
-  if (impl_->stopping) return;  // the task (and any promise it holds) is dropped: call() throws
-  impl_->tasks.push_back(std::move(task));
-  uv_async_send(&impl_->wake);
+  impl_->thread.post([s = impl_.get(), task = std::move(task)] { s->run(task); });
+}
+
+void PeerService::every(std::chrono::milliseconds period, Task task) {
+  impl_->thread.post([s = impl_.get(), period, task = std::move(task)] {
+    s->thread.every(period, [s, task] { s->run(task); });
+  });
+}
+
+void PeerService::run(const Task& task) {
+  impl_->thread.call([&] { impl_->run(task); });
 }
 
 std::optional<Endpoint> PeerService::local_endpoint(std::uint8_t family) const {
@@ -676,13 +552,7 @@ std::optional<Endpoint> PeerService::local_endpoint(std::uint8_t family) const {
 }
 
 void PeerService::stop() {
-  if (!impl_ || !impl_->thread.joinable()) return;
-  {
-    std::lock_guard lk(impl_->mu);
-    if (!impl_->stopping) uv_async_send(&impl_->wake);
-    impl_->stopping = true;
-  }
-  impl_->thread.join();
+  if (impl_) impl_->thread.stop();
 }
 
 }  // namespace qmesh::net

@@ -1,12 +1,12 @@
 // PeerService: a core::peer::Peer (DHT, sessions, relay, punching) on real UDP sockets. A libuv
-// loop on its own thread owns the main sockets (one per address family) and the extra sockets the
-// peer asks for while punching; it feeds datagrams and time (microseconds from uv_hrtime) into the
-// peer, sends what it emits and arms one timer at its next_wakeup(). All access to the peer
-// happens on that thread: through the event handler, post() or call().
+// loop on its own thread (a net::LoopThread) owns the main sockets (one per address family) and
+// the extra sockets the peer asks for while punching; it feeds datagrams and time (microseconds of
+// net::steady_now()) into the peer, sends what it emits and arms one timer at its next_wakeup().
+// All access to the peer happens on that thread: through the event handler, post() or call().
 #pragma once
 
+#include <chrono>
 #include <functional>
-#include <future>
 #include <memory>
 #include <optional>
 
@@ -35,21 +35,23 @@ class PeerService {
   PeerService(const PeerService&) = delete;
   PeerService& operator=(const PeerService&) = delete;
 
+  // Runs task on the loop thread; what it produced is sent once this batch of tasks has run.
+  // Dropped once stop() has begun.
   void post(Task task);
+  // Runs task every period on the loop thread until stop() (a timer of the loop, not a thread).
+  void every(std::chrono::milliseconds period, Task task);
+  // Runs fn on the loop thread and returns its result (at once on the loop thread itself);
+  // throws net::LoopStopped once stop() has begun (loop_thread.hpp).
   template <class F>
   auto call(F fn) -> decltype(fn(std::declval<peer::Peer&>(), peer::Instant{})) {
     using R = decltype(fn(std::declval<peer::Peer&>(), peer::Instant{}));
-    auto p = std::make_shared<std::promise<R>>();
-    auto f = p->get_future();
-    post([p, fn = std::move(fn)](peer::Peer& n, peer::Instant now) mutable {
-      if constexpr (std::is_void_v<R>) {
-        fn(n, now);
-        p->set_value();
-      } else {
-        p->set_value(fn(n, now));
-      }
-    });
-    return f.get();
+    if constexpr (std::is_void_v<R>) {
+      run(fn);
+    } else {
+      std::optional<R> out;
+      run([&](peer::Peer& n, peer::Instant now) { out.emplace(fn(n, now)); });
+      return std::move(*out);
+    }
   }
 
   std::optional<core::Endpoint> local_endpoint(std::uint8_t family) const;
@@ -59,6 +61,7 @@ class PeerService {
 
  private:
   explicit PeerService(std::unique_ptr<Impl> impl);
+  void run(const Task& task);  // call(): on the loop thread, waits
   std::unique_ptr<Impl> impl_;
 };
 

@@ -13,8 +13,8 @@
 #include <csignal>
 #include <deque>
 #include <mutex>
-#include <thread>
 
+#include "net/loop_thread.hpp"
 #include "sidecar/exec_shim.hpp"
 
 namespace qmesh::sidecar {
@@ -80,36 +80,29 @@ struct Supervisor::Impl {
   std::shared_ptr<spdlog::logger> child_log = logger("llama-server");
 
   // Loop-thread state.
-  uv_loop_t loop{};
-  uv_async_t wake{};
   uv_timer_t poll_timer{}, restart_timer{}, kill_timer{};
   Child* child = nullptr;
   bool stopping = false;
   bool ever_ready = false;
-  std::uint64_t spawn_time_ms = 0;
-  std::deque<std::uint64_t> crash_times_ms;
-  std::thread thread;
+  core::Instant spawn_time{};
+  std::deque<core::Instant> crash_times;
   std::mutex lifecycle_mu;  // start() and stop() may race (a signal during start-up)
   bool stop_requested = false;
 
   // Shared state.
   mutable std::mutex mu;
   mutable std::condition_variable cv;
-  std::deque<std::function<void()>> tasks;
   SidecarState state_ = SidecarState::Stopped;
   std::string failure_;
   std::deque<std::string> recent;
   int port_ = 0;
   int pid_ = 0;
   int restarts_ = 0;
-  bool thread_done = false;
 
-  void post(std::function<void()> fn) {
-    // Send under the lock: the loop closes `wake` only after taking it, so no send can follow.
-    std::lock_guard lk(mu);
-    tasks.push_back(std::move(fn));
-    uv_async_send(&wake);
-  }
+  // Created by start(); its stop ends the child first (begin_stop), then the loop. Last: stopped
+  // before the rest goes.
+  std::unique_ptr<net::LoopThread> thread;
+  uv_loop_t* loop = nullptr;
 
   void set_state(SidecarState s, const std::string& why) {
     {
@@ -175,8 +168,8 @@ struct Supervisor::Impl {
 
     auto* c = new Child;
     c->owner = this;
-    uv_pipe_init(&loop, &c->out, 0);
-    uv_pipe_init(&loop, &c->err, 0);
+    uv_pipe_init(loop, &c->out, 0);
+    uv_pipe_init(loop, &c->err, 0);
     c->out.data = c;
     c->err.data = c;
     c->open_handles = 3;  // out, err, and proc: uv_spawn registers proc even when it fails
@@ -197,7 +190,7 @@ struct Supervisor::Impl {
     // llama-server in order, instead of killing both at once (PR_SET_PDEATHSIG still applies).
     po.flags = UV_PROCESS_DETACHED;
     c->proc.data = c;
-    const int rc = uv_spawn(&loop, &c->proc, &po);
+    const int rc = uv_spawn(loop, &c->proc, &po);
     if (rc != 0) {
       close_child_handles(c);
       set_state(SidecarState::Failed,
@@ -209,7 +202,7 @@ struct Supervisor::Impl {
       std::lock_guard lk(mu);
       pid_ = c->proc.pid;
     }
-    spawn_time_ms = uv_now(&loop);
+    spawn_time = net::steady_now();
     log->info("started llama-server pid {} on 127.0.0.1:{} (model {})", c->proc.pid, port_, opts.model);
     uv_read_start(reinterpret_cast<uv_stream_t*>(&c->out), &Impl::alloc_cb, &Impl::read_cb);
     uv_read_start(reinterpret_cast<uv_stream_t*>(&c->err), &Impl::alloc_cb, &Impl::read_cb);
@@ -289,8 +282,7 @@ struct Supervisor::Impl {
       set_state(SidecarState::Ready, "");
       return;
     }
-    const auto waited = uv_now(&loop) - spawn_time_ms;
-    if (waited > static_cast<std::uint64_t>(opts.ready_timeout.count())) {
+    if (net::steady_now() - spawn_time > opts.ready_timeout) {
       uv_timer_stop(&poll_timer);
       const std::string why = "llama-server did not become ready within " +
                               std::to_string(opts.ready_timeout.count() / 1000) + " s (" +
@@ -330,12 +322,10 @@ struct Supervisor::Impl {
       set_state(SidecarState::Failed, "llama-server " + how + " during start-up: " + last_lines(3));
       return;
     }
-    const std::uint64_t now = uv_now(&loop);
-    crash_times_ms.push_back(now);
-    while (!crash_times_ms.empty() &&
-           now - crash_times_ms.front() > static_cast<std::uint64_t>(opts.crash_window.count()))
-      crash_times_ms.pop_front();
-    const int crashes = static_cast<int>(crash_times_ms.size());
+    const auto now = net::steady_now();
+    crash_times.push_back(now);
+    while (!crash_times.empty() && now - crash_times.front() > opts.crash_window) crash_times.pop_front();
+    const int crashes = static_cast<int>(crash_times.size());
     if (crashes >= opts.crash_limit) {
       set_state(SidecarState::Failed,
                 "llama-server crashed " + std::to_string(crashes) + " times in " +
@@ -387,37 +377,16 @@ struct Supervisor::Impl {
     }
   }
 
+  // The child is gone: the timers close, and the loop ends with them (net::LoopThread closed its
+  // wake-up handle after begin_stop()).
   void shutdown_loop() {
     if (state() != SidecarState::Failed) set_state(SidecarState::Stopped, "");
-    {
-      std::lock_guard lk(mu);
-      uv_close(reinterpret_cast<uv_handle_t*>(&wake), nullptr);
-    }
     uv_close(reinterpret_cast<uv_handle_t*>(&poll_timer), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&restart_timer), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&kill_timer), nullptr);
     // Child pipes close themselves on EOF; the loop ends when every handle is closed.
   }
 
-  static void wake_cb(uv_async_t* a) {
-    auto* self = static_cast<Impl*>(a->data);
-    std::deque<std::function<void()>> run;
-    {
-      std::lock_guard lk(self->mu);
-      run.swap(self->tasks);
-    }
-    for (auto& fn : run) fn();
-  }
-
-  void run_loop() {
-    uv_run(&loop, UV_RUN_DEFAULT);
-    uv_loop_close(&loop);
-    {
-      std::lock_guard lk(mu);
-      thread_done = true;
-    }
-    cv.notify_all();
-  }
 };
 
 Supervisor::Supervisor(SupervisorOptions opts, StateCallback on_state) : impl_(std::make_unique<Impl>()) {
@@ -431,23 +400,23 @@ core::Status Supervisor::start() {
   Impl& s = *impl_;
   std::unique_lock lifecycle(s.lifecycle_mu);
   if (s.stop_requested) return core::make_error("stopped before llama-server was started", "cancelled");
-  if (s.thread.joinable()) return core::make_error("llama-server supervisor already started");
+  if (s.thread) return core::make_error("llama-server supervisor already started");
   auto port = s.opts.port != 0 ? core::Result<int>(s.opts.port) : pick_free_port();
   if (!port) return port.error();
   {
     std::lock_guard lk(s.mu);
     s.port_ = *port;
   }
-  uv_loop_init(&s.loop);
-  uv_async_init(&s.loop, &s.wake, &Impl::wake_cb);
-  s.wake.data = &s;
+  auto thread = std::make_unique<net::LoopThread>([&s] { s.begin_stop(); });
+  if (auto st = thread->status(); !st) return st.error();
+  s.loop = thread->loop();
   for (uv_timer_t* t : {&s.poll_timer, &s.restart_timer, &s.kill_timer}) {
-    uv_timer_init(&s.loop, t);
+    uv_timer_init(s.loop, t);
     t->data = &s;
   }
+  s.thread = std::move(thread);
   s.set_state(SidecarState::Starting, "");
-  s.thread = std::thread([&s] { s.run_loop(); });
-  s.post([&s] { s.spawn(); });
+  s.thread->start([&s] { s.spawn(); });
   lifecycle.unlock();
   const auto st = wait_settled(s.opts.ready_timeout + std::chrono::seconds(5));
   if (st == SidecarState::Ready) return core::Ok{};
@@ -460,9 +429,7 @@ void Supervisor::stop() {
   Impl& s = *impl_;
   std::lock_guard lifecycle(s.lifecycle_mu);
   s.stop_requested = true;
-  if (!s.thread.joinable()) return;
-  s.post([&s] { s.begin_stop(); });
-  s.thread.join();
+  if (s.thread) s.thread->stop();
 }
 
 SidecarState Supervisor::state() const { return impl_->state(); }

@@ -51,6 +51,7 @@ struct MeshServer::Impl {
   struct Shared {
     std::atomic<bool> cancelled{false};
     core::noise::PublicKey client{};  // whose ask it is
+    Worker::Ticket ticket = 0;        // loop thread only: to withdraw it while it waits
   };
   // One ask on one stream (loop thread only).
   struct Ask {
@@ -67,6 +68,14 @@ struct MeshServer::Impl {
   void forget(std::map<Key, Ask>::iterator it) {
     intake.end(it->first);
     asks.erase(it);
+  }
+
+  // The ask ends: one waiting in the worker's queue leaves it now (its place is free at once),
+  // one running sees the flag at llama-server's next byte.
+  void cancel(Ask& a) {
+    if (!a.shared) return;
+    a.shared->cancelled = true;
+    worker.withdraw(a.shared->ticket);
   }
 
   Worker& worker;
@@ -94,11 +103,9 @@ struct MeshServer::Impl {
   // Any thread.
   mutable std::mutex mu;
   std::condition_variable cv;
-  int threads = 0;
+  int in_worker = 0;  // asks handed to the worker whose outcome is not handled yet
   MeshStats st;
   bool stopped = false;
-  std::thread sweeper;  // posts housekeeping() to the loop: the intake's deadlines need a clock
-  std::condition_variable sweep_cv;
 
   Impl(Worker& w, MeshServerOptions o) : worker(w), opts(std::move(o)), topic(dht::topic_from_name(opts.topic)) {}
 
@@ -131,7 +138,7 @@ struct MeshServer::Impl {
 
   void drop_session(session::SessionId sid) {
     for (auto it = asks.lower_bound({sid, 0}); it != asks.end() && it->first.first == sid;) {
-      if (it->second.shared) it->second.shared->cancelled = true;
+      cancel(it->second);
       auto next = std::next(it);
       forget(it);
       it = next;
@@ -151,7 +158,7 @@ struct MeshServer::Impl {
     auto it = asks.find(key);
     if (std::holds_alternative<stream::StreamReset>(ev)) {
       if (it != asks.end()) {
-        if (it->second.shared) it->second.shared->cancelled = true;  // the client went away
+        cancel(it->second);  // the client went away
         forget(it);
       }
       return;
@@ -209,7 +216,7 @@ struct MeshServer::Impl {
         return;
       }
       case mesh::RequestReader::State::Failed:
-        if (a.shared) a.shared->cancelled = true;  // it was running: the ask ends here
+        cancel(a);  // it was running: the ask ends here
         bump(&MeshStats::bad_requests);
         answer_error(p, key, a, {"bad_request", "bad request: " + a.reader.error(), 0});
         return;
@@ -270,7 +277,7 @@ struct MeshServer::Impl {
         return;
       }
     }
-    // Admission here, before a thread exists: a full worker answers "busy" at once.
+    // Admission here, before the worker sees it: a full worker answers "busy" at once.
     const auto& cfg = worker.config();
     if (admitted >= cfg.parallel + cfg.queue_capacity) {
       bump(&MeshStats::busy);
@@ -293,26 +300,35 @@ struct MeshServer::Impl {
     ++admitted_by[client];
     a.shared = std::make_shared<Shared>();
     a.shared->client = client;
-    const std::string who = short_key(client);
     {
       std::lock_guard lk(mu);
-      ++threads;
+      ++in_worker;
       st.running = admitted;
     }
-    log->debug("ask from {} admitted ({} running or queued)", who, admitted.load());
-    try {
-      std::thread([this, key, r = std::move(*req), shared = a.shared, who] { run(key, r, shared, who); }).detach();
-    } catch (const std::exception& e) {  // out of threads or memory: this ask fails, the worker goes on
-      --admitted;
-      release_place(client);
-      {
-        std::lock_guard lk(mu);
-        --threads;
-        st.running = admitted;
-      }
-      log->warn("cannot start an ask: {}", e.what());
-      answer_error(p, key, a, {"busy", "worker cannot take more asks now", retry_hint()});
+    log->debug("ask from {} admitted ({} running or queued)", short_key(client), admitted.load());
+    // Tokens and the outcome come back on a worker thread and are posted to the loop.
+    auto on_token = [this, key](std::string_view piece) {
+      svc->post([this, key, text = std::string(piece)](peer::Peer& q, peer::Instant) {
+        send(q, key, mesh::FrameType::Token, text, false);
+      });
+    };
+    a.shared->ticket = worker.enqueue(completion_request(*req), on_token, [s = a.shared] { return s->cancelled.load(); },
+                                      [this, key, s = a.shared](Worker::Outcome r) { answered(key, *s, std::move(r)); });
+  }
+
+  sidecar::CompletionRequest completion_request(mesh::Request& req) const {
+    sidecar::CompletionRequest cr;
+    cr.max_tokens = req.max_tokens;
+    cr.temperature = req.temperature.value_or(worker.config().temperature);
+    cr.seed = req.seed;
+    if (req.messages.empty()) {
+      cr.prompt = req.prompt + req.resume;
+    } else {
+      for (auto& m : req.messages) cr.messages.push_back({std::move(m.role), std::move(m.content)});
+      // Failover: the assistant's answer so far, for llama-server to continue (assistant prefill).
+      if (!req.resume.empty()) cr.messages.push_back({"assistant", req.resume});
     }
+    return cr;
   }
 
   std::string model_name;
@@ -338,26 +354,10 @@ struct MeshServer::Impl {
     return model_hash_hex.compare(0, lower.size(), lower) == 0;
   }
 
-  // On its own thread: the ask through llama-server.
-  void run(Key key, mesh::Request req, std::shared_ptr<Shared> shared, std::string who) {
-    sidecar::CompletionRequest cr;
-    cr.max_tokens = req.max_tokens;
-    cr.temperature = req.temperature.value_or(worker.config().temperature);
-    cr.seed = req.seed;
-    if (req.messages.empty()) {
-      cr.prompt = req.prompt + req.resume;
-    } else {
-      for (auto& m : req.messages) cr.messages.push_back({m.role, m.content});
-      // Failover: the assistant's answer so far, for llama-server to continue (assistant prefill).
-      if (!req.resume.empty()) cr.messages.push_back({"assistant", req.resume});
-    }
-    auto on_token = [this, key](std::string_view piece) {
-      svc->post([this, key, text = std::string(piece)](peer::Peer& p, peer::Instant) {
-        send(p, key, mesh::FrameType::Token, text, false);
-      });
-    };
-    auto cancelled = [&shared] { return shared->cancelled.load(); };
-    auto r = worker.submit(cr, on_token, cancelled);
+  // The ask's outcome from the worker (on its thread, or on the loop when it never ran): DONE or
+  // ERROR goes to the loop, which writes it to the stream.
+  void answered(const Key& key, const Shared& shared, Worker::Outcome r) {
+    const std::string who = short_key(shared.client);
     if (r) {
       log->info("ask from {}: {} tokens, ttft {:.1f} ms, {:.1f} tokens/s ({})", who, r->tokens, r->ttft_ms,
                 r->tokens_per_second, r->stop_reason);
@@ -367,12 +367,12 @@ struct MeshServer::Impl {
         ++st.completed;
         avg_ask_ms = avg_ask_ms == 0 ? r->total_ms : 0.8 * avg_ask_ms + 0.2 * r->total_ms;
       }
-      svc->post([this, key, body = mesh::to_json(d), client = shared->client](peer::Peer& p, peer::Instant) {
+      svc->post([this, key, body = mesh::to_json(d), client = shared.client](peer::Peer& p, peer::Instant) {
         finish_ask(p, key, client, mesh::FrameType::Done, body);
       });
     } else {
       const auto& e = r.error();
-      const bool cancel = shared->cancelled.load();
+      const bool cancel = shared.cancelled.load();
       log->info("ask from {}: {} ({})", who, cancel ? "cancelled by the client" : e.message, e.kind);
       bump(cancel ? &MeshStats::cancelled : e.kind == "busy" ? &MeshStats::busy : &MeshStats::failed);
       // The detail (llama-server's stderr, paths) stays in the local log; the client gets the kind.
@@ -380,12 +380,12 @@ struct MeshServer::Impl {
       const bool tell = kind == "busy" || kind == "bad_request" || kind == "cancelled";
       mesh::ErrorReply er{kind, tell ? e.message : "the worker could not finish the answer (" + kind + ")",
                           kind == "busy" ? retry_hint() : kind == "worker_lost" ? worker.lost_retry_ms() : 0};
-      svc->post([this, key, body = mesh::to_json(er), client = shared->client](peer::Peer& p, peer::Instant) {
+      svc->post([this, key, body = mesh::to_json(er), client = shared.client](peer::Peer& p, peer::Instant) {
         finish_ask(p, key, client, mesh::FrameType::Error, body);
       });
     }
     std::lock_guard lk(mu);
-    --threads;
+    --in_worker;
     cv.notify_all();
   }
 
@@ -428,7 +428,7 @@ struct MeshServer::Impl {
     if (last) a.answered = true;
     if (a.out.size() - a.out_off > kMaxOutbox) {
       // The client stopped reading: end the ask rather than hold its answer forever.
-      if (a.shared) a.shared->cancelled = true;
+      cancel(a);
       if (auto* c = p.sessions().connection(key.first)) (void)c->reset(key.second, kResetOverflow);
       forget(it);
       return;
@@ -459,9 +459,7 @@ struct MeshServer::Impl {
   }
 
   void cancel_all() {
-    for (auto& [k, a] : asks) {
-      if (a.shared) a.shared->cancelled = true;
-    }
+    for (auto& [k, a] : asks) cancel(a);
   }
 };
 
@@ -469,9 +467,9 @@ MeshServer::MeshServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 MeshServer::~MeshServer() {
   stop();
-  // Ask threads still inside llama-server (stop() waited only a while) finish before we go.
+  // Asks still inside llama-server (stop() waited only a while) finish before we go.
   std::unique_lock lk(impl_->mu);
-  impl_->cv.wait(lk, [&] { return impl_->threads == 0; });
+  impl_->cv.wait(lk, [&] { return impl_->in_worker == 0; });
 }
 
 core::Result<std::unique_ptr<MeshServer>> MeshServer::start(Worker& worker, MeshServerOptions opts) {
@@ -487,13 +485,15 @@ core::Result<std::unique_ptr<MeshServer>> MeshServer::start(Worker& worker, Mesh
     impl->model_name = m->name;
   }
   net::PeerServiceOptions so;
-  core::Endpoint at;
   if (opts.listen) {
-    at = *opts.listen;
+    (opts.listen->family == 6 ? so.listen_v6 : so.listen_v4) = *opts.listen;
   } else {
-    at.family = opts.bootstrap.front().family;
+    for (const auto& b : opts.bootstrap) {  // a host name may give both families
+      core::Endpoint any;
+      any.family = b.family;
+      (any.family == 6 ? so.listen_v6 : so.listen_v4) = any;
+    }
   }
-  (at.family == 6 ? so.listen_v6 : so.listen_v4) = at;
   so.config.dht.ephemeral = true;
   so.config.dht.report_addresses = true;
   so.config.serve_relay = false;
@@ -518,16 +518,8 @@ core::Result<std::unique_ptr<MeshServer>> MeshServer::start(Worker& worker, Mesh
     impl->svc->stop();
     return core::make_error("no DHT node answered at " + list + " (is a bootstrap node running there?)");
   }
-  impl->sweeper = std::thread([raw] {
-    std::unique_lock lk(raw->mu);
-    while (!raw->stopped) {
-      raw->sweep_cv.wait_for(lk, milliseconds(250));
-      if (raw->stopped) break;
-      lk.unlock();
-      raw->svc->post([raw](peer::Peer& p, peer::Instant now) { raw->housekeeping(p, now); });
-      lk.lock();
-    }
-  });
+  // Housekeeping on the loop: the intake's deadlines need a clock.
+  impl->svc->every(milliseconds(250), [raw](peer::Peer& p, peer::Instant now) { raw->housekeeping(p, now); });
   return std::unique_ptr<MeshServer>(new MeshServer(std::move(impl)));
 }
 
@@ -587,15 +579,13 @@ void MeshServer::stop() {
     if (impl_->stopped) return;
     impl_->stopped = true;
   }
-  impl_->sweep_cv.notify_all();
-  if (impl_->sweeper.joinable()) impl_->sweeper.join();
   auto& svc = *impl_->svc;
   try {
     svc.call([this](peer::Peer&, peer::Instant) { impl_->cancel_all(); });
     // Asks see the cancel at llama-server's next byte; their ERROR frames go out before we leave.
     {
       std::unique_lock lk(impl_->mu);
-      impl_->cv.wait_for(lk, std::chrono::seconds(5), [&] { return impl_->threads == 0; });
+      impl_->cv.wait_for(lk, std::chrono::seconds(5), [&] { return impl_->in_worker == 0; });
     }
     svc.call([this](peer::Peer& p, peer::Instant now) {
       (void)p.dht().unannounce(impl_->topic, ms(now));

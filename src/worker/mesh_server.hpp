@@ -21,7 +21,7 @@ namespace qmesh::worker {
 
 struct MeshServerOptions {
   std::vector<core::Endpoint> bootstrap;     // at least one
-  std::optional<core::Endpoint> listen;      // default: any address of the first bootstrap's family
+  std::optional<core::Endpoint> listen;      // default: any address of each family the bootstraps have
   std::string topic = "qmesh-inference";
   net::Identity identity;
   bool punch = true;

@@ -4,8 +4,9 @@
 
 #include <algorithm>
 #include <cmath>
-#include <thread>
+#include <future>
 
+#include "net/loop_thread.hpp"
 #include "sidecar/llama_locator.hpp"
 #include "sidecar/model_file.hpp"
 
@@ -13,11 +14,16 @@ namespace qmesh::worker {
 
 namespace {
 std::chrono::milliseconds since_epoch() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch());
+  return std::chrono::duration_cast<std::chrono::milliseconds>(net::steady_now().time_since_epoch());
 }
 }  // namespace
 
-Worker::Worker(WorkerConfig cfg) : cfg_(std::move(cfg)) {}
+// One thread per llama-server slot; the pool holds the waiting requests too (its capacity is
+// the admission limit).
+Worker::Worker(WorkerConfig cfg)
+    : cfg_(std::move(cfg)),
+      pool_(static_cast<std::size_t>(std::max(1, cfg_.parallel)),
+            static_cast<std::size_t>(std::max(1, cfg_.parallel + cfg_.queue_capacity))) {}
 
 Worker::~Worker() { stop(); }
 
@@ -56,9 +62,9 @@ void Worker::stop() {
     sup = supervisor_.get();
   }
   if (sup) sup->stop();
-  // Requests in flight see stopping_ at their next byte and end with "cancelled"; wait for them
-  // so that none still uses the engine when the worker goes away.
-  while (admitted_.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  // Waiting requests end "cancelled" here; those in flight see stopping_ at their next byte and
+  // end so too. close() waits for them, so that none still uses the engine when the worker goes.
+  pool_.close();
 }
 
 std::pair<sidecar::Supervisor*, sidecar::LlamaEngine*> Worker::parts() {
@@ -66,25 +72,70 @@ std::pair<sidecar::Supervisor*, sidecar::LlamaEngine*> Worker::parts() {
   return {supervisor_.get(), engine_.get()};
 }
 
-core::Result<sidecar::CompletionStats> Worker::submit(const sidecar::CompletionRequest& req,
-                                                      const sidecar::LlamaEngine::TokenSink& on_token,
-                                                      const sidecar::LlamaEngine::CancelCheck& cancelled) {
+Worker::Ticket Worker::enqueue(sidecar::CompletionRequest req, sidecar::LlamaEngine::TokenSink on_token,
+                               sidecar::LlamaEngine::CancelCheck cancelled, Done on_done) {
   auto [sup, engine] = parts();
-  if (!sup || !engine) return core::make_error("worker is not started", "internal");
-  if (stopping_) return core::make_error("worker is shutting down", "cancelled");
-  // Admission: llama-server runs `parallel` requests and defers the rest; we hold at most
-  // queue_capacity waiting behind them so that a client hears "busy" at once, not after a wait.
+  if (!sup || !engine) {
+    on_done(core::make_error("worker is not started", "internal"));
+    return 0;
+  }
+  if (stopping_) {
+    on_done(core::make_error("worker is shutting down", "cancelled"));
+    return 0;
+  }
+  // Admission: llama-server runs `parallel` requests; we hold at most queue_capacity waiting
+  // behind them so that a client hears "busy" at once, not after a wait.
   const int limit = cfg_.parallel + cfg_.queue_capacity;
   if (admitted_.fetch_add(1) >= limit) {
     admitted_.fetch_sub(1);
-    return core::make_error("worker is busy: " + std::to_string(limit) + " requests running or queued",
-                            "busy");
+    on_done(core::make_error("worker is busy: " + std::to_string(limit) + " requests running or queued", "busy"));
+    return 0;
   }
-  struct Release {
-    std::atomic<int>& n;
-    ~Release() { n.fetch_sub(1); }
-  } release{admitted_};
+  struct Job {
+    sidecar::CompletionRequest req;
+    sidecar::LlamaEngine::TokenSink on_token;
+    sidecar::LlamaEngine::CancelCheck cancelled;
+    Done on_done;
+  };
+  auto job = std::make_shared<Job>(Job{std::move(req), std::move(on_token), std::move(cancelled), std::move(on_done)});
+  const auto ticket = pool_.submit([this, job](bool start) {
+    auto out = start ? run(job->req, job->on_token, job->cancelled)
+                     : core::make_error(stopping_ ? "worker is shutting down" : "request cancelled", "cancelled");
+    admitted_.fetch_sub(1);
+    job->on_done(std::move(out));
+  });
+  if (ticket == 0) {  // the pool closed meanwhile (stop), or has no thread to give
+    admitted_.fetch_sub(1);
+    job->on_done(stopping_ ? core::make_error("worker is shutting down", "cancelled")
+                           : core::make_error("worker cannot take more requests now", "busy"));
+  }
+  return ticket;
+}
 
+bool Worker::withdraw(Ticket ticket) { return ticket != 0 && pool_.withdraw(ticket); }
+
+Worker::Outcome Worker::submit(const sidecar::CompletionRequest& req, const sidecar::LlamaEngine::TokenSink& on_token,
+                               const sidecar::LlamaEngine::CancelCheck& cancelled) {
+  auto done = std::make_shared<std::promise<Outcome>>();
+  auto f = done->get_future();
+  const auto ticket = enqueue(req, on_token, cancelled, [done](Outcome r) { done->set_value(std::move(r)); });
+  // A cancel notifies nobody: while the request waits, look at it every 50 ms.
+  bool waiting = ticket != 0;
+  while (f.wait_for(std::chrono::milliseconds(50)) != std::future_status::ready) {
+    if (waiting && cancelled && cancelled()) {
+      withdraw(ticket);  // false: it runs already, and its own cancel check ends it
+      waiting = false;
+    }
+  }
+  return f.get();
+}
+
+// On a pool thread: the request through llama-server, once it is ready.
+Worker::Outcome Worker::run(const sidecar::CompletionRequest& req, const sidecar::LlamaEngine::TokenSink& on_token,
+                            const sidecar::LlamaEngine::CancelCheck& cancelled) {
+  auto [sup, engine] = parts();
+  auto cancel = [&] { return stopping_.load() || (cancelled && cancelled()); };
+  if (cancel()) return core::make_error(stopping_ ? "worker is shutting down" : "request cancelled", "cancelled");
   auto st = sup->state();
   if (st == sidecar::SidecarState::Restarting || st == sidecar::SidecarState::Starting)
     st = sup->wait_settled(std::chrono::seconds(30));
@@ -97,13 +148,6 @@ core::Result<sidecar::CompletionStats> Worker::submit(const sidecar::CompletionR
   // max-tokens is the worker's default and its ceiling: a client may ask for less, never more.
   sidecar::CompletionRequest capped = req;
   capped.max_tokens = std::min(req.max_tokens, cfg_.max_tokens);
-  auto cancel = [&] { return stopping_.load() || (cancelled && cancelled()); };
-  if (!acquire_slot(cancel))
-    return core::make_error(stopping_ ? "worker is shutting down" : "request cancelled", "cancelled");
-  struct Slot {
-    Worker& w;
-    ~Slot() { w.release_slot(); }
-  } slot{*this};
   auto r = engine->complete(capped, on_token, cancel);
   if (!r && stopping_) return core::make_error("worker is shutting down", "cancelled");
   if (r && r->tokens > 1) {
@@ -131,36 +175,6 @@ std::uint32_t Worker::lost_retry_ms() {
 std::optional<double> Worker::generation_tps() {
   std::lock_guard lk(rate_mu_);
   return rate_.tokens_per_second(since_epoch());
-}
-
-bool Worker::acquire_slot(const std::function<bool()>& cancelled) {
-  std::unique_lock lk(slot_mu_);
-  if (running_ < cfg_.parallel && waiting_.empty()) {
-    ++running_;
-    return true;
-  }
-  SlotWaiter me;
-  const auto it = waiting_.insert(waiting_.end(), &me);
-  while (!me.go) {
-    if (cancelled()) {
-      waiting_.erase(it);
-      return false;
-    }
-    // A cancel notifies nobody: look at it every 50 ms.
-    slot_cv_.wait_for(lk, std::chrono::milliseconds(50));
-  }
-  return true;  // release_slot() handed its slot over (running_ unchanged)
-}
-
-void Worker::release_slot() {
-  std::lock_guard lk(slot_mu_);
-  if (waiting_.empty()) {
-    --running_;
-    return;
-  }
-  waiting_.front()->go = true;
-  waiting_.pop_front();
-  slot_cv_.notify_all();
 }
 
 core::mesh::Health Worker::health() {

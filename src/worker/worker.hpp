@@ -4,16 +4,16 @@
 #pragma once
 
 #include <atomic>
-#include <memory>
-#include <condition_variable>
+#include <cstdint>
 #include <functional>
-#include <list>
+#include <memory>
 #include <mutex>
 #include <string>
 
 #include "core/mesh/generation_rate.hpp"
 #include "core/mesh/health.hpp"
 #include "core/base/result.hpp"
+#include "net/task_pool.hpp"
 #include "sidecar/llama_engine.hpp"
 #include "sidecar/supervisor.hpp"
 #include "worker/health_sampler.hpp"
@@ -28,16 +28,30 @@ class Worker {
 
   // Validates the model, resolves llama-server and starts it; blocks until it is ready.
   core::Status start();
-  // Ends requests in flight with a "cancelled" error, then stops llama-server. May be called from
-  // another thread while start() waits, which then fails with a "cancelled" error.
+  // Ends requests in flight and waiting with a "cancelled" error, then stops llama-server. May be
+  // called from another thread while start() waits, which then fails with a "cancelled" error;
+  // not from a request's callbacks.
   void stop();
 
-  // Runs one request. Exactly one completion or one error; "busy" when the queue is full, or
-  // llama-server is restarting for longer than the wait allows. max_tokens is capped at the
-  // configured max-tokens.
-  core::Result<sidecar::CompletionStats> submit(const sidecar::CompletionRequest& req,
-                                                const sidecar::LlamaEngine::TokenSink& on_token,
-                                                const sidecar::LlamaEngine::CancelCheck& cancelled = {});
+  using Outcome = core::Result<sidecar::CompletionStats>;
+  using Done = std::function<void(Outcome)>;
+  using Ticket = net::TaskPool::Ticket;
+
+  // Runs one request on the worker's `parallel` threads (one per llama-server slot); the others
+  // wait in the worker's queue, first come first served, so that llama-server never holds more
+  // than it runs. on_done is called exactly once: here at once ("busy" beyond parallel +
+  // queue-capacity, "cancelled" while stopping), on a worker thread with the outcome ("busy" too
+  // when llama-server is restarting for longer than the wait allows), or in withdraw() or stop()
+  // ("cancelled") for one still waiting. on_token and cancelled run on the worker thread.
+  // max_tokens is capped at the configured max-tokens. Returns what withdraw() takes (0: ended).
+  Ticket enqueue(sidecar::CompletionRequest req, sidecar::LlamaEngine::TokenSink on_token,
+                 sidecar::LlamaEngine::CancelCheck cancelled, Done on_done);
+  // A request still waiting ends "cancelled" now (on_done runs here) and frees its place; false
+  // once it runs (its cancel check ends it) or has ended.
+  bool withdraw(Ticket ticket);
+  // enqueue() and wait for the outcome; a cancel frees a waiting request's place within 50 ms.
+  Outcome submit(const sidecar::CompletionRequest& req, const sidecar::LlamaEngine::TokenSink& on_token,
+                 const sidecar::LlamaEngine::CancelCheck& cancelled = {});
 
   // After a request failed with "worker_lost": in how many ms the client may ask again because
   // the supervisor is bringing llama-server back (a request then waits for it to be ready), or 0
@@ -58,6 +72,8 @@ class Worker {
 
  private:
   std::pair<sidecar::Supervisor*, sidecar::LlamaEngine*> parts();  // under mu_
+  Outcome run(const sidecar::CompletionRequest& req, const sidecar::LlamaEngine::TokenSink& on_token,
+              const sidecar::LlamaEngine::CancelCheck& cancelled);  // on a pool thread
 
   WorkerConfig cfg_;
   std::string llama_server_;
@@ -69,19 +85,9 @@ class Worker {
   std::atomic<int> admitted_{0};  // running + waiting
   std::mutex rate_mu_;
   core::mesh::GenerationRate rate_;  // under rate_mu_
-
-  // llama-server gets at most `parallel` requests at once; the others wait here, in order, where
-  // a cancel frees them at once (llama-server notices a client that left its own queue late).
-  bool acquire_slot(const std::function<bool()>& cancelled);  // false: cancelled or stopping
-  void release_slot();
-  struct SlotWaiter {
-    bool go = false;
-  };
-  std::mutex slot_mu_;
-  std::condition_variable slot_cv_;
-  int running_ = 0;                 // under slot_mu_
-  std::list<SlotWaiter*> waiting_;  // under slot_mu_, first come first served
   std::atomic<bool> stopping_{false};
+  // Last: closed (its threads joined) before the engine and supervisor they use go.
+  net::TaskPool pool_;
 };
 
 }  // namespace qmesh::worker

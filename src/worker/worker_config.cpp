@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "net/resolve.hpp"
 #include "worker/health_sampler.hpp"  // read_small_file
 
 namespace qmesh::worker {
@@ -133,6 +134,93 @@ std::string parse_reason(const std::string& what) {
   return r;
 }
 
+// The config keys of the system QMesh re-implements (camelCase), each an alias of a setting here.
+// statusBroadcastInterval is in milliseconds; status-interval in whole seconds.
+struct Alias {
+  std::string_view key;
+  std::string_view name;
+  bool milliseconds = false;
+};
+
+constexpr Alias kAliases[] = {
+    {"modelPath", "model"},
+    {"gpuLayers", "gpu-layers"},
+    {"maxTokens", "max-tokens"},
+    {"networkTopic", "topic"},
+    {"queueCapacity", "queue-capacity"},
+    {"statusBroadcastInterval", "status-interval", true},
+};
+
+const Alias* find_alias(std::string_view key) {
+  for (const auto& a : kAliases)
+    if (a.key == key) return &a;
+  return nullptr;
+}
+
+// An alias's value as its setting takes it: milliseconds rounded to the nearest second.
+core::Result<json> alias_value(const Alias& a, const json& v) {
+  if (!a.milliseconds) return v;
+  constexpr std::int64_t lo = std::int64_t{kMinStatusInterval} * 1000, hi = std::int64_t{kMaxStatusInterval} * 1000;
+  std::int64_t ms = -1;
+  if (v.is_number_unsigned()) ms = std::min<std::uint64_t>(v.get<std::uint64_t>(), hi + 1);
+  else if (v.is_number_integer()) ms = v.get<std::int64_t>();
+  if (!v.is_number_integer() || ms < lo || ms > hi)
+    return core::make_error("setting '" + std::string(a.key) + "' (milliseconds, for '" + std::string(a.name) +
+                            "' in seconds) must be an integer between " + std::to_string(lo) + " and " +
+                            std::to_string(hi) + ", got " + shown(v));
+  return json((ms + 500) / 1000);
+}
+
+// Applies one setting under its own key (kebab-case) to c; an error names the setting.
+std::optional<core::Error> apply_setting(WorkerConfig& c, const std::string& key, const json& v) {
+  if (const auto* s = [&]() -> const IntSetting* {
+        for (const auto& x : kIntSettings)
+          if (x.name == key) return &x;
+        return nullptr;
+      }()) {
+    if (!v.is_number_integer()) return int_type_error(s->name, s->min, s->max, v);
+    const bool in_range = v.is_number_unsigned()
+                              ? v.get<std::uint64_t>() <= static_cast<std::uint64_t>(s->max) &&
+                                    static_cast<std::int64_t>(v.get<std::uint64_t>()) >= s->min
+                              : v.get<std::int64_t>() >= s->min && v.get<std::int64_t>() <= s->max;
+    if (!in_range) return int_range_error(s->name, s->min, s->max, shown(v));
+    c.*s->field = static_cast<int>(v.get<std::int64_t>());
+  } else if (key == "temperature") {
+    if (!v.is_number()) return temperature_error(shown(v), true);
+    const double t = v.get<double>();
+    if (!(t >= kMinTemperature && t <= kMaxTemperature)) return temperature_error(shown(v), false);
+    c.temperature = t;
+  } else if (key == "model" || key == "llama-server") {
+    if (!v.is_string() || v.get_ref<const std::string&>().empty())
+      return core::make_error("setting '" + key + "' must be a non-empty path string, got " + shown(v));
+    if (key == "model") c.model = v.get<std::string>();
+    else c.llama_server = v.get<std::string>();
+  } else if (key == "topic") {
+    if (!v.is_string()) return core::make_error("setting 'topic' must be a string of 1 to " +
+                                                std::to_string(kMaxTopicBytes) + " bytes, got " + shown(v));
+    if (auto e = check_topic(v.get_ref<const std::string&>())) return *e;
+    c.topic = v.get<std::string>();
+  } else if (key == "bootstrap") {
+    if (!v.is_array() || v.size() > 64)
+      return core::make_error("setting 'bootstrap' must be an array of at most 64 \"HOST:PORT\" strings, got " + shown(v));
+    c.bootstrap.clear();
+    for (const auto& b : v) {
+      if (!b.is_string()) return core::make_error("setting 'bootstrap' must hold \"HOST:PORT\" strings, got " + shown(b));
+      c.bootstrap.push_back(b.get<std::string>());
+    }
+  } else if (key == "listen" || key == "identity") {
+    if (!v.is_string()) return core::make_error("setting '" + key + "' must be a string, got " + shown(v));
+    (key == "listen" ? c.listen : c.identity) = v.get<std::string>();
+  } else if (key == "log-level") {
+    if (!v.is_string() || !valid_log_level(v.get_ref<const std::string&>()))
+      return core::make_error("setting 'log-level' must be one of " + log_levels_list() + ", got " + shown(v));
+    c.log_level = v.get<std::string>();
+  } else {
+    return core::make_error("unknown setting '" + printable_key(key) + "' in config");
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 int default_threads() {
@@ -145,9 +233,8 @@ core::Result<std::monostate> validate(const WorkerConfig& c) {
   if (c.model.empty()) return core::make_error("setting 'model' is required: the path of a GGUF model file");
   if (auto e = check_ranges(c)) return *e;
   for (const auto& b : c.bootstrap) {
-    auto e = core::Endpoint::parse(b);
-    if (!e || e->port == 0)
-      return core::make_error("setting 'bootstrap': " + b + " is not IP:PORT (e.g. 127.0.0.1:49737 or [::1]:49737)");
+    if (!net::parse_host_port(b))
+      return core::make_error("setting 'bootstrap': " + printable_key(b) + " is not " + net::kHostPortExample);
   }
   if (!c.listen.empty() && !listen_endpoint(c.listen)) {
     return core::make_error("setting 'listen': " + printable_key(c.listen) +
@@ -174,56 +261,23 @@ core::Result<WorkerConfig> load_worker_config_json(std::string_view text, const 
   }
   if (!j.is_object()) return core::make_error("config must be a JSON object, got " + shown(j));
 
+  for (const auto& a : kAliases) {  // before any value is looked at: this error says what to fix
+    const std::string key(a.key), name(a.name);
+    if (j.contains(key) && j.contains(name))
+      return core::make_error("config sets both '" + name + "' and '" + key + "' (the same setting): keep one");
+  }
   WorkerConfig c = base;
   for (const auto& item : j.items()) {
-    // Not a structured binding: clang before 16 (the fuzz build's) cannot capture one in a lambda.
     const std::string& key = item.key();
-    const auto& v = item.value();
-    if (const auto* s = [&]() -> const IntSetting* {
-          for (const auto& x : kIntSettings)
-            if (x.name == key) return &x;
-          return nullptr;
-        }()) {
-      if (!v.is_number_integer()) return int_type_error(s->name, s->min, s->max, v);
-      const bool in_range = v.is_number_unsigned()
-                                ? v.get<std::uint64_t>() <= static_cast<std::uint64_t>(s->max) &&
-                                      static_cast<std::int64_t>(v.get<std::uint64_t>()) >= s->min
-                                : v.get<std::int64_t>() >= s->min && v.get<std::int64_t>() <= s->max;
-      if (!in_range) return int_range_error(s->name, s->min, s->max, shown(v));
-      c.*s->field = static_cast<int>(v.get<std::int64_t>());
-    } else if (key == "temperature") {
-      if (!v.is_number()) return temperature_error(shown(v), true);
-      const double t = v.get<double>();
-      if (!(t >= kMinTemperature && t <= kMaxTemperature)) return temperature_error(shown(v), false);
-      c.temperature = t;
-    } else if (key == "model" || key == "llama-server") {
-      if (!v.is_string() || v.get_ref<const std::string&>().empty())
-        return core::make_error("setting '" + key + "' must be a non-empty path string, got " + shown(v));
-      if (key == "model") c.model = v.get<std::string>();
-      else c.llama_server = v.get<std::string>();
-    } else if (key == "topic") {
-      if (!v.is_string()) return core::make_error("setting 'topic' must be a string of 1 to " +
-                                                  std::to_string(kMaxTopicBytes) + " bytes, got " + shown(v));
-      if (auto e = check_topic(v.get_ref<const std::string&>())) return *e;
-      c.topic = v.get<std::string>();
-    } else if (key == "bootstrap") {
-      if (!v.is_array() || v.size() > 64)
-        return core::make_error("setting 'bootstrap' must be an array of at most 64 \"HOST:PORT\" strings, got " + shown(v));
-      c.bootstrap.clear();
-      for (const auto& b : v) {
-        if (!b.is_string()) return core::make_error("setting 'bootstrap' must hold \"HOST:PORT\" strings, got " + shown(b));
-        c.bootstrap.push_back(b.get<std::string>());
-      }
-    } else if (key == "listen" || key == "identity") {
-      if (!v.is_string()) return core::make_error("setting '" + key + "' must be a string, got " + shown(v));
-      (key == "listen" ? c.listen : c.identity) = v.get<std::string>();
-    } else if (key == "log-level") {
-      if (!v.is_string() || !valid_log_level(v.get_ref<const std::string&>()))
-        return core::make_error("setting 'log-level' must be one of " + log_levels_list() + ", got " + shown(v));
-      c.log_level = v.get<std::string>();
-    } else {
-      return core::make_error("unknown setting '" + printable_key(key) + "' in config");
+    const Alias* alias = find_alias(key);
+    if (!alias) {
+      if (auto e = apply_setting(c, key, item.value())) return *e;
+      continue;
     }
+    const std::string name(alias->name);
+    auto v = alias_value(*alias, item.value());
+    if (!v) return v.error();
+    if (auto e = apply_setting(c, name, *v)) return core::make_error(e->message + " (given as '" + key + "')");
   }
   return c;
 }

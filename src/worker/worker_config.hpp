@@ -45,7 +45,7 @@ struct WorkerConfig {
   int queue_capacity = 10;                  // "queue-capacity": requests waiting beyond the slots
   int status_interval_s = 10;               // "status-interval": seconds between health samples/logs
   std::string log_level = "info";           // "log-level": trace|debug|info|warn|error|critical|off
-  std::vector<std::string> bootstrap;       // "bootstrap": DHT nodes, "HOST:PORT" each
+  std::vector<std::string> bootstrap;       // "bootstrap": DHT nodes, "HOST:PORT" each (HOST: an address or a name)
   std::string listen;                       // "listen": "HOST[:PORT]" for the UDP socket; "" = any
   std::string identity;                     // "identity": key file; "" = the config directory's
 

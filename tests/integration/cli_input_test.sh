@@ -91,6 +91,14 @@ echo '{"model": "x", "queue-capacity": "ten"}' >"$tmp/bad.json"
 out="$("$worker" --config "$tmp/bad.json" 2>&1)"; rc=$?
 check "bad config: exit 2 (got $rc)" test "$rc" -eq 2
 check "bad config: path named once ($(grep -o 'bad.json' <<<"$out" | wc -l))" test "$(grep -o 'bad.json' <<<"$out" | wc -l)" -eq 1
+# A config file without a model (as the Debian package ships /etc/qmesh/worker.json): one line
+# naming the file to edit, exit 2.
+echo '{"log-level": "info"}' >"$tmp/nomodel.json"
+usage_error "config without a model" "$worker" --config "$tmp/nomodel.json"
+check "config without a model: names the file ($err)" \
+  grep -qF "qmesh-worker: no model given: set \"model\" in $tmp/nomodel.json (or pass --model FILE)" <<<"$err"
+usage_error "no config and no model" "$worker"
+check "no config and no model: says --model ($err)" grep -q 'no model given: pass --model FILE' <<<"$err"
 
 # Key files: with umask 000, the directories made for the key are 0700 and the key 0600; a key
 # others can read is refused with its mode in octal.

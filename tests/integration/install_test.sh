@@ -2,6 +2,7 @@
 # libqmesh-client as a user gets it: `cmake --install` into a temporary prefix, the examples built
 # against the installed package (find_package and pkg-config, shared and static library), then run
 # against a live mesh on loopback (a DHT bootstrap node and one qmesh-worker with the tiny model).
+# Also checks the rest of the install: executables, docs, the worker's systemd unit and config.
 #   usage: install_test.sh BUILD_DIR SOURCE_DIR QMESH_CLI QMESH_WORKER TINY_MODEL
 set -uo pipefail
 build="$1"; src="$2"; cli="$3"; worker="$4"; model="$5"
@@ -20,6 +21,26 @@ for f in include/qmesh/client.h include/qmesh/client.hpp lib/libqmesh-client.a l
   lib/pkgconfig/qmesh-client.pc; do
   check "installed $f" test -e "$prefix/$f"
 done
+# The executables, the docs, the worker's systemd unit and config file (packaging/CMakeLists.txt).
+for f in bin/qmesh-cli bin/qmesh-worker share/doc/qmesh/user-guide.md share/doc/qmesh/README.md share/doc/qmesh/LICENSE \
+  share/doc/qmesh/examples/worker.json share/doc/qmesh/examples/ask.c share/doc/qmesh-worker/copyright \
+  lib/systemd/system/qmesh-worker.service etc/qmesh/worker.json; do
+  check "installed $f" test -e "$prefix/$f"
+done
+unit="$prefix/lib/systemd/system/qmesh-worker.service"
+check "the unit runs the installed worker on the installed config" \
+  grep -qxF "ExecStart=$prefix/bin/qmesh-worker --config $prefix/etc/qmesh/worker.json" "$unit"
+if command -v systemd-analyze >/dev/null; then
+  out="$(systemd-analyze verify "$unit" 2>&1)"; rc=$?
+  check "systemd-analyze verify of the installed unit is clean${out:+: $out}" test "$rc" -eq 0 -a -z "$out"
+fi
+out="$("$prefix/bin/qmesh-worker" --config "$prefix/etc/qmesh/worker.json" 2>&1)"; rc=$?
+check "the installed worker on the installed config: exit 2, one line naming the file ($out)" \
+  test "$rc" -eq 2 -a "$out" = "qmesh-worker: no model given: set \"model\" in $prefix/etc/qmesh/worker.json (or pass --model FILE)"
+check "the installed qmesh-cli runs" "$prefix/bin/qmesh-cli" --version
+echo '{"model": "/srv/edited.gguf"}' >"$prefix/etc/qmesh/worker.json"
+"$cmake" --install "$build" --prefix "$prefix" >"$tmp/install2.log" 2>&1
+check "a second install keeps the edited worker.json" grep -q edited.gguf "$prefix/etc/qmesh/worker.json"
 check "only the public headers are installed" test "$(find "$prefix/include" -type f | wc -l)" -eq 2
 check "the public headers include no internal header" bash -c "! grep -E '#include \"(core|net)/' '$prefix'/include/qmesh/*"
 soname="$(objdump -p "$prefix/lib/libqmesh-client.so" | awk '/SONAME/ {print $2}')"
@@ -97,6 +118,13 @@ run_example "C (find_package, shared)" "$tmp/examples/ask_c"
 run_example "C pull API (find_package, shared)" "$tmp/examples/ask_c" --pull
 run_example "C (find_package, static)" "$tmp/examples/ask_c_static"
 run_example "C (pkg-config)" "$tmp/ask_c_pc"
+# $QMESH_BOOTSTRAP (read by the examples) with a host name: libqmesh-client resolves it.
+for ex in ask_cpp ask_c; do
+  QMESH_BOOTSTRAP="localhost:$port" "$tmp/examples/$ex" -n 8 "Hello" >"$tmp/env-$ex.out" 2>"$tmp/env-$ex.err"; rc=$?
+  check "$ex with QMESH_BOOTSTRAP=localhost:$port: exit 0 and an answer" \
+    test "$rc" -eq 0 -a -n "$(tr -d '[:space:]' <"$tmp/env-$ex.out")"
+  [ "$rc" -eq 0 ] || tail -n 3 "$tmp/env-$ex.err"
+done
 
 # The C ABI's corners (tests/integration/capi_test.c), built like a user would.
 # shellcheck disable=SC2046

@@ -58,7 +58,7 @@ out="$("$cli" net connect --topic echo-test --bootstrap "127.0.0.1:1" 2>&1)"; rc
 check "unreachable bootstrap: clear error, non-zero exit, within 15 s" \
   bash -c "test $rc -ne 0 && grep -q 'no DHT node answered' <<<'$out' && test $(( $(date +%s) - start )) -le 15"
 out="$("$cli" net connect --topic x --bootstrap not-an-endpoint 2>&1)"; rc=$?
-check "bad --bootstrap: exit 2" bash -c "test $rc -eq 2 && grep -q 'expected IP:PORT' <<<'$out'"
+check "bad --bootstrap: exit 2" bash -c "test $rc -eq 2 && grep -q 'expected HOST:PORT' <<<'$out'"
 
 # SIGTERM of the listener unannounces: later connects find nobody.
 kill -TERM "$lpid"; wait "$lpid"

@@ -4,6 +4,7 @@
 set -uo pipefail
 worker="$1"; cli="$2"; model="$3"
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+export QMESH_CONFIG_DIR="$tmp/cfg"   # the workers' default identity stays in the test's folder
 children_of() { pgrep -P "$1" 2>/dev/null; }
 alive() { kill -0 "$1" 2>/dev/null && ! grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null; }
 
@@ -60,13 +61,15 @@ wpid=$!; pids+=("$wpid")
 if wait_line "$tmp/w5.log" 'ready: llama-server pid' 60; then
   taken="$(sed -n 's/.*on 127.0.0.1:\([0-9]*\),.*/\1/p' "$tmp/w5.log" | head -n 1)"
   cp "$model" "$tmp/other.gguf"
-  out="$("$worker" --model "$tmp/other.gguf" --threads 1 --port "$taken" 2>&1)"; rc=$?
+  # (a key of its own: the first worker holds the default one)
+  out="$("$worker" --model "$tmp/other.gguf" --threads 1 --port "$taken" --identity "$tmp/other.key" 2>&1)"; rc=$?
   check "port taken by another llama-server: non-zero exit" test "$rc" -ne 0
   check "port taken by another llama-server: never reported ready" bash -c "! grep -q 'ready: llama-server' <<<\"\$1\"" _ "$out"
   # A child that has not bound yet while the other server answers /health: the readiness probe
   # must see (via /props) that the answer is not for our model.
   printf '#!/bin/sh\nexec sleep 600\n' >"$tmp/unbound-llama-server"; chmod +x "$tmp/unbound-llama-server"
-  out="$(timeout 30 "$worker" --model "$tmp/other.gguf" --llama-server "$tmp/unbound-llama-server" --port "$taken" 2>&1)"; rc=$?
+  out="$(timeout 30 "$worker" --model "$tmp/other.gguf" --llama-server "$tmp/unbound-llama-server" --port "$taken" \
+    --identity "$tmp/other.key" 2>&1)"; rc=$?
   check "another server's /health is not taken for ours: non-zero exit" test "$rc" -ne 0
   check "... and says the port is served by another llama-server" grep -q "is served by another llama-server" <<<"$out"
   kill -TERM "$wpid"; wait "$wpid"

@@ -58,3 +58,29 @@ TEST_F(IdentityFile, ReadableKeyNamesTheModeInOctal) {
 }
 
 }  // namespace
+
+// A worker's lock on its key: a second lock (another open of the file, as another process makes)
+// is refused with kind "in_use"; once the first is gone, the key can be locked again.
+TEST_F(IdentityFile, LockIsExclusiveUntilReleased) {
+  const fs::path key = root_ / "identity";
+  ASSERT_TRUE(qmesh::net::load_or_create_identity(key.string()).ok());
+  {
+    auto first = qmesh::net::lock_identity(key.string());
+    ASSERT_TRUE(first.ok()) << first.error().message;
+    EXPECT_TRUE(first->held());
+    auto second = qmesh::net::lock_identity(key.string());
+    ASSERT_FALSE(second.ok());
+    EXPECT_EQ(second.error().kind, "in_use");
+    EXPECT_EQ(second.error().message, "identity " + key.string() + " is in use by another running worker");
+    // The key itself still loads: clients share keys freely.
+    EXPECT_TRUE(qmesh::net::load_identity(key.string()).ok());
+    qmesh::net::IdentityLock moved = std::move(*first);
+    EXPECT_TRUE(moved.held());
+    EXPECT_FALSE(qmesh::net::lock_identity(key.string()).ok());
+  }
+  auto again = qmesh::net::lock_identity(key.string());
+  EXPECT_TRUE(again.ok()) << again.error().message;
+  auto missing = qmesh::net::lock_identity((root_ / "none").string());
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.error().message.find((root_ / "none").string()), std::string::npos);
+}

@@ -263,3 +263,71 @@ TEST(WorkerConfig, ANumberTooLargeForJsonIsAnErrorNotACrash) {
   EXPECT_NE(r.error().message.find("number overflow"), std::string::npos) << r.error().message;
   EXPECT_FALSE(load_worker_config_json("66666e66766666").ok());
 }
+
+// Issue 12 §5.4: the camelCase keys of the system QMesh re-implements load as aliases.
+TEST(WorkerConfig, CamelCaseKeysOfTheOldSystemAreAliases) {
+  auto r = load_worker_config_json(R"({"modelPath": "/models/old.gguf", "gpuLayers": -1, "maxTokens": 512,
+                                       "networkTopic": "lab", "queueCapacity": 3,
+                                       "statusBroadcastInterval": 5000, "parallel": 2})");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  WorkerConfig want;
+  want.model = "/models/old.gguf";
+  want.gpu_layers = -1;
+  want.max_tokens = 512;
+  want.topic = "lab";
+  want.queue_capacity = 3;
+  want.status_interval_s = 5;
+  want.parallel = 2;
+  EXPECT_EQ(*r, want);
+  EXPECT_TRUE(validate(*r).ok());
+  // to_json writes the settings' own keys; they read back to the same config.
+  auto back = load_worker_config_json(to_json(*r).dump());
+  ASSERT_TRUE(back.ok()) << back.error().message;
+  EXPECT_EQ(*back, want);
+}
+
+TEST(WorkerConfig, StatusBroadcastIntervalIsMillisecondsRoundedToSeconds) {
+  auto seconds = [](std::int64_t ms) {
+    auto r = load_worker_config_json(json{{"statusBroadcastInterval", ms}}.dump());
+    EXPECT_TRUE(r.ok()) << ms << ": " << r.error().message;
+    return r.ok() ? r->status_interval_s : -1;
+  };
+  EXPECT_EQ(seconds(1000), 1);
+  EXPECT_EQ(seconds(1499), 1);
+  EXPECT_EQ(seconds(2500), 3);
+  EXPECT_EQ(seconds(30000), 30);
+  EXPECT_EQ(seconds(3600000), 3600);
+  const std::string range =
+      "setting 'statusBroadcastInterval' (milliseconds, for 'status-interval' in seconds) must be an integer "
+      "between 1000 and 3600000, got ";
+  EXPECT_EQ(load_error(R"({"statusBroadcastInterval": 999})"), range + "999");
+  EXPECT_EQ(load_error(R"({"statusBroadcastInterval": 3600001})"), range + "3600001");
+  EXPECT_EQ(load_error(R"({"statusBroadcastInterval": -5000})"), range + "-5000");
+  EXPECT_EQ(load_error(R"({"statusBroadcastInterval": 18446744073709551615})"), range + "18446744073709551615");
+  EXPECT_EQ(load_error(R"({"statusBroadcastInterval": 5000.5})"), range + "5000.5");
+  EXPECT_EQ(load_error(R"({"statusBroadcastInterval": "5s"})"), range + "\"5s\"");
+}
+
+TEST(WorkerConfig, BothSpellingsOfOneSettingAreAnError) {
+  const std::pair<const char*, const char*> pairs[] = {
+      {"modelPath", "model"},       {"gpuLayers", "gpu-layers"},         {"maxTokens", "max-tokens"},
+      {"networkTopic", "topic"},    {"queueCapacity", "queue-capacity"}, {"statusBroadcastInterval", "status-interval"}};
+  for (const auto& [alias, name] : pairs) {
+    const json v = std::string(name) == "model" || std::string(name) == "topic" ? json("x") : json(5000);
+    EXPECT_EQ(load_error(json{{alias, v}, {name, v}}),
+              std::string("config sets both '") + name + "' and '" + alias + "' (the same setting): keep one");
+  }
+}
+
+TEST(WorkerConfig, AnAliasWithABadValueNamesBothKeys) {
+  EXPECT_EQ(load_error(R"({"gpuLayers": "all"})"),
+            "setting 'gpu-layers' must be an integer between -1 and 10000, got \"all\" (given as 'gpuLayers')");
+  EXPECT_EQ(load_error(R"({"queueCapacity": 0})"),
+            "setting 'queue-capacity' must be between 1 and 10000, got 0 (given as 'queueCapacity')");
+  EXPECT_EQ(load_error(R"({"networkTopic": ""})"),
+            "setting 'topic' must be 1 to 255 bytes long, got 0 bytes (given as 'networkTopic')");
+  EXPECT_EQ(load_error(R"({"modelPath": 7})"),
+            "setting 'model' must be a non-empty path string, got 7 (given as 'modelPath')");
+  // Other camelCase spellings are not aliases: still unknown settings.
+  EXPECT_EQ(load_error(R"({"ctxSize": 4096})"), "unknown setting 'ctxSize' in config");
+}
