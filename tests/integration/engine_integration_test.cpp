@@ -1,6 +1,6 @@
 // The worker's local inference path against a real llama-server and a synthesized model:
 // streaming, kill -9 of the child mid-answer, restarts, the crash-loop limit, cancellation,
-// admission ("busy"), and shutdown with a request in flight.
+// admission ("busy"), the worker's queue (enqueue, withdraw), and shutdown with requests in flight.
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -8,6 +8,7 @@
 #include <csignal>
 #include <chrono>
 #include <future>
+#include <string>
 #include <thread>
 
 #include "sidecar/exec_shim.hpp"
@@ -261,6 +262,54 @@ TEST_F(OneSlotHeld, AQueuedRequestWaitsInTheWorkerAndACancelFreesItsPlaceAtOnce)
   auto rc = c.get();
   ASSERT_TRUE(rc.ok()) << rc.error().message;
   EXPECT_EQ(rc->tokens, 4u);
+}
+
+// Worker::enqueue: the waiting request is a list entry, not a thread; withdrawing it ends it
+// "cancelled" on the caller at once and frees its place, and it never reaches llama-server.
+TEST_F(OneSlotHeld, AWithdrawnRequestEndsCancelledOnTheCallerAndFreesItsPlace) {
+  int ends = 0;
+  std::string kind;
+  std::thread::id ended_on;
+  const auto ticket = w->enqueue(long_request(4), [](std::string_view) {}, {}, [&](Worker::Outcome r) {
+    ++ends;
+    kind = r.ok() ? "ok" : r.error().kind;
+    ended_on = std::this_thread::get_id();
+  });
+  ASSERT_NE(ticket, 0u);
+  EXPECT_EQ(w->health().queue_depth, 1);
+  EXPECT_EQ(ends, 0) << "it waits behind a";
+  EXPECT_TRUE(w->withdraw(ticket));
+  EXPECT_EQ(ends, 1);
+  EXPECT_EQ(kind, "cancelled");
+  EXPECT_EQ(ended_on, std::this_thread::get_id());
+  EXPECT_EQ(w->health().queue_depth, 0);
+  EXPECT_FALSE(w->withdraw(ticket)) << "it ended once";
+  EXPECT_EQ(w->health().requests_deferred, 0u);
+  release();
+  EXPECT_EQ(ends, 1);
+}
+
+// stop() ends the running request and every waiting one, each exactly once.
+TEST_F(OneSlotHeld, StopEndsEveryWaitingRequestOnceWithCancelled) {
+  std::atomic<int> ends{0}, cancelled{0};
+  for (int i = 0; i < 3; ++i) {
+    w->enqueue(long_request(4), [](std::string_view) {}, {}, [&](Worker::Outcome r) {
+      ++ends;
+      if (!r.ok() && r.error().kind == "cancelled") ++cancelled;
+    });
+  }
+  EXPECT_EQ(w->health().queue_depth, 3);
+  w->stop();
+  EXPECT_EQ(ends.load(), 3);
+  EXPECT_EQ(cancelled.load(), 3);
+  auto ra = a.get();
+  ASSERT_FALSE(ra.ok());
+  EXPECT_EQ(ra.error().kind, "cancelled");
+  int late = 0;
+  w->enqueue(long_request(4), [](std::string_view) {}, {}, [&](Worker::Outcome r) {
+    late += !r.ok() && r.error().kind == "cancelled";
+  });
+  EXPECT_EQ(late, 1) << "a request after stop() ends at once";
 }
 
 TEST_F(EngineIntegration, AFullQueueAnswersBusyAtOnce) {

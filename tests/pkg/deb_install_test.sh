@@ -90,7 +90,7 @@ for so in $(ldd "$llama" | awk '$3 ~ /^\// {print $3}'); do
 done
 mapfile -t deps < <(printf '%s\n' "${deps[@]}" | grep -v -x -F -f <(printf '%s\n' "${ours[@]}") | sort -u)
 key="$(printf '%s\n' "v1" "$suite" "${deps[@]}" | sha256sum | cut -c1-12)"
-cache_dir="${QMESH_CACHE:-$HOME/.cache/qmesh}/debian-root"
+cache_dir="${QMESH_CACHE:-${HOME:-/root}/.cache/qmesh}/debian-root"
 cache="$cache_dir/$suite-$key.tar.$ext"
 if [ ! -s "$cache" ]; then
   mirror="${QMESH_DEBIAN_MIRROR:-$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null)}"
@@ -123,6 +123,8 @@ install -m 0644 "$model" "$root/srv/qmesh/tiny.gguf"
 install -m 0755 "$tmp/ask_c" "$root/usr/local/bin/qmesh-ask-c"
 
 # ---- boot ----
+# --register=no --keep-unit: the host need not run systemd (here PID 1 is not systemd, and without
+# them nspawn stops at "Failed to open system bus"): no machined registration, no scope unit.
 t0=$(date +%s)
 systemd-nspawn -q -D "$root" -M "qmesh-pkg-$$" -b --private-network --register=no --keep-unit \
   --console=read-only >"$tmp/boot.log" 2>&1 &

@@ -131,6 +131,8 @@ TEST(Netem, LossDuplicationAndReorderingHappenAtTheirRates) {
   std::vector<bool> seen(n, false);
   for (const auto& d : got) {
     const std::uint32_t i = number_of(d.bytes);
+    const auto delay = d.at - us(1000 * static_cast<std::int64_t>(i));
+    EXPECT_TRUE(delay == milliseconds(10) || delay == milliseconds(13)) << i;  // on time, or held back 3 ms
     if (seen[i]) continue;
     seen[i] = true;
     if (i < highest) ++late;
