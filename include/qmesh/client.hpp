@@ -115,6 +115,15 @@ class AskStream {
   const AskResult& result();
   void cancel();  // from any thread; the ask ends with Error("cancelled")
 
+  // For event loops, which must not block: try_next() is next() that never waits. It returns a
+  // piece, or nullopt with *ended telling whether the stream is over (then result() returns at
+  // once) or nothing has arrived yet. on_ready(fn) has fn called each time a piece or the end
+  // arrives, and once at once when something is already waiting. fn runs on a client thread
+  // while no lock is held; it must be quick and must not block (post a wake-up to the loop:
+  // uv_async_send, lws_cancel_service). One fn per stream; a second call replaces the first.
+  std::optional<std::string> try_next(bool* ended);
+  void on_ready(std::function<void()> fn);
+
   struct State;
 
  private:

@@ -145,11 +145,15 @@ AskStream Client::stream(const AskOptions& options) {
       std::lock_guard lk(impl->mu);
       impl->streams.erase(st);
     }
-    std::lock_guard g(st->mu);
-    st->result = std::move(r);
-    st->error = std::move(e);
-    st->done = true;
-    st->cv.notify_all();
+    std::shared_ptr<const std::function<void()>> ready;
+    {
+      std::lock_guard g(st->mu);
+      st->result = std::move(r);
+      st->error = std::move(e);
+      st->done = true;
+      ready = st->arrived();
+    }
+    if (ready) (*ready)();
   };
   std::lock_guard lk(impl->mu);
   if (impl->closing) throw Error("cancelled", "the client is closing");
@@ -158,9 +162,13 @@ AskStream Client::stream(const AskOptions& options) {
     if (!start) return end(std::nullopt, Error("cancelled", "the ask was cancelled before it started"));
     try {
       auto r = impl->run_ask(options, [&](std::string_view piece) {
-        std::lock_guard g(st->mu);
-        st->pieces.emplace_back(piece);
-        st->cv.notify_all();
+        std::shared_ptr<const std::function<void()>> ready;
+        {
+          std::lock_guard g(st->mu);
+          st->pieces.emplace_back(piece);
+          ready = st->arrived();
+        }
+        if (ready) (*ready)();
       }, st->cancelled);
       end(std::move(r), std::nullopt);
     } catch (const Error& e) {
@@ -198,6 +206,26 @@ std::optional<std::string> AskStream::next() {
   auto p = std::move(s_->pieces.front());
   s_->pieces.pop_front();
   return p;
+}
+
+std::optional<std::string> AskStream::try_next(bool* ended) {
+  std::lock_guard lk(s_->mu);
+  if (ended) *ended = s_->pieces.empty() && s_->done;
+  if (s_->pieces.empty()) return std::nullopt;
+  auto p = std::move(s_->pieces.front());
+  s_->pieces.pop_front();
+  return p;
+}
+
+void AskStream::on_ready(std::function<void()> fn) {
+  auto f = fn ? std::make_shared<const std::function<void()>>(std::move(fn)) : nullptr;
+  bool now;
+  {
+    std::lock_guard lk(s_->mu);
+    s_->ready = f;
+    now = !s_->pieces.empty() || s_->done;
+  }
+  if (f && now) (*f)();
 }
 
 const AskResult& AskStream::result() {

@@ -119,6 +119,14 @@ struct AskStream::State {
   std::atomic<bool> cancelled{false};
   std::weak_ptr<Client::Impl> owner;  // under mu, with the ticket: cancel() withdraws a waiting ask
   net::TaskPool::Ticket ticket = 0;
+  std::shared_ptr<const std::function<void()>> ready;  // under mu: AskStream::on_ready's fn
+
+  // Called with mu held after a piece or the end was added: wakes next() and returns the
+  // on_ready fn for the caller to run once mu is released.
+  std::shared_ptr<const std::function<void()>> arrived() {
+    cv.notify_all();
+    return ready;
+  }
 };
 
 struct Client::Impl : std::enable_shared_from_this<Impl> {
