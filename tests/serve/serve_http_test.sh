@@ -124,6 +124,17 @@ check "...code model_not_found, param model" json_is '.error.code == "model_not_
 check "504 when the ask outlives serve's --timeout" test "$(code "$B/v1/chat/completions" -d '{"messages":[{"role":"user","content":"Count"}],"max_tokens":2000}')" = 504
 check "...code timeout" json_is '.error.code == "timeout"'
 
+# A reader that never reads: its stream stalls in its socket, other requests go on; when it
+# hangs up, its ask ends.
+exec 3<>"/dev/tcp/127.0.0.1/$pb"
+body='{"messages":[{"role":"user","content":"Count"}],"max_tokens":2000,"stream":true}'
+printf 'POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s' "${#body}" "$body" >&3
+sleep 0.5
+check "a second client is answered while one does not read" test "$(code "$A/v1/chat/completions" "${auth[@]}" -d "$chat" -m 30)" = 200
+exec 3>&-
+check "two requests on one keep-alive connection" bash -c "
+  curl -s -o /dev/null -o /dev/null -w '%{num_connects}\n' $A/health $A/health | tr '\n' ' ' | grep -q '^1 0 $'"
+
 # A client that leaves mid-stream: the worker cancels the generation.
 admitted() { cat "$tmp/w1.log" "$tmp/w2.log" | grep -c 'admitted'; }
 before="$(cat "$tmp/w1.log" "$tmp/w2.log" | grep -c 'cancelled by the client')"
