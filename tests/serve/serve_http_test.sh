@@ -73,6 +73,7 @@ check "400 for an image part" bash -c "test \"\$(curl -s -o $tmp/t -w '%{http_co
 head -c 1100000 /dev/zero | tr '\0' ' ' >"$tmp/big.json"
 check "413 for a body over 1 MiB" test "$(code "$B/v1/chat/completions" --data-binary @"$tmp/big.json")" = 413
 check "...code request_too_large" json_is '.error.code == "request_too_large"'
+check "411 for a chunked body" test "$(code "$B/v1/chat/completions" -H 'Transfer-Encoding: chunked' -d "$chat")" = 411
 
 # ---- happy paths ----
 check "chat completion: 200" test "$(code "$A/v1/chat/completions" "${auth[@]}" -H 'Content-Type: application/json' -d "$chat")" = 200
