@@ -2,9 +2,9 @@
 # qmesh-cli serve on a real mesh on loopback (a bootstrap node, two workers with the synthesized
 # model), driven by curl: the OpenAI endpoints (JSON and the SSE sequence), every error status,
 # the API key and CORS rules, a client that leaves mid-stream, and the refusal of a public listen.
-#   usage: serve_http_test.sh QMESH_WORKER QMESH_CLI TINY_MODEL
+#   usage: serve_http_test.sh QMESH_WORKER QMESH_CLI TINY_MODEL CHAT_HTML
 set -uo pipefail
-worker="$1"; cli="$2"; model="$3"
+worker="$1"; cli="$2"; model="$3"; page="$4"
 source "$(dirname "${BASH_SOURCE[0]}")/../integration/lib.sh"
 export QMESH_CONFIG_DIR="$tmp/cfg"
 base=$((47600 + RANDOM % 300 * 4))
@@ -44,7 +44,8 @@ chat='{"messages":[{"role":"user","content":"Hello"}],"max_tokens":8}'
 
 # ---- open routes, the key ----
 check "/health is 200 without a key" test "$(code "$A/health")" = 200
-check "/ is the chat page, without a key" bash -c "test \"\$(curl -s -o $tmp/page -w '%{http_code} %{content_type}' $A/)\" = '200 text/html; charset=utf-8' && grep -qi '<html' $tmp/page"
+check "/ is the chat page, without a key" bash -c "test \"\$(curl -s -o $tmp/page -w '%{http_code} %{content_type}' $A/)\" = '200 text/html; charset=utf-8'"
+check "...byte for byte src/serve/chat.html" cmp -s "$tmp/page" "$page"
 check "401 without a key" test "$(code "$A/v1/models")" = 401
 check "...as an OpenAI error with code invalid_api_key" json_is '.error.code == "invalid_api_key" and (.error.message | length) > 0 and has("error")'
 check "...and WWW-Authenticate: Bearer" test "$(hdr www-authenticate)" = Bearer
