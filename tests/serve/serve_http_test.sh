@@ -25,7 +25,8 @@ for i in 1 2; do
 done
 for i in 1 2; do check "worker $i joined" wait_line "$tmp/w$i.log" "joined the network as" 60; done
 
-# A: the API key and one CORS origin. B: no key, asks time out after 1 s. C: a topic nobody serves.
+# A: the API key and one CORS origin (the answers come from A). B: no key, asks time out after
+# 1 s (errors only). C: a topic nobody serves.
 "$cli" serve --listen "127.0.0.1:$pa" --bootstrap "$boot" --api-key-file "$tmp/key" \
   --cors-origin http://allowed.example >"$tmp/a.log" 2>&1 &
 pids+=($!)
@@ -83,9 +84,9 @@ check "...a chat.completion with the answer, finish_reason length and usage" jso
   and .choices[0].message.role == "assistant" and (.choices[0].message.content | length) > 0
   and .choices[0].finish_reason == "length" and .usage.completion_tokens == 8
   and .usage.total_tokens == .usage.prompt_tokens + 8 and (.qmesh.worker | length) == 64'
-check "content as a list of text parts" test "$(code "$B/v1/chat/completions" -d '{"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":[{"type":"text","text":"Hi"}]}],"max_completion_tokens":3,"user":"u1","stop":null}')" = 200
+check "content as a list of text parts" test "$(code "$A/v1/chat/completions" "${auth[@]}" -d '{"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":[{"type":"text","text":"Hi"}]}],"max_completion_tokens":3,"user":"u1","stop":null}')" = 200
 check "...max_completion_tokens is the length" json_is '.usage.completion_tokens == 3'
-check "completions: 200, a text_completion" bash -c "test \"\$(curl -s -o $tmp/c -w '%{http_code}' $B/v1/completions -d '{\"prompt\":\"Once upon\",\"max_tokens\":5}')\" = 200 && jq -e '.object == \"text_completion\" and (.id | startswith(\"cmpl-\")) and (.choices[0].text | length) > 0 and .usage.completion_tokens == 5' $tmp/c >/dev/null"
+check "completions: 200, a text_completion" bash -c "test \"\$(curl -s -o $tmp/c -w '%{http_code}' -H 'Authorization: Bearer $key' $A/v1/completions -d '{\"prompt\":\"Once upon\",\"max_tokens\":5}')\" = 200 && jq -e '.object == \"text_completion\" and (.id | startswith(\"cmpl-\")) and (.choices[0].text | length) > 0 and .usage.completion_tokens == 5' $tmp/c >/dev/null"
 
 # SSE: role first, content deltas, finish_reason, the usage chunk, [DONE]; one id throughout.
 curl -sN -D "$tmp/sse.hdr" "$A/v1/chat/completions" "${auth[@]}" \
@@ -101,7 +102,7 @@ check "stream: content deltas, then a finish_reason chunk, then usage (12 tokens
   ([.[] | select(.choices | length > 0) | .choices[0].delta.content // empty] | join("") | length) > 0
   and (.[-2].choices[0].finish_reason == "length") and (.[-1].choices == []) and .[-1].usage.completion_tokens == 12
   and ([.[0:-2][] | .choices[0].finish_reason] | all(. == null))' "$tmp/sse.json"
-curl -sN "$B/v1/completions" -d '{"prompt":"Once","max_tokens":4,"stream":true}' >"$tmp/sse2"
+curl -sN "$A/v1/completions" "${auth[@]}" -d '{"prompt":"Once","max_tokens":4,"stream":true}' >"$tmp/sse2"
 check "completions stream: text_completion chunks, no usage chunk, [DONE]" bash -c "
   grep '^data: {' $tmp/sse2 | sed 's/^data: //' | jq -e -s 'all(.[]; .object == \"text_completion\" and (has(\"usage\") | not)) and .[-1].choices[0].finish_reason == \"length\"' >/dev/null &&
   tail -n 2 $tmp/sse2 | grep -q '^data: \[DONE\]'"
@@ -121,7 +122,7 @@ check "the page's own origin (same host) is allowed" test "$(code "$B/v1/models"
 # ---- mesh errors ----
 check "503 when no worker serves the topic" test "$(code "$C/v1/chat/completions" -d "$chat")" = 503
 check "...code no_workers" json_is '.error.code == "no_workers"'
-check "404 for a model no worker serves" test "$(code "$B/v1/chat/completions" -d '{"model":"no-such-model","messages":[{"role":"user","content":"x"}]}')" = 404
+check "404 for a model no worker serves" test "$(code "$A/v1/chat/completions" "${auth[@]}" -d '{"model":"no-such-model","messages":[{"role":"user","content":"x"}]}')" = 404
 check "...code model_not_found, param model" json_is '.error.code == "model_not_found" and .error.param == "model"'
 check "504 when the ask outlives serve's --timeout" test "$(code "$B/v1/chat/completions" -d '{"messages":[{"role":"user","content":"Count"}],"max_tokens":2000}')" = 504
 check "...code timeout" json_is '.error.code == "timeout"'
