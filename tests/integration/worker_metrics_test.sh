@@ -42,7 +42,11 @@ boot="127.0.0.1:$port"
 "$cli" dht bootstrap --listen "$boot" >"$tmp/boot.log" 2>&1 &
 pids+=($!)
 sleep 0.5
-"$worker" --model "$model" --bootstrap "$boot" --identity "$tmp/w.key" --status-interval 2 --max-tokens 4000 \
+# A long context and answer limit: the long asks below are still running when they are cancelled
+# or their llama-server is killed, however fast this machine is (the tiny model makes thousands
+# of tokens a second).
+"$worker" --model "$model" --bootstrap "$boot" --identity "$tmp/w.key" --status-interval 2 --max-tokens 16000 \
+  --ctx-size 16384 \
   --metrics-listen 127.0.0.1:0 --log-level debug >"$tmp/w.log" 2>&1 &
 wpid=$!; pids+=($wpid)
 check "the worker says where its metrics are" wait_line "$tmp/w.log" "metrics on http://127.0.0.1:[0-9]*/metrics" 30
@@ -101,10 +105,11 @@ check "no ask running or waiting now" is "$(val after qmesh_worker_slots_busy)/$
 admitted() { grep -c 'admitted' "$tmp/w.log"; }
 long_ask() {  # starts a long ask in the background (pid in $ask_pid) and waits until the worker admitted it
   local before; before="$(admitted)"
-  "$cli" ask --bootstrap "$boot" --max-tokens 4000 --json "Tell me a long story" >"$tmp/long.json" 2>"$tmp/long.err" &
+  "$cli" ask --bootstrap "$boot" --max-tokens 16000 --json "Tell me a long story" >"$tmp/long.json" 2>"$tmp/long.err" &
   ask_pid=$!; pids+=($ask_pid)
   local i; for ((i = 0; i < 300; i++)); do [ "$(admitted)" -gt "$before" ] && return 0; sleep 0.1; done; return 1
 }
+finished() { grep -c 'ask from [0-9a-f]*: [0-9]* tokens' "$tmp/w.log"; }  # asks the worker completed
 # Polls until SAMPLE's delta from scrape BASE is WANT (the worker counts when the ask has ended).
 until_delta() {  # BASE SAMPLE WANT
   local i; for ((i = 0; i < 100; i++)); do
@@ -112,11 +117,13 @@ until_delta() {  # BASE SAMPLE WANT
   done; echo "  $2 moved by $(delta "$1" poll "$2"), want $3"; return 1
 }
 check "scrape before the long ask" scrape mid0
+done0="$(finished)"
 check "a long ask is admitted" long_ask
 check "scrape while it runs" scrape mid
 check "while it runs: 1 slot busy, none queued" is "$(val mid qmesh_worker_slots_busy)/$(val mid qmesh_worker_queue_depth)" "1/0"
 check "while it runs: one session open" is "$(jq -n --argjson a "$(val mid 'qmesh_worker_sessions_open{path="direct"}')" \
   --argjson b "$(val mid 'qmesh_worker_sessions_open{path="relayed"}')" '$a + $b')" 1
+check "it was still running when its client was interrupted" is "$(finished)" "$done0"
 kill -INT "$ask_pid"; wait "$ask_pid" 2>/dev/null
 check "the ask cancelled by its client counts as cancelled (+1)" until_delta mid0 "$(asks cancelled)" 1
 check "and not as completed" is "$(delta mid0 poll "$(asks completed)")" 0
@@ -124,12 +131,13 @@ check "and not as completed" is "$(delta mid0 poll "$(asks completed)")" 0
 # ---- llama-server killed mid-answer: worker_lost +1, restarts +1 ----
 llama_pid="$(grep -o -m1 'ready: llama-server pid [0-9]*' "$tmp/w.log" | awk '{print $4}')"
 check "scrape before the crash" scrape crash0
+done0="$(finished)"
 check "another long ask is admitted" long_ask
-sleep 0.3
 kill -9 "$llama_pid"
+check "it had not finished when llama-server was killed" is "$(finished)" "$done0"
 check "the ask llama-server lost counts as worker_lost (+1)" until_delta crash0 "$(asks worker_lost)" 1
 check "llama-server restarts +1" until_delta crash0 qmesh_worker_llama_server_restarts_total 1
-wait "$ask_pid" 2>/dev/null  # the client resumes it, on this worker once llama-server is back
+kill -INT "$ask_pid"; wait "$ask_pid" 2>/dev/null  # it was resuming the answer on the restarted llama-server
 check "the scrape after all that still passes promtool" \
   bash -c "curl -sf '$url' | promtool check metrics"
 
