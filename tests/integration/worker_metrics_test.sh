@@ -102,12 +102,11 @@ check "sessions accepted +3 (one per qmesh-cli ask)" is "$(delta before after qm
 check "no ask running or waiting now" is "$(val after qmesh_worker_slots_busy)/$(val after qmesh_worker_queue_depth)" "0/0"
 
 # ---- a long ask: the gauges show it; cancelled by the client, it counts as cancelled ----
-admitted() { grep -c 'admitted' "$tmp/w.log"; }
-long_ask() {  # starts a long ask in the background (pid in $ask_pid) and waits until the worker admitted it
-  local before; before="$(admitted)"
-  "$cli" ask --bootstrap "$boot" --max-tokens 16000 --json "Tell me a long story" >"$tmp/long.json" 2>"$tmp/long.err" &
+long_ask() {  # starts a long ask in the background (pid in $ask_pid); waits until its text streams in
+  : >"$tmp/long.out"
+  "$cli" ask --bootstrap "$boot" --max-tokens 16000 "Tell me a long story" >"$tmp/long.out" 2>"$tmp/long.err" &
   ask_pid=$!; pids+=($ask_pid)
-  local i; for ((i = 0; i < 300; i++)); do [ "$(admitted)" -gt "$before" ] && return 0; sleep 0.1; done; return 1
+  local i; for ((i = 0; i < 300; i++)); do [ -s "$tmp/long.out" ] && return 0; sleep 0.1; done; return 1
 }
 finished() { grep -c 'ask from [0-9a-f]*: [0-9]* tokens' "$tmp/w.log"; }  # asks the worker completed
 # Polls until SAMPLE's delta from scrape BASE is WANT (the worker counts when the ask has ended).
@@ -118,7 +117,7 @@ until_delta() {  # BASE SAMPLE WANT
 }
 check "scrape before the long ask" scrape mid0
 done0="$(finished)"
-check "a long ask is admitted" long_ask
+check "a long ask is streaming" long_ask
 check "scrape while it runs" scrape mid
 check "while it runs: 1 slot busy, none queued" is "$(val mid qmesh_worker_slots_busy)/$(val mid qmesh_worker_queue_depth)" "1/0"
 check "while it runs: one session open" is "$(jq -n --argjson a "$(val mid 'qmesh_worker_sessions_open{path="direct"}')" \
@@ -132,7 +131,7 @@ check "and not as completed" is "$(delta mid0 poll "$(asks completed)")" 0
 llama_pid="$(grep -o -m1 'ready: llama-server pid [0-9]*' "$tmp/w.log" | awk '{print $4}')"
 check "scrape before the crash" scrape crash0
 done0="$(finished)"
-check "another long ask is admitted" long_ask
+check "another long ask is streaming" long_ask
 kill -9 "$llama_pid"
 check "it had not finished when llama-server was killed" is "$(finished)" "$done0"
 check "the ask llama-server lost counts as worker_lost (+1)" until_delta crash0 "$(asks worker_lost)" 1
@@ -141,5 +140,7 @@ kill -INT "$ask_pid"; wait "$ask_pid" 2>/dev/null  # it was resuming the answer 
 check "the scrape after all that still passes promtool" \
   bash -c "curl -sf '$url' | promtool check metrics"
 
-kill -INT "$wpid"; wait "$wpid" 2>/dev/null
+kill -INT "$wpid"; wait "$wpid"; rc=$?
+check "the worker exits 0 on SIGINT" test "$rc" -eq 0
+check "no sanitizer report in the worker's log" bash -c "! grep -E 'AddressSanitizer|LeakSanitizer|runtime error' '$tmp/w.log'"
 finish
