@@ -20,7 +20,7 @@ sleep 0.5
 # One slot and one queue place each: four asks fill the mesh.
 for i in 1 2; do
   "$worker" --model "$model" --bootstrap "$boot" --identity "$tmp/w$i.key" --status-interval 1 \
-    --max-tokens 2000 --queue-capacity 1 --log-level debug >"$tmp/w$i.log" 2>&1 &
+    --max-tokens 30000 --ctx-size 32768 --queue-capacity 1 --log-level debug >"$tmp/w$i.log" 2>&1 &
   pids+=($!)
 done
 for i in 1 2; do check "worker $i joined" wait_line "$tmp/w$i.log" "joined the network as" 60; done
@@ -124,13 +124,13 @@ check "503 when no worker serves the topic" test "$(code "$C/v1/chat/completions
 check "...code no_workers" json_is '.error.code == "no_workers"'
 check "404 for a model no worker serves" test "$(code "$A/v1/chat/completions" "${auth[@]}" -d '{"model":"no-such-model","messages":[{"role":"user","content":"x"}]}')" = 404
 check "...code model_not_found, param model" json_is '.error.code == "model_not_found" and .error.param == "model"'
-check "504 when the ask outlives serve's --timeout" test "$(code "$B/v1/chat/completions" -d '{"messages":[{"role":"user","content":"Count"}],"max_tokens":2000}')" = 504
+check "504 when the ask outlives serve's --timeout" test "$(code "$B/v1/chat/completions" -d '{"messages":[{"role":"user","content":"Count"}],"max_tokens":30000}')" = 504
 check "...code timeout" json_is '.error.code == "timeout"'
 
 # A reader that never reads: its stream stalls in its socket, other requests go on; when it
 # hangs up, its ask ends.
 exec 3<>"/dev/tcp/127.0.0.1/$pb"
-body='{"messages":[{"role":"user","content":"Count"}],"max_tokens":2000,"stream":true}'
+body='{"messages":[{"role":"user","content":"Count"}],"max_tokens":30000,"stream":true}'
 printf 'POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s' "${#body}" "$body" >&3
 sleep 0.5
 check "a second client is answered while one does not read" test "$(code "$A/v1/chat/completions" "${auth[@]}" -d "$chat" -m 30)" = 200
@@ -141,7 +141,7 @@ check "two requests on one keep-alive connection" bash -c "
 # A client that leaves mid-stream: the worker cancels the generation.
 admitted() { cat "$tmp/w1.log" "$tmp/w2.log" | grep -c 'admitted'; }
 before="$(cat "$tmp/w1.log" "$tmp/w2.log" | grep -c 'cancelled by the client')"
-curl -sN "$A/v1/chat/completions" "${auth[@]}" -d '{"messages":[{"role":"user","content":"Count slowly"}],"max_tokens":2000,"stream":true}' >"$tmp/gone" &
+curl -sN "$A/v1/chat/completions" "${auth[@]}" -d '{"messages":[{"role":"user","content":"Count slowly"}],"max_tokens":30000,"stream":true}' >"$tmp/gone" &
 cpid=$!
 n=0; until [ "$(grep -c '"content"' "$tmp/gone" 2>/dev/null)" -ge 3 ] || [ $n -ge 100 ]; do sleep 0.1; n=$((n + 1)); done
 kill "$cpid"; wait "$cpid" 2>/dev/null
@@ -153,11 +153,13 @@ check "a client gone mid-stream: its ask is cancelled on the worker" gone
 a0="$(admitted)"
 occ=()
 for i in 1 2 3 4; do
-  "$cli" ask --bootstrap "$boot" --raw --max-tokens 2000 --timeout 120 "Fill the slot $i" >/dev/null 2>&1 &
+  "$cli" ask --bootstrap "$boot" --raw --max-tokens 30000 --timeout 120 "Fill the slot $i" >/dev/null 2>&1 &
   occ+=($!); pids+=($!)
 done
 n=0; until [ "$(admitted)" -ge $((a0 + 4)) ] || [ $n -ge 200 ]; do sleep 0.05; n=$((n + 1)); done
-check "429 when every slot and queue place is taken" test "$(code "$B/v1/chat/completions" -d "$chat")" = 429
+got="$(code "$B/v1/chat/completions" -d "$chat")"
+check "429 when every slot and queue place is taken" test "$got" = 429
+[ "$got" = 429 ] || { echo "got $got: $(cat "$tmp/body")"; }
 check "...with Retry-After in whole seconds" bash -c "[[ \"\$(grep -i '^retry-after:' $tmp/hdr | tr -d '\r' | cut -d' ' -f2)\" =~ ^[1-9][0-9]*$ ]]"
 check "...code busy, type rate_limit_error" json_is '.error.code == "busy" and .error.type == "rate_limit_error"'
 for p in "${occ[@]}"; do kill -INT "$p" 2>/dev/null; done

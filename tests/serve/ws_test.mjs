@@ -67,7 +67,7 @@ const ws = r.ws;
 const s = session(ws);
 
 // ---- two asks in flight on one socket, one of them cancelled ----
-s.send(ask('long', { max_tokens: 2000 }));
+s.send(ask('long', { max_tokens: 30000 }));
 s.send(ask('short', { max_tokens: 10 }));
 await s.wait((m) => m.id === 'long' && m.type === 'delta');
 s.send({ type: 'cancel', id: 'long' });
@@ -98,7 +98,7 @@ check('an unknown type: an error without id', true);
 s.send(ask('bad', { n: 3 }));
 e = await s.wait(ends('bad'));
 check('an unsupported parameter: error 400 for that id, naming it', e.type === 'error' && e.status === 400 && e.error?.param === 'n', e);
-s.send(ask('dup', { max_tokens: 2000 }));
+s.send(ask('dup', { max_tokens: 30000 }));
 s.send(ask('dup', { max_tokens: 2 }));
 e = await s.wait((m) => m.id === 'dup' && m.type === 'error' && m.error?.code === 'duplicate_id');
 check('a second ask with an id in flight: duplicate_id', !!e);
@@ -106,7 +106,7 @@ s.send({ type: 'cancel', id: 'dup' });
 await s.wait((m) => m.id === 'dup' && m.type === 'error' && m.status === 499);
 
 // ---- at most 16 asks in flight ----
-for (let i = 0; i < 17; i++) s.send(ask('m' + i, { max_tokens: 2000 }));
+for (let i = 0; i < 17; i++) s.send(ask('m' + i, { max_tokens: 30000 }));
 e = await s.wait(ends('m16'));
 check('the 17th ask in flight: error 429 too_many_asks', e.type === 'error' && e.status === 429 && e.error?.code === 'too_many_asks', e);
 for (let i = 0; i < 16; i++) s.send({ type: 'cancel', id: 'm' + i });
