@@ -224,7 +224,7 @@ void Server::Impl::respond(HttpConn& c, int status, const std::string& content_t
     return;
   }
   c.sse = stream;
-  if (stream) lws_http_mark_sse(c.wsi);
+  if (stream) lws_http_headers_detach(c.wsi);  // lws_http_mark_sse's h1 part (its other part is h2's)
   c.out = std::move(body);
   c.out_at = 0;
   c.finished = !stream;
