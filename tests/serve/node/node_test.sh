@@ -39,6 +39,7 @@ for i in 1 2; do
   workers+="{\"id\":\"$id\",\"llama_port\":${lport:-0},\"log\":\"$tmp/w$i.log\"}"
 done
 workers+="]"
+echo "workers: $workers"
 
 key="qk-$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')"
 (umask 077 && printf '%s\n' "$key" >"$tmp/api.key")
@@ -48,7 +49,10 @@ url="http://127.0.0.1:$sport"
 spid=$!; pids+=($spid)
 up() { curl -fsS -o /dev/null "$url/health" 2>/dev/null; }
 n=0; until up || [ $n -ge 150 ] || ! kill -0 $spid 2>/dev/null; do sleep 0.2; n=$((n + 1)); done
-check "serve answers /health" up
+if ! up; then
+  bad "serve answers /health"; echo "--- serve.log (tail)"; tail -n 30 "$tmp/serve.log"; finish; exit
+fi
+ok "serve answers /health"
 # Both workers' records are in before the test starts.
 listed() { curl -fsS -H "Authorization: Bearer $key" "$url/v1/models" 2>/dev/null |
   jq -e '[.data[] | select(.id == "qmesh-synth-tiny" and .workers == 2)] | length == 1' >/dev/null; }
@@ -60,7 +64,7 @@ QMESH_SERVE_URL="$url" QMESH_API_KEY="$key" QMESH_NODE_MODULES="$modules" QMESH_
   QMESH_WORKERS="$workers" timeout 400 node "$test_js"
 rc=$?
 check "$(basename "$test_js") passed (exit $rc)" test "$rc" -eq 0
-check "serve is still running" kill -0 $spid
+check "serve is still running" kill -0 $spid 2>/dev/null
 cp "$tmp"/*.log "$out/" 2>/dev/null
 [ "$failures" -eq 0 ] || { echo "--- serve.log (tail)"; tail -n 30 "$tmp/serve.log"; }
 finish
