@@ -16,7 +16,7 @@ modules="$(bash "$here/npm-deps.sh" | tail -n 1)" && [ -d "$modules" ] \
   || { echo "FAIL: the npm packages could not be installed (npm-deps.sh's error above)"; exit 1; }
 rm -rf "$out" && mkdir -p "$out"
 
-port=$((48100 + RANDOM % 400))
+port=$((49200 + RANDOM % 300))
 boot="127.0.0.1:$port"
 "$cli" dht bootstrap --listen "$boot" >"$tmp/boot.log" 2>&1 &
 pids+=($!)
@@ -43,7 +43,7 @@ echo "workers: $workers"
 
 key="qk-$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')"
 (umask 077 && printf '%s\n' "$key" >"$tmp/api.key")
-sport=$((48600 + RANDOM % 400))
+sport=$((49600 + RANDOM % 300))
 url="http://127.0.0.1:$sport"
 "$cli" serve --listen "127.0.0.1:$sport" --api-key-file "$tmp/api.key" --bootstrap "$boot" >"$tmp/serve.log" 2>&1 &
 spid=$!; pids+=($spid)
