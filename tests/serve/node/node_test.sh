@@ -21,9 +21,11 @@ boot="127.0.0.1:$port"
 "$cli" dht bootstrap --listen "$boot" >"$tmp/boot.log" 2>&1 &
 pids+=($!)
 sleep 0.5
+# One thread per llama-server: a generating worker leaves CPU to serve and the browser (the tiny
+# model still writes hundreds of tokens a second).
 for i in 1 2; do
   "$worker" --model "$model" --bootstrap "$boot" --identity "$tmp/w$i.key" --status-interval 2 \
-    --max-tokens 4000 --log-level debug >"$tmp/w$i.log" 2>&1 &
+    --max-tokens 4000 --threads 1 --log-level debug >"$tmp/w$i.log" 2>&1 &
   pids+=($!)
 done
 for i in 1 2; do
