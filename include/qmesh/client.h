@@ -49,12 +49,14 @@ extern "C" {
 
 typedef enum qmesh_status {
   QMESH_OK = 0,
-  QMESH_ERR_NO_WORKERS = 1,       /* no (ready) worker announces the topic / serves the model */
+  QMESH_ERR_NO_WORKERS = 1,       /* no (ready) worker announces the topic / serves the model
+                                     (C++ kinds no_workers and unknown_model) */
   QMESH_ERR_BUSY = 2,             /* every worker is busy; retry later */
   QMESH_ERR_TIMEOUT = 3,          /* no answer (or lookup, or session) in time */
   QMESH_ERR_BAD_REQUEST = 4,      /* the ask itself is invalid (max_tokens, temperature, ...) */
   QMESH_ERR_CANCELLED = 5,        /* qmesh_stream_cancel, or the client is closing */
-  QMESH_ERR_NETWORK = 6,          /* no DHT node answered, workers unreachable or lost */
+  QMESH_ERR_NETWORK = 6,          /* no DHT node answered, workers unreachable or lost
+                                     (C++ kinds network and workers_failed) */
   QMESH_ERR_CONFIG = 7,           /* bad client options, config file or identity file */
   QMESH_ERR_INVALID_ARGUMENT = 8, /* API misuse: a NULL handle or pointer where one is needed */
   QMESH_ERR_NO_MEMORY = 9,
@@ -154,7 +156,11 @@ typedef struct qmesh_message {
   const char* content;
 } qmesh_message;
 
-/* Fill with qmesh_ask_options_init, then set what you need. The strings and the messages array
+/* top_p, stop strings, and the prompt's token count and model of the result are in the C++ API
+ * only (qmesh/client.hpp): these structs carry no size or version field, so they cannot grow
+ * without breaking programs built against an older header.
+ *
+ * Fill with qmesh_ask_options_init, then set what you need. The strings and the messages array
  * are only read during qmesh_ask / qmesh_ask_start (copied); NULL strings count as "". */
 typedef struct qmesh_ask_options {
   const char* prompt;             /* chat: the user message; raw: the text to continue */

@@ -27,14 +27,27 @@
 
 namespace qmesh {
 
-// kind(): "no_workers", "busy", "timeout", "bad_request", "cancelled", "network", "config".
+// kind():
+//   "bad_request"     the ask itself is invalid (max_tokens, temperature, top_p, stop, text, ...)
+//   "unknown_model"   workers announce the topic, but none has the model asked for
+//   "no_workers"      no worker announces the topic, or none that has the model is ready
+//   "busy"            every worker is busy (retry_after() says when to try again)
+//   "workers_failed"  every worker tried failed (unreachable, lost mid-answer, errors)
+//   "timeout"         no answer (or lookup, or session) within the ask's timeout
+//   "network"         the network itself failed (no DHT node answered, a lookup failed)
+//   "cancelled"       AskStream::cancel(), or the Client is closing
+//   "config"          bad client options, config file or identity file
 class Error : public std::runtime_error {
  public:
-  Error(std::string kind, const std::string& message) : std::runtime_error(message), kind_(std::move(kind)) {}
+  Error(std::string kind, const std::string& message, std::chrono::milliseconds retry_after = {})
+      : std::runtime_error(message), kind_(std::move(kind)), retry_after_(retry_after) {}
   const std::string& kind() const { return kind_; }
+  // "busy": the workers' hint of when asking again may succeed; 0 when none (other kinds: 0).
+  std::chrono::milliseconds retry_after() const { return retry_after_; }
 
  private:
   std::string kind_;
+  std::chrono::milliseconds retry_after_{0};
 };
 
 struct ClientOptions {
@@ -81,6 +94,10 @@ struct AskOptions {
   int max_tokens = 256;
   std::optional<double> temperature;  // unset: the worker's default
   std::optional<std::uint64_t> seed;
+  std::optional<double> top_p;        // nucleus sampling, 0..1; unset: the worker's default
+  // The answer ends before the first of these (at most 4, each 1..256 bytes of UTF-8); the stop
+  // string itself is not part of the answer, and stop_reason is then "word".
+  std::vector<std::string> stop;
   std::chrono::milliseconds timeout{300000};  // the whole ask
   int max_attempts = 5;                       // workers tried before giving up
 };
@@ -97,7 +114,10 @@ struct AskResult {
   double tokens_per_second = 0;  // after the first token
   int retries = 0;               // times the ask moved to another worker (or back to the same one)
   bool resumed = false;          // a worker was lost mid-answer and another (or it, back) continued it
-  std::string stop_reason;       // "eos", "limit", ...
+  // "eos" (the model ended it), "limit" (max_tokens reached), "word" (a stop string matched).
+  std::string stop_reason;
+  std::uint64_t prompt_tokens = 0;  // the finishing worker's prompt length in tokens (0: not reported)
+  std::string model;                // the model name the finishing worker served
 };
 
 using TokenCallback = std::function<void(std::string_view piece)>;

@@ -35,7 +35,7 @@ constexpr int kExitUsage = 2, kExitNoWorkers = 3, kExitBusy = 4, kExitTimeout = 
 
 int exit_code(const std::string& kind) {
   if (kind == "bad_request" || kind == "config") return kExitUsage;
-  if (kind == "no_workers") return kExitNoWorkers;
+  if (kind == "no_workers" || kind == "unknown_model") return kExitNoWorkers;
   if (kind == "busy") return kExitBusy;
   if (kind == "timeout") return kExitTimeout;
   if (kind == "cancelled") return 130;
@@ -89,6 +89,8 @@ struct AskOpts : CommonOpts {
   int max_tokens = 256;
   std::optional<double> temperature;
   std::optional<std::uint64_t> seed;
+  std::optional<double> top_p;
+  std::vector<std::string> stop;
   bool raw = false, verbose = false;
   int timeout_s = 300;
 };
@@ -105,7 +107,9 @@ json result_json(const AskResult& r) {
               {"tokens_per_second", r.tokens_per_second},
               {"retries", r.retries},
               {"resumed", r.resumed},
-              {"stop_reason", r.stop_reason}};
+              {"stop_reason", r.stop_reason},
+              {"prompt_tokens", r.prompt_tokens},
+              {"model", r.model}};
 }
 
 void run_ask(const AskOpts& o) {
@@ -117,6 +121,11 @@ void run_ask(const AskOpts& o) {
   if (prompt.empty()) throw CommandError("the prompt is empty", kExitUsage);
   check_utf8(prompt, "the prompt");
   check_utf8(o.system, "--system");
+  if (o.stop.size() > 4) throw CommandError("at most 4 --stop strings", kExitUsage);
+  for (const auto& st : o.stop) {
+    if (st.empty() || st.size() > 256) throw CommandError("a --stop string must be 1..256 bytes", kExitUsage);
+    check_utf8(st, "--stop");
+  }
   // Signals go to the watcher thread below; block them before any thread starts.
   sigset_t sigs;
   sigemptyset(&sigs);
@@ -161,6 +170,8 @@ void run_ask(const AskOpts& o) {
     a.max_tokens = o.max_tokens;
     a.temperature = o.temperature;
     a.seed = o.seed;
+    a.top_p = o.top_p;
+    a.stop = o.stop;
     a.timeout = std::chrono::seconds(o.timeout_s);
     std::lock_guard lk(running_mu);
     stream.emplace(client->stream(a));
@@ -183,9 +194,10 @@ void run_ask(const AskOpts& o) {
       std::printf("\n");
     }
     if (o.verbose) {
-      std::fprintf(stderr, "worker %s: %llu tokens, ttft %.1f ms, %.1f tokens/s, %.0f ms total%s%s\n",
-                   r.worker.substr(0, 12).c_str(), static_cast<unsigned long long>(r.tokens), r.ttft_ms,
-                   r.tokens_per_second, r.total_ms,
+      std::fprintf(stderr, "worker %s (%s): %llu prompt tokens, %llu tokens, ttft %.1f ms, %.1f tokens/s, %.0f ms total, stop %s%s%s\n",
+                   r.worker.substr(0, 12).c_str(), core::printable_line(r.model).c_str(),
+                   static_cast<unsigned long long>(r.prompt_tokens), static_cast<unsigned long long>(r.tokens), r.ttft_ms,
+                   r.tokens_per_second, r.total_ms, core::printable_line(r.stop_reason).c_str(),
                    r.retries ? (", " + std::to_string(r.retries) + " retries").c_str() : "",
                    !r.resumed ? ""
                    : std::count(r.workers_tried.begin(), r.workers_tried.end(), r.worker) > 1
@@ -264,6 +276,9 @@ void add_mesh_commands(CLI::App& app) {
   a->add_option("--max-tokens", ao->max_tokens, "longest answer in tokens")->check(CLI::Range(1, 32768));
   a->add_option("--temperature", ao->temperature, "sampling temperature, 0..2")->check(CLI::Range(0.0, 2.0));
   a->add_option("--seed", ao->seed, "sampling seed");
+  a->add_option("--top-p", ao->top_p, "nucleus sampling, 0..1 (default: the worker's)")->check(CLI::Range(0.0, 1.0));
+  a->add_option("--stop", ao->stop, "end the answer before this text (repeat, at most 4; 1..256 bytes each)")
+      ->allow_extra_args(false);
   a->add_option("--system", ao->system, "system message (chat)");
   a->add_flag("--raw", ao->raw, "plain completion, no chat template");
   a->add_option("--timeout", ao->timeout_s, "seconds for the whole ask")->check(CLI::Range(1, 86400));

@@ -84,7 +84,8 @@ Client::~Client() {
     impl_->closing = true;
     live.assign(impl_->streams.begin(), impl_->streams.end());
   }
-  for (auto& st : live) st->cancelled = true;  // nobody will read them any more
+  for (auto& st : live) st->cancel.fire();  // nobody will read them any more
+  impl_->wake_waiters();
   impl_->pool.close();  // waiting asks end "cancelled" here, running ones at their next check
   if (impl_->svc) {
     std::vector<session::SessionId> open;
@@ -133,7 +134,7 @@ std::vector<WorkerInfo> Client::workers() {
 }
 
 AskResult Client::ask(const AskOptions& options, const TokenCallback& on_token) {
-  std::atomic<bool> never{false};
+  AskCancel never;
   return impl_->run_ask(options, on_token, never);
 }
 
@@ -169,7 +170,7 @@ AskStream Client::stream(const AskOptions& options) {
           ready = st->arrived();
         }
         if (ready) (*ready)();
-      }, st->cancelled);
+      }, st->cancel);
       end(std::move(r), std::nullopt);
     } catch (const Error& e) {
       end(std::nullopt, e);
@@ -235,17 +236,22 @@ const AskResult& AskStream::result() {
   return *s_->result;
 }
 
+// The ask's thread wakes at once wherever it waits and resets the stream to the worker, which
+// drops the generation (its llama-server slot is free again).
 void AskStream::cancel() {
   std::shared_ptr<Client::Impl> owner;
   net::TaskPool::Ticket ticket = 0;
   {
     std::lock_guard lk(s_->mu);
     if (s_->done) return;
-    s_->cancelled = true;
     owner = s_->owner.lock();
     ticket = s_->ticket;
   }
-  if (owner) owner->pool.withdraw(ticket);  // one still waiting for a thread ends now
+  s_->cancel.fire();
+  if (owner) {
+    owner->wake_waiters();
+    owner->pool.withdraw(ticket);  // one still waiting for a thread ends now
+  }
 }
 
 }  // namespace qmesh

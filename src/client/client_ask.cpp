@@ -22,6 +22,14 @@ mesh::Request base_request(const AskOptions& o) {
     throw Error("bad_request", "max_tokens must be 1.." + std::to_string(mesh::kMaxAskTokens));
   if (o.temperature && !(*o.temperature >= 0 && *o.temperature <= 2))
     throw Error("bad_request", "temperature must be 0..2");
+  if (o.top_p && !(*o.top_p >= 0 && *o.top_p <= 1)) throw Error("bad_request", "top_p must be 0..1");
+  if (o.stop.size() > mesh::kMaxStops)
+    throw Error("bad_request", "at most " + std::to_string(mesh::kMaxStops) + " stop strings");
+  for (const auto& s : o.stop) {
+    if (s.empty() || s.size() > mesh::kMaxStopBytes)
+      throw Error("bad_request", "a stop string must be 1.." + std::to_string(mesh::kMaxStopBytes) + " bytes");
+    check_utf8(s, "a stop string");
+  }
   mesh::Request r;
   if (o.raw) {
     if (!o.messages.empty()) throw Error("bad_request", "a raw completion takes a prompt, not messages");
@@ -34,6 +42,8 @@ mesh::Request base_request(const AskOptions& o) {
   r.max_tokens = o.max_tokens;
   r.temperature = o.temperature;
   r.seed = o.seed;
+  r.top_p = o.top_p;
+  r.stop = o.stop;
   r.model = o.model;
   // The worker checks it again; checking here turns a bad ask into an error before any network.
   if (auto v = mesh::parse_request(mesh::to_json(r)); !v) throw Error("bad_request", v.error().message);
@@ -46,14 +56,13 @@ mesh::Request base_request(const AskOptions& o) {
 std::optional<std::size_t> wait_for_comeback(const std::vector<const dht::LookupRecord*>& of,
                                              std::map<dht::PublicKey, std::uint32_t>& coming_back,
                                              std::set<dht::PublicKey>& failed, Clock::time_point deadline,
-                                             const std::atomic<bool>& cancelled) {
+                                             AskCancel& cancelled) {
   for (std::size_t i = 0; i < of.size(); ++i) {
     const auto key = of[i]->record.body.pubkey;
     auto it = coming_back.find(key);
     if (it == coming_back.end()) continue;
     const auto until = std::min(deadline, Clock::now() + milliseconds(it->second));
-    while (Clock::now() < until && !cancelled) std::this_thread::sleep_for(milliseconds(10));
-    if (cancelled) throw Error("cancelled", "the ask was cancelled");
+    if (cancelled.sleep_until(until)) throw Error("cancelled", "the ask was cancelled");
     coming_back.erase(it);
     failed.erase(key);
     return i;
@@ -61,10 +70,21 @@ std::optional<std::size_t> wait_for_comeback(const std::vector<const dht::Lookup
   return std::nullopt;
 }
 
+Error busy_error(std::uint32_t retry_ms) {
+  return Error("busy", "all workers are busy; retry in " + std::to_string(retry_ms) + " ms", milliseconds(retry_ms));
+}
+
+// Every worker tried failed: "bad_request" when each refused the ask (an older worker refuses
+// top_p and stop as unknown fields), else "workers_failed".
+Error failed_error(std::size_t tried, int bad_requests, const std::string& last) {
+  if (bad_requests > 0 && static_cast<std::size_t>(bad_requests) == tried) return Error("bad_request", last);
+  return Error("workers_failed", "every worker tried failed (" + std::to_string(tried) + "); the last: " + last);
+}
+
 }  // namespace
 
 AskResult Client::Impl::run_ask(const AskOptions& o, const std::function<void(std::string_view)>& emit,
-                                const std::atomic<bool>& cancelled) {
+                                AskCancel& cancelled) {
   const auto t0 = Clock::now();
   const auto deadline = t0 + o.timeout;
   mesh::Request req = base_request(o);
@@ -84,12 +104,12 @@ AskResult Client::Impl::run_ask(const AskOptions& o, const std::function<void(st
     if (cancelled) throw Error("cancelled", "the ask was cancelled");
     if (Clock::now() >= deadline) throw Error("timeout", "no answer within " + std::to_string(o.timeout.count()) + " ms");
     // After a failure, look again: the failed worker may be gone and others may have come.
-    const auto recs = attempt == 0 ? lookup(kLookupFresh, deadline, &cancelled, kLookupUsable)
-                                   : lookup(milliseconds(500), deadline, &cancelled);
+    const auto recs = attempt == 0 ? lookup(kLookupFresh, deadline, &cancelled.flag, kLookupUsable)
+                                   : lookup(milliseconds(500), deadline, &cancelled.flag);
     const auto rtt = rtts();
     std::vector<mesh::Candidate> cands;
     std::vector<const dht::LookupRecord*> of;
-    std::size_t busy_now = 0, usable = 0;
+    std::size_t busy_now = 0, usable = 0, have_model = 0;
     {
       std::lock_guard lk(mu);
       for (const auto& r : recs) {
@@ -98,6 +118,7 @@ AskResult Client::Impl::run_ask(const AskOptions& o, const std::function<void(st
         const auto& key = r.record.body.pubkey;
         const bool busy = busy_until.count(key) && busy_until[key] > Clock::now();
         if (busy) ++busy_now;
+        if (mesh::model_matches(*w, o.model)) ++have_model;
         if (w->available && mesh::model_matches(*w, o.model)) ++usable;
         auto it = rtt.find(key);
         mesh::Candidate c{*w, it != rtt.end() ? std::optional(it->second) : std::nullopt, busy || failed.count(key) > 0, std::nullopt};
@@ -115,6 +136,8 @@ AskResult Client::Impl::run_ask(const AskOptions& o, const std::function<void(st
     if (!pick) pick = wait_for_comeback(of, coming_back, failed, deadline, cancelled);
     if (!pick) {
       if (recs.empty()) throw Error("no_workers", "no worker announces '" + opts.topic + "'");
+      if (have_model == 0 && !o.model.empty())
+        throw Error("unknown_model", "no worker of '" + opts.topic + "' serves model '" + o.model + "'");
       if (usable == 0)
         throw Error("no_workers", o.model.empty() ? "no worker of '" + opts.topic + "' is ready"
                                                   : "no ready worker serves model '" + o.model + "'");
@@ -131,17 +154,16 @@ AskResult Client::Impl::run_ask(const AskOptions& o, const std::function<void(st
           const auto wait = until - Clock::now();
           until = Clock::now() + std::chrono::duration_cast<Clock::duration>(wait * (0.75 + 0.5 * rng->uniform()));
         }
-        if (until >= deadline) throw Error("busy", "all workers are busy; retry in " + std::to_string(busy_retry_ms) + " ms");
-        while (Clock::now() < until && !cancelled) std::this_thread::sleep_for(milliseconds(10));
+        if (until >= deadline) throw busy_error(busy_retry_ms);
+        if (cancelled.sleep_until(until)) throw Error("cancelled", "the ask was cancelled");
         continue;
       }
-      if (saw_busy || busy_now > 0)
-        throw Error("busy", "all workers are busy; retry in " + std::to_string(std::max<std::uint32_t>(busy_retry_ms, 50)) + " ms");
+      if (saw_busy || busy_now > 0) throw busy_error(std::max<std::uint32_t>(busy_retry_ms, 50));
       // Every usable worker failed this ask already.
-      throw Error(last_kind, "every worker tried failed (" + std::to_string(res.workers_tried.size()) +
-                                 "); the last: " + last_error);
+      throw failed_error(res.workers_tried.size(), bad_requests, last_error);
     }
     const auto& rec = *of[*pick];
+    const std::string announced_model = cands[*pick].record.model;
     const auto key = rec.record.body.pubkey;
     const auto wid = core::to_hex(key);
     if (!res.workers_tried.empty()) ++res.retries;
@@ -152,7 +174,7 @@ AskResult Client::Impl::run_ask(const AskOptions& o, const std::function<void(st
       // A worker that does not answer in a few seconds is likely gone (its record outlives it by
       // up to a minute): try the next one rather than wait the whole connect timeout.
       const auto limit = cands.size() > 1 ? milliseconds(3000) : opts.join_timeout;
-      sid = session_for(rec, std::min(deadline, Clock::now() + limit), cancelled, &res.handshake_ms);
+      sid = session_for(rec, std::min(deadline, Clock::now() + limit), cancelled.flag, &res.handshake_ms);
     } catch (const Error& e) {
       if (e.kind() == "cancelled") throw;
       failed.insert(key);
@@ -165,7 +187,7 @@ AskResult Client::Impl::run_ask(const AskOptions& o, const std::function<void(st
     r.max_tokens = req.max_tokens - static_cast<int>(res.tokens);
     if (r.max_tokens <= 0) break;  // the earlier worker gave every token asked for
     if (!r.resume.empty() && mesh::to_json(r).size() > mesh::kMaxRequestBytes)
-      throw Error(last_kind, last_error + "; the prompt and the answer so far are too long to resume on another worker");
+      throw Error("workers_failed", last_error + "; the prompt and the answer so far are too long to resume on another worker");
     stream::StreamId id = 0;
     std::shared_ptr<Channel> ch;
     try {
@@ -176,6 +198,7 @@ AskResult Client::Impl::run_ask(const AskOptions& o, const std::function<void(st
       continue;
     }
     InFlight flight(*this, key, sid, id);
+    cancelled.watch(ch);  // a cancel wakes the wait for the answer below
     // A worker may not send more than was asked (a little slack for how llama-server counts).
     const std::uint64_t max_tokens = static_cast<std::uint64_t>(req.max_tokens) + 8;
     const std::size_t max_text = static_cast<std::size_t>(max_tokens) * 1024;
@@ -185,7 +208,7 @@ AskResult Client::Impl::run_ask(const AskOptions& o, const std::function<void(st
     while (!retry) {
       if (cancelled) throw Error("cancelled", "the ask was cancelled");
       if (Clock::now() >= deadline) throw Error("timeout", "no answer within " + std::to_string(o.timeout.count()) + " ms");
-      auto a = ch->pop(milliseconds(50));
+      auto a = ch->pop(deadline);
       if (!a) continue;
       if (!a->frame) {  // the stream ended without DONE or ERROR: the worker is lost
         failed.insert(key);
@@ -214,6 +237,8 @@ AskResult Client::Impl::run_ask(const AskOptions& o, const std::function<void(st
         auto d = mesh::parse_done(f.body);
         res.stop_reason = d ? d->stop_reason : "";
         res.worker_ttft_ms = d ? d->ttft_ms : 0;
+        res.prompt_tokens = d ? d->prompt_tokens : 0;
+        res.model = d && !d->model.empty() ? d->model : announced_model;  // an older worker does not say
         res.worker = wid;
         const auto end = Clock::now();
         res.total_ms = ms_since(t0, end);
@@ -256,9 +281,8 @@ AskResult Client::Impl::run_ask(const AskOptions& o, const std::function<void(st
     res.ttft_ms = first_token ? ms_since(t0, *first_token) : res.total_ms;
     return res;
   }
-  if (saw_busy && last_kind == "busy")
-    throw Error("busy", "all workers are busy; retry in " + std::to_string(std::max<std::uint32_t>(busy_retry_ms, 1000)) + " ms");
-  throw Error(last_kind, "gave up after " + std::to_string(res.workers_tried.size()) + " workers: " + last_error);
+  if (saw_busy && last_kind == "busy") throw busy_error(std::max<std::uint32_t>(busy_retry_ms, 1000));
+  throw failed_error(res.workers_tried.size(), bad_requests, last_error);
 }
 
 }  // namespace qmesh

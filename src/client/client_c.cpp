@@ -58,7 +58,10 @@ qmesh_status fail(qmesh_status s, std::string message) {
 }
 
 qmesh_status status_of_kind(const std::string& kind) {
-  if (kind == "no_workers") return QMESH_ERR_NO_WORKERS;
+  // The C ABI's statuses are fixed (a caller may switch over them): the C++ kinds added later map
+  // to the status that covered them before.
+  if (kind == "no_workers" || kind == "unknown_model") return QMESH_ERR_NO_WORKERS;
+  if (kind == "workers_failed") return QMESH_ERR_NETWORK;
   if (kind == "busy") return QMESH_ERR_BUSY;
   if (kind == "timeout") return QMESH_ERR_TIMEOUT;
   if (kind == "bad_request") return QMESH_ERR_BAD_REQUEST;

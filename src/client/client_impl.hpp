@@ -80,6 +80,7 @@ struct Channel {
   std::condition_variable cv;
   std::deque<Answer> q;
   std::size_t queued = 0;  // under mu
+  bool woken = false;      // under mu: the ask was cancelled, pop() returns at once
   // Loop thread only.
   mesh::FrameDecoder dec;
   std::string out;
@@ -98,14 +99,54 @@ struct Channel {
     cv.notify_all();
     return ok;
   }
-  std::optional<Answer> pop(milliseconds limit) {
+  // The next answer; nullopt at `until`, or at once after wake().
+  std::optional<Answer> pop(Clock::time_point until) {
     std::unique_lock lk(mu);
-    cv.wait_for(lk, limit, [&] { return !q.empty(); });
+    cv.wait_until(lk, until, [&] { return !q.empty() || woken; });
     if (q.empty()) return std::nullopt;
     auto a = std::move(q.front());
     q.pop_front();
     queued -= a.frame ? a.frame->body.size() : 0;
     return a;
+  }
+  void wake() {
+    {
+      std::lock_guard lk(mu);
+      woken = true;
+    }
+    cv.notify_all();
+  }
+};
+
+// An ask's cancel flag, and the wake-up of the ask's thread wherever it waits: on its channel, or
+// sleeping (busy workers, a worker coming back). Waits on the Client (a session opening, a DHT
+// lookup) are woken by Client::Impl::wake_waiters().
+struct AskCancel {
+  std::atomic<bool> flag{false};
+  std::mutex mu;
+  std::condition_variable cv;
+  std::shared_ptr<Channel> chan;  // under mu: the channel the ask reads now
+
+  explicit operator bool() const { return flag.load(); }
+  void fire() {
+    std::shared_ptr<Channel> c;
+    {
+      std::lock_guard lk(mu);
+      flag = true;
+      c = chan;
+    }
+    cv.notify_all();
+    if (c) c->wake();
+  }
+  void watch(std::shared_ptr<Channel> c) {
+    std::lock_guard lk(mu);
+    chan = std::move(c);
+  }
+  // Sleeps until t; true when cancelled (at once when it happens).
+  bool sleep_until(Clock::time_point t) {
+    std::unique_lock lk(mu);
+    cv.wait_until(lk, t, [&] { return flag.load(); });
+    return flag.load();
   }
 };
 
@@ -116,7 +157,7 @@ struct AskStream::State {
   bool done = false;
   std::optional<AskResult> result;
   std::optional<Error> error;
-  std::atomic<bool> cancelled{false};
+  AskCancel cancel;
   std::weak_ptr<Client::Impl> owner;  // under mu, with the ticket: cancel() withdraws a waiting ask
   net::TaskPool::Ticket ticket = 0;
   std::shared_ptr<const std::function<void()>> ready;  // under mu: AskStream::on_ready's fn
@@ -360,8 +401,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
       auto i = sessions.find(key);
       return i == sessions.end() || i->second.state != Sess::Connecting;
     };
-    while (!opened() && Clock::now() < deadline && !cancelled)
-      cv.wait_until(lk, std::min(deadline, Clock::now() + milliseconds(50)));
+    while (!opened() && Clock::now() < deadline && !cancelled) cv.wait_until(lk, deadline);  // wake_waiters() on a cancel
     if (cancelled && !opened()) throw Error("cancelled", "the ask was cancelled");
     it = sessions.find(key);
     if (it == sessions.end()) throw Error("network", "the session to the worker closed while opening");
@@ -491,8 +531,14 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     return m == measured.end() ? std::nullopt : m->second.tokens_per_second(net::to_instant(Clock::now()));
   }
 
-  AskResult run_ask(const AskOptions& o, const std::function<void(std::string_view)>& emit,
-                    const std::atomic<bool>& cancelled);
+  // Wakes asks waiting on the Client (a session opening, a DHT lookup) to look at their cancel flag.
+  void wake_waiters() {
+    { std::lock_guard lk(mu); }  // a waiter is either before its check of the flag or inside wait
+    cv.notify_all();
+    await.wake();
+  }
+
+  AskResult run_ask(const AskOptions& o, const std::function<void(std::string_view)>& emit, AskCancel& cancel);
 };
 
 }  // namespace qmesh

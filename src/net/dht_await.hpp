@@ -40,6 +40,11 @@ class DhtAwait {
       }
     }
   }
+  // Has every wait() look at its cancel flag now (call it after setting one).
+  void wake() {
+    { std::lock_guard lk(mu_); }
+    cv_.notify_all();
+  }
   // nullopt when the query did not finish in time or *cancel turned true (it is then forgotten).
   std::optional<Outcome> wait(core::dht::QueryId q, std::chrono::milliseconds limit,
                               const std::atomic<bool>* cancel = nullptr) {
@@ -49,7 +54,7 @@ class DhtAwait {
     while (!ready() && !(cancel && cancel->load())) {
       const auto now = std::chrono::steady_clock::now();
       if (now >= end) break;
-      // A cancel has nobody to notify cv_: look at it every 50 ms.
+      // A cancel that does not call wake() is seen within 50 ms.
       cv_.wait_until(lk, cancel ? std::min(end, now + std::chrono::milliseconds(50)) : end);
     }
     auto it = pending_.find(q);

@@ -3,17 +3,15 @@
 file(READ "${IN}" hex HEX)
 string(LENGTH "${hex}" n)
 math(EXPR bytes "${n} / 2")
-string(REGEX REPLACE "([0-9a-f][0-9a-f])" "'\\\\x\\1'," body "${hex}")
-string(REGEX REPLACE "((('\\\\x[0-9a-f][0-9a-f]',){16}))" "\\1\n    " body "${body}")
+string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," body "${hex}")
 file(WRITE "${OUT}.tmp"
 "// Generated from ${IN} by embed_file.cmake; do not edit.
 #include <string_view>
 namespace ${NAMESPACE} {
 namespace {
-const char kBytes[] = {
-    ${body}'\\0'};
+const unsigned char kBytes[] = {${body}0};
 }
-std::string_view ${FUNCTION}() { return std::string_view(kBytes, ${bytes}); }
+std::string_view ${FUNCTION}() { return std::string_view(reinterpret_cast<const char*>(kBytes), ${bytes}); }
 }  // namespace ${NAMESPACE}
 ")
 file(RENAME "${OUT}.tmp" "${OUT}")

@@ -149,8 +149,12 @@ int Server::Impl::on_http(lws* wsi, std::uint64_t* pss, std::string_view) {
     respond_error(c, plain_error(413, "the request body is larger than " + std::to_string(kMaxBodyBytes) + " bytes", "request_too_large"));
     return 0;
   }
+  if (te && !te->empty() && len == 0) {  // libwebsockets 4.1 does not decode chunked request bodies
+    respond_error(c, plain_error(411, "send the body with a Content-Length (chunked request bodies are not supported)", "length_required"));
+    return 0;
+  }
   c.close_after = false;
-  if (len > 0 || (te && !te->empty())) {
+  if (len > 0) {
     c.reading_body = true;
     return 0;
   }

@@ -11,44 +11,6 @@ using nlohmann::json;
 
 namespace {
 
-// Fields that helper "params" adds to the client API (top_p, stop, prompt_tokens, the served
-// model, Error::retry_after). Until they exist a request using them is a 400, never ignored.
-template <class O>
-bool set_top_p(O& o, double v) {
-  if constexpr (requires { o.top_p = std::optional<double>(v); }) {
-    o.top_p = v;
-    return true;
-  } else {
-    return false;
-  }
-}
-template <class O>
-bool set_stop(O& o, std::vector<std::string> v) {
-  if constexpr (requires { o.stop = v; }) {
-    o.stop = std::move(v);
-    return true;
-  } else {
-    return false;
-  }
-}
-template <class R>
-std::string model_of(const R& r) {
-  if constexpr (requires { std::string(r.model); }) return r.model;
-  else return {};
-}
-template <class R>
-std::uint64_t prompt_tokens_of(const R& r) {
-  if constexpr (requires { std::uint64_t(r.prompt_tokens); }) return r.prompt_tokens;
-  else return 0;
-}
-template <class E>
-std::chrono::milliseconds retry_after_of(const E& e) {
-  if constexpr (requires { std::chrono::milliseconds(e.retry_after()); })
-    return std::chrono::milliseconds(e.retry_after());
-  else
-    return std::chrono::milliseconds(0);
-}
-
 std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 bool is_int(const json& v) { return v.is_number_integer() || v.is_number_unsigned(); }
@@ -149,9 +111,7 @@ std::optional<ApiError> decode_stop(const json& v, AskOptions& ask) {
   for (const auto& s : stops)
     if (s.empty() || s.size() > kMaxStopBytes)
       return bad_request("each stop sequence must be 1.." + std::to_string(kMaxStopBytes) + " bytes", "stop");
-  if (stops.empty()) return std::nullopt;
-  if (!set_stop(ask, std::move(stops)))
-    return bad_request("'stop' is not supported by this build of qmesh", "stop", "unsupported_parameter");
+  ask.stop = std::move(stops);
   return std::nullopt;
 }
 
@@ -178,8 +138,7 @@ std::optional<ApiError> decode_field(const std::string& k, const json& v, Api ap
     a.temperature = v.get<double>();
   } else if (k == "top_p") {
     if (!v.is_number() || !(v.get<double>() >= 0 && v.get<double>() <= 1)) return bad_request("'top_p' must be a number 0..1", k);
-    if (!set_top_p(a, v.get<double>()))
-      return bad_request("'top_p' is not supported by this build of qmesh", k, "unsupported_parameter");
+    a.top_p = v.get<double>();
   } else if (k == "seed") {
     if (!is_int(v)) return bad_request("'seed' must be an integer", k);
     if (v.is_number_unsigned() || v.get<std::int64_t>() >= 0) a.seed = v.get<std::uint64_t>();
@@ -291,7 +250,7 @@ ApiError mesh_error(const std::string& kind, const std::string& message, std::ch
   return e;
 }
 
-ApiError mesh_error(const qmesh::Error& e) { return mesh_error(e.kind(), e.what(), retry_after_of(e)); }
+ApiError mesh_error(const qmesh::Error& e) { return mesh_error(e.kind(), e.what(), e.retry_after()); }
 
 // ---- requests ----
 
@@ -328,12 +287,9 @@ Parsed decode_request(const json& object, Api api) {
 
 std::string finish_reason(const AskResult& r) { return r.stop_reason == "limit" ? "length" : "stop"; }
 
-std::string served_model(const AskResult& r, const Request& q) {
-  const std::string m = model_of(r);
-  return m.empty() ? q.model : m;
-}
+std::string served_model(const AskResult& r, const Request& q) { return r.model.empty() ? q.model : r.model; }
 
-std::uint64_t prompt_tokens(const AskResult& r) { return prompt_tokens_of(r); }
+std::uint64_t prompt_tokens(const AskResult& r) { return r.prompt_tokens; }
 
 std::string response_body(Api api, const Meta& m, const Request& q, const AskResult& r) {
   json choice{{"index", 0}, {"logprobs", nullptr}, {"finish_reason", finish_reason(r)}};

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <sodium.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <cctype>
@@ -102,6 +103,17 @@ Server::Server(Client& client, ServeOptions options) : impl_(std::make_unique<Im
   info.options = LWS_SERVER_OPTION_VALIDATE_UTF8 | (is_v4(m.opts.host) ? LWS_SERVER_OPTION_DISABLE_IPV6 : 0);
   info.max_http_header_data = 8192;
   info.max_http_header_pool = 1024;  // allocated as connections need them
+  // lws sizes its fd tables by this (the RLIMIT_NOFILE otherwise, which may be a million): raise
+  // the soft limit to what the hard one allows, at most 65536 (1 MiB of tables).
+  rlimit nofile{};
+  if (getrlimit(RLIMIT_NOFILE, &nofile) == 0) {
+    const rlim_t want = std::min<rlim_t>(nofile.rlim_max, 65536);
+    if (nofile.rlim_cur < want) {
+      nofile.rlim_cur = want;
+      setrlimit(RLIMIT_NOFILE, &nofile);
+    }
+    info.fd_limit_per_thread = static_cast<unsigned>(std::min<rlim_t>(std::max<rlim_t>(nofile.rlim_cur, 256), 65536));
+  }
   m.ctx = lws_create_context(&info);
   if (!m.ctx) {
     const auto shown = (is_v6(m.opts.host) ? "[" + m.opts.host + "]" : m.opts.host) + ":" + std::to_string(m.opts.port);

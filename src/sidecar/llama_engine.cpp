@@ -2,6 +2,7 @@
 
 #include <httplib.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -56,6 +57,32 @@ std::string stop_reason_from_finish(const std::string& finish) {
   return finish;
 }
 
+// llama-server's own stop type ("eos", "word", "limit") says "word" for the chat template's
+// end-of-turn strings too: only the request's stop strings make it "word".
+std::string stop_reason_from_type(const std::string& type, const std::string& word, const std::vector<std::string>& stops) {
+  if (type == "word") return std::find(stops.begin(), stops.end(), word) != stops.end() ? "word" : "eos";
+  return type;
+}
+
+// What llama-server reports at the end of an answer (the last /completion event; a chat
+// answer's "__verbose" object, asked for with verbose and response_fields): the stop type, the
+// stop string that matched and the prompt's length. The prompt's length is tokens_evaluated (the
+// whole prompt, cached tokens included); timings' prompt_n alone leaves out the part
+// cache_prompt reused, so cache_n + prompt_n stands in only when tokens_evaluated is missing.
+void read_final(const json& j, const std::vector<std::string>& stops, CompletionStats& stats) {
+  auto str = [&](const char* k) { return j.contains(k) && j[k].is_string() ? j[k].get<std::string>() : std::string(); };
+  if (const auto type = str("stop_type"); !type.empty()) stats.stop_reason = stop_reason_from_type(type, str("stopping_word"), stops);
+  if (j.contains("tokens_evaluated") && j["tokens_evaluated"].is_number_unsigned()) {
+    stats.prompt_tokens = j["tokens_evaluated"].get<std::uint64_t>();
+  } else if (stats.prompt_tokens == 0 && j.contains("timings") && j["timings"].is_object()) {
+    const auto& t = j["timings"];
+    std::uint64_t n = 0;
+    for (const char* k : {"cache_n", "prompt_n"})
+      if (t.contains(k) && t[k].is_number_unsigned()) n += t[k].get<std::uint64_t>();
+    stats.prompt_tokens = n;
+  }
+}
+
 }  // namespace
 
 LlamaEngine::LlamaEngine(std::function<int()> port, EngineOptions opts)
@@ -70,7 +97,14 @@ core::Result<CompletionStats> LlamaEngine::complete(const CompletionRequest& req
   json body = {{"stream", true}, {"temperature", req.temperature}, {"ignore_eos", req.ignore_eos},
                {"cache_prompt", true}};
   if (req.seed) body["seed"] = *req.seed;
+  if (req.top_p) body["top_p"] = *req.top_p;
+  if (!req.stop.empty()) body["stop"] = req.stop;
+  // The end of the answer, kept to what read_final() reads (the last /completion event would
+  // echo the whole prompt and the settings; a chat answer says its stop type only in __verbose).
+  const json final_fields = json::array({"content", "stop", "stop_type", "stopping_word", "tokens_evaluated", "timings"});
+  body["response_fields"] = final_fields;
   if (chat) {
+    body["verbose"] = true;
     body["messages"] = json::array();
     for (const auto& m : req.messages) body["messages"].push_back({{"role", m.role}, {"content", m.content}});
     body["max_tokens"] = req.max_tokens;
@@ -127,15 +161,18 @@ core::Result<CompletionStats> LlamaEngine::complete(const CompletionRequest& req
             c["delta"]["content"].is_string())
           piece = c["delta"]["content"].get<std::string>();
         if (c.contains("finish_reason") && c["finish_reason"].is_string()) {
-          stats.stop_reason = stop_reason_from_finish(c["finish_reason"].get<std::string>());
+          if (stats.stop_reason.empty()) stats.stop_reason = stop_reason_from_finish(c["finish_reason"].get<std::string>());
           stop = true;  // [DONE] follows; the answer is whole already
         }
       }
+      // The final result's first chunk (at or before the one with finish_reason).
+      if (j.contains("__verbose") && j["__verbose"].is_object()) read_final(j["__verbose"], req.stop, stats);
+      if (j.contains("timings")) read_final(j, req.stop, stats);  // prompt_tokens, if still missing
     } else {
       if (j.contains("content") && j["content"].is_string()) piece = j["content"].get<std::string>();
       if (j.contains("stop") && j["stop"].is_boolean() && j["stop"].get<bool>()) {
         stop = true;
-        if (j.contains("stop_type") && j["stop_type"].is_string()) stats.stop_reason = j["stop_type"].get<std::string>();
+        read_final(j, req.stop, stats);
       }
     }
     if (j.contains("timings") && j["timings"].is_object()) {

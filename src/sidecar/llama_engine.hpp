@@ -28,6 +28,8 @@ struct CompletionRequest {
   double temperature = 0.7;
   bool ignore_eos = false;
   std::optional<std::uint64_t> seed;
+  std::optional<double> top_p;    // unset: llama-server's default
+  std::vector<std::string> stop;  // the answer ends before the first of these (not sent)
 };
 
 struct CompletionStats {
@@ -36,8 +38,13 @@ struct CompletionStats {
   double ttft_ms = 0;             // request sent → first token received
   double total_ms = 0;
   double tokens_per_second = 0;   // after the first token, as the caller saw them
-  std::string stop_reason;        // "limit", "eos", "word", ...
+  // "limit" (max_tokens), "eos" (the model ended its answer: end of text, or the end of its turn
+  // in the chat template), "word" (one of the request's stop strings ended it).
+  std::string stop_reason;
   double server_tokens_per_second = 0;  // llama-server's own figure, when it reports one
+  // The prompt's length in tokens as llama-server evaluated it (the cached part included; chat:
+  // after the template); 0 when it did not say.
+  std::uint64_t prompt_tokens = 0;
 };
 
 struct EngineOptions {

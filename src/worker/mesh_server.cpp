@@ -50,6 +50,7 @@ struct MeshServer::Impl {
   struct Shared {
     std::atomic<bool> cancelled{false};
     core::noise::PublicKey client{};  // whose ask it is
+    std::string model;                // the model name it is served with (for DONE)
     Worker::Ticket ticket = 0;        // loop thread only: to withdraw it while it waits
   };
   // One ask on one stream (loop thread only).
@@ -299,6 +300,7 @@ struct MeshServer::Impl {
     ++admitted_by[client];
     a.shared = std::make_shared<Shared>();
     a.shared->client = client;
+    a.shared->model = model_name;
     {
       std::lock_guard lk(mu);
       ++in_worker;
@@ -320,6 +322,8 @@ struct MeshServer::Impl {
     cr.max_tokens = req.max_tokens;
     cr.temperature = req.temperature.value_or(worker.config().temperature);
     cr.seed = req.seed;
+    cr.top_p = req.top_p;
+    cr.stop = std::move(req.stop);
     if (req.messages.empty()) {
       cr.prompt = req.prompt + req.resume;
     } else {
@@ -360,7 +364,7 @@ struct MeshServer::Impl {
     if (r) {
       log->info("ask from {}: {} tokens, ttft {:.1f} ms, {:.1f} tokens/s ({})", who, r->tokens, r->ttft_ms,
                 r->tokens_per_second, r->stop_reason);
-      mesh::Done d{r->tokens, r->ttft_ms, r->total_ms, r->tokens_per_second, r->stop_reason};
+      mesh::Done d{r->tokens, r->ttft_ms, r->total_ms, r->tokens_per_second, r->stop_reason, r->prompt_tokens, shared.model};
       {
         std::lock_guard lk(mu);
         ++st.completed;

@@ -1,5 +1,6 @@
 // Fuzz target: the mesh decoders a worker or client gets from the network: the worker record
-// (from a DHT lookup), the stream frame decoder and the JSON bodies (REQUEST, DONE, ERROR), and
+// (from a DHT lookup), the stream frame decoder and the JSON bodies (REQUEST, DONE, ERROR; what REQUEST and DONE accept
+// re-encodes to the same value), and
 // the worker's RequestReader of an ask stream (fed in three pieces, then FIN). Whatever the record
 // decoder accepts must re-encode to the same value; the reader never holds more than twice what it was fed
 // and gives a complete request's body once.
@@ -33,7 +34,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         }
         break;
       }
-      case mesh::FrameType::Done: (void)mesh::parse_done(f->body); break;
+      case mesh::FrameType::Done:
+        if (auto d = mesh::parse_done(f->body)) {
+          auto again = mesh::parse_done(mesh::to_json(*d));
+          if (!again || !(*again == *d)) __builtin_trap();
+        }
+        break;
       case mesh::FrameType::Error: (void)mesh::parse_error_reply(f->body); break;
       case mesh::FrameType::Token: break;
     }

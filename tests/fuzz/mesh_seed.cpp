@@ -35,9 +35,14 @@ int main(int argc, char** argv) {
   q.resume = "he";
   std::vector<std::uint8_t> s = mesh::encode_frame(mesh::FrameType::Request, mesh::to_json(q));
   write(dir + "/request", s);
+  mesh::Request t;  // the sampling fields of issue 13
+  t.prompt = "Once";
+  t.top_p = 0.9;
+  t.stop = {"\n", "END"};
+  write(dir + "/request_top_p_stop", mesh::encode_frame(mesh::FrameType::Request, mesh::to_json(t)));
   std::vector<std::uint8_t> reply;
   for (const auto& f : {mesh::encode_frame(mesh::FrameType::Token, "Hello"),
-                        mesh::encode_frame(mesh::FrameType::Done, mesh::to_json(mesh::Done{1, 1, 2, 3, "limit"})),
+                        mesh::encode_frame(mesh::FrameType::Done, mesh::to_json(mesh::Done{1, 1, 2, 3, "word", 17, "tiny"})),
                         mesh::encode_frame(mesh::FrameType::Error, mesh::to_json(mesh::ErrorReply{"busy", "full", 500}))})
     reply.insert(reply.end(), f.begin(), f.end());
   write(dir + "/reply", reply);

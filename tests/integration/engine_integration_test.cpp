@@ -96,6 +96,44 @@ TEST_F(EngineIntegration, StreamsEveryTokenToTheRequestedLength) {
   EXPECT_EQ(h.queue_capacity, 10);
 }
 
+// A stop string cut out of a greedy answer ends the same answer right before it ("word"), raw and
+// chat; the prompt's length is the whole prompt's also when llama-server reused it from its cache.
+TEST_F(EngineIntegration, StopStringsEndTheAnswerAndThePromptLengthIsReported) {
+  Worker w(tiny_config());
+  ASSERT_TRUE(w.start().ok());
+  for (bool chat : {false, true}) {
+    SCOPED_TRACE(chat ? "chat" : "raw");
+    CompletionRequest r;
+    if (chat) r.messages = {{"user", "Hello there"}};
+    else r.prompt = "Once upon a time";
+    r.max_tokens = 24;
+    r.temperature = 0;
+    std::vector<std::string> pieces;
+    auto ref = w.submit(r, [&](std::string_view p) { pieces.emplace_back(p); });
+    ASSERT_TRUE(ref.ok()) << ref.error().message;
+    EXPECT_EQ(ref->stop_reason, "limit");
+    EXPECT_GT(ref->prompt_tokens, 0u);
+    // The first later piece whose text first appears where it stands.
+    std::size_t at = 0, cut = std::string::npos;
+    std::string stop;
+    for (std::size_t i = 0; i < pieces.size(); at += pieces[i].size(), ++i) {
+      if (i >= 4 && !pieces[i].empty() && ref->text.find(pieces[i]) == at) {
+        stop = pieces[i];
+        cut = at;
+        break;
+      }
+    }
+    ASSERT_NE(cut, std::string::npos) << ref->text;
+    r.stop = {"<not in it>", stop};
+    r.top_p = 0.5;
+    auto got = w.submit(r, [](std::string_view) {});
+    ASSERT_TRUE(got.ok()) << got.error().message;
+    EXPECT_EQ(got->stop_reason, "word");
+    EXPECT_EQ(got->text, ref->text.substr(0, cut));
+    EXPECT_EQ(got->prompt_tokens, ref->prompt_tokens);  // cached this time: still the whole prompt
+  }
+}
+
 TEST_F(EngineIntegration, MaxTokensCapsWhatAClientMayAskFor) {
   auto cfg = tiny_config();
   cfg.max_tokens = 10;

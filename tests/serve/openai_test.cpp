@@ -41,6 +41,8 @@ qmesh::AskResult result(const std::string& stop_reason) {
   r.text = "Hello";
   r.worker = "ab12";
   r.tokens = 3;
+  r.prompt_tokens = 4;
+  r.model = "m-served";
   r.stop_reason = stop_reason;
   r.ttft_ms = 12.5;
   r.tokens_per_second = 40;
@@ -116,11 +118,10 @@ TEST(OpenAi, UnsupportedParametersAreNamed) {
 
 TEST(OpenAi, StopAndTopP) {
   const std::string m = R"("messages":[{"role":"user","content":"x"}])";
-  // Until the client API has them (helper "params"), each is a clear 400; then they are used.
-  auto p = parse_request("{" + m + R"(,"stop":["a","b"],"top_p":0.5})", Api::chat);
-  if (auto* e = std::get_if<ApiError>(&p)) {
-    EXPECT_EQ(e->code, "unsupported_parameter");
-  }
+  auto q = ok("{" + m + R"(,"stop":["a","b"],"top_p":0.5})");
+  EXPECT_EQ(q.ask.stop, (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(q.ask.top_p, 0.5);
+  EXPECT_EQ(ok("{" + m + R"(,"stop":"END"})").ask.stop, (std::vector<std::string>{"END"}));
   EXPECT_EQ(err("{" + m + R"(,"stop":["a","b","c","d","e"]})").param, "stop");
   EXPECT_EQ(err("{" + m + R"(,"stop":[""]})").param, "stop");
   EXPECT_EQ(err("{" + m + R"(,"stop":5})").param, "stop");
@@ -198,7 +199,9 @@ TEST(OpenAi, NonStreamingResponses) {
   EXPECT_EQ(j["choices"][0]["message"]["content"], "Hello");
   EXPECT_EQ(j["choices"][0]["finish_reason"], "length");
   EXPECT_EQ(j["usage"]["completion_tokens"], 3);
-  EXPECT_EQ(j["usage"]["total_tokens"], j["usage"]["prompt_tokens"].get<int>() + 3);
+  EXPECT_EQ(j["usage"]["prompt_tokens"], 4);
+  EXPECT_EQ(j["usage"]["total_tokens"], 7);
+  EXPECT_EQ(j["model"], "m-served");
   auto c = json::parse(response_body(Api::completion, {"cmpl-1", 1}, q, result("eos")));
   EXPECT_EQ(c["object"], "text_completion");
   EXPECT_EQ(c["choices"][0]["text"], "Hello");
@@ -219,6 +222,9 @@ TEST(OpenAi, StreamingChunks) {
   EXPECT_EQ(all[3]["choices"][0]["finish_reason"], "stop");
   EXPECT_TRUE(all[4]["choices"].empty());
   EXPECT_EQ(all[4]["usage"]["completion_tokens"], 3);
+  EXPECT_EQ(all[4]["usage"]["prompt_tokens"], 4);
+  EXPECT_EQ(all[1]["model"], "m");         // as asked, until the answer says which model served
+  EXPECT_EQ(all[3]["model"], "m-served");
   EXPECT_EQ(all[5], "[DONE]");
   for (int i = 0; i < 5; ++i) EXPECT_EQ(all[i]["id"], "chatcmpl-9");
   // Without include_usage: no usage chunk.

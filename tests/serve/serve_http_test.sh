@@ -2,9 +2,9 @@
 # qmesh-cli serve on a real mesh on loopback (a bootstrap node, two workers with the synthesized
 # model), driven by curl: the OpenAI endpoints (JSON and the SSE sequence), every error status,
 # the API key and CORS rules, a client that leaves mid-stream, and the refusal of a public listen.
-#   usage: serve_http_test.sh QMESH_WORKER QMESH_CLI TINY_MODEL
+#   usage: serve_http_test.sh QMESH_WORKER QMESH_CLI TINY_MODEL CHAT_HTML
 set -uo pipefail
-worker="$1"; cli="$2"; model="$3"
+worker="$1"; cli="$2"; model="$3"; page="$4"
 source "$(dirname "${BASH_SOURCE[0]}")/../integration/lib.sh"
 export QMESH_CONFIG_DIR="$tmp/cfg"
 base=$((47600 + RANDOM % 300 * 4))
@@ -44,7 +44,8 @@ chat='{"messages":[{"role":"user","content":"Hello"}],"max_tokens":8}'
 
 # ---- open routes, the key ----
 check "/health is 200 without a key" test "$(code "$A/health")" = 200
-check "/ is the chat page, without a key" bash -c "test \"\$(curl -s -o $tmp/page -w '%{http_code} %{content_type}' $A/)\" = '200 text/html; charset=utf-8' && grep -qi '<html' $tmp/page"
+check "/ is the chat page, without a key" bash -c "test \"\$(curl -s -o $tmp/page -w '%{http_code} %{content_type}' $A/)\" = '200 text/html; charset=utf-8'"
+check "...byte for byte src/serve/chat.html" cmp -s "$tmp/page" "$page"
 check "401 without a key" test "$(code "$A/v1/models")" = 401
 check "...as an OpenAI error with code invalid_api_key" json_is '.error.code == "invalid_api_key" and (.error.message | length) > 0 and has("error")'
 check "...and WWW-Authenticate: Bearer" test "$(hdr www-authenticate)" = Bearer
@@ -73,6 +74,7 @@ check "400 for an image part" bash -c "test \"\$(curl -s -o $tmp/t -w '%{http_co
 head -c 1100000 /dev/zero | tr '\0' ' ' >"$tmp/big.json"
 check "413 for a body over 1 MiB" test "$(code "$B/v1/chat/completions" --data-binary @"$tmp/big.json")" = 413
 check "...code request_too_large" json_is '.error.code == "request_too_large"'
+check "411 for a chunked body" test "$(code "$B/v1/chat/completions" -H 'Transfer-Encoding: chunked' -d "$chat")" = 411
 
 # ---- happy paths ----
 check "chat completion: 200" test "$(code "$A/v1/chat/completions" "${auth[@]}" -H 'Content-Type: application/json' -d "$chat")" = 200
@@ -123,6 +125,17 @@ check "404 for a model no worker serves" test "$(code "$B/v1/chat/completions" -
 check "...code model_not_found, param model" json_is '.error.code == "model_not_found" and .error.param == "model"'
 check "504 when the ask outlives serve's --timeout" test "$(code "$B/v1/chat/completions" -d '{"messages":[{"role":"user","content":"Count"}],"max_tokens":2000}')" = 504
 check "...code timeout" json_is '.error.code == "timeout"'
+
+# A reader that never reads: its stream stalls in its socket, other requests go on; when it
+# hangs up, its ask ends.
+exec 3<>"/dev/tcp/127.0.0.1/$pb"
+body='{"messages":[{"role":"user","content":"Count"}],"max_tokens":2000,"stream":true}'
+printf 'POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s' "${#body}" "$body" >&3
+sleep 0.5
+check "a second client is answered while one does not read" test "$(code "$A/v1/chat/completions" "${auth[@]}" -d "$chat" -m 30)" = 200
+exec 3>&-
+check "two requests on one keep-alive connection" bash -c "
+  curl -s -o /dev/null -o /dev/null -w '%{num_connects}\n' $A/health $A/health | tr '\n' ' ' | grep -q '^1 0 $'"
 
 # A client that leaves mid-stream: the worker cancels the generation.
 admitted() { cat "$tmp/w1.log" "$tmp/w2.log" | grep -c 'admitted'; }

@@ -23,6 +23,20 @@ std::optional<json> parse_object(std::string_view text, std::size_t max_bytes) {
   return j;
 }
 
+// The stop strings of a REQUEST: an array of 1..kMaxStops strings of 1..kMaxStopBytes bytes
+// (valid UTF-8: the JSON parser refuses anything else). Returns why not.
+std::optional<std::string> parse_stop(const json& v, std::vector<std::string>& out) {
+  const std::string what = "'stop' must be an array of 1.." + std::to_string(kMaxStops) + " strings of 1.." +
+                           std::to_string(kMaxStopBytes) + " bytes";
+  if (!v.is_array() || v.empty() || v.size() > kMaxStops) return what;
+  for (const auto& s : v) {
+    if (!s.is_string() || s.get_ref<const std::string&>().empty() || s.get_ref<const std::string&>().size() > kMaxStopBytes)
+      return what;
+    out.push_back(s.get<std::string>());
+  }
+  return std::nullopt;
+}
+
 // Keeps a network-supplied message safe to print on one line.
 std::string one_line(std::string s) {
   if (s.size() > kMaxErrorMessage) s.resize(kMaxErrorMessage);
@@ -101,6 +115,8 @@ std::string to_json(const Request& r) {
   if (r.temperature) j["temperature"] = *r.temperature;
   if (r.seed) j["seed"] = *r.seed;
   if (!r.model.empty()) j["model"] = r.model;
+  if (r.top_p) j["top_p"] = *r.top_p;
+  if (!r.stop.empty()) j["stop"] = r.stop;
   if (!r.resume.empty()) j["resume"] = r.resume;
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
@@ -141,9 +157,16 @@ Result<Request> parse_request(std::string_view text) {
       if (!v.is_number_unsigned()) return bad("'seed' must be a non-negative integer");
       r.seed = v.get<std::uint64_t>();
     } else if (key == "model") {
-      if (!v.is_string() || v.get<std::string>().size() > 255 || !valid_utf8_printable(v.get<std::string>()))
+      if (!v.is_string() || v.get<std::string>().size() > kMaxModelName || !valid_utf8_printable(v.get<std::string>()))
         return bad("'model' must be printable text of at most 255 bytes");
       r.model = v.get<std::string>();
+    } else if (key == "top_p") {
+      if (!v.is_number()) return bad("'top_p' must be a number");
+      const double p = v.get<double>();
+      if (!std::isfinite(p) || p < 0 || p > 1) return bad("'top_p' must be 0..1");
+      r.top_p = p;
+    } else if (key == "stop") {
+      if (auto e = parse_stop(v, r.stop)) return bad(*e);
     } else if (key == "resume") {
       if (!v.is_string()) return bad("'resume' must be a string");
       r.resume = v.get<std::string>();
@@ -158,12 +181,14 @@ Result<Request> parse_request(std::string_view text) {
 // ---- Done / ErrorReply ----
 
 std::string to_json(const Done& d) {
-  return json{{"tokens", d.tokens},
-              {"ttft_ms", d.ttft_ms},
-              {"total_ms", d.total_ms},
-              {"tokens_per_second", d.tokens_per_second},
-              {"stop_reason", d.stop_reason}}
-      .dump(-1, ' ', false, json::error_handler_t::replace);
+  json j{{"tokens", d.tokens},
+         {"ttft_ms", d.ttft_ms},
+         {"total_ms", d.total_ms},
+         {"tokens_per_second", d.tokens_per_second},
+         {"stop_reason", d.stop_reason},
+         {"prompt_tokens", d.prompt_tokens}};
+  if (!d.model.empty()) j["model"] = d.model.substr(0, kMaxModelName);
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 Result<Done> parse_done(std::string_view text) {
@@ -178,6 +203,17 @@ Result<Done> parse_done(std::string_view text) {
   d.total_ms = (*j)["total_ms"].get<double>();
   d.tokens_per_second = (*j)["tokens_per_second"].get<double>();
   d.stop_reason = one_line((*j)["stop_reason"].get<std::string>().substr(0, 32));
+  if (j->contains("prompt_tokens")) {
+    if (!(*j)["prompt_tokens"].is_number_unsigned()) return make_error("malformed DONE from the worker", "internal");
+    d.prompt_tokens = (*j)["prompt_tokens"].get<std::uint64_t>();
+  }
+  if (j->contains("model")) {
+    const auto& m = (*j)["model"];
+    if (!m.is_string() || m.get_ref<const std::string&>().size() > kMaxModelName ||
+        !valid_utf8_printable(m.get_ref<const std::string&>()))
+      return make_error("malformed DONE from the worker", "internal");
+    d.model = m.get<std::string>();
+  }
   return d;
 }
 

@@ -33,6 +33,9 @@ inline constexpr std::size_t kMaxTokenBytes = 64 * 1024;
 inline constexpr std::size_t kMaxReplyJsonBytes = 4096;
 inline constexpr std::size_t kMaxMessages = 256;
 inline constexpr int kMaxAskTokens = 32768;
+inline constexpr std::size_t kMaxStops = 4;         // stop strings per ask
+inline constexpr std::size_t kMaxStopBytes = 256;   // each 1..this many bytes
+inline constexpr std::size_t kMaxModelName = 255;
 
 std::size_t max_frame_body(FrameType t);  // 0 for an unknown type
 
@@ -75,6 +78,8 @@ struct Request {
   std::optional<double> temperature;  // unset: the worker's default
   std::optional<std::uint64_t> seed;
   std::string model;                  // empty: any; else a model name or hash hex the worker must have
+  std::optional<double> top_p;        // 0..1; unset: the worker's default
+  std::vector<std::string> stop;      // the answer ends before the first of these (kMaxStops, kMaxStopBytes)
   // Failover: the text an earlier worker already produced for this ask. The worker continues
   // after it (the prompt plus this text; for chat, an assistant message to continue) and sends
   // only the new tokens.
@@ -84,8 +89,10 @@ struct Request {
 
 std::string to_json(const Request& r);
 // Strict: a JSON object with known keys of the right types; prompt or messages (not both, not
-// neither); roles from the list above; max_tokens 1..kMaxAskTokens; temperature 0..2; text valid
-// UTF-8. Errors are one line naming the field (kind "bad_request").
+// neither); roles from the list above; max_tokens 1..kMaxAskTokens; temperature 0..2; top_p 0..1;
+// stop an array of at most kMaxStops strings of 1..kMaxStopBytes bytes; text valid UTF-8. Errors
+// are one line naming the field (kind "bad_request"). An older worker refuses top_p and stop as
+// unknown fields: to_json writes them only when set, so asks without them reach every worker.
 Result<Request> parse_request(std::string_view json_text);
 
 struct Done {
@@ -94,9 +101,13 @@ struct Done {
   double total_ms = 0;
   double tokens_per_second = 0;
   std::string stop_reason;  // "limit", "eos", "word", ...
+  std::uint64_t prompt_tokens = 0;  // the prompt's length in tokens (resume included); 0: unknown
+  std::string model;                // the model name the worker served; empty: unknown
   friend bool operator==(const Done&, const Done&) = default;
 };
 std::string to_json(const Done& d);
+// Strict about the fields it knows (prompt_tokens and model are optional: older workers do not
+// send them), and ignores others, so that a newer worker's DONE still reaches an older client.
 Result<Done> parse_done(std::string_view json_text);
 
 struct ErrorReply {

@@ -52,6 +52,8 @@ TEST(MeshFrame, RequestRoundTrip) {
   r.temperature = 0.25;
   r.seed = 42;
   r.model = "tiny";
+  r.top_p = 0.9;
+  r.stop = {"\n\n", "END", std::string(kMaxStopBytes, 'x'), "\xC3\xA9"};
   r.resume = "Hello";
   auto back = parse_request(to_json(r));
   ASSERT_TRUE(back) << back.error().message;
@@ -63,6 +65,40 @@ TEST(MeshFrame, RequestRoundTrip) {
   ASSERT_TRUE(bp);
   EXPECT_EQ(*bp, p);
   EXPECT_FALSE(bp->temperature);
+  EXPECT_FALSE(bp->top_p);
+  EXPECT_TRUE(bp->stop.empty());
+  // Unset fields are not written: an older worker, strict about fields, still takes the ask.
+  EXPECT_EQ(to_json(p).find("top_p"), std::string::npos);
+  EXPECT_EQ(to_json(p).find("stop"), std::string::npos);
+  for (double edge : {0.0, 1.0}) {
+    auto e = parse_request(R"({"prompt":"a","top_p":)" + std::to_string(edge) + "}");
+    ASSERT_TRUE(e) << edge;
+    EXPECT_EQ(*e->top_p, edge);
+  }
+}
+
+TEST(MeshFrame, RequestRejectsBadTopPAndStop) {
+  for (const std::string& bad : std::vector<std::string>{
+           R"({"prompt":"a","top_p":1.01})",
+           R"({"prompt":"a","top_p":-0.1})",
+           R"({"prompt":"a","top_p":"0.5"})",
+           R"({"prompt":"a","top_p":null})",
+           R"({"prompt":"a","stop":"END"})",
+           R"({"prompt":"a","stop":[]})",
+           R"({"prompt":"a","stop":[""]})",
+           R"({"prompt":"a","stop":[5]})",
+           R"({"prompt":"a","stop":["a","b","c","d","e"]})",
+           R"({"prompt":"a","stop":[")" + std::string(kMaxStopBytes + 1, 'x') + R"("]})",
+           "{\"prompt\":\"a\",\"stop\":[\"\xFF\"]}",
+       }) {
+    auto r = parse_request(bad);
+    ASSERT_FALSE(r) << bad;
+    EXPECT_EQ(r.error().kind, "bad_request");
+    EXPECT_EQ(r.error().message.find('\n'), std::string::npos);
+    EXPECT_TRUE(r.error().message.find("top_p") != std::string::npos || r.error().message.find("stop") != std::string::npos ||
+                r.error().message.find("UTF-8") != std::string::npos)
+        << r.error().message;
+  }
 }
 
 TEST(MeshFrame, RequestRejectsBadFieldsWithOneLine) {
@@ -92,10 +128,21 @@ TEST(MeshFrame, RequestRejectsBadFieldsWithOneLine) {
 }
 
 TEST(MeshFrame, DoneAndErrorRoundTripAndSanitize) {
-  Done d{12, 3.5, 100.25, 120.0, "limit"};
+  Done d{12, 3.5, 100.25, 120.0, "limit", 345, "qmesh-synth-tiny"};
   auto bd = parse_done(to_json(d));
   ASSERT_TRUE(bd);
   EXPECT_EQ(*bd, d);
+  // An older worker's DONE (no prompt_tokens, no model) still parses; unknown fields are ignored.
+  auto old = parse_done(R"({"tokens":3,"ttft_ms":1,"total_ms":2,"tokens_per_second":3,"stop_reason":"eos","later":1})");
+  ASSERT_TRUE(old);
+  EXPECT_EQ(old->prompt_tokens, 0u);
+  EXPECT_EQ(old->model, "");
+  const std::string base = R"({"tokens":3,"ttft_ms":1,"total_ms":2,"tokens_per_second":3,"stop_reason":"eos",)";
+  EXPECT_FALSE(parse_done(base + R"("prompt_tokens":-1})"));
+  EXPECT_FALSE(parse_done(base + R"("prompt_tokens":"7"})"));
+  EXPECT_FALSE(parse_done(base + R"("model":5})"));
+  EXPECT_FALSE(parse_done(base + "\"model\":\"a\\u001bb\"}"));
+  EXPECT_FALSE(parse_done(base + R"("model":")" + std::string(kMaxModelName + 1, 'm') + "\"}"));
   EXPECT_FALSE(parse_done(R"({"tokens":-1,"ttft_ms":0,"total_ms":0,"tokens_per_second":0,"stop_reason":""})"));
 
   ErrorReply e{"busy", "worker is busy", 500};
