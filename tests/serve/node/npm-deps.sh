@@ -2,7 +2,7 @@
 # Installs the npm packages the Node-based serve tests use, at pinned versions, into a cache
 #   ${QMESH_CACHE:-~/.cache/qmesh}/npm/<pin hash>/node_modules
 # and prints that node_modules path on the last line of stdout. Reruns take milliseconds.
-# The pins run on Debian 12's node 20 (openai 7 and puppeteer-core 25 want node >= 22).
+# The pins run on node 20, the project machines' node (openai 7 and puppeteer-core 25 want node >= 22).
 set -euo pipefail
 
 PINS=(openai@6.49.0 puppeteer-core@24.43.1 ws@8.23.1)
