@@ -106,7 +106,7 @@ test('an answer streams in, and Stop cancels it on the worker', async () => {
   await page.type('#maxtok', '4000');   // up to the context's end: as long as the tiny model writes
   await page.keyboard.press('Tab');
   await page.click('#gear');
-  await page.evaluate(() => { window.__stopAt = 5; });
+  await page.evaluate(() => { window.__stopAt = 3; });
   await ask('Tell me a <b>long</b> story');
   const streaming = await page.waitForFunction(() => window.__atStop, { polling: 10, timeout: 60000 }).then((h) => h.jsonValue());
   const first = received.filter((m) => m.type === 'delta' && m.id === asksSent()[0].id).map((m) => m.content.length);
