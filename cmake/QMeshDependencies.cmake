@@ -8,6 +8,8 @@ pkg_check_modules(LWS REQUIRED IMPORTED_TARGET libwebsockets)  # qmesh-cli serve
 find_package(nlohmann_json 3.10 REQUIRED)
 find_package(spdlog REQUIRED)
 find_package(CLI11 REQUIRED)
+# Prometheus metrics (src/net/metrics): Debian's prometheus-cpp-dev; only its core library is linked.
+find_package(prometheus-cpp CONFIG REQUIRED)
 if(QMESH_BUILD_TESTS)
   find_package(GTest REQUIRED)
 endif()

@@ -52,6 +52,8 @@ pkgs=(build-essential cmake pkg-config git ca-certificates curl util-linux procp
       libwebsockets-dev  # qmesh-cli serve
       debootstrap systemd-container zstd)  # the last three: the .deb test (tests/pkg)
 pkgs+=(chromium)  # the chat page test drives Debian's chromium (tests/serve/node)
+# Metrics: prometheus-cpp (the registry), promtool and the Python parser (tests/integration/worker_metrics).
+pkgs+=(prometheus-cpp-dev prometheus python3-prometheus-client)
 command -v npm >/dev/null || pkgs+=(npm)
 missing=()
 for p in "${pkgs[@]}"; do

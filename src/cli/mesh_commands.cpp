@@ -194,10 +194,11 @@ void run_ask(const AskOpts& o) {
       std::printf("\n");
     }
     if (o.verbose) {
-      std::fprintf(stderr, "worker %s (%s): %llu prompt tokens, %llu tokens, ttft %.1f ms, %.1f tokens/s, %.0f ms total, stop %s%s%s\n",
-                   r.worker.substr(0, 12).c_str(), core::printable_line(r.model).c_str(),
-                   static_cast<unsigned long long>(r.prompt_tokens), static_cast<unsigned long long>(r.tokens), r.ttft_ms,
-                   r.tokens_per_second, r.total_ms, core::printable_line(r.stop_reason).c_str(),
+      // Scripts read the first fields (worker, tokens, ttft) and the last (retries, resumed).
+      std::fprintf(stderr, "worker %s: %llu tokens, ttft %.1f ms, %.1f tokens/s, %.0f ms total, %llu prompt tokens, stop %s, model %s%s%s\n",
+                   r.worker.substr(0, 12).c_str(), static_cast<unsigned long long>(r.tokens), r.ttft_ms,
+                   r.tokens_per_second, r.total_ms, static_cast<unsigned long long>(r.prompt_tokens),
+                   core::printable_line(r.stop_reason).c_str(), core::printable_line(r.model).c_str(),
                    r.retries ? (", " + std::to_string(r.retries) + " retries").c_str() : "",
                    !r.resumed ? ""
                    : std::count(r.workers_tried.begin(), r.workers_tried.end(), r.worker) > 1

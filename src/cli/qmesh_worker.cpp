@@ -30,6 +30,8 @@
 #include "net/resolve.hpp"
 #include "net/sockaddr.hpp"
 #include "worker/mesh_server.hpp"
+#include "worker/metrics_endpoint.hpp"
+#include "worker/worker_metrics.hpp"
 #include "worker/worker.hpp"
 #include "worker/worker_config.hpp"
 
@@ -120,7 +122,8 @@ qmesh::core::Result<std::unique_ptr<qmesh::worker::MeshServer>> make_server(qmes
                                                                            const qmesh::worker::WorkerConfig& cfg,
                                                                            const std::vector<qmesh::core::Endpoint>& seeds,
                                                                            const qmesh::net::Identity& id,
-                                                                           qmesh::core::mesh::WorkerRecord& record) {
+                                                                           qmesh::core::mesh::WorkerRecord& record,
+                                                                           qmesh::worker::WorkerMetrics* metrics) {
   namespace dht = qmesh::core::dht;
   auto summary = qmesh::sidecar::inspect_model_file(cfg.model);
   if (!summary) return summary.error();
@@ -148,6 +151,7 @@ qmesh::core::Result<std::unique_ptr<qmesh::worker::MeshServer>> make_server(qmes
   if (!cfg.listen.empty()) o.listen = *qmesh::worker::listen_endpoint(cfg.listen);     // validate() checked
   o.topic = cfg.topic;
   o.identity = id;
+  o.metrics = metrics;
   auto server = qmesh::worker::MeshServer::start(worker, o);
   if (!server) return server.error();
   (*server)->set_model(record.model, record.model_hash);
@@ -159,7 +163,8 @@ qmesh::core::Result<std::unique_ptr<qmesh::worker::MeshServer>> make_server(qmes
 
 // Samples health, fills the record's live fields and announces it. Returns the health sampled.
 qmesh::core::mesh::Health announce(qmesh::worker::MeshServer& server, qmesh::worker::Worker& worker,
-                             const qmesh::worker::WorkerConfig& cfg, qmesh::core::mesh::WorkerRecord& r) {
+                             const qmesh::worker::WorkerConfig& cfg, qmesh::core::mesh::WorkerRecord& r,
+                             qmesh::worker::WorkerMetrics* metrics) {
   const auto h = worker.health();
   const auto stats = server.stats();
   const auto* sup = worker.supervisor();
@@ -177,7 +182,9 @@ qmesh::core::mesh::Health announce(qmesh::worker::MeshServer& server, qmesh::wor
   const double gen = worker.generation_tps().value_or(0);
   r.generation_tps_centi = static_cast<std::uint32_t>(std::clamp(gen * 100, 0.0, 1e8));
   r.prompt_tps_centi = static_cast<std::uint32_t>(std::clamp(h.prompt_tokens_per_second * 100, 0.0, 1e8));
-  if (auto st = server.announce(r); !st) {
+  const auto st = server.announce(r);
+  if (metrics) metrics->announced(st ? *st : 0);
+  if (!st) {
     spdlog::warn("announce: {}", st.error().message);
   } else {
     spdlog::debug("announced to {} nodes ({})", *st, r.available ? "available" : "not available");
@@ -207,6 +214,8 @@ int main(int argc, char** argv) {
   std::optional<double> temperature;
   std::vector<std::string> bootstrap;
   std::optional<std::string> listen, identity;
+  std::optional<std::string> metrics_listen;
+  bool insecure_metrics_listen = false;
   app.add_flag("--version", version, "Print the version of qmesh-worker and of the llama-server it finds");
   app.add_option("--config", config_path, "JSON config file; flags given on the command line win");
   app.add_option("--model,-m", model, "GGUF model file");
@@ -225,6 +234,10 @@ int main(int argc, char** argv) {
   app.add_option("--bootstrap", bootstrap, "HOST:PORT of a DHT node to join, HOST an address or a name (repeat for several)");
   app.add_option("--listen", listen, "HOST[:PORT] of the UDP socket (default: any address, any port)");
   app.add_option("--identity", identity, "key file (default: ~/.config/qmesh/identity, created on first run)");
+  app.add_option("--metrics-listen", metrics_listen,
+                 "[HOST:]PORT to serve Prometheus metrics on, GET /metrics (HOST: default 127.0.0.1; PORT 0: any)");
+  app.add_flag("--insecure-metrics-listen", insecure_metrics_listen,
+               "allow a --metrics-listen address other than loopback (the metrics have no access control)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -267,6 +280,8 @@ int main(int argc, char** argv) {
   const bool bootstrap_given = !cfg.bootstrap.empty();
   if (listen) cfg.listen = *listen;
   if (identity) cfg.identity = *identity;
+  if (metrics_listen) cfg.metrics_listen = *metrics_listen;
+  if (insecure_metrics_listen) cfg.insecure_metrics_listen = true;
   if (cfg.model.empty()) {
     // The packaged service's config file ships without a model: the line says which file to edit.
     return fail(config_path.empty() ? "no model given: pass --model FILE or set \"model\" in --config"
@@ -278,6 +293,17 @@ int main(int argc, char** argv) {
   // a large one): the listen address binds, the identity loads, the config file's list parses.
   if (!cfg.listen.empty()) {
     if (auto b = check_bindable(*qmesh::worker::listen_endpoint(cfg.listen), cfg.listen); !b) return fail(b.error().message);
+  }
+  // Metrics: bound now, so a port in use is reported before the model loads; served from here on.
+  qmesh::net::metrics::Registry metrics_registry;
+  std::optional<qmesh::worker::WorkerMetrics> metrics;
+  std::unique_ptr<qmesh::worker::MetricsEndpoint> metrics_http;  // after metrics: stopped first
+  if (!cfg.metrics_listen.empty()) {
+    metrics.emplace(metrics_registry);
+    auto ep = qmesh::worker::MetricsEndpoint::start(*qmesh::worker::metrics_endpoint(cfg.metrics_listen),
+                                                    metrics_registry);
+    if (!ep) return fail(ep.error().message);
+    metrics_http = std::move(*ep);
   }
   auto node_id = qmesh::net::load_or_create_identity(cfg.identity.empty() ? qmesh::net::default_identity_path()
                                                                           : cfg.identity);
@@ -302,7 +328,20 @@ int main(int argc, char** argv) {
 
   setup_logging(cfg.log_level);
   if (node_id->created) spdlog::info("created identity {}", node_id->path);
+  if (metrics_http) {
+    auto at = *qmesh::worker::metrics_endpoint(cfg.metrics_listen);
+    at.port = metrics_http->port();
+    spdlog::info("metrics on http://{}/metrics", at.to_string());
+  }
   qmesh::worker::Worker worker(cfg);
+  // Scrapes read the worker until it goes (a scrape under way finishes first).
+  struct Unpublish {
+    qmesh::worker::WorkerMetrics* m;
+    ~Unpublish() {
+      if (m) m->set_worker(nullptr);
+    }
+  } unpublish{metrics ? &*metrics : nullptr};
+  if (metrics) metrics->set_worker(&worker);
   // Start-up (loading a large model) may take a while: keep answering signals meanwhile.
   auto started = std::async(std::launch::async, [&worker] { return worker.start(); });
   while (started.wait_for(std::chrono::milliseconds(0)) != std::future_status::ready) {
@@ -336,13 +375,17 @@ int main(int argc, char** argv) {
     }
   }
   if (!seeds.empty()) {
-    auto made = make_server(worker, cfg, seeds, *node_id, record);
+    auto made = make_server(worker, cfg, seeds, *node_id, record, metrics ? &*metrics : nullptr);
     if (!made) {
       worker.stop();
       return fail(made.error().message);
     }
     server = std::move(*made);
-    announce(*server, worker, cfg, record);
+    if (metrics) {
+      metrics->set_server(server.get());
+      if (embedded) metrics->set_embedded(&embedded->service());
+    }
+    announce(*server, worker, cfg, record, metrics ? &*metrics : nullptr);
   } else {
     spdlog::warn("no DHT node given or found on the LAN: serving nobody (give --bootstrap HOST:PORT to join a QMesh network)");
   }
@@ -370,10 +413,14 @@ int main(int argc, char** argv) {
     }
     if (std::chrono::steady_clock::now() < next_status) continue;
     next_status += std::chrono::seconds(cfg.status_interval_s);
-    const auto h = server ? announce(*server, worker, cfg, record) : worker.health();
+    const auto h = server ? announce(*server, worker, cfg, record, metrics ? &*metrics : nullptr) : worker.health();
     spdlog::info("status: llama-server {} (pid {}, restarts {}), cpu {:.0f}%, mem available {} MiB, slots {}/{} busy, queue {}/{}",
                  qmesh::sidecar::to_string(sup->state()), sup->pid(), sup->restarts(), h.cpu_percent,
                  h.mem_available_bytes >> 20, h.slots_busy, h.slots_total, h.queue_depth, h.queue_capacity);
+  }
+  if (metrics) {  // scrapes from here on see only the worker
+    metrics->set_server(nullptr);
+    metrics->set_embedded(nullptr);
   }
   if (server) server->stop();
   worker.stop();

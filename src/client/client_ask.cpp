@@ -199,6 +199,10 @@ AskResult Client::Impl::run_ask(const AskOptions& o, const std::function<void(st
     }
     InFlight flight(*this, key, sid, id);
     cancelled.watch(ch);  // a cancel wakes the wait for the answer below
+    struct Unwatch {
+      AskCancel& c;
+      ~Unwatch() { c.watch(nullptr); }  // what is left unread goes with the channel
+    } unwatch{cancelled};
     // A worker may not send more than was asked (a little slack for how llama-server counts).
     const std::uint64_t max_tokens = static_cast<std::uint64_t>(req.max_tokens) + 8;
     const std::size_t max_text = static_cast<std::size_t>(max_tokens) * 1024;

@@ -349,7 +349,9 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     const auto limit = std::min(Clock::now() + std::chrono::seconds(15), deadline);
     auto out = await.wait(q, std::chrono::duration_cast<milliseconds>(limit - Clock::now()), cancelled);
     if (cancelled && *cancelled) throw Error("cancelled", "the ask was cancelled");
-    if (!out) throw Error("timeout", "looking up the workers of '" + opts.topic + "' took too long");
+    // Past the ask's deadline: the ask's timeout; else the DHT did not answer in 15 s: the network.
+    if (!out && Clock::now() >= deadline) throw Error("timeout", "looking up the workers of '" + opts.topic + "' took too long");
+    if (!out) throw Error("network", "the DHT did not answer a lookup of the workers of '" + opts.topic + "' within 15 s");
     std::lock_guard lk(mu);
     keep_records(out->records);
     return records;

@@ -23,6 +23,7 @@
 #include "net/logger.hpp"
 #include "net/peer_service.hpp"
 #include "sidecar/model_file.hpp"
+#include "worker/worker_metrics.hpp"
 
 namespace qmesh::worker {
 
@@ -116,6 +117,7 @@ struct MeshServer::Impl {
 
   void on_event(const peer::PeerEvent& e, peer::Peer& p, core::Instant now) {
     if (const auto* de = std::get_if<dht::DhtEvent>(&e)) {
+      if (const auto* qd = std::get_if<dht::QueryDone>(de); qd && opts.metrics) opts.metrics->dht_query_done(qd->ok);
       await.on_event(*de);
       return;
     }
@@ -309,6 +311,7 @@ struct MeshServer::Impl {
     log->debug("ask from {} admitted ({} running or queued)", short_key(client), admitted.load());
     // Tokens and the outcome come back on a worker thread and are posted to the loop.
     auto on_token = [this, key](std::string_view piece) {
+      if (opts.metrics) opts.metrics->token();
       svc->post([this, key, text = std::string(piece)](peer::Peer& q, core::Instant) {
         send(q, key, mesh::FrameType::Token, text, false);
       });
@@ -361,6 +364,7 @@ struct MeshServer::Impl {
   // ERROR goes to the loop, which writes it to the stream.
   void answered(const Key& key, const Shared& shared, Worker::Outcome r) {
     const std::string who = short_key(shared.client);
+    if (opts.metrics) opts.metrics->ask_ended(r, shared.cancelled.load());
     if (r) {
       log->info("ask from {}: {} tokens, ttft {:.1f} ms, {:.1f} tokens/s ({})", who, r->tokens, r->ttft_ms,
                 r->tokens_per_second, r->stop_reason);
@@ -408,6 +412,7 @@ struct MeshServer::Impl {
   }
 
   void answer_error(peer::Peer& p, const Key& key, Ask& a, const mesh::ErrorReply& e) {
+    if (opts.metrics && !a.shared) opts.metrics->ask_refused(e.kind);  // one the worker took ends in answered()
     intake.end(key);
     freed_since_trim += a.reader.held();
     a.reader.release();
@@ -574,6 +579,18 @@ std::optional<core::Endpoint> MeshServer::local_endpoint() const {
 MeshStats MeshServer::stats() const {
   std::lock_guard lk(impl_->mu);
   return impl_->st;
+}
+
+void MeshServer::collect_metrics() {
+  if (!impl_->opts.metrics) return;
+  try {
+    impl_->svc->call([this](peer::Peer& p, core::Instant) {
+      std::vector<session::SessionId> sids;
+      for (const auto& [sid, key] : impl_->clients) sids.push_back(sid);
+      impl_->opts.metrics->collect_peer(p, sids);
+    });
+  } catch (const std::exception&) {  // net::LoopStopped: the server is stopping
+  }
 }
 
 void MeshServer::stop() {

@@ -19,6 +19,8 @@
 
 namespace qmesh::worker {
 
+class WorkerMetrics;
+
 struct MeshServerOptions {
   std::vector<core::Endpoint> bootstrap;     // at least one
   std::optional<core::Endpoint> listen;      // default: any address of each family the bootstraps have
@@ -28,6 +30,7 @@ struct MeshServerOptions {
   // The retry hint in a "busy" answer: the time the asks ahead need (average ask time x queue /
   // slots), clamped to this range; max before the first ask finished.
   std::uint32_t busy_retry_min_ms = 50, busy_retry_max_ms = 5000;
+  WorkerMetrics* metrics = nullptr;  // counts asks, tokens, DHT queries when set; outlives the server
 };
 
 struct MeshStats {
@@ -52,6 +55,9 @@ class MeshServer {
   core::nat::NatType nat_type() const;
   std::optional<core::Endpoint> local_endpoint() const;
   MeshStats stats() const;
+  // The metrics' scrape-time figures (sessions by path, punches, relay, DHT records) from the
+  // peer, on its loop thread; nothing when no metrics were given or the server is stopping.
+  void collect_metrics();
   // Unannounces, ends asks in flight (their clients get an error), closes sessions. Idempotent.
   void stop();
 

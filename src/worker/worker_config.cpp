@@ -211,6 +211,12 @@ std::optional<core::Error> apply_setting(WorkerConfig& c, const std::string& key
   } else if (key == "listen" || key == "identity") {
     if (!v.is_string()) return core::make_error("setting '" + key + "' must be a string, got " + shown(v));
     (key == "listen" ? c.listen : c.identity) = v.get<std::string>();
+  } else if (key == "metrics-listen") {
+    if (!v.is_string()) return core::make_error("setting 'metrics-listen' must be a \"[HOST:]PORT\" string, got " + shown(v));
+    c.metrics_listen = v.get<std::string>();
+  } else if (key == "insecure-metrics-listen") {
+    if (!v.is_boolean()) return core::make_error("setting 'insecure-metrics-listen' must be true or false, got " + shown(v));
+    c.insecure_metrics_listen = v.get<bool>();
   } else if (key == "log-level") {
     if (!v.is_string() || !valid_log_level(v.get_ref<const std::string&>()))
       return core::make_error("setting 'log-level' must be one of " + log_levels_list() + ", got " + shown(v));
@@ -239,6 +245,16 @@ core::Result<std::monostate> validate(const WorkerConfig& c) {
   if (!c.listen.empty() && !listen_endpoint(c.listen)) {
     return core::make_error("setting 'listen': " + printable_key(c.listen) +
                             " is not HOST[:PORT] with an IP address (e.g. 0.0.0.0:49740 or [::]:49740)");
+  }
+  if (!c.metrics_listen.empty()) {
+    const auto at = metrics_endpoint(c.metrics_listen);
+    if (!at)
+      return core::make_error("setting 'metrics-listen': " + printable_key(c.metrics_listen) +
+                              " is not [HOST:]PORT with an IP address or localhost (e.g. 127.0.0.1:9464)");
+    if (!at->is_loopback() && !c.insecure_metrics_listen)
+      return core::make_error("setting 'metrics-listen': " + printable_key(c.metrics_listen) +
+                              " is not a loopback address, and the metrics have no access control; "
+                              "add --insecure-metrics-listen to serve them there");
   }
   if (c.ctx_size / c.parallel < kMinCtxSize) {
     return core::make_error("setting 'ctx-size' (" + std::to_string(c.ctx_size) + ") divided among " +
@@ -310,12 +326,24 @@ json to_json(const WorkerConfig& c) {
   if (!c.bootstrap.empty()) j["bootstrap"] = c.bootstrap;
   if (!c.listen.empty()) j["listen"] = c.listen;
   if (!c.identity.empty()) j["identity"] = c.identity;
+  if (!c.metrics_listen.empty()) j["metrics-listen"] = c.metrics_listen;
+  if (c.insecure_metrics_listen) j["insecure-metrics-listen"] = true;
   return j;
 }
 
 std::optional<core::Endpoint> listen_endpoint(const std::string& listen) {
   const bool has_port = listen.find(':') != std::string::npos && listen.back() != ']';
   return core::Endpoint::parse(has_port ? listen : listen + ":0");
+}
+
+std::optional<core::Endpoint> metrics_endpoint(const std::string& text) {
+  if (text.empty() || text.size() > 64) return std::nullopt;
+  std::string t = text;
+  if (t.find_first_not_of("0123456789") == std::string::npos) t = "127.0.0.1:" + t;  // a bare port
+  if (t.rfind("localhost:", 0) == 0) t = "127.0.0.1:" + t.substr(10);
+  const auto colon = t.rfind(':');
+  if (colon == std::string::npos || colon + 1 == t.size() || t.back() == ']') return std::nullopt;  // PORT required
+  return core::Endpoint::parse(t);
 }
 
 std::string gpu_layers_arg(int gpu_layers) { return gpu_layers < 0 ? "all" : std::to_string(gpu_layers); }

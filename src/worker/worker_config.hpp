@@ -48,6 +48,8 @@ struct WorkerConfig {
   std::vector<std::string> bootstrap;       // "bootstrap": DHT nodes, "HOST:PORT" each (HOST: an address or a name)
   std::string listen;                       // "listen": "HOST[:PORT]" for the UDP socket; "" = any
   std::string identity;                     // "identity": key file; "" = the config directory's
+  std::string metrics_listen;               // "metrics-listen": "[HOST:]PORT" of GET /metrics; "" = none
+  bool insecure_metrics_listen = false;     // "insecure-metrics-listen": allow a non-loopback metrics-listen
 
   friend bool operator==(const WorkerConfig&, const WorkerConfig&) = default;
 };
@@ -73,6 +75,10 @@ nlohmann::json to_json(const WorkerConfig& config);
 // The worker's UDP socket address from the "listen" setting: "HOST" (any port) or "HOST:PORT",
 // an IPv6 host in brackets. nullopt when malformed.
 std::optional<core::Endpoint> listen_endpoint(const std::string& listen);
+
+// The metrics-listen setting's address: "PORT" (on 127.0.0.1), "HOST:PORT" with an IP address or
+// "localhost", an IPv6 host in brackets. nullopt when malformed.
+std::optional<core::Endpoint> metrics_endpoint(const std::string& metrics_listen);
 
 // The value for llama-server's -ngl: "all" for -1, otherwise the number.
 std::string gpu_layers_arg(int gpu_layers);

@@ -8,6 +8,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <sys/time.h>
 #include <chrono>
 #include <string_view>
 #include <fstream>
@@ -47,11 +50,25 @@ struct Sample {
 
 inline double ms_between(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double, std::milli>(b - a).count(); }
 
-// The baseline: a bare HTTP/1.1 request on a socket, counting "data: " events with content as
-// they arrive. No JSON library, no SSE parser: the least any client could do.
-inline Sample direct_completion(int port, const std::string& body) {
-  Sample s;
+struct StreamSample : Sample {
+  int status = 0;           // the HTTP status (0: no answer)
+  bool done = false;        // the stream ended properly ("stop":true or data: [DONE])
+  bool error_event = false;  // an event with an "error" object
+  bool timed_out = false;   // nothing arrived for the read timeout
+};
+
+// The baseline: a bare HTTP/1.1 POST on a socket, counting "data: " events with non-empty content
+// as they arrive. No JSON library, no SSE parser: the least any client could do. Works for
+// llama-server's /completion ("content") and for OpenAI chat chunks ("delta":{"content":...}).
+// read_timeout_s bounds each read (0: none).
+inline StreamSample stream_post(int port, const std::string& path, const std::string& body,
+                                const std::string& extra_headers = "", int read_timeout_s = 0) {
+  StreamSample s;
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (read_timeout_s > 0) {
+    timeval tv{read_timeout_s, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  }
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_port = htons(static_cast<uint16_t>(port));
@@ -61,30 +78,33 @@ inline Sample direct_completion(int port, const std::string& body) {
     ::close(fd);
     return s;
   }
-  std::string req = "POST /completion HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                    "Connection: close\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+  std::string req = "POST " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" +
+                    extra_headers + "Connection: close\r\nContent-Length: " + std::to_string(body.size()) +
+                    "\r\n\r\n" + body;
   (void)!::write(fd, req.data(), req.size());
   std::string buf;
   char chunk[16384];
   Clock::time_point first{}, last{};
   std::size_t scanned = 0;
-  bool stop = false;
-  while (!stop) {
+  while (!s.done) {
     const ssize_t n = ::read(fd, chunk, sizeof chunk);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) s.timed_out = true;
     if (n <= 0) break;
     buf.append(chunk, static_cast<std::size_t>(n));
+    if (s.status == 0 && buf.size() >= 12 && buf.rfind("HTTP/1.", 0) == 0) s.status = std::atoi(buf.c_str() + 9);
     std::size_t pos;
     while ((pos = buf.find("data: ", scanned)) != std::string::npos) {
       const std::size_t end = buf.find("\n\n", pos);
       if (end == std::string::npos) break;
       const std::string_view ev(buf.data() + pos, end - pos);
-      if (ev.find("\"content\":\"\"") == std::string_view::npos && ev.find("\"content\":") != std::string_view::npos) {
+      if (ev.find("\"content\":\"\"") == std::string_view::npos && ev.find("\"content\":\"") != std::string_view::npos) {
         const auto now = Clock::now();
         if (s.tokens == 0) first = now;
         last = now;
         ++s.tokens;
       }
-      if (ev.find("\"stop\":true") != std::string_view::npos) stop = true;
+      if (ev.find("\"error\":{") != std::string_view::npos) s.error_event = true;
+      if (ev.find("\"stop\":true") != std::string_view::npos || ev == "data: [DONE]") s.done = true;
       scanned = end + 2;
     }
   }
@@ -93,6 +113,9 @@ inline Sample direct_completion(int port, const std::string& body) {
   if (s.tokens > 1) s.tokens_per_s = (s.tokens - 1) / (ms_between(first, last) / 1000.0);
   return s;
 }
+
+// llama-server's own /completion, streamed.
+inline Sample direct_completion(int port, const std::string& body) { return stream_post(port, "/completion", body); }
 
 // VmRSS of another process in KiB (-1 when it is gone).
 inline long process_rss_kb(int pid) {
