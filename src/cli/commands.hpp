@@ -28,5 +28,6 @@ void add_dht_commands(CLI::App& app);    // dht bootstrap, dht announce, dht loo
 void add_net_commands(CLI::App& app);    // net listen, net connect
 void add_mesh_commands(CLI::App& app);   // ask, workers, keygen, id
 void add_lan_commands(CLI::App& app);    // lan listen, lan beacon
+void add_serve_command(CLI::App& app);   // serve: the OpenAI API, WebSocket and chat page
 
 }  // namespace qmesh::cli

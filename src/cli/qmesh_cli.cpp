@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   qmesh::cli::add_net_commands(app);
   qmesh::cli::add_mesh_commands(app);
   qmesh::cli::add_lan_commands(app);
+  qmesh::cli::add_serve_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
