@@ -55,6 +55,7 @@ struct StreamSample : Sample {
   bool done = false;        // the stream ended properly ("stop":true or data: [DONE])
   bool error_event = false;  // an event with an "error" object
   bool timed_out = false;   // nothing arrived for the read timeout
+  int usage_tokens = 0;     // completion_tokens of a usage object, when the stream had one
 };
 
 // The baseline: a bare HTTP/1.1 POST on a socket, counting "data: " events with non-empty content
@@ -104,13 +105,17 @@ inline StreamSample stream_post(int port, const std::string& path, const std::st
         ++s.tokens;
       }
       if (ev.find("\"error\":{") != std::string_view::npos) s.error_event = true;
+      if (const auto u = ev.find("\"completion_tokens\":"); u != std::string_view::npos)
+        s.usage_tokens = std::atoi(ev.data() + u + 19);
       if (ev.find("\"stop\":true") != std::string_view::npos || ev == "data: [DONE]") s.done = true;
       scanned = end + 2;
     }
   }
   ::close(fd);
   if (s.tokens > 0) s.ttft_ms = ms_between(t0, first);
-  if (s.tokens > 1) s.tokens_per_s = (s.tokens - 1) / (ms_between(first, last) / 1000.0);
+  // Pieces may come several tokens to an event: the usage count, when there is one, is the truth.
+  const int n = s.usage_tokens > 0 ? s.usage_tokens : s.tokens;
+  if (n > 1 && last > first) s.tokens_per_s = (n - 1) / (ms_between(first, last) / 1000.0);
   return s;
 }
 

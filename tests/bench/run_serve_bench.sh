@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs serve_bench: a bootstrap node, 3 qmesh-workers with the tinyllama shape (synthesized once into
-# build/bench-models/) and `qmesh-cli serve` on loopback; then a streaming chat completion direct
+# Runs serve_bench: a bootstrap node, 3 qmesh-workers with the tiny shape (SHAPE=tinyllama for the
+# 1.1B one; synthesized once into build/bench-models/) and `qmesh-cli serve` on loopback; then a streaming chat completion direct
 # to llama-server vs through libqmesh-client vs through serve, and many connections to serve at once.
 #   tests/bench/run_serve_bench.sh [serve_bench flags, e.g. --asks 20 --ttft-asks 40 --connections 200]
 # QMESH_BUILD_DIR=DIR uses a Release build you made yourself; WORKERS=N (3), THREADS=N (1 per
@@ -13,10 +13,16 @@ bench="$(bench_binary serve_bench)"
 build="$(dirname "$(dirname "$(dirname "$bench")")")"
 cli="$build/src/cli/qmesh-cli"
 worker="$build/src/cli/qmesh-worker"
-model="${MODEL:-$build/bench-models/tinyllama-q8_0.gguf}"
+shape="${SHAPE:-tiny}"
+case "$shape" in
+  tiny) type=f16 ;;
+  tinyllama) type=q8_0 ;;
+  *) echo "run_serve_bench.sh: SHAPE must be tiny or tinyllama" >&2; exit 2 ;;
+esac
+model="${MODEL:-$build/bench-models/$shape-$type.gguf}"
 if [ ! -f "$model" ]; then
   mkdir -p "$(dirname "$model")"
-  "$cli" model synth --shape tinyllama --type q8_0 --seed 1 --out "$model"
+  "$cli" model synth --shape "$shape" --type "$type" --seed 1 --out "$model"
 fi
 run="$(mktemp -d)"
 pids=()

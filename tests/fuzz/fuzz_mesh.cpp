@@ -35,9 +35,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         break;
       }
       case mesh::FrameType::Done:
-        if (auto d = mesh::parse_done(f->body)) {
-          auto again = mesh::parse_done(mesh::to_json(*d));
-          if (!again || !(*again == *d)) __builtin_trap();
+        if (auto done = mesh::parse_done(f->body)) {
+          auto again = mesh::parse_done(mesh::to_json(*done));
+          if (!again || !(*again == *done)) __builtin_trap();
         }
         break;
       case mesh::FrameType::Error: (void)mesh::parse_error_reply(f->body); break;
