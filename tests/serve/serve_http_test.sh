@@ -25,7 +25,7 @@ freeze() { local w; for w in "${wpids[@]}"; do pkill -STOP -P "$w"; done; }
 thaw() { local w; for w in "${wpids[@]}"; do pkill -CONT -P "$w"; done; }
 for i in 1 2; do
   "$worker" --model "$model" --bootstrap "$boot" --identity "$tmp/w$i.key" --status-interval 1 \
-    --max-tokens 30000 --ctx-size 32768 --queue-capacity 1 --log-level debug >"$tmp/w$i.log" 2>&1 &
+    --max-tokens 30000 --queue-capacity 1 --log-level debug >"$tmp/w$i.log" 2>&1 &
   pids+=($!); wpids+=($!)
 done
 for i in 1 2; do check "worker $i joined" wait_line "$tmp/w$i.log" "joined the network as" 60; done

@@ -30,7 +30,7 @@ pids+=($!)
 sleep 0.5
 for i in 1 2; do
   "$worker" --model "$model" --bootstrap "$boot" --identity "$tmp/w$i.key" --status-interval 1 \
-    --max-tokens 30000 --ctx-size 32768 --log-level debug >"$tmp/w$i.log" 2>&1 &
+    --max-tokens 30000 --log-level debug >"$tmp/w$i.log" 2>&1 &
   pids+=($!)
 done
 for i in 1 2; do check "worker $i joined" wait_line "$tmp/w$i.log" "joined the network as" 60; done
