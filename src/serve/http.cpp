@@ -25,6 +25,7 @@ constexpr RouteInfo kRoutes[] = {
     {"/v1/chat/completions", Route::chat, LWSHUMETH_POST, false},
     {"/v1/completions", Route::completion, LWSHUMETH_POST, false},
     {"/v1/ws", Route::ws, LWSHUMETH_GET, false},
+    {"/metrics", Route::metrics, LWSHUMETH_GET, false},
 };
 
 const char* method_name(int m) {
@@ -116,6 +117,9 @@ int Server::Impl::on_http(lws* wsi, std::uint64_t* pss, std::string_view) {
     case Route::health:
       respond(c, 200, "application/json", R"({"status":"ok"})");
       return 0;
+    case Route::metrics:
+      respond(c, 200, net::metrics::kContentType, render_metrics());
+      return 0;
     case Route::ws:
       respond_error(c, plain_error(400, "/v1/ws is a WebSocket: connect with Upgrade: websocket", "websocket_required"));
       return 0;
@@ -193,7 +197,7 @@ void Server::Impl::start_ask(HttpConn& c) {
   try {
     c.ask.emplace(client.stream(c.req.ask));
   } catch (const Error& e) {
-    respond_error(c, mesh_error(e));
+    respond_error(c, mesh_failed(e));
     return;
   }
   lws_set_timeout(c.wsi, NO_PENDING_TIMEOUT, 0);  // the ask has its own timeout
@@ -202,6 +206,7 @@ void Server::Impl::start_ask(HttpConn& c) {
 
 void Server::Impl::respond(HttpConn& c, int status, const std::string& content_type, std::string body,
                            const std::vector<std::pair<std::string, std::string>>& extra) {
+  metrics.request(c.route, status);
   unsigned char* start = scratch.data() + LWS_PRE;
   unsigned char* p = start;
   unsigned char* end = scratch.data() + scratch.size() - 1;
@@ -283,10 +288,12 @@ int Server::Impl::on_http_writeable(HttpConn& c) {
     }  // the whole text is in the result
     if (!ended) return 0;
     try {
-      respond(c, 200, "application/json", response_body(c.api, c.meta, c.req, c.ask->result()));
+      const auto& r = c.ask->result();
+      metrics.completed(r);
+      respond(c, 200, "application/json", response_body(c.api, c.meta, c.req, r));
     } catch (const Error& e) {
       if (e.kind() == "cancelled") return -1;
-      respond_error(c, mesh_error(e));
+      respond_error(c, mesh_failed(e));
     }
     return 0;
   }
@@ -308,7 +315,7 @@ int Server::Impl::on_http_writeable(HttpConn& c) {
         c.ask->result();
       } catch (const Error& e) {
         if (e.kind() == "cancelled") return -1;
-        respond_error(c, mesh_error(e));
+        respond_error(c, mesh_failed(e));
         return 0;
       }
     }
@@ -322,11 +329,12 @@ int Server::Impl::on_http_writeable(HttpConn& c) {
   if (ended) {
     try {
       const auto& r = c.ask->result();
+      metrics.completed(r);
       if (!c.carry.empty()) c.out += sse_delta(c.api, c.meta, c.req, c.carry);
       c.out += sse_end(c.api, c.meta, c.req, r);
     } catch (const Error& e) {
       if (e.kind() == "cancelled") return -1;
-      c.out += sse_error(mesh_error(e));
+      c.out += sse_error(mesh_failed(e));
     }
     c.finished = true;
   }
@@ -335,11 +343,22 @@ int Server::Impl::on_http_writeable(HttpConn& c) {
   return 0;
 }
 
+std::string Server::Impl::render_metrics() {
+  std::size_t asks = 0;
+  for (const auto& [id, c] : http) asks += c->ask && !c->finished;
+  for (const auto& [id, c] : ws) asks += c->asks.size();
+  metrics.set_active(static_cast<double>(asks));
+  return metrics.registry().render();
+}
+
 void Server::Impl::drop_http(std::uint64_t* pss) {
   if (!pss || !*pss) return;
   if (auto it = http.find(*pss); it != http.end()) {
     // A client gone mid-ask: its AskStream's destructor cancels the ask, so the worker stops.
-    if (it->second->ask) it->second->ask->on_ready({});
+    if (it->second->ask) {
+      it->second->ask->on_ready({});
+      if (!it->second->headers_sent) metrics.request(it->second->route, 499);
+    }
     http.erase(it);
   }
   *pss = 0;

@@ -21,6 +21,7 @@
 
 #include "qmesh/client.hpp"
 #include "serve/openai.hpp"
+#include "serve/serve_metrics.hpp"
 #include "serve/server.hpp"
 
 namespace qmesh::serve {
@@ -57,7 +58,7 @@ inline constexpr std::size_t kWriteChunk = 16 * 1024;  // bytes per lws_write
 inline constexpr std::size_t kWsMaxAsks = 16;          // asks in flight on one socket
 inline constexpr std::size_t kWsMaxOutbox = 64;        // control messages waiting; beyond: close
 
-enum class Route { page, health, models, chat, completion, ws, other };
+enum class Route { page, health, models, chat, completion, ws, metrics, other };
 
 // One HTTP transaction (a keep-alive connection has several in turn).
 struct HttpConn {
@@ -111,8 +112,16 @@ struct Server::Impl {
   std::unordered_map<std::uint64_t, std::unique_ptr<WsConn>> ws;
   std::vector<unsigned char> scratch;  // LWS_PRE + what one lws_write sends
   std::vector<lws_protocols> protocols;
+  ServeMetrics metrics;
 
   Impl(Client& c, ServeOptions o) : client(c), opts(std::move(o)) {}
+  // A mesh error as an OpenAI error, counted by kind.
+  ApiError mesh_failed(const Error& e) {
+    metrics.mesh_error(e.kind());
+    return mesh_error(e);
+  }
+  // What GET /metrics answers: the asks in flight now, then every metric.
+  std::string render_metrics();
 
   // server.cpp
   static int callback(lws* wsi, lws_callback_reasons reason, void* user, void* in, std::size_t len);

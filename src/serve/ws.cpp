@@ -104,17 +104,22 @@ void Server::Impl::ws_message(WsConn& c) {
     if (it != c.asks.end()) (*it)->stream->cancel();  // it ends with its "error" 499 (an ask already over: nothing)
     return;
   }
-  if (it != c.asks.end()) return reply(ws_error(id, bad_request("an ask with this id is in flight", "id", "duplicate_id")));
+  // An ask refused before it started: counted like an HTTP request that got this status.
+  auto refuse = [&](const ApiError& e) {
+    metrics.request(Route::ws, e.status);
+    reply(ws_error(id, e));
+  };
+  if (it != c.asks.end()) return refuse(bad_request("an ask with this id is in flight", "id", "duplicate_id"));
   if (c.asks.size() >= kWsMaxAsks) {
     ApiError e;
     e.status = 429;
     e.type = "rate_limit_error";
     e.code = "too_many_asks";
     e.message = "at most " + std::to_string(kWsMaxAsks) + " asks in flight on one WebSocket";
-    return reply(ws_error(id, e));
+    return refuse(e);
   }
   auto parsed = decode_request(j, Api::websocket);
-  if (auto* e = std::get_if<ApiError>(&parsed)) return reply(ws_error(id, *e));
+  if (auto* e = std::get_if<ApiError>(&parsed)) return refuse(*e);
   auto a = std::make_unique<WsAsk>();
   a->id = id;
   a->req = std::move(std::get<Request>(parsed));
@@ -122,7 +127,7 @@ void Server::Impl::ws_message(WsConn& c) {
   try {
     a->stream.emplace(client.stream(a->req.ask));
   } catch (const Error& e) {
-    return reply(ws_error(id, mesh_error(e)));
+    return refuse(mesh_failed(e));
   }
   a->stream->on_ready(waker(c.id));
   c.asks.push_back(std::move(a));
@@ -160,9 +165,14 @@ int Server::Impl::ws_writeable(WsConn& c) {
     if (!ended) continue;
     std::string last;
     try {
-      last = ws_done(a.id, a.req, a.stream->result());
+      const auto& r = a.stream->result();
+      metrics.completed(r);
+      metrics.request(Route::ws, 200);
+      last = ws_done(a.id, a.req, r);
     } catch (const Error& e) {
-      last = ws_error(a.id, mesh_error(e));
+      const ApiError err = e.kind() == "cancelled" ? mesh_error(e) : mesh_failed(e);  // a cancel is the client's own
+      metrics.request(Route::ws, err.status);
+      last = ws_error(a.id, err);
     }
     if (!a.carry.empty()) {
       msg = ws_delta(a.id, a.carry);
