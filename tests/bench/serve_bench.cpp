@@ -85,7 +85,9 @@ struct Paths {
 
 // One ask on one path: 0 direct, 1 library, 2 serve.
 qmesh::bench::Sample ask_on(const Paths& p, int path, int i, int tokens) {
-  const char* names[] = {"direct", "library", "serve"};
+  // One letter per path: every path's prompt has the same length in tokens (the time to first
+  // token includes the prompt's processing), and none reuses another's cached prompt.
+  const char* names[] = {"D", "L", "S"};
   const std::string prompt = std::to_string(i) + " " + names[path] + ". Tell me about distributed systems.";
   if (path == 0) {
     const int port = p.llama_ports[static_cast<std::size_t>(i) % p.llama_ports.size()];
