@@ -14,6 +14,7 @@
 #include <chrono>
 #include <string_view>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -121,6 +122,24 @@ inline StreamSample stream_post(int port, const std::string& path, const std::st
 
 // llama-server's own /completion, streamed.
 inline Sample direct_completion(int port, const std::string& body) { return stream_post(port, "/completion", body); }
+
+// utime + stime of a process, in clock ticks (sysconf(_SC_CLK_TCK) per second); -1 when it is gone.
+inline long cpu_ticks(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string s;
+  std::getline(in, s);
+  const auto rp = s.rfind(')');
+  if (rp == std::string::npos) return -1;
+  std::istringstream f(s.substr(rp + 2));
+  std::string x;
+  long utime = 0, stime = 0;
+  for (int i = 3; i <= 15; ++i) {
+    f >> x;
+    if (i == 14) utime = std::stol(x);
+    if (i == 15) stime = std::stol(x);
+  }
+  return utime + stime;
+}
 
 // VmRSS of another process in KiB (-1 when it is gone).
 inline long process_rss_kb(int pid) {

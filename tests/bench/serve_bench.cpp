@@ -36,6 +36,7 @@
 #include "qmesh/client.hpp"
 
 using qmesh::bench::Clock;
+using qmesh::bench::cpu_ticks;
 using qmesh::bench::median;
 
 namespace {
@@ -49,24 +50,6 @@ std::string chat_body(const std::string& prompt, int tokens, int seed) {
                         {"temperature", 0.0},
                         {"seed", seed}}
       .dump();
-}
-
-// utime + stime of a process, in clock ticks.
-long cpu_ticks(int pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string s;
-  std::getline(in, s);
-  const auto rp = s.rfind(')');
-  if (rp == std::string::npos) return -1;
-  std::istringstream f(s.substr(rp + 2));
-  std::string x;
-  long utime = 0, stime = 0;
-  for (int i = 3; i <= 15; ++i) {
-    f >> x;
-    if (i == 14) utime = std::stol(x);
-    if (i == 15) stime = std::stol(x);
-  }
-  return utime + stime;
 }
 
 double percentile(std::vector<double> v, double p) {
