@@ -15,15 +15,10 @@ cli="$build/src/cli/qmesh-cli"
 worker="$build/src/cli/qmesh-worker"
 shape="${SHAPE:-tiny}"
 case "$shape" in
-  tiny) type=f16 ;;
-  tinyllama) type=q8_0 ;;
+  tiny) model="$(bench_model "$cli" tiny f16)" ;;
+  tinyllama) model="$(bench_model "$cli" tinyllama q8_0)" ;;
   *) echo "run_serve_bench.sh: SHAPE must be tiny or tinyllama" >&2; exit 2 ;;
 esac
-model="${MODEL:-$build/bench-models/$shape-$type.gguf}"
-if [ ! -f "$model" ]; then
-  mkdir -p "$(dirname "$model")"
-  "$cli" model synth --shape "$shape" --type "$type" --seed 1 --out "$model"
-fi
 run="$(mktemp -d)"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$run"; }
@@ -31,21 +26,9 @@ trap cleanup EXIT
 export QMESH_CONFIG_DIR="$run/config" QMESH_NO_LAN=1
 port=$((47900 + RANDOM % 100))
 sport=$((48100 + RANDOM % 100))
-"$cli" dht bootstrap --listen "127.0.0.1:$port" --no-lan >"$run/boot.log" 2>&1 &
-pids+=($!)
-sleep 0.5
-for i in $(seq 1 "${WORKERS:-3}"); do
-  "$worker" --model "$model" --bootstrap "127.0.0.1:$port" --identity "$run/w$i.key" --threads "${THREADS:-1}" \
-    --parallel "${SLOTS:-4}" --max-tokens 4096 >"$run/w$i.log" 2>&1 &
-  pids+=($!)
-done
-args=()
-for i in $(seq 1 "${WORKERS:-3}"); do
-  for _ in $(seq 1 300); do grep -q 'joined the network' "$run/w$i.log" && break; sleep 0.2; done
-  p="$(grep -o 'ready: llama-server pid [0-9]* on 127.0.0.1:[0-9]*' "$run/w$i.log" | grep -o '[0-9]*$')" ||
-    { echo "worker $i did not start:" >&2; tail -n 5 "$run/w$i.log" >&2; exit 1; }
-  args+=(--llama-port "$p")
-done
+bench_mesh "$cli" "$worker" "$model" "$port" "${WORKERS:-3}" --threads "${THREADS:-1}" --parallel "${SLOTS:-4}" \
+  --max-tokens 4096
+args=("${llama_args[@]}")
 "$cli" serve --listen "127.0.0.1:$sport" --bootstrap "127.0.0.1:$port" >"$run/serve.log" 2>&1 &
 spid=$!
 pids+=("$spid")
