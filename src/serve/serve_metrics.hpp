@@ -1,7 +1,7 @@
 // serve's own Prometheus metrics, served at GET /metrics (docs/metrics.md lists them): requests by
 // route and status, the asks in flight, the time to first token, and the mesh's errors by kind.
-// Every label value comes from a fixed list (anything else counts as "other"). Loop thread only,
-// but for what net::metrics makes thread-safe anyway.
+// Every label value comes from a fixed list (anything else counts as "other"). Called on serve's
+// loop thread; net::metrics makes each call thread-safe besides.
 #pragma once
 
 #include <string>
