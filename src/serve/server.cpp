@@ -4,6 +4,8 @@
 #include <sodium.h>
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
@@ -24,6 +26,33 @@ bool is_v4(const std::string& h) {
 bool is_v6(const std::string& h) {
   in6_addr a{};
   return inet_pton(AF_INET6, h.c_str(), &a) == 1;
+}
+
+// Whether host:port can be bound now (SO_REUSEADDR, as lws binds). Asked before the lws context
+// is made: lws 4.1 keeps some bytes when its own bind fails, and a port in use is the usual case.
+bool can_bind(const std::string& host, int port) {
+  sockaddr_storage ss{};
+  socklen_t len = 0;
+  if (is_v4(host)) {
+    auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+    a->sin_family = AF_INET;
+    a->sin_port = htons(static_cast<std::uint16_t>(port));
+    inet_pton(AF_INET, host.c_str(), &a->sin_addr);
+    len = sizeof *a;
+  } else {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons(static_cast<std::uint16_t>(port));
+    inet_pton(AF_INET6, host.c_str(), &a->sin6_addr);
+    len = sizeof *a;
+  }
+  const int fd = ::socket(ss.ss_family, SOCK_STREAM, 0);
+  if (fd < 0) return true;  // lws will say
+  const int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) == 0;
+  ::close(fd);
+  return ok;
 }
 
 void lws_log(int level, const char* line) {
@@ -114,7 +143,7 @@ Server::Server(Client& client, ServeOptions options) : impl_(std::make_unique<Im
     }
     info.fd_limit_per_thread = static_cast<unsigned>(std::min<rlim_t>(std::max<rlim_t>(nofile.rlim_cur, 256), 65536));
   }
-  m.ctx = lws_create_context(&info);
+  m.ctx = can_bind(m.opts.host, m.opts.port) ? lws_create_context(&info) : nullptr;
   if (!m.ctx) {
     const auto shown = (is_v6(m.opts.host) ? "[" + m.opts.host + "]" : m.opts.host) + ":" + std::to_string(m.opts.port);
     throw std::runtime_error("cannot listen on " + shown + " (in use, or not an address of this host)");
