@@ -30,6 +30,7 @@
 #include "net/resolve.hpp"
 #include "net/sockaddr.hpp"
 #include "worker/mesh_server.hpp"
+#include "worker/model_budget.hpp"
 #include "worker/metrics_endpoint.hpp"
 #include "worker/worker_metrics.hpp"
 #include "worker/worker.hpp"
@@ -125,16 +126,14 @@ qmesh::core::Result<std::unique_ptr<qmesh::worker::MeshServer>> make_server(qmes
                                                                            qmesh::core::mesh::WorkerRecord& record,
                                                                            qmesh::worker::WorkerMetrics* metrics) {
   namespace dht = qmesh::core::dht;
-  auto summary = qmesh::sidecar::inspect_model_file(cfg.model);
-  if (!summary) return summary.error();
-  auto hash = qmesh::sidecar::hash_model_file(cfg.model);
-  if (!hash) return hash.error();
-  // One name for the record and for matching asks: printable, and short enough for the record.
-  std::string name = summary->name;
-  if (name.empty() || !qmesh::core::valid_utf8_printable(name)) name = std::filesystem::path(cfg.model).stem().string();
-  if (!qmesh::core::valid_utf8_printable(name)) name = "model";
+  // The first model's facts (the worker validated it and named it: printable, general.name or
+  // the file's stem).
+  const auto& info = worker.model_info(0);
+  const auto* summary = &info.summary;
+  auto hash = worker.model_hash(0);
+  if (!hash) return qmesh::core::make_error(info.path + ": cannot read the file to hash it");
   qmesh::core::mesh::WorkerRecord named;
-  named.model = name;
+  named.model = info.name;
   record.model = qmesh::core::mesh::decode_worker_record(qmesh::core::mesh::encode_worker_record(named))->model;  // clipped as sent
   record.model_hash = *hash;
   record.architecture = summary->architecture;
@@ -154,7 +153,6 @@ qmesh::core::Result<std::unique_ptr<qmesh::worker::MeshServer>> make_server(qmes
   o.metrics = metrics;
   auto server = qmesh::worker::MeshServer::start(worker, o);
   if (!server) return server.error();
-  (*server)->set_model(record.model, record.model_hash);
   const auto at = (*server)->local_endpoint();
   spdlog::info("joined the network as {} on {}, topic '{}', model {} ({})", qmesh::core::to_hex(id.sign.public_key),
                at ? at->to_string() : "?", cfg.topic, record.model, qmesh::core::to_hex(record.model_hash).substr(0, 16));
@@ -167,8 +165,7 @@ qmesh::core::mesh::Health announce(qmesh::worker::MeshServer& server, qmesh::wor
                              qmesh::worker::WorkerMetrics* metrics) {
   const auto h = worker.health();
   const auto stats = server.stats();
-  const auto* sup = worker.supervisor();
-  r.available = h.llama_ready && sup && sup->state() == qmesh::sidecar::SidecarState::Ready;
+  r.available = h.llama_ready;
   r.nat = server.nat_type();
   r.slots_total = static_cast<std::uint16_t>(h.slots_total > 0 ? h.slots_total : cfg.parallel);
   r.slots_busy = static_cast<std::uint16_t>(std::min(h.slots_busy, static_cast<int>(r.slots_total)));
@@ -192,6 +189,16 @@ qmesh::core::mesh::Health announce(qmesh::worker::MeshServer& server, qmesh::wor
   return h;
 }
 
+// One line per model: state, llama-server, what it takes from the budget.
+void log_models(qmesh::worker::Worker& worker) {
+  for (const auto& m : worker.models()) {
+    spdlog::info("model {} ({}): {}{}, pid {}, restarts {}, slots {}/{} busy, {} waiting, loads {}, about {} of {}",
+                 m.info.name, m.info.stem, qmesh::worker::to_string(m.state), m.failed ? " (failed)" : "", m.pid,
+                 m.restarts, m.slots_busy, m.slots_total, m.waiting, m.loads, qmesh::worker::format_size(m.info.bytes),
+                 qmesh::worker::format_size(worker.memory_budget()));
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -209,7 +216,9 @@ int main(int argc, char** argv) {
   CLI::App app{"qmesh-worker: share this machine's llama-server with the QMesh network", "qmesh-worker"};
   bool version = false;
   std::string config_path;
-  std::optional<std::string> model, llama_server, topic, log_level;
+  std::vector<std::string> model;
+  std::optional<std::string> models_dir, memory_budget;
+  std::optional<std::string> llama_server, topic, log_level;
   std::optional<int> port, gpu_layers, threads, ctx_size, parallel, max_tokens, queue_capacity, status_interval;
   std::optional<double> temperature;
   std::vector<std::string> bootstrap;
@@ -218,7 +227,11 @@ int main(int argc, char** argv) {
   bool insecure_metrics_listen = false;
   app.add_flag("--version", version, "Print the version of qmesh-worker and of the llama-server it finds");
   app.add_option("--config", config_path, "JSON config file; flags given on the command line win");
-  app.add_option("--model,-m", model, "GGUF model file");
+  app.add_option("--model,-m", model, "GGUF model file (repeat for several models)");
+  app.add_option("--models-dir", models_dir, "serve every *.gguf file in this folder (a bad one is skipped with a warning)");
+  app.add_option("--memory-budget", memory_budget,
+                 "memory for loaded models, e.g. 6G or 512M (default: 80% of the memory available at start); "
+                 "models load on demand, the least recently used idle one is unloaded for another");
   app.add_option("--llama-server", llama_server, "llama-server binary (default: $QMESH_LLAMA_SERVER, bin/<platform>/, PATH, cache)");
   app.add_option("--port", port, "llama-server port on 127.0.0.1 (default: a free one)");
   app.add_option("--gpu-layers", gpu_layers, "layers to offload to the GPU");
@@ -263,7 +276,17 @@ int main(int argc, char** argv) {
     if (!loaded) return fail(loaded.error().message, 2);  // the message names the file
     cfg = *loaded;
   }
-  if (model) cfg.model = *model;
+  if (!model.empty()) {  // the command line's models replace the config file's
+    cfg.model = model.front();
+    cfg.models.assign(model.begin() + 1, model.end());
+  }
+  if (models_dir) cfg.models_dir = *models_dir;
+  if (memory_budget) {
+    const auto bytes = qmesh::worker::parse_size(*memory_budget);
+    if (!bytes)
+      return fail("--memory-budget: '" + *memory_budget + "' is not a size such as 6G, 512M or 1.5G (K, M, G, T: powers of 1024)", 2);
+    cfg.memory_budget = *bytes;
+  }
   if (llama_server) cfg.llama_server = *llama_server;
   if (port) cfg.port = *port;
   if (gpu_layers) cfg.gpu_layers = *gpu_layers;
@@ -282,13 +305,15 @@ int main(int argc, char** argv) {
   if (identity) cfg.identity = *identity;
   if (metrics_listen) cfg.metrics_listen = *metrics_listen;
   if (insecure_metrics_listen) cfg.insecure_metrics_listen = true;
-  if (cfg.model.empty()) {
+  if (cfg.model.empty() && cfg.models.empty() && cfg.models_dir.empty()) {
     // The packaged service's config file ships without a model: the line says which file to edit.
     return fail(config_path.empty() ? "no model given: pass --model FILE or set \"model\" in --config"
                                     : "no model given: set \"model\" in " + config_path + " (or pass --model FILE)",
                 2);
   }
   if (auto v = qmesh::worker::validate(cfg); !v) return fail(v.error().message, 2);
+  // The model list (a folder that is missing or empty, a file named twice) before anything runs.
+  if (auto listed = qmesh::worker::model_paths(cfg); !listed) return fail(listed.error().message, 2);
   // Everything that can be checked is checked before llama-server loads the model (minutes for
   // a large one): the listen address binds, the identity loads, the config file's list parses.
   if (!cfg.listen.empty()) {
@@ -355,9 +380,10 @@ int main(int argc, char** argv) {
     }
   }
   if (auto st = started.get(); !st) return fail(st.error().message);
-  const auto* sup = worker.supervisor();
-  spdlog::info("ready: llama-server pid {} on 127.0.0.1:{}, model {}, topic '{}'", sup->pid(), sup->port(),
-               cfg.model, cfg.topic);
+  if (const auto sup = worker.supervisor())  // the first model is always loaded at start
+    spdlog::info("ready: llama-server pid {} on 127.0.0.1:{}, model {}, topic '{}'", sup->pid(), sup->port(),
+                 worker.model_info(0).path, cfg.topic);
+  if (worker.model_count() > 1) log_models(worker);
 
   // On the network: join the DHT, announce the worker record, serve asks.
   std::unique_ptr<qmesh::net::BootstrapNode> embedded;  // declared first: stopped after the server
@@ -396,6 +422,7 @@ int main(int argc, char** argv) {
   malloc_trim(0);
 #endif
   int exit_code = 0;
+  std::string failure;
   auto next_status = std::chrono::steady_clock::now() + std::chrono::seconds(cfg.status_interval_s);
   for (;;) {
     // Short waits, so that a crash loop is reported at once, not at the next status line.
@@ -406,17 +433,24 @@ int main(int argc, char** argv) {
       spdlog::info("{} received; stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
       break;
     }
-    if (sup->state() == qmesh::sidecar::SidecarState::Failed) {
-      spdlog::error("unhealthy: {}", sup->failure());
+    if (worker.all_failed()) {
+      failure = worker.supervisor() ? worker.supervisor()->failure() : "every model's llama-server failed";
+      spdlog::error("unhealthy: {}", failure);
       exit_code = 3;
       break;
     }
     if (std::chrono::steady_clock::now() < next_status) continue;
     next_status += std::chrono::seconds(cfg.status_interval_s);
     const auto h = server ? announce(*server, worker, cfg, record, metrics ? &*metrics : nullptr) : worker.health();
-    spdlog::info("status: llama-server {} (pid {}, restarts {}), cpu {:.0f}%, mem available {} MiB, slots {}/{} busy, queue {}/{}",
-                 qmesh::sidecar::to_string(sup->state()), sup->pid(), sup->restarts(), h.cpu_percent,
-                 h.mem_available_bytes >> 20, h.slots_busy, h.slots_total, h.queue_depth, h.queue_capacity);
+    if (worker.model_count() > 1) {
+      spdlog::info("status: cpu {:.0f}%, mem available {} MiB, slots {}/{} busy, queue {}/{}", h.cpu_percent,
+                   h.mem_available_bytes >> 20, h.slots_busy, h.slots_total, h.queue_depth, h.queue_capacity);
+      log_models(worker);
+    } else if (const auto sup = worker.supervisor()) {
+      spdlog::info("status: llama-server {} (pid {}, restarts {}), cpu {:.0f}%, mem available {} MiB, slots {}/{} busy, queue {}/{}",
+                   qmesh::sidecar::to_string(sup->state()), sup->pid(), sup->restarts(), h.cpu_percent,
+                   h.mem_available_bytes >> 20, h.slots_busy, h.slots_total, h.queue_depth, h.queue_capacity);
+    }
   }
   if (metrics) {  // scrapes from here on see only the worker
     metrics->set_server(nullptr);
@@ -426,6 +460,6 @@ int main(int argc, char** argv) {
   worker.stop();
   server.reset();
   if (embedded) embedded->stop();
-  if (exit_code) std::fprintf(stderr, "qmesh-worker: stopped: llama-server is unhealthy: %s\n", sup->failure().c_str());
+  if (exit_code) std::fprintf(stderr, "qmesh-worker: stopped: llama-server is unhealthy: %s\n", failure.c_str());
   return exit_code;
 }

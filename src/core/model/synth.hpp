@@ -32,6 +32,7 @@ std::optional<LlamaShape> llama_shape(std::string_view name);
 struct SynthOptions {
   LlamaShape shape;
   std::uint32_t weight_type = 1;  // ggml type of 2-D weights: f32 (0), f16 (1) or q8_0 (8)
+  std::string name;               // general.name; empty: "qmesh-synth-<shape>"
 };
 
 // Everything about the synthesized file except the weights' bytes: lets callers learn size and
