@@ -70,7 +70,7 @@ kill -TERM "$wpid"; wait "$wpid" 2>/dev/null
   --status-interval 2 >"$tmp/w2.log" 2>&1 &
 pids+=($!)
 n=0; until listed 1 || [ $n -ge 60 ]; do sleep 1; n=$((n + 1)); done
-pid_b="$(pgrep -f -- "-m $model_b" | head -1)"
+pid_b="$(pgrep -f -- "llama-server --model $model_b" | head -1)"
 check "model B's llama-server runs" test -n "$pid_b"
 apids=()
 for i in $(seq 1 8); do
@@ -81,7 +81,7 @@ done
 failed=0
 for i in "${!apids[@]}"; do wait "${apids[$i]}" || { failed=$((failed + 1)); cat "$tmp/k$((i + 1)).err"; }; done
 check "8 asks for model A while model B's llama-server is killed -9 all complete" test "$failed" -eq 0
-back() { local p; p="$(pgrep -f -- "-m $model_b" | head -1)"; [ -n "$p" ] && [ "$p" != "$pid_b" ]; }
+back() { local p; p="$(pgrep -f -- "llama-server --model $model_b" | head -1)"; [ -n "$p" ] && [ "$p" != "$pid_b" ]; }
 n=0; until back || [ $n -ge 30 ]; do sleep 1; n=$((n + 1)); done
 check "model B's llama-server came back (a new pid)" back
 check "... and answers" "$cli" ask --bootstrap "$boot" --model qmesh-synth-tiny-b --raw --max-tokens 4 "Back?"
