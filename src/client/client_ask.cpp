@@ -1,7 +1,5 @@
 // An ask: its request, the pick of a worker, the session and stream to it, failover to another
 // worker, resume after a lost one, and waiting for a worker that is coming back.
-#include <cctype>
-
 #include "client_impl.hpp"
 
 namespace qmesh {
@@ -50,21 +48,6 @@ mesh::Request base_request(const AskOptions& o) {
   // The worker checks it again; checking here turns a bad ask into an error before any network.
   if (auto v = mesh::parse_request(mesh::to_json(r)); !v) throw Error("bad_request", v.error().message);
   return r;
-}
-
-// A content-root prefix must name one model: two roots that share it are two different models.
-void check_unique_root(const std::vector<mesh::Candidate>& cands, const std::string& query) {
-  if (query.size() < 8 || query.size() >= 64) return;
-  if (!std::all_of(query.begin(), query.end(), [](unsigned char c) { return std::isxdigit(c); })) return;
-  std::string q = query;
-  for (auto& ch : q) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  std::set<std::string> roots;
-  for (const auto& c : cands)
-    for (const auto& m : c.record.models)
-      if (const auto hex = core::to_hex(m.root); hex.compare(0, q.size(), q) == 0) roots.insert(hex);
-  if (roots.size() > 1)
-    throw Error("bad_request", "model " + query + " is ambiguous: it begins " + std::to_string(roots.size()) +
-                                   " content roots; give more digits");
 }
 
 // When every other worker is out of this ask, a worker that lost its llama-server and said it is
@@ -147,7 +130,9 @@ AskResult Client::Impl::run_ask(const AskOptions& o, const std::function<void(st
         of.push_back(&r);
       }
     }
-    if (attempt == 0) check_unique_root(cands, o.model);
+    if (const auto n = attempt == 0 ? mesh::roots_with_prefix(cands, o.model) : 0; n > 1)
+      throw Error("bad_request", "model " + o.model + " is ambiguous: " + std::to_string(n) +
+                                     " content roots begin with it; give more digits");
     auto pick = [&] {
       mesh::SelectConfig sc;
       sc.ask_tokens = std::max(1, req.max_tokens - static_cast<int>(res.tokens));  // what is left to generate

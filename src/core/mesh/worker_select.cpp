@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <set>
 
 #include "core/base/hex.hpp"
 
@@ -45,6 +46,17 @@ std::optional<std::size_t> model_for(const WorkerRecord& r, const std::string& q
     if (m.loaded != b.loaded ? m.loaded : m.generation_tps_centi > b.generation_tps_centi) best = i;
   }
   return best;
+}
+
+std::size_t roots_with_prefix(const std::vector<Candidate>& candidates, const std::string& query) {
+  if (query.size() < 8 || query.size() >= 64) return 0;
+  if (!std::all_of(query.begin(), query.end(), [](unsigned char c) { return std::isxdigit(c); })) return 0;
+  const auto q = lower(query);
+  std::set<std::array<std::uint8_t, 32>> roots;
+  for (const auto& c : candidates)
+    for (const auto& m : c.record.models)
+      if (to_hex(m.root).compare(0, q.size(), q) == 0) roots.insert(m.root);
+  return roots.size();
 }
 
 std::string ineligible(const Candidate& c, const std::string& model) {

@@ -82,6 +82,9 @@ bool model_matches(const WorkerRecord& r, const std::string& query);
 // The model of the record an ask naming `query` would use there: among the matching ones, a
 // loaded one first, then the fastest; nullopt when none matches.
 std::optional<std::size_t> model_for(const WorkerRecord& r, const std::string& query);
+// How many distinct content roots of the candidates' models begin with `query` when it is a hex
+// prefix of 8 to 63 digits (0 otherwise): more than one makes the prefix ambiguous.
+std::size_t roots_with_prefix(const std::vector<Candidate>& candidates, const std::string& query);
 // The size class of a parameter count, by the nearest of the classes people name models by:
 // below 2e9 "1B", below 5e9 "3B", below 1e10 "7B", below 2e10 "13B", below 5e10 "34B", else "70B".
 std::string size_class(std::uint64_t parameters);

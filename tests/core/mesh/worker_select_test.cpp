@@ -101,6 +101,15 @@ TEST(WorkerSelect, SeveralModelsPerWorker) {
   int on_loaded = 0;
   for (int i = 0; i < 1000; ++i) on_loaded += *select_worker(cs, "b", rng) == 1;
   EXPECT_GT(on_loaded, 900);
+  // A prefix both roots begin with is ambiguous; one digit more is not.
+  cs[1].record.models[0].root[1] = 0xCE;  // 12ce... beside 12cd...
+  EXPECT_EQ(roots_with_prefix(cs, "12cd0000"), 1u);
+  EXPECT_EQ(roots_with_prefix(cs, "12c"), 0u);  // too short to be a root prefix
+  cs[1].record.models[0].root = b.root;
+  EXPECT_EQ(roots_with_prefix(cs, "12cd0000"), 1u);  // one root on two workers is one model
+  cs[1].record.models[0].root[31] = 0xFF;
+  EXPECT_EQ(roots_with_prefix(cs, "12cd0000"), 2u);
+  EXPECT_EQ(roots_with_prefix(cs, "12cd000x"), 0u);  // not hex: a name
   // Alone, the worker that must load it gets the ask.
   EXPECT_EQ(select_worker({two}, "b", rng), 0u);
 }
