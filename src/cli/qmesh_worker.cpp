@@ -118,6 +118,25 @@ int fail(const std::string& msg, int code = 1) {
   return code;
 }
 
+// A model's entry in the worker record, without the live fields (loaded, slots, rates).
+qmesh::core::Result<qmesh::core::mesh::ModelEntry> model_entry(qmesh::worker::Worker& worker, std::size_t i,
+                                                               const qmesh::worker::WorkerConfig& cfg) {
+  const auto& info = worker.model_info(i);
+  const auto& summary = info.summary;
+  auto hash = worker.model_hash(i);
+  if (!hash) return qmesh::core::make_error(info.path + ": cannot read the file to hash it");
+  qmesh::core::mesh::ModelEntry m;
+  m.name = qmesh::core::mesh::record_string(info.name);  // as sent (the worker named it: printable)
+  m.root = *hash;
+  m.architecture = summary.architecture;
+  m.parameters = summary.parameter_count;
+  m.quantization = summary.file_type_name.rfind("MOSTLY_", 0) == 0 ? summary.file_type_name.substr(7)
+                                                                 : summary.file_type_name;
+  m.chat_template = summary.has_chat_template;
+  m.context = static_cast<std::uint32_t>(cfg.ctx_size / cfg.parallel);
+  return m;
+}
+
 // The parts of the worker record that do not change while the worker runs.
 qmesh::core::Result<std::unique_ptr<qmesh::worker::MeshServer>> make_server(qmesh::worker::Worker& worker,
                                                                            const qmesh::worker::WorkerConfig& cfg,
@@ -126,22 +145,14 @@ qmesh::core::Result<std::unique_ptr<qmesh::worker::MeshServer>> make_server(qmes
                                                                            qmesh::core::mesh::WorkerRecord& record,
                                                                            qmesh::worker::WorkerMetrics* metrics) {
   namespace dht = qmesh::core::dht;
-  // The first model's facts (the worker validated it and named it: printable, general.name or
-  // the file's stem).
-  const auto& info = worker.model_info(0);
-  const auto* summary = &info.summary;
-  auto hash = worker.model_hash(0);
-  if (!hash) return qmesh::core::make_error(info.path + ": cannot read the file to hash it");
-  qmesh::core::mesh::WorkerRecord named;
-  named.model = info.name;
-  record.model = qmesh::core::mesh::decode_worker_record(qmesh::core::mesh::encode_worker_record(named))->model;  // clipped as sent
-  record.model_hash = *hash;
-  record.architecture = summary->architecture;
-  record.parameters = summary->parameter_count;
-  record.quantization = summary->file_type_name.rfind("MOSTLY_", 0) == 0 ? summary->file_type_name.substr(7)
-                                                                       : summary->file_type_name;
-  record.chat_template = summary->has_chat_template;
-  record.context = static_cast<std::uint32_t>(cfg.ctx_size / cfg.parallel);
+  // Every model the worker serves (the live fields are announce()'s).
+  record.models.clear();
+  for (std::size_t i = 0; i < worker.model_count(); ++i) {
+    auto e = model_entry(worker, i, cfg);
+    if (!e) return e.error();
+    record.models.push_back(std::move(*e));
+  }
+  const auto& m = record.models.front();
   record.max_tokens = static_cast<std::uint32_t>(cfg.max_tokens);
   record.software = std::string("qmesh-worker ") + QMESH_VERSION;
 
@@ -154,8 +165,9 @@ qmesh::core::Result<std::unique_ptr<qmesh::worker::MeshServer>> make_server(qmes
   auto server = qmesh::worker::MeshServer::start(worker, o);
   if (!server) return server.error();
   const auto at = (*server)->local_endpoint();
-  spdlog::info("joined the network as {} on {}, topic '{}', model {} ({})", qmesh::core::to_hex(id.sign.public_key),
-               at ? at->to_string() : "?", cfg.topic, record.model, qmesh::core::to_hex(record.model_hash).substr(0, 16));
+  spdlog::info("joined the network as {} on {}, topic '{}', model {} ({}){}", qmesh::core::to_hex(id.sign.public_key),
+               at ? at->to_string() : "?", cfg.topic, m.name, qmesh::core::to_hex(m.root).substr(0, 16),
+               record.models.size() > 1 ? " and " + std::to_string(record.models.size() - 1) + " more" : "");
   return server;
 }
 
@@ -165,20 +177,46 @@ qmesh::core::mesh::Health announce(qmesh::worker::MeshServer& server, qmesh::wor
                              qmesh::worker::WorkerMetrics* metrics) {
   const auto h = worker.health();
   const auto stats = server.stats();
-  r.available = h.llama_ready;
   r.nat = server.nat_type();
-  r.slots_total = static_cast<std::uint16_t>(h.slots_total > 0 ? h.slots_total : cfg.parallel);
-  r.slots_busy = static_cast<std::uint16_t>(std::min(h.slots_busy, static_cast<int>(r.slots_total)));
+  const int slots = worker.admission_limit() - cfg.queue_capacity;  // parallel per model
   r.queue_capacity = static_cast<std::uint16_t>(cfg.queue_capacity);
-  r.queue_length = static_cast<std::uint16_t>(std::max(0, stats.running - cfg.parallel));
+  r.queue_length = static_cast<std::uint16_t>(std::max(0, stats.running - slots));
   r.cpu_permille = static_cast<std::uint16_t>(std::clamp(h.cpu_percent * 10, 0.0, 1000.0));
   r.memory_permille = h.mem_total_bytes > 0
                           ? static_cast<std::uint16_t>(1000 - h.mem_available_bytes * 1000 / h.mem_total_bytes)
                           : 0;
-  // 0 until the worker has measured enough of its own answers: clients then count it as the median.
-  const double gen = worker.generation_tps().value_or(0);
-  r.generation_tps_centi = static_cast<std::uint32_t>(std::clamp(gen * 100, 0.0, 1e8));
-  r.prompt_tps_centi = static_cast<std::uint32_t>(std::clamp(h.prompt_tokens_per_second * 100, 0.0, 1e8));
+  const auto centi = [](double tps) { return static_cast<std::uint32_t>(std::clamp(tps * 100, 0.0, 1e8)); };
+  const auto models = worker.models();
+  if (models.size() == 1) {
+    // One model: llama-server's own slot figures, as a single-model worker always announced.
+    auto& m = r.models.front();
+    const auto sup = worker.supervisor();
+    r.available = h.llama_ready && sup && sup->state() == qmesh::sidecar::SidecarState::Ready;
+    m.loaded = r.available;
+    m.slots_total = static_cast<std::uint16_t>(h.slots_total > 0 ? h.slots_total : cfg.parallel);
+    m.slots_busy = static_cast<std::uint16_t>(std::min(h.slots_busy, static_cast<int>(m.slots_total)));
+    // 0 until the worker has measured enough of its own answers: clients then count it as the median.
+    m.generation_tps_centi = centi(worker.generation_tps().value_or(0));
+    m.prompt_tps_centi = centi(h.prompt_tokens_per_second);
+  } else {
+    // Several: each model's own state; loaded ones first (those past the record's size are only
+    // counted). The worker takes asks while any model is loaded or can be.
+    std::vector<qmesh::core::mesh::ModelEntry> entries;
+    r.available = false;
+    for (std::size_t i = 0; i < models.size(); ++i) {
+      const auto& s = models[i];
+      auto e = model_entry(worker, i, cfg);  // hashed at start: no file read here
+      if (!e) continue;
+      e->loaded = s.state == qmesh::worker::ModelStatus::State::Loaded && !s.failed && s.pid > 0;
+      e->slots_total = static_cast<std::uint16_t>(e->loaded ? s.slots_total : 0);
+      e->slots_busy = static_cast<std::uint16_t>(std::min(s.slots_busy, static_cast<int>(e->slots_total)));
+      e->generation_tps_centi = centi(s.generation_tps.value_or(0));
+      r.available = r.available || e->loaded || (s.state != qmesh::worker::ModelStatus::State::Loaded && !s.failed);
+      entries.push_back(std::move(*e));
+    }
+    std::stable_partition(entries.begin(), entries.end(), [](const auto& e) { return e.loaded; });
+    r.models = std::move(entries);
+  }
   const auto st = server.announce(r);
   if (metrics) metrics->announced(st ? *st : 0);
   if (!st) {

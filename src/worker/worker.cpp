@@ -11,6 +11,7 @@
 
 #include "core/base/hex.hpp"
 #include "core/base/printable.hpp"
+#include "core/mesh/worker_select.hpp"
 #include "net/loop_thread.hpp"
 #include "sidecar/llama_locator.hpp"
 #include "sidecar/model_file.hpp"
@@ -186,19 +187,30 @@ int Worker::admission_limit() const {
 std::optional<std::size_t> Worker::find_model(std::string_view q) const {
   if (hosts_.empty()) return std::nullopt;
   if (q.empty()) return 0;
-  for (std::size_t i = 0; i < hosts_.size(); ++i)
-    if (hosts_[i]->info().name == q) return i;
-  for (std::size_t i = 0; i < hosts_.size(); ++i)
-    if (hosts_[i]->info().stem == q) return i;
-  if (q.size() >= 8 && q.size() <= 64) {
-    std::string lower(q);
-    for (auto& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-    for (std::size_t i = 0; i < hosts_.size(); ++i) {
-      const auto h = model_hash(i);
-      if (h && core::to_hex(*h).compare(0, lower.size(), lower) == 0) return i;
+  // As clients match a worker record's models (core::mesh::model_matches: the name, a size class,
+  // a root prefix; case aside), and the file's stem too; a loaded match first.
+  const std::string query(q);
+  const auto lower = [](std::string t) {
+    for (auto& ch : t) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    return t;
+  };
+  std::optional<std::size_t> best;
+  for (std::size_t i = 0; i < hosts_.size(); ++i) {
+    const auto& info = hosts_[i]->info();
+    core::mesh::ModelEntry e;
+    e.name = info.name;
+    e.parameters = info.summary.parameter_count;
+    const bool hex = query.size() >= 8 && query.size() <= 64 &&
+                     std::all_of(query.begin(), query.end(), [](unsigned char c) { return std::isxdigit(c); });
+    if (hex) {
+      if (auto h = model_hash(i)) e.root = *h;
     }
+    if (!core::mesh::model_matches(e, query) && lower(info.stem) != lower(query)) continue;
+    if (!best) best = i;
+    std::lock_guard lk(sched_mu_);
+    if (slots_[i].state == State::Loaded && slots_[*best].state != State::Loaded) best = i;
   }
-  return std::nullopt;
+  return best;
 }
 
 core::Status Worker::hash_models() {

@@ -70,6 +70,8 @@ TEST_F(MultiModel, ModelsAreFoundByNameStemAndHashPrefix) {
   EXPECT_EQ(w.find_model("qmesh-synth-tiny"), 0u);
   EXPECT_EQ(w.find_model("qmesh-synth-tiny-b"), 1u);
   EXPECT_EQ(w.find_model("tiny-b"), 1u);  // the file's stem
+  EXPECT_EQ(w.find_model("QMESH-SYNTH-TINY-B"), 1u);  // as clients match: case aside
+  EXPECT_EQ(w.find_model("1B"), 0u);  // a size class: both are, both loaded, the first
   ASSERT_TRUE(w.hash_models().ok());
   const auto h = w.model_hash(1);
   ASSERT_TRUE(h);
