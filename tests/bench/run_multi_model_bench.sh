@@ -30,7 +30,7 @@ tree_rss_mib() {  # a process and its children, in MiB
   for p in "$1" $(pgrep -P "$1"); do t=$((t + $(awk '/^VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0))); done
   echo $((t / 1024))
 }
-ready() { grep -q "joined the network" "$1"; }
+ready() { grep -q "joined the network" "$1" 2>/dev/null; }
 wait_ready() { local n=0; until ready "$1" || [ $n -ge 600 ]; do sleep 0.1; n=$((n + 1)); done; }
 common=(--bootstrap "$boot" --threads 2 --status-interval 5)
 
@@ -55,7 +55,8 @@ kill -TERM "$w1" "$w2"; wait "$w1" "$w2" 2>/dev/null
 echo "memory ($shape, both models loaded): one worker with two models $both MiB, two workers with one each $two MiB (worker + llama-server processes, RSS)"
 
 # A budget that holds one model: every ask for the other one loads it (and unloads the first).
-est=$(( $(stat -c %s "$a") / 1048576 + 48 + 64 ))
+# 1.5 x one model's estimate, as the worker logged it ("about N MiB" or "about N.N GiB").
+est=$(grep -o 'about [0-9.]* [MG]iB' "$tmp/one.log" | head -1 | awk '{v = $2; if ($3 == "GiB") v *= 1024; printf "%d", v * 1.5}')
 "$worker" --model "$a" --model "$b" --memory-budget "${est}M" --identity "$tmp/lru.key" "${common[@]}" >"$tmp/lru.log" 2>&1 &
 lru=$!; pids+=($lru)
 wait_ready "$tmp/lru.log"
