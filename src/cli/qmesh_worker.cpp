@@ -237,6 +237,38 @@ void log_models(qmesh::worker::Worker& worker) {
   }
 }
 
+// --model (repeatable: the command line's models replace the config file's), --models-dir,
+// --memory-budget; an error message for a budget that is not a size.
+std::optional<std::string> apply_model_flags(qmesh::worker::WorkerConfig& cfg, const std::vector<std::string>& model,
+                                             const std::optional<std::string>& models_dir,
+                                             const std::optional<std::string>& memory_budget) {
+  if (!model.empty()) {
+    cfg.model = model.front();
+    cfg.models.assign(model.begin() + 1, model.end());
+  }
+  if (models_dir) cfg.models_dir = *models_dir;
+  if (memory_budget) {
+    const auto bytes = qmesh::worker::parse_size(*memory_budget);
+    if (!bytes)
+      return "--memory-budget: '" + *memory_budget + "' is not a size such as 6G, 512M or 1.5G (K, M, G, T: powers of 1024)";
+    cfg.memory_budget = *bytes;
+  }
+  return std::nullopt;
+}
+
+// The status line every status-interval (and one line per model when there are several).
+void log_status(qmesh::worker::Worker& worker, const qmesh::core::mesh::Health& h) {
+  if (worker.model_count() > 1) {
+    spdlog::info("status: cpu {:.0f}%, mem available {} MiB, slots {}/{} busy, queue {}/{}", h.cpu_percent,
+                 h.mem_available_bytes >> 20, h.slots_busy, h.slots_total, h.queue_depth, h.queue_capacity);
+    log_models(worker);
+  } else if (const auto sup = worker.supervisor()) {
+    spdlog::info("status: llama-server {} (pid {}, restarts {}), cpu {:.0f}%, mem available {} MiB, slots {}/{} busy, queue {}/{}",
+                 qmesh::sidecar::to_string(sup->state()), sup->pid(), sup->restarts(), h.cpu_percent,
+                 h.mem_available_bytes >> 20, h.slots_busy, h.slots_total, h.queue_depth, h.queue_capacity);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -314,17 +346,7 @@ int main(int argc, char** argv) {
     if (!loaded) return fail(loaded.error().message, 2);  // the message names the file
     cfg = *loaded;
   }
-  if (!model.empty()) {  // the command line's models replace the config file's
-    cfg.model = model.front();
-    cfg.models.assign(model.begin() + 1, model.end());
-  }
-  if (models_dir) cfg.models_dir = *models_dir;
-  if (memory_budget) {
-    const auto bytes = qmesh::worker::parse_size(*memory_budget);
-    if (!bytes)
-      return fail("--memory-budget: '" + *memory_budget + "' is not a size such as 6G, 512M or 1.5G (K, M, G, T: powers of 1024)", 2);
-    cfg.memory_budget = *bytes;
-  }
+  if (auto e = apply_model_flags(cfg, model, models_dir, memory_budget)) return fail(*e, 2);
   if (llama_server) cfg.llama_server = *llama_server;
   if (port) cfg.port = *port;
   if (gpu_layers) cfg.gpu_layers = *gpu_layers;
@@ -480,15 +502,7 @@ int main(int argc, char** argv) {
     if (std::chrono::steady_clock::now() < next_status) continue;
     next_status += std::chrono::seconds(cfg.status_interval_s);
     const auto h = server ? announce(*server, worker, cfg, record, metrics ? &*metrics : nullptr) : worker.health();
-    if (worker.model_count() > 1) {
-      spdlog::info("status: cpu {:.0f}%, mem available {} MiB, slots {}/{} busy, queue {}/{}", h.cpu_percent,
-                   h.mem_available_bytes >> 20, h.slots_busy, h.slots_total, h.queue_depth, h.queue_capacity);
-      log_models(worker);
-    } else if (const auto sup = worker.supervisor()) {
-      spdlog::info("status: llama-server {} (pid {}, restarts {}), cpu {:.0f}%, mem available {} MiB, slots {}/{} busy, queue {}/{}",
-                   qmesh::sidecar::to_string(sup->state()), sup->pid(), sup->restarts(), h.cpu_percent,
-                   h.mem_available_bytes >> 20, h.slots_busy, h.slots_total, h.queue_depth, h.queue_capacity);
-    }
+    log_status(worker, h);
   }
   if (metrics) {  // scrapes from here on see only the worker
     metrics->set_server(nullptr);
