@@ -5,7 +5,8 @@
 // atomically (write a temporary file, fsync, rename), so a kill -9 or a crash at any moment never
 // leaves a chunk marked that is not on disk. The caller verifies each chunk (verify_chunk) before
 // write_chunk; finish() checks the root over the whole file once more before it renames.
-// One process at a time: the `.part` is locked (flock) while open.
+// One process at a time: the `.part` is locked (flock) while open. Not thread-safe: one owner
+// (the downloader's thread) calls it.
 #pragma once
 
 #include <cstdint>
