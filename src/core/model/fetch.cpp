@@ -164,6 +164,14 @@ void Fetch::on_holder_lost(HolderId id, Instant now) {
   update_timers(now);
 }
 
+void Fetch::on_holder_error(HolderId id, const std::string& why, Instant now) {
+  auto it = holders_.find(id);
+  if (finished_ || it == holders_.end() || !live(it->second)) return;
+  drop(id, "sent a malformed frame: " + why, true, now);
+  schedule(now);
+  update_timers(now);
+}
+
 void Fetch::on_search_done(Instant now) {
   search_done_ = true;
   update_timers(now);

@@ -104,6 +104,8 @@ class Fetch {
   void on_frame(HolderId id, TransferFrame frame, Instant now);
   // Its stream ended or its session was lost: its chunks go back to the queue.
   void on_holder_lost(HolderId id, Instant now);
+  // Its stream's bytes did not decode (TransferDecoder's error): it is dropped.
+  void on_holder_error(HolderId id, const std::string& why, Instant now);
   // The caller will add no more holders: fail as soon as none is left.
   void on_search_done(Instant now);
   void on_tick(Instant now);
