@@ -376,3 +376,20 @@ TEST(FetchAlone, IgnoresFramesOfHoldersItDoesNotKnow) {
   t.fetch.on_holder_lost(42, Instant{});
   EXPECT_TRUE(t.drain().empty());
 }
+
+TEST(Fetch, TheWindowGrowsToFillALongFatPipe) {
+  const SimFile& f = file40();
+  HolderSpec far = at_rate(40 * MiB);
+  far.delay = 100ms;  // 200 ms round trip: 8 MiB in flight to fill it
+  TransferSim sim(f, {far});
+  sim.add_all();
+  ASSERT_TRUE(sim.run(600s));
+  expect_complete(sim, f);
+  const auto s = sim.stats(0);
+  std::printf("one holder, 40 MiB/s, 200 ms RTT: %.2f s virtual (ideal %.2f s), window %zu\n", sim.elapsed_s(),
+              f.bytes.size() / (40 * MiB) + 0.3, s.window);
+  // Two chunks in flight would take 20 round trips (over 4 s); the adapted window needs about one
+  // second of transmission and a few round trips.
+  EXPECT_LT(sim.elapsed_s(), 2.5);
+  EXPECT_GE(s.window, 8u);
+}
