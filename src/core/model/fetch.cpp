@@ -30,8 +30,6 @@ Fetch::Fetch(ContentRoot root, std::vector<bool> have, FetchConfig config, Insta
       have_[i] = true;
       ++verified_;
       resumed_bytes_ += root_.chunk_size(i);
-    } else {
-      queue_.insert(queue_.end(), i);
     }
   }
   verified_bytes_ = resumed_bytes_;
@@ -109,7 +107,7 @@ void Fetch::on_chunk(HolderId id, Holder& h, Chunk&& c, Instant now) {
     return;
   }
   have_[c.index] = true;
-  queue_.erase(c.index);
+  requeued_.erase(c.index);
   ++verified_;
   verified_bytes_ += c.data.size();
   ++h.chunks;
@@ -219,7 +217,7 @@ void Fetch::drop(HolderId id, std::string reason, bool tell, Instant now) {
 
 void Fetch::release(std::uint64_t index) {
   if (copies_[index] > 0) --copies_[index];
-  if (copies_[index] == 0 && !have_[index]) queue_.insert(index);
+  if (copies_[index] == 0 && !have_[index]) requeued_.insert(index);
 }
 
 // The chunk outstanding longest elsewhere that `id` has not been asked for and that fewer than
@@ -241,6 +239,18 @@ std::optional<std::uint64_t> Fetch::endgame_pick(HolderId id) const {
   return best;
 }
 
+// The lowest chunk missing and asked of nobody.
+std::optional<std::uint64_t> Fetch::take_next() {
+  while (fresh_ < have_.size() && have_[fresh_]) ++fresh_;
+  if (!requeued_.empty() && (fresh_ >= have_.size() || *requeued_.begin() < fresh_)) {
+    const std::uint64_t i = *requeued_.begin();
+    requeued_.erase(requeued_.begin());
+    return i;
+  }
+  if (fresh_ >= have_.size()) return std::nullopt;
+  return fresh_++;
+}
+
 void Fetch::schedule(Instant now) {
   if (finished_) return;
   std::set<HolderId> full;  // ready with room, but nothing left it could be asked
@@ -256,9 +266,8 @@ void Fetch::schedule(Instant now) {
     }
     if (!best) return;
     std::uint64_t index = 0;
-    if (!queue_.empty()) {
-      index = *queue_.begin();
-      queue_.erase(queue_.begin());
+    if (auto next = take_next()) {
+      index = *next;
     } else if (auto e = endgame_pick(pick)) {
       index = *e;
     } else {

@@ -11,7 +11,9 @@
 // with verify_chunk before it is handed out; a bad one drops its sender for this download and
 // its chunks go back to the queue. A holder silent past its timeout is dropped the same way. When
 // nothing is left to assign, a chunk still outstanding may be asked of a second holder (the
-// endgame); the copy that comes second is dropped. docs/protocol.md ("Model transfer").
+// endgame); the copy that comes second is dropped. After FetchDone or FetchFailed (the last
+// action) the caller closes every stream it still has open. The caller keeps a handful of holders
+// at a time (scheduling looks at each). docs/protocol.md ("Model transfer").
 #pragma once
 
 #include <chrono>
@@ -147,6 +149,7 @@ class Fetch {
   void drop(HolderId id, std::string reason, bool tell, Instant now);
   void release(std::uint64_t index);  // one fewer copy outstanding; back to the queue at none
   void schedule(Instant now);
+  std::optional<std::uint64_t> take_next();
   std::optional<std::uint64_t> endgame_pick(HolderId id) const;
   void update_timers(Instant now);
   void fail(std::string reason);
@@ -157,7 +160,10 @@ class Fetch {
   Instant start_;
   std::vector<bool> have_;
   std::vector<std::uint8_t> copies_;  // GETs outstanding per chunk
-  std::set<std::uint64_t> queue_;     // missing and asked of nobody
+  // Missing and asked of nobody: the chunks from `fresh_` on that are not verified (never asked
+  // yet), and `requeued_` (asked before, given back); a bitmap's worth of memory, not a set of all.
+  std::uint64_t fresh_ = 0;
+  std::set<std::uint64_t> requeued_;
   std::uint64_t verified_ = 0, resumed_bytes_ = 0, verified_bytes_ = 0, wasted_ = 0;
   std::deque<std::pair<Instant, std::uint32_t>> recent_;  // verified chunks within rate_window
   std::map<HolderId, Holder> holders_;

@@ -3,7 +3,8 @@
 // stream decodes (on_frame), tells it when a chunk it was asked to serve has been written to its
 // stream (on_chunk_written) and when a stream ends, calls on_tick at next_wakeup(), and does what
 // next_action() says: write a small frame (INFO, BUSY, ERROR), serve a chunk (read it, then write
-// encode_chunk(index, tree.proof(index), bytes)), or finish a stream.
+// encode_chunk(index, tree.proof(index), bytes)), or finish a stream. Every stream it was given a
+// frame of is remembered until on_stream_closed.
 //
 // What it bounds:
 // - upload slots: at most max_uploads streams hold one (from an accepted OPEN until the stream
