@@ -56,15 +56,15 @@ void Fetch::on_frame(HolderId id, TransferFrame frame, Instant now) {
   Holder& h = it->second;
   if (auto* info = std::get_if<Info>(&frame)) {
     if (h.state != HolderState::Opening) {
-      drop(id, "sent INFO twice", true, now);
+      drop(id, "sent INFO twice", true);
     } else {
       on_info(id, h, *info, now);
     }
   } else if (auto* c = std::get_if<Chunk>(&frame)) {
     if (h.state == HolderState::Opening) {
-      drop(id, "sent a chunk before INFO", true, now);
+      drop(id, "sent a chunk before INFO", true);
     } else if (!h.outstanding.count(c->index)) {
-      drop(id, "sent chunk " + std::to_string(c->index) + " it was not asked for", true, now);
+      drop(id, "sent chunk " + std::to_string(c->index) + " it was not asked for", true);
     } else {
       on_chunk(id, h, std::move(*c), now);
     }
@@ -72,9 +72,9 @@ void Fetch::on_frame(HolderId id, TransferFrame frame, Instant now) {
     on_busy(id, h, *b, now);
   } else if (auto* e = std::get_if<TransferErrorMsg>(&frame)) {
     h.not_held = e->code == TransferError::NotHeld;
-    drop(id, h.not_held ? "does not have it" : std::string("answered ") + to_string(e->code) + ": " + e->text, true, now);
+    drop(id, h.not_held ? "does not have it" : std::string("answered ") + to_string(e->code) + ": " + e->text, true);
   } else {
-    drop(id, "sent a getter's frame", true, now);
+    drop(id, "sent a getter's frame", true);
   }
   schedule(now);
   update_timers(now);
@@ -82,7 +82,7 @@ void Fetch::on_frame(HolderId id, TransferFrame frame, Instant now) {
 
 void Fetch::on_info(HolderId id, Holder& h, const Info& info, Instant now) {
   if (info.size != root_.size || info.chunks != root_.chunks()) {
-    drop(id, "says the file is " + std::to_string(info.size) + " bytes, not " + std::to_string(root_.size), true, now);
+    drop(id, "says the file is " + std::to_string(info.size) + " bytes, not " + std::to_string(root_.size), true);
     return;
   }
   h.state = HolderState::Ready;
@@ -98,7 +98,7 @@ void Fetch::on_chunk(HolderId id, Holder& h, Chunk&& c, Instant now) {
   h.last_heard = now;
   if (c.data.size() != root_.chunk_size(c.index) || !verify_chunk(root_, c.index, c.data, c.proof)) {
     wasted_ += c.data.size();
-    drop(id, "sent chunk " + std::to_string(c.index) + " that fails its proof", true, now);
+    drop(id, "sent chunk " + std::to_string(c.index) + " that fails its proof", true);
     return;
   }
   measure(h, sent, c.data.size(), now);
@@ -141,7 +141,7 @@ void Fetch::on_busy(HolderId id, Holder& h, const Busy& b, Instant now) {
   const Duration wait = std::min<Duration>(std::chrono::milliseconds(b.retry_ms), cfg_.max_busy_wait);
   if (b.index != kNoIndex) {
     if (!h.outstanding.count(b.index)) {
-      drop(id, "sent BUSY for chunk " + std::to_string(b.index) + " it was not asked for", true, now);
+      drop(id, "sent BUSY for chunk " + std::to_string(b.index) + " it was not asked for", true);
       return;
     }
     h.outstanding.erase(b.index);
@@ -157,7 +157,7 @@ void Fetch::on_busy(HolderId id, Holder& h, const Busy& b, Instant now) {
 void Fetch::on_holder_lost(HolderId id, Instant now) {
   auto it = holders_.find(id);
   if (finished_ || it == holders_.end() || !live(it->second)) return;
-  drop(id, "its stream ended", false, now);
+  drop(id, "its stream ended", false);
   schedule(now);
   update_timers(now);
 }
@@ -165,7 +165,7 @@ void Fetch::on_holder_lost(HolderId id, Instant now) {
 void Fetch::on_holder_error(HolderId id, const std::string& why, Instant now) {
   auto it = holders_.find(id);
   if (finished_ || it == holders_.end() || !live(it->second)) return;
-  drop(id, "sent a malformed frame: " + why, true, now);
+  drop(id, "sent a malformed frame: " + why, true);
   schedule(now);
   update_timers(now);
 }
@@ -186,10 +186,10 @@ void Fetch::on_tick(Instant now) {
   for (auto& [id, h] : holders_) {
     if (!live(h)) continue;
     if (h.state == HolderState::Opening && now >= h.last_heard + cfg_.open_timeout) {
-      drop(id, "did not answer OPEN within " + whole_seconds(cfg_.open_timeout), true, now);
+      drop(id, "did not answer OPEN within " + whole_seconds(cfg_.open_timeout), true);
     } else if (!h.outstanding.empty() && now >= h.last_heard + silence_limit(h)) {
       drop(id, "sent nothing for " + whole_seconds(now - h.last_heard) + " with " +
-                   std::to_string(h.outstanding.size()) + " chunks asked", true, now);
+                   std::to_string(h.outstanding.size()) + " chunks asked", true);
     } else if (h.state == HolderState::Paused && now >= h.paused_until) {
       h.state = h.reopen ? HolderState::Opening : HolderState::Ready;
       h.last_heard = now;
@@ -205,8 +205,7 @@ void Fetch::on_tick(Instant now) {
   update_timers(now);
 }
 
-void Fetch::drop(HolderId id, std::string reason, bool tell, Instant now) {
-  (void)now;
+void Fetch::drop(HolderId id, std::string reason, bool tell) {
   Holder& h = holders_.at(id);
   h.state = HolderState::Dropped;
   h.failure = std::move(reason);

@@ -146,7 +146,7 @@ class Fetch {
   void on_chunk(HolderId id, Holder& h, Chunk&& c, Instant now);
   void on_busy(HolderId id, Holder& h, const Busy& b, Instant now);
   void measure(Holder& h, Instant sent, std::size_t bytes, Instant now);
-  void drop(HolderId id, std::string reason, bool tell, Instant now);
+  void drop(HolderId id, std::string reason, bool tell);
   void release(std::uint64_t index);  // one fewer copy outstanding; back to the queue at none
   void schedule(Instant now);
   std::optional<std::uint64_t> take_next();

@@ -42,13 +42,17 @@ bool from_getter(std::uint8_t type) {
 // A body of a type whose header was accepted; nullopt (and `why`) when its fields are malformed.
 std::optional<TransferFrame> parse_body(TransferType type, std::span<const std::uint8_t> body, std::string& why) {
   ByteReader r(body);
+  auto bad = [&](std::string what) {
+    why = std::move(what);
+    return std::optional<TransferFrame>{};
+  };
   switch (type) {
     case TransferType::Open: {
       Open m;
       auto h = r.read_bytes(32);
       std::copy(h.begin(), h.end(), m.root.begin());
       r.read_le(m.size);
-      if (m.size > kMaxModelBytes) return why = "OPEN names a file larger than 1 TiB", std::nullopt;
+      if (m.size > kMaxModelBytes) return bad("OPEN names a file larger than 1 TiB");
       return m;
     }
     case TransferType::Info: {
@@ -57,9 +61,9 @@ std::optional<TransferFrame> parse_body(TransferType type, std::span<const std::
       r.read_le(m.chunks);
       r.read_le(m.max_inflight);
       if (m.size > kMaxModelBytes || m.chunks != ContentRoot{{}, m.size}.chunks())
-        return why = "INFO's chunk count does not match its size", std::nullopt;
+        return bad("INFO's chunk count does not match its size");
       if (m.max_inflight < 1 || m.max_inflight > kMaxInflight)
-        return why = "INFO's max in flight is not 1.." + std::to_string(kMaxInflight), std::nullopt;
+        return bad("INFO's max in flight is not 1.." + std::to_string(kMaxInflight));
       return m;
     }
     case TransferType::Get: {
@@ -73,14 +77,14 @@ std::optional<TransferFrame> parse_body(TransferType type, std::span<const std::
       r.read_le(m.index);
       r.read_le(n);
       if (!r.ok() || n > kMaxProofHashes || r.remaining() <= std::size_t{n} * 32)
-        return why = "CHUNK with a bad proof count or no data", std::nullopt;
+        return bad("CHUNK with a bad proof count or no data");
       m.proof.resize(n);
       for (auto& h : m.proof) {
         auto b = r.read_bytes(32);
         std::copy(b.begin(), b.end(), h.begin());
       }
       auto data = r.read_bytes(r.remaining());
-      if (data.size() > kChunkBytes) return why = "CHUNK data longer than a chunk", std::nullopt;
+      if (data.size() > kChunkBytes) return bad("CHUNK data longer than a chunk");
       m.data.assign(data.begin(), data.end());
       return m;
     }
@@ -88,18 +92,18 @@ std::optional<TransferFrame> parse_body(TransferType type, std::span<const std::
       Busy m;
       r.read_le(m.index);
       r.read_le(m.retry_ms);
-      if (m.retry_ms > kMaxRetryMs) return why = "BUSY retry over an hour", std::nullopt;
+      if (m.retry_ms > kMaxRetryMs) return bad("BUSY retry over an hour");
       return m;
     }
     case TransferType::Error: {
       std::uint8_t code = 0;
-      if (!r.read_le(code) || code < 1 || code > 6) return why = "ERROR with an unknown code", std::nullopt;
+      if (!r.read_le(code) || code < 1 || code > 6) return bad("ERROR with an unknown code");
       auto t = r.read_bytes(r.remaining());
       return TransferErrorMsg{static_cast<TransferError>(code),
                               printable_line(std::string_view(reinterpret_cast<const char*>(t.data()), t.size()))};
     }
   }
-  return why = "unknown frame type", std::nullopt;
+  return bad("unknown frame type");
 }
 
 }  // namespace
