@@ -393,3 +393,32 @@ TEST(Fetch, TheWindowGrowsToFillALongFatPipe) {
   EXPECT_LT(sim.elapsed_s(), 2.5);
   EXPECT_GE(s.window, 8u);
 }
+
+TEST(Fetch, AHolderPacingByBusyStillGivesItsShare) {
+  const SimFile& f = file20();
+  HolderSpec paced;  // 1 MiB/s for all its uploads, and no GET may wait more than 1 s
+  paced.share.rate = kChunkBytes;
+  paced.share.burst = kChunkBytes;
+  paced.share.max_queue_wait = 1s;
+  TransferSim sim(f, {paced, at_rate(1 * MiB)});
+  sim.add_all();
+  ASSERT_TRUE(sim.run(600s));
+  expect_complete(sim, f);
+  EXPECT_EQ(written_once(sim), 20u);
+  std::printf("paced holder: %llu chunks, %llu BUSY; other: %llu chunks; %.2f s virtual\n",
+              (unsigned long long)sim.stats(0).chunks, (unsigned long long)sim.nodes[0]->share->counters().gets_busy,
+              (unsigned long long)sim.stats(1).chunks, sim.elapsed_s());
+  EXPECT_GE(sim.nodes[0]->share->counters().gets_busy, 1u);
+  EXPECT_GE(sim.stats(0).chunks, 5u);  // paused after each BUSY, not dropped
+  EXPECT_NE(sim.stats(0).state, HolderState::Dropped);
+}
+
+TEST(Fetch, TheSameSeedReplaysTheSameRun) {
+  auto run = [] {
+    TransferSim sim(file20(), {at_rate(8 * MiB), at_rate(4 * MiB), at_rate(2 * MiB)});
+    sim.add_all();
+    EXPECT_TRUE(sim.run(600s));
+    return std::make_tuple(sim.now(), sim.gets, sim.stats(0).chunks, sim.stats(1).chunks, sim.stats(2).chunks);
+  };
+  EXPECT_EQ(run(), run());
+}
