@@ -36,11 +36,11 @@ void as_holder(std::span<const std::uint8_t> in) {
   Instant now{};
   for (auto piece : {in.first(cut), in.subspan(cut)}) {
     now += std::chrono::milliseconds(10);
-    if (!d.feed(piece)) share.on_stream_error(1, d.error(), now);
+    if (!d.feed(piece)) share.on_stream_error(StreamId{1, 1}, d.error(), now);
     while (auto f = d.next()) {
       round_trip(TransferSide::Holder, *f);
       if (std::holds_alternative<Get>(*f)) ++gets;
-      share.on_frame(1, std::move(*f), now);
+      share.on_frame(StreamId{1, 1}, std::move(*f), now);
     }
     share.on_tick(now);
     while (auto a = share.next_action()) {

@@ -54,14 +54,20 @@ void Share::on_open(StreamId id, Stream& s, const Open& m, Instant now) {
     refuse(id, TransferError::NotHeld, "not shared here");
     return;
   }
-  if (slots_ >= cfg_.max_uploads) {
+  auto session = sessions_.find(id.session);
+  if (session != sessions_.end() && session->second >= cfg_.max_streams_per_session) {
+    refuse(id, TransferError::TooMany, "more than " + std::to_string(cfg_.max_streams_per_session) +
+                                           " transfer streams in one session");
+    return;
+  }
+  if (session == sessions_.end() && sessions_.size() >= cfg_.max_uploads) {
     ++counters_.opens_busy;
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.busy_retry).count();
     actions_.push_back(ShareSend{id, encode(Busy{kNoIndex, static_cast<std::uint32_t>(std::clamp<std::int64_t>(ms, 1, kMaxRetryMs))})});
     return;
   }
   s.slot = true;
-  ++slots_;
+  ++sessions_[id.session];
   s.root = it->second;
   s.last_active = now;
   actions_.push_back(ShareSend{id, encode(info_for(s.root))});
@@ -108,14 +114,20 @@ void Share::refuse(StreamId id, TransferError code, const std::string& text) {
   actions_.push_back(ShareSend{id, encode(TransferErrorMsg{code, text})});
   actions_.push_back(ShareClose{id, std::string(to_string(code)) + ": " + text});
   s.closed = true;
-  if (s.slot) --slots_;
-  s.slot = false;
+  free_slot(id, s);
   s.unanswered = 0;
   std::erase_if(pending_, [&](const Pending& p) {
     if (p.stream != id) return false;
     pending_bytes_ -= p.bytes;
     return true;
   });
+}
+
+void Share::free_slot(StreamId id, Stream& s) {
+  if (!s.slot) return;
+  s.slot = false;
+  auto it = sessions_.find(id.session);
+  if (it != sessions_.end() && --it->second == 0) sessions_.erase(it);
 }
 
 void Share::on_stream_error(StreamId id, const std::string& why, Instant now) {
@@ -143,7 +155,7 @@ void Share::on_stream_closed(StreamId id, Instant now) {
       pending_bytes_ -= p.bytes;
       return true;
     });
-    if (it->second.slot) --slots_;
+    free_slot(id, it->second);
   }
   streams_.erase(it);
   pump(now);

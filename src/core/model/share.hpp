@@ -7,8 +7,10 @@
 // frame of is remembered until on_stream_closed.
 //
 // What it bounds:
-// - upload slots: at most max_uploads streams hold one (from an accepted OPEN until the stream
-//   ends or idles past idle_timeout); an OPEN beyond them gets BUSY (the getter may OPEN again);
+// - uploading sessions: at most max_uploads sessions hold a stream with an upload slot (from an
+//   accepted OPEN until the stream ends or idles past idle_timeout); an OPEN from another session
+//   gets BUSY (the getter may OPEN again); one session holds at most max_streams_per_session
+//   (another OPEN: ERROR too_many);
 // - the rate: one token bucket (rate bytes/s, burst bytes) for all streams together; a GET waits
 //   for its tokens in arrival order, and one that would wait longer than max_queue_wait gets BUSY;
 // - per stream at most kMaxInflight GETs unanswered (received, not yet written): one more is
@@ -37,28 +39,34 @@
 
 namespace qmesh::core::model {
 
-using StreamId = std::uint64_t;  // the caller's name for a transfer stream
+// The caller's name for a transfer stream: its session and the stream in it.
+struct StreamId {
+  std::uint64_t session = 0;
+  std::uint64_t stream = 0;
+  auto operator<=>(const StreamId&) const = default;
+};
 
 struct ShareConfig {
   std::uint64_t rate = 0;                   // upload bytes/s, all streams together; 0: unlimited
   std::uint64_t burst = 4ull * kChunkBytes; // the bucket's depth (at least one chunk)
-  std::size_t max_uploads = 8;              // streams holding an upload slot at once
+  std::size_t max_uploads = 8;              // sessions uploading at once
+  std::size_t max_streams_per_session = 4;  // transfer streams with a slot in one session
   Duration max_queue_wait = std::chrono::seconds(5);
   Duration busy_retry = std::chrono::seconds(2);     // what BUSY tells an OPEN with no slot free
   Duration idle_timeout = std::chrono::seconds(30);  // a slot with no GET waiting for this long
 };
 
 struct ShareSend {
-  StreamId stream = 0;
+  StreamId stream;
   std::vector<std::uint8_t> bytes;  // one encoded frame
 };
 struct ShareServe {
-  StreamId stream = 0;  // read chunk `index` of `root`, write its CHUNK, then on_chunk_written
+  StreamId stream;  // read chunk `index` of `root`, write its CHUNK, then on_chunk_written
   ContentRoot root;
   std::uint64_t index = 0;
 };
 struct ShareClose {
-  StreamId stream = 0;  // finish the stream after what was written
+  StreamId stream;  // finish the stream after what was written
   std::string reason;
 };
 using ShareAction = std::variant<ShareSend, ShareServe, ShareClose>;
@@ -88,7 +96,7 @@ class Share {
   std::optional<ShareAction> next_action();
   Instant next_wakeup() const { return timers_.next(); }
 
-  std::size_t uploads() const { return slots_; }
+  std::size_t uploads() const { return sessions_.size(); }  // sessions uploading
   const ShareCounters& counters() const { return counters_; }
 
  private:
@@ -101,7 +109,7 @@ class Share {
     Instant last_active{};
   };
   struct Pending {
-    StreamId stream = 0;
+    StreamId stream;
     std::uint64_t index = 0;
     std::uint32_t bytes = 0;
   };
@@ -109,6 +117,7 @@ class Share {
   void on_open(StreamId id, Stream& s, const Open& m, Instant now);
   void on_get(StreamId id, Stream& s, const Get& m, Instant now);
   void refuse(StreamId id, TransferError code, const std::string& text);
+  void free_slot(StreamId id, Stream& s);
   void refill(Instant now);
   void pump(Instant now);
   void update_timers(Instant now);
@@ -120,7 +129,7 @@ class Share {
   std::uint64_t pending_bytes_ = 0;
   double tokens_ = 0;
   Instant refilled_;
-  std::size_t slots_ = 0;
+  std::map<std::uint64_t, std::size_t> sessions_;  // session -> its streams with a slot (> 0)
   std::deque<ShareAction> actions_;
   TimerTable<Timer> timers_;
   ShareCounters counters_;

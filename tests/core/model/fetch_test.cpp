@@ -250,11 +250,11 @@ TEST(Fetch, AnUploadSlotFreedLaterIsTakenOnTheRetriedOpen) {
   TransferSim sim(f, {full, at_rate(1 * MiB)});
   // Someone else holds the fast holder's one slot for the first two seconds.
   Share& share = *sim.nodes[0]->share;
-  share.on_frame(99, Open{f.root.hash, f.root.size}, sim.now());
+  share.on_frame(StreamId{99, 1}, Open{f.root.hash, f.root.size}, sim.now());
   while (share.next_action()) {}
   sim.add_all();
   ASSERT_FALSE(sim.run(2s));
-  share.on_stream_closed(99, sim.now());
+  share.on_stream_closed(StreamId{99, 1}, sim.now());
   ASSERT_TRUE(sim.run(600s));
   expect_complete(sim, f);
   EXPECT_GE(share.counters().opens_busy, 1u);

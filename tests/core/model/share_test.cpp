@@ -12,6 +12,8 @@ using namespace std::chrono_literals;
 
 namespace {
 
+StreamId sid(std::uint64_t n) { return StreamId{n, n}; }  // stream n of session n
+
 // A 5.5-chunk model; the tree is not needed (Share never reads chunk bytes).
 const ContentRoot kRoot{Hash{1, 2, 3}, 5 * kChunkBytes + kChunkBytes / 2};
 
@@ -57,7 +59,7 @@ struct Wire {
 
 TEST(Share, AnOpenOfAHeldRootGetsInfo) {
   Wire w;
-  auto o = w.open(1);
+  auto o = w.open(sid(1));
   ASSERT_EQ(o.frames.size(), 1u);
   EXPECT_EQ(std::get<Info>(o.frames[0]), (Info{kRoot.size, 6, kMaxInflight}));
   EXPECT_FALSE(o.closed);
@@ -66,21 +68,21 @@ TEST(Share, AnOpenOfAHeldRootGetsInfo) {
 
 TEST(Share, AnOpenOfAnotherRootGetsNotHeldAndTheEnd) {
   Wire w;
-  w.send(1, Open{Hash{9}, kRoot.size});
-  auto o = w.drain(1);
+  w.send(sid(1), Open{Hash{9}, kRoot.size});
+  auto o = w.drain(sid(1));
   ASSERT_EQ(o.frames.size(), 1u);
   EXPECT_EQ(std::get<TransferErrorMsg>(o.frames[0]).code, TransferError::NotHeld);
   EXPECT_TRUE(o.closed);
   EXPECT_EQ(w.share.uploads(), 0u);
-  w.send(1, Open{Hash{9}, kRoot.size});  // after its ERROR, a stream is not answered again
-  EXPECT_TRUE(w.drain(1).frames.empty());
+  w.send(sid(1), Open{Hash{9}, kRoot.size});  // after its ERROR, a stream is not answered again
+  EXPECT_TRUE(w.drain(sid(1)).frames.empty());
 }
 
 TEST(Share, AGetPastTheEndIsAnError) {
   Wire w;
-  w.open(1);
-  w.send(1, Get{6});
-  auto o = w.drain(1);
+  w.open(sid(1));
+  w.send(sid(1), Get{6});
+  auto o = w.drain(sid(1));
   ASSERT_EQ(o.frames.size(), 1u);
   const auto& e = std::get<TransferErrorMsg>(o.frames[0]);
   EXPECT_EQ(e.code, TransferError::BadIndex);
@@ -93,8 +95,8 @@ TEST(Share, AGetPastTheEndIsAnError) {
 
 TEST(Share, AGetBeforeOpenIsAnError) {
   Wire w;
-  w.send(1, Get{0});
-  auto o = w.drain(1);
+  w.send(sid(1), Get{0});
+  auto o = w.drain(sid(1));
   ASSERT_EQ(o.frames.size(), 1u);
   EXPECT_EQ(std::get<TransferErrorMsg>(o.frames[0]).code, TransferError::BadRequest);
   EXPECT_TRUE(o.closed);
@@ -102,25 +104,25 @@ TEST(Share, AGetBeforeOpenIsAnError) {
 
 TEST(Share, ServesEachGetOnceAndNothingUnasked) {
   Wire w;
-  w.open(1);
-  for (std::uint64_t i : {3u, 0u, 5u}) w.send(1, Get{i});
-  auto o = w.drain(1);
+  w.open(sid(1));
+  for (std::uint64_t i : {3u, 0u, 5u}) w.send(sid(1), Get{i});
+  auto o = w.drain(sid(1));
   EXPECT_EQ(o.served, (std::vector<std::uint64_t>{3, 0, 5}));
   EXPECT_EQ(w.share.counters().bytes_served, 2 * kChunkBytes + kChunkBytes / 2);
 }
 
 TEST(Share, MoreThanMaxInflightUnansweredEndsTheStream) {
   Wire w;
-  w.open(1);
-  for (int i = 0; i < kMaxInflight; ++i) w.send(1, Get{0});
-  auto o = w.drain(1);
+  w.open(sid(1));
+  for (int i = 0; i < kMaxInflight; ++i) w.send(sid(1), Get{0});
+  auto o = w.drain(sid(1));
   EXPECT_EQ(o.served.size(), std::size_t{kMaxInflight});
   EXPECT_FALSE(o.closed);
-  w.share.on_chunk_written(1, 0, Instant{});  // one answered: room for one more
-  w.send(1, Get{1});
-  EXPECT_FALSE(w.drain(1).closed);
-  w.send(1, Get{2});  // the 17th unanswered
-  o = w.drain(1);
+  w.share.on_chunk_written(sid(1), 0, Instant{});  // one answered: room for one more
+  w.send(sid(1), Get{1});
+  EXPECT_FALSE(w.drain(sid(1)).closed);
+  w.send(sid(1), Get{2});  // the 17th unanswered
+  o = w.drain(sid(1));
   ASSERT_EQ(o.frames.size(), 1u);
   EXPECT_EQ(std::get<TransferErrorMsg>(o.frames[0]).code, TransferError::TooMany);
   EXPECT_TRUE(o.closed);
@@ -131,18 +133,36 @@ TEST(Share, UploadSlotsAreCappedAndFreedWhenAStreamEnds) {
   c.max_uploads = 2;
   c.busy_retry = 1500ms;
   Wire w(c);
-  w.open(1);
-  w.open(2);
-  auto o = w.open(3);
+  w.open(sid(1));
+  w.open(sid(2));
+  auto o = w.open(sid(3));
   ASSERT_EQ(o.frames.size(), 1u);
   EXPECT_EQ(std::get<Busy>(o.frames[0]), (Busy{kNoIndex, 1500}));
   EXPECT_FALSE(o.closed);  // it may OPEN again
-  w.share.on_stream_closed(1, Instant{});
-  o = w.open(3);
+  w.share.on_stream_closed(sid(1), Instant{});
+  o = w.open(sid(3));
   ASSERT_EQ(o.frames.size(), 1u);
   EXPECT_TRUE(std::holds_alternative<Info>(o.frames[0]));
   EXPECT_EQ(w.share.uploads(), 2u);
   EXPECT_EQ(w.share.counters().opens_busy, 1u);
+}
+
+TEST(Share, UploadsAreCountedBySessionAndStreamsPerSessionAreCapped) {
+  ShareConfig c;
+  c.max_uploads = 1;
+  c.max_streams_per_session = 2;
+  Wire w(c);
+  EXPECT_TRUE(std::holds_alternative<Info>(w.open(StreamId{5, 1}).frames.at(0)));
+  EXPECT_TRUE(std::holds_alternative<Info>(w.open(StreamId{5, 3}).frames.at(0)));  // the same session
+  EXPECT_EQ(w.share.uploads(), 1u);
+  EXPECT_TRUE(std::holds_alternative<Busy>(w.open(StreamId{6, 1}).frames.at(0)));  // another session waits
+  auto o = w.open(StreamId{5, 5});  // a third stream of session 5
+  EXPECT_EQ(std::get<TransferErrorMsg>(o.frames.at(0)).code, TransferError::TooMany);
+  EXPECT_TRUE(o.closed);
+  w.share.on_stream_closed(StreamId{5, 1}, Instant{});
+  w.share.on_stream_closed(StreamId{5, 3}, Instant{});
+  EXPECT_EQ(w.share.uploads(), 0u);
+  EXPECT_TRUE(std::holds_alternative<Info>(w.open(StreamId{6, 1}).frames.at(0)));
 }
 
 TEST(Share, TheTokenBucketPacesChunks) {
@@ -151,20 +171,20 @@ TEST(Share, TheTokenBucketPacesChunks) {
   c.burst = kChunkBytes;
   c.max_queue_wait = 10s;
   Wire w(c);
-  w.open(1);
-  for (std::uint64_t i = 0; i < 3; ++i) w.send(1, Get{i});
-  EXPECT_EQ(w.drain(1).served, (std::vector<std::uint64_t>{0}));  // the full bucket pays for one
+  w.open(sid(1));
+  for (std::uint64_t i = 0; i < 3; ++i) w.send(sid(1), Get{i});
+  EXPECT_EQ(w.drain(sid(1)).served, (std::vector<std::uint64_t>{0}));  // the full bucket pays for one
   const Instant t1 = w.share.next_wakeup();
   EXPECT_GE(t1, Instant{} + 1s);
   EXPECT_LE(t1, Instant{} + 1s + 1ms);
   w.share.on_tick(t1 - 2ms);
-  EXPECT_TRUE(w.drain(1).served.empty());
+  EXPECT_TRUE(w.drain(sid(1)).served.empty());
   w.share.on_tick(t1);
-  EXPECT_EQ(w.drain(1).served, (std::vector<std::uint64_t>{1}));
+  EXPECT_EQ(w.drain(sid(1)).served, (std::vector<std::uint64_t>{1}));
   w.share.on_tick(w.share.next_wakeup());
-  EXPECT_EQ(w.drain(1).served, (std::vector<std::uint64_t>{2}));
+  EXPECT_EQ(w.drain(sid(1)).served, (std::vector<std::uint64_t>{2}));
   EXPECT_EQ(w.share.next_wakeup(), Instant::max());  // no idle timer while GETs are unanswered
-  for (std::uint64_t i = 0; i < 3; ++i) w.share.on_chunk_written(1, i, t1 + 1s);
+  for (std::uint64_t i = 0; i < 3; ++i) w.share.on_chunk_written(sid(1), i, t1 + 1s);
   EXPECT_EQ(w.share.next_wakeup(), t1 + 1s + 30s);
 }
 
@@ -174,11 +194,11 @@ TEST(Share, AGetThatWouldWaitTooLongForTheRateGetsBusy) {
   c.burst = kChunkBytes;
   c.max_queue_wait = 1500ms;
   Wire w(c);
-  w.open(1);
-  w.send(1, Get{0});  // served from the bucket
-  w.send(1, Get{1});  // waits 1 s
-  w.send(1, Get{2});  // would wait 2 s: 0.5 s too long
-  auto o = w.drain(1);
+  w.open(sid(1));
+  w.send(sid(1), Get{0});  // served from the bucket
+  w.send(sid(1), Get{1});  // waits 1 s
+  w.send(sid(1), Get{2});  // would wait 2 s: 0.5 s too long
+  auto o = w.drain(sid(1));
   EXPECT_EQ(o.served, (std::vector<std::uint64_t>{0}));
   ASSERT_EQ(o.frames.size(), 1u);
   EXPECT_EQ(std::get<Busy>(o.frames[0]), (Busy{2, 500}));
@@ -190,14 +210,14 @@ TEST(Share, AnIdleSlotIsTakenBack) {
   ShareConfig c;
   c.idle_timeout = 20s;
   Wire w(c);
-  w.open(1);
+  w.open(sid(1));
   EXPECT_EQ(w.share.next_wakeup(), Instant{} + 20s);
-  w.send(1, Get{0}, Instant{} + 5s);
-  w.drain(1);
-  w.share.on_chunk_written(1, 0, Instant{} + 6s);
+  w.send(sid(1), Get{0}, Instant{} + 5s);
+  w.drain(sid(1));
+  w.share.on_chunk_written(sid(1), 0, Instant{} + 6s);
   EXPECT_EQ(w.share.next_wakeup(), Instant{} + 26s);
   w.share.on_tick(Instant{} + 26s);
-  auto o = w.drain(1);
+  auto o = w.drain(sid(1));
   ASSERT_EQ(o.frames.size(), 1u);
   EXPECT_EQ(std::get<TransferErrorMsg>(o.frames[0]).code, TransferError::Idle);
   EXPECT_TRUE(o.closed);
@@ -206,9 +226,9 @@ TEST(Share, AnIdleSlotIsTakenBack) {
 
 TEST(Share, RemovingAModelEndsItsStreams) {
   Wire w;
-  w.open(1);
+  w.open(sid(1));
   w.share.remove_model(kRoot.hash, Instant{});
-  auto o = w.drain(1);
+  auto o = w.drain(sid(1));
   ASSERT_EQ(o.frames.size(), 1u);
   EXPECT_EQ(std::get<TransferErrorMsg>(o.frames[0]).code, TransferError::Unavailable);
   EXPECT_FALSE(w.share.holds(kRoot.hash));
@@ -216,11 +236,11 @@ TEST(Share, RemovingAModelEndsItsStreams) {
 
 TEST(Share, AMalformedStreamIsAnsweredAndEnded) {
   Wire w;
-  w.open(1);
+  w.open(sid(1));
   TransferDecoder d(TransferSide::Holder);
   ASSERT_FALSE(d.feed(encode(Info{1, 1, 1})));  // a holder's frame from the getter
-  w.share.on_stream_error(1, d.error(), Instant{});
-  auto o = w.drain(1);
+  w.share.on_stream_error(sid(1), d.error(), Instant{});
+  auto o = w.drain(sid(1));
   ASSERT_EQ(o.frames.size(), 1u);
   EXPECT_EQ(std::get<TransferErrorMsg>(o.frames[0]).code, TransferError::BadRequest);
   EXPECT_TRUE(o.closed);

@@ -252,14 +252,14 @@ class TransferSim {
       if (n.socket != d.socket || n.gone || n.holder_closed) continue;
       if (d.tag == kFin) {
         n.holder_closed = true;
-        n.share->on_stream_closed(0, now_);
+        n.share->on_stream_closed(StreamId{}, now_);
         return;
       }
       if (!n.from_getter.feed(d.bytes)) {
-        n.share->on_stream_error(0, n.from_getter.error(), now_);
+        n.share->on_stream_error(StreamId{}, n.from_getter.error(), now_);
         return;
       }
-      while (auto f = n.from_getter.next()) n.share->on_frame(0, std::move(*f), now_);
+      while (auto f = n.from_getter.next()) n.share->on_frame(StreamId{}, std::move(*f), now_);
     }
   }
 
