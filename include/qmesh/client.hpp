@@ -69,10 +69,33 @@ struct ChatMessage {
   std::string content;
 };
 
+// One model a worker serves, as its record says.
+struct WorkerModel {
+  std::string name, root;  // root: the content root (hex)
+  std::string architecture, quantization, size_class;  // size_class: "1B", "3B", "7B", ...
+  std::uint64_t parameters = 0;
+  std::uint32_t context = 0;  // tokens per slot
+  bool loaded = false, chat_template = false;
+  int slots_total = 0, slots_busy = 0;
+  double prompt_tokens_per_second = 0, generation_tokens_per_second = 0;
+};
+
+// A model on the mesh (Client::models()): one per content root, however many workers hold it.
+struct ModelInfo {
+  std::string name, root, architecture, quantization, size_class;
+  std::uint64_t parameters = 0;
+  int workers = 0;     // workers that serve it
+  int loaded = 0;      // of them, those that have it loaded now
+  int slots_free = 0;  // free slots over those that have it loaded
+};
+
 struct WorkerInfo {
   std::string id;        // the worker's public key (hex)
   std::string endpoint;  // where it announced from, as the DHT saw it
   bool available = false;
+  std::vector<WorkerModel> models;  // loaded first
+  int models_omitted = 0;           // served too, but left out of its record (too many to list)
+  // The fields below are those of its first model (a worker with one model: that model).
   std::string model, model_hash, architecture, quantization;
   std::uint64_t parameters = 0;
   std::uint32_t context = 0;  // tokens per slot
@@ -90,7 +113,9 @@ struct AskOptions {
   std::vector<ChatMessage> messages;  // a whole conversation (instead of prompt)
   std::string system;                 // chat: a system message first
   bool raw = false;                   // plain completion, no chat template
-  std::string model;                  // a model name or hash prefix; empty: any
+  // A model name, a content root or a unique prefix of one (8+ hex digits), or a size class
+  // ("1B", "3B", "7B", "13B"...); empty: any.
+  std::string model;
   int max_tokens = 256;
   std::optional<double> temperature;  // unset: the worker's default
   std::optional<std::uint64_t> seed;
@@ -163,6 +188,8 @@ class Client {
 
   // Live workers of the topic with their health, best score first.
   std::vector<WorkerInfo> workers();
+  // The models the topic's live workers serve, one per content root, most workers first.
+  std::vector<ModelInfo> models();
   // Blocks until the answer is complete; on_token gets each piece as it arrives.
   AskResult ask(const AskOptions& options, const TokenCallback& on_token = {});
   // Starts an ask on one of the client's background threads: up to 32 run at once, more wait for

@@ -241,11 +241,45 @@ void run_workers(const CommonOpts& o) {
   std::printf("%-12s  %-20s  %-8s  %5s  %5s  %4s  %4s  %7s  %-10s  %-5s  %6s\n", "WORKER", "MODEL", "QUANT", "SLOTS",
               "QUEUE", "CPU", "MEM", "TOK/S", "NAT", "READY", "SCORE");
   for (const auto& w : ws) {
+    // The first model (loaded first); "+N" for the others it serves (qmesh-cli models lists them).
+    std::string model = core::printable_line(w.model);
+    if (const auto more = static_cast<int>(w.models.size()) - 1 + w.models_omitted; more > 0) {
+      model = model.substr(0, 15) + " +" + std::to_string(more);
+    }
     std::printf("%-12s  %-20.20s  %-8.8s  %2d/%-2d  %2d/%-2d  %3.0f%%  %3.0f%%  %7.1f  %-10s  %-5s  %6.1f\n",
-                w.id.substr(0, 12).c_str(), core::printable_line(w.model).c_str(),
+                w.id.substr(0, 12).c_str(), model.c_str(),
                 core::printable_line(w.quantization).c_str(), w.slots_busy, w.slots_total,
                 w.queue_length, w.queue_capacity, w.cpu * 100, w.memory * 100, w.generation_tokens_per_second,
                 w.nat.c_str(), w.available ? "yes" : "no", w.score);
+  }
+}
+
+// ---- models ----
+
+void run_models(const CommonOpts& o) {
+  auto client = make_client(o);
+  std::vector<ModelInfo> ms;
+  try {
+    ms = client->models();
+  } catch (const Error& e) {
+    throw CommandError(e.what(), exit_code(e.kind()));
+  }
+  if (o.json) {
+    json arr = json::array();
+    for (const auto& m : ms) arr.push_back(to_json(m));
+    std::printf("%s\n", json{{"models", arr}}.dump(-1, ' ', false, json::error_handler_t::replace).c_str());
+    return;
+  }
+  if (ms.empty()) {
+    std::printf("no workers announce '%s'\n", o.topic.c_str());
+    return;
+  }
+  std::printf("%-24s  %-16s  %-5s  %-8s  %-10s  %7s  %6s  %4s\n", "MODEL", "ROOT", "SIZE", "QUANT", "ARCH", "WORKERS",
+              "LOADED", "FREE");
+  for (const auto& m : ms) {
+    std::printf("%-24.24s  %-16.16s  %-5s  %-8.8s  %-10.10s  %7d  %6d  %4d\n", core::printable_line(m.name).c_str(),
+                m.root.c_str(), m.size_class.c_str(), core::printable_line(m.quantization).c_str(),
+                core::printable_line(m.architecture).c_str(), m.workers, m.loaded, m.slots_free);
   }
 }
 
@@ -273,7 +307,9 @@ void add_mesh_commands(CLI::App& app) {
   auto* a = app.add_subcommand("ask", "Ask the network; the answer streams to stdout");
   a->add_option("prompt", ao->prompt, "the prompt, or - to read it from stdin")->required();
   add_common(a, *ao);
-  a->add_option("--model", ao->model, "model name or hash prefix (default: any)");
+  a->add_option("--model", ao->model,
+                "model: a name, a content root or 8+ of its first hex digits, or a size class (1B, 3B, 7B, 13B); "
+                "default: any");
   a->add_option("--max-tokens", ao->max_tokens, "longest answer in tokens")->check(CLI::Range(1, 32768));
   a->add_option("--temperature", ao->temperature, "sampling temperature, 0..2")->check(CLI::Range(0.0, 2.0));
   a->add_option("--seed", ao->seed, "sampling seed");
@@ -290,6 +326,11 @@ void add_mesh_commands(CLI::App& app) {
   auto* w = app.add_subcommand("workers", "List live workers and their health");
   add_common(w, *wo);
   w->callback([wo] { run_workers(*wo); });
+
+  auto mo = std::make_shared<CommonOpts>();
+  auto* m = app.add_subcommand("models", "List the models on the network (one per content root)");
+  add_common(m, *mo);
+  m->callback([mo] { run_models(*mo); });
 
   auto kpath = std::make_shared<std::string>();
   auto force = std::make_shared<bool>(false);

@@ -133,16 +133,16 @@ qmesh::core::Result<std::unique_ptr<qmesh::worker::MeshServer>> make_server(qmes
   std::string name = summary->name;
   if (name.empty() || !qmesh::core::valid_utf8_printable(name)) name = std::filesystem::path(cfg.model).stem().string();
   if (!qmesh::core::valid_utf8_printable(name)) name = "model";
-  qmesh::core::mesh::WorkerRecord named;
-  named.model = name;
-  record.model = qmesh::core::mesh::decode_worker_record(qmesh::core::mesh::encode_worker_record(named))->model;  // clipped as sent
-  record.model_hash = *hash;
-  record.architecture = summary->architecture;
-  record.parameters = summary->parameter_count;
-  record.quantization = summary->file_type_name.rfind("MOSTLY_", 0) == 0 ? summary->file_type_name.substr(7)
-                                                                       : summary->file_type_name;
-  record.chat_template = summary->has_chat_template;
-  record.context = static_cast<std::uint32_t>(cfg.ctx_size / cfg.parallel);
+  qmesh::core::mesh::ModelEntry m;
+  m.name = qmesh::core::mesh::record_string(name);  // as sent
+  m.root = *hash;
+  m.architecture = summary->architecture;
+  m.parameters = summary->parameter_count;
+  m.quantization = summary->file_type_name.rfind("MOSTLY_", 0) == 0 ? summary->file_type_name.substr(7)
+                                                                  : summary->file_type_name;
+  m.chat_template = summary->has_chat_template;
+  m.context = static_cast<std::uint32_t>(cfg.ctx_size / cfg.parallel);
+  record.models = {m};
   record.max_tokens = static_cast<std::uint32_t>(cfg.max_tokens);
   record.software = std::string("qmesh-worker ") + QMESH_VERSION;
 
@@ -154,10 +154,10 @@ qmesh::core::Result<std::unique_ptr<qmesh::worker::MeshServer>> make_server(qmes
   o.metrics = metrics;
   auto server = qmesh::worker::MeshServer::start(worker, o);
   if (!server) return server.error();
-  (*server)->set_model(record.model, record.model_hash);
+  (*server)->set_model(m.name, m.root);
   const auto at = (*server)->local_endpoint();
   spdlog::info("joined the network as {} on {}, topic '{}', model {} ({})", qmesh::core::to_hex(id.sign.public_key),
-               at ? at->to_string() : "?", cfg.topic, record.model, qmesh::core::to_hex(record.model_hash).substr(0, 16));
+               at ? at->to_string() : "?", cfg.topic, m.name, qmesh::core::to_hex(m.root).substr(0, 16));
   return server;
 }
 
@@ -170,8 +170,10 @@ qmesh::core::mesh::Health announce(qmesh::worker::MeshServer& server, qmesh::wor
   const auto* sup = worker.supervisor();
   r.available = h.llama_ready && sup && sup->state() == qmesh::sidecar::SidecarState::Ready;
   r.nat = server.nat_type();
-  r.slots_total = static_cast<std::uint16_t>(h.slots_total > 0 ? h.slots_total : cfg.parallel);
-  r.slots_busy = static_cast<std::uint16_t>(std::min(h.slots_busy, static_cast<int>(r.slots_total)));
+  auto& m = r.models.front();  // make_server() set the one model
+  m.loaded = r.available;
+  m.slots_total = static_cast<std::uint16_t>(h.slots_total > 0 ? h.slots_total : cfg.parallel);
+  m.slots_busy = static_cast<std::uint16_t>(std::min(h.slots_busy, static_cast<int>(m.slots_total)));
   r.queue_capacity = static_cast<std::uint16_t>(cfg.queue_capacity);
   r.queue_length = static_cast<std::uint16_t>(std::max(0, stats.running - cfg.parallel));
   r.cpu_permille = static_cast<std::uint16_t>(std::clamp(h.cpu_percent * 10, 0.0, 1000.0));
@@ -180,8 +182,8 @@ qmesh::core::mesh::Health announce(qmesh::worker::MeshServer& server, qmesh::wor
                           : 0;
   // 0 until the worker has measured enough of its own answers: clients then count it as the median.
   const double gen = worker.generation_tps().value_or(0);
-  r.generation_tps_centi = static_cast<std::uint32_t>(std::clamp(gen * 100, 0.0, 1e8));
-  r.prompt_tps_centi = static_cast<std::uint32_t>(std::clamp(h.prompt_tokens_per_second * 100, 0.0, 1e8));
+  m.generation_tps_centi = static_cast<std::uint32_t>(std::clamp(gen * 100, 0.0, 1e8));
+  m.prompt_tps_centi = static_cast<std::uint32_t>(std::clamp(h.prompt_tokens_per_second * 100, 0.0, 1e8));
   const auto st = server.announce(r);
   if (metrics) metrics->announced(st ? *st : 0);
   if (!st) {

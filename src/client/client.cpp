@@ -133,6 +133,34 @@ std::vector<WorkerInfo> Client::workers() {
   return out;
 }
 
+std::vector<ModelInfo> Client::models() {
+  std::map<std::string, ModelInfo> by_root;
+  for (const auto& w : workers()) {
+    for (const auto& m : w.models) {
+      auto& e = by_root[m.root];
+      if (e.root.empty()) {
+        e.name = m.name;
+        e.root = m.root;
+        e.architecture = m.architecture;
+        e.quantization = m.quantization;
+        e.size_class = m.size_class;
+        e.parameters = m.parameters;
+      }
+      ++e.workers;
+      if (m.loaded && w.available) {
+        ++e.loaded;
+        e.slots_free += std::max(0, m.slots_total - m.slots_busy);
+      }
+    }
+  }
+  std::vector<ModelInfo> out;
+  for (auto& [root, m] : by_root) out.push_back(std::move(m));
+  std::stable_sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
+    return a.workers != b.workers ? a.workers > b.workers : a.name < b.name;
+  });
+  return out;
+}
+
 AskResult Client::ask(const AskOptions& options, const TokenCallback& on_token) {
   AskCancel never;
   return impl_->run_ask(options, on_token, never);

@@ -97,6 +97,7 @@ AskResult Client::Impl::run_ask(const AskOptions& o, const std::function<void(st
   std::optional<Clock::time_point> first_token;
   std::string last_error = "no worker could be reached";
   std::string last_kind = "network";
+  std::string resume_root;  // the content root of the model the ask went to last
   bool saw_busy = false;
   int bad_requests = 0;
   std::uint32_t busy_retry_ms = 0;
@@ -107,6 +108,8 @@ AskResult Client::Impl::run_ask(const AskOptions& o, const std::function<void(st
     const auto recs = attempt == 0 ? lookup(kLookupFresh, deadline, &cancelled.flag, kLookupUsable)
                                    : lookup(milliseconds(500), deadline, &cancelled.flag);
     const auto rtt = rtts();
+    // An answer begun on one model goes on with that model, whatever the ask named.
+    const std::string query = res.text.empty() ? o.model : resume_root;
     std::vector<mesh::Candidate> cands;
     std::vector<const dht::LookupRecord*> of;
     std::size_t busy_now = 0, usable = 0, have_model = 0;
@@ -118,8 +121,8 @@ AskResult Client::Impl::run_ask(const AskOptions& o, const std::function<void(st
         const auto& key = r.record.body.pubkey;
         const bool busy = busy_until.count(key) && busy_until[key] > Clock::now();
         if (busy) ++busy_now;
-        if (mesh::model_matches(*w, o.model)) ++have_model;
-        if (w->available && mesh::model_matches(*w, o.model)) ++usable;
+        if (mesh::model_matches(*w, query)) ++have_model;
+        if (w->available && mesh::model_matches(*w, query)) ++usable;
         auto it = rtt.find(key);
         mesh::Candidate c{*w, it != rtt.end() ? std::optional(it->second) : std::nullopt, busy || failed.count(key) > 0, std::nullopt};
         c.measured_tps = measured_tps(key);
@@ -127,17 +130,21 @@ AskResult Client::Impl::run_ask(const AskOptions& o, const std::function<void(st
         of.push_back(&r);
       }
     }
+    if (const auto n = attempt == 0 ? mesh::roots_with_prefix(cands, o.model) : 0; n > 1)
+      throw Error("bad_request", "model " + o.model + " is ambiguous: " + std::to_string(n) +
+                                     " content roots begin with it; give more digits");
     auto pick = [&] {
       mesh::SelectConfig sc;
       sc.ask_tokens = std::max(1, req.max_tokens - static_cast<int>(res.tokens));  // what is left to generate
       std::lock_guard lk(mu);
-      return mesh::select_worker(cands, o.model, *rng, sc);
+      return mesh::select_worker(cands, query, *rng, sc);
     }();
+
     if (!pick) pick = wait_for_comeback(of, coming_back, failed, deadline, cancelled);
     if (!pick) {
       if (recs.empty()) throw Error("no_workers", "no worker announces '" + opts.topic + "'");
       if (have_model == 0 && !o.model.empty())
-        throw Error("unknown_model", "no worker of '" + opts.topic + "' serves model '" + o.model + "'");
+        throw Error("unknown_model", "no workers serve " + o.model + " (on '" + opts.topic + "')");
       if (usable == 0)
         throw Error("no_workers", o.model.empty() ? "no worker of '" + opts.topic + "' is ready"
                                                   : "no ready worker serves model '" + o.model + "'");
@@ -163,7 +170,9 @@ AskResult Client::Impl::run_ask(const AskOptions& o, const std::function<void(st
       throw failed_error(res.workers_tried.size(), bad_requests, last_error);
     }
     const auto& rec = *of[*pick];
-    const std::string announced_model = cands[*pick].record.model;
+    const auto& chosen = cands[*pick].record.models[*mesh::model_for(cands[*pick].record, query)];
+    const std::string announced_model = chosen.name;
+    resume_root = core::to_hex(chosen.root);
     const auto key = rec.record.body.pubkey;
     const auto wid = core::to_hex(key);
     if (!res.workers_tried.empty()) ++res.retries;
@@ -183,6 +192,7 @@ AskResult Client::Impl::run_ask(const AskOptions& o, const std::function<void(st
       continue;
     }
     mesh::Request r = req;
+    r.model = resume_root;  // the worker serves the model the record says, by its root
     r.resume = res.text;
     r.max_tokens = req.max_tokens - static_cast<int>(res.tokens);
     if (r.max_tokens <= 0) break;  // the earlier worker gave every token asked for

@@ -496,20 +496,41 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     i.id = core::to_hex(r.record.body.pubkey);
     i.endpoint = r.from.to_string();
     i.available = w.available;
-    i.model = w.model;
-    i.model_hash = core::to_hex(w.model_hash);
-    i.architecture = w.architecture;
-    i.quantization = w.quantization;
-    i.parameters = w.parameters;
-    i.context = w.context;
-    i.slots_total = w.slots_total;
-    i.slots_busy = w.slots_busy;
+    for (const auto& m : w.models) {
+      WorkerModel wm;
+      wm.name = m.name;
+      wm.root = core::to_hex(m.root);
+      wm.architecture = m.architecture;
+      wm.quantization = m.quantization;
+      wm.size_class = mesh::size_class(m.parameters);
+      wm.parameters = m.parameters;
+      wm.context = m.context;
+      wm.loaded = m.loaded;
+      wm.chat_template = m.chat_template;
+      wm.slots_total = m.slots_total;
+      wm.slots_busy = m.slots_busy;
+      wm.prompt_tokens_per_second = m.prompt_tps();
+      wm.generation_tokens_per_second = m.generation_tps();
+      i.models.push_back(std::move(wm));
+    }
+    i.models_omitted = w.models_omitted;
+    if (!i.models.empty()) {
+      const auto& f = i.models.front();
+      i.model = f.name;
+      i.model_hash = f.root;
+      i.architecture = f.architecture;
+      i.quantization = f.quantization;
+      i.parameters = f.parameters;
+      i.context = f.context;
+      i.slots_total = f.slots_total;
+      i.slots_busy = f.slots_busy;
+      i.prompt_tokens_per_second = f.prompt_tokens_per_second;
+      i.generation_tokens_per_second = f.generation_tokens_per_second;
+    }
     i.queue_length = w.queue_length;
     i.queue_capacity = w.queue_capacity;
     i.cpu = w.cpu_fraction();
     i.memory = w.memory_fraction();
-    i.prompt_tokens_per_second = w.prompt_tps();
-    i.generation_tokens_per_second = w.generation_tps();
     i.max_tokens = w.max_tokens;
     i.software = w.software;
     i.nat = std::string(core::nat::to_string(w.nat));

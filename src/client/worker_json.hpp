@@ -8,7 +8,37 @@
 
 namespace qmesh {
 
+inline nlohmann::json to_json(const qmesh::WorkerModel& m) {
+  return {{"name", m.name},
+          {"root", m.root},
+          {"architecture", m.architecture},
+          {"quantization", m.quantization},
+          {"size_class", m.size_class},
+          {"parameters", m.parameters},
+          {"context", m.context},
+          {"loaded", m.loaded},
+          {"chat_template", m.chat_template},
+          {"slots_total", m.slots_total},
+          {"slots_busy", m.slots_busy},
+          {"prompt_tokens_per_second", m.prompt_tokens_per_second},
+          {"generation_tokens_per_second", m.generation_tokens_per_second}};
+}
+
+inline nlohmann::json to_json(const qmesh::ModelInfo& m) {
+  return {{"name", m.name},
+          {"root", m.root},
+          {"architecture", m.architecture},
+          {"quantization", m.quantization},
+          {"size_class", m.size_class},
+          {"parameters", m.parameters},
+          {"workers", m.workers},
+          {"loaded", m.loaded},
+          {"slots_free", m.slots_free}};
+}
+
 inline nlohmann::json to_json(const qmesh::WorkerInfo& w) {
+  auto models = nlohmann::json::array();
+  for (const auto& m : w.models) models.push_back(to_json(m));
   return {{"id", w.id},
           {"endpoint", w.endpoint},
           {"available", w.available},
@@ -30,7 +60,9 @@ inline nlohmann::json to_json(const qmesh::WorkerInfo& w) {
           {"software", w.software},
           {"nat", w.nat},
           {"expires_in_s", w.expires_in_s},
-          {"score", w.score}};
+          {"score", w.score},
+          {"models", models},
+          {"models_omitted", w.models_omitted}};
 }
 
 }  // namespace qmesh

@@ -370,9 +370,11 @@ bool valid_ws_id(std::string_view id) {
 }
 
 std::string models_body(const std::vector<WorkerInfo>& workers) {
+  // By name, as clients send it back in `model`; every model of every worker counts.
   std::map<std::string, int> count;
   for (const auto& w : workers)
-    if (!w.model.empty()) ++count[w.model];
+    for (const auto& m : w.models)
+      if (!m.name.empty()) ++count[m.name];
   json data = json::array();
   for (const auto& [name, n] : count)
     data.push_back(json{{"id", name}, {"object", "model"}, {"created", 0}, {"owned_by", "qmesh"}, {"workers", n}});

@@ -255,14 +255,20 @@ TEST(OpenAi, WebSocketMessages) {
 
 TEST(OpenAi, ModelsGroupByName) {
   std::vector<qmesh::WorkerInfo> ws(3);
-  ws[0].model = "b";
-  ws[1].model = "a";
-  ws[2].model = "b";
+  auto model = [](const std::string& name) {
+    qmesh::WorkerModel m;
+    m.name = name;
+    return m;
+  };
+  ws[0].models = {model("b"), model("c")};  // a worker with two models lists both
+  ws[1].models = {model("a")};
+  ws[2].models = {model("b")};
   auto j = json::parse(models_body(ws));
   EXPECT_EQ(j["object"], "list");
-  ASSERT_EQ(j["data"].size(), 2u);
+  ASSERT_EQ(j["data"].size(), 3u);
   EXPECT_EQ(j["data"][0]["id"], "a");
   EXPECT_EQ(j["data"][1]["workers"], 2);
+  EXPECT_EQ(j["data"][2]["id"], "c");
   EXPECT_EQ(j["data"][1]["owned_by"], "qmesh");
 }
 

@@ -12,14 +12,18 @@ namespace {
 Candidate worker(const std::string& model, double tps, int busy, int queue, int slots = 2) {
   Candidate c;
   c.record.available = true;
-  c.record.model = model;
-  c.record.model_hash[0] = 0xAB;
-  c.record.model_hash[1] = 0xCD;
-  c.record.slots_total = static_cast<std::uint16_t>(slots);
-  c.record.slots_busy = static_cast<std::uint16_t>(busy);
+  ModelEntry m;
+  m.name = model;
+  m.root[0] = 0xAB;
+  m.root[1] = 0xCD;
+  m.parameters = 1'100'000'000;
+  m.loaded = true;
+  m.slots_total = static_cast<std::uint16_t>(slots);
+  m.slots_busy = static_cast<std::uint16_t>(busy);
+  m.generation_tps_centi = static_cast<std::uint32_t>(tps * 100);
+  c.record.models = {m};
   c.record.queue_capacity = 10;
   c.record.queue_length = static_cast<std::uint16_t>(queue);
-  c.record.generation_tps_centi = static_cast<std::uint32_t>(tps * 100);
   return c;
 }
 
@@ -50,6 +54,64 @@ TEST(WorkerSelect, ModelMatchesByNameOrHashPrefix) {
   EXPECT_TRUE(model_matches(c.record, "ABCD0000"));
   EXPECT_FALSE(model_matches(c.record, "abcd000"));  // too short a prefix
   EXPECT_FALSE(model_matches(c.record, "other"));
+  EXPECT_TRUE(model_matches(c.record, "TINY"));  // ASCII case ignored
+}
+
+TEST(WorkerSelect, SizeClasses) {
+  EXPECT_EQ(size_class(30'000'000), "1B");
+  EXPECT_EQ(size_class(1'100'000'000), "1B");
+  EXPECT_EQ(size_class(3'200'000'000), "3B");
+  EXPECT_EQ(size_class(6'700'000'000), "7B");
+  EXPECT_EQ(size_class(8'000'000'000), "7B");
+  EXPECT_EQ(size_class(13'000'000'000), "13B");
+  EXPECT_EQ(size_class(34'000'000'000), "34B");
+  EXPECT_EQ(size_class(70'000'000'000), "70B");
+  auto c = worker("tiny", 1, 0, 0);  // 1.1e9 parameters
+  EXPECT_TRUE(model_matches(c.record, "1B"));
+  EXPECT_TRUE(model_matches(c.record, "1b"));
+  EXPECT_FALSE(model_matches(c.record, "7B"));
+  c.record.models[0].parameters = 0;  // unknown: no class
+  EXPECT_FALSE(model_matches(c.record, "1B"));
+}
+
+// A worker with two models: an ask names one; a loaded one is preferred to an unloaded one, and
+// a worker that has the model loaded is preferred to one that must load it first.
+TEST(WorkerSelect, SeveralModelsPerWorker) {
+  auto two = worker("a", 50, 0, 0);
+  auto b = two.record.models[0];
+  b.name = "b";
+  b.root[0] = 0x12;
+  b.parameters = 7'000'000'000;
+  b.loaded = false;
+  two.record.models.push_back(b);
+  EXPECT_EQ(model_for(two.record, "a"), 0u);
+  EXPECT_EQ(model_for(two.record, "b"), 1u);
+  EXPECT_EQ(model_for(two.record, "7B"), 1u);
+  EXPECT_EQ(model_for(two.record, "12cd0000"), 1u);
+  EXPECT_EQ(model_for(two.record, ""), 0u);  // any: the loaded one
+  EXPECT_FALSE(model_for(two.record, "c"));
+  EXPECT_EQ(ineligible(two, "c"), "serves another model");
+  EXPECT_EQ(ineligible(two, "b"), "");  // not loaded: an ask waits for the load
+  // The same model loaded on another worker wins most asks; the unloaded one still gets some.
+  auto loaded_b = worker("b", 50, 0, 0);
+  loaded_b.record.models[0].root = b.root;
+  std::vector<Candidate> cs = {two, loaded_b};
+  EXPECT_GT(pick_weight(cs[1], {}, 0, 0, "b"), 5 * pick_weight(cs[0], {}, 0, 0, "b"));
+  Rng rng(3);
+  int on_loaded = 0;
+  for (int i = 0; i < 1000; ++i) on_loaded += *select_worker(cs, "b", rng) == 1;
+  EXPECT_GT(on_loaded, 900);
+  // A prefix both roots begin with is ambiguous; one digit more is not.
+  cs[1].record.models[0].root[1] = 0xCE;  // 12ce... beside 12cd...
+  EXPECT_EQ(roots_with_prefix(cs, "12cd0000"), 1u);
+  EXPECT_EQ(roots_with_prefix(cs, "12c"), 0u);  // too short to be a root prefix
+  cs[1].record.models[0].root = b.root;
+  EXPECT_EQ(roots_with_prefix(cs, "12cd0000"), 1u);  // one root on two workers is one model
+  cs[1].record.models[0].root[31] = 0xFF;
+  EXPECT_EQ(roots_with_prefix(cs, "12cd0000"), 2u);
+  EXPECT_EQ(roots_with_prefix(cs, "12cd000x"), 0u);  // not hex: a name
+  // Alone, the worker that must load it gets the ask.
+  EXPECT_EQ(select_worker({two}, "b", rng), 0u);
 }
 
 TEST(WorkerSelect, ScorePrefersFreeFastNearWorkers) {
@@ -140,7 +202,7 @@ TEST(WorkerSelect, AWorkerThatHasNotMeasuredItsSpeedYetCountsAsTheMedian) {
   for (int i = 0; i < 3000; ++i) ++n[*select_worker(cs, "", rng)];
   for (std::size_t i = 0; i < 3; ++i) EXPECT_GE(n[i], 3000 / 6) << i;
   // When none has measured, all count as default_tps and share equally.
-  for (auto& c : cs) c.record.generation_tps_centi = 0;
+  for (auto& c : cs) c.record.models[0].generation_tps_centi = 0;
   EXPECT_DOUBLE_EQ(median_claim(cs, ""), SelectConfig{}.default_tps);
   n.clear();
   for (int i = 0; i < 3000; ++i) ++n[*select_worker(cs, "", rng)];
