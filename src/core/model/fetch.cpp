@@ -21,7 +21,11 @@ Fetch::Fetch(ContentRoot root, std::vector<bool> have, FetchConfig config, Insta
     : root_(root), cfg_(config), start_(now) {
   cfg_.max_inflight = std::clamp<std::uint16_t>(cfg_.max_inflight, 1, kMaxInflight);
   cfg_.initial_window = std::clamp<std::uint16_t>(cfg_.initial_window, 1, cfg_.max_inflight);
-  cfg_.endgame_copies = std::max<std::size_t>(cfg_.endgame_copies, 1);
+  cfg_.endgame_copies = std::clamp<std::size_t>(cfg_.endgame_copies, 1, 8);
+  if (root_.size > kMaxModelBytes) {  // a root no one may serve (bounds the bitmap below)
+    fail("the file is larger than 1 TiB");
+    return;
+  }
   const std::uint64_t n = root_.chunks();
   have_.assign(n, false);
   copies_.assign(n, 0);

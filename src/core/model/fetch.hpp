@@ -39,7 +39,7 @@ struct FetchConfig {
   std::uint16_t max_inflight = kMaxInflight;  // GETs unanswered per holder, at most
   std::uint16_t initial_window = 2;           // before the holder's rate is measured
   double window_gain = 2.0;                   // window = gain x rate x least GET-to-CHUNK time
-  std::size_t endgame_copies = 2;             // a chunk outstanding at this many holders at most
+  std::size_t endgame_copies = 2;             // a chunk outstanding at this many holders at most (1-8)
   // A holder that answers no OPEN within open_timeout, or has GETs unanswered and sends nothing for
   // max(silence_timeout, 4 chunks' time at its rate), is dropped and its chunks re-queued.
   Duration open_timeout = std::chrono::seconds(10);

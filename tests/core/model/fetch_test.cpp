@@ -202,6 +202,13 @@ TEST(Fetch, EveryChunkVerifiedBeforeStartIsDoneAtOnce) {
   EXPECT_EQ(fetch.next_wakeup(), Instant::max());
 }
 
+TEST(Fetch, ARootPastTheLimitFailsAtOnce) {
+  Fetch fetch(ContentRoot{Hash{1}, kMaxModelBytes + 1}, {}, {}, Instant{});
+  auto a = fetch.next_action();
+  ASSERT_TRUE(a && std::holds_alternative<FetchFailed>(*a));
+  EXPECT_EQ(std::get<FetchFailed>(*a).reason, "the file is larger than 1 TiB");
+}
+
 TEST(Fetch, AllHoldersBadFailsWithEachReason) {
   const SimFile& f = file20();
   TransferSim sim(f, {at_rate(8 * MiB, Behaviour::FlipBits), at_rate(4 * MiB, Behaviour::FlipBits),
