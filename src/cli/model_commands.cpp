@@ -1,4 +1,5 @@
-// qmesh-cli model inspect / model synth: the file-system edge of the core GGUF reader and writer.
+// qmesh-cli model inspect / model synth / model root: the file-system edge of the core GGUF reader and
+// writer, and of the content root.
 #include <CLI/CLI.hpp>
 #include <cerrno>
 #include <cstdio>
@@ -13,9 +14,11 @@
 #include "cli/commands.hpp"
 #include "core/model/gguf.hpp"
 #include "core/model/synth.hpp"
+#include "core/base/hex.hpp"
 #include "core/base/printable.hpp"
 #include "core/base/rng.hpp"
 #include "sidecar/model_file.hpp"
+#include "sidecar/model_root.hpp"
 
 namespace qmesh::cli {
 namespace {
@@ -150,10 +153,22 @@ void run_synth(const SynthArgs& a) {
             << type_name << ", seed " << a.seed << ")\n";
 }
 
+// Any file (a model or not): its content root, from the root cache when the file is unchanged.
+void print_root(const std::string& path, bool json) {
+  auto root = sidecar::model_root(path);
+  if (!root) throw CommandError(root.error().message);
+  const std::string hex = core::to_hex(root->hash);
+  if (json) {
+    std::cout << nlohmann::json{{"root", hex}, {"size", root->size}, {"chunks", root->chunks()}}.dump() << "\n";
+    return;
+  }
+  std::cout << "root: " << hex << "\nsize: " << root->size << "\nchunks: " << root->chunks() << "\n";
+}
+
 }  // namespace
 
 void add_model_commands(CLI::App& app) {
-  auto* model = app.add_subcommand("model", "Inspect or synthesize GGUF models")->require_subcommand(1);
+  auto* model = app.add_subcommand("model", "Inspect or synthesize GGUF models; a file's content root")->require_subcommand(1);
 
   auto* inspect = model->add_subcommand("inspect", "Print a GGUF model's summary");
   auto path = std::make_shared<std::string>();
@@ -171,6 +186,13 @@ void add_model_commands(CLI::App& app) {
   synth->add_option("--name", args->name, "The model's general.name (default qmesh-synth-SHAPE)");
   synth->add_option("--vocab", args->vocab, "Vocabulary GGUF (default $QMESH_LLAMA_VOCAB or the llama-spm vocab in ~/.cache/qmesh)");
   synth->callback([args] { run_synth(*args); });
+
+  auto* root = model->add_subcommand("root", "Print a file's content root, its identity on the mesh");
+  auto root_path = std::make_shared<std::string>();
+  auto root_json = std::make_shared<bool>(false);
+  root->add_option("file", *root_path, "The file (hashed once; then read from ~/.cache/qmesh/roots)")->required();
+  root->add_flag("--json", *root_json, "Print {\"root\", \"size\", \"chunks\"}");
+  root->callback([root_path, root_json] { print_root(*root_path, *root_json); });
 }
 
 }  // namespace qmesh::cli

@@ -51,9 +51,20 @@ class MerkleTree {
   // past the end.
   std::vector<Hash> proof(std::uint64_t index) const;
   std::uint64_t size() const { return size_; }
+  std::uint64_t chunks() const { return levels_.empty() ? 0 : levels_[0].size(); }
+
+  // The leaf hashes, in order: what a holder caches so that it need not rehash the file to give
+  // proofs (sidecar/model_root).
+  std::span<const Hash> leaves() const;
+  // The tree again from cached leaves of a file of `size` bytes; nullopt when the count does not
+  // match the size or the size is beyond kMaxModelBytes. The caller compares root() with the root
+  // it cached beside the leaves.
+  static std::optional<MerkleTree> from_leaves(std::span<const Hash> leaves, std::uint64_t size);
 
  private:
-  std::vector<std::vector<Hash>> levels_;  // levels_[0]: leaves
+  void push_leaf(const Hash& leaf);  // appends and recomputes the right edge (≤ 20 node hashes)
+
+  std::vector<std::vector<Hash>> levels_;  // levels_[0]: leaves; always complete up to one top
   std::uint64_t size_ = 0;
   bool short_seen_ = false;
 };
