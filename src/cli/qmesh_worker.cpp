@@ -123,11 +123,11 @@ qmesh::core::Result<qmesh::core::mesh::ModelEntry> model_entry(qmesh::worker::Wo
                                                                const qmesh::worker::WorkerConfig& cfg) {
   const auto& info = worker.model_info(i);
   const auto& summary = info.summary;
-  auto hash = worker.model_hash(i);
-  if (!hash) return qmesh::core::make_error(info.path + ": cannot read the file to hash it");
+  auto root = worker.model_root(i);
+  if (!root) return qmesh::core::make_error(info.path + ": cannot read the file for its content root");
   qmesh::core::mesh::ModelEntry m;
   m.name = qmesh::core::mesh::record_string(info.name);  // as sent (the worker named it: printable)
-  m.root = *hash;
+  m.root = *root;
   m.architecture = summary.architecture;
   m.parameters = summary.parameter_count;
   m.quantization = summary.file_type_name.rfind("MOSTLY_", 0) == 0 ? summary.file_type_name.substr(7)
@@ -205,7 +205,7 @@ qmesh::core::mesh::Health announce(qmesh::worker::MeshServer& server, qmesh::wor
     r.available = false;
     for (std::size_t i = 0; i < models.size(); ++i) {
       const auto& s = models[i];
-      auto e = model_entry(worker, i, cfg);  // hashed at start: no file read here
+      auto e = model_entry(worker, i, cfg);  // roots known since start: no file read here
       if (!e) continue;
       e->loaded = s.state == qmesh::worker::ModelStatus::State::Loaded && !s.failed && s.pid > 0;
       e->slots_total = static_cast<std::uint16_t>(e->loaded ? s.slots_total : 0);

@@ -217,8 +217,8 @@ core::Result<std::unique_ptr<MeshServer>> MeshServer::start(Worker& worker, Mesh
   mallopt(M_MMAP_THRESHOLD, 128 << 10);
   mallopt(M_TRIM_THRESHOLD, 128 << 10);
 #endif
-  // Asks may name a model by a prefix of its hash: every file is hashed before the first ask.
-  if (auto h = worker.hash_models(); !h) return h.error();
+  // Asks may name a model by a prefix of its content root: every root is known before the first ask.
+  if (auto h = worker.compute_roots(); !h) return h.error();
   auto impl = std::make_unique<Impl>(worker, opts);
   net::PeerServiceOptions so;
   if (opts.listen) {

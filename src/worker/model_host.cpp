@@ -4,7 +4,7 @@
 
 #include <chrono>
 
-#include "sidecar/model_file.hpp"
+#include "sidecar/model_root.hpp"
 
 namespace qmesh::worker {
 
@@ -68,16 +68,16 @@ std::shared_ptr<sidecar::LlamaEngine> ModelHost::engine() const {
   return engine_;
 }
 
-core::Result<std::array<std::uint8_t, 32>> ModelHost::hash() {
+core::Result<std::array<std::uint8_t, 32>> ModelHost::root() {
   {
     std::lock_guard lk(mu_);
-    if (hash_) return *hash_;
+    if (root_) return *root_;
   }
-  auto h = sidecar::hash_model_file(info_.path);
-  if (!h) return h.error();
+  auto r = sidecar::model_root(info_.path);
+  if (!r) return r.error();
   std::lock_guard lk(mu_);
-  hash_ = *h;
-  return *h;
+  root_ = r->hash;
+  return r->hash;
 }
 
 void ModelHost::add_rate(std::uint64_t tokens, double seconds, core::Instant now) {

@@ -49,8 +49,10 @@ class ModelHost {
   std::shared_ptr<sidecar::Supervisor> supervisor() const;
   std::shared_ptr<sidecar::LlamaEngine> engine() const;
 
-  // BLAKE2b-256 of the file, computed on first use (about 1 GB/s) and kept.
-  core::Result<std::array<std::uint8_t, 32>> hash();
+  // The file's content root (core/model/content_root: the model's identity on the network, what
+  // the worker record announces), computed on first use (sidecar::model_root: from the root cache
+  // when the file is unchanged, else hashed at about 0.8 GB/s and cached) and kept.
+  core::Result<std::array<std::uint8_t, 32>> root();
 
   void add_rate(std::uint64_t tokens, double seconds, core::Instant now);
   std::optional<double> generation_tps(core::Instant now);
@@ -66,7 +68,7 @@ class ModelHost {
   std::shared_ptr<sidecar::LlamaEngine> engine_;
   std::uint64_t loads_ = 0;
   double last_load_ms_ = 0;
-  std::optional<std::array<std::uint8_t, 32>> hash_;
+  std::optional<std::array<std::uint8_t, 32>> root_;
   std::mutex rate_mu_;
   core::mesh::GenerationRate rate_;
 };

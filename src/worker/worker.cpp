@@ -203,7 +203,7 @@ std::optional<std::size_t> Worker::find_model(std::string_view q) const {
     const bool hex = query.size() >= 8 && query.size() <= 64 &&
                      std::all_of(query.begin(), query.end(), [](unsigned char c) { return std::isxdigit(c); });
     if (hex) {
-      if (auto h = model_hash(i)) e.root = *h;
+      if (auto h = model_root(i)) e.root = *h;
     }
     if (!core::mesh::model_matches(e, query) && lower(info.stem) != lower(query)) continue;
     if (!best) best = i;
@@ -213,16 +213,16 @@ std::optional<std::size_t> Worker::find_model(std::string_view q) const {
   return best;
 }
 
-core::Status Worker::hash_models() {
+core::Status Worker::compute_roots() {
   for (auto& h : hosts_)
-    if (auto r = h->hash(); !r) return r.error();
+    if (auto r = h->root(); !r) return r.error();
   return core::Ok{};
 }
 
-std::optional<std::array<std::uint8_t, 32>> Worker::model_hash(std::size_t model) const {
+std::optional<std::array<std::uint8_t, 32>> Worker::model_root(std::size_t model) const {
   if (model >= hosts_.size()) return std::nullopt;
   auto& h = const_cast<ModelHost&>(*hosts_[model]);
-  auto r = h.hash();
+  auto r = h.root();
   if (!r) return std::nullopt;
   return *r;
 }

@@ -80,15 +80,18 @@ class Worker {
   Outcome submit(const sidecar::CompletionRequest& req, const sidecar::LlamaEngine::TokenSink& on_token,
                  const sidecar::LlamaEngine::CancelCheck& cancelled = {}, std::size_t model = 0);
 
-  // The model an ask names: "" is the first model; else its name (general.name), its file's stem,
-  // or a prefix of its hash in hex (8 to 64 digits; hashes are computed by hash_models()).
+  // The model an ask names: "" is the first model; else, as clients match a record's models
+  // (core::mesh::model_matches), its name (general.name, case aside), a size class ("1B"), a prefix
+  // of its content root in hex (8 to 64 digits; roots come from compute_roots()), or its file's
+  // stem; a loaded match first.
   // nullopt: this worker does not serve it.
   std::optional<std::size_t> find_model(std::string_view query) const;
   std::size_t model_count() const { return hosts_.size(); }
   const ModelInfo& model_info(std::size_t model) const { return hosts_.at(model)->info(); }
-  // Hashes every model file (BLAKE2b-256, about 1 GB/s), so that find_model matches hash prefixes.
-  core::Status hash_models();
-  std::optional<std::array<std::uint8_t, 32>> model_hash(std::size_t model) const;
+  // Every model's content root (ModelHost::root: the root cache, else hashing the file), so that
+  // find_model matches root prefixes without reading files later.
+  core::Status compute_roots();
+  std::optional<std::array<std::uint8_t, 32>> model_root(std::size_t model) const;
   std::vector<ModelStatus> models();
   // How many asks the worker holds at most: parallel per model + queue-capacity.
   int admission_limit() const;

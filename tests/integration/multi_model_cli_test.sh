@@ -85,4 +85,8 @@ back() { local p; p="$(pgrep -f -- "llama-server --model $model_b" | head -1)"; 
 n=0; until back || [ $n -ge 30 ]; do sleep 1; n=$((n + 1)); done
 check "model B's llama-server came back (a new pid)" back
 check "... and answers" "$cli" ask --bootstrap "$boot" --model qmesh-synth-tiny-b --raw --max-tokens 4 "Back?"
+# An ask by a prefix of B's content root goes to B (the client and the worker match it alike).
+root_b="$("$cli" model root --json "$model_b" | jq -r .root)"
+by_root() { [ "$("$cli" ask --bootstrap "$boot" --model "${root_b:0:16}" --raw --max-tokens 4 --json "Root?" | jq -r .model)" = qmesh-synth-tiny-b ]; }
+check "an ask by a prefix of model B's content root is answered by B" by_root
 finish

@@ -62,7 +62,7 @@ class MultiModel : public ::testing::Test {
 
 }  // namespace
 
-TEST_F(MultiModel, ModelsAreFoundByNameStemAndHashPrefix) {
+TEST_F(MultiModel, ModelsAreFoundByNameStemSizeClassAndRootPrefix) {
   Worker w(two_models(true));
   ASSERT_TRUE(w.start().ok());
   ASSERT_EQ(w.model_count(), 2u);
@@ -72,15 +72,15 @@ TEST_F(MultiModel, ModelsAreFoundByNameStemAndHashPrefix) {
   EXPECT_EQ(w.find_model("tiny-b"), 1u);  // the file's stem
   EXPECT_EQ(w.find_model("QMESH-SYNTH-TINY-B"), 1u);  // as clients match: case aside
   EXPECT_EQ(w.find_model("1B"), 0u);  // a size class: both are, both loaded, the first
-  ASSERT_TRUE(w.hash_models().ok());
-  const auto h = w.model_hash(1);
+  ASSERT_TRUE(w.compute_roots().ok());
+  const auto h = w.model_root(1);
   ASSERT_TRUE(h);
   static const char* hex = "0123456789abcdef";
   std::string prefix;
   for (int i = 0; i < 5; ++i) prefix += {hex[(*h)[i] >> 4], hex[(*h)[i] & 15]};
   EXPECT_EQ(w.find_model(prefix), 1u);
   EXPECT_FALSE(w.find_model("no-such-model"));
-  EXPECT_FALSE(w.find_model(prefix.substr(0, 6)));  // too short to be a hash prefix
+  EXPECT_FALSE(w.find_model(prefix.substr(0, 6)));  // too short to be a root prefix
   // Both fit: both loaded at start, each with its own llama-server.
   const auto ms = w.models();
   ASSERT_EQ(ms.size(), 2u);
