@@ -332,9 +332,9 @@ core::Result<double> Worker::acquire(std::size_t m, const std::function<bool()>&
                       st == State::Loading || st == State::Unloading, slots_[i].last_use};
       }
       const auto plan = plan_load(entries, m, budget_);
-      if (plan.kind == LoadPlan::Kind::Never)
-        return core::make_error("model " + hosts_[m]->info().name + " does not fit in the memory budget", "internal");
       undrain();
+      if (plan.kind == LoadPlan::Kind::Never)  // start() refused such models: not reached
+        return core::make_error("model " + hosts_[m]->info().name + " does not fit in the memory budget", "internal");
       if (plan.kind == LoadPlan::Kind::Wait) {
         for (auto i : plan.unload) {
           ++slots_[i].drain;
