@@ -42,7 +42,7 @@ struct ShareOpts {
 // A file that cannot be shared is found before anything joins the network: one line each.
 void check_file(const std::string& path) {
   const std::string shown = core::printable_line(path);
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);  // a FIFO must not block
   if (fd < 0) throw CommandError(shown + ": " + std::strerror(errno));
   struct stat st {};
   const bool ok = ::fstat(fd, &st) == 0;

@@ -420,7 +420,7 @@ ModelShare::~ModelShare() {
 
 core::Result<SharedFile> ModelShare::add(const std::string& path, const std::string& name) {
   const std::string shown = core::printable_line(path);
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);  // a FIFO must not block
   if (fd < 0) return core::make_error(shown + ": " + errno_text(errno));
   struct stat before {};
   if (::fstat(fd, &before) != 0 || !S_ISREG(before.st_mode)) {
