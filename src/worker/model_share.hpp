@@ -39,7 +39,8 @@ struct ModelShareOptions {
   std::filesystem::path roots_dir = default_roots_dir();
   core::dht::KeyPair sign;  // signs the holder records (the node's identity: its session key's pair)
   std::uint16_t announce_ttl_s = 180;
-  std::chrono::milliseconds announce_every = std::chrono::seconds(60);
+  // Before the DHT's own refresh (ttl/3 after an announce), so that each refresh carries the slots free now.
+  std::chrono::milliseconds announce_every = std::chrono::seconds(50);
   std::size_t disk_threads = 2;
 
   static std::filesystem::path default_roots_dir();  // sidecar::default_roots_dir()
