@@ -193,6 +193,8 @@ void add_model_commands(CLI::App& app) {
   root->add_option("file", *root_path, "The file (hashed once; then read from ~/.cache/qmesh/roots)")->required();
   root->add_flag("--json", *root_json, "Print {\"root\", \"size\", \"chunks\"}");
   root->callback([root_path, root_json] { print_root(*root_path, *root_json); });
+
+  add_model_share_command(*model);
 }
 
 }  // namespace qmesh::cli

@@ -26,6 +26,7 @@
 #include "sidecar/model_file.hpp"
 #include "net/bootstrap_list.hpp"
 #include "net/bootstrap_node.hpp"
+#include "cli/share_flags.hpp"
 #include "net/identity.hpp"
 #include "net/resolve.hpp"
 #include "net/sockaddr.hpp"
@@ -162,8 +163,16 @@ qmesh::core::Result<std::unique_ptr<qmesh::worker::MeshServer>> make_server(qmes
   o.topic = cfg.topic;
   o.identity = id;
   o.metrics = metrics;
+  if (cfg.share) o.share = qmesh::cli::share_options(cfg);
   auto server = qmesh::worker::MeshServer::start(worker, o);
   if (!server) return server.error();
+  if (auto* share = (*server)->share()) {  // the served models, to getters (docs/user-guide.md "Sharing models")
+    for (std::size_t i = 0; i < worker.model_count(); ++i) {
+      const auto& info = worker.model_info(i);
+      if (auto added = share->add(info.path, info.name); !added)
+        spdlog::warn("not sharing {}: {}", info.name, added.error().message);
+    }
+  }
   const auto at = (*server)->local_endpoint();
   spdlog::info("joined the network as {} on {}, topic '{}', model {} ({}){}", qmesh::core::to_hex(id.sign.public_key),
                at ? at->to_string() : "?", cfg.topic, m.name, qmesh::core::to_hex(m.root).substr(0, 16),
@@ -321,6 +330,8 @@ int main(int argc, char** argv) {
                  "[HOST:]PORT to serve Prometheus metrics on, GET /metrics (HOST: default 127.0.0.1; PORT 0: any)");
   app.add_flag("--insecure-metrics-listen", insecure_metrics_listen,
                "allow a --metrics-listen address other than loopback (the metrics have no access control)");
+  qmesh::cli::ShareFlags share_flags;
+  share_flags.add(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -371,6 +382,7 @@ int main(int argc, char** argv) {
                                     : "no model given: set \"model\" in " + config_path + " (or pass --model FILE)",
                 2);
   }
+  if (auto s = share_flags.apply(cfg); !s) return fail(s.error().message, 2);
   if (auto v = qmesh::worker::validate(cfg); !v) return fail(v.error().message, 2);
   // The model list (a folder that is missing or empty, a file named twice) before anything runs.
   if (auto listed = qmesh::worker::model_paths(cfg); !listed) return fail(listed.error().message, 2);

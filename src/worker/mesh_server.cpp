@@ -9,6 +9,8 @@
 #include <malloc.h>
 #endif
 
+#include "core/model/transfer_frame.hpp"
+#include "net/loop_thread.hpp"
 #include "worker/mesh_server_impl.hpp"
 #include "worker/worker_metrics.hpp"
 
@@ -20,6 +22,7 @@ void MeshServer::Impl::on_event(const peer::PeerEvent& e, peer::Peer& p, core::I
   if (const auto* de = std::get_if<dht::DhtEvent>(&e)) {
     if (const auto* qd = std::get_if<dht::QueryDone>(de); qd && opts.metrics) opts.metrics->dht_query_done(qd->ok);
     await.on_event(*de);
+    if (share) share->on_dht_event(*de);
     return;
   }
   const auto* he = std::get_if<session::HostEvent>(&e);
@@ -49,6 +52,7 @@ void MeshServer::Impl::drop_session(session::SessionId sid) {
   clients.erase(sid);
   sources.erase(sid);
   session_dropped = true;
+  if (share) share->on_session_closed(sid, net::steady_now());
 }
 
 void MeshServer::Impl::on_stream(peer::Peer& p, session::SessionId sid, const stream::Event& ev, core::Instant now) {
@@ -58,6 +62,7 @@ void MeshServer::Impl::on_stream(peer::Peer& p, session::SessionId sid, const st
     return;
   }
   const Key key{sid, *id};
+  if (share && share->owns(sid, *id)) return share->on_stream(p, sid, ev, now);
   auto it = asks.find(key);
   if (std::holds_alternative<stream::StreamReset>(ev)) {
     if (it != asks.end()) {
@@ -81,6 +86,11 @@ void MeshServer::Impl::on_stream(peer::Peer& p, session::SessionId sid, const st
   std::uint8_t buf[16384];
   while (const auto n = c->read(*id, buf)) {
     Ask& a = it->second;
+    if (share && !a.seen && core::model::is_transfer_type(buf[0])) {  // a model transfer
+      forget(it);
+      return share->adopt(p, sid, ev, std::span(buf, n), now);
+    }
+    a.seen = true;
     if (a.answered) continue;  // what the client sends after our answer is only drained
     on_request_bytes(p, key, a.reader.feed(std::span(buf, n)), now);
     if ((it = asks.find(key)) == asks.end()) return;
@@ -255,6 +265,11 @@ core::Result<std::unique_ptr<MeshServer>> MeshServer::start(Worker& worker, Mesh
     return core::make_error("no DHT node answered at " + list + " (is a bootstrap node running there?)");
   }
   // Housekeeping on the loop: the intake's deadlines need a clock.
+  if (opts.share) {  // every session accepted completed the handshake: ModelShare's rule
+    auto share_opts = *opts.share;
+    share_opts.sign = opts.identity.sign;
+    impl->svc->call([&](peer::Peer&, core::Instant) { impl->share = std::make_unique<ModelShare>(*impl->svc, share_opts); });
+  }
   impl->svc->every(milliseconds(250), [raw](peer::Peer& p, core::Instant now) { raw->housekeeping(p, now); });
   return std::unique_ptr<MeshServer>(new MeshServer(std::move(impl)));
 }
@@ -284,6 +299,8 @@ core::Result<std::uint32_t> MeshServer::announce(const mesh::WorkerRecord& recor
   failures = 0;
   return done->stats.stored;
 }
+
+ModelShare* MeshServer::share() const { return impl_->share.get(); }
 
 core::nat::NatType MeshServer::nat_type() const {
   return impl_->svc->call([](peer::Peer& p, core::Instant now) {
@@ -328,6 +345,7 @@ void MeshServer::stop() {
       std::unique_lock lk(impl_->mu);
       impl_->cv.wait_for(lk, std::chrono::seconds(5), [&] { return impl_->in_worker == 0; });
     }
+    if (impl_->share) impl_->share->stop();
     svc.call([this](peer::Peer& p, core::Instant now) {
       (void)p.dht().unannounce(impl_->topic, now);
       for (const auto& [sid, key] : impl_->clients) p.sessions().close(sid, 0, "worker stopping", now);

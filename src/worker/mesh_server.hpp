@@ -16,6 +16,7 @@
 #include "core/mesh/record.hpp"
 #include "core/base/result.hpp"
 #include "net/identity.hpp"
+#include "worker/model_share.hpp"
 #include "worker/worker.hpp"
 
 namespace qmesh::worker {
@@ -32,6 +33,8 @@ struct MeshServerOptions {
   // slots), clamped to this range; max before the first ask finished.
   std::uint32_t busy_retry_min_ms = 50, busy_retry_max_ms = 5000;
   WorkerMetrics* metrics = nullptr;  // counts asks, tokens, DHT queries when set; outlives the server
+  // Set: transfer streams (first byte 16-21) go to a ModelShare (its records signed with identity.sign).
+  std::optional<ModelShareOptions> share;
 };
 
 struct MeshStats {
@@ -51,6 +54,8 @@ class MeshServer {
   // number of DHT nodes that stored it.
   core::Result<std::uint32_t> announce(const core::mesh::WorkerRecord& record,
                                        std::chrono::milliseconds wait = std::chrono::seconds(10));
+  // The server's ModelShare (add() the files to share); null without MeshServerOptions::share.
+  ModelShare* share() const;
   core::nat::NatType nat_type() const;
   std::optional<core::Endpoint> local_endpoint() const;
   MeshStats stats() const;

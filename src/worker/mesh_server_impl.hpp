@@ -54,6 +54,7 @@ struct MeshServer::Impl {
     std::size_t out_off = 0;
     bool finished = false;   // our FIN is queued
     bool peer_fin = false;   // the client's FIN arrived, or we stopped reading: nothing more comes
+    bool seen = false;       // a byte was read (its first tells an ask from a transfer)
     std::shared_ptr<Shared> shared;
   };
 
@@ -74,6 +75,7 @@ struct MeshServer::Impl {
   MeshServerOptions opts;
   dht::Topic topic{};
   std::unique_ptr<net::PeerService> svc;
+  std::unique_ptr<ModelShare> share;  // loop thread (set once, before any stream)
   net::DhtAwait await;
   std::shared_ptr<spdlog::logger> log = net::component_logger("mesh");
   // Loop thread.
