@@ -251,6 +251,7 @@ AskResult Client::Impl::run_ask(const AskOptions& o, const std::function<void(st
         auto d = mesh::parse_done(f.body);
         res.stop_reason = d ? d->stop_reason : "";
         res.worker_ttft_ms = d ? d->ttft_ms : 0;
+        res.load_ms = d ? d->load_ms : 0;
         res.prompt_tokens = d ? d->prompt_tokens : 0;
         res.model = d && !d->model.empty() ? d->model : announced_model;  // an older worker does not say
         res.worker = wid;

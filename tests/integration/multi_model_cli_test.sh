@@ -60,6 +60,8 @@ for i in 1 2 3 4 5 6; do
   [ "$(jq -r .model "$tmp/alt$i.json" 2>/dev/null)" = "$m" ] || { echo "  ask $i answered by $(jq -r .model "$tmp/alt$i.json" 2>/dev/null), not $m"; failed=$((failed + 1)); }
 done
 check "6 alternating asks (B, A, B, ...) all complete, each by its model" test "$failed" -eq 0
+check "... and each reports the time its model took to load (load_ms)" \
+  test "$(cat "$tmp"/alt?.json | jq -s '[.[] | select(.load_ms > 0)] | length')" -ge 5
 check "... the worker loaded models on demand" test "$(grep -c 'loading model .* on demand' "$tmp/w.log")" -ge 6
 check "... and unloaded the least recently used one each time" test "$(grep -c 'unloading model .* to make room' "$tmp/w.log")" -ge 6
 check "... and the asks waited for the loads" test "$(grep -c 'waited [0-9]* ms for the model to load' "$tmp/w.log")" -ge 6
