@@ -164,15 +164,29 @@ struct XferEvent {
 };
 
 struct XferQueue {
+  // Frame bytes queued and not yet taken, per holder: a holder sends at most one CHUNK per GET
+  // (kMaxInflight unanswered), so more than this is a holder sending what nobody asked for.
+  static constexpr std::size_t kMaxQueuedPerHolder = (core::model::kMaxInflight + 2) * core::model::kMaxChunkFrameBody;
   std::mutex mu;
   std::condition_variable cv;
   std::deque<XferEvent> q;
-  void push(XferEvent e) {
+  std::map<std::uint64_t, std::size_t> queued;  // under mu
+  static std::size_t weight(const XferEvent& e) {
+    const auto* c = e.frame ? std::get_if<core::model::Chunk>(&*e.frame) : nullptr;
+    return c ? c->data.size() + c->proof.size() * 32 + 16 : 16;
+  }
+  // False when the holder is this far ahead of the download's thread (the event is queued all the same).
+  bool push(XferEvent e) {
+    bool ok;
     {
       std::lock_guard lk(mu);
+      auto& n = queued[e.holder];
+      n += weight(e);
+      ok = n <= kMaxQueuedPerHolder;
       q.push_back(std::move(e));
     }
     cv.notify_all();
+    return ok;
   }
   void wake() {
     { std::lock_guard lk(mu); }
@@ -182,6 +196,8 @@ struct XferQueue {
   std::deque<XferEvent> take(Clock::time_point until) {
     std::unique_lock lk(mu);
     cv.wait_until(lk, until, [&] { return !q.empty(); });
+    for (const auto& e : q)
+      if (auto it = queued.find(e.holder); it != queued.end() && (it->second -= std::min(it->second, weight(e))) == 0) queued.erase(it);
     return std::exchange(q, {});
   }
 };

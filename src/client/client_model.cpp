@@ -43,7 +43,14 @@ void Client::Impl::on_xfer(peer::Peer& p, session::SessionId sid, stream::Stream
       xfers.erase({sid, id});
       return;
     }
-    while (auto f = x->dec.next()) x->q->push(XferEvent{XferEvent::Frame, x->holder, std::move(*f), {}});
+    while (auto f = x->dec.next()) {
+      if (!x->q->push(XferEvent{XferEvent::Frame, x->holder, std::move(*f), {}})) {
+        x->q->push(XferEvent{XferEvent::Bad, x->holder, std::nullopt, "the holder sent more than was asked"});
+        (void)c->reset(id, kResetCancel);
+        xfers.erase({sid, id});
+        return;
+      }
+    }
   }
   if (std::holds_alternative<stream::Finished>(ev)) {
     x->q->push(XferEvent{XferEvent::Ended, x->holder, std::nullopt, x->dec.partial() ? "the stream was cut short" : "the holder ended the stream"});
@@ -94,6 +101,7 @@ struct FetchShared {
   std::shared_ptr<XferQueue> q = std::make_shared<XferQueue>();
   std::atomic<bool> stop{false};
   std::atomic<int> want{0};  // holders to add now
+  std::atomic<int> added{0};  // streams opened by the helper (Added events pushed)
   std::atomic<std::uint64_t> next_id{1};
 };
 
@@ -175,6 +183,7 @@ ModelFetchResult Client::fetch_model(const ModelFetchOptions& o, ChunkSink& sink
         });
         if (!id) continue;
         --sh->want;
+        ++sh->added;
         sh->q->push(XferEvent{XferEvent::Added, holder, std::nullopt, core::to_hex(key).substr(0, 12) + "@" + r.from.to_string(), sid, *id});
       }
       // Not more than one lookup every 2 s.
@@ -187,6 +196,7 @@ ModelFetchResult Client::fetch_model(const ModelFetchOptions& o, ChunkSink& sink
     bool live = true;
   };
   std::map<model::HolderId, Stream> streams;
+  int added_seen = 0;  // Added events taken
   // Ends every stream still open and the helper, however the download ends.
   struct Cleanup {
     Impl& m;
@@ -254,6 +264,7 @@ ModelFetchResult Client::fetch_model(const ModelFetchOptions& o, ChunkSink& sink
       switch (e.kind) {
         case XferEvent::Added:
           streams[e.holder] = Stream{e.sid, e.stream, true};
+          ++added_seen;
           fetch.add_holder(e.holder, e.text, now);
           break;
         case XferEvent::Frame:
@@ -312,7 +323,7 @@ ModelFetchResult Client::fetch_model(const ModelFetchOptions& o, ChunkSink& sink
     int live = 0;
     for (const auto& [h, s] : streams)
       if (auto st = fetch.holder(h); s.live && st && st->state != model::HolderState::Dropped) ++live;
-    sh->want = std::max(0, o.holders - live);
+    sh->want = std::max(0, o.holders - live - (sh->added - added_seen));
     if (Clock::now() >= progress_at) {
       report(net::to_instant(Clock::now()));
       progress_at = Clock::now() + std::chrono::seconds(1);
