@@ -191,6 +191,7 @@ void add_model_commands(CLI::App& app) {
   root->callback([root_path, root_json] { print_root(*root_path, *root_json); });
 
   add_model_get_command(model);
+  add_model_share_command(*model);
 }
 
 }  // namespace qmesh::cli

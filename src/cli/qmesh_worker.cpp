@@ -26,6 +26,7 @@
 #include "sidecar/model_file.hpp"
 #include "net/bootstrap_list.hpp"
 #include "net/bootstrap_node.hpp"
+#include "cli/share_flags.hpp"
 #include "net/identity.hpp"
 #include "net/resolve.hpp"
 #include "net/sockaddr.hpp"
@@ -152,8 +153,12 @@ qmesh::core::Result<std::unique_ptr<qmesh::worker::MeshServer>> make_server(qmes
   o.topic = cfg.topic;
   o.identity = id;
   o.metrics = metrics;
+  if (cfg.share) o.share = qmesh::cli::share_options(cfg);
   auto server = qmesh::worker::MeshServer::start(worker, o);
   if (!server) return server.error();
+  if (auto* share = (*server)->share()) {  // the served model, to getters (docs/user-guide.md "Sharing models")
+    if (auto added = share->add(cfg.model, m.name); !added) spdlog::warn("not sharing the model: {}", added.error().message);
+  }
   (*server)->set_model(m.name, m.root);
   const auto at = (*server)->local_endpoint();
   spdlog::info("joined the network as {} on {}, topic '{}', model {} ({})", qmesh::core::to_hex(id.sign.public_key),
@@ -240,6 +245,8 @@ int main(int argc, char** argv) {
                  "[HOST:]PORT to serve Prometheus metrics on, GET /metrics (HOST: default 127.0.0.1; PORT 0: any)");
   app.add_flag("--insecure-metrics-listen", insecure_metrics_listen,
                "allow a --metrics-listen address other than loopback (the metrics have no access control)");
+  qmesh::cli::ShareFlags share_flags;
+  share_flags.add(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -290,6 +297,7 @@ int main(int argc, char** argv) {
                                     : "no model given: set \"model\" in " + config_path + " (or pass --model FILE)",
                 2);
   }
+  if (auto s = share_flags.apply(cfg); !s) return fail(s.error().message, 2);
   if (auto v = qmesh::worker::validate(cfg); !v) return fail(v.error().message, 2);
   // Everything that can be checked is checked before llama-server loads the model (minutes for
   // a large one): the listen address binds, the identity loads, the config file's list parses.

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstring>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <vector>
 
@@ -97,6 +98,14 @@ struct PeerService::Impl {
   }
 
   uv_timer_t timer{};
+  // alarm(): one-shot timers of the users of the service (loop thread, but created from any).
+  struct Alarm {
+    uv_timer_t timer{};
+    Impl* owner = nullptr;
+    Task task;
+  };
+  std::mutex alarms_mu;  // alarm() from another thread appends; the loop thread arms
+  std::vector<std::unique_ptr<Alarm>> alarms;
   uv_timer_t netcheck{};  // every kNetCheckEveryMs: moved to another network, or slept?
   std::optional<NetworkChange> network;
   uv_check_t check{};  // runs once per loop iteration, after the I/O callbacks: one flush per batch
@@ -396,6 +405,13 @@ struct PeerService::Impl {
     for (auto& s : probe_sock) {
       if (s) close_socket_handles(s.get(), false);
     }
+    {
+      std::lock_guard lk(alarms_mu);
+      for (auto& a : alarms) {
+        if (a->timer.loop && !uv_is_closing(reinterpret_cast<uv_handle_t*>(&a->timer)))
+          uv_close(reinterpret_cast<uv_handle_t*>(&a->timer), nullptr);
+      }
+    }
     for (uv_handle_t* h : {reinterpret_cast<uv_handle_t*>(&timer), reinterpret_cast<uv_handle_t*>(&check),
                            reinterpret_cast<uv_handle_t*>(&netcheck)}) {
       if (!uv_is_closing(h)) uv_close(h, nullptr);
@@ -534,6 +550,44 @@ void PeerService::every(std::chrono::milliseconds period, Task task) {
   impl_->thread.post([s = impl_.get(), period, task = std::move(task)] {
     s->thread.every(period, [s, task] { s->run(task); });
   });
+}
+
+PeerService::AlarmId PeerService::alarm(Task task) {
+  auto a = std::make_unique<Impl::Alarm>();
+  a->owner = impl_.get();
+  a->task = std::move(task);
+  Impl::Alarm* raw = a.get();
+  AlarmId id;
+  {
+    std::lock_guard lk(impl_->alarms_mu);
+    id = impl_->alarms.size();
+    impl_->alarms.push_back(std::move(a));
+  }
+  impl_->thread.post([s = impl_.get(), raw] {
+    if (s->closing) return;
+    uv_timer_init(&s->loop, &raw->timer);
+    raw->timer.data = raw;
+  });
+  return id;
+}
+
+void PeerService::arm(AlarmId id, core::Instant at) {
+  Impl::Alarm* a;
+  {
+    std::lock_guard lk(impl_->alarms_mu);
+    if (id >= impl_->alarms.size()) return;
+    a = impl_->alarms[id].get();
+  }
+  if (!a->timer.loop || impl_->closing) return;  // not ready yet, or closing
+  if (at == core::Instant::max()) {
+    uv_timer_stop(&a->timer);
+    return;
+  }
+  const auto ms = timer_delay_ms(at, Impl::now(), 24ull * 3600 * 1000);
+  uv_timer_start(&a->timer, [](uv_timer_t* t) {
+    auto* al = static_cast<Impl::Alarm*>(t->data);
+    al->owner->run(al->task);
+  }, ms, 0);
 }
 
 void PeerService::run(const Task& task) {

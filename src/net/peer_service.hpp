@@ -54,6 +54,14 @@ class PeerService {
     }
   }
 
+  // A one-shot timer of the loop for a state machine's next_wakeup(): alarm(task) makes one (from
+  // any thread; it is ready once a post() after it ran), arm(id, at) sets it for core time `at`
+  // (loop thread only; again: re-armed; Instant::max(): stopped), and it runs task on the loop
+  // thread as post()'s tasks run. Closed with the loop.
+  using AlarmId = std::size_t;
+  AlarmId alarm(Task task);
+  void arm(AlarmId id, core::Instant at);
+
   std::optional<core::Endpoint> local_endpoint(std::uint8_t family) const;
   void stop();  // idempotent
 

@@ -18,9 +18,11 @@
 #include "core/mesh/frame.hpp"
 #include "core/mesh/intake.hpp"
 #include "core/mesh/request_reader.hpp"
+#include "core/model/transfer_frame.hpp"
 #include "core/stream/event.hpp"
 #include "net/dht_await.hpp"
 #include "net/logger.hpp"
+#include "net/loop_thread.hpp"
 #include "net/peer_service.hpp"
 #include "sidecar/model_file.hpp"
 #include "worker/worker_metrics.hpp"
@@ -63,6 +65,7 @@ struct MeshServer::Impl {
     std::size_t out_off = 0;
     bool finished = false;   // our FIN is queued
     bool peer_fin = false;   // the client's FIN arrived, or we stopped reading: nothing more comes
+    bool seen = false;       // a byte was read (its first tells an ask from a transfer)
     std::shared_ptr<Shared> shared;
   };
 
@@ -83,6 +86,7 @@ struct MeshServer::Impl {
   MeshServerOptions opts;
   dht::Topic topic{};
   std::unique_ptr<net::PeerService> svc;
+  std::unique_ptr<ModelShare> share;  // loop thread (set once, before any stream)
   net::DhtAwait await;
   std::shared_ptr<spdlog::logger> log = net::component_logger("mesh");
 
@@ -119,6 +123,7 @@ struct MeshServer::Impl {
     if (const auto* de = std::get_if<dht::DhtEvent>(&e)) {
       if (const auto* qd = std::get_if<dht::QueryDone>(de); qd && opts.metrics) opts.metrics->dht_query_done(qd->ok);
       await.on_event(*de);
+      if (share) share->on_dht_event(*de);
       return;
     }
     const auto* he = std::get_if<session::HostEvent>(&e);
@@ -148,6 +153,7 @@ struct MeshServer::Impl {
     clients.erase(sid);
     sources.erase(sid);
     session_dropped = true;
+    if (share) share->on_session_closed(sid, net::steady_now());
   }
 
   void on_stream(peer::Peer& p, session::SessionId sid, const stream::Event& ev, core::Instant now) {
@@ -157,6 +163,7 @@ struct MeshServer::Impl {
       return;
     }
     const Key key{sid, *id};
+    if (share && share->owns(sid, *id)) return share->on_stream(p, sid, ev, now);
     auto it = asks.find(key);
     if (std::holds_alternative<stream::StreamReset>(ev)) {
       if (it != asks.end()) {
@@ -180,6 +187,11 @@ struct MeshServer::Impl {
     std::uint8_t buf[16384];
     while (const auto n = c->read(*id, buf)) {
       Ask& a = it->second;
+      if (share && !a.seen && core::model::is_transfer_type(buf[0])) {  // a model transfer
+        forget(it);
+        return share->adopt(p, sid, ev, std::span(buf, n), now);
+      }
+      a.seen = true;
       if (a.answered) continue;  // what the client sends after our answer is only drained
       on_request_bytes(p, key, a.reader.feed(std::span(buf, n)), now);
       if ((it = asks.find(key)) == asks.end()) return;
@@ -526,6 +538,11 @@ core::Result<std::unique_ptr<MeshServer>> MeshServer::start(Worker& worker, Mesh
     impl->svc->stop();
     return core::make_error("no DHT node answered at " + list + " (is a bootstrap node running there?)");
   }
+  if (opts.share) {  // every session accepted completed the handshake: ModelShare's rule
+    auto share_opts = *opts.share;
+    share_opts.sign = opts.identity.sign;
+    impl->svc->call([&](peer::Peer&, core::Instant) { impl->share = std::make_unique<ModelShare>(*impl->svc, share_opts); });
+  }
   // Housekeeping on the loop: the intake's deadlines need a clock.
   impl->svc->every(milliseconds(250), [raw](peer::Peer& p, core::Instant now) { raw->housekeeping(p, now); });
   return std::unique_ptr<MeshServer>(new MeshServer(std::move(impl)));
@@ -563,6 +580,8 @@ core::Result<std::uint32_t> MeshServer::announce(const mesh::WorkerRecord& recor
   failures = 0;
   return done->stats.stored;
 }
+
+ModelShare* MeshServer::share() const { return impl_->share.get(); }
 
 core::nat::NatType MeshServer::nat_type() const {
   return impl_->svc->call([](peer::Peer& p, core::Instant now) {
@@ -607,6 +626,7 @@ void MeshServer::stop() {
       std::unique_lock lk(impl_->mu);
       impl_->cv.wait_for(lk, std::chrono::seconds(5), [&] { return impl_->in_worker == 0; });
     }
+    if (impl_->share) impl_->share->stop();
     svc.call([this](peer::Peer& p, core::Instant now) {
       (void)p.dht().unannounce(impl_->topic, now);
       for (const auto& [sid, key] : impl_->clients) p.sessions().close(sid, 0, "worker stopping", now);

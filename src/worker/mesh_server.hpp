@@ -15,6 +15,7 @@
 #include "core/mesh/record.hpp"
 #include "core/base/result.hpp"
 #include "net/identity.hpp"
+#include "worker/model_share.hpp"
 #include "worker/worker.hpp"
 
 namespace qmesh::worker {
@@ -31,6 +32,8 @@ struct MeshServerOptions {
   // slots), clamped to this range; max before the first ask finished.
   std::uint32_t busy_retry_min_ms = 50, busy_retry_max_ms = 5000;
   WorkerMetrics* metrics = nullptr;  // counts asks, tokens, DHT queries when set; outlives the server
+  // Set: transfer streams (first byte 16-21) go to a ModelShare (its records signed with identity.sign).
+  std::optional<ModelShareOptions> share;
 };
 
 struct MeshStats {
@@ -52,6 +55,8 @@ class MeshServer {
                                        std::chrono::milliseconds wait = std::chrono::seconds(10));
   // The model asks may name (by name or hash prefix); others are answered "bad_request".
   void set_model(const std::string& name, const std::array<std::uint8_t, 32>& hash);
+  // The server's ModelShare (add() the files to share); null without MeshServerOptions::share.
+  ModelShare* share() const;
   core::nat::NatType nat_type() const;
   std::optional<core::Endpoint> local_endpoint() const;
   MeshStats stats() const;

@@ -1,4 +1,5 @@
 #include "worker/worker_config.hpp"
+#include "worker/model_share.hpp"
 
 #include "core/dht/types.hpp"
 
@@ -32,6 +33,7 @@ constexpr IntSetting kIntSettings[] = {
     {"max-tokens", &WorkerConfig::max_tokens, kMinMaxTokens, kMaxMaxTokens},
     {"queue-capacity", &WorkerConfig::queue_capacity, kMinQueueCapacity, kMaxQueueCapacity},
     {"status-interval", &WorkerConfig::status_interval_s, kMinStatusInterval, kMaxStatusInterval},
+    {"share-uploads", &WorkerConfig::share_uploads, kMinShareUploads, kMaxShareUploads},
 };
 
 // A JSON value shown in an error message: one line, at most ~40 characters.
@@ -217,6 +219,15 @@ std::optional<core::Error> apply_setting(WorkerConfig& c, const std::string& key
   } else if (key == "insecure-metrics-listen") {
     if (!v.is_boolean()) return core::make_error("setting 'insecure-metrics-listen' must be true or false, got " + shown(v));
     c.insecure_metrics_listen = v.get<bool>();
+  } else if (key == "share") {
+    if (!v.is_boolean()) return core::make_error("setting 'share' must be true or false, got " + shown(v));
+    c.share = v.get<bool>();
+  } else if (key == "share-rate") {
+    const auto r = v.is_number_unsigned() ? std::optional<std::uint64_t>(v.get<std::uint64_t>())
+                   : v.is_string()        ? parse_byte_rate(v.get_ref<const std::string&>())
+                                          : std::nullopt;
+    if (!r) return core::make_error("setting 'share-rate' must be bytes/s: a number or a string like \"50M\" (0: unlimited), got " + shown(v));
+    c.share_rate = *r;
   } else if (key == "log-level") {
     if (!v.is_string() || !valid_log_level(v.get_ref<const std::string&>()))
       return core::make_error("setting 'log-level' must be one of " + log_levels_list() + ", got " + shown(v));
@@ -328,6 +339,9 @@ json to_json(const WorkerConfig& c) {
   if (!c.identity.empty()) j["identity"] = c.identity;
   if (!c.metrics_listen.empty()) j["metrics-listen"] = c.metrics_listen;
   if (c.insecure_metrics_listen) j["insecure-metrics-listen"] = true;
+  j["share"] = c.share;
+  j["share-rate"] = c.share_rate;
+  j["share-uploads"] = c.share_uploads;
   return j;
 }
 

@@ -2,6 +2,7 @@
 // command-line flag names (kebab-case); every error names the setting and the accepted values.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -26,6 +27,7 @@ inline constexpr int kMinMaxTokens = 1, kMaxMaxTokens = 32768;
 inline constexpr std::size_t kMaxTopicBytes = 255;
 inline constexpr int kMinQueueCapacity = 1, kMaxQueueCapacity = 10000;
 inline constexpr int kMinStatusInterval = 1, kMaxStatusInterval = 3600;
+inline constexpr int kMinShareUploads = 1, kMaxShareUploads = 1000;
 inline constexpr const char* kLogLevels[] = {"trace", "debug", "info", "warn", "error", "critical", "off"};
 
 // std::thread::hardware_concurrency(), or 4 when the platform cannot tell; clamped to kMaxThreads.
@@ -50,6 +52,9 @@ struct WorkerConfig {
   std::string identity;                     // "identity": key file; "" = the config directory's
   std::string metrics_listen;               // "metrics-listen": "[HOST:]PORT" of GET /metrics; "" = none
   bool insecure_metrics_listen = false;     // "insecure-metrics-listen": allow a non-loopback metrics-listen
+  bool share = true;                        // "share": give the served model(s) to getters (--no-share)
+  std::uint64_t share_rate = 0;             // "share-rate": upload bytes/s, all transfers; 0 = unlimited ("50M")
+  int share_uploads = 8;                    // "share-uploads": sessions uploading at once
 
   friend bool operator==(const WorkerConfig&, const WorkerConfig&) = default;
 };
