@@ -12,7 +12,7 @@ source "$root/tests/bench/bench_lib.sh"
 cli="${1:-$root/build/src/cli/qmesh-cli}"
 shape="${2:-tinyllama}"
 runs="${3:-3}"
-model="$(bench_model "$cli" "$shape" "$([ "$shape" = tiny ] || [ "$shape" = small ] && echo f16 || echo q8_0)")"
+model="$(realpath "$(bench_model "$cli" "$shape" "$([ "$shape" = tiny ] || [ "$shape" = small ] && echo f16 || echo q8_0)")")"
 size=$(stat -c %s "$model")
 run="$(mktemp -d)"
 pids=()
@@ -28,7 +28,7 @@ sleep 0.5
 "$cli" model share "$model" --bootstrap "127.0.0.1:$port" --listen 127.0.0.1 >"$run/share.log" 2>&1 &
 holder=$!; pids+=($holder)
 for _ in $(seq 1 600); do grep -q '^sharing' "$run/share.log" && break; sleep 0.2; done
-rootid="$(grep -o '[0-9a-f]\{64\}' "$run/share.log" | head -1)"
+rootid="$(grep '^sharing' "$run/share.log" | grep -o '[0-9a-f]\{64\}' | head -1)"
 [ -n "$rootid" ] || { echo "the holder did not start" >&2; cat "$run/share.log" >&2; exit 1; }
 hport=$((port + 1))
 (cd "$(dirname "$model")" && exec python3 -m http.server "$hport" --bind 127.0.0.1 >"$run/http.log" 2>&1) &
