@@ -109,6 +109,7 @@ struct SynthArgs {
   std::uint64_t seed = 1;
   std::string type;
   std::string vocab;
+  std::string name;
 };
 
 void run_synth(const SynthArgs& a) {
@@ -119,9 +120,11 @@ void run_synth(const SynthArgs& a) {
   if (!type || (type->id != 0 && type->id != 1 && type->id != 8)) {
     throw CommandError("unsupported --type '" + type_name + "' (f32, f16 or q8_0)");
   }
+  if (!a.name.empty() && (a.name.size() > 64 || !core::valid_utf8_printable(a.name)))
+    throw CommandError("--name must be printable text of at most 64 bytes");
   const std::string vocab_path = a.vocab.empty() ? default_vocab_path() : a.vocab;
   const core::model::GgufFile vocab = load_gguf(vocab_path);
-  auto plan = core::model::plan_llama_model(vocab, {*shape, type->id});
+  auto plan = core::model::plan_llama_model(vocab, {*shape, type->id, a.name});
   if (!plan) throw CommandError(plan.error().message);
 
   const std::string tmp = a.out + ".tmp";
@@ -176,10 +179,11 @@ void add_model_commands(CLI::App& app) {
 
   auto* synth = model->add_subcommand("synth", "Write a llama model with random weights and a real vocabulary");
   auto args = std::make_shared<SynthArgs>();
-  synth->add_option("--shape", args->shape, "tiny, small (~33 MB at f16) or tinyllama")->check(CLI::IsMember({"tiny", "small", "tinyllama"}));
+  synth->add_option("--shape", args->shape, "tiny, small (~40 MB at f16) or tinyllama")->check(CLI::IsMember({"tiny", "small", "tinyllama"}));
   synth->add_option("--out", args->out, "Output GGUF file")->required();
   synth->add_option("--seed", args->seed, "Weights seed (same seed, same bytes)");
   synth->add_option("--type", args->type, "2-D weight type: f32, f16 or q8_0 (default f16 for tiny, q8_0 for tinyllama)");
+  synth->add_option("--name", args->name, "The model's general.name (default qmesh-synth-SHAPE)");
   synth->add_option("--vocab", args->vocab, "Vocabulary GGUF (default $QMESH_LLAMA_VOCAB or the llama-spm vocab in ~/.cache/qmesh)");
   synth->callback([args] { run_synth(*args); });
 

@@ -31,6 +31,7 @@
 #include "net/resolve.hpp"
 #include "net/sockaddr.hpp"
 #include "worker/mesh_server.hpp"
+#include "worker/model_budget.hpp"
 #include "worker/metrics_endpoint.hpp"
 #include "worker/worker_metrics.hpp"
 #include "worker/worker.hpp"
@@ -118,6 +119,25 @@ int fail(const std::string& msg, int code = 1) {
   return code;
 }
 
+// A model's entry in the worker record, without the live fields (loaded, slots, rates).
+qmesh::core::Result<qmesh::core::mesh::ModelEntry> model_entry(qmesh::worker::Worker& worker, std::size_t i,
+                                                               const qmesh::worker::WorkerConfig& cfg) {
+  const auto& info = worker.model_info(i);
+  const auto& summary = info.summary;
+  auto root = worker.model_root(i);
+  if (!root) return qmesh::core::make_error(info.path + ": cannot read the file for its content root");
+  qmesh::core::mesh::ModelEntry m;
+  m.name = qmesh::core::mesh::record_string(info.name);  // as sent (the worker named it: printable)
+  m.root = *root;
+  m.architecture = summary.architecture;
+  m.parameters = summary.parameter_count;
+  m.quantization = summary.file_type_name.rfind("MOSTLY_", 0) == 0 ? summary.file_type_name.substr(7)
+                                                                 : summary.file_type_name;
+  m.chat_template = summary.has_chat_template;
+  m.context = static_cast<std::uint32_t>(cfg.ctx_size / cfg.parallel);
+  return m;
+}
+
 // The parts of the worker record that do not change while the worker runs.
 qmesh::core::Result<std::unique_ptr<qmesh::worker::MeshServer>> make_server(qmesh::worker::Worker& worker,
                                                                            const qmesh::worker::WorkerConfig& cfg,
@@ -126,24 +146,14 @@ qmesh::core::Result<std::unique_ptr<qmesh::worker::MeshServer>> make_server(qmes
                                                                            qmesh::core::mesh::WorkerRecord& record,
                                                                            qmesh::worker::WorkerMetrics* metrics) {
   namespace dht = qmesh::core::dht;
-  auto summary = qmesh::sidecar::inspect_model_file(cfg.model);
-  if (!summary) return summary.error();
-  auto hash = qmesh::sidecar::hash_model_file(cfg.model);
-  if (!hash) return hash.error();
-  // One name for the record and for matching asks: printable, and short enough for the record.
-  std::string name = summary->name;
-  if (name.empty() || !qmesh::core::valid_utf8_printable(name)) name = std::filesystem::path(cfg.model).stem().string();
-  if (!qmesh::core::valid_utf8_printable(name)) name = "model";
-  qmesh::core::mesh::ModelEntry m;
-  m.name = qmesh::core::mesh::record_string(name);  // as sent
-  m.root = *hash;
-  m.architecture = summary->architecture;
-  m.parameters = summary->parameter_count;
-  m.quantization = summary->file_type_name.rfind("MOSTLY_", 0) == 0 ? summary->file_type_name.substr(7)
-                                                                  : summary->file_type_name;
-  m.chat_template = summary->has_chat_template;
-  m.context = static_cast<std::uint32_t>(cfg.ctx_size / cfg.parallel);
-  record.models = {m};
+  // Every model the worker serves (the live fields are announce()'s).
+  record.models.clear();
+  for (std::size_t i = 0; i < worker.model_count(); ++i) {
+    auto e = model_entry(worker, i, cfg);
+    if (!e) return e.error();
+    record.models.push_back(std::move(*e));
+  }
+  const auto& m = record.models.front();
   record.max_tokens = static_cast<std::uint32_t>(cfg.max_tokens);
   record.software = std::string("qmesh-worker ") + QMESH_VERSION;
 
@@ -156,13 +166,17 @@ qmesh::core::Result<std::unique_ptr<qmesh::worker::MeshServer>> make_server(qmes
   if (cfg.share) o.share = qmesh::cli::share_options(cfg);
   auto server = qmesh::worker::MeshServer::start(worker, o);
   if (!server) return server.error();
-  if (auto* share = (*server)->share()) {  // the served model, to getters (docs/user-guide.md "Sharing models")
-    if (auto added = share->add(cfg.model, m.name); !added) spdlog::warn("not sharing the model: {}", added.error().message);
+  if (auto* share = (*server)->share()) {  // the served models, to getters (docs/user-guide.md "Sharing models")
+    for (std::size_t i = 0; i < worker.model_count(); ++i) {
+      const auto& info = worker.model_info(i);
+      if (auto added = share->add(info.path, info.name); !added)
+        spdlog::warn("not sharing {}: {}", info.name, added.error().message);
+    }
   }
-  (*server)->set_model(m.name, m.root);
   const auto at = (*server)->local_endpoint();
-  spdlog::info("joined the network as {} on {}, topic '{}', model {} ({})", qmesh::core::to_hex(id.sign.public_key),
-               at ? at->to_string() : "?", cfg.topic, m.name, qmesh::core::to_hex(m.root).substr(0, 16));
+  spdlog::info("joined the network as {} on {}, topic '{}', model {} ({}){}", qmesh::core::to_hex(id.sign.public_key),
+               at ? at->to_string() : "?", cfg.topic, m.name, qmesh::core::to_hex(m.root).substr(0, 16),
+               record.models.size() > 1 ? " and " + std::to_string(record.models.size() - 1) + " more" : "");
   return server;
 }
 
@@ -172,23 +186,46 @@ qmesh::core::mesh::Health announce(qmesh::worker::MeshServer& server, qmesh::wor
                              qmesh::worker::WorkerMetrics* metrics) {
   const auto h = worker.health();
   const auto stats = server.stats();
-  const auto* sup = worker.supervisor();
-  r.available = h.llama_ready && sup && sup->state() == qmesh::sidecar::SidecarState::Ready;
   r.nat = server.nat_type();
-  auto& m = r.models.front();  // make_server() set the one model
-  m.loaded = r.available;
-  m.slots_total = static_cast<std::uint16_t>(h.slots_total > 0 ? h.slots_total : cfg.parallel);
-  m.slots_busy = static_cast<std::uint16_t>(std::min(h.slots_busy, static_cast<int>(m.slots_total)));
+  const int slots = worker.admission_limit() - cfg.queue_capacity;  // parallel per model
   r.queue_capacity = static_cast<std::uint16_t>(cfg.queue_capacity);
-  r.queue_length = static_cast<std::uint16_t>(std::max(0, stats.running - cfg.parallel));
+  r.queue_length = static_cast<std::uint16_t>(std::max(0, stats.running - slots));
   r.cpu_permille = static_cast<std::uint16_t>(std::clamp(h.cpu_percent * 10, 0.0, 1000.0));
   r.memory_permille = h.mem_total_bytes > 0
                           ? static_cast<std::uint16_t>(1000 - h.mem_available_bytes * 1000 / h.mem_total_bytes)
                           : 0;
-  // 0 until the worker has measured enough of its own answers: clients then count it as the median.
-  const double gen = worker.generation_tps().value_or(0);
-  m.generation_tps_centi = static_cast<std::uint32_t>(std::clamp(gen * 100, 0.0, 1e8));
-  m.prompt_tps_centi = static_cast<std::uint32_t>(std::clamp(h.prompt_tokens_per_second * 100, 0.0, 1e8));
+  const auto centi = [](double tps) { return static_cast<std::uint32_t>(std::clamp(tps * 100, 0.0, 1e8)); };
+  const auto models = worker.models();
+  if (models.size() == 1) {
+    // One model: llama-server's own slot figures, as a single-model worker always announced.
+    auto& m = r.models.front();
+    const auto sup = worker.supervisor();
+    r.available = h.llama_ready && sup && sup->state() == qmesh::sidecar::SidecarState::Ready;
+    m.loaded = r.available;
+    m.slots_total = static_cast<std::uint16_t>(h.slots_total > 0 ? h.slots_total : cfg.parallel);
+    m.slots_busy = static_cast<std::uint16_t>(std::min(h.slots_busy, static_cast<int>(m.slots_total)));
+    // 0 until the worker has measured enough of its own answers: clients then count it as the median.
+    m.generation_tps_centi = centi(worker.generation_tps().value_or(0));
+    m.prompt_tps_centi = centi(h.prompt_tokens_per_second);
+  } else {
+    // Several: each model's own state; loaded ones first (those past the record's size are only
+    // counted). The worker takes asks while any model is loaded or can be.
+    std::vector<qmesh::core::mesh::ModelEntry> entries;
+    r.available = false;
+    for (std::size_t i = 0; i < models.size(); ++i) {
+      const auto& s = models[i];
+      auto e = model_entry(worker, i, cfg);  // roots known since start: no file read here
+      if (!e) continue;
+      e->loaded = s.state == qmesh::worker::ModelStatus::State::Loaded && !s.failed && s.pid > 0;
+      e->slots_total = static_cast<std::uint16_t>(e->loaded ? s.slots_total : 0);
+      e->slots_busy = static_cast<std::uint16_t>(std::min(s.slots_busy, static_cast<int>(e->slots_total)));
+      e->generation_tps_centi = centi(s.generation_tps.value_or(0));
+      r.available = r.available || e->loaded || (s.state != qmesh::worker::ModelStatus::State::Loaded && !s.failed);
+      entries.push_back(std::move(*e));
+    }
+    std::stable_partition(entries.begin(), entries.end(), [](const auto& e) { return e.loaded; });
+    r.models = std::move(entries);
+  }
   const auto st = server.announce(r);
   if (metrics) metrics->announced(st ? *st : 0);
   if (!st) {
@@ -197,6 +234,48 @@ qmesh::core::mesh::Health announce(qmesh::worker::MeshServer& server, qmesh::wor
     spdlog::debug("announced to {} nodes ({})", *st, r.available ? "available" : "not available");
   }
   return h;
+}
+
+// One line per model: state, llama-server, what it takes from the budget.
+void log_models(qmesh::worker::Worker& worker) {
+  for (const auto& m : worker.models()) {
+    spdlog::info("model {} ({}): {}{}, pid {}, restarts {}, slots {}/{} busy, {} waiting, loads {}, about {} of {}",
+                 m.info.name, m.info.stem, qmesh::worker::to_string(m.state), m.failed ? " (failed)" : "", m.pid,
+                 m.restarts, m.slots_busy, m.slots_total, m.waiting, m.loads, qmesh::worker::format_size(m.info.bytes),
+                 qmesh::worker::format_size(worker.memory_budget()));
+  }
+}
+
+// --model (repeatable: the command line's models replace the config file's), --models-dir,
+// --memory-budget; an error message for a budget that is not a size.
+std::optional<std::string> apply_model_flags(qmesh::worker::WorkerConfig& cfg, const std::vector<std::string>& model,
+                                             const std::optional<std::string>& models_dir,
+                                             const std::optional<std::string>& memory_budget) {
+  if (!model.empty()) {
+    cfg.model = model.front();
+    cfg.models.assign(model.begin() + 1, model.end());
+  }
+  if (models_dir) cfg.models_dir = *models_dir;
+  if (memory_budget) {
+    const auto bytes = qmesh::worker::parse_size(*memory_budget);
+    if (!bytes)
+      return "--memory-budget: '" + *memory_budget + "' is not a size such as 6G, 512M or 1.5G (K, M, G, T: powers of 1024)";
+    cfg.memory_budget = *bytes;
+  }
+  return std::nullopt;
+}
+
+// The status line every status-interval (and one line per model when there are several).
+void log_status(qmesh::worker::Worker& worker, const qmesh::core::mesh::Health& h) {
+  if (worker.model_count() > 1) {
+    spdlog::info("status: cpu {:.0f}%, mem available {} MiB, slots {}/{} busy, queue {}/{}", h.cpu_percent,
+                 h.mem_available_bytes >> 20, h.slots_busy, h.slots_total, h.queue_depth, h.queue_capacity);
+    log_models(worker);
+  } else if (const auto sup = worker.supervisor()) {
+    spdlog::info("status: llama-server {} (pid {}, restarts {}), cpu {:.0f}%, mem available {} MiB, slots {}/{} busy, queue {}/{}",
+                 qmesh::sidecar::to_string(sup->state()), sup->pid(), sup->restarts(), h.cpu_percent,
+                 h.mem_available_bytes >> 20, h.slots_busy, h.slots_total, h.queue_depth, h.queue_capacity);
+  }
 }
 
 }  // namespace
@@ -216,7 +295,9 @@ int main(int argc, char** argv) {
   CLI::App app{"qmesh-worker: share this machine's llama-server with the QMesh network", "qmesh-worker"};
   bool version = false;
   std::string config_path;
-  std::optional<std::string> model, llama_server, topic, log_level;
+  std::vector<std::string> model;
+  std::optional<std::string> models_dir, memory_budget;
+  std::optional<std::string> llama_server, topic, log_level;
   std::optional<int> port, gpu_layers, threads, ctx_size, parallel, max_tokens, queue_capacity, status_interval;
   std::optional<double> temperature;
   std::vector<std::string> bootstrap;
@@ -225,7 +306,11 @@ int main(int argc, char** argv) {
   bool insecure_metrics_listen = false;
   app.add_flag("--version", version, "Print the version of qmesh-worker and of the llama-server it finds");
   app.add_option("--config", config_path, "JSON config file; flags given on the command line win");
-  app.add_option("--model,-m", model, "GGUF model file");
+  app.add_option("--model,-m", model, "GGUF model file (repeat for several models)");
+  app.add_option("--models-dir", models_dir, "serve every *.gguf file in this folder (a bad one is skipped with a warning)");
+  app.add_option("--memory-budget", memory_budget,
+                 "memory for loaded models, e.g. 6G or 512M (default: 80% of the memory available at start); "
+                 "models load on demand, the least recently used idle one is unloaded for another");
   app.add_option("--llama-server", llama_server, "llama-server binary (default: $QMESH_LLAMA_SERVER, bin/<platform>/, PATH, cache)");
   app.add_option("--port", port, "llama-server port on 127.0.0.1 (default: a free one)");
   app.add_option("--gpu-layers", gpu_layers, "layers to offload to the GPU");
@@ -272,7 +357,7 @@ int main(int argc, char** argv) {
     if (!loaded) return fail(loaded.error().message, 2);  // the message names the file
     cfg = *loaded;
   }
-  if (model) cfg.model = *model;
+  if (auto e = apply_model_flags(cfg, model, models_dir, memory_budget)) return fail(*e, 2);
   if (llama_server) cfg.llama_server = *llama_server;
   if (port) cfg.port = *port;
   if (gpu_layers) cfg.gpu_layers = *gpu_layers;
@@ -291,7 +376,7 @@ int main(int argc, char** argv) {
   if (identity) cfg.identity = *identity;
   if (metrics_listen) cfg.metrics_listen = *metrics_listen;
   if (insecure_metrics_listen) cfg.insecure_metrics_listen = true;
-  if (cfg.model.empty()) {
+  if (cfg.model.empty() && cfg.models.empty() && cfg.models_dir.empty()) {
     // The packaged service's config file ships without a model: the line says which file to edit.
     return fail(config_path.empty() ? "no model given: pass --model FILE or set \"model\" in --config"
                                     : "no model given: set \"model\" in " + config_path + " (or pass --model FILE)",
@@ -299,6 +384,8 @@ int main(int argc, char** argv) {
   }
   if (auto s = share_flags.apply(cfg); !s) return fail(s.error().message, 2);
   if (auto v = qmesh::worker::validate(cfg); !v) return fail(v.error().message, 2);
+  // The model list (a folder that is missing or empty, a file named twice) before anything runs.
+  if (auto listed = qmesh::worker::model_paths(cfg); !listed) return fail(listed.error().message, 2);
   // Everything that can be checked is checked before llama-server loads the model (minutes for
   // a large one): the listen address binds, the identity loads, the config file's list parses.
   if (!cfg.listen.empty()) {
@@ -365,9 +452,10 @@ int main(int argc, char** argv) {
     }
   }
   if (auto st = started.get(); !st) return fail(st.error().message);
-  const auto* sup = worker.supervisor();
-  spdlog::info("ready: llama-server pid {} on 127.0.0.1:{}, model {}, topic '{}'", sup->pid(), sup->port(),
-               cfg.model, cfg.topic);
+  if (const auto sup = worker.supervisor())  // the first model is always loaded at start
+    spdlog::info("ready: llama-server pid {} on 127.0.0.1:{}, model {}, topic '{}'", sup->pid(), sup->port(),
+                 worker.model_info(0).path, cfg.topic);
+  if (worker.model_count() > 1) log_models(worker);
 
   // On the network: join the DHT, announce the worker record, serve asks.
   std::unique_ptr<qmesh::net::BootstrapNode> embedded;  // declared first: stopped after the server
@@ -406,6 +494,7 @@ int main(int argc, char** argv) {
   malloc_trim(0);
 #endif
   int exit_code = 0;
+  std::string failure;
   auto next_status = std::chrono::steady_clock::now() + std::chrono::seconds(cfg.status_interval_s);
   for (;;) {
     // Short waits, so that a crash loop is reported at once, not at the next status line.
@@ -416,17 +505,16 @@ int main(int argc, char** argv) {
       spdlog::info("{} received; stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
       break;
     }
-    if (sup->state() == qmesh::sidecar::SidecarState::Failed) {
-      spdlog::error("unhealthy: {}", sup->failure());
+    if (worker.all_failed()) {
+      failure = worker.supervisor() ? worker.supervisor()->failure() : "every model's llama-server failed";
+      spdlog::error("unhealthy: {}", failure);
       exit_code = 3;
       break;
     }
     if (std::chrono::steady_clock::now() < next_status) continue;
     next_status += std::chrono::seconds(cfg.status_interval_s);
     const auto h = server ? announce(*server, worker, cfg, record, metrics ? &*metrics : nullptr) : worker.health();
-    spdlog::info("status: llama-server {} (pid {}, restarts {}), cpu {:.0f}%, mem available {} MiB, slots {}/{} busy, queue {}/{}",
-                 qmesh::sidecar::to_string(sup->state()), sup->pid(), sup->restarts(), h.cpu_percent,
-                 h.mem_available_bytes >> 20, h.slots_busy, h.slots_total, h.queue_depth, h.queue_capacity);
+    log_status(worker, h);
   }
   if (metrics) {  // scrapes from here on see only the worker
     metrics->set_server(nullptr);
@@ -436,6 +524,6 @@ int main(int argc, char** argv) {
   worker.stop();
   server.reset();
   if (embedded) embedded->stop();
-  if (exit_code) std::fprintf(stderr, "qmesh-worker: stopped: llama-server is unhealthy: %s\n", sup->failure().c_str());
+  if (exit_code) std::fprintf(stderr, "qmesh-worker: stopped: llama-server is unhealthy: %s\n", failure.c_str());
   return exit_code;
 }

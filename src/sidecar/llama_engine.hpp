@@ -45,6 +45,8 @@ struct CompletionStats {
   // The prompt's length in tokens as llama-server evaluated it (the cached part included; chat:
   // after the template); 0 when it did not say.
   std::uint64_t prompt_tokens = 0;
+  // Filled by the worker: how long the ask waited for its model to be loaded (0: it was loaded).
+  double load_ms = 0;
 };
 
 struct EngineOptions {

@@ -1,6 +1,7 @@
 // The worker on the QMesh network: joins the DHT through a net::PeerService, announces its worker
 // record under the topic (refreshed by the caller every status interval), accepts encrypted
-// sessions and serves each ask on its own stream (core/mesh/frame.hpp): admission against the
+// sessions and serves each ask on its own stream (core/mesh/frame.hpp): the ask goes to the
+// worker's model it names (one it does not serve: "unknown_model"), admission against the
 // worker's queue, tokens forwarded the moment llama-server produces them, exactly one DONE or
 // ERROR per ask, and a client that resets its stream or goes away cancels its generation.
 #pragma once
@@ -53,8 +54,6 @@ class MeshServer {
   // number of DHT nodes that stored it.
   core::Result<std::uint32_t> announce(const core::mesh::WorkerRecord& record,
                                        std::chrono::milliseconds wait = std::chrono::seconds(10));
-  // The model asks may name (by name or hash prefix); others are answered "bad_request".
-  void set_model(const std::string& name, const std::array<std::uint8_t, 32>& hash);
   // The server's ModelShare (add() the files to share); null without MeshServerOptions::share.
   ModelShare* share() const;
   core::nat::NatType nat_type() const;

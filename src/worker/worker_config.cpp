@@ -2,14 +2,18 @@
 #include "worker/model_share.hpp"
 
 #include "core/dht/types.hpp"
+#include "core/base/printable.hpp"
 
 #include <algorithm>
+#include <filesystem>
+#include <set>
 #include <thread>
 
 #include <nlohmann/json.hpp>
 
 #include "net/resolve.hpp"
 #include "worker/health_sampler.hpp"  // read_small_file
+#include "worker/model_budget.hpp"
 
 namespace qmesh::worker {
 
@@ -197,6 +201,25 @@ std::optional<core::Error> apply_setting(WorkerConfig& c, const std::string& key
       return core::make_error("setting '" + key + "' must be a non-empty path string, got " + shown(v));
     if (key == "model") c.model = v.get<std::string>();
     else c.llama_server = v.get<std::string>();
+  } else if (key == "models") {
+    if (!v.is_array() || v.size() > 64)
+      return core::make_error("setting 'models' must be an array of at most 64 GGUF paths, got " + shown(v));
+    c.models.clear();
+    for (const auto& m : v) {
+      if (!m.is_string() || m.get_ref<const std::string&>().empty())
+        return core::make_error("setting 'models' must hold non-empty path strings, got " + shown(m));
+      c.models.push_back(m.get<std::string>());
+    }
+  } else if (key == "models-dir") {
+    if (!v.is_string() || v.get_ref<const std::string&>().empty())
+      return core::make_error("setting 'models-dir' must be a non-empty path string, got " + shown(v));
+    c.models_dir = v.get<std::string>();
+  } else if (key == "memory-budget") {
+    std::optional<std::uint64_t> bytes;
+    if (v.is_string()) bytes = parse_size(v.get_ref<const std::string&>());
+    else if (v.is_number_unsigned() && v.get<std::uint64_t>() > 0) bytes = v.get<std::uint64_t>();
+    if (!bytes) return core::make_error("setting 'memory-budget' must be a size such as \"6G\" or \"512M\", got " + shown(v));
+    c.memory_budget = *bytes;
   } else if (key == "topic") {
     if (!v.is_string()) return core::make_error("setting 'topic' must be a string of 1 to " +
                                                 std::to_string(kMaxTopicBytes) + " bytes, got " + shown(v));
@@ -247,7 +270,8 @@ int default_threads() {
 }
 
 core::Result<std::monostate> validate(const WorkerConfig& c) {
-  if (c.model.empty()) return core::make_error("setting 'model' is required: the path of a GGUF model file");
+  if (c.model.empty() && c.models.empty() && c.models_dir.empty())
+    return core::make_error("setting 'model' is required: the path of a GGUF model file");
   if (auto e = check_ranges(c)) return *e;
   for (const auto& b : c.bootstrap) {
     if (!net::parse_host_port(b))
@@ -333,6 +357,9 @@ json to_json(const WorkerConfig& c) {
       {"log-level", c.log_level},
   };
   if (!c.model.empty()) j["model"] = c.model;
+  if (!c.models.empty()) j["models"] = c.models;
+  if (!c.models_dir.empty()) j["models-dir"] = c.models_dir;
+  if (c.memory_budget) j["memory-budget"] = c.memory_budget;
   if (c.llama_server) j["llama-server"] = *c.llama_server;
   if (!c.bootstrap.empty()) j["bootstrap"] = c.bootstrap;
   if (!c.listen.empty()) j["listen"] = c.listen;
@@ -343,6 +370,38 @@ json to_json(const WorkerConfig& c) {
   j["share-rate"] = c.share_rate;
   j["share-uploads"] = c.share_uploads;
   return j;
+}
+
+core::Result<std::vector<ModelPath>> model_paths(const WorkerConfig& c) {
+  namespace fs = std::filesystem;
+  std::vector<ModelPath> out;
+  if (!c.model.empty()) out.push_back({c.model, false});
+  for (const auto& m : c.models) out.push_back({m, false});
+  if (!c.models_dir.empty()) {
+    std::error_code ec;
+    if (!fs::is_directory(c.models_dir, ec))
+      return core::make_error("setting 'models-dir': " + core::printable_line(c.models_dir) +
+                              (fs::exists(c.models_dir, ec) ? " is not a folder" : ": no such folder"));
+    std::vector<std::string> found;
+    for (fs::directory_iterator it(c.models_dir, ec), end; !ec && it != end; it.increment(ec)) {
+      if (it->path().extension() == ".gguf" && it->is_regular_file(ec)) found.push_back(it->path().string());
+    }
+    if (ec) return core::make_error("setting 'models-dir': " + core::printable_line(c.models_dir) + ": " + ec.message());
+    if (found.empty()) return core::make_error("setting 'models-dir': " + core::printable_line(c.models_dir) + " holds no .gguf file");
+    std::sort(found.begin(), found.end());
+    for (auto& f : found) out.push_back({std::move(f), true});
+  }
+  // The same file twice (by any path) would be two llama-servers for one model.
+  std::set<std::string> seen;
+  for (const auto& m : out) {
+    std::error_code ec;
+    const auto canon = fs::weakly_canonical(m.path, ec);
+    const std::string key = ec ? m.path : canon.string();
+    if (!seen.insert(key).second)
+      return core::make_error("model " + core::printable_line(m.path) + " is given twice" +
+                              (m.from_dir ? " (also found in models-dir)" : ""));
+  }
+  return out;
 }
 
 std::optional<core::Endpoint> listen_endpoint(const std::string& listen) {

@@ -34,7 +34,10 @@ inline constexpr const char* kLogLevels[] = {"trace", "debug", "info", "warn", "
 int default_threads();
 
 struct WorkerConfig {
-  std::string model;                        // "model": path of the GGUF file (required)
+  std::string model;                        // "model": path of the GGUF file (the first model served)
+  std::vector<std::string> models;          // "models": more GGUF files (--model given several times)
+  std::string models_dir;                   // "models-dir": every *.gguf in this folder
+  std::uint64_t memory_budget = 0;          // "memory-budget": bytes for loaded models; 0 = 80 % of MemAvailable
   std::optional<std::string> llama_server;  // "llama-server": binary path; unset = resolve (flag, env, bin/, PATH)
   int port = 0;                             // "port": llama-server's localhost port, 0 = pick a free one
   int gpu_layers = 0;                       // "gpu-layers": -ngl; 0 = CPU only, -1 = all layers, N = N layers
@@ -59,7 +62,7 @@ struct WorkerConfig {
   friend bool operator==(const WorkerConfig&, const WorkerConfig&) = default;
 };
 
-// Checks every setting, plus: model is set, llama-server (when set) is non-empty, and each slot
+// Checks every setting, plus: a model is set (model, models or models-dir), llama-server (when set) is non-empty, and each slot
 // gets at least kMinCtxSize tokens (ctx-size / parallel). Run it after flags and file are merged.
 core::Result<std::monostate> validate(const WorkerConfig& config);
 
@@ -84,6 +87,15 @@ std::optional<core::Endpoint> listen_endpoint(const std::string& listen);
 // The metrics-listen setting's address: "PORT" (on 127.0.0.1), "HOST:PORT" with an IP address or
 // "localhost", an IPv6 host in brackets. nullopt when malformed.
 std::optional<core::Endpoint> metrics_endpoint(const std::string& metrics_listen);
+
+// The models a config names, in order: "model", then "models", then the *.gguf files in
+// "models-dir" (sorted by name; from_dir set). Errors: a models-dir that is missing, not a folder
+// or holds no *.gguf file, and a file named twice (the same file by another path too).
+struct ModelPath {
+  std::string path;
+  bool from_dir = false;  // found in models-dir: a bad one is skipped with a warning, not fatal
+};
+core::Result<std::vector<ModelPath>> model_paths(const WorkerConfig& config);
 
 // The value for llama-server's -ngl: "all" for -1, otherwise the number.
 std::string gpu_layers_arg(int gpu_layers);

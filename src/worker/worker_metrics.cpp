@@ -84,7 +84,9 @@ void WorkerMetrics::scrape() {
   std::lock_guard lk(parts_mu_);
   if (worker_) {
     const auto& cfg = worker_->config();
-    collect_worker(server_ ? server_->stats() : MeshStats{}, cfg.parallel, cfg.queue_capacity, worker_->supervisor());
+    // Slots: parallel per model; llama-server up and restarts: the first model's.
+    collect_worker(server_ ? server_->stats() : MeshStats{}, worker_->admission_limit() - cfg.queue_capacity,
+                   cfg.queue_capacity, worker_->supervisor().get());
   }
   if (server_) server_->collect_metrics();
   if (embedded_) {

@@ -331,3 +331,65 @@ TEST(WorkerConfig, AnAliasWithABadValueNamesBothKeys) {
   // Other camelCase spellings are not aliases: still unknown settings.
   EXPECT_EQ(load_error(R"({"ctxSize": 4096})"), "unknown setting 'ctxSize' in config");
 }
+
+TEST(WorkerConfig, SeveralModelsAModelsDirAndAMemoryBudget) {
+  auto r = load_worker_config_json(
+      R"({"model": "/m/a.gguf", "models": ["/m/b.gguf", "/m/c.gguf"], "models-dir": "/m/more", "memory-budget": "6G"})");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->model, "/m/a.gguf");
+  EXPECT_EQ(r->models, (std::vector<std::string>{"/m/b.gguf", "/m/c.gguf"}));
+  EXPECT_EQ(r->models_dir, "/m/more");
+  EXPECT_EQ(r->memory_budget, 6ull << 30);
+  auto bytes = load_worker_config_json(R"({"models": ["/m/b.gguf"], "memory-budget": 536870912})");
+  ASSERT_TRUE(bytes.ok()) << bytes.error().message;
+  EXPECT_EQ(bytes->memory_budget, 512ull << 20);
+  EXPECT_TRUE(validate(*bytes).ok());  // "models" alone is enough
+  auto back = load_worker_config_json(to_json(*r).dump());
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(*back, *r);
+  EXPECT_EQ(load_error(R"({"memory-budget": "lots"})"),
+            "setting 'memory-budget' must be a size such as \"6G\" or \"512M\", got \"lots\"");
+  EXPECT_EQ(load_error(R"({"memory-budget": 0})"), "setting 'memory-budget' must be a size such as \"6G\" or \"512M\", got 0");
+  EXPECT_EQ(load_error(R"({"models": "/m/a.gguf"})"),
+            "setting 'models' must be an array of at most 64 GGUF paths, got \"/m/a.gguf\"");
+  EXPECT_EQ(load_error(R"({"models": [""]})"), "setting 'models' must hold non-empty path strings, got \"\"");
+  EXPECT_EQ(load_error(R"({"models-dir": 5})"), "setting 'models-dir' must be a non-empty path string, got 5");
+}
+
+TEST(WorkerConfig, ModelPathsListsInOrderAndRefusesDuplicates) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("qmesh-models-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir / "d");
+  for (const char* f : {"d/z.gguf", "d/a.gguf", "d/notes.txt", "x.gguf"}) std::ofstream(dir / f) << "x";
+  WorkerConfig c;
+  c.model = (dir / "x.gguf").string();
+  c.models_dir = (dir / "d").string();
+  auto p = model_paths(c);
+  ASSERT_TRUE(p.ok()) << p.error().message;
+  ASSERT_EQ(p->size(), 3u);
+  EXPECT_EQ((*p)[0].path, c.model);
+  EXPECT_FALSE((*p)[0].from_dir);
+  EXPECT_EQ((*p)[1].path, (dir / "d" / "a.gguf").string());  // sorted, .gguf only
+  EXPECT_TRUE((*p)[1].from_dir);
+  EXPECT_EQ((*p)[2].path, (dir / "d" / "z.gguf").string());
+  // The same file twice, by another spelling of its path too.
+  c.models = {(dir / "d" / ".." / "x.gguf").string()};
+  auto twice = model_paths(c);
+  ASSERT_FALSE(twice.ok());
+  EXPECT_NE(twice.error().message.find("is given twice"), std::string::npos) << twice.error().message;
+  c.models = {(dir / "d" / "a.gguf").string()};
+  twice = model_paths(c);
+  ASSERT_FALSE(twice.ok());
+  EXPECT_NE(twice.error().message.find("also found in models-dir"), std::string::npos) << twice.error().message;
+  // A folder that is missing, empty of models, or a file.
+  c.models.clear();
+  c.models_dir = (dir / "none").string();
+  EXPECT_NE(model_paths(c).error().message.find("no such folder"), std::string::npos);
+  fs::create_directories(dir / "empty");
+  c.models_dir = (dir / "empty").string();
+  EXPECT_NE(model_paths(c).error().message.find("holds no .gguf file"), std::string::npos);
+  c.models_dir = (dir / "x.gguf").string();
+  EXPECT_NE(model_paths(c).error().message.find("is not a folder"), std::string::npos);
+  fs::remove_all(dir);
+}

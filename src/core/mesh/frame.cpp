@@ -188,6 +188,7 @@ std::string to_json(const Done& d) {
          {"stop_reason", d.stop_reason},
          {"prompt_tokens", d.prompt_tokens}};
   if (!d.model.empty()) j["model"] = d.model.substr(0, kMaxModelName);
+  if (d.load_ms > 0) j["load_ms"] = d.load_ms;
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
@@ -213,6 +214,10 @@ Result<Done> parse_done(std::string_view text) {
         !valid_utf8_printable(m.get_ref<const std::string&>()))
       return make_error("malformed DONE from the worker", "internal");
     d.model = m.get<std::string>();
+  }
+  if (j->contains("load_ms")) {
+    if (!num("load_ms")) return make_error("malformed DONE from the worker", "internal");
+    d.load_ms = (*j)["load_ms"].get<double>();
   }
   return d;
 }

@@ -109,7 +109,7 @@ Result<SynthPlan> plan_llama_model(const GgufFile& vocab, const SynthOptions& op
   const std::uint32_t wt = opts.weight_type;
 
   w.add("general.architecture", GgufValue::str("llama"));
-  w.add("general.name", GgufValue::str("qmesh-synth-" + s.name));
+  w.add("general.name", GgufValue::str(opts.name.empty() ? "qmesh-synth-" + s.name : opts.name));
   w.add("general.file_type", GgufValue::u32(file_type_for(wt)));
   w.add("general.alignment", GgufValue::u32(kGgufDefaultAlignment));
   w.add("general.quantization_version", GgufValue::u32(2));

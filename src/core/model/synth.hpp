@@ -26,13 +26,14 @@ struct LlamaShape {
   float rms_eps = 1e-5f;
 };
 
-// "tiny" (a few MB), "small" (~33 MB at f16) or "tinyllama" (TinyLlama-1.1B's exact shapes);
+// "tiny" (a few MB), "small" (~40 MB at f16) or "tinyllama" (TinyLlama-1.1B's exact shapes);
 // nullopt for anything else.
 std::optional<LlamaShape> llama_shape(std::string_view name);
 
 struct SynthOptions {
   LlamaShape shape;
   std::uint32_t weight_type = 1;  // ggml type of 2-D weights: f32 (0), f16 (1) or q8_0 (8)
+  std::string name;               // general.name; empty: "qmesh-synth-<shape>"
 };
 
 // Everything about the synthesized file except the weights' bytes: lets callers learn size and

@@ -132,6 +132,10 @@ TEST(MeshFrame, DoneAndErrorRoundTripAndSanitize) {
   auto bd = parse_done(to_json(d));
   ASSERT_TRUE(bd);
   EXPECT_EQ(*bd, d);
+  d.load_ms = 812.5;  // the ask waited for its model to load
+  bd = parse_done(to_json(d));
+  ASSERT_TRUE(bd);
+  EXPECT_EQ(bd->load_ms, 812.5);
   // An older worker's DONE (no prompt_tokens, no model) still parses; unknown fields are ignored.
   auto old = parse_done(R"({"tokens":3,"ttft_ms":1,"total_ms":2,"tokens_per_second":3,"stop_reason":"eos","later":1})");
   ASSERT_TRUE(old);
@@ -141,6 +145,8 @@ TEST(MeshFrame, DoneAndErrorRoundTripAndSanitize) {
   EXPECT_FALSE(parse_done(base + R"("prompt_tokens":-1})"));
   EXPECT_FALSE(parse_done(base + R"("prompt_tokens":"7"})"));
   EXPECT_FALSE(parse_done(base + R"("model":5})"));
+  EXPECT_FALSE(parse_done(base + R"("load_ms":-1})"));
+  EXPECT_FALSE(parse_done(base + R"("load_ms":"5"})"));
   EXPECT_FALSE(parse_done(base + "\"model\":\"a\\u001bb\"}"));
   EXPECT_FALSE(parse_done(base + R"("model":")" + std::string(kMaxModelName + 1, 'm') + "\"}"));
   EXPECT_FALSE(parse_done(R"({"tokens":-1,"ttft_ms":0,"total_ms":0,"tokens_per_second":0,"stop_reason":""})"));

@@ -31,7 +31,7 @@ class ModelSynth : public ::testing::Test {
   }
 
   std::vector<std::uint8_t> synth(const std::string& shape, std::uint32_t type, std::uint64_t seed) {
-    auto plan = plan_llama_model(vocab_, {*llama_shape(shape), type});
+    auto plan = plan_llama_model(vocab_, {*llama_shape(shape), type, {}});
     EXPECT_TRUE(plan.ok());
     std::vector<std::uint8_t> out;
     Rng rng(seed);
@@ -152,9 +152,18 @@ TEST_F(ModelSynth, SameSeedSameBytes) {
 
 TEST_F(ModelSynth, TinyLlamaPlanHasExactShapes) {
   // Only the plan: the 1.2 GB of weights are exercised by the CLI, not the unit tests.
-  auto plan = plan_llama_model(vocab_, {*llama_shape("tinyllama"), 8});
+  auto plan = plan_llama_model(vocab_, {*llama_shape("tinyllama"), 8, {}});
   ASSERT_TRUE(plan.ok());
   EXPECT_EQ(plan->parameter_count, 1100048384u);
+  // general.name: qmesh-synth-<shape>, or the name asked for (two models told apart on one worker).
+  auto named = plan_llama_model(vocab_, {*llama_shape("tinyllama"), 8, "my-model-b"});
+  ASSERT_TRUE(named.ok());
+  auto header = named->writer.header_bytes();
+  const std::string text(header.begin(), header.end());
+  EXPECT_NE(text.find("my-model-b"), std::string::npos);
+  EXPECT_EQ(text.find("qmesh-synth-tinyllama"), std::string::npos);
+  const auto plain = plan->writer.header_bytes();
+  EXPECT_NE(std::string(plain.begin(), plain.end()).find("qmesh-synth-tinyllama"), std::string::npos);
   auto r = parse_gguf(plan->writer.header_bytes());
   ASSERT_FALSE(r.ok());  // header alone: tensor data missing
   EXPECT_NE(r.error().message.find("runs past the end"), std::string::npos) << r.error().message;
