@@ -15,6 +15,7 @@
 // asks may run at once on one Client. Token callbacks run on the thread that called ask().
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -148,6 +149,60 @@ struct AskResult {
 
 using TokenCallback = std::function<void(std::string_view piece)>;
 
+// ---- models on the mesh (P2P model distribution; docs/protocol.md "Model transfer") ----
+
+// A node that announces it shares a model (its holder record under the root's topic).
+struct ModelHolder {
+  std::string id;        // its public key (hex)
+  std::string endpoint;  // where it announced from, as the DHT saw it
+  std::string name;      // the model's name, as the holder says
+  std::uint64_t size = 0;
+  int uploads_free = 0;
+};
+
+// Where fetch_model() puts the chunks: each is verified against the root before write() gets it.
+// Both are called on the thread that called fetch_model().
+class ChunkSink {
+ public:
+  virtual ~ChunkSink() = default;
+  // The chunks stored before (a resumed download): one entry per chunk, or empty for none.
+  virtual std::vector<bool> have() = 0;
+  // Stores chunk `index` (1 MiB, the last one shorter); "" when stored, else one line saying why
+  // (the download then stops with Error("disk", that line)).
+  virtual std::string write(std::uint64_t index, const std::vector<std::uint8_t>& bytes) = 0;
+};
+
+struct ModelFetchProgress {
+  std::uint64_t bytes_total = 0;
+  std::uint64_t bytes_verified = 0;  // resumed ones included
+  std::uint64_t bytes_resumed = 0;   // stored before this run
+  double bytes_per_second = 0;       // verified, over the last few seconds
+  int holders_in_use = 0;            // answered and not dropped
+  int holders_dropped = 0;
+};
+
+struct ModelFetchOptions {
+  std::string root;         // the content root, 64 hex digits
+  std::uint64_t size = 0;   // the file's size; 0: as the holders' records say
+  int holders = 6;          // holders used at once, at most (1..16)
+  // With no holder to fetch from for this long (none found, or every one failed), the download
+  // fails: "no holder has ROOT" or "every holder failed: ...".
+  std::chrono::milliseconds timeout{30000};
+  std::function<void(const ModelFetchProgress&)> on_progress;  // about once a second
+  const std::atomic<bool>* cancel = nullptr;  // set it (from any thread) to stop: Error("cancelled")
+};
+
+struct ModelFetchResult {
+  std::string root;
+  std::uint64_t size = 0;
+  std::uint64_t bytes_fetched = 0;  // verified and stored by this run
+  std::uint64_t bytes_resumed = 0;  // stored before this run
+  std::uint64_t bytes_wasted = 0;   // received and not used (endgame duplicates, bad chunks)
+  double seconds = 0;
+  int holders_used = 0;     // holders that gave at least one chunk
+  int holders_dropped = 0;  // dropped: bad chunks, silence, errors
+};
+
 class Client;
 
 // An ask in progress, read as an iterator: next() returns each piece of text as it arrives and
@@ -199,6 +254,16 @@ class Client {
   AskStream stream(const AskOptions& options);
   // This client's public key (hex).
   std::string id() const;
+
+  // The nodes that announce they hold the model with this content root (64 hex digits), newest
+  // record per node; records that do not decode or name another root are left out.
+  std::vector<ModelHolder> model_holders(const std::string& root, std::chrono::milliseconds timeout = std::chrono::seconds(15));
+  // Downloads the model with content root options.root from up to options.holders holders at once
+  // into `sink`, verifying each chunk first; only the chunks sink.have() lacks are fetched. Runs on
+  // the caller's thread until done. Errors: "bad_request" (a bad root or size), "no_workers" (no
+  // holder within the timeout), "workers_failed" (every holder failed), "disk" (sink.write failed),
+  // "cancelled".
+  ModelFetchResult fetch_model(const ModelFetchOptions& options, ChunkSink& sink);
 
   struct Impl;
 

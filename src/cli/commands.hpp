@@ -23,6 +23,7 @@ struct CommandError : std::runtime_error {
 void check_utf8(std::string_view text, const std::string& what);
 
 void add_model_commands(CLI::App& app);  // model inspect, model synth
+void add_model_get_command(CLI::App* model);  // model get (model_get_command.cpp)
 void add_model_share_command(CLI::App& model);  // model share (model_share_command.cpp)
 void add_run_command(CLI::App& app);     // run: the local inference path
 void add_dht_commands(CLI::App& app);    // dht bootstrap, dht announce, dht lookup

@@ -114,7 +114,7 @@ struct SynthArgs {
 
 void run_synth(const SynthArgs& a) {
   auto shape = core::model::llama_shape(a.shape);
-  if (!shape) throw CommandError("unknown shape '" + a.shape + "' (tiny or tinyllama)");
+  if (!shape) throw CommandError("unknown shape '" + a.shape + "' (tiny, small or tinyllama)");
   const std::string type_name = a.type.empty() ? (a.shape == "tiny" ? "f16" : "q8_0") : a.type;
   const core::model::GgmlTypeInfo* type = core::model::ggml_type_by_name(type_name);
   if (!type || (type->id != 0 && type->id != 1 && type->id != 8)) {
@@ -179,7 +179,7 @@ void add_model_commands(CLI::App& app) {
 
   auto* synth = model->add_subcommand("synth", "Write a llama model with random weights and a real vocabulary");
   auto args = std::make_shared<SynthArgs>();
-  synth->add_option("--shape", args->shape, "tiny or tinyllama")->check(CLI::IsMember({"tiny", "tinyllama"}));
+  synth->add_option("--shape", args->shape, "tiny, small (~40 MB at f16) or tinyllama")->check(CLI::IsMember({"tiny", "small", "tinyllama"}));
   synth->add_option("--out", args->out, "Output GGUF file")->required();
   synth->add_option("--seed", args->seed, "Weights seed (same seed, same bytes)");
   synth->add_option("--type", args->type, "2-D weight type: f32, f16 or q8_0 (default f16 for tiny, q8_0 for tinyllama)");
@@ -194,6 +194,7 @@ void add_model_commands(CLI::App& app) {
   root->add_flag("--json", *root_json, "Print {\"root\", \"size\", \"chunks\"}");
   root->callback([root_path, root_json] { print_root(*root_path, *root_json); });
 
+  add_model_get_command(model);
   add_model_share_command(*model);
 }
 

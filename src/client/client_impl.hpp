@@ -31,6 +31,7 @@
 #include "core/base/rng.hpp"
 #include "core/stream/event.hpp"
 #include "core/mesh/worker_select.hpp"
+#include "core/model/transfer_frame.hpp"
 #include "net/bootstrap_list.hpp"
 #include "net/resolve.hpp"
 #include "net/dht_await.hpp"
@@ -150,6 +151,66 @@ struct AskCancel {
   }
 };
 
+// ---- a model download's streams (client_model.cpp) ----
+
+// What the loop thread (and the download's helper thread) tell the download's thread.
+struct XferEvent {
+  enum Kind { Added, Frame, Ended, Bad } kind = Frame;
+  std::uint64_t holder = 0;
+  std::optional<core::model::TransferFrame> frame;  // Frame
+  std::string text;                                 // Added: the holder's label; Ended, Bad: why
+  session::SessionId sid = 0;                       // Added
+  stream::StreamId stream = 0;                      // Added
+};
+
+struct XferQueue {
+  // Frame bytes queued and not yet taken, per holder: a holder sends at most one CHUNK per GET
+  // (kMaxInflight unanswered), so more than this is a holder sending what nobody asked for.
+  static constexpr std::size_t kMaxQueuedPerHolder = (core::model::kMaxInflight + 2) * core::model::kMaxChunkFrameBody;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<XferEvent> q;
+  std::map<std::uint64_t, std::size_t> queued;  // under mu
+  static std::size_t weight(const XferEvent& e) {
+    const auto* c = e.frame ? std::get_if<core::model::Chunk>(&*e.frame) : nullptr;
+    return c ? c->data.size() + c->proof.size() * 32 + 16 : 16;
+  }
+  // False when the holder is this far ahead of the download's thread (the event is queued all the same).
+  bool push(XferEvent e) {
+    bool ok;
+    {
+      std::lock_guard lk(mu);
+      auto& n = queued[e.holder];
+      n += weight(e);
+      ok = n <= kMaxQueuedPerHolder;
+      q.push_back(std::move(e));
+    }
+    cv.notify_all();
+    return ok;
+  }
+  void wake() {
+    { std::lock_guard lk(mu); }
+    cv.notify_all();
+  }
+  // Everything queued, waiting until `until` for the first.
+  std::deque<XferEvent> take(Clock::time_point until) {
+    std::unique_lock lk(mu);
+    cv.wait_until(lk, until, [&] { return !q.empty(); });
+    for (const auto& e : q)
+      if (auto it = queued.find(e.holder); it != queued.end() && (it->second -= std::min(it->second, weight(e))) == 0) queued.erase(it);
+    return std::exchange(q, {});
+  }
+};
+
+// One transfer stream to a holder (loop thread only; the frames the decoder yields go to q).
+struct XferStream {
+  std::uint64_t holder = 0;
+  std::shared_ptr<XferQueue> q;
+  core::model::TransferDecoder dec{core::model::TransferSide::Getter};
+  std::string out;
+  std::size_t out_off = 0;
+};
+
 struct AskStream::State {
   std::mutex mu;
   std::condition_variable cv;
@@ -201,6 +262,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
 
   // Loop thread only.
   std::map<std::pair<session::SessionId, stream::StreamId>, std::shared_ptr<Channel>> chans;
+  std::map<std::pair<session::SessionId, stream::StreamId>, std::shared_ptr<XferStream>> xfers;
   dht::QueryId refresh_query = 0;
 
   // ---- loop thread ----
@@ -225,6 +287,10 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     if (const auto* s = std::get_if<session::StreamActivity>(he)) {
       on_stream(p, s->sid, s->event);
     } else if (const auto* c = std::get_if<session::SessionClosed>(he)) {
+      for (auto it = xfers.lower_bound({c->sid, 0}); it != xfers.end() && it->first.first == c->sid;) {
+        it->second->q->push(XferEvent{XferEvent::Ended, it->second->holder, std::nullopt, "session closed (" + c->reason + ")"});
+        it = xfers.erase(it);
+      }
       for (auto it = chans.lower_bound({c->sid, 0}); it != chans.end() && it->first.first == c->sid;) {
         it->second->push(Answer{std::nullopt, "the session to the worker closed (" + c->reason + ")"});
         it = chans.erase(it);
@@ -259,6 +325,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
   void on_stream(peer::Peer& p, session::SessionId sid, const stream::Event& ev) {
     const auto id = stream::stream_of(ev);
     if (!id) return;
+    if (auto x = xfers.find({sid, *id}); x != xfers.end()) return on_xfer(p, sid, *id, ev, x->second);
     auto it = chans.find({sid, *id});
     if (it == chans.end()) return;
     auto ch = it->second;
@@ -379,7 +446,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
   // handshake; the punch to a direct path goes on in the background).
   // `handshake_ms`: set to the handshake's time when this call opened the session.
   session::SessionId session_for(const dht::LookupRecord& rec, Clock::time_point deadline, const std::atomic<bool>& cancelled,
-                                 double* handshake_ms = nullptr) {
+                                 double* handshake_ms = nullptr, const dht::Topic* via = nullptr) {
     const auto key = rec.record.body.pubkey;
     std::unique_lock lk(mu);
     auto it = sessions.find(key);
@@ -391,7 +458,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
       sessions[key] = s;
       lk.unlock();
       const auto cid = svc->call([&](peer::Peer& p, core::Instant now) {
-        const auto id = p.connect(topic, rec, now);
+        const auto id = p.connect(via ? *via : topic, rec, now);
         std::lock_guard g(mu);  // before any outcome can be handled: we are on the loop thread
         sessions[key].cid = id;
         return id;
@@ -560,6 +627,12 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     cv.notify_all();
     await.wake();
   }
+
+  // A model download (client_model.cpp).
+  void on_xfer(peer::Peer& p, session::SessionId sid, stream::StreamId id, const stream::Event& ev,
+               std::shared_ptr<XferStream> x);
+  static void pump_xfer(stream::Connection& c, stream::StreamId id, XferStream& x);
+  std::vector<dht::LookupRecord> lookup_topic(const dht::Topic& t, milliseconds limit, const std::atomic<bool>* cancelled);
 
   AskResult run_ask(const AskOptions& o, const std::function<void(std::string_view)>& emit, AskCancel& cancel);
 };

@@ -15,7 +15,7 @@
 namespace qmesh::core::model {
 
 struct LlamaShape {
-  std::string name;  // "tiny" or "tinyllama"
+  std::string name;  // "tiny", "small" or "tinyllama"
   std::uint32_t n_embd = 0;
   std::uint32_t n_layer = 0;
   std::uint32_t n_head = 0;
@@ -26,7 +26,8 @@ struct LlamaShape {
   float rms_eps = 1e-5f;
 };
 
-// "tiny" (a few MB) or "tinyllama" (TinyLlama-1.1B's exact shapes); nullopt for anything else.
+// "tiny" (a few MB), "small" (~40 MB at f16) or "tinyllama" (TinyLlama-1.1B's exact shapes);
+// nullopt for anything else.
 std::optional<LlamaShape> llama_shape(std::string_view name);
 
 struct SynthOptions {
