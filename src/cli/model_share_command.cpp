@@ -72,17 +72,8 @@ std::vector<core::Endpoint> seeds_of(const ShareOpts& o) {
 net::PeerServiceOptions peer_options(const ShareOpts& o, const std::vector<core::Endpoint>& seeds,
                                      const net::Identity& id) {
   net::PeerServiceOptions so;
-  if (!o.listen.empty()) {
-    auto at = core::Endpoint::parse(o.listen + (o.listen.find(':') == std::string::npos || o.listen.back() == ']' ? ":0" : ""));
-    if (!at) throw CommandError("--listen " + core::printable_line(o.listen) + ": expected HOST[:PORT] with an IP address", 2);
-    (at->family == 6 ? so.listen_v6 : so.listen_v4) = *at;
-  } else {
-    for (const auto& s : seeds) {
-      core::Endpoint any;
-      any.family = s.family;
-      (any.family == 6 ? so.listen_v6 : so.listen_v4) = any;
-    }
-  }
+  if (!net::set_listen(so, o.listen, seeds))
+    throw CommandError("--listen " + core::printable_line(o.listen) + ": expected HOST[:PORT] with an IP address", 2);
   so.config.dht.ephemeral = true;
   so.config.dht.report_addresses = true;
   so.config.serve_relay = false;

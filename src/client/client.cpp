@@ -37,18 +37,7 @@ Client::Client(ClientOptions options) : impl_(std::make_shared<Impl>()) {
     throw Error("config", "no bootstrap node: none found on the LAN; give --bootstrap HOST:PORT or list \"bootstrap\" in " +
                               net::default_config_dir() + "/config.json");
   net::PeerServiceOptions so;
-  if (!m.opts.listen.empty()) {
-    const auto& l = m.opts.listen;
-    auto at = core::Endpoint::parse(l.find(':') == std::string::npos || l.back() == ']' ? l + ":0" : l);
-    if (!at) throw Error("config", "listen " + l + ": expected HOST[:PORT]");
-    (at->family == 6 ? so.listen_v6 : so.listen_v4) = *at;
-  } else {
-    for (const auto& b : boot) {
-      core::Endpoint any;
-      any.family = b.family;
-      (b.family == 6 ? so.listen_v6 : so.listen_v4) = any;
-    }
-  }
+  if (!net::set_listen(so, m.opts.listen, boot)) throw Error("config", "listen " + m.opts.listen + ": expected HOST[:PORT]");
   so.config.dht.ephemeral = true;
   so.config.dht.report_addresses = true;
   so.config.serve_relay = false;

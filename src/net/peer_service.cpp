@@ -30,6 +30,21 @@
 
 namespace qmesh::net {
 
+bool set_listen(PeerServiceOptions& so, const std::string& listen, const std::vector<core::Endpoint>& seeds) {
+  if (!listen.empty()) {
+    auto at = core::Endpoint::parse(listen.find(':') == std::string::npos || listen.back() == ']' ? listen + ":0" : listen);
+    if (!at) return false;
+    (at->family == 6 ? so.listen_v6 : so.listen_v4) = *at;
+    return true;
+  }
+  for (const auto& s : seeds) {
+    core::Endpoint any;
+    any.family = s.family;
+    (any.family == 6 ? so.listen_v6 : so.listen_v4) = any;
+  }
+  return true;
+}
+
 using core::Endpoint;
 
 namespace {

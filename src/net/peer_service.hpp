@@ -9,6 +9,8 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <string>
+#include <vector>
 
 #include "core/peer/peer.hpp"
 #include "core/base/result.hpp"
@@ -23,6 +25,11 @@ struct PeerServiceOptions {
   peer::PeerConfig config;  // dht.ipv4/ipv6 come from the listen addresses; local_endpoints are
                             // filled from the interfaces when left empty
 };
+
+// The sockets of a node that is no DHT server (a client, `qmesh-cli model share`): at `listen`
+// ("HOST[:PORT]", an IP address; port 0 when none is given) when it is set, else at any address
+// of each family the `seeds` have. false when `listen` is not such a text.
+bool set_listen(PeerServiceOptions& so, const std::string& listen, const std::vector<core::Endpoint>& seeds);
 
 class PeerService {
  public:
