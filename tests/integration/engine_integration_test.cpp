@@ -11,6 +11,7 @@
 #include <string>
 #include <thread>
 
+#include "llama_test_util.hpp"
 #include "sidecar/exec_shim.hpp"
 #include "sidecar/llama_engine.hpp"
 #include "sidecar/llama_locator.hpp"
@@ -24,6 +25,9 @@ using qmesh::worker::WorkerConfig;
 
 namespace {
 
+using qmesh::test::long_request;
+using qmesh::test::wait_for;
+
 WorkerConfig tiny_config() {
   WorkerConfig c;
   c.model = QMESH_TINY_MODEL;
@@ -33,26 +37,7 @@ WorkerConfig tiny_config() {
   return c;
 }
 
-CompletionRequest long_request(int n = 3000) {
-  CompletionRequest r;
-  r.prompt = "Once upon a time";
-  r.max_tokens = n;
-  r.ignore_eos = true;
-  return r;
-}
-
-void wait_for(const std::function<bool()>& cond, std::chrono::milliseconds limit = 30s) {
-  const auto end = std::chrono::steady_clock::now() + limit;
-  while (!cond() && std::chrono::steady_clock::now() < end) std::this_thread::sleep_for(10ms);
-}
-
-class EngineIntegration : public ::testing::Test {
- protected:
-  void SetUp() override {
-    auto located = qmesh::sidecar::locate_llama_server(qmesh::sidecar::locate_inputs_from_environment({}));
-    ASSERT_TRUE(located.ok()) << located.error().message;
-  }
-};
+using EngineIntegration = qmesh::test::LlamaServerTest;
 
 }  // namespace
 

@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "llama_test_util.hpp"
 #include "sidecar/exec_shim.hpp"
 #include "sidecar/llama_locator.hpp"
 #include "worker/model_budget.hpp"
@@ -27,6 +28,10 @@ using qmesh::worker::WorkerConfig;
 
 namespace {
 
+using qmesh::test::wait_for;
+
+CompletionRequest request(int n) { return qmesh::test::long_request(n); }
+
 WorkerConfig two_models(bool room_for_both) {
   WorkerConfig c;
   c.model = QMESH_TINY_MODEL;
@@ -39,26 +44,7 @@ WorkerConfig two_models(bool room_for_both) {
   return c;
 }
 
-CompletionRequest request(int n) {
-  CompletionRequest r;
-  r.prompt = "Once upon a time";
-  r.max_tokens = n;
-  r.ignore_eos = true;
-  return r;
-}
-
-void wait_for(const std::function<bool()>& cond, std::chrono::milliseconds limit = 30s) {
-  const auto end = std::chrono::steady_clock::now() + limit;
-  while (!cond() && std::chrono::steady_clock::now() < end) std::this_thread::sleep_for(10ms);
-}
-
-class MultiModel : public ::testing::Test {
- protected:
-  void SetUp() override {
-    auto located = qmesh::sidecar::locate_llama_server(qmesh::sidecar::locate_inputs_from_environment({}));
-    ASSERT_TRUE(located.ok()) << located.error().message;
-  }
-};
+using MultiModel = qmesh::test::LlamaServerTest;
 
 }  // namespace
 
