@@ -170,9 +170,14 @@ AskResult Client::Impl::run_ask(const AskOptions& o, const std::function<void(st
       throw failed_error(res.workers_tried.size(), bad_requests, last_error);
     }
     const auto& rec = *of[*pick];
-    const auto& chosen = cands[*pick].record.models[*mesh::model_for(cands[*pick].record, query)];
-    const std::string announced_model = chosen.name;
-    resume_root = core::to_hex(chosen.root);
+    // A worker coming back (wait_for_comeback) may announce no matching model while it restarts:
+    // it is asked for the model the ask had, by the root already chosen or the ask's own query.
+    std::string announced_model;
+    if (const auto at = mesh::model_for(cands[*pick].record, query)) {
+      const auto& chosen = cands[*pick].record.models[*at];
+      announced_model = chosen.name;
+      resume_root = core::to_hex(chosen.root);
+    }
     const auto key = rec.record.body.pubkey;
     const auto wid = core::to_hex(key);
     if (!res.workers_tried.empty()) ++res.retries;
@@ -192,7 +197,7 @@ AskResult Client::Impl::run_ask(const AskOptions& o, const std::function<void(st
       continue;
     }
     mesh::Request r = req;
-    r.model = resume_root;  // the worker serves the model the record says, by its root
+    r.model = resume_root.empty() ? o.model : resume_root;  // by root: the model the record says
     r.resume = res.text;
     r.max_tokens = req.max_tokens - static_cast<int>(res.tokens);
     if (r.max_tokens <= 0) break;  // the earlier worker gave every token asked for
