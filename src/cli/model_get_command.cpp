@@ -149,6 +149,9 @@ void run_get(const GetOpts& o, std::atomic<bool>& cancel) {
   if (o.holders < 1 || o.holders > 16) throw CommandError("--holders must be 1..16", kExitUsage);
   if (o.timeout_s < 1) throw CommandError("--timeout must be at least 1 second", kExitUsage);
   std::error_code ec;
+  // A folder that does not exist yet is made (as `mkdir -p`); anything else in the way is refused.
+  if (!fs::exists(o.out, ec) && !fs::create_directories(o.out, ec) && ec)
+    throw CommandError(o.out + ": cannot create the folder: " + ec.message(), 1);
   if (!fs::is_directory(o.out, ec)) throw CommandError(o.out + ": not a directory", kExitUsage);
   ClientOptions co;
   co.bootstrap = o.bootstrap;

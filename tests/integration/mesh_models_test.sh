@@ -59,4 +59,14 @@ check "a model nobody serves: exit 3" test "$rc" -eq 3
 check "... and 'no workers serve llama-70b'" grep -q "no workers serve llama-70b" "$tmp/a.err"
 "$cli" ask --bootstrap "$boot" --model 70B --max-tokens 4 "Hello" >/dev/null 2>"$tmp/a.err"; rc=$?
 check "a size class nobody serves: exit 3" test "$rc" -eq 3
+
+# model get resolves what it is given through the workers' records: the shared name and the size
+# class name two roots here (refused, listing them); a root prefix names one, fetched from the
+# worker that serves it (workers share their models by default) into a folder made for it.
+err="$("$cli" model get qmesh-synth-tiny --bootstrap "$boot" --out "$tmp/get" 2>&1 >/dev/null)"; rc=$?
+check "model get by a name two roots carry is refused" test "$rc" -ne 0
+check "... naming both roots" bash -c "grep -q '${root[0]:0:12}' <<<'$err' && grep -q '${root[1]:0:12}' <<<'$err'"
+"$cli" model get "${root[1]:0:12}" --bootstrap "$boot" --out "$tmp/get/new" --json >"$tmp/get.json" 2>"$tmp/get.err"; rc=$?
+check "model get by a root prefix exits 0 into a new folder" test "$rc" -eq 0
+check "... byte-identical to the file that worker serves" cmp -s "$tmp/get/new/qmesh-synth-tiny.gguf" "$tmp/other.gguf"
 finish
