@@ -22,6 +22,7 @@
 #include "core/base/hex.hpp"
 #include "core/base/printable.hpp"
 #include "core/mesh/worker_select.hpp"
+#include "core/model/content_root.hpp"
 #include "qmesh/client.hpp"
 #include "sidecar/model_file.hpp"
 #include "sidecar/model_root.hpp"
@@ -67,9 +68,7 @@ std::string file_stem(const std::string& name, const std::string& root) {
   return s;
 }
 
-bool is_root(const std::string& s) {
-  return s.size() == 64 && std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isxdigit(c); });
-}
+bool is_root(const std::string& s) { return core::model::parse_root_hex(s).has_value(); }
 
 // NAME, a root prefix or a size class: the one root the mesh's workers serve that matches.
 std::string resolve(Client& client, const std::string& what) {
@@ -78,7 +77,7 @@ std::string resolve(Client& client, const std::string& what) {
     core::mesh::ModelEntry e;
     e.name = m.name;
     e.parameters = m.parameters;
-    if (auto b = core::from_hex(m.root); b && b->size() == 32) std::copy(b->begin(), b->end(), e.root.begin());
+    if (auto h = core::model::parse_root_hex(m.root)) e.root = *h;
     if (core::mesh::model_matches(e, what)) found[m.root] = m.name;
   }
   if (found.empty())
@@ -187,10 +186,7 @@ void run_get(const GetOpts& o, std::atomic<bool>& cancel) {
     if (core::to_hex(have->hash) != root || have->size != size)
       throw CommandError(dest + " exists and is another file (root " + core::to_hex(have->hash).substr(0, 16) + "); move it or give --out", 1);
   } else {
-    core::model::ContentRoot cr{};
-    auto b = core::from_hex(root);
-    std::copy(b->begin(), b->end(), cr.hash.begin());
-    cr.size = size;
+    core::model::ContentRoot cr{*core::model::parse_root_hex(root), size};  // is_root() or a holder's record
     auto part = sidecar::PartFile::open_or_create(dest, cr, {kSyncEvery});
     if (!part) throw CommandError(part.error().message);
     if (!part->warning().empty()) spdlog::warn("{}", part->warning());

@@ -5,7 +5,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <sodium.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -57,20 +56,6 @@ core::Result<core::model::ModelSummary> validate_model_file(const std::string& p
     return core::make_error(path + ": has no tensors (a vocabulary-only file cannot be run)");
   if (s->architecture.empty()) return core::make_error(path + ": general.architecture is missing");
   return s;
-}
-
-core::Result<std::array<std::uint8_t, 32>> hash_model_file(const std::string& path) {
-  auto f = MappedFile::open(path);
-  if (!f) return f.error();
-  crypto_generichash_state st;
-  std::array<std::uint8_t, 32> out{};
-  crypto_generichash_init(&st, nullptr, 0, out.size());
-  const auto b = f->bytes();
-  constexpr std::size_t kChunk = 1 << 20;
-  for (std::size_t off = 0; off < b.size(); off += kChunk)
-    crypto_generichash_update(&st, b.data() + off, std::min(kChunk, b.size() - off));
-  crypto_generichash_final(&st, out.data(), out.size());
-  return out;
 }
 
 }  // namespace qmesh::sidecar

@@ -33,8 +33,4 @@ core::Result<core::model::ModelSummary> inspect_model_file(const std::string& pa
 // inspect_model_file plus what llama-server needs to run it: tensors (not vocabulary-only).
 core::Result<core::model::ModelSummary> validate_model_file(const std::string& path);
 
-// BLAKE2b-256 of the whole file: the model's identity on the network (workers announce it, clients
-// may ask for it). Reads the file once (about 1 GB/s).
-core::Result<std::array<std::uint8_t, 32>> hash_model_file(const std::string& path);
-
 }  // namespace qmesh::sidecar
