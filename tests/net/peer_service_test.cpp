@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "../support/loopback_peers.hpp"
 #include "core/stream/event.hpp"
 #include "net/peer_service.hpp"
 
@@ -34,31 +35,10 @@ noise::KeyPair random_identity() {
   return noise::KeyPair::from_private(x);
 }
 
-qmesh::net::PeerServiceOptions options(bool accept) {
-  qmesh::net::PeerServiceOptions o;
-  o.listen_v4 = qmesh::core::Endpoint::v4(127, 0, 0, 1, 0);
-  o.config.dht.ephemeral = true;
-  o.config.serve_relay = false;
-  o.config.punch = false;
-  o.config.sessions.identity = random_identity();
-  o.config.sessions.accept_incoming = accept;
-  return o;
-}
+qmesh::net::PeerServiceOptions options(bool accept) { return qmesh::test::loopback_options(random_identity(), accept); }
 
 // Shared between the test thread and the loop threads.
-struct State {
-  std::mutex mu;
-  std::condition_variable cv;
-  bool done = false;
-  std::string failure;
-  void finish(std::string why = {}) {
-    std::lock_guard lk(mu);
-    if (done) return;
-    done = true;
-    failure = std::move(why);
-    cv.notify_all();
-  }
-};
+using State = qmesh::test::Done;
 
 // Echoes every stream: what it reads it writes back, and finishes after the peer's FIN.
 struct Echo {

@@ -19,6 +19,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "../support/loopback_peers.hpp"
 #include "core/model/fetch.hpp"
 #include "core/model/transfer_frame.hpp"
 #include "core/stream/event.hpp"
@@ -35,34 +36,10 @@ namespace stream = qmesh::core::stream;
 using qmesh::core::Instant;
 using qmesh::net::PeerService;
 
-struct Done {
-  std::mutex mu;
-  std::condition_variable cv;
-  bool done = false;
-  std::string failure;
-  void finish(std::string why = {}) {
-    std::lock_guard lk(mu);
-    if (done) return;
-    done = true;
-    failure = std::move(why);
-    cv.notify_all();
-  }
-  // A guard against a hang, not a measurement.
-  bool wait() {
-    std::unique_lock lk(mu);
-    return cv.wait_for(lk, std::chrono::seconds(120), [&] { return done; });
-  }
-};
+using Done = qmesh::test::Done;
 
 inline qmesh::net::PeerServiceOptions options(const qmesh::core::noise::KeyPair& id, bool accept) {
-  qmesh::net::PeerServiceOptions o;
-  o.listen_v4 = qmesh::core::Endpoint::v4(127, 0, 0, 1, 0);
-  o.config.dht.ephemeral = true;
-  o.config.serve_relay = false;
-  o.config.punch = false;
-  o.config.sessions.identity = id;
-  o.config.sessions.accept_incoming = accept;
-  return o;
+  return qmesh::test::loopback_options(id, accept);
 }
 
 class TempDir {
