@@ -182,10 +182,13 @@ void run_ask(const AskOpts& o) {
     throw;
   }
   AskStream& s = *stream;
+  bool wrote_text = false;
   try {
     AnswerOutput out;  // a worker's text must not drive the terminal
     while (auto piece = s.next()) {
-      if (!o.json) out.write(*piece);
+      if (o.json) continue;
+      out.write(*piece);
+      wrote_text = wrote_text || !piece->empty();
     }
     const AskResult& r = s.result();
     stop_watcher();
@@ -209,7 +212,7 @@ void run_ask(const AskOpts& o) {
     }
   } catch (const Error& e) {
     if (watcher.joinable()) stop_watcher();
-    if (!o.json) std::printf("\n");
+    if (wrote_text) std::printf("\n");  // ends the partial answer's line; no empty line when there was none
     std::fflush(stdout);
     if (interrupted) throw CommandError("interrupted", 128 + interrupted);
     if (o.json)

@@ -110,6 +110,7 @@ struct SynthArgs {
   std::string type;
   std::string vocab;
   std::string name;
+  std::uint32_t context = 0;  // the training context (llama.context_length); 0: the shape's (2048)
 };
 
 void run_synth(const SynthArgs& a) {
@@ -124,6 +125,7 @@ void run_synth(const SynthArgs& a) {
     throw CommandError("--name must be printable text of at most 64 bytes");
   const std::string vocab_path = a.vocab.empty() ? default_vocab_path() : a.vocab;
   const core::model::GgufFile vocab = load_gguf(vocab_path);
+  if (a.context) shape->n_ctx = a.context;
   auto plan = core::model::plan_llama_model(vocab, {*shape, type->id, a.name});
   if (!plan) throw CommandError(plan.error().message);
 
@@ -184,6 +186,8 @@ void add_model_commands(CLI::App& app) {
   synth->add_option("--seed", args->seed, "Weights seed (same seed, same bytes)");
   synth->add_option("--type", args->type, "2-D weight type: f32, f16 or q8_0 (default f16 for tiny, q8_0 for tinyllama)");
   synth->add_option("--name", args->name, "The model's general.name (default qmesh-synth-SHAPE)");
+  // llama-server caps a slot's context at the training context: a long test answer needs a long one.
+  synth->add_option("--context", args->context, "Training context in tokens (default 2048)")->check(CLI::Range(64u, 1u << 20));
   synth->add_option("--vocab", args->vocab, "Vocabulary GGUF (default $QMESH_LLAMA_VOCAB or the llama-spm vocab in ~/.cache/qmesh)");
   synth->callback([args] { run_synth(*args); });
 
