@@ -6,8 +6,8 @@
 // chunk with verify_chunk and drop this holder.
 //
 //   flip_holder --bootstrap HOST:PORT [--listen IP[:PORT]] [--every N] FILE
-// Prints "joined as KEYHEX on IP:PORT", then "sharing ROOTHEX SIZE" when the file is announced,
-// and on SIGTERM/SIGINT "stopped: R chunks read, F flipped, W chunks (B bytes) served".
+// Prints "joined as KEYHEX on IP:PORT", "sharing ROOTHEX SIZE" once the tree is built, "announced"
+// once a DHT node stored its holder record, and on SIGTERM/SIGINT "stopped: R chunks read, F flipped, W chunks (B bytes) served".
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -122,6 +122,11 @@ int main(int argc, char** argv) {
   }
   flip::arm(a.file.c_str(), a.every);
   std::printf("sharing %s %llu\n", core::to_hex(added->root.hash).c_str(), static_cast<unsigned long long>(added->root.size));
+  std::fflush(stdout);
+  // A test starts its getter once a DHT node stored the holder record (up to 30 s).
+  for (int i = 0; i < 300 && ctx->share->stats().announces_stored == 0 && !ctx->waiter.signalled(); ++i)
+    (void)ctx->waiter.next(std::chrono::milliseconds(100));
+  if (ctx->share->stats().announces_stored > 0) std::printf("announced\n");
   std::fflush(stdout);
   while (!ctx->waiter.signalled()) (void)ctx->waiter.next(std::chrono::seconds(1));
   const auto st = ctx->share->stats();

@@ -87,7 +87,8 @@ for h in ha hb hc; do
   wait_for_line "$QMN_DIR/share-$h.log" "^sharing .*$ROOT" 60 ||
     { fail setup "holder $h: $(tail -n 3 "$QMN_DIR/share-$h.log" | tr '\n' ' ')"; exit 1; }
 done
-wait_for_line "$QMN_DIR/flip.log" "^sharing $ROOT" 60 || { fail setup "flip holder: $(tail -n 3 "$QMN_DIR/flip.log" | tr '\n' ' ')"; exit 1; }
+# The getter must find the lying holder at its first lookup, while there is much left to fetch.
+wait_for_line "$QMN_DIR/flip.log" "^announced" 60 || { fail setup "flip holder: $(tail -n 3 "$QMN_DIR/flip.log" | tr '\n' ' ')"; exit 1; }
 flipkey="$(grep -o '^joined as [0-9a-f]*' "$QMN_DIR/flip.log" | cut -d' ' -f3 | cut -c1-12)"
 get() {  # get NAME: model get into $QMN_DIR/NAME, JSON lines to NAME.json, log to NAME.err (background)
   mkdir -p "$QMN_DIR/$1"
