@@ -31,7 +31,8 @@ root="$(cd "$here/../.." && pwd)"
 source "$root/tests/bench/bench_lib.sh"
 model="$(bench_model "$cli" tinyllama q8_0)" || { echo "FAIL setup: cannot synthesize the model"; exit 1; }
 model="$(abs "$model")"
-# The model came from the real home's cache; the trees and config this test makes stay in its own.
+# bench_model synthesized with the real cache (the vocabulary is there); from here on the trees
+# and config this test makes stay in its own folder.
 export QMESH_CONFIG_DIR="$QMN_DIR/cfg" QMESH_CACHE="$QMN_DIR/cache" QMESH_NO_LAN=1
 MiB=$((1 << 20))
 
