@@ -142,11 +142,12 @@ rest=$((size - seen)); slack=$((16 * MiB))
 verdict "the rerun fetched only the rest (summary)" \
   "$( { [ "$fetched" -le $((rest + slack)) ] && [ $((fetched + resumed)) -eq "$size" ]; } && echo 1 || echo 0)" \
   "fetched $fetched, resumed $resumed; left at the kill <= $rest (+ $slack slack)"
-# On the wire: chunks plus their proofs, framing, encryption, headers and retransmissions (about
-# 8 % measured), the lying holder's chunks before its drop and the endgame's second copies: bound
-# at 15 % + 32 MiB over the count (a whole second download would be twice that or more).
+# On the wire: chunks plus their proofs, framing, encryption, headers, relay framing and
+# retransmissions, the lying holder's chunks before its drop and the endgame's second copies
+# (8-12 % over the count measured on a loaded 2-core VM): bound at 25 % + 32 MiB over what was
+# left. A whole download again would be the full size, at least twice what was left.
 verdict "the rerun fetched only the rest (bytes into g's LAN)" \
-  "$( { [ "$wire" -le $(((rest + slack) * 115 / 100 + 32 * MiB)) ] && [ "$wire" -ge "$fetched" ]; } && echo 1 || echo 0)" \
+  "$( { [ "$wire" -le $(((rest + slack) * 125 / 100 + 32 * MiB)) ] && [ "$wire" -ge "$fetched" ]; } && echo 1 || echo 0)" \
   "$wire bytes forwarded to the getter during the rerun; $fetched fetched; $rest left at the kill"
 
 step "3. what each holder served"
