@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # qmesh-worker --model-root on loopback, real processes: a `qmesh-cli model share` holder of a
 # synthesized small model; a worker given only the model's root and an empty --models-dir fetches
-# it (byte-identical), announces it, and answers an ask for its root prefix; started again, it
+# it (byte-identical), announces it, and answers an ask for its root prefix; another worker given
+# the model's name resolves it through that worker's record and fetches it; started again, it
 # finds the file and fetches nothing. Without --models-dir it fetches into $QMESH_CACHE/models; a
 # SIGTERM mid-fetch stops it (the .part kept) and the next start fetches only the rest. Bad input:
 # a root nobody holds (one line, exit 1, within --fetch-timeout), a malformed root (exit 2), a
@@ -52,6 +53,15 @@ done
 check "qmesh-cli models lists the root" test "$listed" -eq 1
 out="$("$cli" ask --bootstrap "$boot" --model "${root:0:12}" --max-tokens 4 --json "Hello" 2>"$tmp/ask.err")"; rc=$?
 check "an ask for the root prefix is answered ($rc: $(tail -1 "$tmp/ask.err"))" test "$rc" -eq 0 -a -n "$(grep '"tokens":4' <<<"$out")"
+# A NAME: resolved through worker 1's record, fetched from the holders (worker 1 is one now).
+mkdir -p "$tmp/byname"
+"$worker" --bootstrap "$boot" --listen 127.0.0.1 --identity "$tmp/n.key" --model-root qmesh-synth-small \
+  --models-dir "$tmp/byname" >"$tmp/n.log" 2>&1 &
+npid=$!; pids+=("$npid")
+check "by name: joined" wait_line "$tmp/n.log" "joined the network as" 120
+check "by name: resolved to the root" grep -q "model 'qmesh-synth-small' is $root on the mesh" "$tmp/n.log"
+check "by name: byte-identical" cmp -s "$(ls "$tmp/byname"/*.gguf | head -1)" "$tmp/src/small.gguf"
+kill -INT "$npid"; wait "$npid"
 stop_worker; rc=$?
 check "worker 1 stops cleanly ($rc)" test "$rc" -eq 0
 
