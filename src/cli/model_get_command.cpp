@@ -1,5 +1,5 @@
-// qmesh-cli model get NAME|ROOT: a model from the holders on the mesh (Client::fetch_model) into a
-// resumable `.part` (sidecar::PartFile), then the root check, the GGUF check and the rename.
+// qmesh-cli model get NAME|ROOT: a model from the holders on the mesh into --out (the download
+// itself, .part to rename: cli/model_download); here the flags, the progress bar, the signals.
 // docs/user-guide.md ("Getting a model from the mesh").
 #include <CLI/CLI.hpp>
 #include <pthread.h>
@@ -8,25 +8,15 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <atomic>
-#include <cctype>
 #include <cstdio>
 #include <filesystem>
-#include <map>
 #include <nlohmann/json.hpp>
-#include <set>
 #include <thread>
 
 #include "cli/commands.hpp"
-#include "core/base/hex.hpp"
-#include "core/base/printable.hpp"
-#include "core/mesh/worker_select.hpp"
-#include "core/model/content_root.hpp"
+#include "cli/model_download.hpp"
 #include "qmesh/client.hpp"
-#include "sidecar/model_file.hpp"
-#include "sidecar/model_root.hpp"
-#include "sidecar/part_file.hpp"
 
 namespace qmesh::cli {
 namespace {
@@ -35,16 +25,12 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 constexpr int kExitUsage = 2, kExitNoHolders = 3, kExitNetwork = 6;
-// Chunks (1 MiB each) written between two commits of the .part.map (an fdatasync and a rename):
-// one commit per chunk would cost a sync per MiB, a few hundred a second on a fast link; 16 keeps
-// that to a few a second while a kill -9 loses at most 16 MiB of verified data to fetch again.
-constexpr std::uint32_t kSyncEvery = 16;
 
 int exit_code(const std::string& kind) {
   if (kind == "bad_request" || kind == "config") return kExitUsage;
   if (kind == "no_workers") return kExitNoHolders;
   if (kind == "cancelled") return 130;
-  if (kind == "disk") return 1;
+  if (kind == "disk" || kind == "file" || kind == "bad_model") return 1;
   return kExitNetwork;
 }
 
@@ -57,54 +43,6 @@ struct GetOpts {
   bool json = false, no_punch = false;
   int holders = 6;
   int timeout_s = 30;
-};
-
-// A file name from a model's name: letters, digits, '.', '-', '_' kept, the rest '_'.
-std::string file_stem(const std::string& name, const std::string& root) {
-  std::string s;
-  for (unsigned char c : name) s += std::isalnum(c) || c == '.' || c == '-' || c == '_' ? static_cast<char>(c) : '_';
-  if (s.size() > 64) s.resize(64);
-  if (s.empty() || s.find_first_not_of('.') == std::string::npos) s = root.substr(0, 16);
-  return s;
-}
-
-bool is_root(const std::string& s) { return core::model::parse_root_hex(s).has_value(); }
-
-// NAME, a root prefix or a size class: the one root the mesh's workers serve that matches.
-std::string resolve(Client& client, const std::string& what) {
-  std::map<std::string, std::string> found;  // root -> name
-  for (const auto& m : client.models()) {
-    core::mesh::ModelEntry e;
-    e.name = m.name;
-    e.parameters = m.parameters;
-    if (auto h = core::model::parse_root_hex(m.root)) e.root = *h;
-    if (core::mesh::model_matches(e, what)) found[m.root] = m.name;
-  }
-  if (found.empty())
-    throw CommandError("no model on the mesh matches '" + core::printable_line(what) + "' (qmesh-cli models lists them; a full root is fetched from its holders)", kExitNoHolders);
-  if (found.size() > 1) {
-    std::string list;
-    for (const auto& [root, name] : found) list += (list.empty() ? "" : ", ") + core::printable_line(name) + " " + root.substr(0, 16);
-    throw CommandError("'" + core::printable_line(what) + "' matches " + std::to_string(found.size()) + " models: " + list + "; name one by its root", kExitUsage);
-  }
-  return found.begin()->first;
-}
-
-class PartSink : public ChunkSink {
- public:
-  explicit PartSink(sidecar::PartFile& p) : p_(p) {}
-  std::vector<bool> have() override {
-    std::vector<bool> v(p_.root().chunks());
-    for (std::uint64_t i = 0; i < v.size(); ++i) v[i] = p_.has(i);
-    return v;
-  }
-  std::string write(std::uint64_t index, const std::vector<std::uint8_t>& bytes) override {
-    auto s = p_.write_chunk(index, bytes);
-    return s ? std::string() : s.error().message;
-  }
-
- private:
-  sidecar::PartFile& p_;
 };
 
 std::string mb(double bytes) {
@@ -148,10 +86,8 @@ void run_get(const GetOpts& o, std::atomic<bool>& cancel) {
   if (o.holders < 1 || o.holders > 16) throw CommandError("--holders must be 1..16", kExitUsage);
   if (o.timeout_s < 1) throw CommandError("--timeout must be at least 1 second", kExitUsage);
   std::error_code ec;
-  // A folder that does not exist yet is made (as `mkdir -p`); anything else in the way is refused.
-  if (!fs::exists(o.out, ec) && !fs::create_directories(o.out, ec) && ec)
-    throw CommandError(o.out + ": cannot create the folder: " + ec.message(), 1);
-  if (!fs::is_directory(o.out, ec)) throw CommandError(o.out + ": not a directory", kExitUsage);
+  // Checked before joining the network; download_model makes a missing folder.
+  if (fs::exists(o.out, ec) && !fs::is_directory(o.out, ec)) throw CommandError(o.out + ": not a directory", kExitUsage);
   ClientOptions co;
   co.bootstrap = o.bootstrap;
   co.topic = o.topic;
@@ -159,79 +95,41 @@ void run_get(const GetOpts& o, std::atomic<bool>& cancel) {
   co.punch = !o.no_punch;
   Client client(co);
 
-  std::string root = is_root(o.what) ? o.what : resolve(client, o.what);
-  for (auto& c : root) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  // The size and a name from the holders' records (the root checks the size in the end).
-  const auto t0 = std::chrono::steady_clock::now();
-  const auto until = t0 + std::chrono::seconds(o.timeout_s);
-  std::vector<ModelHolder> holders;
-  while (holders.empty()) {
-    if (cancel) throw Error("cancelled", "interrupted");
-    holders = client.model_holders(root, std::chrono::seconds(5));
-    if (holders.empty() && std::chrono::steady_clock::now() >= until)
-      throw Error("no_workers", "no holder has " + root + " (looked for " + std::to_string(o.timeout_s) + " s)");
-    if (holders.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  ModelDownloadOptions d;
+  d.root = is_model_root(o.what) ? o.what : resolve_model_root(client, o.what);
+  d.dir = o.out;
+  d.holders = o.holders;
+  d.timeout = std::chrono::seconds(o.timeout_s);
+  d.cancel = &cancel;
+  const bool tty = isatty(2);
+  bool bar = false;  // a progress bar is on the terminal's last line
+  d.on_progress = [&](const ModelFetchProgress& p) {
+    print_progress(p, o.json, tty);
+    bar = bar || (!o.json && tty);
+  };
+  ModelDownload r;
+  try {
+    r = download_model(client, d);
+  } catch (...) {
+    if (bar) std::fprintf(stderr, "\n");
+    throw;
   }
-  std::map<std::uint64_t, int> sizes;  // the size most holders say
-  for (const auto& h : holders) ++sizes[h.size];
-  const auto size = std::max_element(sizes.begin(), sizes.end(), [](auto& a, auto& b) { return a.second < b.second; })->first;
-  std::string name;
-  for (const auto& h : holders)
-    if (h.size == size && !h.name.empty()) name = h.name;
-  const std::string dest = (fs::path(o.out) / (file_stem(name, root) + ".gguf")).string();
-
-  if (fs::exists(dest, ec)) {  // the same file: nothing to do; another: refuse
-    auto have = sidecar::model_root(dest);
-    if (!have) throw CommandError(have.error().message);
-    if (core::to_hex(have->hash) != root || have->size != size)
-      throw CommandError(dest + " exists and is another file (root " + core::to_hex(have->hash).substr(0, 16) + "); move it or give --out", 1);
-  } else {
-    core::model::ContentRoot cr{*core::model::parse_root_hex(root), size};  // is_root() or a holder's record
-    auto part = sidecar::PartFile::open_or_create(dest, cr, {kSyncEvery});
-    if (!part) throw CommandError(part.error().message);
-    if (!part->warning().empty()) spdlog::warn("{}", part->warning());
-    PartSink sink(*part);
-    ModelFetchOptions fo;
-    fo.root = root;
-    fo.size = size;
-    fo.holders = o.holders;
-    fo.timeout = std::chrono::seconds(o.timeout_s);
-    fo.cancel = &cancel;
-    const bool tty = isatty(2);
-    fo.on_progress = [&](const ModelFetchProgress& p) { print_progress(p, o.json, tty); };
-    ModelFetchResult r;
-    try {
-      r = client.fetch_model(fo, sink);
-    } catch (...) {
-      if (!o.json && tty) std::fprintf(stderr, "\n");
-      (void)part->flush();  // what was verified stays for the next run
-      throw;
-    }
-    if (!o.json && tty) std::fprintf(stderr, "\n");
-    if (auto s = part->finish(); !s) throw CommandError(s.error().message);
-    if (auto v = sidecar::validate_model_file(dest); !v) {
-      fs::remove(dest, ec);
-      throw CommandError(dest + ": not a usable GGUF model (" + v.error().message + "); deleted", 1);
-    }
-    if (o.json) {
-      std::printf("%s\n", json{{"event", "done"}, {"root", root}, {"path", dest}, {"size", size}, {"bytes_fetched", r.bytes_fetched},
-                               {"bytes_resumed", r.bytes_resumed}, {"bytes_wasted", r.bytes_wasted}, {"seconds", r.seconds},
-                               {"holders_used", r.holders_used}, {"holders_dropped", r.holders_dropped}}
-                              .dump()
-                              .c_str());
-    } else {
-      std::printf("%s: %s MB (%s MB fetched, %s MB resumed) in %.1f s from %d holder%s\n", dest.c_str(), mb(size).c_str(),
-                  mb(r.bytes_fetched).c_str(), mb(r.bytes_resumed).c_str(), r.seconds, r.holders_used, r.holders_used == 1 ? "" : "s");
-    }
-    return;
-  }
-  if (o.json)
-    std::printf("%s\n", json{{"event", "done"}, {"root", root}, {"path", dest}, {"size", size}, {"bytes_fetched", 0}, {"bytes_resumed", size},
-                             {"bytes_wasted", 0}, {"seconds", 0}, {"holders_used", 0}, {"holders_dropped", 0}}
+  if (bar) std::fprintf(stderr, "\n");
+  const auto& f = r.fetch;
+  if (o.json) {
+    std::printf("%s\n", json{{"event", "done"}, {"root", r.root}, {"path", r.path}, {"size", r.size},
+                             {"bytes_fetched", f.bytes_fetched}, {"bytes_resumed", r.already_here ? r.size : f.bytes_resumed},
+                             {"bytes_wasted", f.bytes_wasted}, {"seconds", f.seconds}, {"holders_used", f.holders_used},
+                             {"holders_dropped", f.holders_dropped}}
                             .dump()
                             .c_str());
-  else
-    std::printf("%s: already here (%s MB)\n", dest.c_str(), mb(size).c_str());
+  } else if (r.already_here) {
+    std::printf("%s: already here (%s MB)\n", r.path.c_str(), mb(r.size).c_str());
+  } else {
+    std::printf("%s: %s MB (%s MB fetched, %s MB resumed) in %.1f s from %d holder%s\n", r.path.c_str(), mb(r.size).c_str(),
+                mb(f.bytes_fetched).c_str(), mb(f.bytes_resumed).c_str(), f.seconds, f.holders_used,
+                f.holders_used == 1 ? "" : "s");
+  }
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include <csignal>
 #include <cstdio>
 #include <future>
+#include <atomic>
 #include <algorithm>
 #include <filesystem>
 #include <optional>
@@ -27,6 +28,7 @@
 #include "net/bootstrap_list.hpp"
 #include "net/bootstrap_node.hpp"
 #include "cli/share_flags.hpp"
+#include "cli/worker_model_roots.hpp"
 #include "net/identity.hpp"
 #include "net/resolve.hpp"
 #include "net/sockaddr.hpp"
@@ -249,12 +251,14 @@ void log_models(qmesh::worker::Worker& worker) {
 // --model (repeatable: the command line's models replace the config file's), --models-dir,
 // --memory-budget; an error message for a budget that is not a size.
 std::optional<std::string> apply_model_flags(qmesh::worker::WorkerConfig& cfg, const std::vector<std::string>& model,
+                                             const std::vector<std::string>& model_roots,
                                              const std::optional<std::string>& models_dir,
                                              const std::optional<std::string>& memory_budget) {
   if (!model.empty()) {
     cfg.model = model.front();
     cfg.models.assign(model.begin() + 1, model.end());
   }
+  if (!model_roots.empty()) cfg.model_roots = model_roots;
   if (models_dir) cfg.models_dir = *models_dir;
   if (memory_budget) {
     const auto bytes = qmesh::worker::parse_size(*memory_budget);
@@ -263,6 +267,30 @@ std::optional<std::string> apply_model_flags(qmesh::worker::WorkerConfig& cfg, c
     cfg.memory_budget = *bytes;
   }
   return std::nullopt;
+}
+
+// --model-root: the models fetched (or found in their folder) and added to cfg, while the main
+// thread keeps answering SIGINT/SIGTERM. 0, or the exit code after the one-line error.
+int fetch_models(qmesh::worker::WorkerConfig& cfg, const sigset_t& sigs) {
+  if (cfg.model_roots.empty()) return 0;
+  std::atomic<bool> cancel{false};
+  auto fetched = std::async(std::launch::async, [&] { return qmesh::cli::fetch_model_roots(cfg, cancel); });
+  int sig = 0;
+  while (fetched.wait_for(std::chrono::milliseconds(0)) != std::future_status::ready) {
+    timespec ts{0, 100'000'000};
+    const int s = sigtimedwait(&sigs, nullptr, &ts);
+    if ((s == SIGINT || s == SIGTERM) && !sig) {
+      spdlog::info("{} received while fetching a model; stopping (what was verified stays in the .part)", s == SIGINT ? "SIGINT" : "SIGTERM");
+      sig = s;
+      cancel = true;
+    }
+  }
+  auto files = fetched.get();
+  if (sig) return fail("stopped while fetching a model", 128 + sig);
+  if (!files) return fail(files.error().message, files.error().kind == "usage" ? 2 : 1);
+  qmesh::cli::add_fetched_models(cfg, *files);
+  if (auto listed = qmesh::worker::model_paths(cfg); !listed) return fail(listed.error().message, 2);
+  return 0;
 }
 
 // The status line every status-interval (and one line per model when there are several).
@@ -295,10 +323,10 @@ int main(int argc, char** argv) {
   CLI::App app{"qmesh-worker: share this machine's llama-server with the QMesh network", "qmesh-worker"};
   bool version = false;
   std::string config_path;
-  std::vector<std::string> model;
+  std::vector<std::string> model, model_roots;
   std::optional<std::string> models_dir, memory_budget;
   std::optional<std::string> llama_server, topic, log_level;
-  std::optional<int> port, gpu_layers, threads, ctx_size, parallel, max_tokens, queue_capacity, status_interval;
+  std::optional<int> fetch_timeout, port, gpu_layers, threads, ctx_size, parallel, max_tokens, queue_capacity, status_interval;
   std::optional<double> temperature;
   std::vector<std::string> bootstrap;
   std::optional<std::string> listen, identity;
@@ -308,6 +336,10 @@ int main(int argc, char** argv) {
   app.add_option("--config", config_path, "JSON config file; flags given on the command line win");
   app.add_option("--model,-m", model, "GGUF model file (repeat for several models)");
   app.add_option("--models-dir", models_dir, "serve every *.gguf file in this folder (a bad one is skipped with a warning)");
+  app.add_option("--model-root", model_roots,
+                 "a model from the mesh: its content root (64 hex digits), or a name or root prefix the mesh's workers "
+                 "serve; fetched into --models-dir (default ~/.cache/qmesh/models) unless there, then served (repeatable)");
+  app.add_option("--fetch-timeout", fetch_timeout, "seconds to wait for a holder of a --model-root model before giving up (default 30)");
   app.add_option("--memory-budget", memory_budget,
                  "memory for loaded models, e.g. 6G or 512M (default: 80% of the memory available at start); "
                  "models load on demand, the least recently used idle one is unloaded for another");
@@ -357,7 +389,8 @@ int main(int argc, char** argv) {
     if (!loaded) return fail(loaded.error().message, 2);  // the message names the file
     cfg = *loaded;
   }
-  if (auto e = apply_model_flags(cfg, model, models_dir, memory_budget)) return fail(*e, 2);
+  if (auto e = apply_model_flags(cfg, model, model_roots, models_dir, memory_budget)) return fail(*e, 2);
+  if (fetch_timeout) cfg.fetch_timeout_s = *fetch_timeout;
   if (llama_server) cfg.llama_server = *llama_server;
   if (port) cfg.port = *port;
   if (gpu_layers) cfg.gpu_layers = *gpu_layers;
@@ -376,7 +409,7 @@ int main(int argc, char** argv) {
   if (identity) cfg.identity = *identity;
   if (metrics_listen) cfg.metrics_listen = *metrics_listen;
   if (insecure_metrics_listen) cfg.insecure_metrics_listen = true;
-  if (cfg.model.empty() && cfg.models.empty() && cfg.models_dir.empty()) {
+  if (cfg.model.empty() && cfg.models.empty() && cfg.models_dir.empty() && cfg.model_roots.empty()) {
     // The packaged service's config file ships without a model: the line says which file to edit.
     return fail(config_path.empty() ? "no model given: pass --model FILE or set \"model\" in --config"
                                     : "no model given: set \"model\" in " + config_path + " (or pass --model FILE)",
@@ -384,8 +417,13 @@ int main(int argc, char** argv) {
   }
   if (auto s = share_flags.apply(cfg); !s) return fail(s.error().message, 2);
   if (auto v = qmesh::worker::validate(cfg); !v) return fail(v.error().message, 2);
-  // The model list (a folder that is missing or empty, a file named twice) before anything runs.
-  if (auto listed = qmesh::worker::model_paths(cfg); !listed) return fail(listed.error().message, 2);
+  // The model list (a folder that is missing or empty, a file named twice) before anything runs;
+  // with --model-root, models-dir may still be empty (the fetch fills it): checked again after it.
+  auto listed_cfg = cfg;
+  if (!cfg.model_roots.empty()) listed_cfg.models_dir.clear();
+  if (!listed_cfg.model.empty() || !listed_cfg.models.empty() || !listed_cfg.models_dir.empty()) {
+    if (auto listed = qmesh::worker::model_paths(listed_cfg); !listed) return fail(listed.error().message, 2);
+  }
   // Everything that can be checked is checked before llama-server loads the model (minutes for
   // a large one): the listen address binds, the identity loads, the config file's list parses.
   if (!cfg.listen.empty()) {
@@ -430,6 +468,7 @@ int main(int argc, char** argv) {
     at.port = metrics_http->port();
     spdlog::info("metrics on http://{}/metrics", at.to_string());
   }
+  if (const int code = fetch_models(cfg, sigs)) return code;
   qmesh::worker::Worker worker(cfg);
   // Scrapes read the worker until it goes (a scrape under way finishes first).
   struct Unpublish {

@@ -4,7 +4,9 @@
 // runs on the thread that asked (or, for an AskStream, on one of the client's pool threads) and
 // talks to the loop through call()/post() and a per-ask channel the loop fills with the answer's
 // frames (the loop never waits for an ask's thread, so a full pool cannot stall it). client_ask.cpp
-// holds an ask's selection, failover and resume; client.cpp the Client and AskStream API.
+// holds an ask's selection, failover and resume; client.cpp the Client and AskStream API;
+// client_channel.hpp the per-ask channel, client_xfer.hpp a model download's stream queue
+// (client_model.cpp).
 #pragma once
 
 #include "qmesh/client.hpp"
@@ -39,6 +41,8 @@
 #include "net/loop_thread.hpp"
 #include "net/peer_service.hpp"
 #include "net/task_pool.hpp"
+#include "client/client_channel.hpp"
+#include "client/client_xfer.hpp"
 
 namespace qmesh {
 
@@ -67,149 +71,6 @@ inline double ms_since(Clock::time_point a, Clock::time_point b = Clock::now()) 
 
 }  // namespace client_detail
 using namespace client_detail;
-
-// ---- the per-ask channel between the loop thread and the ask's thread ----
-
-struct Answer {
-  std::optional<mesh::Frame> frame;
-  std::string ended;  // set: the stream is over without (more) frames, and why
-};
-
-struct Channel {
-  static constexpr std::size_t kMaxQueued = 8 << 20;  // answer bytes not yet taken by the ask
-  std::mutex mu;
-  std::condition_variable cv;
-  std::deque<Answer> q;
-  std::size_t queued = 0;  // under mu
-  bool woken = false;      // under mu: the ask was cancelled, pop() returns at once
-  // Loop thread only.
-  mesh::FrameDecoder dec;
-  std::string out;
-  std::size_t out_off = 0;
-  bool fin_pending = false;
-
-  // False when the ask is this far behind: the worker sends faster than anyone reads.
-  bool push(Answer a) {
-    bool ok;
-    {
-      std::lock_guard lk(mu);
-      queued += a.frame ? a.frame->body.size() : 0;
-      ok = queued <= kMaxQueued;
-      q.push_back(std::move(a));
-    }
-    cv.notify_all();
-    return ok;
-  }
-  // The next answer; nullopt at `until`, or at once after wake().
-  std::optional<Answer> pop(Clock::time_point until) {
-    std::unique_lock lk(mu);
-    cv.wait_until(lk, until, [&] { return !q.empty() || woken; });
-    if (q.empty()) return std::nullopt;
-    auto a = std::move(q.front());
-    q.pop_front();
-    queued -= a.frame ? a.frame->body.size() : 0;
-    return a;
-  }
-  void wake() {
-    {
-      std::lock_guard lk(mu);
-      woken = true;
-    }
-    cv.notify_all();
-  }
-};
-
-// An ask's cancel flag, and the wake-up of the ask's thread wherever it waits: on its channel, or
-// sleeping (busy workers, a worker coming back). Waits on the Client (a session opening, a DHT
-// lookup) are woken by Client::Impl::wake_waiters().
-struct AskCancel {
-  std::atomic<bool> flag{false};
-  std::mutex mu;
-  std::condition_variable cv;
-  std::shared_ptr<Channel> chan;  // under mu: the channel the ask reads now
-
-  explicit operator bool() const { return flag.load(); }
-  void fire() {
-    std::shared_ptr<Channel> c;
-    {
-      std::lock_guard lk(mu);
-      flag = true;
-      c = chan;
-    }
-    cv.notify_all();
-    if (c) c->wake();
-  }
-  void watch(std::shared_ptr<Channel> c) {
-    std::lock_guard lk(mu);
-    chan = std::move(c);
-  }
-  // Sleeps until t; true when cancelled (at once when it happens).
-  bool sleep_until(Clock::time_point t) {
-    std::unique_lock lk(mu);
-    cv.wait_until(lk, t, [&] { return flag.load(); });
-    return flag.load();
-  }
-};
-
-// ---- a model download's streams (client_model.cpp) ----
-
-// What the loop thread (and the download's helper thread) tell the download's thread.
-struct XferEvent {
-  enum Kind { Added, Frame, Ended, Bad } kind = Frame;
-  std::uint64_t holder = 0;
-  std::optional<core::model::TransferFrame> frame;  // Frame
-  std::string text;                                 // Added: the holder's label; Ended, Bad: why
-  session::SessionId sid = 0;                       // Added
-  stream::StreamId stream = 0;                      // Added
-};
-
-struct XferQueue {
-  // Frame bytes queued and not yet taken, per holder: a holder sends at most one CHUNK per GET
-  // (kMaxInflight unanswered), so more than this is a holder sending what nobody asked for.
-  static constexpr std::size_t kMaxQueuedPerHolder = (core::model::kMaxInflight + 2) * core::model::kMaxChunkFrameBody;
-  std::mutex mu;
-  std::condition_variable cv;
-  std::deque<XferEvent> q;
-  std::map<std::uint64_t, std::size_t> queued;  // under mu
-  static std::size_t weight(const XferEvent& e) {
-    const auto* c = e.frame ? std::get_if<core::model::Chunk>(&*e.frame) : nullptr;
-    return c ? c->data.size() + c->proof.size() * 32 + 16 : 16;
-  }
-  // False when the holder is this far ahead of the download's thread (the event is queued all the same).
-  bool push(XferEvent e) {
-    bool ok;
-    {
-      std::lock_guard lk(mu);
-      auto& n = queued[e.holder];
-      n += weight(e);
-      ok = n <= kMaxQueuedPerHolder;
-      q.push_back(std::move(e));
-    }
-    cv.notify_all();
-    return ok;
-  }
-  void wake() {
-    { std::lock_guard lk(mu); }
-    cv.notify_all();
-  }
-  // Everything queued, waiting until `until` for the first.
-  std::deque<XferEvent> take(Clock::time_point until) {
-    std::unique_lock lk(mu);
-    cv.wait_until(lk, until, [&] { return !q.empty(); });
-    for (const auto& e : q)
-      if (auto it = queued.find(e.holder); it != queued.end() && (it->second -= std::min(it->second, weight(e))) == 0) queued.erase(it);
-    return std::exchange(q, {});
-  }
-};
-
-// One transfer stream to a holder (loop thread only; the frames the decoder yields go to q).
-struct XferStream {
-  std::uint64_t holder = 0;
-  std::shared_ptr<XferQueue> q;
-  core::model::TransferDecoder dec{core::model::TransferSide::Getter};
-  std::string out;
-  std::size_t out_off = 0;
-};
 
 struct AskStream::State {
   std::mutex mu;

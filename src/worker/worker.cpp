@@ -28,6 +28,12 @@ struct Worker::Slot {
   int waiting = 0;  // asks in acquire() for it
   int drain = 0;    // asks waiting for its memory: start no new ones on it
   std::uint64_t last_use = 0;
+  // After a crash loop (reap_failed): not loaded again before retry_at; crashed until a load
+  // succeeds; crash_loops in a row (an answer resets it) double the back-off.
+  std::chrono::steady_clock::time_point retry_at{};
+  bool crashed = false;
+  int crash_loops = 0;
+  std::string failure;
 };
 
 const char* to_string(ModelStatus::State s) {
@@ -301,6 +307,7 @@ Worker::Outcome Worker::submit(const sidecar::CompletionRequest& req, const side
 core::Result<double> Worker::acquire(std::size_t m, const std::function<bool()>& cancel) {
   const auto t0 = std::chrono::steady_clock::now();
   const auto waited = [&] { return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(); };
+  reap_failed();
   std::unique_lock lk(sched_mu_);
   Slot& s = slots_[m];
   bool loaded_for_us = false;  // this ask waited for a load (its own or another ask's)
@@ -328,6 +335,13 @@ core::Result<double> Worker::acquire(std::size_t m, const std::function<bool()>&
       ++s.active;
       s.last_use = ++use_clock_;
       return loaded_for_us ? waited() : 0.0;
+    }
+    if (s.state == State::Unloaded && s.crashed && std::chrono::steady_clock::now() < s.retry_at) {
+      undrain();
+      const auto left = std::chrono::ceil<std::chrono::seconds>(s.retry_at - std::chrono::steady_clock::now());
+      return core::make_error("model " + hosts_[m]->info().name + ": llama-server gave up after a crash loop (" + s.failure +
+                                  "); it is loaded again on an ask in " + std::to_string(left.count()) + " s",
+                              "worker_lost");
     }
     if (s.state == State::Unloaded) {
       loaded_for_us = true;
@@ -363,6 +377,7 @@ core::Result<double> Worker::acquire(std::size_t m, const std::function<bool()>&
         auto ms = hosts_[m]->load();
         lk.lock();
         s.state = ms ? State::Loaded : State::Unloaded;
+        if (ms) s.crashed = false;
         sched_cv_.notify_all();
         if (!ms) {
           spdlog::error("loading model {} failed: {}", hosts_[m]->info().name, core::printable_line(ms.error().message));
@@ -417,7 +432,11 @@ Worker::Outcome Worker::run(std::size_t m, const sidecar::CompletionRequest& req
   capped.max_tokens = std::min(req.max_tokens, cfg_.max_tokens);
   auto r = engine->complete(capped, on_token, cancel);
   if (!r && stopping_) return core::make_error("worker is shutting down", "cancelled");
-  if (r) r->load_ms = *load_ms;
+  if (r) {
+    r->load_ms = *load_ms;
+    std::lock_guard lk(sched_mu_);
+    slots_[m].crash_loops = 0;
+  }
   if (r && r->tokens > 1) {
     // llama-server's own decode rate when it reports one: the rate at which the engine read the
     // tokens also counts this process's scheduling (a short answer read in one burst looks
@@ -438,6 +457,13 @@ Worker::Outcome Worker::run(std::size_t m, const sidecar::CompletionRequest& req
 
 std::uint32_t Worker::lost_retry_ms(std::size_t model) {
   if (stopping_ || model >= hosts_.size()) return 0;
+  {
+    std::lock_guard lk(sched_mu_);
+    const auto& s = slots_[model];
+    const auto now = std::chrono::steady_clock::now();
+    if (s.state == State::Unloaded && s.crashed && now < s.retry_at)  // the back-off after a crash loop
+      return static_cast<std::uint32_t>(std::chrono::ceil<std::chrono::milliseconds>(s.retry_at - now).count());
+  }
   const auto sup = hosts_[model]->supervisor();
   if (!sup) return 500;  // unloaded: the next ask loads it
   const auto st = sup->state();
@@ -456,14 +482,44 @@ std::shared_ptr<const sidecar::Supervisor> Worker::supervisor() const {
 
 bool Worker::all_failed() const {
   if (hosts_.empty()) return false;
-  for (const auto& h : hosts_) {
-    const auto sup = h->supervisor();
-    if (!sup || sup->state() != sidecar::SidecarState::Failed) return false;
+  for (std::size_t i = 0; i < hosts_.size(); ++i) {
+    const auto sup = hosts_[i]->supervisor();
+    if (sup && sup->state() == sidecar::SidecarState::Failed) continue;
+    std::lock_guard lk(sched_mu_);
+    if (!(slots_[i].crashed && slots_[i].state == State::Unloaded)) return false;
   }
   return true;
 }
 
+void Worker::reap_failed() {
+  std::vector<std::size_t> reap;
+  {
+    std::lock_guard lk(sched_mu_);
+    for (std::size_t i = 0; i < slots_.size(); ++i) {
+      auto& s = slots_[i];
+      if (s.state != State::Loaded || s.active > 0) continue;
+      const auto sup = hosts_[i]->supervisor();
+      if (!sup || sup->state() != sidecar::SidecarState::Failed) continue;
+      const auto backoff = std::min<std::chrono::seconds>(kReloadBackoff * (1 << std::min(s.crash_loops, 5)), kReloadBackoffMax);
+      s.state = State::Unloading;
+      s.crashed = true;
+      s.failure = core::printable_line(sup->failure());
+      s.retry_at = std::chrono::steady_clock::now() + backoff;
+      ++s.crash_loops;
+      spdlog::error("model {}: llama-server gave up after a crash loop ({}); unloaded, loaded again on an ask after {} s",
+                    hosts_[i]->info().name, s.failure, backoff.count());
+      reap.push_back(i);
+    }
+  }
+  for (auto i : reap) hosts_[i]->unload();
+  if (reap.empty()) return;
+  std::lock_guard lk(sched_mu_);
+  for (auto i : reap) slots_[i].state = State::Unloaded;
+  sched_cv_.notify_all();
+}
+
 std::vector<ModelStatus> Worker::models() {
+  reap_failed();
   std::vector<ModelStatus> out;
   const auto now = net::steady_now();
   for (std::size_t i = 0; i < hosts_.size(); ++i) {
@@ -475,14 +531,19 @@ std::vector<ModelStatus> Worker::models() {
       s.state = slots_[i].state;
       s.slots_busy = slots_[i].active;
       s.waiting = slots_[i].waiting;
+      const auto wall = std::chrono::steady_clock::now();
+      if (slots_[i].crashed && s.state == State::Unloaded && wall < slots_[i].retry_at) {
+        s.failed = true;
+        s.retry_in_ms = static_cast<std::uint32_t>(std::chrono::ceil<std::chrono::milliseconds>(slots_[i].retry_at - wall).count());
+      }
     }
-    s.slots_total = s.state == State::Loaded ? cfg_.parallel : 0;
     if (const auto sup = h.supervisor()) {
       s.pid = sup->pid();
       s.port = sup->port();
       s.restarts = sup->restarts();
-      s.failed = sup->state() == sidecar::SidecarState::Failed;
+      s.failed = s.failed || sup->state() == sidecar::SidecarState::Failed;  // not reaped yet: an ask runs
     }
+    s.slots_total = s.state == State::Loaded && !s.failed ? cfg_.parallel : 0;
     s.generation_tps = h.generation_tps(now);
     s.loads = h.loads();
     s.last_load_ms = h.last_load_ms();

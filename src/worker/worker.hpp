@@ -6,6 +6,7 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -37,7 +38,10 @@ struct ModelStatus {
   int waiting = 0;      // asks waiting for it to load (or to drain for another's load)
   std::optional<double> generation_tps;
   int pid = 0, port = 0, restarts = 0;
-  bool failed = false;  // its llama-server gave up after a crash loop
+  // Its llama-server gave up after a crash loop, and the back-off before it may load again has not
+  // passed (retry_in_ms): it takes no asks meanwhile, and is announced as not loaded.
+  bool failed = false;
+  std::uint32_t retry_in_ms = 0;
   std::uint64_t loads = 0;
   double last_load_ms = 0;
 };
@@ -115,12 +119,21 @@ class Worker {
   const std::string& llama_server_path() const { return llama_server_; }
   // The first model's supervisor while it is loaded (null otherwise).
   std::shared_ptr<const sidecar::Supervisor> supervisor() const;
-  // True when every model's llama-server gave up after a crash loop (the worker should exit).
+  // True when every model's llama-server gave up after a crash loop and none was loaded again
+  // since (the worker should exit).
   bool all_failed() const;
+
+  // A model whose llama-server gave up after a crash loop (sidecar::Supervisor, Failed) is
+  // unloaded as soon as no ask runs on it: its memory is free, the record says not loaded. An ask
+  // for it within the back-off fails at once ("worker_lost", lost_retry_ms says when); the first
+  // ask after it loads it again. The back-off doubles with each crash loop in a row (an answer
+  // resets it), up to kReloadBackoffMax.
+  static constexpr std::chrono::seconds kReloadBackoff{10}, kReloadBackoffMax{300};
 
  private:
   struct Slot;  // a model's scheduling state, under sched_mu_
   core::Status load_at_start();
+  void reap_failed();  // unloads the idle models whose llama-server gave up
   core::Result<double> acquire(std::size_t model, const std::function<bool()>& cancel);
   void release(std::size_t model);
   Outcome run(std::size_t model, const sidecar::CompletionRequest& req, const sidecar::LlamaEngine::TokenSink& on_token,

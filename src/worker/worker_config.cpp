@@ -5,6 +5,7 @@
 #include "core/base/printable.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <set>
 #include <thread>
@@ -38,6 +39,7 @@ constexpr IntSetting kIntSettings[] = {
     {"queue-capacity", &WorkerConfig::queue_capacity, kMinQueueCapacity, kMaxQueueCapacity},
     {"status-interval", &WorkerConfig::status_interval_s, kMinStatusInterval, kMaxStatusInterval},
     {"share-uploads", &WorkerConfig::share_uploads, kMinShareUploads, kMaxShareUploads},
+    {"fetch-timeout", &WorkerConfig::fetch_timeout_s, kMinFetchTimeout, kMaxFetchTimeout},
 };
 
 // A JSON value shown in an error message: one line, at most ~40 characters.
@@ -210,6 +212,14 @@ std::optional<core::Error> apply_setting(WorkerConfig& c, const std::string& key
         return core::make_error("setting 'models' must hold non-empty path strings, got " + shown(m));
       c.models.push_back(m.get<std::string>());
     }
+  } else if (key == "model-roots") {
+    if (!v.is_array() || v.size() > 64)
+      return core::make_error("setting 'model-roots' must be an array of at most 64 content roots or model names, got " + shown(v));
+    c.model_roots.clear();
+    for (const auto& m : v) {
+      if (!m.is_string()) return core::make_error("setting 'model-roots' must hold strings, got " + shown(m));
+      c.model_roots.push_back(m.get<std::string>());
+    }
   } else if (key == "models-dir") {
     if (!v.is_string() || v.get_ref<const std::string&>().empty())
       return core::make_error("setting 'models-dir' must be a non-empty path string, got " + shown(v));
@@ -270,9 +280,13 @@ int default_threads() {
 }
 
 core::Result<std::monostate> validate(const WorkerConfig& c) {
-  if (c.model.empty() && c.models.empty() && c.models_dir.empty())
+  if (c.model.empty() && c.models.empty() && c.models_dir.empty() && c.model_roots.empty())
     return core::make_error("setting 'model' is required: the path of a GGUF model file");
   if (auto e = check_ranges(c)) return *e;
+  for (const auto& r : c.model_roots)
+    if (auto ok = check_model_root_spec(r); !ok) return ok.error();
+  if (!c.model_roots.empty() && model_root_dir(c).empty())
+    return core::make_error("setting 'model-roots': no folder to download into: give models-dir (or set $QMESH_CACHE or $HOME)");
   for (const auto& b : c.bootstrap) {
     if (!net::parse_host_port(b))
       return core::make_error("setting 'bootstrap': " + printable_key(b) + " is not " + net::kHostPortExample);
@@ -359,6 +373,8 @@ json to_json(const WorkerConfig& c) {
   if (!c.model.empty()) j["model"] = c.model;
   if (!c.models.empty()) j["models"] = c.models;
   if (!c.models_dir.empty()) j["models-dir"] = c.models_dir;
+  if (!c.model_roots.empty()) j["model-roots"] = c.model_roots;
+  j["fetch-timeout"] = c.fetch_timeout_s;
   if (c.memory_budget) j["memory-budget"] = c.memory_budget;
   if (c.llama_server) j["llama-server"] = *c.llama_server;
   if (!c.bootstrap.empty()) j["bootstrap"] = c.bootstrap;
@@ -417,6 +433,25 @@ std::optional<core::Endpoint> metrics_endpoint(const std::string& text) {
   const auto colon = t.rfind(':');
   if (colon == std::string::npos || colon + 1 == t.size() || t.back() == ']') return std::nullopt;  // PORT required
   return core::Endpoint::parse(t);
+}
+
+core::Result<std::monostate> check_model_root_spec(const std::string& spec) {
+  const auto bad = [&](const std::string& why) {
+    return core::make_error("setting 'model-roots': '" + core::printable_line(spec.substr(0, 80)) + "' is not a model: " + why);
+  };
+  if (spec.empty() || spec.size() > 255 || !core::valid_utf8_printable(spec))
+    return bad("give a content root (64 hex digits) or a model name of 1 to 255 printable characters");
+  const bool all_hex = spec.find_first_not_of("0123456789abcdefABCDEF") == std::string::npos;
+  if ((all_hex && spec.size() > 64) || (!all_hex && spec.size() == 64))
+    return bad("a content root is exactly 64 hex digits");
+  return std::monostate{};
+}
+
+std::string model_root_dir(const WorkerConfig& c) {
+  if (!c.models_dir.empty()) return c.models_dir;
+  if (const char* q = std::getenv("QMESH_CACHE"); q && *q) return (std::filesystem::path(q) / "models").string();
+  if (const char* h = std::getenv("HOME"); h && *h) return (std::filesystem::path(h) / ".cache/qmesh/models").string();
+  return {};
 }
 
 std::string gpu_layers_arg(int gpu_layers) { return gpu_layers < 0 ? "all" : std::to_string(gpu_layers); }

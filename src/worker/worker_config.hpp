@@ -28,6 +28,7 @@ inline constexpr std::size_t kMaxTopicBytes = 255;
 inline constexpr int kMinQueueCapacity = 1, kMaxQueueCapacity = 10000;
 inline constexpr int kMinStatusInterval = 1, kMaxStatusInterval = 3600;
 inline constexpr int kMinShareUploads = 1, kMaxShareUploads = 1000;
+inline constexpr int kMinFetchTimeout = 1, kMaxFetchTimeout = 3600;
 inline constexpr const char* kLogLevels[] = {"trace", "debug", "info", "warn", "error", "critical", "off"};
 
 // std::thread::hardware_concurrency(), or 4 when the platform cannot tell; clamped to kMaxThreads.
@@ -37,6 +38,8 @@ struct WorkerConfig {
   std::string model;                        // "model": path of the GGUF file (the first model served)
   std::vector<std::string> models;          // "models": more GGUF files (--model given several times)
   std::string models_dir;                   // "models-dir": every *.gguf in this folder
+  std::vector<std::string> model_roots;     // "model-roots": models fetched from the mesh first (root, name, prefix)
+  int fetch_timeout_s = 30;                 // "fetch-timeout": seconds without a holder before a fetch gives up
   std::uint64_t memory_budget = 0;          // "memory-budget": bytes for loaded models; 0 = 80 % of MemAvailable
   std::optional<std::string> llama_server;  // "llama-server": binary path; unset = resolve (flag, env, bin/, PATH)
   int port = 0;                             // "port": llama-server's localhost port, 0 = pick a free one
@@ -62,7 +65,7 @@ struct WorkerConfig {
   friend bool operator==(const WorkerConfig&, const WorkerConfig&) = default;
 };
 
-// Checks every setting, plus: a model is set (model, models or models-dir), llama-server (when set) is non-empty, and each slot
+// Checks every setting, plus: a model is set (model, models, models-dir or model-roots), llama-server (when set) is non-empty, and each slot
 // gets at least kMinCtxSize tokens (ctx-size / parallel). Run it after flags and file are merged.
 core::Result<std::monostate> validate(const WorkerConfig& config);
 
@@ -96,6 +99,15 @@ struct ModelPath {
   bool from_dir = false;  // found in models-dir: a bad one is skipped with a warning, not fatal
 };
 core::Result<std::vector<ModelPath>> model_paths(const WorkerConfig& config);
+
+// A --model-root value: 64 hex digits (a content root), or a name, root prefix or size class the
+// mesh resolves. An error for what cannot be either: empty, longer than 255 bytes, not printable
+// UTF-8, more than 64 hex digits, or 64 characters that are not all hex digits.
+core::Result<std::monostate> check_model_root_spec(const std::string& spec);
+
+// The folder --model-root downloads into: models-dir when set, else $QMESH_CACHE/models, else
+// $HOME/.cache/qmesh/models; empty when none of them is set.
+std::string model_root_dir(const WorkerConfig& config);
 
 // The value for llama-server's -ngl: "all" for -1, otherwise the number.
 std::string gpu_layers_arg(int gpu_layers);

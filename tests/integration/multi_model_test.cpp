@@ -167,6 +167,55 @@ TEST_F(MultiModel, KillingOneModelsServerLeavesTheOtherModelsAsksAlone) {
   ASSERT_TRUE(b.ok()) << b.error().message;
 }
 
+// Decision (docs/architecture.md): a model whose llama-server gave up after its crash loop is
+// unloaded, announced as not loaded, refuses asks during a back-off, and is loaded again by the
+// first ask after it; the other model is not disturbed and the worker does not count as failed.
+TEST_F(MultiModel, AModelWhoseServerCrashLoopsIsUnloadedAndLoadedAgainByAnAskAfterABackOff) {
+  Worker w(two_models(true));
+  ASSERT_TRUE(w.start().ok());
+  // kill -9 B's llama-server each time its supervisor brings it back, until it gives up (5 crashes
+  // in 60 s: sidecar::SupervisorOptions::crash_limit).
+  int kills = 0, last_pid = 0;
+  const auto until = std::chrono::steady_clock::now() + 120s;
+  while (!w.models()[1].failed && std::chrono::steady_clock::now() < until) {
+    const auto b = w.models()[1];
+    if (b.state == ModelStatus::State::Loaded && b.pid > 0 && b.pid != last_pid) {
+      ASSERT_EQ(::kill(b.pid, SIGKILL), 0);
+      last_pid = b.pid;
+      ++kills;
+    }
+    std::this_thread::sleep_for(20ms);
+  }
+  auto ms = w.models();
+  ASSERT_TRUE(ms[1].failed) << "after " << kills << " kills";
+  EXPECT_GE(kills, 5);
+  EXPECT_EQ(ms[1].state, ModelStatus::State::Unloaded) << "no process, no memory held";
+  EXPECT_EQ(ms[1].slots_total, 0);
+  EXPECT_EQ(ms[1].pid, 0);
+  EXPECT_GT(ms[1].retry_in_ms, 0u);
+  EXPECT_FALSE(w.all_failed()) << "model A still serves";
+  // Within the back-off: B's asks fail at once with when to come back; A's are answered.
+  auto refused = w.submit(request(4), [](std::string_view) {}, {}, 1);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().kind, "worker_lost");
+  EXPECT_NE(refused.error().message.find("crash loop"), std::string::npos) << refused.error().message;
+  EXPECT_GT(w.lost_retry_ms(1), 0u);
+  auto a = w.submit(request(4), [](std::string_view) {}, {}, 0);
+  ASSERT_TRUE(a.ok()) << a.error().message;
+  // After it: the next ask loads B again and is answered.
+  qmesh::test::wait_for([&] { return !w.models()[1].failed; }, Worker::kReloadBackoff + 30s);
+  ASSERT_FALSE(w.models()[1].failed);
+  auto again = w.submit(request(4), [](std::string_view) {}, {}, 1);
+  ASSERT_TRUE(again.ok()) << again.error().message;
+  EXPECT_EQ(again->tokens, 4u);
+  EXPECT_GT(again->load_ms, 0) << "the ask waited for B's load";
+  ms = w.models();
+  EXPECT_EQ(ms[1].state, ModelStatus::State::Loaded);
+  EXPECT_FALSE(ms[1].failed);
+  EXPECT_EQ(ms[1].loads, 2u);
+  EXPECT_GT(ms[1].pid, 0);
+}
+
 TEST_F(MultiModel, AModelLargerThanTheBudgetIsRefused) {
   auto c = two_models(false);
   c.memory_budget = 8ull << 20;  // smaller than either model

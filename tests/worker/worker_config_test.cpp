@@ -356,6 +356,40 @@ TEST(WorkerConfig, SeveralModelsAModelsDirAndAMemoryBudget) {
   EXPECT_EQ(load_error(R"({"models-dir": 5})"), "setting 'models-dir' must be a non-empty path string, got 5");
 }
 
+TEST(WorkerConfig, ModelRootsAndFetchTimeout) {
+  const std::string root(64, 'a');
+  auto r = load_worker_config_json(R"({"model-roots": [")" + root + R"(", "qmesh-synth-small"], "fetch-timeout": 5})");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->model_roots, (std::vector<std::string>{root, "qmesh-synth-small"}));
+  EXPECT_EQ(r->fetch_timeout_s, 5);
+  EXPECT_TRUE(validate(*r).ok()) << "model-roots alone is enough";
+  auto back = load_worker_config_json(to_json(*r).dump());
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(*back, *r);
+  EXPECT_EQ(load_error(R"({"model-roots": "abc"})"),
+            "setting 'model-roots' must be an array of at most 64 content roots or model names, got \"abc\"");
+  EXPECT_EQ(load_error(R"({"fetch-timeout": 0})"), "setting 'fetch-timeout' must be between 1 and 3600, got 0");
+  // Malformed: more than 64 hex digits, 64 characters not all hex, empty, not printable.
+  for (const std::string bad : {root + "a", std::string(63, 'a') + "z", std::string(), std::string("a\nb")}) {
+    WorkerConfig c;
+    c.model_roots = {bad};
+    auto v = validate(c);
+    ASSERT_FALSE(v.ok()) << bad;
+    EXPECT_EQ(v.error().message.rfind("setting 'model-roots': ", 0), 0u) << v.error().message;
+  }
+  for (const std::string good : {root, std::string(16, 'A'), std::string("TinyLlama 1.1B"), std::string("7B")})
+    EXPECT_TRUE(check_model_root_spec(good).ok()) << good;
+  // Where they go: models-dir, else $QMESH_CACHE/models.
+  WorkerConfig c;
+  c.model_roots = {root};
+  c.models_dir = "/m/dir";
+  EXPECT_EQ(model_root_dir(c), "/m/dir");
+  c.models_dir.clear();
+  ::setenv("QMESH_CACHE", "/tmp/qmesh-cache-test", 1);
+  EXPECT_EQ(model_root_dir(c), "/tmp/qmesh-cache-test/models");
+  ::unsetenv("QMESH_CACHE");
+}
+
 TEST(WorkerConfig, ModelPathsListsInOrderAndRefusesDuplicates) {
   namespace fs = std::filesystem;
   const fs::path dir = fs::temp_directory_path() / ("qmesh-models-" + std::to_string(::getpid()));
