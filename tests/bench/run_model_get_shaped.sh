@@ -9,12 +9,12 @@
 # (--holders 3). Prints MB/s of each, the ratio, CPU s per GB of the getter and of the holders,
 # and the bytes received but not used (the endgame's duplicates) per file.
 #   sudo tests/bench/run_model_get_shaped.sh [CLI] [SHAPE (default tinyllama, ~1.2 GB q8_0)] [RUNS (1)]
-#   MODEL=FILE uses that file instead of a synthesized one. Root only (exit 77 elsewhere).
+#   MODEL=FILE uses that file instead of a synthesized one; GETTER_CLI=PATH runs the getter with
+#   another qmesh-cli (e.g. one built before a change, to compare). Root only (exit 77 elsewhere).
 set -uo pipefail
 export QMESH_NO_LAN=1
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 source "$root/tests/bench/bench_lib.sh"
-# shellcheck source=../nat/netns_lib.sh
 source "$root/tests/nat/netns_lib.sh"
 abs() { echo "$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"; }
 cli="$(abs "${1:-$root/build/src/cli/qmesh-cli}")"
@@ -24,7 +24,9 @@ rate="${SHAPE_RATE:-100mbit}"
 burst="${SHAPE_BURST:-64kb}"
 latency="${SHAPE_LATENCY:-20ms}"
 delay="${SHAPE_DELAY:-5ms}"
+getter_cli="$(abs "${GETTER_CLI:-$cli}")"
 [ -x "$cli" ] || { echo "no qmesh-cli at $cli" >&2; exit 2; }
+[ -x "$getter_cli" ] || { echo "no qmesh-cli at $getter_cli" >&2; exit 2; }
 netns_require
 model="$(realpath "$(bench_model "$cli" "$shape" "$([ "$shape" = tiny ] || [ "$shape" = small ] && echo f16 || echo q8_0)")")"
 size=$(stat -c %s "$model")
@@ -68,13 +70,14 @@ start_holder h1
 rootid="$(grep '^sharing' "$QMN_DIR/share-h1.log" | grep -o '[0-9a-f]\{64\}' | head -1)"
 [ -n "$rootid" ] || { echo "no root in the holder's log" >&2; exit 1; }
 echo "file: $model ($size bytes, root ${rootid:0:16}); links: tbf $rate burst $burst latency $latency, delay $netem"
+[ "$getter_cli" = "$cli" ] || echo "getter: $getter_cli"
 
 # get N LABEL: one download with --holders N; sets mbs, gcpu, hcpu, waste.
 get() {
   local n="$1" label="$2" h0=0 h1=0 p secs gu gs wasted out="$QMN_DIR/out"
   rm -rf "$out" && mkdir -p "$out"
   for p in "${hpid[@]}"; do h0=$(py "print($h0 + $(cpu_of "$p"))"); done
-  in_ns getter /usr/bin/time -f "%e %U %S" -o "$QMN_DIR/get.time" "$cli" model get "$rootid" --bootstrap "$BOOT" \
+  in_ns getter /usr/bin/time -f "%e %U %S" -o "$QMN_DIR/get.time" "$getter_cli" model get "$rootid" --bootstrap "$BOOT" \
     --out "$out" --holders "$n" --json >"$QMN_DIR/get.json" 2>"$QMN_DIR/get.err" ||
     { echo "$label: model get failed: $(tail -n 3 "$QMN_DIR/get.err")" >&2; exit 1; }
   for p in "${hpid[@]}"; do h1=$(py "print($h1 + $(cpu_of "$p"))"); done
