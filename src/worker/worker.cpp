@@ -15,6 +15,7 @@
 #include "net/loop_thread.hpp"
 #include "sidecar/llama_locator.hpp"
 #include "sidecar/model_file.hpp"
+#include "worker/gpu_memory.hpp"
 #include "worker/model_budget.hpp"
 
 namespace qmesh::worker {
@@ -85,7 +86,12 @@ core::Status Worker::start() {
   llama_server_ = located->path;
   if (cfg_.memory_budget) {
     budget_ = cfg_.memory_budget;
+  } else if (const auto gpu = cfg_.gpu_layers != 0 ? gpu_memory() : std::nullopt) {
+    budget_ = default_budget(gpu->free);  // the models' layers live in GPU memory
+    budget_source_ = "80 % of the GPU memory free at start, " + gpu->source;
   } else {
+    if (cfg_.gpu_layers != 0)
+      spdlog::warn("--gpu-layers: no GPU memory found (nvidia-smi, amdgpu sysfs); the memory budget comes from RAM");
     const auto avail = mem_available();
     budget_ = avail ? default_budget(*avail) : std::uint64_t{4} << 30;
   }
@@ -133,7 +139,7 @@ core::Status Worker::start() {
   }
   if (hosts_.size() > 1)
     spdlog::info("{} models, memory budget {}{}", hosts_.size(), format_size(budget_),
-                 cfg_.memory_budget ? "" : " (80 % of the memory available at start)");
+                 cfg_.memory_budget ? "" : " (" + budget_source_ + ")");
   if (auto st = load_at_start(); !st) return st.error();
   started_ = true;
   return core::Ok{};

@@ -129,6 +129,7 @@ class Worker {
   WorkerConfig cfg_;
   std::string llama_server_;
   std::uint64_t budget_ = 0;
+  std::string budget_source_ = "80 % of the memory available at start";  // where the default budget came from
   std::vector<std::unique_ptr<ModelHost>> hosts_;  // set in start(), fixed afterwards
   std::vector<Slot> slots_;                        // one per host, under sched_mu_
   mutable std::mutex sched_mu_;

@@ -63,3 +63,11 @@ for i in $(seq 1 "$runs"); do
   rm -f "$run/curl.out"
 done
 printf 'best: qmesh %.0f MB/s, curl %.0f MB/s, ratio %.2f\n' "$best_q" "$best_c" "$(python3 -c "print($best_q / $best_c)")"
+# The same run's floor: sealing, opening and verifying alone (transfer_floor_bench), and the ratio
+# to curl that two cores doing nothing else would reach.
+floor_bench="$(dirname "$(dirname "$(dirname "$cli")")")/tests/bench/transfer_floor_bench"
+if [ -x "$floor_bench" ]; then
+  "$floor_bench" --mib 128 | tee "$run/floor.txt"
+  best_floor="$(grep -o '[0-9]* MB/s at best' "$run/floor.txt" | cut -d' ' -f1)"
+  printf 'floor / curl: %.2f (the ratio no QMesh download can pass on these cores)\n' "$(python3 -c "print($best_floor / $best_c)")"
+fi

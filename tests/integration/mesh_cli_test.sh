@@ -65,7 +65,7 @@ rm -f "$QMESH_CONFIG_DIR/config.json"
 
 # Bad asks: one clear line and their exit code.
 out="$("$cli" ask --bootstrap "$boot" --model no-such-model "hi" 2>&1)"; rc=$?
-check "an unknown model exits 3 with one line" test "$rc" -eq 3 -a "$(wc -l <<<"$out")" -eq 2 -a -n "$(grep 'no-such-model' <<<"$out")"
+check "an unknown model exits 3 with one line" test "$rc" -eq 3 -a "$(wc -l <<<"$out")" -eq 1 -a -n "$(grep 'no-such-model' <<<"$out")"
 out="$("$cli" ask --bootstrap 127.0.0.1:1 "hi" 2>&1)"; rc=$?
 check "an unreachable bootstrap exits 6 naming it" test "$rc" -eq 6 -a -n "$(grep '127.0.0.1:1' <<<"$out")"
 out="$("$cli" ask --bootstrap nonsense "hi" 2>&1)"; rc=$?

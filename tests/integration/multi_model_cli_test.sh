@@ -33,6 +33,14 @@ check "an empty --models-dir is refused" refuses 2 "holds no .gguf file" --model
 check "a --memory-budget that is no size is refused" refuses 2 "is not a size" --model "$model_a" --memory-budget junk
 check "a --memory-budget smaller than the model is refused" refuses 1 "more than the memory budget" --model "$model_a" --memory-budget 8M
 check "a bad file named explicitly is refused" refuses 1 "broken.gguf" --model "$model_a" --model "$tmp/dir/broken.gguf"
+# With --gpu-layers the default budget is 80 % of the free GPU memory (nvidia-smi; here a
+# stand-in printing what the real one prints for a GPU with 40 MiB free: too little for the model).
+printf '#!/bin/sh\necho "81559, 40"\n' >"$tmp/nvidia-smi" && chmod +x "$tmp/nvidia-smi"
+check "--gpu-layers: the default budget is the GPU's free memory" \
+  env QMESH_NVIDIA_SMI="$tmp/nvidia-smi" bash -c "$(declare -f refuses); worker='$worker' tmp='$tmp' refuses 1 'more than the memory budget of 32 MiB' --model '$model_a' --gpu-layers 99"
+mkdir -p "$tmp/broken-only" && printf 'not a model' >"$tmp/broken-only/broken.gguf"
+check "--gpu-layers without a GPU found: a warning, the budget from RAM" \
+  bash -c "QMESH_NVIDIA_SMI=/nonexistent '$worker' --models-dir '$tmp/broken-only' --gpu-layers 99 --bootstrap 127.0.0.1:9 --identity '$tmp/bad.key' 2>&1 | grep -q 'no GPU memory found'"
 
 port=$((47700 + RANDOM % 90))
 boot="127.0.0.1:$port"
