@@ -316,7 +316,8 @@ struct ModelShare::Impl : std::enable_shared_from_this<ModelShare::Impl> {
         auto it = streams.find(key);
         if (it == streams.end()) continue;
         auto& q = it->second.to_read;
-        auto queued = std::find_if(q.begin(), q.end(), [&](const model::ShareServe& sv) { return sv.index == cancel->index; });
+        auto queued = std::find_if(q.begin(), q.end(),
+                                   [&](const model::ShareServe& sv) { return sv.index == cancel->index; });
         if (queued == q.end()) continue;
         q.erase(queued);
         share.on_serve_dropped(cancel->stream, cancel->index, now);

@@ -64,7 +64,8 @@ start_holder() {
   bg_ns "$1" "$QMN_DIR/share-$1.log" "$cli" model share "$model" --bootstrap "$BOOT" --listen "$(ip4 "$1")" \
     --identity "$QMN_DIR/$1.key"
   hpid[$1]=$BG_PID
-  wait_for_line "$QMN_DIR/share-$1.log" '^sharing' 600 || { echo "holder $1 did not start:" >&2; tail -n 5 "$QMN_DIR/share-$1.log" >&2; exit 1; }
+  wait_for_line "$QMN_DIR/share-$1.log" '^sharing' 600 ||
+    { echo "holder $1 did not start:" >&2; tail -n 5 "$QMN_DIR/share-$1.log" >&2; exit 1; }
 }
 start_holder h1
 rootid="$(grep '^sharing' "$QMN_DIR/share-h1.log" | grep -o '[0-9a-f]\{64\}' | head -1)"
@@ -82,7 +83,9 @@ get() {
     { echo "$label: model get failed: $(tail -n 3 "$QMN_DIR/get.err")" >&2; exit 1; }
   for p in "${hpid[@]}"; do h1=$(py "print($h1 + $(cpu_of "$p"))"); done
   cmp -s "$out/"*.gguf "$model" || { echo "$label: the file differs" >&2; exit 1; }
-  read -r secs wasted < <(python3 -c 'import json,sys; d=[json.loads(l) for l in open(sys.argv[1]) if "\"done\"" in l][-1]; print(d["seconds"], d["bytes_wasted"])' "$QMN_DIR/get.json")
+  read -r secs wasted < <(python3 -c 'import json, sys
+d = [json.loads(l) for l in open(sys.argv[1]) if "\"done\"" in l][-1]
+print(d["seconds"], d["bytes_wasted"])' "$QMN_DIR/get.json")
   read -r _ gu gs <"$QMN_DIR/get.time"
   mbs=$(py "print($size / $secs / 1e6)")
   gcpu=$(py "print(($gu + $gs) / ($size / 1e9))")

@@ -4,8 +4,8 @@
 // stream (on_chunk_written) and when a stream ends, calls on_tick at next_wakeup(), and does what
 // next_action() says: write a small frame (INFO, BUSY, ERROR), serve a chunk (read it, then write
 // encode_chunk(index, tree.proof(index), bytes)), drop a chunk it was told to serve and has not
-// begun to (ShareCancel: then on_serve_dropped; begun, it is written as usual), or finish a stream. Every stream it was given a
-// frame of is remembered until on_stream_closed.
+// begun to (ShareCancel: then on_serve_dropped; begun, it is written as usual), or finish a
+// stream. Every stream it was given a frame of is remembered until on_stream_closed.
 //
 // What it bounds:
 // - uploading sessions: at most max_uploads sessions hold a stream with an upload slot (from an

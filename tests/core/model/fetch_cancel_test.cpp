@@ -76,7 +76,7 @@ namespace {
 // A 20-chunk file of which the getter lacks 17, 18 and 19; holder 1 is asked 17 and 18 (the
 // initial window), holder 2 then 19 and, in the endgame, 17 again.
 struct Endgame {
-  const SimFile& f = [] () -> const SimFile& {
+  const SimFile& f = []() -> const SimFile& {
     static const SimFile s = make_file(20 * kChunkBytes, 20);
     return s;
   }();
@@ -99,7 +99,8 @@ struct Endgame {
     return v;
   }
   Chunk chunk(std::uint64_t i) {
-    return Chunk{i, f.tree.proof(i), std::vector<std::uint8_t>(f.bytes.begin() + i * kChunkBytes, f.bytes.begin() + (i + 1) * kChunkBytes)};
+    const auto from = f.bytes.begin() + static_cast<std::ptrdiff_t>(i * kChunkBytes);
+    return Chunk{i, f.tree.proof(i), std::vector<std::uint8_t>(from, from + kChunkBytes)};
   }
   void start() {
     fetch.add_holder(1, "h1", Instant{});
