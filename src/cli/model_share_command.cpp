@@ -149,8 +149,10 @@ void run_share(const ShareOpts& o) {
   ctx->share->stop();
   std::this_thread::sleep_for(std::chrono::milliseconds(300));  // let the UNANNOUNCEs go out
   s.stop();
-  std::printf("stopped: %llu chunks (%llu bytes) served\n", static_cast<unsigned long long>(st.chunks_written),
-              static_cast<unsigned long long>(st.bytes_written));
+  std::printf("stopped: %llu chunks (%llu bytes) served; %llu GETs cancelled, %llu of them before their read\n",
+              static_cast<unsigned long long>(st.chunks_written), static_cast<unsigned long long>(st.bytes_written),
+              static_cast<unsigned long long>(st.share.cancels - st.share.cancels_ignored),
+              static_cast<unsigned long long>(st.share.cancels_dropped));
 }
 
 }  // namespace

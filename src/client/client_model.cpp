@@ -293,6 +293,9 @@ ModelFetchResult Client::fetch_model(const ModelFetchOptions& o, ChunkSink& sink
       } else if (const auto* g = std::get_if<model::SendGet>(&*a)) {
         auto f = model::encode(model::Get{g->index});
         out[g->holder].insert(out[g->holder].end(), f.begin(), f.end());
+      } else if (const auto* k = std::get_if<model::SendCancel>(&*a)) {
+        auto f = model::encode(model::Cancel{k->index});
+        out[k->holder].insert(out[k->holder].end(), f.begin(), f.end());
       } else if (const auto* d = std::get_if<model::DropHolder>(&*a)) {
         spdlog::info("dropped holder {}: {}", streams.count(d->holder) ? fetch.holder(d->holder)->label : "?", d->reason);
         out.erase(d->holder);

@@ -310,6 +310,17 @@ struct ModelShare::Impl : std::enable_shared_from_this<ModelShare::Impl> {
         if (it == streams.end() || it->second.closing) continue;
         it->second.to_read.push_back(*serve);
         touched.insert(key);
+      } else if (auto* cancel = std::get_if<model::ShareCancel>(&*a)) {
+        // A GET the getter took back: dropped if its read has not begun (else its CHUNK goes out).
+        const Key key{cancel->stream.session, cancel->stream.stream};
+        auto it = streams.find(key);
+        if (it == streams.end()) continue;
+        auto& q = it->second.to_read;
+        auto queued = std::find_if(q.begin(), q.end(),
+                                   [&](const model::ShareServe& sv) { return sv.index == cancel->index; });
+        if (queued == q.end()) continue;
+        q.erase(queued);
+        share.on_serve_dropped(cancel->stream, cancel->index, now);
       } else if (auto* close = std::get_if<model::ShareClose>(&*a)) {
         const Key key{close->stream.session, close->stream.stream};
         auto it = streams.find(key);

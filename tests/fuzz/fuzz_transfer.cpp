@@ -2,7 +2,7 @@
 // holder's decoder, whose frames drive a Share, and to the getter's decoder, whose frames drive a
 // Fetch (of transfer_fuzz_fixture's model, missing only its last chunk). Whatever a decoder
 // accepts must re-encode to bytes that decode to the same frame; the Share serves no more chunks
-// than it was asked for and none past the end; the Fetch writes each chunk at most once and only
+// than it was asked for and none past the end, and asks to drop only chunks it served; the Fetch writes each chunk at most once and only
 // the real bytes of that chunk.
 #include <cstddef>
 #include <cstdint>
@@ -47,7 +47,11 @@ void as_holder(std::span<const std::uint8_t> in) {
       if (auto* s = std::get_if<ShareServe>(&*a)) {
         if (s->index >= fx.root.chunks()) __builtin_trap();
         ++served;
-        share.on_chunk_written(s->stream, s->index, now);
+        // Every other one is still queued when a CANCEL comes (the caller drops its read).
+        if (served % 2 == 0) share.on_chunk_written(s->stream, s->index, now);
+      } else if (auto* k = std::get_if<ShareCancel>(&*a)) {
+        if (k->index >= fx.root.chunks()) __builtin_trap();
+        share.on_serve_dropped(k->stream, k->index, now);
       }
     }
   }

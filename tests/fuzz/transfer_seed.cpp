@@ -1,4 +1,4 @@
-// Writes transfer fuzz seeds: what a getter sends (OPEN, GETs, one past the end) and what a holder
+// Writes transfer fuzz seeds: what a getter sends (OPEN, GETs, one past the end, CANCELs) and what a holder
 // answers (INFO, the fixture's last chunk with its proof, BUSY, ERROR).
 #include <cstdio>
 #include <fstream>
@@ -25,6 +25,8 @@ int main(int argc, char** argv) {
   const std::string dir = argv[1];
   const auto& fx = transfer_fuzz::fixture();
   write(dir + "/getter", {encode(Open{fx.root.hash, fx.root.size}), encode(Get{2}), encode(Get{0}), encode(Get{3})});
+  write(dir + "/getter_cancel", {encode(Open{fx.root.hash, fx.root.size}), encode(Get{0}), encode(Get{1}), encode(Cancel{1}),
+                                 encode(Cancel{7}), encode(Get{1}), encode(Cancel{0})});
   write(dir + "/holder", {encode(info_for(fx.root)), encode_chunk(2, fx.tree.proof(2), fx.chunk(2))});
   write(dir + "/holder_busy", {encode(Busy{kNoIndex, 100}), encode(info_for(fx.root)), encode(Busy{2, 50}),
                                encode(TransferErrorMsg{TransferError::BadIndex, "chunk 3 is beyond the end"})});

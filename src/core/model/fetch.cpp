@@ -67,13 +67,16 @@ void Fetch::on_frame(HolderId id, TransferFrame frame, Instant now) {
   } else if (auto* c = std::get_if<Chunk>(&frame)) {
     if (h.state == HolderState::Opening) {
       drop(id, "sent a chunk before INFO", true);
+    } else if (h.cancelled.erase(c->index)) {  // begun before our CANCEL came: not used
+      wasted_ += c->data.size();
+      h.last_heard = now;
     } else if (!h.outstanding.count(c->index)) {
       drop(id, "sent chunk " + std::to_string(c->index) + " it was not asked for", true);
     } else {
       on_chunk(id, h, std::move(*c), now);
     }
   } else if (auto* b = std::get_if<Busy>(&frame)) {
-    on_busy(id, h, *b, now);
+    if (b->index == kNoIndex || !h.cancelled.erase(b->index)) on_busy(id, h, *b, now);
   } else if (auto* e = std::get_if<TransferErrorMsg>(&frame)) {
     h.not_held = e->code == TransferError::NotHeld;
     drop(id, h.not_held ? "does not have it" : std::string("answered ") + to_string(e->code) + ": " + e->text, true);
@@ -112,6 +115,7 @@ void Fetch::on_chunk(HolderId id, Holder& h, Chunk&& c, Instant now) {
   }
   have_[c.index] = true;
   requeued_.erase(c.index);
+  cancel_copies(id, c.index);
   ++verified_;
   verified_bytes_ += c.data.size();
   ++h.chunks;
@@ -215,12 +219,27 @@ void Fetch::drop(HolderId id, std::string reason, bool tell) {
   h.failure = std::move(reason);
   for (const auto& [index, sent] : h.outstanding) release(index);
   h.outstanding.clear();
+  h.cancelled.clear();
   if (tell) actions_.push_back(DropHolder{id, h.failure});
 }
 
 void Fetch::release(std::uint64_t index) {
   if (copies_[index] > 0) --copies_[index];
   if (copies_[index] == 0 && !have_[index]) requeued_.insert(index);
+}
+
+// The endgame's other GETs of a chunk just verified are taken back: each holder frees the GET's
+// place at once (its CANCEL comes before any later GET on the stream), so the window counts stay
+// the same on both ends.
+void Fetch::cancel_copies(HolderId verified_by, std::uint64_t index) {
+  if (copies_[index] == 0) return;
+  for (auto& [other, h] : holders_) {
+    if (other == verified_by || !live(h) || !h.outstanding.erase(index)) continue;
+    release(index);
+    h.cancelled.insert(index);
+    ++cancels_;
+    actions_.push_back(SendCancel{other, index});
+  }
 }
 
 // The chunk outstanding longest elsewhere that `id` has not been asked for and that fewer than
@@ -346,6 +365,7 @@ FetchProgress Fetch::progress(Instant now) const {
   p.bytes_verified = verified_bytes_;
   p.bytes_resumed = resumed_bytes_;
   p.bytes_wasted = wasted_;
+  p.cancels = cancels_;
   p.chunks_total = root_.chunks();
   p.chunks_verified = verified_;
   std::uint64_t recent = 0;

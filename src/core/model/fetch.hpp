@@ -11,7 +11,9 @@
 // with verify_chunk before it is handed out; a bad one drops its sender for this download and
 // its chunks go back to the queue. A holder silent past its timeout is dropped the same way. When
 // nothing is left to assign, a chunk still outstanding may be asked of a second holder (the
-// endgame); the copy that comes second is dropped. After FetchDone or FetchFailed (the last
+// endgame); once one copy verifies, the others are taken back with CANCEL (SendCancel): a holder
+// that had not begun to send it sends nothing, and one that had sends it anyway (counted wasted,
+// no error). After FetchDone or FetchFailed (the last
 // action) the caller closes every stream it still has open. The caller keeps a handful of holders
 // at a time (scheduling looks at each). docs/protocol.md ("Model transfer").
 #pragma once
@@ -58,6 +60,10 @@ struct SendGet {
   HolderId holder = 0;  // write encode(Get{index})
   std::uint64_t index = 0;
 };
+struct SendCancel {
+  HolderId holder = 0;  // write encode(Cancel{index}): its GET no longer counts as unanswered
+  std::uint64_t index = 0;
+};
 struct DropHolder {
   HolderId holder = 0;  // close its stream: nothing more is asked of it in this download
   std::string reason;
@@ -70,13 +76,14 @@ struct FetchDone {};  // every chunk verified and handed out: check the root, re
 struct FetchFailed {
   std::string reason;  // one line: "no holder has ROOT", "every holder failed: ..."
 };
-using FetchAction = std::variant<SendOpen, SendGet, DropHolder, WriteChunk, FetchDone, FetchFailed>;
+using FetchAction = std::variant<SendOpen, SendGet, SendCancel, DropHolder, WriteChunk, FetchDone, FetchFailed>;
 
 struct FetchProgress {
   std::uint64_t bytes_total = 0;
   std::uint64_t bytes_verified = 0;  // resumed ones included
   std::uint64_t bytes_resumed = 0;   // verified before this run (the bitmap)
   std::uint64_t bytes_wasted = 0;    // received and not used: duplicates, bad chunks
+  std::uint64_t cancels = 0;         // CANCELs sent (the endgame's other copies of a verified chunk)
   std::uint64_t chunks_total = 0, chunks_verified = 0;
   double bytes_per_second = 0;       // verified, over the last rate_window
   std::size_t holders_in_use = 0;    // answered INFO and not dropped
@@ -126,6 +133,7 @@ class Fetch {
     std::string label;
     HolderState state = HolderState::Opening;
     std::map<std::uint64_t, Instant> outstanding;  // chunk -> when its GET was sent
+    std::set<std::uint64_t> cancelled;  // GETs taken back with CANCEL: a late CHUNK or BUSY is no error
     std::size_t window = 1, cap = 1;
     Instant last_heard{};     // the silence clock: last frame, or the GET that ended an idle spell
     Instant paused_until{};
@@ -148,6 +156,7 @@ class Fetch {
   void measure(Holder& h, Instant sent, std::size_t bytes, Instant now);
   void drop(HolderId id, std::string reason, bool tell);
   void release(std::uint64_t index);  // one fewer copy outstanding; back to the queue at none
+  void cancel_copies(HolderId verified_by, std::uint64_t index);
   void schedule(Instant now);
   std::optional<std::uint64_t> take_next();
   std::optional<std::uint64_t> endgame_pick(HolderId id) const;
@@ -164,7 +173,7 @@ class Fetch {
   // yet), and `requeued_` (asked before, given back); a bitmap's worth of memory, not a set of all.
   std::uint64_t fresh_ = 0;
   std::set<std::uint64_t> requeued_;
-  std::uint64_t verified_ = 0, resumed_bytes_ = 0, verified_bytes_ = 0, wasted_ = 0;
+  std::uint64_t verified_ = 0, resumed_bytes_ = 0, verified_bytes_ = 0, wasted_ = 0, cancels_ = 0;
   std::deque<std::pair<Instant, std::uint32_t>> recent_;  // verified chunks within rate_window
   std::map<HolderId, Holder> holders_;
   std::deque<FetchAction> actions_;

@@ -36,6 +36,8 @@ void Share::on_frame(StreamId id, TransferFrame frame, Instant now) {
     on_open(id, s, *open, now);
   } else if (auto* get = std::get_if<Get>(&frame)) {
     on_get(id, s, *get, now);
+  } else if (auto* cancel = std::get_if<Cancel>(&frame)) {
+    on_cancel(id, s, *cancel);
   } else {
     refuse(id, TransferError::BadRequest, "a holder's frame from the getter");
   }
@@ -85,7 +87,7 @@ void Share::on_get(StreamId id, Stream& s, const Get& m, Instant now) {
                                             std::to_string(s.root.chunks()) + " chunks)");
     return;
   }
-  if (s.unanswered >= kMaxInflight) {
+  if (s.asked.size() >= kMaxInflight) {
     ++counters_.gets_refused;
     refuse(id, TransferError::TooMany, "more than " + std::to_string(kMaxInflight) + " GETs unanswered");
     return;
@@ -103,10 +105,32 @@ void Share::on_get(StreamId id, Stream& s, const Get& m, Instant now) {
       return;
     }
   }
-  ++s.unanswered;
+  s.asked.insert(m.index);
   pending_.push_back(Pending{id, m.index, bytes});
   pending_bytes_ += bytes;
   pump(now);
+}
+
+// Takes a GET back: waiting for the rate, it is dropped here; handed out, the caller is asked to
+// drop its read. Either way it no longer counts as unanswered.
+void Share::on_cancel(StreamId id, Stream& s, const Cancel& m) {
+  ++counters_.cancels;
+  auto it = s.asked.find(m.index);
+  if (!s.slot || it == s.asked.end()) {
+    ++counters_.cancels_ignored;
+    return;
+  }
+  s.asked.erase(it);
+  auto queued = std::find_if(pending_.begin(), pending_.end(),
+                             [&](const Pending& p) { return p.stream == id && p.index == m.index; });
+  if (queued != pending_.end()) {
+    pending_bytes_ -= queued->bytes;
+    pending_.erase(queued);
+    ++counters_.cancels_dropped;
+    return;
+  }
+  s.withdrawn.insert(m.index);
+  actions_.push_back(ShareCancel{id, m.index});
 }
 
 void Share::refuse(StreamId id, TransferError code, const std::string& text) {
@@ -115,7 +139,8 @@ void Share::refuse(StreamId id, TransferError code, const std::string& text) {
   actions_.push_back(ShareClose{id, std::string(to_string(code)) + ": " + text});
   s.closed = true;
   free_slot(id, s);
-  s.unanswered = 0;
+  s.asked.clear();
+  s.withdrawn.clear();
   std::erase_if(pending_, [&](const Pending& p) {
     if (p.stream != id) return false;
     pending_bytes_ -= p.bytes;
@@ -138,10 +163,28 @@ void Share::on_stream_error(StreamId id, const std::string& why, Instant now) {
 }
 
 void Share::on_chunk_written(StreamId id, std::uint64_t index, Instant now) {
-  (void)index;
   auto it = streams_.find(id);
   if (it == streams_.end() || it->second.closed) return;
-  if (it->second.unanswered > 0) --it->second.unanswered;
+  Stream& s = it->second;
+  if (auto w = s.withdrawn.find(index); w != s.withdrawn.end()) {
+    s.withdrawn.erase(w);  // cancelled too late: its place was freed at the CANCEL
+  } else if (auto a = s.asked.find(index); a != s.asked.end()) {
+    s.asked.erase(a);
+  }
+  s.last_active = now;
+  update_timers(now);
+}
+
+void Share::on_serve_dropped(StreamId id, std::uint64_t index, Instant now) {
+  auto it = streams_.find(id);
+  if (it == streams_.end()) return;
+  auto w = it->second.withdrawn.find(index);
+  if (w == it->second.withdrawn.end()) return;
+  it->second.withdrawn.erase(w);
+  ++counters_.cancels_dropped;
+  if (counters_.chunks_served > 0) --counters_.chunks_served;
+  const std::uint64_t bytes = it->second.root.chunk_size(index);
+  counters_.bytes_served -= std::min(counters_.bytes_served, bytes);
   it->second.last_active = now;
   update_timers(now);
 }
@@ -164,7 +207,7 @@ void Share::on_stream_closed(StreamId id, Instant now) {
 
 void Share::on_tick(Instant now) {
   for (auto& [id, s] : streams_) {
-    if (s.slot && s.unanswered == 0 && now >= s.last_active + cfg_.idle_timeout)
+    if (s.slot && s.asked.empty() && now >= s.last_active + cfg_.idle_timeout)
       refuse(id, TransferError::Idle, "no GET for " + std::to_string(std::chrono::duration_cast<std::chrono::seconds>(cfg_.idle_timeout).count()) + " s");
   }
   pump(now);
@@ -203,7 +246,7 @@ void Share::update_timers(Instant) {
   }
   Instant idle = Instant::max();
   for (const auto& [id, s] : streams_) {
-    if (s.slot && s.unanswered == 0) idle = std::min(idle, s.last_active + cfg_.idle_timeout);
+    if (s.slot && s.asked.empty()) idle = std::min(idle, s.last_active + cfg_.idle_timeout);
   }
   timers_.set(Timer::Idle, idle);
 }

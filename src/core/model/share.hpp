@@ -3,8 +3,9 @@
 // stream decodes (on_frame), tells it when a chunk it was asked to serve has been written to its
 // stream (on_chunk_written) and when a stream ends, calls on_tick at next_wakeup(), and does what
 // next_action() says: write a small frame (INFO, BUSY, ERROR), serve a chunk (read it, then write
-// encode_chunk(index, tree.proof(index), bytes)), or finish a stream. Every stream it was given a
-// frame of is remembered until on_stream_closed.
+// encode_chunk(index, tree.proof(index), bytes)), drop a chunk it was told to serve and has not
+// begun to (ShareCancel: then on_serve_dropped; begun, it is written as usual), or finish a
+// stream. Every stream it was given a frame of is remembered until on_stream_closed.
 //
 // What it bounds:
 // - uploading sessions: at most max_uploads sessions hold a stream with an upload slot (from an
@@ -13,8 +14,12 @@
 //   (another OPEN: ERROR too_many);
 // - the rate: one token bucket (rate bytes/s, burst bytes) for all streams together; a GET waits
 //   for its tokens in arrival order, and one that would wait longer than max_queue_wait gets BUSY;
-// - per stream at most kMaxInflight GETs unanswered (received, not yet written): one more is
-//   ERROR too_many and the stream ends; a GET beyond the end is ERROR bad_index.
+// - per stream at most kMaxInflight GETs unanswered (received, not yet written, not cancelled): one
+//   more is ERROR too_many and the stream ends; a GET beyond the end is ERROR bad_index.
+// A CANCEL of a GET unanswered frees its place at once (the getter counts the same way); the GET is
+// dropped from the rate's queue, or the caller is told to drop its read (ShareCancel), or, begun,
+// its CHUNK still goes out. A CANCEL of anything else is counted and ignored: it never costs more
+// than the GET it names, and never ends the stream.
 // It never serves a chunk that was not asked for, and each GET at most once.
 //
 // The caller's rule (no amplification): only streams of sessions that completed the handshake
@@ -28,6 +33,7 @@
 #include <deque>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <variant>
 #include <vector>
@@ -65,16 +71,22 @@ struct ShareServe {
   ContentRoot root;
   std::uint64_t index = 0;
 };
+struct ShareCancel {
+  StreamId stream;  // drop the ShareServe of `index` if its read has not begun, then on_serve_dropped
+  std::uint64_t index = 0;
+};
 struct ShareClose {
   StreamId stream;  // finish the stream after what was written
   std::string reason;
 };
-using ShareAction = std::variant<ShareSend, ShareServe, ShareClose>;
+using ShareAction = std::variant<ShareSend, ShareServe, ShareClose, ShareCancel>;
 
 struct ShareCounters {
   std::uint64_t opens = 0, opens_busy = 0, not_held = 0;
   std::uint64_t chunks_served = 0, bytes_served = 0;
   std::uint64_t gets_busy = 0, gets_refused = 0;  // BUSY for the rate; ERROR (bad index, too many, ...)
+  // CANCELs: received; whose GET was never served (dropped queued); naming no GET unanswered.
+  std::uint64_t cancels = 0, cancels_dropped = 0, cancels_ignored = 0;
 };
 
 class Share {
@@ -90,6 +102,8 @@ class Share {
   // The stream's bytes did not decode (TransferDecoder's error): ERROR bad_request, then the end.
   void on_stream_error(StreamId stream, const std::string& why, Instant now);
   void on_chunk_written(StreamId stream, std::uint64_t index, Instant now);
+  // The caller dropped a ShareServe a ShareCancel named before reading it.
+  void on_serve_dropped(StreamId stream, std::uint64_t index, Instant now);
   void on_stream_closed(StreamId stream, Instant now);
   void on_tick(Instant now);
 
@@ -105,7 +119,8 @@ class Share {
     bool slot = false;
     bool closed = false;  // ERROR sent: what else comes is ignored until the stream ends
     ContentRoot root;
-    std::size_t unanswered = 0;  // GETs received and not yet written
+    std::multiset<std::uint64_t> asked;     // GETs received, not written, not cancelled (<= kMaxInflight)
+    std::multiset<std::uint64_t> withdrawn; // cancelled after their ShareServe: written or dropped later
     Instant last_active{};
   };
   struct Pending {
@@ -116,6 +131,7 @@ class Share {
 
   void on_open(StreamId id, Stream& s, const Open& m, Instant now);
   void on_get(StreamId id, Stream& s, const Get& m, Instant now);
+  void on_cancel(StreamId id, Stream& s, const Cancel& m);
   void refuse(StreamId id, TransferError code, const std::string& text);
   void free_slot(StreamId id, Stream& s);
   void refill(Instant now);

@@ -22,6 +22,7 @@ std::size_t max_body(std::uint8_t type) {
     case TransferType::Open: return 40;
     case TransferType::Info: return 18;
     case TransferType::Get: return 8;
+    case TransferType::Cancel: return 8;
     case TransferType::Chunk: return kMaxChunkFrameBody;
     case TransferType::Busy: return 12;
     case TransferType::Error: return 1 + kMaxTransferErrorText;
@@ -32,11 +33,13 @@ std::size_t max_body(std::uint8_t type) {
 // Types with one fixed body size.
 bool fixed_size(std::uint8_t type) {
   const auto t = static_cast<TransferType>(type);
-  return t == TransferType::Open || t == TransferType::Info || t == TransferType::Get || t == TransferType::Busy;
+  return t == TransferType::Open || t == TransferType::Info || t == TransferType::Get || t == TransferType::Busy ||
+         t == TransferType::Cancel;
 }
 
 bool from_getter(std::uint8_t type) {
-  return type == static_cast<std::uint8_t>(TransferType::Open) || type == static_cast<std::uint8_t>(TransferType::Get);
+  return type == static_cast<std::uint8_t>(TransferType::Open) || type == static_cast<std::uint8_t>(TransferType::Get) ||
+         type == static_cast<std::uint8_t>(TransferType::Cancel);
 }
 
 // A body of a type whose header was accepted; nullopt (and `why`) when its fields are malformed.
@@ -68,6 +71,11 @@ std::optional<TransferFrame> parse_body(TransferType type, std::span<const std::
     }
     case TransferType::Get: {
       Get m;
+      r.read_le(m.index);
+      return m;
+    }
+    case TransferType::Cancel: {
+      Cancel m;
       r.read_le(m.index);
       return m;
     }
@@ -127,6 +135,12 @@ std::vector<std::uint8_t> encode(const Get& m) {
   ByteWriter b;
   b.write_le(m.index);
   return frame(TransferType::Get, b);
+}
+
+std::vector<std::uint8_t> encode(const Cancel& m) {
+  ByteWriter b;
+  b.write_le(m.index);
+  return frame(TransferType::Cancel, b);
 }
 
 std::vector<std::uint8_t> encode_chunk(std::uint64_t index, std::span<const Hash> proof,

@@ -12,6 +12,7 @@
 //   CHUNK  19  index u64, proof count u8, proof hashes (32 each), data  holder -> getter
 //   BUSY   20  index u64 (kNoIndex: the OPEN), retry_ms u32            holder -> getter   12 bytes
 //   ERROR  21  code u8, text (printable, at most kMaxTransferErrorText)  holder -> getter
+//   CANCEL 22  index u64                                               getter -> holder    8 bytes
 #pragma once
 
 #include <cstdint>
@@ -26,7 +27,8 @@
 
 namespace qmesh::core::model {
 
-enum class TransferType : std::uint8_t { Open = 16, Info = 17, Get = 18, Chunk = 19, Busy = 20, Error = 21 };
+enum class TransferType : std::uint8_t { Open = 16, Info = 17, Get = 18, Chunk = 19, Busy = 20, Error = 21,
+                                         Cancel = 22 };
 
 inline constexpr std::size_t kTransferHeader = 5;
 // GETs a getter may have unanswered on one stream; a holder answers one more with ERROR too_many.
@@ -37,7 +39,8 @@ inline constexpr std::uint32_t kMaxRetryMs = 3'600'000;
 inline constexpr std::size_t kMaxChunkFrameBody = 8 + 1 + kMaxProofHashes * 32 + kChunkBytes;
 
 // Whether the first byte of a stream starts a transfer (the worker's dispatcher: 1 is an ask).
-constexpr bool is_transfer_type(std::uint8_t first) { return first >= 16 && first <= 21; }
+// A stream starts with OPEN; 16..22 are the transfer's types all the same (the decoder says more).
+constexpr bool is_transfer_type(std::uint8_t first) { return first >= 16 && first <= 22; }
 
 struct Open {
   Hash root{};
@@ -53,6 +56,10 @@ struct Info {
 struct Get {
   std::uint64_t index = 0;
   friend bool operator==(const Get&, const Get&) = default;
+};
+struct Cancel {
+  std::uint64_t index = 0;
+  friend bool operator==(const Cancel&, const Cancel&) = default;
 };
 struct Chunk {
   std::uint64_t index = 0;
@@ -79,11 +86,12 @@ struct TransferErrorMsg {
   friend bool operator==(const TransferErrorMsg&, const TransferErrorMsg&) = default;
 };
 
-using TransferFrame = std::variant<Open, Info, Get, Chunk, Busy, TransferErrorMsg>;
+using TransferFrame = std::variant<Open, Info, Get, Chunk, Busy, TransferErrorMsg, Cancel>;
 
 std::vector<std::uint8_t> encode(const Open& m);
 std::vector<std::uint8_t> encode(const Info& m);
 std::vector<std::uint8_t> encode(const Get& m);
+std::vector<std::uint8_t> encode(const Cancel& m);
 std::vector<std::uint8_t> encode(const Chunk& m);
 std::vector<std::uint8_t> encode(const Busy& m);
 std::vector<std::uint8_t> encode(const TransferErrorMsg& m);  // text cut to the limit, made printable
@@ -95,7 +103,7 @@ std::vector<std::uint8_t> encode_chunk(std::uint64_t index, std::span<const Hash
 Info info_for(const ContentRoot& root, std::uint16_t max_inflight = kMaxInflight);
 const char* to_string(TransferError code);
 
-// Which end reads the stream: the holder accepts only OPEN and GET, the getter only the rest.
+// Which end reads the stream: the holder accepts only OPEN, GET and CANCEL, the getter only the rest.
 enum class TransferSide : std::uint8_t { Holder, Getter };
 
 // Incremental and bounded: feed stream bytes as they arrive, take whole frames out. A frame of

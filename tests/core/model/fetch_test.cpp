@@ -429,3 +429,33 @@ TEST(Fetch, TheSameSeedReplaysTheSameRun) {
   };
   EXPECT_EQ(run(), run());
 }
+
+// Issue 14's shaped benchmark on the emulator: three 100 Mbit/s links (12.5 MB/s) with 10 ms each
+// way (a WAN path), each holder handing its link at most two chunks ahead as the worker does. The
+// getter from all three must reach >= 2.7 times its rate from one (virtual time, deterministic).
+TEST(Fetch, ThreeShapedLinksGiveNearlyThreeTimesOne) {
+  static const SimFile f = make_file(160 * kChunkBytes, 160);  // long enough that the start weighs little
+  auto run = [&](int holders, Duration delay) {
+    std::vector<HolderSpec> specs(holders);
+    for (auto& s : specs) {
+      s.link_rate = 12.5e6;
+      s.delay = delay;
+      s.send_ahead = 2;
+    }
+    TransferSim sim(f, specs);
+    sim.add_all();
+    EXPECT_TRUE(sim.run(600s));
+    expect_complete(sim, f);
+    std::size_t most = 0;
+    for (int i = 0; i < holders; ++i) most = std::max(most, sim.stats(i).window);
+    return std::make_pair(static_cast<double>(f.bytes.size()) / sim.elapsed_s(), most);
+  };
+  for (Duration delay : {Duration(10ms), Duration(40ms)}) {
+    const auto [one, w1] = run(1, delay);
+    const auto [three, w3] = run(3, delay);
+    std::printf("%lld ms each way: one holder %.2f MB/s (window %zu), three %.2f MB/s (window up to %zu), ratio %.2f\n",
+                static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(delay).count()), one / 1e6, w1,
+                three / 1e6, w3, three / one);
+    EXPECT_GE(three / one, 2.7);
+  }
+}

@@ -30,6 +30,7 @@ struct Wire {
   struct Out {
     std::vector<TransferFrame> frames;  // decoded by the getter's end
     std::vector<std::uint64_t> served;
+    std::vector<std::uint64_t> cancelled;  // ShareCancel: drop the read if not begun
     bool closed = false;
     std::string close_reason;
   };
@@ -42,6 +43,8 @@ struct Wire {
         while (auto f = d.next()) o.frames.push_back(std::move(*f));
       } else if (auto* v = std::get_if<ShareServe>(&*a); v && v->stream == s) {
         o.served.push_back(v->index);
+      } else if (auto* k = std::get_if<ShareCancel>(&*a); k && k->stream == s) {
+        o.cancelled.push_back(k->index);
       } else if (auto* c = std::get_if<ShareClose>(&*a); c && c->stream == s) {
         o.closed = true;
         o.close_reason = c->reason;
@@ -244,4 +247,90 @@ TEST(Share, AMalformedStreamIsAnsweredAndEnded) {
   ASSERT_EQ(o.frames.size(), 1u);
   EXPECT_EQ(std::get<TransferErrorMsg>(o.frames[0]).code, TransferError::BadRequest);
   EXPECT_TRUE(o.closed);
+}
+
+// ---- CANCEL ----
+
+TEST(Share, ACancelOfAGetWaitingForTheRateDropsIt) {
+  ShareConfig c;
+  c.rate = kChunkBytes;  // one chunk a second
+  c.burst = kChunkBytes;
+  c.max_queue_wait = 10s;
+  Wire w(c);
+  w.open(sid(1));
+  for (std::uint64_t i = 0; i < 3; ++i) w.send(sid(1), Get{i});
+  EXPECT_EQ(w.drain(sid(1)).served, (std::vector<std::uint64_t>{0}));
+  w.send(sid(1), Cancel{1});  // waiting for its tokens: dropped here, nothing for the caller to do
+  auto o = w.drain(sid(1));
+  EXPECT_TRUE(o.frames.empty());
+  EXPECT_TRUE(o.cancelled.empty());
+  EXPECT_FALSE(o.closed);
+  // The next second's tokens pay for chunk 2, not 1.
+  w.share.on_tick(w.share.next_wakeup());
+  EXPECT_EQ(w.drain(sid(1)).served, (std::vector<std::uint64_t>{2}));
+  EXPECT_EQ(w.share.next_wakeup(), Instant::max());  // nothing left waiting
+  const auto& k = w.share.counters();
+  EXPECT_EQ(k.cancels, 1u);
+  EXPECT_EQ(k.cancels_dropped, 1u);
+  EXPECT_EQ(k.chunks_served, 2u);
+}
+
+TEST(Share, ACancelOfAGetHandedOutAsksTheCallerToDropItsRead) {
+  Wire w;
+  w.open(sid(1));
+  for (std::uint64_t i = 0; i < 3; ++i) w.send(sid(1), Get{i});
+  EXPECT_EQ(w.drain(sid(1)).served, (std::vector<std::uint64_t>{0, 1, 2}));
+  w.send(sid(1), Cancel{2});
+  w.send(sid(1), Cancel{1});
+  auto o = w.drain(sid(1));
+  EXPECT_EQ(o.cancelled, (std::vector<std::uint64_t>{2, 1}));
+  EXPECT_TRUE(o.frames.empty());  // no answer on the wire
+  // The caller dropped 2 before reading it; 1 had begun and is written anyway.
+  w.share.on_serve_dropped(sid(1), 2, Instant{});
+  w.share.on_chunk_written(sid(1), 1, Instant{});
+  w.share.on_chunk_written(sid(1), 0, Instant{});
+  const auto& k = w.share.counters();
+  EXPECT_EQ(k.cancels, 2u);
+  EXPECT_EQ(k.cancels_dropped, 1u);
+  EXPECT_EQ(k.chunks_served, 2u);
+  EXPECT_EQ(k.bytes_served, 2 * kChunkBytes);
+  // A second report of the same drop changes nothing.
+  w.share.on_serve_dropped(sid(1), 2, Instant{});
+  EXPECT_EQ(w.share.counters().cancels_dropped, 1u);
+}
+
+TEST(Share, ACancelFreesItsPlaceAtOnceAndALateChunkDoesNotFreeAnother) {
+  Wire w;
+  w.open(sid(1));
+  for (int i = 0; i < kMaxInflight; ++i) w.send(sid(1), Get{static_cast<std::uint64_t>(i % 5)});
+  EXPECT_EQ(w.drain(sid(1)).served.size(), std::size_t{kMaxInflight});
+  w.send(sid(1), Cancel{0});  // 15 unanswered, as the getter counts
+  w.send(sid(1), Get{5});     // the 16th: fine
+  auto o = w.drain(sid(1));
+  EXPECT_FALSE(o.closed);
+  EXPECT_EQ(o.served, (std::vector<std::uint64_t>{5}));
+  // The cancelled chunk had begun: its write must not free a place the getter still counts.
+  w.share.on_chunk_written(sid(1), 0, Instant{});
+  w.send(sid(1), Get{4});  // would be the 17th
+  o = w.drain(sid(1));
+  ASSERT_EQ(o.frames.size(), 1u);
+  EXPECT_EQ(std::get<TransferErrorMsg>(o.frames[0]).code, TransferError::TooMany);
+}
+
+TEST(Share, ACancelOfNothingUnansweredIsCountedAndIgnored) {
+  Wire w;
+  w.send(sid(1), Cancel{0});  // before OPEN
+  w.open(sid(1));
+  w.send(sid(1), Get{1});
+  w.drain(sid(1));
+  w.share.on_chunk_written(sid(1), 1, Instant{});
+  for (std::uint64_t i : {std::uint64_t{1}, std::uint64_t{3}, std::uint64_t{1} << 40, kNoIndex}) w.send(sid(1), Cancel{i});  // answered, never asked, past the end
+  auto o = w.drain(sid(1));
+  EXPECT_TRUE(o.frames.empty());
+  EXPECT_TRUE(o.cancelled.empty());
+  EXPECT_FALSE(o.closed);
+  EXPECT_EQ(w.share.counters().cancels, 5u);
+  EXPECT_EQ(w.share.counters().cancels_ignored, 5u);
+  w.send(sid(1), Get{2});  // the stream goes on
+  EXPECT_EQ(w.drain(sid(1)).served, (std::vector<std::uint64_t>{2}));
 }

@@ -49,13 +49,15 @@ std::vector<std::uint8_t> raw(std::uint8_t type, std::vector<std::uint8_t> body)
 }  // namespace
 
 TEST(TransferFrame, GetterFramesRoundTripInAnyPieces) {
-  const std::vector<TransferFrame> sent{Open{Hash{7, 7}, 123456789}, Get{0}, Get{kNoIndex - 1}};
+  const std::vector<TransferFrame> sent{Open{Hash{7, 7}, 123456789}, Get{0}, Get{kNoIndex - 1}, Cancel{0}, Get{4},
+                                        Cancel{kNoIndex}};
   std::vector<std::uint8_t> wire;
   for (const auto& f : sent) {
     auto b = encode(f);
     wire.insert(wire.end(), b.begin(), b.end());
   }
   EXPECT_EQ(encode(Get{5}).size(), 13u);  // a GET on the wire
+  EXPECT_EQ(encode(Cancel{5}), (std::vector<std::uint8_t>{22, 8, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0}));
   for (std::size_t piece : {std::size_t{1}, std::size_t{7}, wire.size()}) EXPECT_EQ(decode_all(TransferSide::Holder, wire, piece), sent);
 }
 
@@ -78,18 +80,23 @@ TEST(TransferFrame, TheFirstByteTellsATransferFromAnAsk) {
   EXPECT_TRUE(is_transfer_type(encode(Open{})[0]));
   EXPECT_FALSE(is_transfer_type(mesh::encode_frame(mesh::FrameType::Request, "{}")[0]));
   EXPECT_FALSE(is_transfer_type(15));
-  EXPECT_FALSE(is_transfer_type(22));
+  EXPECT_TRUE(is_transfer_type(22));  // CANCEL
+  EXPECT_FALSE(is_transfer_type(23));
 }
 
 TEST(TransferFrame, EachEndAcceptsOnlyTheOtherEndsFrames) {
   EXPECT_EQ(error_of(TransferSide::Holder, encode(Info{0, 0, 1})), "frame type 17 may not come from the getter");
   EXPECT_EQ(error_of(TransferSide::Getter, encode(Get{1})), "frame type 18 may not come from the holder");
+  EXPECT_EQ(error_of(TransferSide::Getter, encode(Cancel{1})), "frame type 22 may not come from the holder");
+  EXPECT_EQ(error_of(TransferSide::Holder, raw(23, {})), "unknown transfer frame type 23");
   EXPECT_EQ(error_of(TransferSide::Getter, raw(1, {'{', '}'})), "unknown transfer frame type 1");
 }
 
 TEST(TransferFrame, LengthsAreCheckedFromTheHeader) {
   // A GET of 9 bytes and a CHUNK over the limit fail on their header, before any body arrives.
   EXPECT_NE(error_of(TransferSide::Holder, {18, 9, 0, 0, 0}).find("must be 8"), std::string::npos);
+  EXPECT_NE(error_of(TransferSide::Holder, {22, 7, 0, 0, 0}).find("must be 8"), std::string::npos);
+  EXPECT_NE(error_of(TransferSide::Holder, {22, 0, 0, 0, 1}).find("must be 8"), std::string::npos);
   const std::uint32_t big = kMaxChunkFrameBody + 1;
   EXPECT_NE(error_of(TransferSide::Getter, {19, static_cast<std::uint8_t>(big), static_cast<std::uint8_t>(big >> 8),
                                             static_cast<std::uint8_t>(big >> 16), static_cast<std::uint8_t>(big >> 24)})

@@ -2,7 +2,9 @@
 // (a Share each), every frame through the real encoders and decoders, cut into datagrams of at most
 // 60000 bytes on links with their own rate and delay. A stream's end (FIN) is an empty datagram
 // tagged 1. Holders can misbehave: flip a bit in every chunk they serve, vanish after some chunks
-// (their links go down, nothing more is answered), or not have the file at all.
+// (their links go down, nothing more is answered), or not have the file at all. With send_ahead, a
+// holder hands its link at most that many chunks not yet sent (as the worker's read-ahead and stream
+// buffer do); the chunks it was told to serve wait in a queue a CANCEL can still take them from.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -10,6 +12,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <deque>
 #include <map>
 #include <memory>
 #include <string>
@@ -63,6 +66,8 @@ struct HolderSpec {
   Behaviour behaviour = Behaviour::Honest;
   std::uint64_t vanish_after = 0;  // Vanish: after serving this many chunks
   bool loss_noticed = false;       // Vanish: the getter's session notices at once (on_holder_lost)
+  std::size_t send_ahead = 0;      // chunks given to the link and not yet sent, at most; 0: no limit
+  bool ignores_cancel = false;     // a holder from before CANCEL: the frame never reaches its Share
 };
 
 class TransferSim {
@@ -75,6 +80,8 @@ class TransferSim {
     TransferDecoder from_getter{TransferSide::Holder};  // the holder's end of the stream
     TransferDecoder from_holder{TransferSide::Getter};  // the getter's end
     std::uint64_t served = 0;
+    std::deque<ShareServe> to_send;  // send_ahead: told to serve, not yet given to the link
+    std::deque<Instant> departs;     // send_ahead: when each chunk given to the link is sent
     bool gone = false, holder_closed = false, getter_closed = false;
   };
 
@@ -130,6 +137,7 @@ class TransferSim {
       Instant next = std::min(net_.next_deadline(), fetch_.next_wakeup());
       for (auto& n : nodes) {
         if (!n->gone) next = std::min(next, n->share->next_wakeup());
+        if (!n->gone && !n->departs.empty()) next = std::min(next, n->departs.front());
       }
       if (next > stop) return false;
       now_ = next;
@@ -145,6 +153,7 @@ class TransferSim {
   std::vector<int> writes;          // WriteChunk per chunk
   std::vector<int> gets;            // GETs sent per chunk
   std::uint64_t chunk_bytes_received = 0;  // CHUNK data the getter decoded
+  std::uint64_t cancels = 0;               // CANCELs the getter sent
   std::map<std::size_t, std::string> drops;  // DropHolder reasons
   bool done = false;
   std::optional<std::string> failed;
@@ -188,6 +197,9 @@ class TransferSim {
       } else if (auto* s = std::get_if<SendGet>(&*a)) {
         ++gets[s->index];
         send(getter_, nodes[s->holder]->ep, encode(Get{s->index}));
+      } else if (auto* k = std::get_if<SendCancel>(&*a)) {
+        ++cancels;
+        if (!nodes[k->holder]->spec.ignores_cancel) send(getter_, nodes[k->holder]->ep, encode(Cancel{k->index}));
       } else if (auto* d = std::get_if<DropHolder>(&*a)) {
         drops[d->holder] = d->reason;
         nodes[d->holder]->getter_closed = true;
@@ -215,18 +227,47 @@ class TransferSim {
       if (auto* s = std::get_if<ShareSend>(&*a)) {
         send(n.socket, g, s->bytes);
       } else if (auto* c = std::get_if<ShareServe>(&*a)) {
-        std::vector<std::uint8_t> data(file_.bytes.begin() + static_cast<std::ptrdiff_t>(c->index * kChunkBytes),
-                                       file_.bytes.begin() + static_cast<std::ptrdiff_t>(c->index * kChunkBytes +
-                                                                                        c->root.chunk_size(c->index)));
-        if (n.spec.behaviour == Behaviour::FlipBits) data[data.size() / 2] ^= 0x10;
-        send(n.socket, g, encode_chunk(c->index, file_.tree.proof(c->index), data));
-        n.share->on_chunk_written(c->stream, c->index, now_);
-        ++n.served;
-        if (n.spec.behaviour == Behaviour::Vanish && n.served == n.spec.vanish_after) vanish(i);
+        n.to_send.push_back(*c);
+      } else if (auto* k = std::get_if<ShareCancel>(&*a)) {
+        auto q = std::find_if(n.to_send.begin(), n.to_send.end(), [&](const ShareServe& v) { return v.index == k->index; });
+        if (q != n.to_send.end()) {
+          n.to_send.erase(q);
+          n.share->on_serve_dropped(k->stream, k->index, now_);
+        }
       } else if (std::get_if<ShareClose>(&*a)) {
         n.holder_closed = true;
+        n.to_send.clear();
         fin(n.socket, g);
       }
+    }
+    return send_chunks(i) || any;
+  }
+
+  // Gives the link the chunks the holder was told to serve, at most send_ahead not yet sent.
+  bool send_chunks(std::size_t i) {
+    Node& n = *nodes[i];
+    const Endpoint g = net_.local_endpoint(getter_);
+    while (!n.departs.empty() && n.departs.front() <= now_) n.departs.pop_front();
+    bool any = false;
+    while (!n.to_send.empty() && !n.gone && !n.holder_closed &&
+           (n.spec.send_ahead == 0 || n.departs.size() < n.spec.send_ahead)) {
+      const ShareServe c = n.to_send.front();
+      n.to_send.pop_front();
+      any = true;
+      std::vector<std::uint8_t> data(file_.bytes.begin() + static_cast<std::ptrdiff_t>(c.index * kChunkBytes),
+                                     file_.bytes.begin() + static_cast<std::ptrdiff_t>(c.index * kChunkBytes +
+                                                                                      c.root.chunk_size(c.index)));
+      if (n.spec.behaviour == Behaviour::FlipBits) data[data.size() / 2] ^= 0x10;
+      const auto frame = encode_chunk(c.index, file_.tree.proof(c.index), data);
+      send(n.socket, g, frame);
+      if (n.spec.send_ahead > 0 && n.spec.link_rate > 0) {
+        const Instant from = n.departs.empty() ? now_ : std::max(now_, n.departs.back());
+        n.departs.push_back(from + std::chrono::duration_cast<Duration>(
+                                      std::chrono::duration<double>(static_cast<double>(frame.size()) / n.spec.link_rate)));
+      }
+      n.share->on_chunk_written(c.stream, c.index, now_);
+      ++n.served;
+      if (n.spec.behaviour == Behaviour::Vanish && n.served == n.spec.vanish_after) vanish(i);
     }
     return any;
   }
