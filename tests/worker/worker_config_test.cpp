@@ -370,14 +370,14 @@ TEST(WorkerConfig, ModelRootsAndFetchTimeout) {
             "setting 'model-roots' must be an array of at most 64 content roots or model names, got \"abc\"");
   EXPECT_EQ(load_error(R"({"fetch-timeout": 0})"), "setting 'fetch-timeout' must be between 1 and 3600, got 0");
   // Malformed: more than 64 hex digits, 64 characters not all hex, empty, not printable.
-  for (const std::string bad : {root + "a", std::string(63, 'a') + "z", std::string(), std::string("a\nb")}) {
+  for (const std::string& bad : {root + "a", std::string(63, 'a') + "z", std::string(), std::string("a\nb")}) {
     WorkerConfig c;
     c.model_roots = {bad};
     auto v = validate(c);
     ASSERT_FALSE(v.ok()) << bad;
     EXPECT_EQ(v.error().message.rfind("setting 'model-roots': ", 0), 0u) << v.error().message;
   }
-  for (const std::string good : {root, std::string(16, 'A'), std::string("TinyLlama 1.1B"), std::string("7B")})
+  for (const std::string& good : {root, std::string(16, 'A'), std::string("TinyLlama 1.1B"), std::string("7B")})
     EXPECT_TRUE(check_model_root_spec(good).ok()) << good;
   // Where they go: models-dir, else $QMESH_CACHE/models.
   WorkerConfig c;
