@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <sys/time.h>
 #include <chrono>
+#include <ctime>
 #include <string_view>
 #include <fstream>
 #include <sstream>
@@ -122,6 +123,13 @@ inline StreamSample stream_post(int port, const std::string& path, const std::st
 
 // llama-server's own /completion, streamed.
 inline Sample direct_completion(int port, const std::string& body) { return stream_post(port, "/completion", body); }
+
+// This process's CPU time (every thread, user + system), in seconds.
+inline double process_cpu_s() {
+  timespec t{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) / 1e9;
+}
 
 // utime + stime of a process, in clock ticks (sysconf(_SC_CLK_TCK) per second); -1 when it is gone.
 inline long cpu_ticks(int pid) {

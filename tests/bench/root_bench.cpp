@@ -3,7 +3,6 @@
 // verify_chunk over every chunk, as a getter does. Prints MB/s and CPU seconds per GB.
 //   root_bench [--mib N] [--dir DIR] [--runs N]
 #include <fcntl.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -22,23 +21,16 @@ using core::model::kChunkBytes;
 
 namespace {
 
-double cpu_s() {
-  rusage u{};
-  ::getrusage(RUSAGE_SELF, &u);
-  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
-         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
-}
-
 struct Timing {
   double wall_s = 0, cpu_s = 0;
 };
 
 template <class F>
 Timing timed(F&& f) {
-  const double c0 = cpu_s();
+  const double c0 = bench::process_cpu_s();
   const auto t0 = bench::Clock::now();
   f();
-  return {bench::ms_between(t0, bench::Clock::now()) / 1e3, cpu_s() - c0};
+  return {bench::ms_between(t0, bench::Clock::now()) / 1e3, bench::process_cpu_s() - c0};
 }
 
 }  // namespace

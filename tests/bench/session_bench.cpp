@@ -18,12 +18,6 @@
 
 namespace {
 
-double process_cpu_s() {
-  timespec t{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-  return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) / 1e9;
-}
-
 struct SinkResult {
   double mb_per_s = 0;
   double cpu_ms_per_mb = 0;  // the whole process's CPU time over the run (the bench's other threads idle)
@@ -40,7 +34,7 @@ SinkResult sink_once(PeerService& client, Client& cl, PeerService& worker, Worke
     });
   };
   const auto before = stats();
-  const double cpu0 = process_cpu_s();
+  const double cpu0 = qmesh::bench::process_cpu_s();
   const bool ok = client.call([&](peer::Peer& p, Instant now) {
     auto* c = p.sessions().connection(sid);
     auto id = c ? c->open_stream() : qmesh::core::Result<stream::StreamId>(qmesh::core::Error{"", ""});
@@ -58,7 +52,7 @@ SinkResult sink_once(PeerService& client, Client& cl, PeerService& worker, Worke
     cl.w.active = false;
     return cl.w.t0;
   });
-  const double cpu1 = process_cpu_s();
+  const double cpu1 = qmesh::bench::process_cpu_s();
   if (got != bytes) die("throughput: the sink got " + std::to_string(got) + " of " + std::to_string(bytes) + " bytes");
   const auto after = stats();
   SinkResult r;

@@ -6,7 +6,6 @@
 // sum, and the MB/s two cores could at best reach if they did nothing else (the kernel's UDP,
 // the page cache and the stream itself come on top), to set beside `curl` (run_model_get_bench.sh).
 //   transfer_floor_bench [--mib N] [--runs N]
-#include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
 #include <array>
@@ -24,18 +23,11 @@ using core::model::kChunkBytes;
 
 namespace {
 
-double cpu_s() {
-  rusage u{};
-  ::getrusage(RUSAGE_SELF, &u);
-  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
-         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
-}
-
 template <class F>
 double cpu_of(F&& f) {
-  const double c0 = cpu_s();
+  const double c0 = bench::process_cpu_s();
   f();
-  return cpu_s() - c0;
+  return bench::process_cpu_s() - c0;
 }
 
 session::PacketProtection protection(std::uint8_t a, std::uint8_t b) {
