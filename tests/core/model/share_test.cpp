@@ -168,12 +168,17 @@ TEST(Share, UploadsAreCountedBySessionAndStreamsPerSessionAreCapped) {
   EXPECT_TRUE(std::holds_alternative<Info>(w.open(StreamId{6, 1}).frames.at(0)));
 }
 
-TEST(Share, TheTokenBucketPacesChunks) {
+// One chunk a second, a bucket of one chunk, GETs may wait 10 s for their tokens.
+ShareConfig one_chunk_a_second() {
   ShareConfig c;
-  c.rate = kChunkBytes;  // one chunk a second
+  c.rate = kChunkBytes;
   c.burst = kChunkBytes;
   c.max_queue_wait = 10s;
-  Wire w(c);
+  return c;
+}
+
+TEST(Share, TheTokenBucketPacesChunks) {
+  Wire w(one_chunk_a_second());
   w.open(sid(1));
   for (std::uint64_t i = 0; i < 3; ++i) w.send(sid(1), Get{i});
   EXPECT_EQ(w.drain(sid(1)).served, (std::vector<std::uint64_t>{0}));  // the full bucket pays for one
@@ -252,11 +257,7 @@ TEST(Share, AMalformedStreamIsAnsweredAndEnded) {
 // ---- CANCEL ----
 
 TEST(Share, ACancelOfAGetWaitingForTheRateDropsIt) {
-  ShareConfig c;
-  c.rate = kChunkBytes;  // one chunk a second
-  c.burst = kChunkBytes;
-  c.max_queue_wait = 10s;
-  Wire w(c);
+  Wire w(one_chunk_a_second());
   w.open(sid(1));
   for (std::uint64_t i = 0; i < 3; ++i) w.send(sid(1), Get{i});
   EXPECT_EQ(w.drain(sid(1)).served, (std::vector<std::uint64_t>{0}));
