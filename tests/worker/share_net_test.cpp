@@ -30,14 +30,7 @@
 
 namespace {
 
-using namespace transfer_test;
-namespace fs = std::filesystem;
-namespace model = qmesh::core::model;
-namespace peer = qmesh::core::peer;
-namespace session = qmesh::core::session;
-namespace stream = qmesh::core::stream;
-using qmesh::core::Instant;
-using qmesh::net::PeerService;
+using namespace transfer_test;  // fs, model, peer, session, stream, Instant, PeerService
 using qmesh::worker::ModelShare;
 using qmesh::worker::ModelShareOptions;
 
@@ -73,6 +66,15 @@ std::string run(Holder& h, User& user, Done& done) {
   return transfer_test::run(h.at, h.id.session.public_key, user, done);
 }
 
+// A whole Fetch of `root` from h into g.file: the error ("" when none) and the seconds it took.
+std::pair<std::string, double> fetch_all(Holder& h, const model::ContentRoot& root, Getter& g) {
+  g.root = root;
+  Done done;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto err = run(h, g, done);
+  return {err, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()};
+}
+
 model::ContentRoot root_of(const fs::path& p) {
   auto r = qmesh::sidecar::model_root(p.string(), {});
   if (!r) throw std::runtime_error(r.error().message);
@@ -98,11 +100,8 @@ TEST(ModelShare, FetchOfTwentyMiBIsByteIdentical) {
   ASSERT_EQ(added->root, root);
 
   Getter g;
-  g.root = root;
-  Done done;
-  const auto t0 = std::chrono::steady_clock::now();
-  EXPECT_EQ(run(h, g, done), "");
-  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const auto [err, s] = fetch_all(h, root, g);
+  EXPECT_EQ(err, "");
   ASSERT_EQ(g.file.size(), data.size());
   EXPECT_TRUE(g.file == data) << "the fetched bytes differ from the file";
   const auto st = h.share().stats();
@@ -210,11 +209,8 @@ TEST(ModelShare, ShareRateBoundsWhatIsServed) {
   Holder h(o);
   ASSERT_TRUE(h.share().add(path.string()));
   Getter g;
-  g.root = root;
-  Done d;
-  const auto t0 = std::chrono::steady_clock::now();
-  EXPECT_EQ(run(h, g, d), "");
-  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const auto [err, s] = fetch_all(h, root, g);
+  EXPECT_EQ(err, "");
   EXPECT_TRUE(g.file == data);
   const auto st = h.share().stats();
   EXPECT_EQ(st.share.chunks_served + 0, root.chunks());
