@@ -8,32 +8,30 @@
 
 namespace qmesh {
 
+// What names a model, the same keys in both listings.
+template <class M>
+nlohmann::json model_identity_json(const M& m) {
+  return {{"name", m.name},           {"root", m.root},
+          {"architecture", m.architecture}, {"quantization", m.quantization},
+          {"size_class", m.size_class}, {"parameters", m.parameters}};
+}
+
 inline nlohmann::json to_json(const qmesh::WorkerModel& m) {
-  return {{"name", m.name},
-          {"root", m.root},
-          {"architecture", m.architecture},
-          {"quantization", m.quantization},
-          {"size_class", m.size_class},
-          {"parameters", m.parameters},
-          {"context", m.context},
-          {"loaded", m.loaded},
-          {"chat_template", m.chat_template},
-          {"slots_total", m.slots_total},
-          {"slots_busy", m.slots_busy},
-          {"prompt_tokens_per_second", m.prompt_tokens_per_second},
-          {"generation_tokens_per_second", m.generation_tokens_per_second}};
+  auto j = model_identity_json(m);
+  j.update({{"context", m.context},
+            {"loaded", m.loaded},
+            {"chat_template", m.chat_template},
+            {"slots_total", m.slots_total},
+            {"slots_busy", m.slots_busy},
+            {"prompt_tokens_per_second", m.prompt_tokens_per_second},
+            {"generation_tokens_per_second", m.generation_tokens_per_second}});
+  return j;
 }
 
 inline nlohmann::json to_json(const qmesh::ModelInfo& m) {
-  return {{"name", m.name},
-          {"root", m.root},
-          {"architecture", m.architecture},
-          {"quantization", m.quantization},
-          {"size_class", m.size_class},
-          {"parameters", m.parameters},
-          {"workers", m.workers},
-          {"loaded", m.loaded},
-          {"slots_free", m.slots_free}};
+  auto j = model_identity_json(m);
+  j.update({{"workers", m.workers}, {"loaded", m.loaded}, {"slots_free", m.slots_free}});
+  return j;
 }
 
 inline nlohmann::json to_json(const qmesh::WorkerInfo& w) {
