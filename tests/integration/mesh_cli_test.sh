@@ -14,10 +14,17 @@ alive() { kill -0 "$1" 2>/dev/null; }
 "$cli" dht bootstrap --listen "$boot" >"$tmp/boot.log" 2>&1 &
 pids+=($!)
 sleep 0.5
+# The long asks below must still be running when their worker or llama-server is killed. The
+# synthesized model makes thousands of tokens a second and llama-server caps a slot's context at
+# the model's training context (2048 for the tiny model), so the workers serve a copy of it
+# synthesized with a long context, and the long asks may run to 6000 tokens.
+"$cli" model synth --shape tiny --seed 7 --context 32768 --out "$tmp/long-context.gguf" >/dev/null ||
+  { echo "FAIL: model synth --context 32768"; exit 1; }
+model="$tmp/long-context.gguf"
 wpids=()
 for i in 1 2 3; do
   "$worker" --model "$model" --bootstrap "$boot" --identity "$tmp/w$i.key" --status-interval 2 \
-    --max-tokens 4000 --log-level debug >"$tmp/w$i.log" 2>&1 &
+    --max-tokens 16000 --ctx-size 16384 --log-level debug >"$tmp/w$i.log" 2>&1 &
   wpids+=($!); pids+=($!)
 done
 for i in 1 2 3; do
@@ -92,7 +99,7 @@ check "...and the worker cancelled the generation" wait_line "$tmp/w${s:-1}.log"
 # Fault: kill -9 the serving worker's llama-server mid-answer. The worker reports the loss at once,
 # the client continues on another worker; the worker's supervisor brings llama-server back.
 mark
-"$cli" ask --bootstrap "$boot" --raw --max-tokens 4000 --verbose "In the beginning" >"$tmp/fault.out" 2>"$tmp/fault.err" &
+"$cli" ask --bootstrap "$boot" --raw --max-tokens 6000 --verbose "In the beginning" >"$tmp/fault.out" 2>"$tmp/fault.err" &
 apid=$!
 n=0; until { s="$(serving)" && [ -s "$tmp/fault.out" ]; } || [ $n -ge 200 ]; do sleep 0.05; n=$((n + 1)); done
 child="$(pgrep -P "${wpids[$((${s:-1} - 1))]}" 2>/dev/null | head -n 1)"
@@ -115,7 +122,7 @@ fi
 # Kill the serving worker mid-answer (after tokens arrived): the client goes on with another,
 # from the text so far, and the caller sees one stream.
 mark
-"$cli" ask --bootstrap "$boot" --raw --max-tokens 4000 --verbose "The history of" >"$tmp/mid.out" 2>"$tmp/mid.err" &
+"$cli" ask --bootstrap "$boot" --raw --max-tokens 6000 --verbose "The history of" >"$tmp/mid.out" 2>"$tmp/mid.err" &
 apid=$!
 n=0; until { s="$(serving)" && [ -s "$tmp/mid.out" ]; } || [ $n -ge 200 ]; do sleep 0.05; n=$((n + 1)); done
 if [ -n "${s:-}" ] && [ -s "$tmp/mid.out" ]; then

@@ -95,13 +95,21 @@ fi
 "$worker" --model "$model" --threads 1 >"$tmp/w4.log" 2>&1 &
 wpid=$!; pids+=("$wpid")
 if wait_line "$tmp/w4.log" 'ready: llama-server pid' 60; then
-  last=""
-  for ((i = 0; i < 300; i++)); do
+  last=""; kills=0; t_end=$((SECONDS + 90))
+  while [ "$SECONDS" -lt "$t_end" ]; do
     kill -0 "$wpid" 2>/dev/null || break
     child="$(children_of "$wpid")"
-    if [ -n "$child" ] && [ "$child" != "$last" ]; then kill -9 "$child" 2>/dev/null; last="$child"; fi
+    if [ -n "$child" ] && [ "$child" != "$last" ]; then kill -9 "$child" 2>/dev/null; last="$child"; kills=$((kills + 1)); fi
     sleep 0.1
   done
+  if alive "$wpid"; then  # never a hang: what the worker was doing, then it goes
+    echo "crash loop: the worker is still running after $kills kills; its log and threads:"
+    tail -n 30 "$tmp/w4.log"
+    for t in /proc/"$wpid"/task/*; do echo "  thread $(cat "$t/comm" 2>/dev/null): $(cat "$t/wchan" 2>/dev/null) $(grep '^State' "$t/status" 2>/dev/null)"; done
+    pgrep -a -P "$wpid"
+    command -v gdb >/dev/null && timeout 30 gdb -p "$wpid" -batch -ex 'thread apply all bt' 2>/dev/null | grep -E '^(Thread|#)' | head -n 120
+    kill -9 "$wpid"
+  fi
   wait "$wpid"; rc=$?
   check "crash loop: worker exits with code 3" test "$rc" -eq 3
   check "crash loop: says llama-server crashed 5 times" grep -q 'crashed 5 times' "$tmp/w4.log"
