@@ -22,7 +22,7 @@ bool valid_step(const VerifierStep& s) {
 
 SpotRule default_spot_rule() {
   // docs/trust.md "Spot checks" has the measurement these come from.
-  return SpotRule{.tau_nats = 0.5, .near_ties_per_256 = 3, .max_tokens = 128};
+  return SpotRule{.tau_nats = 0.01, .near_ties_per_256 = 3, .max_tokens = 128};
 }
 
 const char* to_string(SpotVerdict v) {

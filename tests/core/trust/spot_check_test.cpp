@@ -187,10 +187,8 @@ TEST(SpotCheck, VerdictStaysOnceGivenAndEmptyAnswersPass) {
 }
 
 TEST(SpotCheck, DefaultRuleIsTheDocumentedOne) {
-  const SpotRule r = default_spot_rule();
-  EXPECT_GT(r.tau_nats, 0);
-  EXPECT_GE(r.near_ties_per_256, 1u);
-  EXPECT_EQ(r.max_tokens, 128u);
+  // docs/trust.md: tau 0.01 nats (the largest honest gap measured is 0.0015), R 3, L 128.
+  EXPECT_EQ(default_spot_rule(), (SpotRule{.tau_nats = 0.01, .near_ties_per_256 = 3, .max_tokens = 128}));
 }
 
 // The measured fixture: honest answers of two llama-server settings (tests/bench/spot_check_measure.py
@@ -265,6 +263,11 @@ TEST(SpotCheckFixture, HonestDivergencesPassTheDefaultRule) {
     EXPECT_EQ(check.verdict(), SpotVerdict::Pass) << c.name << ": " << to_string(check.reason());
     EXPECT_EQ(check.divergences().size(), c.segments.size() - 1) << c.name;  // one re-sync per divergence
     EXPECT_GE(check.divergences().size(), 1u) << c.name;
+    // The fixture's divergences are real near-ties: no band, or no re-sync allowed, fails them.
+    const SpotCheck no_band = run(c, c.suspect, SpotRule{.tau_nats = 0, .near_ties_per_256 = 3, .max_tokens = 128});
+    EXPECT_EQ(no_band.reason(), SpotReason::GapTooWide) << c.name;
+    const SpotCheck no_resync = run(c, c.suspect, SpotRule{.tau_nats = 1, .near_ties_per_256 = 0, .max_tokens = 128});
+    EXPECT_EQ(no_resync.reason(), SpotReason::TooManyNearTies) << c.name;
   }
 }
 
