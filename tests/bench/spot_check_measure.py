@@ -28,14 +28,21 @@ import time
 import urllib.error
 import urllib.request
 
-REF = {"name": "ref", "args": ["-t", "1", "-np", "1", "-b", "512", "-ub", "512"], "cache": False, "load": 0, "slots": 1}
+
+def setting(name, threads=1, slots=1, batch=512, cache=False, load=0):
+    """llama-server flags and how it is asked; load: other asks always running in other slots."""
+    args = ["-t", str(threads), "-np", str(slots), "-b", str(batch), "-ub", str(batch)]
+    return {"name": name, "args": args, "cache": cache, "load": load, "slots": slots}
+
+
+REF = setting("ref")
 SETTINGS = [
-    {"name": "ref-again", "args": REF["args"], "cache": False, "load": 0, "slots": 1},
-    {"name": "threads-2", "args": ["-t", "2", "-np", "1", "-b", "512", "-ub", "512"], "cache": False, "load": 0, "slots": 1},
-    {"name": "slots-4+load", "args": ["-t", "1", "-np", "4", "-b", "512", "-ub", "512"], "cache": False, "load": 3, "slots": 4},
-    {"name": "batch-32", "args": ["-t", "1", "-np", "1", "-b", "32", "-ub", "32"], "cache": False, "load": 0, "slots": 1},
-    {"name": "cache-on", "args": REF["args"], "cache": True, "load": 0, "slots": 1},
-    {"name": "all-differ", "args": ["-t", "2", "-np", "4", "-b", "32", "-ub", "32"], "cache": True, "load": 3, "slots": 4},
+    setting("ref-again"),
+    setting("threads-2", threads=2),
+    setting("slots-4+load", slots=4, load=3),
+    setting("batch-32", batch=32),
+    setting("cache-on", cache=True),
+    setting("all-differ", threads=2, slots=4, batch=32, cache=True, load=3),
 ]
 
 WORDS = ("the a of river light mesh worker model token answer signal mountain quiet number garden "
@@ -157,8 +164,8 @@ def compare(verifier, prompt, v_steps, s_tokens, n_probs, cache, segments=None):
     while True:
         if segments is not None:
             segments.append((base, steps))
-        p = next((base + i for i, (tid, _) in enumerate(steps) if base + i < len(s_tokens) and tid != s_tokens[base + i]),
-                 None)
+        p = next((base + i for i, (tid, _) in enumerate(steps)
+                  if base + i < len(s_tokens) and tid != s_tokens[base + i]), None)
         if p is None:
             return divs
         top = steps[p - base][1]
@@ -183,7 +190,8 @@ def measure_model(args, name, model, swaps):
         ref_steps = [ref.generate(p, args.tokens, args.n_probs, False) for p in prompts]
         ref_s = time.time() - t0
         print(f"{name}: ref {len(prompts)} prompts x {args.tokens} tokens in {ref_s:.1f} s", file=sys.stderr)
-        swap_settings = [dict(REF, name=("swap:" + os.path.splitext(os.path.basename(f))[0])[:15], model=f) for f in swaps]
+        swap_settings = [dict(REF, name=("swap:" + os.path.splitext(os.path.basename(f))[0])[:15], model=f)
+                         for f in swaps]
         for st in SETTINGS + swap_settings:
             srv = Server(args.llama_server, st.get("model", model), st["args"], ctx * st["slots"],
                          f"{args.logdir}/{name}-{st['name']}.log")
@@ -200,10 +208,11 @@ def measure_model(args, name, model, swaps):
                     d1 = compare(ref, p, ref_steps[i], o_tok, args.n_probs, False, segs)
                     d2 = compare(srv, p, other[i], r_tok, args.n_probs, st["cache"])
                     pairs.append((d1, d2, max_lp_delta(ref_steps[i], other[i])))
-                    if "model" not in st and d1 and len(fixture) < args.fixture_max and all(d["rank"] in (0, 1) for d in d1):
+                    honest = "model" not in st and d1 and all(d["rank"] in (0, 1) for d in d1)
+                    if honest and len(fixture) < args.fixture_max:
                         fixture.append({"model": name, "setting": st["name"], "prompt": i, "suspect": o_tok,
                                         "segments": [{"from": b, "steps": [[t, [list(x) for x in top[:2]]]
-                                                                           for t, top in st_]} for b, st_ in segs]})
+                                                                           for t, top in seg]} for b, seg in segs]})
                 if load:
                     load.stop()
                 rows.append(summarize(name, st["name"], pairs, len(prompts), args.tokens,
@@ -267,7 +276,8 @@ HEADER = (f"{'model':8} {'setting':15} {'prompts':>7} {'diverged':>8} {'1st pos'
 def format_row(r):
     fp = "-" if r["first_div_median"] is None else f"{r['first_div_median']:.0f}"
     return (f"{r['model']:8} {r['setting']:15} {r['prompts']:7} {r['diverged']:8} {fp:>7} {r['divergences']:5} "
-            f"{r['max_per_seq']:7} {r['outside_top2']:8} {r['max_gap']:9.5f} {r['p99_gap']:9.5f} {r['max_lp_delta']:9.2e} {r['fails']:5}")
+            f"{r['max_per_seq']:7} {r['outside_top2']:8} {r['max_gap']:9.5f} {r['p99_gap']:9.5f} "
+            f"{r['max_lp_delta']:9.2e} {r['fails']:5}")
 
 
 def main():
