@@ -70,6 +70,7 @@ class Standing {
   double balance(const PublicKey& peer, Instant now) const;
   double claims(const PublicKey& peer, Instant now) const;
   std::size_t peers() const { return peers_.size(); }
+  bool tracks(const PublicKey& peer) const { return peers_.count(peer) > 0; }
   std::size_t presented(const PublicKey& client) const;
 
  private:

@@ -5,6 +5,8 @@
 #include <cmath>
 #include <limits>
 
+#include "core/base/rng.hpp"
+
 using namespace qmesh::core;
 using namespace qmesh::core::trust;
 
@@ -217,4 +219,37 @@ TEST(Standing, MemoryIsBoundedAndStrangersGoFirst) {
   EXPECT_EQ(s.peers(), 4u);
   EXPECT_DOUBLE_EQ(s.balance(key(10), t0), 0);
   EXPECT_DOUBLE_EQ(s.balance(key(14), t0), 1);
+}
+
+// With depletion the evaluator honours in all exactly what it received: the standings of
+// everyone it tracks add up to the balances it holds, whatever is presented, spent, evicted or
+// decayed, and no standing is negative or NaN.
+TEST(Standing, StandingsAddUpToTheBalancesHeld) {
+  Rng rng(7);
+  auto cfg = config();
+  cfg.max_peers = 12;
+  cfg.max_presented = 4;
+  Standing s(cfg);
+  Instant now = t0;
+  for (int step = 0; step < 5000; ++step) {
+    const auto a = key(static_cast<std::uint8_t>(10 + rng.below(20)));
+    const auto b = key(static_cast<std::uint8_t>(10 + rng.below(20)));
+    const double x = static_cast<double>(rng.below(5000));
+    switch (rng.below(4)) {
+      case 0: s.served_us(a, x, now); break;
+      case 1: s.present(a, b, x * 3, rng.below(6), now); break;
+      case 2: s.spend(a, x, now); break;
+      default: now += std::chrono::hours(static_cast<int>(rng.below(48))); break;
+    }
+    double standings = 0, balances = 0;
+    for (std::uint8_t n = 10; n < 30; ++n) {
+      if (!s.tracks(key(n))) continue;
+      const double st = s.standing(key(n), now);
+      ASSERT_TRUE(std::isfinite(st) && st >= 0) << step;
+      standings += st;
+      balances += s.balance(key(n), now);
+    }
+    ASSERT_LE(s.peers(), cfg.max_peers);
+    ASSERT_NEAR(standings, balances, 1e-6 * std::max(1.0, balances)) << step;
+  }
 }
