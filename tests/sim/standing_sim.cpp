@@ -168,10 +168,11 @@ LoadResult run_load(const StandingSimConfig& c, const History& h, std::uint32_t 
   const std::size_t per_client = std::max<std::size_t>(1, (c.queue + 1) / 2);
   std::vector<Waiting> q;
   std::unordered_map<std::uint32_t, std::size_t> held;
-  // The queue's order: effective tier (tier + aging), then standing, then the earlier arrival.
+  // The queue's order: rank (tier + aging, capped at Master, as core/trust/queue_order), then
+  // the order's rule within a rank, then the earlier arrival.
   auto before = [&](const Waiting& a, const Waiting& b, std::int64_t t) {
-    const int ea = a.tier + static_cast<int>((t - a.arrival) / c.aging_ticks);
-    const int eb = b.tier + static_cast<int>((t - b.arrival) / c.aging_ticks);
+    const int ea = std::min(5, a.tier + static_cast<int>((t - a.arrival) / c.aging_ticks));
+    const int eb = std::min(5, b.tier + static_cast<int>((t - b.arrival) / c.aging_ticks));
     if (ea != eb) return ea > eb;
     using O = StandingSimConfig::Order;
     if ((c.order == O::Credit || c.order == O::CreditStanding) && a.covered != b.covered) return a.covered;

@@ -28,7 +28,7 @@ struct StandingSimConfig {
   std::size_t queue = 16;         // places (parallel + queue capacity); one client holds at most half
   std::size_t arrivals = 8;       // asks that arrive per tick (demand: 8× the capacity)
   double sybil_arrivals = 0.5;    // the fraction of them from Sybils (they flood)
-  int aging_ticks = 10;           // one tier of aging per this many ticks waited
+  int aging_ticks = 5;            // one tier of aging per this many ticks (queue_order: 5 s)
   bool displace = true;           // a full queue: an ask that comes before the last one takes its place
   // The order within an effective tier (then the earlier arrival first):
   //   Tiers:    nothing more (the rule as written)
