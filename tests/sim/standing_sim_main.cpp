@@ -71,8 +71,9 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  if (c.honest < 3 || c.queue == 0 || c.aging_ticks <= 0 || c.sybil_arrivals > 1) {
-    std::fprintf(stderr, "standing_sim: need --honest >= 3, --queue >= 1, --aging >= 1, --sybil-arrivals <= 1\n");
+  if (c.honest < 3 || c.queue == 0 || c.aging_ticks <= 0 || c.sybil_arrivals > 1 || c.presented == 0) {
+    std::fprintf(stderr,
+                 "standing_sim: need --honest >= 3, --queue >= 1, --aging >= 1, --presented >= 1, --sybil-arrivals <= 1\n");
     return 2;
   }
   for (double p : ps)
@@ -84,6 +85,7 @@ int main(int argc, char** argv) {
   for (double p : ps) {
     c.p = p;
     std::fputs(qmesh::sim::format(c, qmesh::sim::run_standing_sim(c)).c_str(), stdout);
+    std::fflush(stdout);
   }
   return 0;
 }
