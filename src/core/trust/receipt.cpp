@@ -83,6 +83,12 @@ PublicKey public_of(SecretKeyView secret) {
 
 }  // namespace
 
+ModelRef model_ref_from_name(std::string_view name) {
+  ModelRef out{};
+  crypto_generichash(out.data(), out.size(), reinterpret_cast<const unsigned char*>(name.data()), name.size(), nullptr, 0);
+  return out;
+}
+
 std::vector<std::uint8_t> encode_receipt(const Receipt& r) {
   ByteWriter w;
   write_body(w, r);

@@ -64,6 +64,9 @@ inline constexpr std::size_t kClientSignedReceiptBytes = 212;
 inline constexpr std::size_t kCountersignedReceiptBytes = 276;
 inline constexpr std::size_t kSummaryBytes = 161;
 
+// The `model` of a receipt for a model with no content root: BLAKE2b-256 of its name's bytes.
+ModelRef model_ref_from_name(std::string_view name);
+
 std::vector<std::uint8_t> encode_receipt(const Receipt& r);
 // nullopt on anything malformed: wrong length, unknown version, kind or state, trailing bytes.
 // Signatures are not checked here (verify_*).

@@ -260,3 +260,17 @@ TEST(Receipt, CreditsFollowTokensAndModelSize) {
   r.parameters = ~0ull;
   EXPECT_EQ(receipt_millicredits(r), ~0ull);  // saturates
 }
+
+TEST(Receipt, ModelRefOfANameIsBlake2b256OfIt) {
+  // BLAKE2b-256 of the empty string (RFC 7693's parameters, 32-byte digest).
+  const ModelRef empty = model_ref_from_name("");
+  std::string hex;
+  for (auto b : empty) {
+    static const char* d = "0123456789abcdef";
+    hex += d[b >> 4];
+    hex += d[b & 15];
+  }
+  EXPECT_EQ(hex, "0e5751c026e543b2e8ab2eb06099daa1d1e5df47778f7787faab45cdf12fe3a8");
+  EXPECT_EQ(model_ref_from_name("tinyllama"), model_ref_from_name("tinyllama"));
+  EXPECT_NE(model_ref_from_name("tinyllama"), model_ref_from_name("tinyllamb"));
+}
