@@ -22,15 +22,14 @@ constexpr std::size_t kSharedClients = 5;
 
 std::uint64_t sat_add(std::uint64_t a, std::uint64_t b) { return a > UINT64_MAX - b ? UINT64_MAX : a + b; }
 
-auto fields(const Service& s) {
+auto fields(const Receipt& s) {
   return std::tie(s.kind, s.client, s.id, s.worker, s.model, s.amount_in, s.amount_out, s.parameters, s.time_s);
 }
 
 // The credits of one receipt, as receipt.hpp counts them: an ask's tokens by model size, chunks
 // 1 credit per MiB.
-double credits_of(const Service& s) {
-  if (s.kind == ServiceKind::ModelChunks) return static_cast<double>(s.amount_in) / (1024.0 * 1024.0);
-  return credits_for(sat_add(s.amount_in, s.amount_out), s.parameters);
+double credits_of(const Receipt& s) {
+  return receipt_credits(s);
 }
 
 bool day_of_service(std::vector<std::uint64_t> hours) {
@@ -56,13 +55,13 @@ double score_bonus(Achievement a) {
   return i < kBonus.size() ? kBonus[i] : 0;
 }
 
-Achievements achievements_of(const PublicKey& worker, std::span<const Service> receipts) {
+Achievements achievements_of(const PublicKey& worker, std::span<const Receipt> receipts) {
   // A total order first, so that which copy of a duplicated (kind, client, id) counts does not
   // depend on the order the receipts came in.
-  std::vector<const Service*> mine;
+  std::vector<const Receipt*> mine;
   for (const auto& r : receipts)
-    if (r.worker == worker && (r.kind == ServiceKind::Ask || r.kind == ServiceKind::ModelChunks)) mine.push_back(&r);
-  std::sort(mine.begin(), mine.end(), [](const Service* a, const Service* b) { return fields(*a) < fields(*b); });
+    if (r.worker == worker && (r.kind == ReceiptKind::Ask || r.kind == ReceiptKind::ModelChunks)) mine.push_back(&r);
+  std::sort(mine.begin(), mine.end(), [](const Receipt* a, const Receipt* b) { return fields(*a) < fields(*b); });
 
   Achievements out;
   std::uint64_t asks = 0, tokens = 0;
@@ -70,10 +69,10 @@ Achievements achievements_of(const PublicKey& worker, std::span<const Service> r
   std::vector<std::uint64_t> hours;
   std::map<std::array<std::uint8_t, 32>, std::set<PublicKey>> shared;  // model → clients
   for (std::size_t i = 0; i < mine.size(); ++i) {
-    const Service& r = *mine[i];
+    const Receipt& r = *mine[i];
     if (i > 0 && r.kind == mine[i - 1]->kind && r.client == mine[i - 1]->client && r.id == mine[i - 1]->id) continue;
     out.credits += credits_of(r);
-    if (r.kind == ServiceKind::Ask) {
+    if (r.kind == ReceiptKind::Ask) {
       ++asks;
       tokens = sat_add(tokens, sat_add(r.amount_in, r.amount_out));
       clients.insert(r.client);

@@ -10,24 +10,9 @@
 #include <string_view>
 #include <vector>
 
+#include "core/trust/receipt.hpp"
+
 namespace qmesh::core::trust {
-
-using PublicKey = std::array<std::uint8_t, 32>;  // Ed25519, as in receipt.hpp
-
-enum class ServiceKind : std::uint8_t { Ask = 1, ModelChunks = 2 };  // = ReceiptKind's values
-
-// What the rules read from one verified receipt (both signatures checked by the caller).
-struct Service {
-  ServiceKind kind = ServiceKind::Ask;
-  PublicKey worker{};
-  PublicKey client{};
-  std::array<std::uint8_t, 16> id{};  // ask or transfer id: a receipt counts once
-  std::array<std::uint8_t, 32> model{};
-  std::uint64_t amount_in = 0;   // Ask: prompt tokens; ModelChunks: bytes
-  std::uint64_t amount_out = 0;  // Ask: generated tokens; ModelChunks: chunks
-  std::uint64_t parameters = 0;
-  std::uint64_t time_s = 0;      // unix seconds, as the client signed it
-};
 
 enum class Achievement : std::uint8_t {
   FirstAnswer,   // at least one Ask receipt
@@ -49,8 +34,8 @@ struct Achievements {
   double score() const { return credits + bonus; }
 };
 
-// The achievements of `worker` from receipts; receipts that name another worker are skipped, and
+// The achievements of `worker` from verified receipts (both signatures checked by the caller); receipts that name another worker are skipped, and
 // a receipt whose (kind, client, id) was seen already counts once.
-Achievements achievements_of(const PublicKey& worker, std::span<const Service> receipts);
+Achievements achievements_of(const PublicKey& worker, std::span<const Receipt> receipts);
 
 }  // namespace qmesh::core::trust

@@ -17,10 +17,10 @@ PublicKey key(std::uint8_t n) {
 
 const PublicKey W = key(1);
 
-Service ask(std::uint8_t client, std::uint16_t id, std::uint64_t prompt, std::uint64_t generated,
+Receipt ask(std::uint8_t client, std::uint16_t id, std::uint64_t prompt, std::uint64_t generated,
             std::uint64_t time_s = 1'700'000'000, std::uint64_t params = 1'000'000'000) {
-  Service s;
-  s.kind = ServiceKind::Ask;
+  Receipt s;
+  s.kind = ReceiptKind::Ask;
   s.worker = W;
   s.client = key(client);
   s.id[0] = static_cast<std::uint8_t>(id);
@@ -48,14 +48,14 @@ TEST(Achievement, NothingFromNothingAndFromOtherWorkers) {
   EXPECT_TRUE(achievements_of(W, {}).earned.empty());
   auto r = ask(5, 1, 100, 100);
   r.worker = key(2);  // a receipt for another worker counts nothing here
-  const std::vector<Service> v{r};
+  const std::vector<Receipt> v{r};
   const auto a = achievements_of(W, v);
   EXPECT_TRUE(a.earned.empty());
   EXPECT_EQ(a.score(), 0);
 }
 
 TEST(Achievement, TokenThresholdsAndCredits) {
-  std::vector<Service> v{ask(5, 1, 4000, 5999, 1'700'000'000, 7'000'000'000)};
+  std::vector<Receipt> v{ask(5, 1, 4000, 5999, 1'700'000'000, 7'000'000'000)};
   auto a = achievements_of(W, v);
   EXPECT_TRUE(has(a, Achievement::FirstAnswer));
   EXPECT_FALSE(has(a, Achievement::Tokens10k));  // 9,999 tokens
@@ -69,20 +69,20 @@ TEST(Achievement, TokenThresholdsAndCredits) {
 }
 
 TEST(Achievement, AReceiptCountsOnceWhateverTheOrder) {
-  std::vector<Service> v;
+  std::vector<Receipt> v;
   for (int i = 0; i < 5; ++i) v.push_back(ask(5, 7, 500'000, 0));  // the same ask five times
   auto a = achievements_of(W, v);
   EXPECT_FALSE(has(a, Achievement::Tokens1M));
   EXPECT_DOUBLE_EQ(a.credits, 500'000);
   // Two copies of one id that differ: the same one counts whichever comes first.
   auto x = ask(5, 8, 10, 0), y = ask(5, 8, 20'000, 0);
-  const std::vector<Service> xy{x, y}, yx{y, x};
+  const std::vector<Receipt> xy{x, y}, yx{y, x};
   EXPECT_EQ(achievements_of(W, xy).credits, achievements_of(W, yx).credits);
   EXPECT_EQ(achievements_of(W, xy).earned, achievements_of(W, yx).earned);
 }
 
 TEST(Achievement, TenDistinctClients) {
-  std::vector<Service> v;
+  std::vector<Receipt> v;
   for (std::uint16_t i = 0; i < 30; ++i) v.push_back(ask(static_cast<std::uint8_t>(10 + i % 9), i, 1, 1));
   EXPECT_FALSE(has(achievements_of(W, v), Achievement::TenClients));
   v.push_back(ask(99, 100, 1, 1));
@@ -91,7 +91,7 @@ TEST(Achievement, TenDistinctClients) {
 
 TEST(Achievement, TwentyFourConsecutiveHours) {
   const std::uint64_t h0 = 1'700'000'000 / 3600 * 3600;
-  std::vector<Service> v;
+  std::vector<Receipt> v;
   for (std::uint16_t h = 0; h < 23; ++h) v.push_back(ask(5, h, 1, 1, h0 + h * 3600 + 59));
   v.push_back(ask(5, 500, 1, 1, h0 + 24 * 3600));  // hour 24: a gap at hour 23
   EXPECT_FALSE(has(achievements_of(W, v), Achievement::DayOfService));
@@ -103,10 +103,10 @@ TEST(Achievement, TwentyFourConsecutiveHours) {
 }
 
 TEST(Achievement, AModelSharedToFivePeers) {
-  std::vector<Service> v;
+  std::vector<Receipt> v;
   for (std::uint8_t c = 0; c < 5; ++c) {
-    Service s;
-    s.kind = ServiceKind::ModelChunks;
+    Receipt s;
+    s.kind = ReceiptKind::ModelChunks;
     s.worker = W;
     s.client = key(static_cast<std::uint8_t>(40 + c));
     s.id[0] = c;
