@@ -30,6 +30,8 @@ CREATE TABLE receipts(
   amount_out INTEGER NOT NULL,
   parameters INTEGER NOT NULL,
   time INTEGER NOT NULL,
+  prompt_hash BLOB NOT NULL,
+  output_hash BLOB NOT NULL,
   millicredits INTEGER NOT NULL,
   client_sig BLOB NOT NULL,
   worker_sig BLOB,

@@ -43,8 +43,8 @@ std::set<std::string> g_open_paths;
 
 constexpr const char* kSelectReceipt =
     "SELECT r.kind, m.kind, w.key, c.key, r.ask_id, m.ref, r.amount_in, r.amount_out, r.parameters, r.time, "
-    "r.client_sig, r.worker_sig FROM receipts r JOIN peers w ON w.id = r.worker JOIN peers c ON c.id = r.client "
-    "JOIN models m ON m.id = r.model ";
+    "r.client_sig, r.worker_sig, r.prompt_hash, r.output_hash FROM receipts r JOIN peers w ON w.id = r.worker "
+    "JOIN peers c ON c.id = r.client JOIN models m ON m.id = r.model ";
 
 }  // namespace
 
@@ -107,7 +107,8 @@ struct ScoreDb::Impl {
     r.kind = static_cast<trust::ReceiptKind>(s.int64(0));
     r.model_kind = static_cast<trust::ModelRefKind>(s.int64(1));
     if (!to_array(s.blob(2), r.worker) || !to_array(s.blob(3), r.client) || !to_array(s.blob(4), r.id) ||
-        !to_array(s.blob(5), r.model) || !to_array(s.blob(10), r.client_sig))
+        !to_array(s.blob(5), r.model) || !to_array(s.blob(10), r.client_sig) || !to_array(s.blob(12), r.prompt_hash) ||
+        !to_array(s.blob(13), r.output_hash))
       return std::nullopt;
     r.amount_in = from_db(s.int64(6));
     r.amount_out = from_db(s.int64(7));
@@ -141,6 +142,7 @@ struct ScoreDb::Impl {
       s.bind(12, *r.worker_sig);
     else
       s.bind_null(12);
+    s.bind(13, r.prompt_hash).bind(14, r.output_hash);
     if (!s.run()) return sql::error(db, "insert receipt");
     if (sqlite3_changes(db) == 1) return AddResult::Added;
     // The (worker, client, id) is held already: the same record, its countersigned form, or another.
@@ -196,7 +198,8 @@ core::Result<ScoreDb> ScoreDb::open(const std::string& path) {
   impl->insert_receipt = sql::Stmt(
       d,
       "INSERT INTO receipts(worker, client, ask_id, kind, model, amount_in, amount_out, parameters, time, "
-      "millicredits, client_sig, worker_sig) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) "
+      "millicredits, client_sig, worker_sig, prompt_hash, output_hash) "
+      "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) "
       "ON CONFLICT(worker, client, ask_id) DO NOTHING");
   impl->find_receipt = sql::Stmt(d, (std::string(kSelectReceipt) +
                                      "WHERE r.worker = ?1 AND r.client = ?2 AND r.ask_id = ?3").c_str());

@@ -65,7 +65,8 @@ int main(int argc, char** argv) {
   const double check_us = cpu_us_per(ops, [&](int i) {
     const auto& r = rs[static_cast<std::size_t>(i)];
     trust::Served s{.worker = worker.pub, .client = client_keys[0].pub, .id = r.id, .model = r.model, .amount_in = r.amount_in,
-                    .amount_out = r.amount_out, .parameters = r.parameters, .now_s = now};
+                    .amount_out = r.amount_out, .parameters = r.parameters, .prompt_hash = r.prompt_hash,
+                    .output_hash = r.output_hash, .now_s = now};
     bad += trust::check_served(r, s) != trust::Verdict::Ok;
   });
   const double countersign_us = cpu_us_per(ops, [&](int i) { trust::countersign(rs[static_cast<std::size_t>(i)], worker.view()); });

@@ -18,5 +18,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   (void)verify_evidence(*e);
   (void)consistent(*e);
+  (void)receipt_binds(*e);
   return 0;
 }

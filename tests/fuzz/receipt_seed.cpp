@@ -29,6 +29,8 @@ int main(int argc, char** argv) {
   r.amount_out = 512;
   r.parameters = 1'100'000'000;
   r.time_s = 1'790'000'000;
+  r.prompt_hash = trust::hash_prompt(R"({"prompt":"Name three primes.","max_tokens":512})");
+  r.output_hash = trust::hash_output("2, 3 and 5.");
   auto write = [&](const char* name, const trust::Receipt& rec) {
     const auto b = trust::encode_receipt(rec);
     std::ofstream(std::string(argv[1]) + "/" + name, std::ios::binary)
@@ -42,6 +44,7 @@ int main(int argc, char** argv) {
   r.model_kind = trust::ModelRefKind::NameHash;
   r.amount_in = 64ull << 20;
   r.amount_out = 64;
+  r.prompt_hash = r.output_hash = trust::Hash{};  // model chunks bind no prompt or answer
   trust::sign_as_client(r, trust::SecretKeyView(client));
   trust::countersign(r, trust::SecretKeyView(worker));
   write("chunks_countersigned", r);

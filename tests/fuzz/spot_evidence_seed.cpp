@@ -6,11 +6,35 @@
 #include <fstream>
 #include <string>
 
+#include "core/trust/receipt.hpp"
 #include "core/trust/spot_check_evidence.hpp"
 
 using namespace qmesh::core::trust;
 
 namespace {
+
+// The suspect's countersigned receipt for the seeds' ask (fixed keys), so receipt_binds() holds.
+std::vector<std::uint8_t> suspect_receipt(PublicKey& suspect_pub) {
+  std::array<std::uint8_t, 32> seed{};
+  std::array<std::uint8_t, 64> client{}, suspect{};
+  PublicKey client_pub{};
+  seed.fill(6);
+  crypto_sign_ed25519_seed_keypair(client_pub.data(), client.data(), seed.data());
+  seed.fill(4);
+  crypto_sign_ed25519_seed_keypair(suspect_pub.data(), suspect.data(), seed.data());
+  Receipt r;
+  r.worker = suspect_pub;
+  r.id.fill(1);
+  r.model.fill(2);
+  r.amount_in = 12;
+  r.amount_out = 128;
+  r.time_s = 1'790'000'000;
+  r.prompt_hash = hash_prompt(R"({"prompt":"count to twenty"})");
+  r.output_hash = hash_output("10 11 12 13 14 15 16 17 18 19");
+  sign_as_client(r, SecretKeyView(client));
+  countersign(r, SecretKeyView(suspect));
+  return encode_receipt(r);
+}
 
 SpotEvidence failed(std::vector<TokenId> suspect, const std::vector<VerifierStep>& answer) {
   SpotCheck c(std::move(suspect), SpotRule{.tau_nats = 0.5, .near_ties_per_256 = 1, .max_tokens = 128});
@@ -24,8 +48,8 @@ SpotEvidence failed(std::vector<TokenId> suspect, const std::vector<VerifierStep
   }
   e->ask_id.fill(1);
   e->model_root.fill(2);
-  e->prompt_hash.fill(3);
-  e->suspect_receipt = {9, 9, 9};
+  e->prompt_hash = hash_prompt(R"({"prompt":"count to twenty"})");
+  e->suspect_receipt = suspect_receipt(e->suspect_key);
   return *e;
 }
 

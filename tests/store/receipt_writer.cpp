@@ -60,7 +60,7 @@ int main(int argc, char** argv) {
     }
     core::trust::Served served{.worker = worker.pub, .client = client.pub, .id = r.id, .model = r.model,
                                .amount_in = r.amount_in, .amount_out = r.amount_out, .parameters = r.parameters,
-                               .now_s = now};
+                               .prompt_hash = r.prompt_hash, .output_hash = r.output_hash, .now_s = now};
     if (core::trust::check_served(r, served) != core::trust::Verdict::Ok) return fail("check_served failed");
     if (core::trust::countersign(r, worker.view()) != core::trust::Verdict::Ok) return fail("countersign failed");
     auto a = db->add_receipt(r);

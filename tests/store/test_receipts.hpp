@@ -6,6 +6,7 @@
 #include <array>
 #include <cstdint>
 #include <cstring>
+#include <string>
 
 #include "core/trust/receipt.hpp"
 
@@ -35,6 +36,8 @@ inline core::trust::Receipt make_receipt(const TestKeys& worker, const TestKeys&
   r.amount_out = 400 + n % 300;
   r.parameters = 1'100'000'000;
   r.time_s = time_s;
+  r.prompt_hash = core::trust::hash_prompt("{\"prompt\":\"ask " + std::to_string(n) + "\"}");
+  r.output_hash = core::trust::hash_output("answer " + std::to_string(n));
   core::trust::sign_as_client(r, client.view());
   if (worker_signs) core::trust::countersign(r, worker.view());
   return r;

@@ -15,7 +15,6 @@ namespace {
 constexpr std::uint8_t kVersion = 1;
 constexpr std::uint8_t kStateClientSigned = 1;
 constexpr std::uint8_t kStateCountersigned = 2;
-constexpr std::size_t kBodyBytes = 147;  // everything the client signs (docs/protocol.md)
 constexpr std::uint8_t kRoleClient = 'C';
 constexpr std::uint8_t kRoleWorker = 'W';
 constexpr double kChunkCreditsPerMiB = 1.0;
@@ -32,6 +31,8 @@ void write_body(ByteWriter& w, const Receipt& r) {
   w.write_le(r.amount_out);
   w.write_le(r.parameters);
   w.write_le(r.time_s);
+  w.write_bytes(r.prompt_hash);
+  w.write_bytes(r.output_hash);
 }
 
 // domain || role || body [|| client signature]: what each party signs.
@@ -81,7 +82,20 @@ PublicKey public_of(SecretKeyView secret) {
   return k;
 }
 
+Hash domain_hash(std::string_view domain, std::string_view bytes) {
+  Hash out{};
+  crypto_generichash_state st;
+  crypto_generichash_init(&st, nullptr, 0, out.size());
+  crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(domain.data()), domain.size());
+  crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size());
+  crypto_generichash_final(&st, out.data(), out.size());
+  return out;
+}
+
 }  // namespace
+
+Hash hash_prompt(std::string_view request_body) { return domain_hash(kPromptHashDomain, request_body); }
+Hash hash_output(std::string_view answer_text) { return domain_hash(kOutputHashDomain, answer_text); }
 
 ModelRef model_ref_from_name(std::string_view name) {
   ModelRef out{};
@@ -120,6 +134,8 @@ std::optional<Receipt> decode_receipt(std::span<const std::uint8_t> bytes) {
   in.read_le(r.amount_out);
   in.read_le(r.parameters);
   in.read_le(r.time_s);
+  read_array(in, r.prompt_hash);
+  read_array(in, r.output_hash);
   in.read_le(state);
   read_array(in, r.client_sig);
   const std::size_t want = state == kStateCountersigned ? kCountersignedReceiptBytes : kClientSignedReceiptBytes;
@@ -130,6 +146,8 @@ std::optional<Receipt> decode_receipt(std::span<const std::uint8_t> bytes) {
     r.worker_sig = s;
   }
   if (!in.ok() || in.remaining() != 0) return std::nullopt;
+  // Model chunks bind no prompt or answer: their hashes are all zeros (docs/protocol.md).
+  if (r.kind == ReceiptKind::ModelChunks && (r.prompt_hash != Hash{} || r.output_hash != Hash{})) return std::nullopt;
   return r;
 }
 
@@ -209,7 +227,8 @@ Verdict check_served(const Receipt& r, const Served& s) {
   if (r.worker != s.worker) return Verdict::WrongWorker;
   if (r.client != s.client) return Verdict::WrongClient;
   if (r.kind != s.kind || r.id != s.id || r.model_kind != s.model_kind || r.model != s.model ||
-      r.amount_in != s.amount_in || r.amount_out != s.amount_out || r.parameters != s.parameters)
+      r.amount_in != s.amount_in || r.amount_out != s.amount_out || r.parameters != s.parameters ||
+      r.prompt_hash != s.prompt_hash || r.output_hash != s.output_hash)
     return Verdict::Mismatch;
   const std::uint64_t skew = r.time_s > s.now_s ? r.time_s - s.now_s : s.now_s - r.time_s;
   if (skew > s.max_skew_s) return Verdict::TimeOutOfRange;

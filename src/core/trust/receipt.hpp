@@ -24,9 +24,13 @@ using Signature = std::array<std::uint8_t, 64>;
 using SecretKeyView = std::span<const std::uint8_t, 64>;
 using ReceiptId = std::array<std::uint8_t, 16>;  // the ask id, or a model transfer's id
 using ModelRef = std::array<std::uint8_t, 32>;
+using Hash = std::array<std::uint8_t, 32>;  // BLAKE2b-256
 
 inline constexpr std::string_view kReceiptDomain = "qmesh-receipt-v1";
 inline constexpr std::string_view kSummaryDomain = "qmesh-summary-v1";
+// Domains of a receipt's two content hashes (same length, so neither is a prefix of the other's input).
+inline constexpr std::string_view kPromptHashDomain = "qmesh-prompt-v1";
+inline constexpr std::string_view kOutputHashDomain = "qmesh-output-v1";
 
 enum class ReceiptKind : std::uint8_t { Ask = 1, ModelChunks = 2 };
 // What `model` holds: the model's content root, or (a model with no root) BLAKE2b-256 of its name.
@@ -43,6 +47,8 @@ struct Receipt {
   std::uint64_t amount_out = 0;  // Ask: generated tokens; ModelChunks: chunk count
   std::uint64_t parameters = 0;  // the model's parameter count (0: unknown)
   std::uint64_t time_s = 0;      // unix seconds, set by the client when it signs
+  Hash prompt_hash{};  // Ask: hash_prompt(the REQUEST body); ModelChunks: all zeros
+  Hash output_hash{};  // Ask: hash_output(this attempt's TOKEN frame bodies, concatenated); ModelChunks: zeros
   Signature client_sig{};
   std::optional<Signature> worker_sig;  // absent until the worker countersigns
   bool operator==(const Receipt&) const = default;
@@ -60,12 +66,17 @@ struct Summary {
 };
 
 // Bounds the decoders hold the encodings to (exact sizes: both records are fixed-size).
-inline constexpr std::size_t kClientSignedReceiptBytes = 212;
-inline constexpr std::size_t kCountersignedReceiptBytes = 276;
+inline constexpr std::size_t kClientSignedReceiptBytes = 276;
+inline constexpr std::size_t kCountersignedReceiptBytes = 340;
 inline constexpr std::size_t kSummaryBytes = 161;
 
 // The `model` of a receipt for a model with no content root: BLAKE2b-256 of its name's bytes.
 ModelRef model_ref_from_name(std::string_view name);
+// BLAKE2b-256("qmesh-prompt-v1" || prompt): the prompt as the client sent it (the REQUEST body's bytes).
+Hash hash_prompt(std::string_view request_body);
+// BLAKE2b-256("qmesh-output-v1" || answer): the answer text the worker sent on this attempt (its
+// TOKEN frame bodies concatenated, in order).
+Hash hash_output(std::string_view answer_text);
 
 std::vector<std::uint8_t> encode_receipt(const Receipt& r);
 // nullopt on anything malformed: wrong length, unknown version, kind or state, trailing bytes.
@@ -88,7 +99,7 @@ enum class Verdict : std::uint8_t {
   BadWorkerSignature,
   WrongWorker,      // the receipt names another worker (a receipt for A shown to B)
   WrongClient,      // it names another client than the session's peer
-  Mismatch,         // a field differs from what the worker served (id, kind, model, counts)
+  Mismatch,         // a field differs from what the worker served (id, kind, model, counts, hashes)
   TimeOutOfRange,   // its time is too far from the checker's clock
   BadSummarySignature,
   WrongKey,         // the secret key given to sign does not match the record's key
@@ -111,6 +122,8 @@ struct Served {
   std::uint64_t amount_in = 0;
   std::uint64_t amount_out = 0;
   std::uint64_t parameters = 0;
+  Hash prompt_hash{};               // hash_prompt of the REQUEST body it received
+  Hash output_hash{};               // hash_output of the TOKEN bodies it sent
   std::uint64_t now_s = 0;          // the worker's clock
   std::uint64_t max_skew_s = 600;   // how far the receipt's time may be from now_s
 };

@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "core/base/byte_reader.hpp"
+#include "core/trust/receipt.hpp"
 
 namespace qmesh::core::trust {
 
@@ -145,6 +146,13 @@ bool consistent(const SpotEvidence& e) {
   for (std::size_t i = 0; i < n; ++i) diverged += e.suspect_tokens[i] != e.verifier_tokens[i] ? 1 : 0;
   const std::size_t allowed = std::max<std::size_t>(1, (e.compared + 255) / 256) * e.rule.near_ties_per_256;
   return diverged > allowed;
+}
+
+bool receipt_binds(const SpotEvidence& e) {
+  const auto r = decode_receipt(e.suspect_receipt);
+  if (!r || r->kind != ReceiptKind::Ask || verify_receipt(*r, &e.suspect_key) != Verdict::Ok) return false;
+  return r->id == e.ask_id && r->model == e.model_root && r->prompt_hash == e.prompt_hash &&
+         r->amount_out >= e.compared;
 }
 
 std::vector<std::uint8_t> encode_spot_evidence(const SpotEvidence& e) {

@@ -3,7 +3,8 @@
 // answered at the same positions (given the suspect's prefix), the verifier's top 2 where the rule
 // failed, and the rule used, signed by whoever ran the check (the client) with its Ed25519 key.
 // Anyone holding it can check the signature and re-judge the divergence (consistent()) without
-// asking anyone; that the suspect really gave those tokens is shown by its receipt, carried opaque.
+// asking anyone; the suspect's countersigned receipt, carried as bytes, ties the record to the ask,
+// the model and the prompt (receipt_binds()).
 #pragma once
 
 #include <array>
@@ -28,7 +29,7 @@ using EdSignature = std::array<std::uint8_t, 64>;
 struct SpotEvidence {
   std::array<std::uint8_t, 16> ask_id{};
   std::array<std::uint8_t, 32> model_root{};   // content root (or BLAKE2b-256 of the name)
-  std::array<std::uint8_t, 32> prompt_hash{};  // BLAKE2b-256 of the prompt as asked
+  std::array<std::uint8_t, 32> prompt_hash{};  // hash_prompt (receipt.hpp) of the REQUEST body as asked
   EdPublicKey suspect_key{};                   // the worker whose answer failed
   EdPublicKey verifier_key{};                  // the worker whose answer it was compared with
   SpotRule rule;
@@ -54,6 +55,12 @@ bool verify_evidence(const SpotEvidence& e);
 // The record agrees with itself: the tokens differ at `position`, and the rule, applied to the
 // recorded top 2 (or, for TooManyNearTies, to the count of differing positions), fails for `reason`.
 bool consistent(const SpotEvidence& e);
+
+// The carried receipt is the suspect's for this ask: it decodes, is an Ask receipt countersigned by
+// suspect_key (both signatures verify), and names ask_id, model_root and prompt_hash, with at least
+// `compared` generated tokens. It does not show which tokens the suspect sent: the receipt's
+// output_hash is over the answer text, and the record holds token ids, and only up to `position`.
+bool receipt_binds(const SpotEvidence& e);
 
 // Empty when the record is over the limits below (tokens, receipt) or its token lists differ in length.
 std::vector<std::uint8_t> encode_spot_evidence(const SpotEvidence& e);

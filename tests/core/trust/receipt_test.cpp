@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <sodium.h>
 
+#include <algorithm>
 #include <functional>
 #include <string>
 
@@ -34,6 +35,8 @@ Receipt fresh() {
   r.amount_out = 480;
   r.parameters = 7'000'000'000;
   r.time_s = 1'790'000'000;
+  r.prompt_hash = hash_prompt(R"({"prompt":"Why is the sky blue?","max_tokens":480})");
+  r.output_hash = hash_output("Because air scatters blue light more than red.");
   sign_as_client(r, kClient.view());
   return r;
 }
@@ -49,6 +52,8 @@ Served served_for(const Receipt& r) {
   s.amount_in = r.amount_in;
   s.amount_out = r.amount_out;
   s.parameters = r.parameters;
+  s.prompt_hash = r.prompt_hash;
+  s.output_hash = r.output_hash;
   s.now_s = r.time_s + 3;
   return s;
 }
@@ -101,7 +106,7 @@ TEST(Receipt, TruncatedTrailingAndUnknownValuesAreRejected) {
   const auto one_sig = encode_receipt(fresh());
   longer = one_sig;
   longer.push_back(0);
-  EXPECT_FALSE(decode_receipt(longer));  // 213 bytes: neither size
+  EXPECT_FALSE(decode_receipt(longer));  // 277 bytes: neither size
 
   auto bad = b;
   bad[0] = 2;  // version
@@ -115,12 +120,12 @@ TEST(Receipt, TruncatedTrailingAndUnknownValuesAreRejected) {
   bad[2] = 2;  // model reference kind
   EXPECT_FALSE(decode_receipt(bad));
   bad = b;
-  bad[147] = 1;  // says client-signed only, but carries a countersignature
+  bad[211] = 1;  // says client-signed only, but carries a countersignature
   EXPECT_FALSE(decode_receipt(bad));
   bad = one_sig;
-  bad[147] = 2;  // says countersigned, but has no countersignature
+  bad[211] = 2;  // says countersigned, but has no countersignature
   EXPECT_FALSE(decode_receipt(bad));
-  bad[147] = 0;
+  bad[211] = 0;
   EXPECT_FALSE(decode_receipt(bad));
 
   Summary s{.worker = kWorker.pub, .seq = 1};
@@ -177,6 +182,8 @@ TEST(Receipt, AlteringAnyFieldBreaksASignature) {
       {"amount_out", [](Receipt& r) { r.amount_out *= 2; }},
       {"parameters", [](Receipt& r) { r.parameters = 70'000'000'000; }},
       {"time_s", [](Receipt& r) { r.time_s -= 86400; }},
+      {"prompt_hash", [](Receipt& r) { r.prompt_hash[0] ^= 1; }},
+      {"output_hash", [](Receipt& r) { r.output_hash[31] ^= 0x40; }},
       {"client_sig", [](Receipt& r) { r.client_sig[10] ^= 4; }},
       {"worker_sig", [](Receipt& r) { (*r.worker_sig)[63] ^= 1; }},
   };
@@ -239,6 +246,12 @@ TEST(Receipt, WorkerChecksWhatItServed) {
   s.model[0] ^= 1;
   EXPECT_EQ(check_served(r, s), Verdict::Mismatch);
   s = served_for(r);
+  s.prompt_hash = hash_prompt(R"({"prompt":"Why is the sky green?","max_tokens":480})");  // another prompt
+  EXPECT_EQ(check_served(r, s), Verdict::Mismatch);
+  s = served_for(r);
+  s.output_hash = hash_output("Because air scatters blue light more than red!");  // another answer
+  EXPECT_EQ(check_served(r, s), Verdict::Mismatch);
+  s = served_for(r);
   s.now_s = r.time_s + s.max_skew_s + 1;
   EXPECT_EQ(check_served(r, s), Verdict::TimeOutOfRange);
   s.now_s = r.time_s - s.max_skew_s;
@@ -273,4 +286,39 @@ TEST(Receipt, ModelRefOfANameIsBlake2b256OfIt) {
   EXPECT_EQ(hex, "0e5751c026e543b2e8ab2eb06099daa1d1e5df47778f7787faab45cdf12fe3a8");
   EXPECT_EQ(model_ref_from_name("tinyllama"), model_ref_from_name("tinyllama"));
   EXPECT_NE(model_ref_from_name("tinyllama"), model_ref_from_name("tinyllamb"));
+}
+
+TEST(Receipt, ContentHashesAreDomainSeparatedBlake2b256) {
+  // Computed here in one shot over domain || bytes, independently of the helpers' streaming.
+  auto oneshot = [](std::string_view domain, std::string_view bytes) {
+    const std::string in = std::string(domain) + std::string(bytes);
+    Hash h{};
+    crypto_generichash(h.data(), h.size(), reinterpret_cast<const unsigned char*>(in.data()), in.size(), nullptr, 0);
+    return h;
+  };
+  const std::string_view text = "hello, mesh";
+  EXPECT_EQ(hash_prompt(text), oneshot("qmesh-prompt-v1", text));
+  EXPECT_EQ(hash_output(text), oneshot("qmesh-output-v1", text));
+  EXPECT_NE(hash_prompt(text), hash_output(text));  // a prompt is never taken for an answer
+  EXPECT_NE(hash_output(""), Hash{});
+  EXPECT_NE(hash_output("ab"), hash_output("a"));
+}
+
+TEST(Receipt, HashesLieAfterTheTimeAndChunkReceiptsCarryZeros) {
+  const auto r = countersigned();
+  const auto b = encode_receipt(r);
+  EXPECT_TRUE(std::equal(r.prompt_hash.begin(), r.prompt_hash.end(), b.begin() + 147));
+  EXPECT_TRUE(std::equal(r.output_hash.begin(), r.output_hash.end(), b.begin() + 179));
+  EXPECT_EQ(b[211], 2);  // state: countersigned
+
+  Receipt chunks = fresh();
+  chunks.kind = ReceiptKind::ModelChunks;
+  chunks.prompt_hash = chunks.output_hash = Hash{};
+  sign_as_client(chunks, kClient.view());
+  EXPECT_TRUE(decode_receipt(encode_receipt(chunks)));
+  chunks.output_hash[0] = 1;  // model chunks bind no answer
+  EXPECT_FALSE(decode_receipt(encode_receipt(chunks)));
+  chunks.output_hash = Hash{};
+  chunks.prompt_hash[31] = 1;
+  EXPECT_FALSE(decode_receipt(encode_receipt(chunks)));
 }

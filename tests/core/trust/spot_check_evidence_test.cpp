@@ -1,5 +1,7 @@
 #include "core/trust/spot_check_evidence.hpp"
 
+#include "core/trust/receipt.hpp"
+
 #include <gtest/gtest.h>
 #include <sodium.h>
 
@@ -135,4 +137,50 @@ TEST(SpotEvidence, OnlyFailedChecksGiveEvidence) {
   EXPECT_FALSE(evidence_of(pass));
   SpotCheck pending(std::vector<TokenId>{1, 2}, kRule);
   EXPECT_FALSE(evidence_of(pending));
+}
+
+TEST(SpotEvidence, TheSuspectsReceiptBindsAskModelAndPrompt) {
+  const Key client(6), suspect(4), other(5);
+  Receipt r;
+  r.worker = suspect.pk;
+  r.id.fill(1);
+  r.model.fill(2);
+  r.amount_in = 20;
+  r.amount_out = 6;
+  r.parameters = 1'000'000'000;
+  r.time_s = 1'790'000'000;
+  r.prompt_hash = hash_prompt(R"({"prompt":"count"})");
+  r.output_hash = hash_output("10 11 12 4242 14 15");
+  sign_as_client(r, SecretKeyView(client.sk));
+  ASSERT_EQ(countersign(r, SecretKeyView(suspect.sk)), Verdict::Ok);
+  auto base = failed_evidence();
+  base.prompt_hash = r.prompt_hash;
+  base.suspect_receipt = encode_receipt(r);
+  base.compared = 6;
+  EXPECT_TRUE(receipt_binds(base));
+  EXPECT_FALSE(receipt_binds(failed_evidence()));  // bytes that are no receipt
+
+  auto e = base;
+  e.prompt_hash[0] ^= 1;  // evidence about another prompt than the suspect answered
+  EXPECT_FALSE(receipt_binds(e));
+  e = base;
+  e.ask_id[0] ^= 1;
+  EXPECT_FALSE(receipt_binds(e));
+  e = base;
+  e.model_root[0] ^= 1;
+  EXPECT_FALSE(receipt_binds(e));
+  e = base;
+  e.suspect_key = other.pk;  // a receipt of the suspect pinned on someone else
+  EXPECT_FALSE(receipt_binds(e));
+  e = base;
+  e.compared = 7;  // compares more tokens than the suspect was countersigned for
+  EXPECT_FALSE(receipt_binds(e));
+  e = base;
+  e.suspect_receipt[150] ^= 1;  // the receipt's prompt hash altered: its signatures fail
+  EXPECT_FALSE(receipt_binds(e));
+  Receipt unsigned_by_worker = r;
+  unsigned_by_worker.worker_sig.reset();
+  e = base;
+  e.suspect_receipt = encode_receipt(unsigned_by_worker);
+  EXPECT_FALSE(receipt_binds(e));
 }
