@@ -120,7 +120,7 @@ TEST_F(ScoreDbTest, AReceiptCountsOnce) {
   EXPECT_EQ(db.add_receipt(other).value(), AddResult::Conflict);
   EXPECT_EQ(db.find_receipt(full.worker, full.client, full.id), full);
   // The same counts but another answer (or prompt) is another receipt too.
-  for (auto* hash : {&core::trust::Receipt::output_hash, &core::trust::Receipt::prompt_hash}) {
+  for (auto hash : {&core::trust::Receipt::output_hash, &core::trust::Receipt::prompt_hash}) {
     other = make_receipt(worker_, client_, 7, kNow);
     (other.*hash)[0] ^= 1;
     core::trust::sign_as_client(other, client_.view());
