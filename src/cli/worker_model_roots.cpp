@@ -29,6 +29,7 @@ ClientOptions client_options(const worker::WorkerConfig& cfg) {
   ClientOptions co;
   co.bootstrap = cfg.bootstrap;
   co.topic = cfg.topic;
+  co.mesh = cfg.mesh;  // --mesh: fetched from the private mesh's holders
   if (!cfg.listen.empty()) {
     if (auto at = worker::listen_endpoint(cfg.listen)) {
       at->port = 0;

@@ -9,11 +9,13 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "core/dht/types.hpp"
 #include "core/mesh/record.hpp"
+#include "core/session/mesh_secret.hpp"
 #include "core/base/result.hpp"
 #include "net/identity.hpp"
 #include "worker/model_share.hpp"
@@ -35,6 +37,12 @@ struct MeshServerOptions {
   WorkerMetrics* metrics = nullptr;  // counts asks, tokens, DHT queries when set; outlives the server
   // Set: transfer streams (first byte 16-21) go to a ModelShare (its records signed with identity.sign).
   std::optional<ModelShareOptions> share;
+  // A private mesh (core/session/mesh_secret.hpp): its keyed topic, IKpsk2 with its PSK, and no
+  // session from outside it (public-mesh HELLOs are dropped before any work).
+  std::optional<core::session::MeshSecret> mesh;
+  // Set: only these clients (Ed25519 keys, as `qmesh-cli id` prints them) are served; the asks and
+  // model transfers of any other get an ERROR "forbidden" naming its key.
+  std::optional<std::set<core::dht::PublicKey>> allow_clients;
 };
 
 struct MeshStats {
