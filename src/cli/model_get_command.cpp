@@ -16,6 +16,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/model_download.hpp"
+#include "net/identity.hpp"
 #include "qmesh/client.hpp"
 
 namespace qmesh::cli {
@@ -93,6 +94,7 @@ void run_get(const GetOpts& o, std::atomic<bool>& cancel) {
   co.bootstrap = o.bootstrap;
   co.topic = o.topic;
   co.mesh = o.mesh;
+  if (!o.mesh.empty()) co.identity = net::default_identity_path();  // a key the holders' allowlists can name
   co.listen = o.listen;
   co.punch = !o.no_punch;
   Client client(co);

@@ -5,7 +5,7 @@
 # the bootstrap address but no token finds nothing (public topic or any topic it guesses) and
 # cannot open a session even with the worker's address and key (the worker drops its HELLO at
 # mac1 and says so); a second member whose key is not on the allowlist is refused. Bad tokens are
-# one line and exit 2. No process's debug log holds the token, the secret or the PSK.
+# one line and exit 2. No process's log (at trace level) holds the token, the secret or the PSK.
 #   usage: private_mesh_test.sh QMESH_WORKER QMESH_CLI TINY_MODEL
 set -uo pipefail
 worker="$1"; cli="$2"; model="$3"
@@ -15,7 +15,7 @@ boot="127.0.0.1:$port"
 owner="$tmp/owner"; member="$tmp/member"; stranger="$tmp/stranger"; outsider="$tmp/outsider"
 as() { local dir="$1"; shift; QMESH_CONFIG_DIR="$dir" "$@"; }
 
-"$cli" dht bootstrap --listen "$boot" --log-level debug >"$tmp/boot.log" 2>&1 &
+"$cli" dht bootstrap --listen "$boot" --log-level trace >"$tmp/boot.log" 2>&1 &
 pids+=($!)
 sleep 0.5
 
@@ -59,41 +59,50 @@ check "no bad token was stored" test ! -e "$outsider/meshes/lab"
 
 # The worker: the owner's config dir (its mesh), no --bootstrap (the token's), member only.
 as "$owner" "$worker" --model "$model" --mesh lab --listen "127.0.0.1:$wport" --identity "$tmp/w.key" \
-  --allow-client "$member_key" --status-interval 2 --log-level debug >"$tmp/w.log" 2>&1 &
+  --allow-client "$member_key" --status-interval 2 --log-level trace >"$tmp/w.log" 2>&1 &
 pids+=($!)
 check "the worker joined the private mesh" wait_line "$tmp/w.log" "of private mesh 'lab'" 60
 wkey="$(grep -o 'joined the network as [0-9a-f]*' "$tmp/w.log" | awk '{print $5}')"
 
 # The member finds and asks it.
-listed() { as "$member" "$cli" workers --mesh lab --json --log-level debug >"$tmp/workers.json" 2>>"$tmp/member.log" &&
+listed() { as "$member" "$cli" workers --mesh lab --json --log-level trace >"$tmp/workers.json" 2>>"$tmp/member.log" &&
   [ "$(jq '[.workers[] | select(.available)] | length' "$tmp/workers.json")" -eq 1 ]; }
 n=0; until listed || [ $n -ge 30 ]; do sleep 1; n=$((n + 1)); done
 check "workers --mesh lists the worker" listed
 check "... under the worker's key" test "$(jq -r '.workers[0].id' "$tmp/workers.json")" = "$wkey"
-as "$member" "$cli" ask --mesh lab --max-tokens 8 --json --log-level debug "Hello mesh" >"$tmp/ask.json" 2>>"$tmp/member.log"; rc=$?
+as "$member" "$cli" ask --mesh lab --max-tokens 8 --json --log-level trace "Hello mesh" >"$tmp/ask.json" 2>>"$tmp/member.log"; rc=$?
 check "ask --mesh exits 0 with 8 tokens from the worker" \
   jq -e >/dev/null --arg w "$wkey" ".tokens == 8 and .worker == \$w" "$tmp/ask.json"
 check "... (exit code $rc)" test "$rc" -eq 0
+# The worker shares its model in the mesh: holder records under the mesh's keyed topic.
+root="$(jq -r '.workers[0].model_hash' "$tmp/workers.json")"
+as "$member" "$cli" model get --mesh lab "$root" --out "$tmp/got" --timeout 20 --log-level trace \
+  >/dev/null 2>>"$tmp/member.log"; rc=$?
+check "model get --mesh fetches the worker's model (exit $rc)" test "$rc" -eq 0
+check "... the same bytes" cmp -s "$model" "$(ls "$tmp"/got/*.gguf 2>/dev/null | head -1)"
 as "$member" "$cli" net hello --mesh lab --to "127.0.0.1:$wport" --key "$wkey" --json >"$tmp/hello-member.json" 2>>"$tmp/member.log"; rc=$?
 check "a member's handshake straight to the worker's address opens a session" test "$rc" -eq 0
 
 # The outsider knows the bootstrap node only: no worker on the public topic, nor on guesses.
 for topic in qmesh-inference lab "lab/qmesh-inference" "$wkey"; do
-  out="$(as "$outsider" "$cli" workers --bootstrap "$boot" --topic "$topic" --json --log-level debug 2>>"$tmp/outsider.log")"
+  out="$(as "$outsider" "$cli" workers --bootstrap "$boot" --topic "$topic" --json --log-level trace 2>>"$tmp/outsider.log")"
   check "the outsider finds no worker under topic '${topic:0:20}'" test "$(jq '.workers | length' <<<"$out")" -eq 0
 done
 out="$(as "$outsider" "$cli" ask --bootstrap "$boot" --max-tokens 4 "hi" 2>&1)"; rc=$?
 check "the outsider's ask finds no worker (exit 3)" test "$rc" -eq 3
+as "$outsider" "$cli" model get "$root" --bootstrap "$boot" --out "$tmp/stolen" --timeout 3 --log-level trace \
+  >/dev/null 2>>"$tmp/outsider.log"; rc=$?
+check "the outsider finds no holder of the mesh's model (exit $rc)" test "$rc" -ne 0 -a -z "$(ls "$tmp"/stolen/*.gguf 2>/dev/null)"
 # ... nor opens a session with the worker's address and key: its HELLO is dropped before any work.
-out="$(as "$outsider" "$cli" net hello --to "127.0.0.1:$wport" --key "$wkey" --timeout 3 --log-level debug 2>&1)"; rc=$?
+out="$(as "$outsider" "$cli" net hello --to "127.0.0.1:$wport" --key "$wkey" --timeout 3 --log-level trace 2>&1)"; rc=$?
 echo "$out" >>"$tmp/outsider.log"
 check "the outsider's handshake to the worker's address gets no answer (exit 6)" test "$rc" -eq 6
 check "the worker logged the dropped HELLO" wait_line "$tmp/w.log" "dropped [0-9]* HELLO(s) whose mac1 fits no mesh" 15
 check "the worker is still running" kill -0 "${pids[1]}"
 
 # A member whose key is not on the allowlist: refused with a clear error.
-out="$(as "$stranger" "$cli" ask --mesh lab --max-tokens 4 --log-level debug "hi" 2>"$tmp/stranger.log")"; rc=$?
-check "a member not on the allowlist is refused (non-zero exit)" test "$rc" -ne 0
+out="$(as "$stranger" "$cli" ask --mesh lab --max-tokens 4 --log-level trace "hi" 2>"$tmp/stranger.log")"; rc=$?
+check "a member not on the allowlist is refused (exit 6, every worker failed)" test "$rc" -eq 6
 check "... saying why (allowlist)" grep -q 'allowlist' "$tmp/stranger.log"
 check "the worker logged the refusal" wait_line "$tmp/w.log" "is not on the allowlist: refused" 10
 
@@ -102,7 +111,7 @@ as "$stranger" "$cli" mesh leave lab 2>/dev/null
 out="$(as "$stranger" "$cli" ask --mesh lab "hi" 2>&1)"; rc=$?
 check "after mesh leave, --mesh lab is a usage error (exit 2)" test "$rc" -eq 2
 
-# Nothing secret in any log, at debug level.
+# Nothing secret in any log, at trace level.
 kill -TERM "${pids[1]}" 2>/dev/null; sleep 1
 for f in "$tmp"/*.log "$tmp"/*.err; do
   check "no token, secret or PSK in $(basename "$f")" \
