@@ -169,6 +169,7 @@ qmesh::core::Result<std::unique_ptr<qmesh::worker::MeshServer>> make_server(qmes
   o.metrics = metrics;
   if (cfg.share) o.share = qmesh::cli::share_options(cfg);
   qmesh::cli::apply_worker_mesh(o, pmesh);
+  if (pmesh.allow) spdlog::info("serving only the {} client key(s) on the allowlist", pmesh.allow->size());
   auto server = qmesh::worker::MeshServer::start(worker, o);
   if (!server) return server.error();
   if (auto* share = (*server)->share()) {  // the served models, to getters (docs/user-guide.md "Sharing models")

@@ -141,10 +141,10 @@ TEST(SessionHostMesh, OneResponderTellsThePublicMeshAndSeveralPrivateOnesApartBy
   EXPECT_EQ(worker.counters().drop_mac1, 0u);
 }
 
-// A responder that got the mac1 right but holds another PSK (the mac1 key alone would have to
-// leak): IKpsk2 fails at the initiator, and no session comes of it. Made by giving the responder
-// the mesh's mac1 key set with a different PSK is not possible through HostConfig, so this checks
-// the handshake layer directly.
+// Past mac1 the PSK still decides: a responder holding another PSK (someone who has the mac1 key
+// but not the PSK) answers an IKpsk2 HELLO, and the initiator rejects the answer, so no session
+// comes of it. HostConfig cannot pair one mesh's mac1 key with another's PSK, so this drives the
+// handshake layer directly.
 TEST(SessionHostMesh, AWrongPskFailsTheHandshakeEvenPastMac1) {
   HandshakePayload pl;
   pl.timestamp = 1;
