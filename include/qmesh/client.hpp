@@ -149,6 +149,7 @@ struct AskResult {
   std::uint64_t prompt_tokens = 0;  // the finishing worker's prompt length in tokens (0: not reported)
   std::string model;                // the model name the finishing worker served
   double load_ms = 0;               // the finishing worker first loaded the model for this long (0: it was loaded)
+  std::string tier;                 // the queue tier the finishing worker gave the ask ("bronze" … "master"; empty: not reported)
 };
 
 using TokenCallback = std::function<void(std::string_view piece)>;

@@ -117,7 +117,8 @@ json result_json(const AskResult& r) {
               {"stop_reason", r.stop_reason},
               {"prompt_tokens", r.prompt_tokens},
               {"model", r.model},
-              {"load_ms", r.load_ms}};
+              {"load_ms", r.load_ms},
+              {"tier", r.tier}};
 }
 
 void run_ask(const AskOpts& o) {
@@ -206,11 +207,12 @@ void run_ask(const AskOpts& o) {
     }
     if (o.verbose) {
       // Scripts read the first fields (worker, tokens, ttft) and the last (retries, resumed).
-      std::fprintf(stderr, "worker %s: %llu tokens, ttft %.1f ms, %.1f tokens/s, %.0f ms total, %llu prompt tokens, stop %s, model %s%s%s%s\n",
+      std::fprintf(stderr, "worker %s: %llu tokens, ttft %.1f ms, %.1f tokens/s, %.0f ms total, %llu prompt tokens, stop %s, model %s%s%s%s%s\n",
                    r.worker.substr(0, 12).c_str(), static_cast<unsigned long long>(r.tokens), r.ttft_ms,
                    r.tokens_per_second, r.total_ms, static_cast<unsigned long long>(r.prompt_tokens),
                    core::printable_line(r.stop_reason).c_str(), core::printable_line(r.model).c_str(),
                    r.load_ms > 0 ? (" (loaded in " + std::to_string(static_cast<long>(r.load_ms)) + " ms)").c_str() : "",
+                   r.tier.empty() ? "" : (", tier " + r.tier).c_str(),
                    r.retries ? (", " + std::to_string(r.retries) + " retries").c_str() : "",
                    !r.resumed ? ""
                    : std::count(r.workers_tried.begin(), r.workers_tried.end(), r.worker) > 1

@@ -257,6 +257,7 @@ AskResult Client::Impl::run_ask(const AskOptions& o, const std::function<void(st
         res.stop_reason = d ? d->stop_reason : "";
         res.worker_ttft_ms = d ? d->ttft_ms : 0;
         res.load_ms = d ? d->load_ms : 0;
+        res.tier = d && d->tier ? std::string(core::trust::to_string(*d->tier)) : "";
         res.prompt_tokens = d ? d->prompt_tokens : 0;
         res.model = d && !d->model.empty() ? d->model : announced_model;  // an older worker does not say
         res.worker = wid;

@@ -1,5 +1,7 @@
 #include "net/task_pool.hpp"
 
+#include "net/loop_thread.hpp"
+
 #include <algorithm>
 #include <system_error>
 
@@ -10,13 +12,13 @@ TaskPool::TaskPool(std::size_t threads, std::size_t capacity, std::chrono::milli
 
 TaskPool::~TaskPool() { close(); }
 
-TaskPool::Ticket TaskPool::submit(Task task) {
+TaskPool::Ticket TaskPool::submit(Task task, core::trust::Tier tier) {
   Ticket t = 0;
   {
     std::lock_guard lk(mu_);
     if (closed_ || queue_.size() + running_ >= capacity_) return 0;
     t = next_++;
-    queue_.emplace_back(t, std::move(task));
+    queue_.push_back(Queued{t, std::move(task), core::trust::Waiting{tier, steady_now()}});
     // Every waiting task needs an idle thread to take it; start one while under the limit.
     if (idle_threads_ < queue_.size() && live_ < max_threads_) {
       try {
@@ -39,9 +41,9 @@ bool TaskPool::withdraw(Ticket ticket) {
   Task task;
   {
     std::lock_guard lk(mu_);
-    auto it = std::find_if(queue_.begin(), queue_.end(), [&](const auto& q) { return q.first == ticket; });
+    auto it = std::find_if(queue_.begin(), queue_.end(), [&](const auto& q) { return q.ticket == ticket; });
     if (it == queue_.end()) return false;
-    task = std::move(it->second);
+    task = std::move(it->task);
     queue_.erase(it);
   }
   task(false);
@@ -65,8 +67,9 @@ void TaskPool::work() {
       }
       continue;
     }
-    auto task = std::move(queue_.front().second);
-    queue_.pop_front();
+    const auto next = queue_.begin() + static_cast<std::ptrdiff_t>(next_locked());
+    auto task = std::move(next->task);
+    queue_.erase(next);
     ++running_;
     lk.unlock();
     try {
@@ -79,6 +82,13 @@ void TaskPool::work() {
     --running_;
   }
   --live_;
+}
+
+std::size_t TaskPool::next_locked() const {
+  std::vector<core::trust::Waiting> view;
+  view.reserve(queue_.size());
+  for (const auto& q : queue_) view.push_back(q.waiting);
+  return core::trust::next_to_run(view, steady_now());
 }
 
 void TaskPool::reap() {
@@ -98,7 +108,7 @@ void TaskPool::reap() {
 
 void TaskPool::close() {
   std::lock_guard c(close_mu_);
-  std::deque<std::pair<Ticket, Task>> waiting;
+  std::vector<Queued> waiting;
   std::list<std::thread> ts;
   {
     std::lock_guard lk(mu_);
@@ -108,7 +118,7 @@ void TaskPool::close() {
     ended_.clear();
   }
   cv_.notify_all();
-  for (auto& [t, task] : waiting) task(false);
+  for (auto& q : waiting) q.task(false);
   for (auto& t : ts) t.join();  // each ends once its task has and the queue is empty
 }
 

@@ -5,8 +5,10 @@
 //   that waited that long for work ends.
 // - At most `capacity` tasks held (running and waiting); submit() beyond that, or after close(),
 //   returns 0 and never calls the task: the caller answers (busy, say) at once.
-// - A task is called exactly once: task(true) on a pool thread, first come first served; or
-//   task(false) on the thread that withdraws it, or that closes the pool, before it started.
+// - A task is called exactly once: task(true) on a pool thread; or task(false) on the thread that
+//   withdraws it, or that closes the pool, before it started. Waiting tasks start in the order of
+//   core::trust::next_to_run: the highest tier first, aging so none starves, first come first
+//   served among equals (all tasks submitted without a tier: plain first come, first served).
 // - submit() and withdraw() never wait for a pool thread, so a loop thread may call them while
 //   every pool thread waits on that loop: the pool cannot deadlock it.
 // - close(): refuses new tasks, ends the waiting ones (task(false)), waits for the running ones
@@ -17,13 +19,14 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <list>
 #include <mutex>
 #include <thread>
 #include <utility>
 #include <vector>
+
+#include "core/trust/queue_order.hpp"
 
 namespace qmesh::net {
 
@@ -38,7 +41,7 @@ class TaskPool {
   TaskPool(const TaskPool&) = delete;
   TaskPool& operator=(const TaskPool&) = delete;
 
-  Ticket submit(Task task);
+  Ticket submit(Task task, core::trust::Tier tier = core::trust::Tier::Bronze);
   // Ends a task that has not started: task(false) here, true. False: it started (or ended).
   bool withdraw(Ticket ticket);
   void close();
@@ -47,15 +50,21 @@ class TaskPool {
   std::size_t held() const;     // tasks running and waiting
 
  private:
+  struct Queued {
+    Ticket ticket;
+    Task task;
+    core::trust::Waiting waiting;
+  };
   void work();
   void reap();  // joins threads that ended for idleness
+  std::size_t next_locked() const;  // the queue_ index to start next
 
   const std::size_t max_threads_, capacity_;
   const std::chrono::milliseconds idle_;
   std::mutex close_mu_;  // close() from two threads: the second returns once the first is done
   mutable std::mutex mu_;
   std::condition_variable cv_;  // work arrived, or closing
-  std::deque<std::pair<Ticket, Task>> queue_;
+  std::vector<Queued> queue_;
   std::list<std::thread> threads_;
   std::vector<std::thread::id> ended_;  // threads that left for idleness, to be joined
   std::size_t live_ = 0, idle_threads_ = 0, running_ = 0;

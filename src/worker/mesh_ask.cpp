@@ -70,6 +70,7 @@ void MeshServer::Impl::admit(peer::Peer& p, const Key& key, Ask& a, const std::s
   a.shared->client = client;
   a.shared->model = worker.model_info(*model).name;
   a.shared->model_index = *model;
+  a.shared->tier = opts.tier_of ? opts.tier_of(client) : core::trust::Tier::Bronze;
   {
     std::lock_guard lk(mu);
     ++in_worker;
@@ -85,7 +86,7 @@ void MeshServer::Impl::admit(peer::Peer& p, const Key& key, Ask& a, const std::s
   };
   a.shared->ticket = worker.enqueue(completion_request(*req), on_token, [s = a.shared] { return s->cancelled.load(); },
                                     [this, key, s = a.shared](Worker::Outcome r) { answered(key, *s, std::move(r)); },
-                                    *model);
+                                    *model, a.shared->tier);
 }
 
 sidecar::CompletionRequest MeshServer::Impl::completion_request(mesh::Request& req) const {
@@ -132,6 +133,7 @@ void MeshServer::Impl::answered(const Key& key, const Shared& shared, Worker::Ou
                 r->tokens_per_second, r->stop_reason);
     mesh::Done d{r->tokens, r->ttft_ms, r->total_ms, r->tokens_per_second, r->stop_reason, r->prompt_tokens, shared.model};
     d.load_ms = r->load_ms;
+    d.tier = shared.tier;
     {
       std::lock_guard lk(mu);
       ++st.completed;

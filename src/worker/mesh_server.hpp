@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <set>
@@ -16,6 +17,8 @@
 #include "core/dht/types.hpp"
 #include "core/mesh/record.hpp"
 #include "core/session/mesh_secret.hpp"
+#include "core/session/noise.hpp"
+#include "core/trust/tier.hpp"
 #include "core/base/result.hpp"
 #include "net/identity.hpp"
 #include "worker/model_share.hpp"
@@ -35,6 +38,9 @@ struct MeshServerOptions {
   // slots), clamped to this range; max before the first ask finished.
   std::uint32_t busy_retry_min_ms = 50, busy_retry_max_ms = 5000;
   WorkerMetrics* metrics = nullptr;  // counts asks, tokens, DHT queries when set; outlives the server
+  // The queue tier of a client's asks (docs/trust.md); called on the loop thread, so it must be
+  // quick. Unset: every ask is Bronze (first come, first served).
+  std::function<core::trust::Tier(const core::noise::PublicKey& client)> tier_of;
   // Set: transfer streams (first byte 16-21) go to a ModelShare (its records signed with identity.sign).
   std::optional<ModelShareOptions> share;
   // A private mesh (core/session/mesh_secret.hpp): its keyed topic, IKpsk2 with its PSK, and no

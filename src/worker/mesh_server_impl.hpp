@@ -43,6 +43,7 @@ struct MeshServer::Impl {
     core::noise::PublicKey client{};  // whose ask it is
     std::string model;                // the model name it is served with (for DONE)
     std::size_t model_index = 0;      // the worker's model it runs on
+    core::trust::Tier tier = core::trust::Tier::Bronze;  // its place in the worker's queue
     Worker::Ticket ticket = 0;        // loop thread only: to withdraw it while it waits
   };
   // One ask on one stream (loop thread only).

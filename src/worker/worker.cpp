@@ -240,7 +240,8 @@ std::optional<std::array<std::uint8_t, 32>> Worker::model_root(std::size_t model
 }
 
 Worker::Ticket Worker::enqueue(sidecar::CompletionRequest req, sidecar::LlamaEngine::TokenSink on_token,
-                               sidecar::LlamaEngine::CancelCheck cancelled, Done on_done, std::size_t model) {
+                               sidecar::LlamaEngine::CancelCheck cancelled, Done on_done, std::size_t model,
+                               core::trust::Tier tier) {
   if (!started_) {
     on_done(core::make_error("worker is not started", "internal"));
     return 0;
@@ -274,7 +275,7 @@ Worker::Ticket Worker::enqueue(sidecar::CompletionRequest req, sidecar::LlamaEng
                      : core::make_error(stopping_ ? "worker is shutting down" : "request cancelled", "cancelled");
     admitted_.fetch_sub(1);
     job->on_done(std::move(out));
-  });
+  }, tier);
   if (ticket == 0) {  // the pool closed meanwhile (stop), or has no thread to give
     admitted_.fetch_sub(1);
     job->on_done(stopping_ ? core::make_error("worker is shutting down", "cancelled")

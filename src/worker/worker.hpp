@@ -20,6 +20,7 @@
 #include "core/mesh/generation_rate.hpp"
 #include "core/mesh/health.hpp"
 #include "core/base/result.hpp"
+#include "core/trust/tier.hpp"
 #include "net/task_pool.hpp"
 #include "sidecar/llama_engine.hpp"
 #include "sidecar/supervisor.hpp"
@@ -76,7 +77,8 @@ class Worker {
   // ("cancelled") for one still waiting. on_token and cancelled run on the worker thread.
   // max_tokens is capped at the configured max-tokens. Returns what withdraw() takes (0: ended).
   Ticket enqueue(sidecar::CompletionRequest req, sidecar::LlamaEngine::TokenSink on_token,
-                 sidecar::LlamaEngine::CancelCheck cancelled, Done on_done, std::size_t model = 0);
+                 sidecar::LlamaEngine::CancelCheck cancelled, Done on_done, std::size_t model = 0,
+                 core::trust::Tier tier = core::trust::Tier::Bronze);
   // A request still waiting ends "cancelled" now (on_done runs here) and frees its place; false
   // once it runs (its cancel check ends it) or has ended.
   bool withdraw(Ticket ticket);

@@ -199,4 +199,27 @@ TEST(TaskPool, ATaskMaySubmitAnother) {
   pool.close();
 }
 
+// Waiting tasks start by tier (core::trust::next_to_run): with the one thread busy, a Bronze, a
+// Gold, a Master and a second Gold task wait; they start Master, Gold, Gold, Bronze.
+TEST(TaskPool, WaitingTasksStartByTierThenInOrder) {
+  using qmesh::core::trust::Tier;
+  TaskPool pool(1, 8);
+  Gate gate;
+  std::mutex mu;
+  std::vector<int> order;
+  ASSERT_NE(pool.submit([&](bool) { gate.wait(); }), 0u);
+  ASSERT_TRUE(eventually([&] { return gate.has(1); }));
+  const std::vector<std::pair<int, Tier>> tasks = {{1, Tier::Bronze}, {2, Tier::Gold}, {3, Tier::Master}, {4, Tier::Gold}};
+  for (const auto& [id, tier] : tasks) {
+    ASSERT_NE(pool.submit([&, id = id](bool start) {
+      EXPECT_TRUE(start);
+      std::lock_guard lk(mu);
+      order.push_back(id);
+    }, tier), 0u);
+  }
+  gate.release();
+  ASSERT_TRUE(eventually([&] { return pool.held() == 0; }));
+  pool.close();
+  EXPECT_EQ(order, (std::vector<int>{3, 2, 4, 1}));
+}
 }  // namespace

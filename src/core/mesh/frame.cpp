@@ -189,6 +189,7 @@ std::string to_json(const Done& d) {
          {"prompt_tokens", d.prompt_tokens}};
   if (!d.model.empty()) j["model"] = d.model.substr(0, kMaxModelName);
   if (d.load_ms > 0) j["load_ms"] = d.load_ms;
+  if (d.tier) j["tier"] = std::string(trust::to_string(*d.tier));
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
@@ -218,6 +219,12 @@ Result<Done> parse_done(std::string_view text) {
   if (j->contains("load_ms")) {
     if (!num("load_ms")) return make_error("malformed DONE from the worker", "internal");
     d.load_ms = (*j)["load_ms"].get<double>();
+  }
+  if (j->contains("tier")) {
+    const auto& t = (*j)["tier"];
+    const auto tier = t.is_string() ? trust::tier_from_string(t.get_ref<const std::string&>()) : std::nullopt;
+    if (!tier) return make_error("malformed DONE from the worker", "internal");
+    d.tier = tier;
   }
   return d;
 }

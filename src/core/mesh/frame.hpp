@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "core/base/result.hpp"
+#include "core/trust/tier.hpp"
 
 namespace qmesh::core::mesh {
 
@@ -104,10 +105,11 @@ struct Done {
   std::uint64_t prompt_tokens = 0;  // the prompt's length in tokens (resume included); 0: unknown
   std::string model;                // the model name the worker served; empty: unknown
   double load_ms = 0;               // the ask waited this long for its model to load; 0: it was loaded
+  std::optional<trust::Tier> tier{};  // the queue tier the worker gave the ask (docs/trust.md); none: an older worker
   friend bool operator==(const Done&, const Done&) = default;
 };
 std::string to_json(const Done& d);
-// Strict about the fields it knows (prompt_tokens, model and load_ms are optional: older workers do not
+// Strict about the fields it knows (prompt_tokens, model, load_ms and tier are optional: older workers do not
 // send them), and ignores others, so that a newer worker's DONE still reaches an older client.
 Result<Done> parse_done(std::string_view json_text);
 

@@ -136,13 +136,21 @@ TEST(MeshFrame, DoneAndErrorRoundTripAndSanitize) {
   bd = parse_done(to_json(d));
   ASSERT_TRUE(bd);
   EXPECT_EQ(bd->load_ms, 812.5);
+  d.tier = qmesh::core::trust::Tier::Platinum;  // the queue tier the worker gave it
+  EXPECT_NE(to_json(d).find(R"("tier":"platinum")"), std::string::npos);
+  bd = parse_done(to_json(d));
+  ASSERT_TRUE(bd);
+  EXPECT_EQ(bd->tier, qmesh::core::trust::Tier::Platinum);
   // An older worker's DONE (no prompt_tokens, no model) still parses; unknown fields are ignored.
   auto old = parse_done(R"({"tokens":3,"ttft_ms":1,"total_ms":2,"tokens_per_second":3,"stop_reason":"eos","later":1})");
   ASSERT_TRUE(old);
   EXPECT_EQ(old->prompt_tokens, 0u);
   EXPECT_EQ(old->model, "");
+  EXPECT_FALSE(old->tier);
   const std::string base = R"({"tokens":3,"ttft_ms":1,"total_ms":2,"tokens_per_second":3,"stop_reason":"eos",)";
   EXPECT_FALSE(parse_done(base + R"("prompt_tokens":-1})"));
+  EXPECT_FALSE(parse_done(base + R"("tier":"wood"})"));
+  EXPECT_FALSE(parse_done(base + R"("tier":3})"));
   EXPECT_FALSE(parse_done(base + R"("prompt_tokens":"7"})"));
   EXPECT_FALSE(parse_done(base + R"("model":5})"));
   EXPECT_FALSE(parse_done(base + R"("load_ms":-1})"));
