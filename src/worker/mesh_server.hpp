@@ -47,7 +47,7 @@ struct MeshServerOptions {
   // session from outside it (public-mesh HELLOs are dropped before any work).
   std::optional<core::session::MeshSecret> mesh;
   // Set: only these clients (Ed25519 keys, as `qmesh-cli id` prints them) are served; the asks and
-  // model transfers of any other get an ERROR "forbidden" naming its key.
+  // model transfers of any other get an ERROR "forbidden" (the worker logs the key).
   std::optional<std::set<core::dht::PublicKey>> allow_clients;
 };
 
