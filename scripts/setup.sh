@@ -51,6 +51,7 @@ pkgs=(build-essential cmake pkg-config git ca-certificates curl util-linux procp
       jq libuv1-dev nlohmann-json3-dev libcpp-httplib-dev libsodium-dev libspdlog-dev libcli11-dev libgtest-dev
       libwebsockets-dev  # qmesh-cli serve
       debootstrap systemd-container zstd)  # the last three: the .deb test (tests/pkg)
+pkgs+=(libsqlite3-dev sqlite3)  # the score database (src/store) and its kill -9 test
 pkgs+=(chromium)  # the chat page test drives Debian's chromium (tests/serve/node)
 # Metrics: prometheus-cpp (the registry), promtool and the Python parser (tests/integration/worker_metrics).
 pkgs+=(prometheus-cpp-dev prometheus python3-prometheus-client)
