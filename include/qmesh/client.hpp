@@ -63,6 +63,10 @@ struct ClientOptions {
   std::string listen;  // "HOST[:PORT]" of the UDP socket; empty: any
   bool punch = true;   // try a direct path to workers (else stay on the relay)
   std::chrono::milliseconds join_timeout{10000};
+  // A private mesh this machine joined (qmesh-cli mesh join; <config dir>/meshes/NAME): its
+  // secret derives the topic and the session PSK, and its bootstrap list is used when bootstrap
+  // is empty. Empty: the public mesh.
+  std::string mesh;
 };
 
 struct ChatMessage {

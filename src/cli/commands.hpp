@@ -28,7 +28,9 @@ void add_model_share_command(CLI::App& model);  // model share (model_share_comm
 void add_run_command(CLI::App& app);     // run: the local inference path
 void add_dht_commands(CLI::App& app);    // dht bootstrap, dht announce, dht lookup
 void add_net_commands(CLI::App& app);    // net listen, net connect
+void add_net_hello_command(CLI::App& net_cmd);  // net hello: one handshake straight to an address
 void add_mesh_commands(CLI::App& app);   // ask, workers, keygen, id
+void add_mesh_invite_commands(CLI::App& app);  // mesh create, invite, join, list, leave (private meshes)
 void add_lan_commands(CLI::App& app);    // lan listen, lan beacon
 void add_serve_command(CLI::App& app);   // serve: the OpenAI API, WebSocket and chat page
 

@@ -52,6 +52,7 @@ void setup_logging(const std::string& level) {
 struct CommonOpts {
   std::vector<std::string> bootstrap;
   std::string topic = "qmesh-inference";
+  std::string mesh, identity;
   std::string listen;
   bool json = false;
   bool no_punch = false;
@@ -61,6 +62,9 @@ struct CommonOpts {
 void add_common(CLI::App* c, CommonOpts& o) {
   c->add_option("--bootstrap", o.bootstrap, "HOST:PORT of a DHT node, HOST an address or a name (repeat for several; default: the config file's list)");
   c->add_option("--topic", o.topic, "topic the workers announce under");
+  c->add_option("--mesh", o.mesh, "a joined private mesh (qmesh-cli mesh list); default: the public mesh");
+  c->add_option("--identity", o.identity,
+                "key file (default: a new key each run; with --mesh, ~/.config/qmesh/identity, as `qmesh-cli id` shows)");
   c->add_option("--listen", o.listen, "HOST[:PORT] of the UDP socket (default: any address, any port)");
   c->add_flag("--no-punch", o.no_punch, "stay on the relay (no hole punching)");
   c->add_flag("--json", o.json, "print one JSON object");
@@ -72,6 +76,9 @@ std::unique_ptr<Client> make_client(const CommonOpts& o) {
   ClientOptions co;
   co.bootstrap = o.bootstrap;
   co.topic = o.topic;
+  co.mesh = o.mesh;
+  // In a private mesh the client keeps its key, so that workers' allowlists can name it.
+  co.identity = !o.identity.empty() || o.mesh.empty() ? o.identity : net::default_identity_path();
   co.listen = o.listen;
   co.punch = !o.no_punch;
   try {

@@ -16,6 +16,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/model_download.hpp"
+#include "net/identity.hpp"
 #include "qmesh/client.hpp"
 
 namespace qmesh::cli {
@@ -39,6 +40,7 @@ struct GetOpts {
   std::string out = ".";
   std::vector<std::string> bootstrap;
   std::string topic = "qmesh-inference";
+  std::string mesh;
   std::string listen, log_level = "warn";
   bool json = false, no_punch = false;
   int holders = 6;
@@ -91,6 +93,8 @@ void run_get(const GetOpts& o, std::atomic<bool>& cancel) {
   ClientOptions co;
   co.bootstrap = o.bootstrap;
   co.topic = o.topic;
+  co.mesh = o.mesh;
+  if (!o.mesh.empty()) co.identity = net::default_identity_path();  // a key the holders' allowlists can name
   co.listen = o.listen;
   co.punch = !o.no_punch;
   Client client(co);
@@ -143,6 +147,7 @@ void add_model_get_command(CLI::App* model) {
   get->add_option("--timeout", o->timeout_s, "Seconds to wait for a holder (none found, or all failed) before giving up (default 30)");
   get->add_option("--bootstrap", o->bootstrap, "HOST:PORT of a DHT node (repeat for several; default: the config file's list)");
   get->add_option("--topic", o->topic, "topic the workers announce under (to resolve a NAME)");
+  get->add_option("--mesh", o->mesh, "a joined private mesh (qmesh-cli mesh list); default: the public mesh");
   get->add_option("--listen", o->listen, "HOST[:PORT] of the UDP socket (default: any address, any port)");
   get->add_flag("--no-punch", o->no_punch, "stay on the relay (no hole punching)");
   get->add_flag("--json", o->json, "one JSON progress object a second on stdout, then a summary");

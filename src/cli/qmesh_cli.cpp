@@ -26,7 +26,9 @@ int main(int argc, char** argv) {
   qmesh::cli::add_run_command(app);
   qmesh::cli::add_dht_commands(app);
   qmesh::cli::add_net_commands(app);
+  qmesh::cli::add_net_hello_command(*app.get_subcommand("net"));
   qmesh::cli::add_mesh_commands(app);
+  qmesh::cli::add_mesh_invite_commands(app);
   qmesh::cli::add_lan_commands(app);
   qmesh::cli::add_serve_command(app);
   try {

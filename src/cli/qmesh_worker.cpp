@@ -38,6 +38,7 @@
 #include "worker/worker_metrics.hpp"
 #include "worker/worker.hpp"
 #include "worker/worker_config.hpp"
+#include "cli/worker_mesh_flags.hpp"
 
 namespace {
 
@@ -146,7 +147,8 @@ qmesh::core::Result<std::unique_ptr<qmesh::worker::MeshServer>> make_server(qmes
                                                                            const std::vector<qmesh::core::Endpoint>& seeds,
                                                                            const qmesh::net::Identity& id,
                                                                            qmesh::core::mesh::WorkerRecord& record,
-                                                                           qmesh::worker::WorkerMetrics* metrics) {
+                                                                           qmesh::worker::WorkerMetrics* metrics,
+                                                                           const qmesh::cli::WorkerMesh& pmesh) {
   namespace dht = qmesh::core::dht;
   // Every model the worker serves (the live fields are announce()'s).
   record.models.clear();
@@ -166,6 +168,8 @@ qmesh::core::Result<std::unique_ptr<qmesh::worker::MeshServer>> make_server(qmes
   o.identity = id;
   o.metrics = metrics;
   if (cfg.share) o.share = qmesh::cli::share_options(cfg);
+  qmesh::cli::apply_worker_mesh(o, pmesh);
+  if (pmesh.allow) spdlog::info("serving only the {} client key(s) on the allowlist", pmesh.allow->size());
   auto server = qmesh::worker::MeshServer::start(worker, o);
   if (!server) return server.error();
   if (auto* share = (*server)->share()) {  // the served models, to getters (docs/user-guide.md "Sharing models")
@@ -176,8 +180,9 @@ qmesh::core::Result<std::unique_ptr<qmesh::worker::MeshServer>> make_server(qmes
     }
   }
   const auto at = (*server)->local_endpoint();
-  spdlog::info("joined the network as {} on {}, topic '{}', model {} ({}){}", qmesh::core::to_hex(id.sign.public_key),
-               at ? at->to_string() : "?", cfg.topic, m.name, qmesh::core::to_hex(m.root).substr(0, 16),
+  spdlog::info("joined the network as {} on {}, topic '{}'{}, model {} ({}){}", qmesh::core::to_hex(id.sign.public_key),
+               at ? at->to_string() : "?", cfg.topic, pmesh.secret ? " of private mesh '" + pmesh.name + "'" : "",
+               m.name, qmesh::core::to_hex(m.root).substr(0, 16),
                record.models.size() > 1 ? " and " + std::to_string(record.models.size() - 1) + " more" : "");
   return server;
 }
@@ -364,6 +369,8 @@ int main(int argc, char** argv) {
                "allow a --metrics-listen address other than loopback (the metrics have no access control)");
   qmesh::cli::ShareFlags share_flags;
   share_flags.add(app);
+  qmesh::cli::WorkerMeshFlags mesh_flags;
+  mesh_flags.add(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -416,7 +423,10 @@ int main(int argc, char** argv) {
                 2);
   }
   if (auto s = share_flags.apply(cfg); !s) return fail(s.error().message, 2);
+  mesh_flags.apply(cfg);
   if (auto v = qmesh::worker::validate(cfg); !v) return fail(v.error().message, 2);
+  auto pmesh = qmesh::cli::load_worker_mesh(cfg, bootstrap_given);  // a private mesh, an allowlist
+  if (!pmesh) return fail(pmesh.error().message, 2);
   // The model list (a folder that is missing or empty, a file named twice) before anything runs;
   // with --model-root, models-dir may still be empty (the fetch fills it): checked again after it.
   auto listed_cfg = cfg;
@@ -449,7 +459,7 @@ int main(int argc, char** argv) {
   if (!id_lock && id_lock.error().kind == "in_use")
     return fail(id_lock.error().message + "; give this one its own key file: --identity FILE (created on first run)");
   if (!id_lock) return fail(id_lock.error().message);
-  auto resolved = bootstrap_seeds(cfg, bootstrap_given);
+  auto resolved = bootstrap_seeds(cfg, !cfg.bootstrap.empty());
   if (!resolved) return fail(resolved.error().message, resolved.error().kind == "config" ? 2 : 1);
   std::vector<qmesh::core::Endpoint> seeds = *resolved;
 
@@ -512,7 +522,7 @@ int main(int argc, char** argv) {
     }
   }
   if (!seeds.empty()) {
-    auto made = make_server(worker, cfg, seeds, *node_id, record, metrics ? &*metrics : nullptr);
+    auto made = make_server(worker, cfg, seeds, *node_id, record, metrics ? &*metrics : nullptr, *pmesh);
     if (!made) {
       worker.stop();
       return fail(made.error().message);

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "cli/commands.hpp"
+#include "net/identity.hpp"
 #include "qmesh/client.hpp"
 #include "serve/server.hpp"
 
@@ -26,6 +27,7 @@ struct ServeOpts {
   bool insecure_listen = false;
   std::vector<std::string> bootstrap;
   std::string topic = "qmesh-inference";
+  std::string mesh;
   std::string udp_listen;
   bool no_punch = false;
   int timeout_s = 300;
@@ -83,6 +85,8 @@ void run_serve(const ServeOpts& o) {
   ClientOptions co;
   co.bootstrap = o.bootstrap;
   co.topic = o.topic;
+  co.mesh = o.mesh;
+  if (!o.mesh.empty()) co.identity = net::default_identity_path();  // a key the mesh's allowlists can name
   co.listen = o.udp_listen;
   co.punch = !o.no_punch;
   std::unique_ptr<Client> client;
@@ -126,6 +130,7 @@ void add_serve_command(CLI::App& app) {
   s->add_flag("--insecure-listen", o->insecure_listen, "allow a non-loopback --listen without an API key");
   s->add_option("--bootstrap", o->bootstrap, "HOST:PORT of a DHT node (repeat for several; default: the config file's list)");
   s->add_option("--topic", o->topic, "topic the workers announce under");
+  s->add_option("--mesh", o->mesh, "a joined private mesh (qmesh-cli mesh list); default: the public mesh");
   s->add_option("--udp-listen", o->udp_listen, "HOST[:PORT] of the mesh's UDP socket (default: any)");
   s->add_flag("--no-punch", o->no_punch, "stay on the relay (no hole punching)");
   s->add_option("--timeout", o->timeout_s, "seconds for each ask")->check(CLI::Range(1, 86400));

@@ -11,6 +11,7 @@
 
 #include "cli/model_download.hpp"
 #include "core/base/printable.hpp"
+#include "net/identity.hpp"
 
 namespace qmesh::cli {
 namespace {
@@ -29,6 +30,8 @@ ClientOptions client_options(const worker::WorkerConfig& cfg) {
   ClientOptions co;
   co.bootstrap = cfg.bootstrap;
   co.topic = cfg.topic;
+  co.mesh = cfg.mesh;  // --mesh: fetched from the private mesh's holders, as this worker's key
+  if (!cfg.mesh.empty()) co.identity = cfg.identity.empty() ? net::default_identity_path() : cfg.identity;
   if (!cfg.listen.empty()) {
     if (auto at = worker::listen_endpoint(cfg.listen)) {
       at->port = 0;

@@ -11,7 +11,14 @@ Client::Client(ClientOptions options) : impl_(std::make_shared<Impl>()) {
   auto& m = *impl_;
   m.opts = std::move(options);
   if (m.opts.topic.empty() || m.opts.topic.size() > 255) throw Error("config", "topic must be 1..255 bytes");
-  m.topic = dht::topic_from_name(m.opts.topic);
+  std::vector<std::string> mesh_bootstrap;
+  if (!m.opts.mesh.empty()) {
+    auto joined = net::load_mesh(m.opts.mesh);
+    if (!joined) throw Error("config", joined.error().message);
+    m.mesh_secret = joined->secret;
+    mesh_bootstrap = joined->bootstrap;
+  }
+  m.topic = m.topic_for(m.opts.topic);
   std::uint64_t seed = 0;
   randombytes_buf(&seed, sizeof seed);
   m.rng = std::make_unique<core::Rng>(seed);
@@ -23,6 +30,7 @@ Client::Client(ClientOptions options) : impl_(std::make_shared<Impl>()) {
     m.identity = *id;
   }
   auto boot_texts = m.opts.bootstrap;
+  if (boot_texts.empty()) boot_texts = mesh_bootstrap;
   if (boot_texts.empty()) {
     auto listed = net::config_file_bootstrap();
     if (!listed) throw Error("config", listed.error().message);
@@ -44,6 +52,7 @@ Client::Client(ClientOptions options) : impl_(std::make_shared<Impl>()) {
   so.config.punch = m.opts.punch;
   so.config.sessions.identity = m.identity.session;
   so.config.sessions.accept_incoming = false;
+  if (m.mesh_secret) so.config.sessions.psk = session::mesh_psk(*m.mesh_secret);  // IKpsk2 to its workers
   // A worker that vanishes (killed, unplugged) must be noticed within seconds, not the default 30.
   so.config.sessions.connection.keepalive = milliseconds(1000);
   so.config.sessions.connection.idle_timeout = milliseconds(5000);

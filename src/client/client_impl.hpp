@@ -38,6 +38,7 @@
 #include "net/resolve.hpp"
 #include "net/dht_await.hpp"
 #include "net/identity.hpp"
+#include "net/mesh_store.hpp"
 #include "net/loop_thread.hpp"
 #include "net/peer_service.hpp"
 #include "net/task_pool.hpp"
@@ -96,6 +97,11 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
   ClientOptions opts;
   net::Identity identity;
   dht::Topic topic{};
+  std::optional<session::MeshSecret> mesh_secret;  // a private mesh's (ClientOptions::mesh)
+  // A topic name's DHT topic: the public hash, or the private mesh's keyed one.
+  dht::Topic topic_for(std::string_view name) const {
+    return mesh_secret ? session::mesh_topic(*mesh_secret, name) : dht::topic_from_name(name);
+  }
   std::unique_ptr<net::PeerService> svc;
   net::DhtAwait await;
 

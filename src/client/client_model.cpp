@@ -109,7 +109,7 @@ struct FetchShared {
 
 std::vector<ModelHolder> Client::model_holders(const std::string& root, milliseconds timeout) {
   const auto hash = parse_root(root);
-  const auto t = dht::topic_from_name(model::holder_topic_name(hash));
+  const auto t = impl_->topic_for(model::holder_topic_name(hash));
   std::vector<ModelHolder> out;
   for (const auto& r : impl_->lookup_topic(t, timeout, nullptr)) {
     auto h = holder_of(r, hash, 0);
@@ -126,7 +126,7 @@ ModelFetchResult Client::fetch_model(const ModelFetchOptions& o, ChunkSink& sink
   if (o.holders < 1 || o.holders > 16) throw Error("bad_request", "holders must be 1..16");
   if (o.size > model::kMaxModelBytes) throw Error("bad_request", "size " + std::to_string(o.size) + " is past the limit");
   const auto cancelled = [&] { return o.cancel && o.cancel->load(); };
-  const auto topic = dht::topic_from_name(model::holder_topic_name(hash));
+  const auto topic = m.topic_for(model::holder_topic_name(hash));
   std::uint64_t size = o.size;
   if (size == 0) {  // as the holders say (the first that says; the root checks it in the end)
     const auto until = t0 + o.timeout;

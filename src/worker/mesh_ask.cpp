@@ -7,6 +7,19 @@
 
 namespace qmesh::worker {
 
+bool MeshServer::Impl::refuse_unlisted(peer::Peer& p, const Key& key, Ask& a) {
+  if (!opts.allow_clients) return false;
+  core::noise::PublicKey client{};
+  if (auto cl = clients.find(key.first); cl != clients.end()) client = cl->second;
+  if (allowed.count(client)) return false;
+  a.seen = true;
+  log->info("session {}: client {} is not on the allowlist: refused", key.first, short_key(client));
+  answer_error(p, key, a,
+               {"forbidden", "this worker serves only the clients on its allowlist (--allow-client); ask its operator",
+                0});
+  return true;
+}
+
 void MeshServer::Impl::admit(peer::Peer& p, const Key& key, Ask& a, const std::string& body, core::Instant) {
   bump(&MeshStats::asks);
   auto req = mesh::parse_request(body);

@@ -86,6 +86,7 @@ void MeshServer::Impl::on_stream(peer::Peer& p, session::SessionId sid, const st
   std::uint8_t buf[16384];
   while (const auto n = c->read(*id, buf)) {
     Ask& a = it->second;
+    if (!a.seen && refuse_unlisted(p, key, a)) return;
     if (share && !a.seen && core::model::is_transfer_type(buf[0])) {  // a model transfer
       forget(it);
       return share->adopt(p, sid, ev, std::span(buf, n), now);
@@ -156,6 +157,12 @@ void MeshServer::Impl::expire(peer::Peer& p, core::Instant now) {
 // (glibc keeps freed heap in its arenas otherwise).
 void MeshServer::Impl::housekeeping(peer::Peer& p, core::Instant now) {
   expire(p, now);
+  if (const auto drops = p.sessions().counters().drop_mac1; drops > mac1_drops_logged && now >= next_mac1_log) {
+    log->info("dropped {} HELLO(s) whose mac1 fits no mesh this worker serves{}", drops - mac1_drops_logged,
+              opts.mesh ? " (not members of its private mesh)" : "");
+    mac1_drops_logged = drops;
+    next_mac1_log = now + std::chrono::seconds(10);
+  }
   if (session_dropped && trim_at == core::Instant::max()) trim_at = now + std::chrono::seconds(4);
   session_dropped = false;
   if (now >= trim_at) {
@@ -246,6 +253,12 @@ core::Result<std::unique_ptr<MeshServer>> MeshServer::start(Worker& worker, Mesh
   so.config.punch = opts.punch;
   so.config.sessions.identity = opts.identity.session;
   so.config.sessions.accept_incoming = true;
+  if (opts.mesh) {  // members only: IKpsk2 with the mesh's PSK, public HELLOs dropped at mac1
+    const auto psk = core::session::mesh_psk(*opts.mesh);
+    so.config.sessions.psk = psk;
+    so.config.sessions.mesh_psks = {psk};
+    so.config.sessions.accept_public = false;
+  }
   Impl* raw = impl.get();
   auto svc = net::PeerService::start(so, [raw](const peer::PeerEvent& e, peer::Peer& p, core::Instant now) {
     raw->on_event(e, p, now);
@@ -268,6 +281,7 @@ core::Result<std::unique_ptr<MeshServer>> MeshServer::start(Worker& worker, Mesh
   if (opts.share) {  // every session accepted completed the handshake: ModelShare's rule
     auto share_opts = *opts.share;
     share_opts.sign = opts.identity.sign;
+    share_opts.mesh = opts.mesh;
     impl->svc->call([&](peer::Peer&, core::Instant) { impl->share = std::make_unique<ModelShare>(*impl->svc, share_opts); });
   }
   impl->svc->every(milliseconds(250), [raw](peer::Peer& p, core::Instant now) { raw->housekeeping(p, now); });

@@ -10,11 +10,13 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "core/dht/types.hpp"
 #include "core/mesh/record.hpp"
+#include "core/session/mesh_secret.hpp"
 #include "core/session/noise.hpp"
 #include "core/trust/tier.hpp"
 #include "core/base/result.hpp"
@@ -41,6 +43,12 @@ struct MeshServerOptions {
   std::function<core::trust::Tier(const core::noise::PublicKey& client)> tier_of;
   // Set: transfer streams (first byte 16-21) go to a ModelShare (its records signed with identity.sign).
   std::optional<ModelShareOptions> share;
+  // A private mesh (core/session/mesh_secret.hpp): its keyed topic, IKpsk2 with its PSK, and no
+  // session from outside it (public-mesh HELLOs are dropped before any work).
+  std::optional<core::session::MeshSecret> mesh;
+  // Set: only these clients (Ed25519 keys, as `qmesh-cli id` prints them) are served; the asks and
+  // model transfers of any other get an ERROR "forbidden" (the worker logs the key).
+  std::optional<std::set<core::dht::PublicKey>> allow_clients;
 };
 
 struct MeshStats {

@@ -93,6 +93,10 @@ struct MeshServer::Impl {
   core::Instant trim_at = core::Instant::max();
 
   int announce_failures = 0;  // in a row; announce()'s caller only
+  // HELLOs dropped at mac1 (outsiders of a private mesh, or aimed at another node): logged at most
+  // every 10 s, with the count since the last line.
+  std::uint64_t mac1_drops_logged = 0;
+  core::Instant next_mac1_log{};
 
   // Any thread.
   mutable std::mutex mu;
@@ -101,7 +105,19 @@ struct MeshServer::Impl {
   MeshStats st;
   bool stopped = false;
 
-  Impl(Worker& w, MeshServerOptions o) : worker(w), opts(std::move(o)), topic(dht::topic_from_name(opts.topic)) {}
+  Impl(Worker& w, MeshServerOptions o)
+      : worker(w),
+        opts(std::move(o)),
+        topic(opts.mesh ? core::session::mesh_topic(*opts.mesh, opts.topic) : dht::topic_from_name(opts.topic)) {
+    if (opts.allow_clients) {
+      for (const auto& k : *opts.allow_clients)
+        if (auto x = peer::Peer::session_key(k)) allowed.emplace(*x, k);
+    }
+  }
+  // --allow-client: the X25519 session key of each allowed client -> its Ed25519 key.
+  std::map<core::noise::PublicKey, dht::PublicKey> allowed;
+  // Whether the session's client may be served; false (and answered "forbidden") when not.
+  bool refuse_unlisted(peer::Peer& p, const Key& key, Ask& a);
 
   void bump(std::uint64_t MeshStats::*field) {
     std::lock_guard lk(mu);

@@ -463,7 +463,8 @@ core::Result<SharedFile> ModelShare::add(const std::string& path, const std::str
   if (f.info.name.empty() || !core::valid_utf8_printable(f.info.name))
     f.info.name = std::filesystem::path(path).stem().string();
   if (!core::valid_utf8_printable(f.info.name)) f.info.name = "model";
-  f.topic = dht::topic_from_name(model::holder_topic_name(f.info.root.hash));
+  const auto topic_name = model::holder_topic_name(f.info.root.hash);
+  f.topic = impl_->opts.mesh ? core::session::mesh_topic(*impl_->opts.mesh, topic_name) : dht::topic_from_name(topic_name);
   f.tree = std::make_shared<const model::MerkleTree>(std::move(*tree));
   const SharedFile out = f.info;
   int added = -1;  // -1: stopped, 0: shared already (the same bytes), 1: added

@@ -17,6 +17,10 @@
 // that), which is the rule Share's header asks of its caller: no amplification.
 #pragma once
 
+#include <optional>
+
+#include "core/session/mesh_secret.hpp"
+
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -42,6 +46,8 @@ struct ModelShareOptions {
   // Before the DHT's own refresh (ttl/3 after an announce), so that each refresh carries the slots free now.
   std::chrono::milliseconds announce_every = std::chrono::seconds(50);
   std::size_t disk_threads = 2;
+  // A private mesh's secret: holder records go under its keyed topics (session/mesh_secret.hpp).
+  std::optional<core::session::MeshSecret> mesh;
 
   static std::filesystem::path default_roots_dir();  // sidecar::default_roots_dir()
 };

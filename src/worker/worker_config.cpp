@@ -3,6 +3,8 @@
 
 #include "core/dht/types.hpp"
 #include "core/base/printable.hpp"
+#include "core/base/hex.hpp"
+#include "core/session/mesh_secret.hpp"
 
 #include <algorithm>
 #include <cstdlib>
@@ -243,9 +245,18 @@ std::optional<core::Error> apply_setting(WorkerConfig& c, const std::string& key
       if (!b.is_string()) return core::make_error("setting 'bootstrap' must hold \"HOST:PORT\" strings, got " + shown(b));
       c.bootstrap.push_back(b.get<std::string>());
     }
-  } else if (key == "listen" || key == "identity") {
+  } else if (key == "listen" || key == "identity" || key == "mesh" || key == "allow-clients-file") {
     if (!v.is_string()) return core::make_error("setting '" + key + "' must be a string, got " + shown(v));
-    (key == "listen" ? c.listen : c.identity) = v.get<std::string>();
+    (key == "listen" ? c.listen : key == "identity" ? c.identity : key == "mesh" ? c.mesh : c.allow_clients_file) =
+        v.get<std::string>();
+  } else if (key == "allow-clients") {
+    if (!v.is_array() || v.size() > 4096)
+      return core::make_error("setting 'allow-clients' must be an array of client keys (64 hex digits), got " + shown(v));
+    c.allow_clients.clear();
+    for (const auto& k : v) {
+      if (!k.is_string()) return core::make_error("setting 'allow-clients' must hold strings, got " + shown(k));
+      c.allow_clients.push_back(k.get<std::string>());
+    }
   } else if (key == "metrics-listen") {
     if (!v.is_string()) return core::make_error("setting 'metrics-listen' must be a \"[HOST:]PORT\" string, got " + shown(v));
     c.metrics_listen = v.get<std::string>();
@@ -287,6 +298,13 @@ core::Result<std::monostate> validate(const WorkerConfig& c) {
     if (auto ok = check_model_root_spec(r); !ok) return ok.error();
   if (!c.model_roots.empty() && model_root_dir(c).empty())
     return core::make_error("setting 'model-roots': no folder to download into: give models-dir (or set $QMESH_CACHE or $HOME)");
+  if (!c.mesh.empty() && !core::session::valid_mesh_name(c.mesh))
+    return core::make_error("setting 'mesh': " + printable_key(c.mesh) + " is not a mesh name (A-Z a-z 0-9 . _ -)");
+  for (const auto& k : c.allow_clients) {
+    const auto b = core::from_hex(k);
+    if (!b || b->size() != 32)
+      return core::make_error("setting 'allow-clients': " + printable_key(k) + " is not a client key (64 hex digits)");
+  }
   for (const auto& b : c.bootstrap) {
     if (!net::parse_host_port(b))
       return core::make_error("setting 'bootstrap': " + printable_key(b) + " is not " + net::kHostPortExample);
@@ -380,6 +398,9 @@ json to_json(const WorkerConfig& c) {
   if (!c.bootstrap.empty()) j["bootstrap"] = c.bootstrap;
   if (!c.listen.empty()) j["listen"] = c.listen;
   if (!c.identity.empty()) j["identity"] = c.identity;
+  if (!c.mesh.empty()) j["mesh"] = c.mesh;
+  if (!c.allow_clients.empty()) j["allow-clients"] = c.allow_clients;
+  if (!c.allow_clients_file.empty()) j["allow-clients-file"] = c.allow_clients_file;
   if (!c.metrics_listen.empty()) j["metrics-listen"] = c.metrics_listen;
   if (c.insecure_metrics_listen) j["insecure-metrics-listen"] = true;
   j["share"] = c.share;
@@ -455,5 +476,40 @@ std::string model_root_dir(const WorkerConfig& c) {
 }
 
 std::string gpu_layers_arg(int gpu_layers) { return gpu_layers < 0 ? "all" : std::to_string(gpu_layers); }
+
+core::Result<std::optional<std::vector<ClientKey>>> allowed_clients(const WorkerConfig& c) {
+  if (c.allow_clients.empty() && c.allow_clients_file.empty()) return std::optional<std::vector<ClientKey>>{};
+  std::vector<ClientKey> out;
+  auto add = [&](std::string_view text, const std::string& where) -> std::optional<core::Error> {
+    const auto b = core::from_hex(text);
+    if (!b || b->size() != 32)
+      return core::make_error(where + ": '" + core::printable_line(std::string(text.substr(0, 80))) +
+                              "' is not a client key (64 hex digits, as `qmesh-cli id` prints it)");
+    ClientKey k;
+    std::copy(b->begin(), b->end(), k.begin());
+    out.push_back(k);
+    return std::nullopt;
+  };
+  for (const auto& k : c.allow_clients)
+    if (auto e = add(k, "setting 'allow-clients'")) return *e;
+  if (!c.allow_clients_file.empty()) {
+    auto text = read_small_file(c.allow_clients_file);
+    if (!text) return core::make_error("setting 'allow-clients-file': " + text.error().message);
+    std::size_t line_no = 0, pos = 0;
+    while (pos <= text->size()) {
+      auto nl = text->find('\n', pos);
+      if (nl == std::string::npos) nl = text->size();
+      std::string_view line(text->data() + pos, nl - pos);
+      ++line_no;
+      pos = nl + 1;
+      if (auto hash = line.find('#'); hash != std::string_view::npos) line = line.substr(0, hash);
+      while (!line.empty() && std::isspace(static_cast<unsigned char>(line.back()))) line.remove_suffix(1);
+      while (!line.empty() && std::isspace(static_cast<unsigned char>(line.front()))) line.remove_prefix(1);
+      if (line.empty()) continue;
+      if (auto e = add(line, c.allow_clients_file + " line " + std::to_string(line_no))) return *e;
+    }
+  }
+  return std::optional(std::move(out));
+}
 
 }  // namespace qmesh::worker

@@ -2,6 +2,7 @@
 // command-line flag names (kebab-case); every error names the setting and the accepted values.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -61,6 +62,9 @@ struct WorkerConfig {
   bool share = true;                        // "share": give the served model(s) to getters (--no-share)
   std::uint64_t share_rate = 0;             // "share-rate": upload bytes/s, all transfers; 0 = unlimited ("50M")
   int share_uploads = 8;                    // "share-uploads": sessions uploading at once
+  std::string mesh;                         // "mesh": a joined private mesh's name; "" = the public mesh
+  std::vector<std::string> allow_clients;   // "allow-clients": client keys (64 hex, `qmesh-cli id`) served alone
+  std::string allow_clients_file;           // "allow-clients-file": more keys, one a line ('#' comments)
 
   friend bool operator==(const WorkerConfig&, const WorkerConfig&) = default;
 };
@@ -108,6 +112,11 @@ core::Result<std::monostate> check_model_root_spec(const std::string& spec);
 // The folder --model-root downloads into: models-dir when set, else $QMESH_CACHE/models, else
 // $HOME/.cache/qmesh/models; empty when none of them is set.
 std::string model_root_dir(const WorkerConfig& config);
+
+// The allowlist: allow-clients plus the keys in allow-clients-file; nullopt when neither is set
+// (every client is served). Errors name the file and line of a key that is not 64 hex digits.
+using ClientKey = std::array<std::uint8_t, 32>;  // an Ed25519 public key
+core::Result<std::optional<std::vector<ClientKey>>> allowed_clients(const WorkerConfig& config);
 
 // The value for llama-server's -ngl: "all" for -1, otherwise the number.
 std::string gpu_layers_arg(int gpu_layers);

@@ -1,5 +1,6 @@
 // SessionHost, admitting HELLOs (WireGuard's cookie scheme, session/cookie.hpp, with per-origin
-// accounting): a HELLO must carry a valid mac1; under load (the handshake budget half spent, or
+// accounting): a HELLO must carry a valid mac1 (the public key's, or a private mesh's: that picks
+// IK or IKpsk2 and the PSK); under load (the handshake budget half spent, or
 // half the unconfirmed places taken, within load_hold) it must carry a mac2 from a cookie for its
 // source path, else it gets a COOKIE; with one it is limited per origin. An authentic HELLO must
 // be newer than the last from its key (replays), and an origin holds at most
@@ -22,7 +23,8 @@ void SessionHost::on_hello(const Path& path, const core::IpKey& origin, const He
     ++counters_.hello_refused;
     return;
   }
-  if (!mac1_valid(h.bytes, cookies_.keys())) {
+  const auto keyed_by = match_mac1(h.bytes);
+  if (!keyed_by) {
     ++counters_.drop_mac1;
     return;
   }
@@ -45,7 +47,9 @@ void SessionHost::on_hello(const Path& path, const core::IpKey& origin, const He
     return;
   }
   const SessionId sid = new_sid();
-  auto r = respond(config_.identity, h, new_ephemeral(), sid, config_.payload);
+  const std::optional<std::size_t> mesh = *keyed_by ? std::optional(*keyed_by - 1) : std::nullopt;
+  auto r = respond(config_.identity, h, new_ephemeral(), sid, config_.payload,
+                   mesh ? std::optional(config_.mesh_psks[*mesh]) : std::nullopt);
   if (!r) {
     ++counters_.drop_auth;
     return;
@@ -70,9 +74,18 @@ void SessionHost::on_hello(const Path& path, const core::IpKey& origin, const He
   cc.max_payload = kMaxFramesPerPacket;
   s->conn.emplace(cc, now);
   emit(on_path(path, s->welcome));
-  events_.push_back(Accepted{sid, s->remote_static, std::move(r->session.remote), path, r->session.handshake_hash});
+  events_.push_back(
+      Accepted{sid, s->remote_static, std::move(r->session.remote), path, r->session.handshake_hash, mesh});
   pending_hellos_[eph] = sid;
   sessions_.emplace(sid, std::move(s));
+}
+
+std::optional<std::size_t> SessionHost::match_mac1(std::span<const std::uint8_t> hello) const {
+  if (config_.accept_public && mac1_valid(hello, cookies_.keys())) return 0;
+  for (std::size_t i = 0; i < mesh_macs_.size(); ++i) {
+    if (mac1_valid(hello, mesh_macs_[i])) return i + 1;
+  }
+  return std::nullopt;
 }
 
 bool SessionHost::admit_hello(const Path& path, const core::IpKey& origin, const Hello& h, Instant now) {

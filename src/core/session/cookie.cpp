@@ -1,5 +1,7 @@
 #include "core/session/cookie.hpp"
 
+#include "core/session/mesh_secret.hpp"
+
 #include <sodium.h>
 
 #include <cstring>
@@ -37,6 +39,12 @@ std::span<const std::uint8_t> before_mac2(std::span<const std::uint8_t> hello) {
 
 MacKeys mac_keys(const noise::PublicKey& responder_static) {
   return MacKeys{derive("qmesh mac1 v1", responder_static), derive("qmesh cookie v1", responder_static)};
+}
+
+MacKeys mac_keys(const noise::PublicKey& responder_static, const noise::Psk& psk) {
+  MacKeys k = mac_keys(responder_static);
+  k.mac1 = mesh_mac1_key(psk, responder_static);
+  return k;
 }
 
 void seal_hello(std::span<std::uint8_t> hello, const MacKeys& keys, const std::optional<Cookie>& cookie) {

@@ -2,6 +2,9 @@
 // §5.4.7). Every HELLO ends in two 16-byte MACs:
 //
 //   mac1 = BLAKE2b-128(key = BLAKE2b-256("qmesh mac1 v1" || responder static key), HELLO up to mac1)
+//          in a private mesh the key is BLAKE2b-256("qmesh mac1 psk v1" || psk || responder static key)
+//          (session/mesh_secret.hpp): only members get a HELLO past it, and it tells the responder
+//          which mesh (PSK) and so IK or IKpsk2
 //   mac2 = BLAKE2b-128(key = cookie, HELLO up to mac2), or zeros while the initiator holds no cookie
 //
 // mac1 proves the sender knows whom it is talking to: a responder drops a HELLO whose mac1 is wrong
@@ -43,6 +46,9 @@ struct MacKeys {
   std::array<std::uint8_t, 32> cookie{};
 };
 MacKeys mac_keys(const noise::PublicKey& responder_static);
+// A private mesh's: mac1 from the PSK; the cookie key as above (a COOKIE answers only a HELLO whose
+// mac1 passed).
+MacKeys mac_keys(const noise::PublicKey& responder_static, const noise::Psk& psk);
 
 // Initiator: writes mac1 and mac2 into the last kHelloMacs bytes of a HELLO datagram.
 void seal_hello(std::span<std::uint8_t> hello, const MacKeys& keys, const std::optional<Cookie>& cookie);

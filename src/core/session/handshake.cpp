@@ -6,14 +6,16 @@ namespace {
 std::span<const std::uint8_t> prologue() {
   return {reinterpret_cast<const std::uint8_t*>(kPrologue.data()), kPrologue.size()};
 }
+noise::Pattern pattern(const std::optional<noise::Psk>& psk) { return psk ? noise::Pattern::IKpsk2 : noise::Pattern::IK; }
 }  // namespace
 
 Result<HandshakeInitiator> HandshakeInitiator::start(const noise::KeyPair& local_static,
                                                      const noise::PublicKey& remote_static,
                                                      const noise::PrivateKey& ephemeral, std::uint32_t local_sid,
-                                                     const HandshakePayload& payload) {
-  auto hs = noise::HandshakeState::create(noise::Pattern::IK, noise::Role::initiator, prologue(), local_static,
-                                          remote_static, ephemeral);
+                                                     const HandshakePayload& payload,
+                                                     const std::optional<noise::Psk>& psk) {
+  auto hs = noise::HandshakeState::create(pattern(psk), noise::Role::initiator, prologue(), local_static,
+                                          remote_static, ephemeral, psk);
   if (!hs) return hs.error();
   auto msg = hs->write_message(encode_handshake_payload(payload));
   if (!msg) return msg.error();
@@ -34,9 +36,10 @@ Result<Established> HandshakeInitiator::on_welcome(const Welcome& welcome) {
 }
 
 Result<Responded> respond(const noise::KeyPair& local_static, const Hello& hello, const noise::PrivateKey& ephemeral,
-                          std::uint32_t local_sid, const HandshakePayload& payload) {
-  auto hs = noise::HandshakeState::create(noise::Pattern::IK, noise::Role::responder, prologue(), local_static,
-                                          std::nullopt, ephemeral);
+                          std::uint32_t local_sid, const HandshakePayload& payload,
+                          const std::optional<noise::Psk>& psk) {
+  auto hs = noise::HandshakeState::create(pattern(psk), noise::Role::responder, prologue(), local_static,
+                                          std::nullopt, ephemeral, psk);
   if (!hs) return hs.error();
   auto in = hs->read_message(hello.noise);
   if (!in) return Error{"session: HELLO does not authenticate: " + in.error().message, "handshake"};

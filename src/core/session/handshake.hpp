@@ -1,4 +1,5 @@
-// The session handshake: Noise IK over one HELLO / WELCOME exchange (session/packet.hpp). The
+// The session handshake: Noise IK (IKpsk2 with a private mesh's PSK, session/mesh_secret.hpp) over
+// one HELLO / WELCOME exchange (session/packet.hpp). The
 // initiator (client) knows the responder's (worker's) static key from its DHT record; the responder
 // learns and authenticates the initiator's. Both sides end with per-direction transport keys.
 // Sans-I/O: ephemeral keys and session ids come from the caller.
@@ -29,7 +30,8 @@ class HandshakeInitiator {
  public:
   static Result<HandshakeInitiator> start(const noise::KeyPair& local_static, const noise::PublicKey& remote_static,
                                           const noise::PrivateKey& ephemeral, std::uint32_t local_sid,
-                                          const HandshakePayload& payload);
+                                          const HandshakePayload& payload,
+                                          const std::optional<noise::Psk>& psk = std::nullopt);
   // The HELLO datagram; resent unchanged until a WELCOME arrives (the responder answers a duplicate
   // with its first WELCOME).
   const std::vector<std::uint8_t>& hello() const { return hello_; }
@@ -51,9 +53,10 @@ struct Responded {
   Established session;
 };
 
-// Reads a HELLO and answers it. Fails (nothing to send) when it does not authenticate or its
-// payload is malformed.
+// Reads a HELLO and answers it (IKpsk2 when psk is set, else IK). Fails (nothing to send) when it
+// does not authenticate or its payload is malformed.
 Result<Responded> respond(const noise::KeyPair& local_static, const Hello& hello, const noise::PrivateKey& ephemeral,
-                          std::uint32_t local_sid, const HandshakePayload& payload);
+                          std::uint32_t local_sid, const HandshakePayload& payload,
+                          const std::optional<noise::Psk>& psk = std::nullopt);
 
 }  // namespace qmesh::core::session

@@ -18,7 +18,14 @@ SessionHost::SessionHost(HostConfig config, RandomBytes random, Instant now)
       hello_tokens_(config_.handshake_burst),
       hello_refill_(now),
       cookies_(config_.identity.public_key, random_),
-      verified_{config_.handshake_burst, now} {}
+      verified_{config_.handshake_burst, now} {
+  derive_mesh_macs();
+}
+
+void SessionHost::derive_mesh_macs() {
+  mesh_macs_.clear();
+  for (const auto& psk : config_.mesh_psks) mesh_macs_.push_back(mac_keys(config_.identity.public_key, psk));
+}
 
 SessionHost::~SessionHost() = default;
 
@@ -70,7 +77,7 @@ Result<SessionId> SessionHost::connect(const Path& path, const noise::PublicKey&
   last_sent_ts_ = std::max(clock, last_sent_ts_ + 1);
   HandshakePayload payload = config_.payload;
   payload.timestamp = last_sent_ts_;
-  auto hs = HandshakeInitiator::start(config_.identity, remote_static, eph, sid, payload);
+  auto hs = HandshakeInitiator::start(config_.identity, remote_static, eph, sid, payload, config_.psk);
   if (!hs) return hs.error();
   auto s = std::make_unique<Session>();
   s->sid = sid;
@@ -78,7 +85,7 @@ Result<SessionId> SessionHost::connect(const Path& path, const noise::PublicKey&
   s->path = path;
   s->remote_static = remote_static;
   s->hs.emplace(std::move(*hs));
-  s->macs = mac_keys(remote_static);
+  s->macs = config_.psk ? mac_keys(remote_static, *config_.psk) : mac_keys(remote_static);
   s->ephemeral = eph;
   s->payload = std::move(payload);
   s->timers.set(Session::Timer::Handshake, now + duration_cast<microseconds>(config_.handshake_timeout));
@@ -135,7 +142,8 @@ void SessionHost::on_welcome(const Welcome& w, Instant now) {
     // Forged or corrupted: the handshake state moved on, so rebuild it from the same inputs (the
     // same HELLO) and keep waiting for the real WELCOME until the timeout.
     ++counters_.drop_auth;
-    auto again = HandshakeInitiator::start(config_.identity, s->remote_static, s->ephemeral, s->sid, s->payload);
+    auto again =
+        HandshakeInitiator::start(config_.identity, s->remote_static, s->ephemeral, s->sid, s->payload, config_.psk);
     if (again) s->hs.emplace(std::move(*again));
     return;
   }

@@ -91,6 +91,13 @@ struct HostConfig {
   // restarts); without one, the `now` given to connect(). Either way each HELLO's is above the last.
   std::function<std::uint64_t()> clock_us;
   std::size_t replay_keys = 4096;          // initiators whose last HELLO timestamp is remembered
+  // Private meshes (session/mesh_secret.hpp). Initiator: with psk, connect() runs IKpsk2 with it
+  // and keys mac1 by it (else IK). Responder: a HELLO whose mac1 is keyed by one of mesh_psks runs
+  // IKpsk2 with that PSK; one with the public mac1 key runs IK, only when accept_public. A HELLO
+  // that matches none is dropped before any Diffie-Hellman (drop_mac1).
+  std::optional<noise::Psk> psk;
+  std::vector<noise::Psk> mesh_psks;
+  bool accept_public = true;
 };
 
 // Outcomes and stream activity, drained by next_event().
@@ -106,6 +113,7 @@ struct Accepted {  // responder: a HELLO authenticated and answered
   HandshakePayload remote;
   Path path;
   noise::Hash handshake_hash{};
+  std::optional<std::size_t> mesh;  // index in HostConfig::mesh_psks (IKpsk2); nullopt: public (IK)
 };
 struct HandshakeFailed {
   SessionId sid = 0;
@@ -181,6 +189,7 @@ class SessionHost {
   void set_identity(const noise::KeyPair& identity) {
     config_.identity = identity;
     cookies_.set_local_static(identity.public_key);
+    derive_mesh_macs();
   }
 
   std::optional<SessionInfo> info(SessionId sid) const;
@@ -195,6 +204,9 @@ class SessionHost {
   SessionId new_sid();
   noise::PrivateKey new_ephemeral();
   void on_hello(const Path& path, const core::IpKey& origin, const Hello& h, Instant now);
+  // Whose mac1 key a HELLO carries: 0 the public one (when accepted), i + 1 mesh_psks[i]; nullopt none.
+  std::optional<std::size_t> match_mac1(std::span<const std::uint8_t> hello) const;
+  void derive_mesh_macs();
   // Whether a HELLO that passed mac1 may cost a handshake now; sends a COOKIE when it needs one.
   bool admit_hello(const Path& path, const core::IpKey& origin, const Hello& h, Instant now);
   // Whether an unconfirmed place is free for `origin` (evicting another origin's oldest if need be).
@@ -243,6 +255,7 @@ class SessionHost {
   double hello_tokens_ = 0;
   Instant hello_refill_{};
   CookieJar cookies_;
+  std::vector<MacKeys> mesh_macs_;  // per mesh_psks entry, for this node's static key
   Instant loaded_until_{};  // load mode (cookies required) until then
   struct Bucket {
     double tokens = 0;

@@ -21,7 +21,7 @@ KeyPair KeyPair::from_private(std::span<const std::uint8_t, kDhLen> private_key)
 
 namespace {
 
-enum class Token : std::uint8_t { e, s, ee, es, se, ss };
+enum class Token : std::uint8_t { e, s, ee, es, se, ss, psk };
 
 struct MessageDef {
   Token tokens[6];
@@ -30,7 +30,7 @@ struct MessageDef {
 
 struct PatternDef {
   Pattern pattern;
-  char name[3];
+  char name[8];
   bool initiator_pre_s;  // "-> s" before "..."
   bool responder_pre_s;  // "<- s" before "..."
   MessageDef messages[3];
@@ -46,6 +46,8 @@ constexpr PatternDef kPatterns[] = {
     {Pattern::IK, "IK", false, true, {{{T::e, T::es, T::s, T::ss}, 4}, {{T::e, T::ee, T::se}, 3}}, 2},
     {Pattern::XX, "XX", false, false, {{{T::e}, 1}, {{T::e, T::ee, T::s, T::es}, 4}, {{T::s, T::se}, 2}}, 3},
     {Pattern::IX, "IX", false, false, {{{T::e, T::s}, 2}, {{T::e, T::ee, T::se, T::s, T::es}, 5}}, 2},
+    // Spec §9.4: IK with the psk token appended to message 2 (WireGuard's pattern).
+    {Pattern::IKpsk2, "IKpsk2", false, true, {{{T::e, T::es, T::s, T::ss}, 4}, {{T::e, T::ee, T::se, T::psk}, 4}}, 2},
 };
 
 const PatternDef& def_of(Pattern p) {
@@ -57,13 +59,23 @@ const PatternDef& def_of(Pattern p) {
 
 bool sent_by_initiator(std::size_t index) { return index % 2 == 0; }
 
+bool has_psk_token(const PatternDef& d) {
+  for (std::uint8_t i = 0; i < d.count; ++i) {
+    const MessageDef& m = d.messages[i];
+    if (std::find(m.tokens, m.tokens + m.count, Token::psk) != m.tokens + m.count) return true;
+  }
+  return false;
+}
+
 // Bytes a message adds around its payload, given whether a key is already mixed in; advances keyed.
-std::size_t message_overhead(const MessageDef& m, bool& keyed) {
+// In psk mode every `e` is followed by MixKey(e), so it keys the state too.
+std::size_t message_overhead(const MessageDef& m, bool psk_mode, bool& keyed) {
   std::size_t n = 0;
   for (std::uint8_t i = 0; i < m.count; ++i) {
     switch (m.tokens[i]) {
       case Token::e:
         n += kDhLen;
+        keyed = keyed || psk_mode;
         break;
       case Token::s:
         n += kDhLen + (keyed ? kTagLen : 0);
@@ -172,6 +184,8 @@ Result<std::vector<std::uint8_t>> aead_decrypt(const Secret<kKeyLen>& k, std::ui
 }  // namespace
 
 std::string_view pattern_name(Pattern p) { return def_of(p).name; }
+
+bool uses_psk(Pattern p) { return has_psk_token(def_of(p)); }
 
 std::optional<Pattern> pattern_from_name(std::string_view name) {
   for (const auto& d : kPatterns) {
@@ -352,7 +366,7 @@ bool HandshakeState::my_turn() const {
 Result<HandshakeState> HandshakeState::create(Pattern pattern, Role role, std::span<const std::uint8_t> prologue,
                                               std::optional<KeyPair> local_static,
                                               std::optional<PublicKey> remote_static,
-                                              const PrivateKey& ephemeral_private) {
+                                              const PrivateKey& ephemeral_private, const std::optional<Psk>& psk) {
   const PatternDef& d = def_of(pattern);
   const bool initiator = role == Role::initiator;
   const bool local_pre = initiator ? d.initiator_pre_s : d.responder_pre_s;
@@ -372,7 +386,11 @@ Result<HandshakeState> HandshakeState::create(Pattern pattern, Role role, std::s
     return make_error(name + ": a pre-shared peer static key would not be checked by this pattern", "config");
   }
 
+  if (has_psk_token(d) && !psk) return make_error(name + ": the pre-shared key is required", "config");
+  if (!has_psk_token(d) && psk) return make_error(name + ": this pattern takes no pre-shared key", "config");
+
   HandshakeState hs(pattern, role);
+  hs.psk_ = psk;
   hs.ss_.mix_hash(prologue);
   hs.s_ = std::move(local_static);
   hs.rs_ = remote_static;
@@ -415,7 +433,7 @@ Result<std::vector<std::uint8_t>> HandshakeState::write_message(std::span<const 
   if (!my_turn()) return make_error("noise: write_message out of turn (expected read_message)", "state");
   const MessageDef& m = def_of(pattern_).messages[next_];
   bool keyed = ss_.has_key();
-  if (payload.size() > kMaxMessageLen - message_overhead(m, keyed)) {
+  if (payload.size() > kMaxMessageLen - message_overhead(m, psk_.has_value(), keyed)) {
     return make_error("noise: handshake message would exceed 65535 bytes", "too_large");
   }
 
@@ -431,6 +449,10 @@ Result<std::vector<std::uint8_t>> HandshakeState::write_message(std::span<const 
       case Token::e:
         out.insert(out.end(), e_->public_key.begin(), e_->public_key.end());
         ss_.mix_hash(e_->public_key);
+        if (psk_) ss_.mix_key(e_->public_key);  // spec §9.2
+        break;
+      case Token::psk:
+        ss_.mix_key_and_hash(psk_->bytes);
         break;
       case Token::s: {
         auto c = ss_.encrypt_and_hash(s_->public_key);
@@ -462,7 +484,9 @@ Result<std::vector<std::uint8_t>> HandshakeState::read_message(std::span<const s
   const MessageDef& m = def_of(pattern_).messages[next_];
   bool keyed = ss_.has_key();
   // Lengths are checked before anything is hashed, so a short message leaves the state usable.
-  if (message.size() < message_overhead(m, keyed)) return make_error("noise: handshake message truncated", "malformed");
+  if (message.size() < message_overhead(m, psk_.has_value(), keyed)) {
+    return make_error("noise: handshake message truncated", "malformed");
+  }
 
   const bool initiator = role_ == Role::initiator;
   std::size_t pos = 0;
@@ -479,8 +503,12 @@ Result<std::vector<std::uint8_t>> HandshakeState::read_message(std::span<const s
         pos += kDhLen;
         re_ = re;
         ss_.mix_hash(re);
+        if (psk_) ss_.mix_key(re);  // spec §9.2
         break;
       }
+      case Token::psk:
+        ss_.mix_key_and_hash(psk_->bytes);
+        break;
       case Token::s: {
         const std::size_t len = kDhLen + (ss_.has_key() ? kTagLen : 0);
         auto p = ss_.decrypt_and_hash(message.subspan(pos, len));

@@ -1,7 +1,9 @@
 // Noise Protocol Framework, revision 34 (2018-07-11), suite 25519_ChaChaPoly_BLAKE2b only:
 // X25519, ChaCha20-Poly1305 (IETF: nonce = 4 zero bytes || 64-bit little-endian counter), BLAKE2b-512
 // with HMAC (block 128) and HKDF as in spec §4.3. Interactive patterns NN NK KK XK IK XX IX from a
-// token table; QMesh sessions use IK (the client learns the worker's static key from the DHT).
+// token table, and IKpsk2 (spec §9: a pre-shared key mixed in at the end of message 2, and MixKey(e)
+// after every `e`); QMesh sessions use IK (the client learns the worker's static key from the DHT),
+// and IKpsk2 in a private mesh (the PSK derived from its secret, core/session/mesh_secret.hpp).
 // Sans-I/O: the caller injects each side's ephemeral private key (from its CSPRNG); nothing here
 // draws entropy. Errors are values; a failed read_message latches the HandshakeState failed (the
 // transcript hash has moved), so a responder builds a fresh state for every first message it tries.
@@ -38,6 +40,8 @@ using PublicKey = std::array<std::uint8_t, kDhLen>;
 using Hash = std::array<std::uint8_t, kHashLen>;
 
 using PrivateKey = Secret<kDhLen>;
+inline constexpr std::size_t kPskLen = 32;
+using Psk = Secret<kPskLen>;
 
 struct KeyPair {
   PrivateKey private_key;
@@ -47,11 +51,12 @@ struct KeyPair {
   static KeyPair from_private(const PrivateKey& private_key) { return from_private(private_key.bytes); }
 };
 
-enum class Pattern { NN, NK, KK, XK, IK, XX, IX };
+enum class Pattern { NN, NK, KK, XK, IK, XX, IX, IKpsk2 };
 enum class Role { initiator, responder };
 
-std::string_view pattern_name(Pattern p);                         // "IK"
+std::string_view pattern_name(Pattern p);                         // "IK", "IKpsk2"
 std::optional<Pattern> pattern_from_name(std::string_view name);  // "IK" -> IK
+bool uses_psk(Pattern p);                                         // IKpsk2
 std::string protocol_name(Pattern p);                             // "Noise_IK_25519_ChaChaPoly_BLAKE2b"
 
 class CipherState {
@@ -134,10 +139,12 @@ class HandshakeState {
  public:
   // Spec §5.3 Initialize. Fails when the pattern needs a key that is missing (this side's static
   // when it sends or pre-shares one; the peer's static when the pattern pre-shares it), or when a
-  // remote static is given that the pattern would not check (it learns it in the handshake).
+  // remote static is given that the pattern would not check (it learns it in the handshake), or
+  // when a psk pattern has no psk or another pattern has one.
   static Result<HandshakeState> create(Pattern pattern, Role role, std::span<const std::uint8_t> prologue,
                                        std::optional<KeyPair> local_static, std::optional<PublicKey> remote_static,
-                                       const PrivateKey& ephemeral_private);
+                                       const PrivateKey& ephemeral_private,
+                                       const std::optional<Psk>& psk = std::nullopt);
 
   // Next handshake message carrying payload; fails when it is not this side's turn, the handshake
   // is over or failed, a DH gives a low-order result, or the message would exceed 65535 bytes.
@@ -170,6 +177,7 @@ class HandshakeState {
   std::optional<KeyPair> e_;
   std::optional<PublicKey> rs_;
   std::optional<PublicKey> re_;
+  std::optional<Psk> psk_;
   std::size_t next_ = 0;  // index of the next message in the pattern
   bool failed_ = false;
   std::optional<TransportKeys> keys_;
