@@ -45,9 +45,8 @@ std::vector<std::uint8_t> signed_message(const Receipt& r, std::uint8_t role) {
   return std::move(w.bytes());
 }
 
-std::vector<std::uint8_t> summary_message(const Summary& s) {
-  ByteWriter w;
-  w.write_bytes(kSummaryDomain);
+// A summary's encoding up to its signature: what the client signs, after the domain.
+void write_summary_body(ByteWriter& w, const Summary& s) {
   w.write_le(kVersion);
   w.write_bytes(s.client);
   w.write_bytes(s.worker);
@@ -55,6 +54,12 @@ std::vector<std::uint8_t> summary_message(const Summary& s) {
   w.write_le(s.receipts);
   w.write_le(s.seq);
   w.write_le(s.time_s);
+}
+
+std::vector<std::uint8_t> summary_message(const Summary& s) {
+  ByteWriter w;
+  w.write_bytes(kSummaryDomain);
+  write_summary_body(w, s);
   return std::move(w.bytes());
 }
 
@@ -153,13 +158,7 @@ std::optional<Receipt> decode_receipt(std::span<const std::uint8_t> bytes) {
 
 std::vector<std::uint8_t> encode_summary(const Summary& s) {
   ByteWriter w;
-  w.write_le(kVersion);
-  w.write_bytes(s.client);
-  w.write_bytes(s.worker);
-  w.write_le(s.millicredits);
-  w.write_le(s.receipts);
-  w.write_le(s.seq);
-  w.write_le(s.time_s);
+  write_summary_body(w, s);
   w.write_bytes(s.sig);
   return std::move(w.bytes());
 }
