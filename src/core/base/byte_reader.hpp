@@ -3,6 +3,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cstdint>
 #include <cstring>
@@ -38,6 +39,14 @@ class ByteReader {
   std::span<const std::uint8_t> read_bytes(std::size_t n) {
     if (!take(n)) return {};
     return bytes_.subspan(pos_ - n, n);
+  }
+
+  // Fills a fixed-size array from the next N bytes; false (and failed state) when fewer remain.
+  template <std::size_t N>
+  bool read_array(std::array<std::uint8_t, N>& out) {
+    if (!take(N)) return false;
+    std::memcpy(out.data(), bytes_.data() + pos_ - N, N);
+    return true;
   }
 
   bool skip(std::size_t n) { return take(n); }

@@ -8,14 +8,6 @@ namespace qmesh::core::dht {
 namespace {
 
 template <std::size_t N>
-bool read_array(ByteReader& r, std::array<std::uint8_t, N>& out) {
-  auto b = r.read_bytes(N);
-  if (!r.ok()) return false;
-  std::memcpy(out.data(), b.data(), N);
-  return true;
-}
-
-template <std::size_t N>
 void write_array(ByteWriter& w, const std::array<std::uint8_t, N>& a) {
   w.write_bytes(std::span<const std::uint8_t>(a.data(), N));
 }
@@ -65,8 +57,8 @@ bool read_payload(ByteReader& r, std::vector<std::uint8_t>& out) {
 
 std::optional<RecordBody> decode_record_body(ByteReader& r) {
   RecordBody b;
-  if (!read_array(r, b.pubkey) || !r.read_le(b.seq) || !r.read_le(b.ttl_s) || !read_payload(r, b.payload) ||
-      !read_array(r, b.sig))
+  if (!r.read_array(b.pubkey) || !r.read_le(b.seq) || !r.read_le(b.ttl_s) || !read_payload(r, b.payload) ||
+      !r.read_array(b.sig))
     return std::nullopt;
   return b;
 }
@@ -78,7 +70,7 @@ void encode_node_info(const NodeInfo& n, ByteWriter& w) {
 
 std::optional<NodeInfo> decode_node_info(ByteReader& r) {
   NodeInfo n;
-  if (!read_array(r, n.id)) return std::nullopt;
+  if (!r.read_array(n.id)) return std::nullopt;
   auto e = decode_endpoint(r);
   if (!e) return std::nullopt;
   n.endpoint = *e;
@@ -98,9 +90,9 @@ void encode_reply_record(const ReplyRecord& rr, ByteWriter& w) {
 
 std::optional<ReplyRecord> decode_reply_record(ByteReader& r) {
   ReplyRecord rr;
-  if (!read_array(r, rr.body.pubkey) || !read_array(r, rr.token) || !r.read_le(rr.body.seq) ||
+  if (!r.read_array(rr.body.pubkey) || !r.read_array(rr.token) || !r.read_le(rr.body.seq) ||
       !r.read_le(rr.body.ttl_s) || !r.read_le(rr.remaining_s) || !read_payload(r, rr.body.payload) ||
-      !read_array(r, rr.body.sig))
+      !r.read_array(rr.body.sig))
     return std::nullopt;
   return rr;
 }
@@ -162,12 +154,12 @@ std::optional<Message> decode_message(std::span<const std::uint8_t> bytes) {
   if (version != kWireVersion || (flags & ~flag::kKnown)) return std::nullopt;
   if (flags & flag::kHasId) {
     NodeId id;
-    if (!read_array(r, id)) return std::nullopt;
+    if (!r.read_array(id)) return std::nullopt;
     m.id = id;
   }
   if (flags & flag::kHasToken) {
     Token t;
-    if (!read_array(r, t)) return std::nullopt;
+    if (!r.read_array(t)) return std::nullopt;
     m.token = t;
   }
   if (type != static_cast<std::uint8_t>(MsgType::Reply) && (flags & flag::kTruncated)) return std::nullopt;
@@ -177,19 +169,19 @@ std::optional<Message> decode_message(std::span<const std::uint8_t> bytes) {
       break;
     case MsgType::FindNode: {
       FindNode f;
-      if (!read_array(r, f.target)) return std::nullopt;
+      if (!r.read_array(f.target)) return std::nullopt;
       m.body = f;
       break;
     }
     case MsgType::Lookup: {
       Lookup l;
-      if (!read_array(r, l.topic)) return std::nullopt;
+      if (!r.read_array(l.topic)) return std::nullopt;
       m.body = l;
       break;
     }
     case MsgType::Announce: {
       Announce a;
-      if (!read_array(r, a.topic)) return std::nullopt;
+      if (!r.read_array(a.topic)) return std::nullopt;
       auto rec = decode_record_body(r);
       if (!rec) return std::nullopt;
       a.record = std::move(*rec);
@@ -198,7 +190,7 @@ std::optional<Message> decode_message(std::span<const std::uint8_t> bytes) {
     }
     case MsgType::Unannounce: {
       Unannounce u;
-      if (!read_array(r, u.topic) || !read_array(r, u.pubkey) || !r.read_le(u.seq) || !read_array(r, u.sig))
+      if (!r.read_array(u.topic) || !r.read_array(u.pubkey) || !r.read_le(u.seq) || !r.read_array(u.sig))
         return std::nullopt;
       m.body = u;
       break;

@@ -34,14 +34,6 @@ std::vector<std::uint8_t> signed_message(const Beacon& b) {
   return std::move(w.bytes());
 }
 
-template <std::size_t N>
-bool get_array(ByteReader& r, std::array<std::uint8_t, N>& out) {
-  auto s = r.read_bytes(N);
-  if (!r.ok()) return false;
-  std::copy(s.begin(), s.end(), out.begin());
-  return true;
-}
-
 }  // namespace
 
 Beacon sign(Beacon b, const dht::KeyPair& key) {
@@ -75,8 +67,8 @@ std::optional<Beacon> decode_beacon(std::span<const std::uint8_t> bytes) {
     return std::nullopt;
   }
   b.kind = static_cast<Kind>(kind);
-  if (!get_array(r, b.pubkey) || !r.read_le(b.flags) || !r.read_le(b.port_v4) || !r.read_le(b.port_v6) ||
-      !r.read_le(b.timestamp_s) || !get_array(r, b.nonce) || !get_array(r, b.sig) || r.remaining() != 0) {
+  if (!r.read_array(b.pubkey) || !r.read_le(b.flags) || !r.read_le(b.port_v4) || !r.read_le(b.port_v6) ||
+      !r.read_le(b.timestamp_s) || !r.read_array(b.nonce) || !r.read_array(b.sig) || r.remaining() != 0) {
     return std::nullopt;
   }
   const bool any_port = b.port_v4 != 0 || b.port_v6 != 0;

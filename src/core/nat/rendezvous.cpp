@@ -25,14 +25,6 @@ std::optional<PeerInfo> get_info(ByteReader& r) {
   return p;
 }
 
-template <std::size_t N>
-bool get_array(ByteReader& r, std::array<std::uint8_t, N>& out) {
-  auto b = r.read_bytes(N);
-  if (!r.ok()) return false;
-  std::copy(b.begin(), b.end(), out.begin());
-  return true;
-}
-
 bool only_padding(ByteReader& r) {
   for (auto b : r.read_bytes(r.remaining())) {
     if (b != 0) return false;
@@ -92,7 +84,7 @@ std::optional<Message> decode_message(std::span<const std::uint8_t> bytes) {
   if (type == kConnect) {
     if (bytes.size() < kMinConnect) return std::nullopt;  // unpadded: it would not pay for its answers
     Connect c;
-    if (!r.read_le(c.txid) || !get_array(r, c.token) || !get_array(r, c.topic) || !get_array(r, c.pubkey)) {
+    if (!r.read_le(c.txid) || !r.read_array(c.token) || !r.read_array(c.topic) || !r.read_array(c.pubkey)) {
       return std::nullopt;
     }
     auto info = get_info(r);
@@ -103,7 +95,7 @@ std::optional<Message> decode_message(std::span<const std::uint8_t> bytes) {
   if (type == kConnectReply) {
     ConnectReply c;
     std::uint8_t status = 0;
-    if (!r.read_le(c.txid) || !r.read_le(status) || status > 4 || !get_array(r, c.channel)) return std::nullopt;
+    if (!r.read_le(c.txid) || !r.read_le(status) || status > 4 || !r.read_array(c.channel)) return std::nullopt;
     c.status = static_cast<Status>(status);
     auto w = dht::decode_endpoint(r);
     auto cl = w ? dht::decode_endpoint(r) : std::nullopt;
@@ -114,7 +106,7 @@ std::optional<Message> decode_message(std::span<const std::uint8_t> bytes) {
   }
   if (type == kIntroduce) {
     Introduce i;
-    if (!get_array(r, i.topic) || !get_array(r, i.pubkey) || !get_array(r, i.channel)) return std::nullopt;
+    if (!r.read_array(i.topic) || !r.read_array(i.pubkey) || !r.read_array(i.channel)) return std::nullopt;
     auto cl = dht::decode_endpoint(r);
     auto info = cl ? get_info(r) : std::nullopt;
     if (!info || r.remaining() != 0) return std::nullopt;

@@ -63,14 +63,6 @@ std::vector<std::uint8_t> summary_message(const Summary& s) {
   return std::move(w.bytes());
 }
 
-template <std::size_t N>
-bool read_array(ByteReader& r, std::array<std::uint8_t, N>& out) {
-  const auto b = r.read_bytes(N);
-  if (b.size() != N) return false;
-  std::copy(b.begin(), b.end(), out.begin());
-  return true;
-}
-
 bool verify(const Signature& sig, const std::vector<std::uint8_t>& msg, const PublicKey& key) {
   return crypto_sign_ed25519_verify_detached(sig.data(), msg.data(), msg.size(), key.data()) == 0;
 }
@@ -131,23 +123,23 @@ std::optional<Receipt> decode_receipt(std::span<const std::uint8_t> bytes) {
   if (model_kind > static_cast<std::uint8_t>(ModelRefKind::NameHash)) return std::nullopt;
   r.kind = static_cast<ReceiptKind>(kind);
   r.model_kind = static_cast<ModelRefKind>(model_kind);
-  read_array(in, r.worker);
-  read_array(in, r.client);
-  read_array(in, r.id);
-  read_array(in, r.model);
+  in.read_array(r.worker);
+  in.read_array(r.client);
+  in.read_array(r.id);
+  in.read_array(r.model);
   in.read_le(r.amount_in);
   in.read_le(r.amount_out);
   in.read_le(r.parameters);
   in.read_le(r.time_s);
-  read_array(in, r.prompt_hash);
-  read_array(in, r.output_hash);
+  in.read_array(r.prompt_hash);
+  in.read_array(r.output_hash);
   in.read_le(state);
-  read_array(in, r.client_sig);
+  in.read_array(r.client_sig);
   const std::size_t want = state == kStateCountersigned ? kCountersignedReceiptBytes : kClientSignedReceiptBytes;
   if ((state != kStateClientSigned && state != kStateCountersigned) || bytes.size() != want) return std::nullopt;
   if (state == kStateCountersigned) {
     Signature s{};
-    read_array(in, s);
+    in.read_array(s);
     r.worker_sig = s;
   }
   if (!in.ok() || in.remaining() != 0) return std::nullopt;
@@ -170,13 +162,13 @@ std::optional<Summary> decode_summary(std::span<const std::uint8_t> bytes) {
   std::uint8_t version = 0;
   in.read_le(version);
   if (version != kVersion) return std::nullopt;
-  read_array(in, s.client);
-  read_array(in, s.worker);
+  in.read_array(s.client);
+  in.read_array(s.worker);
   in.read_le(s.millicredits);
   in.read_le(s.receipts);
   in.read_le(s.seq);
   in.read_le(s.time_s);
-  read_array(in, s.sig);
+  in.read_array(s.sig);
   if (!in.ok() || in.remaining() != 0) return std::nullopt;
   return s;
 }

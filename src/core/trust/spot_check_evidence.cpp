@@ -17,14 +17,6 @@ namespace {
 // Domain separation: the identity key signs other records too (DHT records, receipts).
 constexpr std::string_view kContext = "qmesh-spot-evidence-v1";
 
-template <std::size_t N>
-bool get_array(ByteReader& r, std::array<std::uint8_t, N>& out) {
-  auto s = r.read_bytes(N);
-  if (!r.ok()) return false;
-  std::copy(s.begin(), s.end(), out.begin());
-  return true;
-}
-
 bool get_f32(ByteReader& r, float& out) {
   std::uint32_t bits = 0;
   if (!r.read_le(bits)) return false;
@@ -77,8 +69,8 @@ bool read_header(ByteReader& r, SpotEvidence& e) {
   }
   e.reason = static_cast<SpotReason>(reason);
   std::uint64_t tau_bits = 0;
-  if (!get_array(r, e.ask_id) || !get_array(r, e.model_root) || !get_array(r, e.prompt_hash) ||
-      !get_array(r, e.suspect_key) || !get_array(r, e.verifier_key) || !r.read_le(tau_bits) ||
+  if (!r.read_array(e.ask_id) || !r.read_array(e.model_root) || !r.read_array(e.prompt_hash) ||
+      !r.read_array(e.suspect_key) || !r.read_array(e.verifier_key) || !r.read_le(tau_bits) ||
       !r.read_le(e.rule.near_ties_per_256) || !r.read_le(e.rule.max_tokens) || !r.read_le(e.compared) ||
       !r.read_le(e.position)) {
     return false;
@@ -178,7 +170,7 @@ std::optional<SpotEvidence> decode_spot_evidence(std::span<const std::uint8_t> b
   auto receipt = r.read_bytes(receipt_len);
   if (!r.ok()) return std::nullopt;
   e.suspect_receipt.assign(receipt.begin(), receipt.end());
-  if (!get_array(r, e.signer_key) || !get_array(r, e.signature) || r.remaining() != 0) return std::nullopt;
+  if (!r.read_array(e.signer_key) || !r.read_array(e.signature) || r.remaining() != 0) return std::nullopt;
   return e;
 }
 
