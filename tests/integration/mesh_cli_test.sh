@@ -49,6 +49,8 @@ check "workers prints a table" grep -q '^WORKER .*MODEL .*SLOTS' <<<"$out"
 "$cli" ask --bootstrap "$boot" --max-tokens 16 --json "Hello there" >"$tmp/ask.json" 2>"$tmp/ask.err"; rc=$?
 check "ask exits 0" test "$rc" -eq 0
 check "ask --json has text, tokens and the worker" jq -e >/dev/null '(.text | length) > 0 and .tokens == 16 and (.worker | length) == 64 and .ttft_ms > 0 and .worker_ttft_ms > 0 and .worker_ttft_ms < .ttft_ms' "$tmp/ask.json"
+# The worker's queue tier comes back in DONE: a worker with no standing source gives everyone Bronze.
+check "ask --json reports the tier the worker gave it (bronze)" jq -e >/dev/null '.tier == "bronze"' "$tmp/ask.json"
 out="$("$cli" ask --bootstrap "$boot" --max-tokens 8 --raw --verbose - <<<"Once upon a time" 2>"$tmp/ask.err")"; rc=$?
 check "ask --raw with the prompt on stdin exits 0 with text" test "$rc" -eq 0 -a -n "$out"
 check "ask --verbose prints stats on stderr" grep -q 'tokens, ttft' "$tmp/ask.err"
